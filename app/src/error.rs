@@ -1,0 +1,64 @@
+//! `AppError`: what a server function returns on failure. It carries a stable code and a message
+//! that is safe to show (it comes from `ServiceError`'s `Display`, which never includes values).
+
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct AppError {
+    pub code: String,
+    pub message: String,
+}
+
+impl AppError {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        AppError { code: code.to_string(), message: message.into() }
+    }
+    pub fn is(&self, code: &str) -> bool {
+        self.code == code
+    }
+    /// The session is gone (expired, revoked, never existed): the UI should go to the sign-in page.
+    pub fn is_signed_out(&self) -> bool {
+        matches!(self.code.as_str(), "unauthenticated" | "session_expired")
+    }
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        match value {
+            ServerFnErrorErr::Request(_) | ServerFnErrorErr::Response(_) => {
+                AppError::new("network", "Could not reach Hermetic. Check your connection and try again.")
+            }
+            ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) | ServerFnErrorErr::Deserialization(_) => {
+                AppError::new("bad_request", "The request was not understood. Reload the page and try again.")
+            }
+            _ => AppError::new("internal", "Something went wrong. Reload the page and try again."),
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+mod ssr_impl {
+    use super::AppError;
+    use service::ServiceError;
+
+    impl From<ServiceError> for AppError {
+        /// Also sets the HTTP status of the server-function response, and logs internal failures
+        /// (their log detail is value-free by construction).
+        fn from(e: ServiceError) -> Self {
+            if let ServiceError::Internal(_) = &e {
+                tracing::error!(error = %e.log_detail(), "request failed");
+            }
+            if let Some(res) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>()
+                && let Ok(status) = http::StatusCode::from_u16(e.http_status())
+            {
+                res.set_status(status);
+            }
+            AppError::new(e.code(), e.to_string())
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The Leptos app: pages, components and server functions. Built twice: with `ssr` into the server
+//! (rendering and server functions) and with `hydrate` into WebAssembly for the browser.
+
+pub mod api;
+pub mod components;
+pub mod csrf;
+pub mod error;
+pub mod pages;
+pub mod pages_table;
+#[cfg(feature = "ssr")]
+pub mod ssr;
+
+use domain::Permission;
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::components::{ParentRoute, Route, Router, Routes};
+use leptos_router::{SsrMode, path};
+use pages::audit::AuditPage;
+use pages::auth::{EnrolPage, InvitePage, LoginPage, MfaPage};
+use pages::home::{AreaPage, HomePage};
+use pages::layout::AppLayout;
+use pages::settings::SettingsPage;
+use pages::users::UsersPage;
+
+/// The HTML document around the app. Not hydrated, so request-specific values (the CSRF token) can
+/// be written straight into `<head>`.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    let csrf = ssr::request().map(|r| r.csrf_token).unwrap_or_default();
+    #[cfg(not(feature = "ssr"))]
+    let csrf = String::new();
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="csrf-token" content=csrf/>
+                <meta name="referrer" content="no-referrer"/>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    ssr::set_status(404);
+    view! {
+        <main class="auth-page" id="main">
+            <div class="auth-card">
+                <h1>"Page not found"</h1>
+                <p><a href="/">"Go to the home page"</a></p>
+            </div>
+        </main>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/hermetic.css"/>
+        <Title text="Hermetic"/>
+        <Router>
+            <Routes fallback=NotFound>
+                <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async/>
+                <Route path=path!("/login/mfa") view=MfaPage ssr=SsrMode::Async/>
+                <Route path=path!("/login/enrol") view=EnrolPage ssr=SsrMode::Async/>
+                <Route path=path!("/invite") view=InvitePage ssr=SsrMode::Async/>
+                <ParentRoute path=path!("") view=AppLayout ssr=SsrMode::Async>
+                    <Route path=path!("") view=HomePage/>
+                    <Route path=path!("contacts") view=|| view! {
+                        <AreaPage title="Contacts" permission=Permission::ContactsRead
+                            about="Encrypted patient contacts, lists, consent and suppression."/>
+                    }/>
+                    <Route path=path!("segments") view=|| view! {
+                        <AreaPage title="Segments" permission=Permission::SegmentsCount
+                            about="Audiences defined by conditions on contact fields, consent and engagement."/>
+                    }/>
+                    <Route path=path!("templates") view=|| view! {
+                        <AreaPage title="Templates" permission=Permission::TemplatesRead
+                            about="Email designs with merge fields, previews and test sends."/>
+                    }/>
+                    <Route path=path!("campaigns") view=|| view! {
+                        <AreaPage title="Campaigns" permission=Permission::CampaignsRead
+                            about="Sends to a segment over enforced TLS, with live progress."/>
+                    }/>
+                    <Route path=path!("sequences") view=|| view! {
+                        <AreaPage title="Sequences" permission=Permission::SequencesRead
+                            about="Follow-up emails triggered by patient events from your systems."/>
+                    }/>
+                    <Route path=path!("reports") view=|| view! {
+                        <AreaPage title="Reports" permission=Permission::ReportsRead
+                            about="Deliveries, opens, clicks and unsubscribes, without patient details."/>
+                    }/>
+                    <Route path=path!("audit") view=AuditPage/>
+                    <Route path=path!("settings") view=SettingsPage/>
+                    <Route path=path!("settings/users") view=UsersPage/>
+                </ParentRoute>
+            </Routes>
+        </Router>
+    }
+}
+
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

@@ -1,0 +1,161 @@
+//! Administration of the organisation's users: invite, change roles, disable/enable, reset MFA.
+
+use crate::api::{InviteUser, change_role, disable_user, enable_user, list_users, reset_user_mfa};
+use crate::components::{ErrorMessage, Guard, format_time, use_hydrated, use_me};
+use crate::error::AppError;
+use domain::dto::{UserStatus, UserView};
+use domain::{Permission, Role};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use uuid::Uuid;
+
+#[derive(Clone, Copy)]
+enum UserOp {
+    Role(Role),
+    Disable,
+    Enable,
+    ResetMfa,
+}
+
+#[component]
+pub fn UsersPage() -> impl IntoView {
+    view! {
+        <Title text="Users · Hermetic"/>
+        <Guard permission=Permission::UsersManage>
+            <UsersAdmin/>
+        </Guard>
+    }
+}
+
+#[component]
+fn UsersAdmin() -> impl IntoView {
+    let hydrated = use_hydrated();
+    let my_id = use_me().map(|m| m.user_id);
+    let version = RwSignal::new(0u32);
+    let users = Resource::new(move || version.get(), |_| list_users());
+    let op_error = RwSignal::new(None::<AppError>);
+    let op = Action::new(move |(id, op): &(Uuid, UserOp)| {
+        let (id, op) = (*id, *op);
+        async move {
+            match op {
+                UserOp::Role(r) => change_role(id, r).await,
+                UserOp::Disable => disable_user(id).await,
+                UserOp::Enable => enable_user(id).await,
+                UserOp::ResetMfa => reset_user_mfa(id).await,
+            }
+        }
+    });
+    Effect::new(move || {
+        if let Some(r) = op.value().get() {
+            op_error.set(r.err());
+            version.update(|v| *v += 1);
+        }
+    });
+    let invite = ServerAction::<InviteUser>::new();
+    let invite_value = invite.value();
+    Effect::new(move || {
+        if let Some(Ok(_)) = invite_value.get() {
+            version.update(|v| *v += 1);
+        }
+    });
+    let invite_error = Signal::derive(move || invite_value.get().and_then(Result::err));
+
+    let row = move |u: UserView| {
+        let id = u.id;
+        let is_me = Some(u.id) == my_id;
+        let status = match u.status {
+            UserStatus::Active => "Active",
+            UserStatus::Invited => "Invited",
+            UserStatus::Disabled => "Disabled",
+        };
+        let on_role = move |ev: leptos::ev::Event| {
+            if let Ok(r) = event_target_value(&ev).parse::<Role>() {
+                op.dispatch((id, UserOp::Role(r)));
+            }
+        };
+        let role_options = Role::ALL
+            .iter()
+            .map(|r| view! { <option value=r.as_str() selected=*r == u.role>{r.label()}</option> })
+            .collect_view();
+        view! {
+            <tr data-test="user-row" data-email=u.email.clone()>
+                <td>{u.display_name.clone()}<br/><span class="muted">{u.email.clone()}</span></td>
+                <td>
+                    <label class="visually-hidden" for=format!("role-{id}")>"Role of " {u.email.clone()}</label>
+                    <select id=format!("role-{id}") on:change=on_role disabled=move || is_me || !hydrated.get()>
+                        {role_options}
+                    </select>
+                </td>
+                <td>{status}</td>
+                <td>{if u.mfa_enrolled { "On" } else { "Not set up" }}</td>
+                <td>{u.last_sign_in_at.map(format_time).unwrap_or_else(|| "Never".into())}</td>
+                <td class="actions">
+                    {(!is_me).then(|| match u.status {
+                        UserStatus::Disabled => view! {
+                            <button on:click=move |_| { op.dispatch((id, UserOp::Enable)); }>"Enable"</button>
+                        }.into_any(),
+                        _ => view! {
+                            <button class="danger" on:click=move |_| { op.dispatch((id, UserOp::Disable)); }>"Disable"</button>
+                        }.into_any(),
+                    })}
+                    {(!is_me && u.mfa_enrolled).then(|| view! {
+                        <button on:click=move |_| { op.dispatch((id, UserOp::ResetMfa)); }>"Reset MFA"</button>
+                    })}
+                </td>
+            </tr>
+        }
+    };
+
+    view! {
+        <section class="panel">
+            <h1>"Users"</h1>
+            <ErrorMessage error=op_error/>
+            <Transition fallback=|| view! { <p>"Loading users…"</p> }>
+                {move || Suspend::new(async move {
+                    match users.await {
+                        Ok(list) => view! {
+                            <div class="table-wrap">
+                                <table>
+                                    <caption class="visually-hidden">"Users of this organisation"</caption>
+                                    <thead><tr>
+                                        <th scope="col">"Name"</th><th scope="col">"Role"</th><th scope="col">"Status"</th>
+                                        <th scope="col">"MFA"</th><th scope="col">"Last sign-in"</th><th scope="col">"Actions"</th>
+                                    </tr></thead>
+                                    <tbody>{list.into_iter().map(row).collect_view()}</tbody>
+                                </table>
+                            </div>
+                        }.into_any(),
+                        Err(e) => view! { <p class="alert error" role="alert">{e.message}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+        <section class="panel">
+            <h2>"Invite a user"</h2>
+            <p class="hint">"The person receives a single-use link, valid for 72 hours, to choose a password. They set up two-step verification at first sign-in."</p>
+            <ActionForm action=invite attr:class="form-grid">
+                <label for="invite-email">"Email"</label>
+                <input id="invite-email" name="email" type="email" required autocomplete="off"/>
+                <label for="invite-name">"Name"</label>
+                <input id="invite-name" name="display_name" type="text" maxlength="100" autocomplete="off"/>
+                <label for="invite-role">"Role"</label>
+                <select id="invite-role" name="role">
+                    <option value="marketer" selected>"Marketer"</option>
+                    <option value="analyst">"Analyst"</option>
+                    <option value="admin">"Administrator"</option>
+                </select>
+                <div></div>
+                <button type="submit" class="primary" disabled=move || !hydrated.get() || invite.pending().get()>"Create invitation"</button>
+            </ActionForm>
+            <ErrorMessage error=invite_error/>
+            {move || invite_value.get().and_then(Result::ok).map(|created| view! {
+                <div class="alert success" role="status" data-test="invite-created">
+                    <p>"Invitation created. Give this link to the person (it is shown only once):"</p>
+                    <label for="invite-link" class="visually-hidden">"Invitation link"</label>
+                    <input id="invite-link" class="code" readonly value=created.invite_url.clone() data-test="invite-link"/>
+                    <p class="hint">"Valid until " {format_time(created.expires_at)} "."</p>
+                </div>
+            })}
+        </section>
+    }
+}

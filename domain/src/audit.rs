@@ -1,0 +1,139 @@
+//! Audit vocabulary: what can be recorded and how it is shown. Audit rows carry ids only, never PHI.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! actions {
+    ($($variant:ident => $code:literal, $label:literal;)*) => {
+        /// Every auditable action. The code is stored; changing a code breaks old rows' meaning.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum AuditAction { $($variant),* }
+
+        impl AuditAction {
+            pub const ALL: &'static [AuditAction] = &[$(AuditAction::$variant),*];
+            pub fn code(self) -> &'static str {
+                match self { $(AuditAction::$variant => $code),* }
+            }
+            pub fn label(self) -> &'static str {
+                match self { $(AuditAction::$variant => $label),* }
+            }
+            pub fn from_code(code: &str) -> Option<Self> {
+                match code { $($code => Some(AuditAction::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+actions! {
+    LoginPasswordAccepted => "auth.login.password_ok", "Password accepted (MFA pending)";
+    LoginFailed => "auth.login.failed", "Sign-in failed";
+    LoginThrottled => "auth.login.throttled", "Sign-in throttled";
+    MfaSucceeded => "auth.mfa.ok", "Signed in with MFA";
+    MfaFailed => "auth.mfa.failed", "MFA code rejected";
+    MfaReplayed => "auth.mfa.replayed", "Reused MFA code rejected";
+    MfaRecoveryCodeUsed => "auth.mfa.recovery_code_used", "Signed in with a recovery code";
+    MfaEnrolled => "auth.mfa.enrolled", "MFA enrolled";
+    MfaReset => "auth.mfa.reset", "MFA reset";
+    Logout => "auth.logout", "Signed out";
+    SessionExpired => "auth.session.expired", "Session expired";
+    PasswordChanged => "auth.password.changed", "Password changed";
+    UserCreated => "user.created", "User created";
+    UserInvited => "user.invited", "User invited";
+    InviteAccepted => "user.invite_accepted", "Invitation accepted";
+    RoleChanged => "user.role_changed", "Role changed";
+    UserDisabled => "user.disabled", "User disabled";
+    UserEnabled => "user.enabled", "User enabled";
+    OrganisationCreated => "org.created", "Organisation created";
+    AuditViewed => "audit.viewed", "Audit trail viewed";
+    AuditVerified => "audit.verified", "Audit chain verified";
+}
+
+/// Whether the recorded attempt succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOutcome {
+    Success,
+    Failure,
+    Denied,
+}
+
+impl AuditOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Success => "success",
+            AuditOutcome::Failure => "failure",
+            AuditOutcome::Denied => "denied",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "success" => Some(AuditOutcome::Success),
+            "failure" => Some(AuditOutcome::Failure),
+            "denied" => Some(AuditOutcome::Denied),
+            _ => None,
+        }
+    }
+}
+
+/// One audit row as the admin page shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntryView {
+    pub seq: i64,
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    pub action: String,
+    pub action_label: String,
+    pub outcome: String,
+    pub actor_user_id: Option<uuid::Uuid>,
+    pub actor_email: Option<String>,
+    pub target_kind: Option<String>,
+    pub target_id: Option<String>,
+    pub ip: Option<String>,
+    pub details: String,
+}
+
+/// Filters on the audit page. All optional; `before_seq` pages backwards.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    pub action: Option<String>,
+    pub actor_user_id: Option<uuid::Uuid>,
+    pub outcome: Option<String>,
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    pub before_seq: Option<i64>,
+    pub limit: Option<u32>,
+}
+
+/// A page of audit rows, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntryView>,
+    pub next_before_seq: Option<i64>,
+}
+
+/// The result of walking a hash chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainReport {
+    pub checked_at: chrono::DateTime<chrono::Utc>,
+    pub rows_checked: i64,
+    /// `None` when every link holds; otherwise the first row whose link is broken and why.
+    pub first_broken: Option<BrokenLink>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrokenLink {
+    pub seq: i64,
+    pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for a in AuditAction::ALL {
+            assert!(seen.insert(a.code()), "duplicate code {}", a.code());
+            assert_eq!(AuditAction::from_code(a.code()), Some(*a));
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Pure types and rules of Hermetic: no IO, compiles to wasm32 so the UI shares them.
+//!
+//! Invariants: nothing here reads the clock, the environment or the network; plaintext PHI only ever
+//! lives inside [`phi::Phi`].
+
+pub mod access;
+pub mod audit;
+pub mod dto;
+pub mod email;
+pub mod error;
+pub mod ids;
+pub mod password;
+pub mod phi;
+
+pub use access::{Permission, Role};
+pub use error::DomainError;
+pub use phi::Phi;
+pub mod secret;

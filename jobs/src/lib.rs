@@ -1,0 +1,60 @@
+//! Background work on apalis, with its Postgres queue in our own database.
+//!
+//! Workers are thin adapters that call `service`. Every process that runs workers (`serve`, `worker`)
+//! also runs the tiny schedulers: at each interval boundary each process tries to enqueue the job
+//! with an idempotency key naming that boundary, so however many processes run, one job exists per
+//! tick and exactly one worker claims it (`FOR UPDATE SKIP LOCKED`).
+
+pub mod maintenance;
+
+use apalis_postgres::PgPool;
+use service::Services;
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobsError {
+    #[error("job queue setup failed: {0}")]
+    Setup(String),
+}
+
+/// Create or upgrade apalis' own schema (`apalis.*`). Safe to call from every process at start.
+pub async fn setup(pool: &PgPool) -> Result<(), JobsError> {
+    apalis_postgres::PostgresStorage::setup(pool).await.map_err(|e| JobsError::Setup(e.to_string()))
+}
+
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    /// How often maintenance (session expiry, audit-chain verification) runs.
+    pub maintenance_interval: Duration,
+    /// How often idle workers poll for due jobs (in addition to LISTEN/NOTIFY wake-ups).
+    pub poll_interval: Duration,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig { maintenance_interval: Duration::from_secs(300), poll_interval: Duration::from_secs(5) }
+    }
+}
+
+/// Run every scheduler and worker until `shutdown` turns true; in-flight jobs finish first.
+pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bool>) {
+    let Some(pool) = pool_of(&svc) else {
+        tracing::error!("job workers need a PostgreSQL connection pool");
+        return;
+    };
+    let scheduler = tokio::spawn(maintenance::schedule(svc.clone(), config.clone(), shutdown.clone()));
+    let worker = tokio::spawn(maintenance::work(svc, pool, config, shutdown));
+    let _ = tokio::join!(scheduler, worker);
+}
+
+fn pool_of(svc: &Services) -> Option<PgPool> {
+    use sea_orm::DbBackend;
+    // get_postgres_connection_pool panics on other backends: check first.
+    (svc.db().get_database_backend() == DbBackend::Postgres).then(|| svc.db().get_postgres_connection_pool().clone())
+}
+
+/// Wait until `shutdown` becomes true (or its sender is gone).
+pub(crate) async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}

@@ -1,0 +1,14 @@
+//! Organisations, users, sessions, MFA, throttling, invitations, wrapped keys, the audit trail.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared(include_str!("m20260101_000001_foundation.sql")).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,345 @@
+//! Configuration in two stages: a `deny_unknown_fields` file/environment shape (`FileConfig`), then
+//! validation into `Config`. A bad setting stops the process with a message naming the setting.
+//!
+//! Sources, later wins: the TOML file named by `--config` or `HERMETIC_CONFIG`, then environment
+//! variables `HERMETIC_<KEY>` with `__` between nested keys (`HERMETIC_SESSION__IDLE_TIMEOUT_SECS`).
+//! `DATABASE_URL` is accepted for `database_url`. Secrets (the root key) come from a file or
+//! `HERMETIC_ROOT_KEY`, never from the file itself.
+
+use serde::Deserialize;
+use service::crypto::keyring::RootKey;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Environment variables with the `HERMETIC_` prefix that are not settings.
+const NOT_SETTINGS: &[&str] = &[
+    "HERMETIC_CONFIG",
+    "HERMETIC_LOG",
+    "HERMETIC_ROOT_KEY",
+    "HERMETIC_NEW_USER_PASSWORD",
+    "HERMETIC_DEMO_ADMIN_PASSWORD",
+    "HERMETIC_DEMO_ADMIN_EMAIL",
+];
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub database_url: Option<String>,
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    pub root_key_file: Option<PathBuf>,
+    pub site_root: Option<PathBuf>,
+    pub log_format: Option<String>,
+    pub log_level: Option<String>,
+    pub trust_proxy_headers: Option<bool>,
+    pub db_max_connections: Option<u32>,
+    pub totp_issuer: Option<String>,
+    #[serde(default)]
+    pub session: SessionFile,
+    #[serde(default)]
+    pub throttle: ThrottleFile,
+    #[serde(default)]
+    pub jobs: JobsFile,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SessionFile {
+    pub idle_timeout_secs: Option<u64>,
+    pub idle_warning_secs: Option<u64>,
+    pub absolute_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleFile {
+    pub account_max_failures: Option<u32>,
+    pub ip_max_failures: Option<u32>,
+    pub window_secs: Option<u64>,
+    pub lockout_base_secs: Option<u64>,
+    pub lockout_max_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct JobsFile {
+    pub maintenance_interval_secs: Option<u64>,
+    pub poll_interval_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Validated configuration: the root key (not Clone, never printed) and everything else.
+pub struct Config {
+    pub root_key: RootKey,
+    pub runtime: Runtime,
+}
+
+/// Validated non-secret settings.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub database_url: String,
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub site_root: PathBuf,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub trust_proxy_headers: bool,
+    pub db_max_connections: u32,
+    pub auth: service::AuthSettings,
+    pub totp_issuer: String,
+    pub jobs: jobs::JobsConfig,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config").field("root_key_id", &self.root_key.id()).field("runtime", &self.runtime).finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+fn err(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+/// Turn an environment value into a TOML value: integers and booleans as such, the rest as strings.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match raw {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(raw.to_string()),
+    }
+}
+
+impl FileConfig {
+    /// Read the file (if any) and overlay the environment.
+    pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<FileConfig, ConfigError> {
+        let mut table = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| err(format!("cannot read {}: {e}", p.display())))?;
+                text.parse::<toml::Table>().map_err(|e| err(format!("{} is not valid TOML: {e}", p.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        for (k, v) in env {
+            let key = if k == "DATABASE_URL" {
+                if env.iter().any(|(k2, _)| k2 == "HERMETIC_DATABASE_URL") {
+                    continue;
+                }
+                "database_url".to_string()
+            } else if let Some(rest) = k.strip_prefix("HERMETIC_") {
+                if NOT_SETTINGS.contains(&k.as_str()) {
+                    continue;
+                }
+                rest.to_lowercase()
+            } else {
+                continue;
+            };
+            let parts: Vec<&str> = key.split("__").collect();
+            let mut t = &mut table;
+            for p in &parts[..parts.len() - 1] {
+                let entry = t.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                t = entry.as_table_mut().ok_or_else(|| err(format!("{k}: {p} is not a section")))?;
+            }
+            if let Some(last) = parts.last() {
+                t.insert(last.to_string(), env_value(v));
+            }
+        }
+        toml::Value::Table(table).try_into::<FileConfig>().map_err(|e| {
+            err(format!("{} (settings come from the config file and HERMETIC_* variables)", e.to_string().trim()))
+        })
+    }
+
+    pub fn validate(self, cwd: &Path, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let database_url =
+            self.database_url.ok_or_else(|| err("database_url is not set (HERMETIC_DATABASE_URL or DATABASE_URL)"))?;
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(err("database_url must be a postgres:// URL"));
+        }
+        let listen_s = self.listen.unwrap_or_else(|| "127.0.0.1:3000".into());
+        let listen: SocketAddr =
+            listen_s.parse().map_err(|_| err(format!("listen: '{listen_s}' is not an address like 127.0.0.1:3000")))?;
+        let public_url = self.public_url.unwrap_or_else(|| format!("http://{listen}"));
+        if !(public_url.starts_with("https://") || public_url.starts_with("http://"))
+            || public_url.contains(char::is_whitespace)
+        {
+            return Err(err("public_url must be an http:// or https:// URL"));
+        }
+        let root_key = match env.iter().find(|(k, _)| k == "HERMETIC_ROOT_KEY") {
+            Some((_, v)) => RootKey::from_encoded(v).map_err(|e| err(format!("HERMETIC_ROOT_KEY: {e}")))?,
+            None => {
+                let path = self.root_key_file.ok_or_else(|| {
+                    err("no root key: set root_key_file (HERMETIC_ROOT_KEY_FILE) or HERMETIC_ROOT_KEY")
+                })?;
+                let path = if path.is_absolute() { path } else { cwd.join(path) };
+                load_key_file(&path)?
+            }
+        };
+        let log_format = match self.log_format.as_deref().unwrap_or("pretty") {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => return Err(err(format!("log_format: '{other}' must be pretty or json"))),
+        };
+        let secs = |v: Option<u64>, default: u64, name: &str, min: u64, max: u64| -> Result<u64, ConfigError> {
+            let v = v.unwrap_or(default);
+            if v < min || v > max {
+                return Err(err(format!("{name}: {v} is outside {min}..={max}")));
+            }
+            Ok(v)
+        };
+        let idle = secs(self.session.idle_timeout_secs, 900, "session.idle_timeout_secs", 5, 86_400)?;
+        let warning = secs(self.session.idle_warning_secs, 120, "session.idle_warning_secs", 1, 3_600)?;
+        if warning >= idle {
+            return Err(err("session.idle_warning_secs must be less than session.idle_timeout_secs"));
+        }
+        let absolute =
+            secs(self.session.absolute_timeout_secs, 43_200, "session.absolute_timeout_secs", idle, 7 * 86_400)?;
+        let t = &self.throttle;
+        let acct = secs(t.account_max_failures.map(u64::from), 5, "throttle.account_max_failures", 1, 1000)?;
+        let ipmax = secs(t.ip_max_failures.map(u64::from), 50, "throttle.ip_max_failures", 1, 100_000)?;
+        let window = secs(t.window_secs, 900, "throttle.window_secs", 1, 86_400)?;
+        let base = secs(t.lockout_base_secs, 60, "throttle.lockout_base_secs", 1, 86_400)?;
+        let max = secs(t.lockout_max_secs, 900, "throttle.lockout_max_secs", base, 86_400)?;
+        let maint = secs(self.jobs.maintenance_interval_secs, 300, "jobs.maintenance_interval_secs", 1, 86_400)?;
+        let poll = secs(self.jobs.poll_interval_secs, 5, "jobs.poll_interval_secs", 1, 3_600)?;
+        let d = |s: u64| chrono::Duration::seconds(s as i64);
+        let auth = service::AuthSettings {
+            idle_timeout: d(idle),
+            idle_warning: d(warning),
+            absolute_timeout: d(absolute),
+            account_max_failures: acct as i32,
+            ip_max_failures: ipmax as i32,
+            throttle_window: d(window),
+            lockout_base: d(base),
+            lockout_max: d(max),
+            ..service::AuthSettings::default()
+        };
+        let site_root = self.site_root.unwrap_or_else(|| PathBuf::from("target/site"));
+        Ok(Config {
+            root_key,
+            runtime: Runtime {
+                database_url,
+                listen,
+                public_url,
+                site_root: if site_root.is_absolute() { site_root } else { cwd.join(site_root) },
+                log_format,
+                log_level: self.log_level.unwrap_or_else(|| "info".into()),
+                trust_proxy_headers: self.trust_proxy_headers.unwrap_or(false),
+                db_max_connections: u32::try_from(secs(
+                    self.db_max_connections.map(u64::from),
+                    20,
+                    "db_max_connections",
+                    2,
+                    500,
+                )?)
+                .unwrap_or(20),
+                auth,
+                totp_issuer: self.totp_issuer.unwrap_or_else(|| "Hermetic".into()),
+                jobs: jobs::JobsConfig {
+                    maintenance_interval: Duration::from_secs(maint),
+                    poll_interval: Duration::from_secs(poll),
+                },
+            },
+        })
+    }
+}
+
+/// Load the root key file; refuse one that other users can read.
+fn load_key_file(path: &Path) -> Result<RootKey, ConfigError> {
+    let meta = std::fs::metadata(path).map_err(|e| err(format!("root key file {}: {e}", path.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(err(format!(
+                "root key file {} must not be readable by group or others (chmod 600)",
+                path.display()
+            )));
+        }
+    }
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|e| err(format!("root key file {}: {e}", path.display())))?,
+    );
+    RootKey::from_encoded(&text).map_err(|e| err(format!("root key file {}: {e}", path.display())))
+}
+
+/// All settings from the process: `--config` path (or `HERMETIC_CONFIG`) and the environment.
+pub fn from_process(config_path: Option<PathBuf>) -> Result<Config, ConfigError> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let path = config_path.or_else(|| env.iter().find(|(k, _)| k == "HERMETIC_CONFIG").map(|(_, v)| PathBuf::from(v)));
+    let cwd = std::env::current_dir().map_err(|e| err(format!("no working directory: {e}")))?;
+    FileConfig::load(path.as_deref(), &env)?.validate(&cwd, &env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    #[test]
+    fn environment_overrides_and_validates() {
+        let e = env(&[
+            ("HERMETIC_DATABASE_URL", "postgres://x@127.0.0.1/db"),
+            ("HERMETIC_ROOT_KEY", KEY),
+            ("HERMETIC_SESSION__IDLE_TIMEOUT_SECS", "60"),
+            ("HERMETIC_SESSION__IDLE_WARNING_SECS", "10"),
+            ("HERMETIC_LISTEN", "127.0.0.1:0"),
+            ("PATH", "/bin"),
+        ]);
+        let c = FileConfig::load(None, &e).unwrap().validate(Path::new("/"), &e).unwrap();
+        assert_eq!(c.runtime.auth.idle_timeout, chrono::Duration::seconds(60));
+        assert_eq!(c.runtime.listen.port(), 0);
+    }
+
+    #[test]
+    fn unknown_and_bad_settings_are_named() {
+        let e = env(&[("HERMETIC_DATABSE_URL", "postgres://typo")]);
+        let msg = FileConfig::load(None, &e).unwrap_err().to_string();
+        assert!(msg.contains("databse_url"), "{msg}");
+
+        let e = env(&[("DATABASE_URL", "postgres://x/db"), ("HERMETIC_ROOT_KEY", KEY), ("HERMETIC_LISTEN", "nope")]);
+        let msg = FileConfig::load(None, &e).unwrap().validate(Path::new("/"), &e).unwrap_err().to_string();
+        assert!(msg.contains("listen"), "{msg}");
+
+        let e = env(&[("DATABASE_URL", "postgres://x/db"), ("HERMETIC_ROOT_KEY", "short")]);
+        let msg = FileConfig::load(None, &e).unwrap().validate(Path::new("/"), &e).unwrap_err().to_string();
+        assert!(msg.contains("HERMETIC_ROOT_KEY") && !msg.contains("short"), "{msg}");
+
+        let e = env(&[
+            ("DATABASE_URL", "postgres://x/db"),
+            ("HERMETIC_ROOT_KEY", KEY),
+            ("HERMETIC_SESSION__IDLE_WARNING_SECS", "2000"),
+        ]);
+        assert!(FileConfig::load(None, &e).unwrap().validate(Path::new("/"), &e).is_err());
+    }
+
+    #[test]
+    fn key_file_must_be_private() {
+        let dir = std::env::temp_dir().join(format!("hermetic-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("root.key");
+        std::fs::write(&p, KEY).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(load_key_file(&p).is_err());
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(load_key_file(&p).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,152 @@
+//! The Hermetic server: configuration, start-up (migrations, key ring, job queue), the HTTP router
+//! and the worker processes. `run(listener, config, shutdown)` is what `main` calls and what tests
+//! call in-process on port 0.
+
+pub mod admin;
+pub mod config;
+pub mod middleware;
+pub mod routes;
+pub mod telemetry;
+pub mod web;
+
+use config::{Config, Runtime};
+use sea_orm::{ConnectOptions, Database};
+use service::Services;
+use service::clock::{Clock, SystemClock};
+use service::crypto::keyring::KeyRing;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("database: {0}")]
+    Database(String),
+    #[error("{0}")]
+    Jobs(#[from] jobs::JobsError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Service(String),
+}
+
+impl From<service::ServiceError> for ServerError {
+    fn from(e: service::ServiceError) -> Self {
+        ServerError::Service(e.log_detail().into_owned())
+    }
+}
+
+/// Connect to PostgreSQL and bring the schema up to date (ours, then apalis').
+pub async fn connect_and_migrate(rt: &Runtime) -> Result<sea_orm::DatabaseConnection, ServerError> {
+    let mut opt = ConnectOptions::new(rt.database_url.clone());
+    opt.max_connections(rt.db_max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false)
+        .set_application_name("hermetic");
+    let db = Database::connect(opt).await.map_err(|e| ServerError::Database(service::error::describe_db_err(&e)))?;
+    migration::migrate(&db)
+        .await
+        .map_err(|e| ServerError::Database(format!("migration failed: {}", service::error::describe_db_err(&e))))?;
+    jobs::setup(db.get_postgres_connection_pool()).await?;
+    Ok(db)
+}
+
+/// Everything the app needs, built from configuration. Tests pass their own clock.
+pub async fn build_services(config: Config, clock: Arc<dyn Clock>) -> Result<(Services, Runtime), ServerError> {
+    let Config { root_key, runtime } = config;
+    let db = connect_and_migrate(&runtime).await?;
+    let keys = KeyRing::new(root_key);
+    let settings = service::Settings {
+        auth: runtime.auth.clone(),
+        public_url: runtime.public_url.clone(),
+        totp_issuer: runtime.totp_issuer.clone(),
+    };
+    let services = Services::new(db, clock, keys, settings);
+    // Fail fast on a wrong root key: unwrapping the audit key proves the key matches this database.
+    services
+        .keys()
+        .active_key(services.db(), services.clock(), None, service::crypto::keyring::KeyPurpose::AuditMac)
+        .await
+        .map_err(|e| {
+            ServerError::Service(format!(
+                "{} — is HERMETIC_ROOT_KEY the key this database was created with?",
+                e.log_detail()
+            ))
+        })?;
+    Ok((services, runtime))
+}
+
+/// Serve the web app (and, when `with_workers`, the job workers) until `shutdown` completes; then
+/// stop accepting, finish in-flight requests and jobs, and return.
+pub async fn serve(
+    listener: TcpListener,
+    services: Services,
+    runtime: Runtime,
+    with_workers: bool,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let workers =
+        with_workers.then(|| tokio::spawn(jobs::run(services.clone(), runtime.jobs.clone(), stop_rx.clone())));
+    let router = web::router(services, &runtime.site_root, &runtime.public_url, runtime.trust_proxy_headers);
+    tracing::info!(addr = %listener.local_addr()?, "serving");
+    let result = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests and jobs");
+        })
+        .await;
+    let _ = stop_tx.send(true);
+    if let Some(w) = workers {
+        let _ = w.await;
+    }
+    result.map_err(ServerError::from)
+}
+
+/// Run only the job workers (the `worker` subcommand) until `shutdown` completes.
+pub async fn work(services: Services, runtime: Runtime, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let handle = tokio::spawn(jobs::run(services, runtime.jobs, stop_rx));
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    let _ = handle.await;
+}
+
+/// The whole server: web and workers in one process.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let (services, runtime) = build_services(config, Arc::new(SystemClock)).await?;
+    serve(listener, services, runtime, true, shutdown).await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,194 @@
+//! `server`: the Hermetic binary. `serve` (default) runs web and workers; `worker` runs job workers
+//! only; `migrate` brings the schema up to date; `admin` holds operator commands.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use domain::Role;
+use server::config::{self, LogFormat};
+use server::{ServerError, admin};
+use service::clock::SystemClock;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "server", about = "Hermetic: HIPAA-grade email marketing", version)]
+struct Cli {
+    /// TOML configuration file (also HERMETIC_CONFIG). Environment variables HERMETIC_* override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the web app and run the job workers (the default).
+    Serve,
+    /// Run only the job workers; several may share one database.
+    Worker,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Operator commands.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an organisation.
+    CreateOrg {
+        #[arg(long)]
+        name: String,
+    },
+    /// Create a user with a password (taken from HERMETIC_NEW_USER_PASSWORD, else one line of stdin,
+    /// or generated and printed once with --generate-password).
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Organisation name or id (optional when only one exists).
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long)]
+        generate_password: bool,
+    },
+    /// Remove a user's authenticator and recovery codes; they enrol again at next sign-in.
+    ResetMfa {
+        #[arg(long)]
+        email: String,
+    },
+    /// Disable a user and end all their sessions.
+    DisableUser {
+        #[arg(long)]
+        email: String,
+    },
+    /// Create the demo organisation and its administrator unless they exist (idempotent).
+    SeedDemo {
+        #[arg(long, default_value = "Demo Health")]
+        org_name: String,
+        /// Administrator email (also HERMETIC_DEMO_ADMIN_EMAIL).
+        #[arg(long, env = "HERMETIC_DEMO_ADMIN_EMAIL", default_value = "admin@demo.hermetic.test")]
+        email: String,
+    },
+    /// Verify every audit chain; exits non-zero if one is broken.
+    VerifyAudit,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse::<Role>().map_err(|e| e.to_string())
+}
+
+fn read_password(generate: bool) -> anyhow::Result<(String, bool)> {
+    if let Ok(p) = std::env::var("HERMETIC_NEW_USER_PASSWORD") {
+        return Ok((p, false));
+    }
+    if generate {
+        return Ok((admin::generate_password()?, true));
+    }
+    eprintln!("Password (one line on standard input):");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("reading the password")?;
+    Ok((line.trim_end_matches(['\r', '\n']).to_string(), false))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = match config::from_process(cli.config.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hermetic: {e}");
+            std::process::exit(2);
+        }
+    };
+    let format = config.runtime.log_format;
+    server::telemetry::init(format, &config.runtime.log_level);
+    if let Err(e) = dispatch(cli.command.unwrap_or(Command::Serve), config).await {
+        if format == LogFormat::Json {
+            tracing::error!(error = %e, "hermetic stopped");
+        }
+        eprintln!("hermetic: {e}");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn dispatch(command: Command, config: config::Config) -> Result<(), ServerError> {
+    match command {
+        Command::Serve => {
+            let listener = tokio::net::TcpListener::bind(config.runtime.listen).await?;
+            server::run(listener, config, server::shutdown_signal()).await
+        }
+        Command::Worker => {
+            let (svc, rt) = server::build_services(config, Arc::new(SystemClock)).await?;
+            tracing::info!("workers running");
+            server::work(svc, rt, server::shutdown_signal()).await;
+            Ok(())
+        }
+        Command::Migrate => {
+            server::connect_and_migrate(&config.runtime).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Admin(cmd) => {
+            let (svc, _) = server::build_services(config, Arc::new(SystemClock)).await?;
+            run_admin(&svc, cmd).await
+        }
+    }
+}
+
+async fn run_admin(svc: &service::Services, cmd: AdminCommand) -> Result<(), ServerError> {
+    match cmd {
+        AdminCommand::CreateOrg { name } => {
+            let id = admin::create_org(svc, &name).await?;
+            println!("organisation created: {id}");
+        }
+        AdminCommand::CreateUser { email, name, role, org, generate_password } => {
+            let (password, generated) =
+                read_password(generate_password).map_err(|e| ServerError::Service(e.to_string()))?;
+            admin::create_user(svc, org.as_deref(), &email, &name, role, &password).await?;
+            println!("user created: {email} ({role})");
+            if generated {
+                println!("password (shown once): {password}");
+            }
+        }
+        AdminCommand::ResetMfa { email } => {
+            admin::reset_mfa(svc, &email).await?;
+            println!("MFA reset for {email}; their sessions have ended");
+        }
+        AdminCommand::DisableUser { email } => {
+            admin::disable_user(svc, &email).await?;
+            println!("{email} disabled; their sessions have ended");
+        }
+        AdminCommand::SeedDemo { org_name, email } => {
+            let (password, generated) = match std::env::var("HERMETIC_DEMO_ADMIN_PASSWORD") {
+                Ok(p) => (p, false),
+                Err(_) => (admin::generate_password()?, true),
+            };
+            match service::organisations::seed_demo(svc, &org_name, &email, "Demo Administrator", &password).await? {
+                service::organisations::SeedOutcome::Created { .. } => {
+                    println!("Demo organisation '{org_name}' created.");
+                    println!("  administrator: {email}");
+                    if generated {
+                        println!("  password (shown once, keep it): {password}");
+                    } else {
+                        println!("  password: as given in HERMETIC_DEMO_ADMIN_PASSWORD");
+                    }
+                }
+                service::organisations::SeedOutcome::AlreadySeeded { .. } => {
+                    println!("Demo organisation '{org_name}' already exists; sign in with its administrator.");
+                }
+            }
+        }
+        AdminCommand::VerifyAudit => {
+            for line in admin::verify_audit(svc).await? {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! The one route table: every axum route, page and server function with who may call it.
+//!
+//! The session middleware uses it (page redirects, which calls count as activity); a test walks it
+//! for every role and for an anonymous caller, and fails if the router has a route the table lacks.
+//! The permission listed for a server function is *checked inside the service*; the table only
+//! states it so the test can prove the service agrees.
+
+use app::pages_table::{PAGES, PageAccess};
+use domain::Permission;
+use http::Method;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Page,
+    ServerFn,
+    Http,
+    Static,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    /// Only a session that has passed its password and owes an MFA code.
+    MfaStep,
+    /// Only a session that must enrol an authenticator.
+    EnrolStep,
+    /// A signed-in user holding the permission.
+    Signed(Permission),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub method: Method,
+    pub path: &'static str,
+    pub kind: Kind,
+    pub access: Access,
+    /// Whether the call counts as user activity (resets the idle timer).
+    pub touches_session: bool,
+}
+
+use Access::*;
+use Permission as P;
+
+/// Server functions (`POST /api/<endpoint>`).
+const API: &[(&str, Access)] = &[
+    ("/api/sign_in", Public),
+    ("/api/verify_mfa", MfaStep),
+    ("/api/begin_enrolment", EnrolStep),
+    ("/api/confirm_enrolment", EnrolStep),
+    ("/api/sign_out", Public),
+    ("/api/session_status", Public),
+    ("/api/keep_alive", Signed(P::OwnAccount)),
+    ("/api/current_user", Public),
+    ("/api/change_password", Signed(P::OwnAccount)),
+    ("/api/my_sessions", Signed(P::OwnAccount)),
+    ("/api/lookup_invite", Public),
+    ("/api/accept_invite", Public),
+    ("/api/list_users", Signed(P::UsersManage)),
+    ("/api/invite_user", Signed(P::UsersManage)),
+    ("/api/change_role", Signed(P::UsersManage)),
+    ("/api/disable_user", Signed(P::UsersManage)),
+    ("/api/enable_user", Signed(P::UsersManage)),
+    ("/api/reset_user_mfa", Signed(P::UsersManage)),
+    ("/api/audit_list", Signed(P::AuditRead)),
+    ("/api/audit_verify", Signed(P::AuditRead)),
+    ("/api/audit_last_report", Signed(P::AuditRead)),
+];
+
+/// Calls that must not count as activity (the idle warning polls it).
+const NO_TOUCH: &[&str] = &["/api/session_status"];
+
+pub fn table() -> Vec<RouteSpec> {
+    let mut t = Vec::new();
+    for (path, access) in PAGES {
+        let access = match access {
+            PageAccess::Public => Public,
+            PageAccess::MfaStep => MfaStep,
+            PageAccess::EnrolStep => EnrolStep,
+            PageAccess::Permission(p) => Signed(*p),
+        };
+        t.push(RouteSpec { method: Method::GET, path, kind: Kind::Page, access, touches_session: true });
+    }
+    for (path, access) in API {
+        t.push(RouteSpec {
+            method: Method::POST,
+            path,
+            kind: Kind::ServerFn,
+            access: *access,
+            touches_session: !NO_TOUCH.contains(path),
+        });
+    }
+    t.push(RouteSpec {
+        method: Method::GET,
+        path: "/healthz",
+        kind: Kind::Http,
+        access: Public,
+        touches_session: false,
+    });
+    t.push(RouteSpec {
+        method: Method::GET,
+        path: "/pkg/{*path}",
+        kind: Kind::Static,
+        access: Public,
+        touches_session: false,
+    });
+    t.push(RouteSpec {
+        method: Method::GET,
+        path: "/favicon.svg",
+        kind: Kind::Static,
+        access: Public,
+        touches_session: false,
+    });
+    t
+}
+
+/// The entry for a request, if any (trailing slashes ignored; `{*path}` matches a prefix).
+pub fn lookup<'a>(table: &'a [RouteSpec], method: &Method, path: &str) -> Option<&'a RouteSpec> {
+    let p = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+    table.iter().find(|r| {
+        (r.method == *method || (*method == Method::HEAD && r.method == Method::GET))
+            && match r.path.strip_suffix("{*path}") {
+                Some(prefix) => p.starts_with(prefix),
+                None => r.path == p,
+            }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_unique_and_found() {
+        let t = table();
+        for r in &t {
+            assert_eq!(t.iter().filter(|q| q.path == r.path && q.method == r.method).count(), 1, "{}", r.path);
+        }
+        assert_eq!(lookup(&t, &Method::GET, "/pkg/hermetic.css").map(|r| r.kind), Some(Kind::Static));
+        assert_eq!(lookup(&t, &Method::GET, "/audit/").map(|r| r.path), Some("/audit"));
+        assert!(lookup(&t, &Method::GET, "/api/sign_in").is_none());
+    }
+
+    /// Every server function compiled into the app is in the table with the right method.
+    #[test]
+    fn every_server_function_is_listed() {
+        let t = table();
+        let fns: Vec<(&'static str, http::Method)> = leptos::server_fn::axum::server_fn_paths().collect();
+        assert!(fns.len() >= API.len(), "server functions not linked: {fns:?}");
+        for (path, method) in &fns {
+            assert!(
+                t.iter().any(|r| r.kind == Kind::ServerFn && r.path == *path && r.method == *method),
+                "server function {method} {path} is missing from the route table"
+            );
+        }
+        for r in t.iter().filter(|r| r.kind == Kind::ServerFn) {
+            assert!(fns.iter().any(|(p, _)| *p == r.path), "table lists {} but no such server function exists", r.path);
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The axum router: pages and server functions (from the Leptos app), plain HTTP routes, static
+//! files, and the middleware pipeline around all of them.
+
+use crate::middleware::{WebState, pipeline};
+use crate::routes;
+use app::{App, shell};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use http::StatusCode;
+use leptos::config::{Env, LeptosOptions};
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use service::Services;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Plain axum routes (not pages, not server functions); each is also in the route table.
+pub const HTTP_ROUTES: &[&str] = &["/healthz"];
+
+/// Largest request body accepted (forms and API calls; file uploads get their own limit).
+const BODY_LIMIT: usize = 1024 * 1024;
+
+pub fn leptos_options(site_root: &Path) -> LeptosOptions {
+    LeptosOptions::builder()
+        .output_name("hermetic")
+        .site_root(site_root.to_string_lossy().to_string())
+        .site_pkg_dir("pkg")
+        .env(Env::PROD)
+        .build()
+}
+
+async fn healthz(State(svc): State<Services>) -> impl IntoResponse {
+    match service::db::one(svc.db(), "SELECT 1 AS ok", []).await {
+        Ok(_) => (StatusCode::OK, "ok"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+    }
+}
+
+pub fn router(services: Services, site_root: &Path, public_url: &str, trust_proxy_headers: bool) -> Router {
+    let options = leptos_options(site_root);
+    let svc = services.clone();
+    let context = move || app::ssr::provide_request_context(svc.clone());
+    let pages = generate_route_list(App);
+    let state = WebState {
+        services: services.clone(),
+        table: Arc::new(routes::table()),
+        public_origin: origin_of(public_url),
+        trust_proxy_headers,
+    };
+    let shell_options = options.clone();
+    let plain = Router::new().route(HTTP_ROUTES[0], get(healthz)).with_state(services);
+    Router::new()
+        .leptos_routes_with_context(&options, pages, context.clone(), move || shell(shell_options.clone()))
+        .fallback(leptos_axum::file_and_error_handler_with_context(context, shell))
+        .with_state(options)
+        .merge(plain)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(state, pipeline))
+}
+
+/// `scheme://host[:port]` of a URL.
+pub fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let host = rest.split('/').next().unwrap_or(rest);
+    format!("{scheme}://{host}")
+}

@@ -1,0 +1,12 @@
+//! Integration tests: the real server in-process, a real PostgreSQL database per test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod audit;
+mod auth;
+mod cli;
+mod csrf;
+mod harness;
+mod headers;
+mod jobs;
+mod role_matrix;
+mod users;

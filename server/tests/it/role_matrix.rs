@@ -1,0 +1,213 @@
+//! The role matrix: every entry of the route table, requested by an anonymous visitor, a session
+//! waiting for MFA, a session that must enrol, and each role — and the answer must match the
+//! permission the table declares. Also fails when the router has a page or server function that the
+//! table does not list.
+
+use crate::harness::*;
+use domain::Role;
+use server::routes::{self, Access, Kind, RouteSpec};
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Anonymous,
+    MfaPending,
+    EnrolPending,
+    Active(Role),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Expect {
+    Allowed,
+    Redirect(&'static str),
+    Forbidden,
+    Unauthenticated,
+}
+
+fn expect(spec: &RouteSpec, who: Who) -> Expect {
+    use Expect::*;
+    let page = spec.kind == Kind::Page;
+    let signed_out = |to: &'static str| if page { Redirect(to) } else { Unauthenticated };
+    match (spec.access, who) {
+        (_, _) if matches!(spec.kind, Kind::Http | Kind::Static) => Allowed,
+        (Access::Public, Who::Active(_)) if spec.path == "/login" => Redirect("/"),
+        (Access::Public, _) => Allowed,
+        (Access::MfaStep, Who::MfaPending) | (Access::EnrolStep, Who::EnrolPending) => Allowed,
+        (Access::MfaStep | Access::EnrolStep, Who::Anonymous) => signed_out("/login"),
+        (Access::MfaStep, Who::Active(_)) | (Access::EnrolStep, Who::Active(_)) => {
+            if page {
+                Redirect("/")
+            } else {
+                Forbidden
+            }
+        }
+        (Access::MfaStep, Who::EnrolPending) => {
+            if page {
+                Redirect("/login/enrol")
+            } else {
+                Forbidden
+            }
+        }
+        (Access::EnrolStep, Who::MfaPending) => {
+            if page {
+                Redirect("/login/mfa")
+            } else {
+                Forbidden
+            }
+        }
+        (Access::Signed(p), Who::Active(r)) => {
+            if r.allows(p) {
+                Allowed
+            } else {
+                Forbidden
+            }
+        }
+        (Access::Signed(_), Who::Anonymous) => signed_out("/login"),
+        (Access::Signed(_), Who::MfaPending) => signed_out("/login/mfa"),
+        (Access::Signed(_), Who::EnrolPending) => signed_out("/login/enrol"),
+    }
+}
+
+/// A well-formed body for each server function, so the call reaches the service's authorisation.
+fn sample(path: &str) -> Option<(&'static str, String)> {
+    let form = "application/x-www-form-urlencoded";
+    let none = "00000000-0000-7000-8000-000000000000";
+    Some(match path {
+        "/api/sign_in" => (form, "email=nobody%40example.test&password=not-the-password".into()),
+        "/api/verify_mfa" | "/api/confirm_enrolment" => (form, "code=000000".into()),
+        "/api/change_password" => (form, "current=not-the-password&new=another%20good%20passphrase".into()),
+        "/api/lookup_invite" => (form, "token=bogus".into()),
+        "/api/accept_invite" => (form, format!("token=bogus&password={}", urlencode(PASSWORD))),
+        "/api/invite_user" => {
+            (form, format!("email=new-{}%40example.test&display_name=New&role=analyst", uuid::Uuid::new_v4().simple()))
+        }
+        "/api/change_role" => (form, format!("user_id={none}&role=analyst")),
+        "/api/disable_user" | "/api/enable_user" | "/api/reset_user_mfa" => (form, format!("user_id={none}")),
+        "/api/audit_list" => ("application/json", r#"{"filter":{}}"#.into()),
+        "/api/sign_out"
+        | "/api/begin_enrolment"
+        | "/api/session_status"
+        | "/api/keep_alive"
+        | "/api/current_user"
+        | "/api/my_sessions"
+        | "/api/list_users"
+        | "/api/audit_verify"
+        | "/api/audit_last_report" => (form, String::new()),
+        _ => return None,
+    })
+}
+
+fn concrete(path: &str) -> String {
+    path.replace("{*path}", "hermetic.css")
+}
+
+async fn check(c: &Client, spec: &RouteSpec, who: Who) -> Result<(), String> {
+    let want = expect(spec, who);
+    let (status, location, code) = if spec.method == http::Method::GET {
+        let r = c.get(&concrete(spec.path)).await;
+        let loc = r.headers.get("location").map(|v| v.to_str().unwrap().to_string());
+        (r.status, loc, None)
+    } else {
+        let (ct, body) = sample(spec.path)
+            .ok_or_else(|| format!("no sample body for {}: add one to role_matrix::sample", spec.path))?;
+        let r = c.post_raw(spec.path, ct, body, c.csrf(), &[]).await;
+        let code = serde_json::from_str::<serde_json::Value>(&r.body)
+            .ok()
+            .and_then(|v| v["code"].as_str().map(str::to_string));
+        (r.status, None, code)
+    };
+    let ok = match &want {
+        // Allowed to ask: the answer may still be "wrong password" or "not found", never a denial.
+        Expect::Allowed => {
+            !matches!(status, 403 | 303 | 302)
+                && !matches!(code.as_deref(), Some("unauthenticated" | "session_expired" | "forbidden" | "csrf"))
+                && (spec.kind != Kind::Page || status == 200)
+        }
+        Expect::Redirect(to) => {
+            status == 303 && location.as_deref().is_some_and(|l| l == *to || l.starts_with(&format!("{to}?")))
+        }
+        Expect::Forbidden => status == 403 && (spec.kind == Kind::Page || code.as_deref() == Some("forbidden")),
+        Expect::Unauthenticated => {
+            status == 401 && matches!(code.as_deref(), Some("unauthenticated" | "session_expired"))
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{who:?} {} {}: expected {want:?}, got {status} {location:?} {code:?}", spec.method, spec.path))
+    }
+}
+
+#[tokio::test]
+async fn every_route_answers_every_caller_as_the_table_says() {
+    let app = TestApp::start_with(Options {
+        env: vec![("HERMETIC_SITE_ROOT", format!("{}/../public", env!("CARGO_MANIFEST_DIR")))],
+        ..Default::default()
+    })
+    .await;
+    let org = app.org_with_user("Clinic", "admin@clinic.test", Role::Admin).await;
+    app.add_user(org, "marketer@clinic.test", Role::Marketer).await;
+    app.add_user(org, "analyst@clinic.test", Role::Analyst).await;
+    app.add_user(org, "mfa@clinic.test", Role::Marketer).await;
+    app.add_user(org, "enrol@clinic.test", Role::Marketer).await;
+
+    let mut callers: Vec<(Who, Client)> = Vec::new();
+    let anon = app.client();
+    anon.page("/login").await;
+    callers.push((Who::Anonymous, anon));
+    for (role, email) in [
+        (Role::Admin, "admin@clinic.test"),
+        (Role::Marketer, "marketer@clinic.test"),
+        (Role::Analyst, "analyst@clinic.test"),
+    ] {
+        let (c, _) = app.sign_in(email, None).await;
+        callers.push((Who::Active(role), c));
+        app.advance(1);
+    }
+    // A user with MFA who has only given the password; a user who still has to enrol.
+    app.sign_in("mfa@clinic.test", None).await;
+    app.advance(31);
+    let mfa = app.client();
+    mfa.page("/login").await;
+    assert_eq!(mfa.call("sign_in", &[("email", "mfa@clinic.test"), ("password", PASSWORD)]).await.1, "mfa");
+    mfa.page("/login/mfa").await;
+    callers.push((Who::MfaPending, mfa));
+    let enrol = app.client();
+    enrol.page("/login").await;
+    assert_eq!(enrol.call("sign_in", &[("email", "enrol@clinic.test"), ("password", PASSWORD)]).await.1, "enrol_mfa");
+    enrol.page("/login/enrol").await;
+    callers.push((Who::EnrolPending, enrol));
+
+    let table = routes::table();
+    let mut failures = Vec::new();
+    for (who, client) in &callers {
+        // Sign-out ends the caller's session, so it goes last.
+        let (last, rest): (Vec<&RouteSpec>, Vec<&RouteSpec>) = table.iter().partition(|s| s.path == "/api/sign_out");
+        for spec in rest.into_iter().chain(last) {
+            if let Err(e) = check(client, spec, *who).await {
+                failures.push(e);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "role matrix mismatches:\n{}", failures.join("\n"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_table_lists_every_page_and_server_function() {
+    let table = routes::table();
+    let listed: BTreeSet<String> = table.iter().filter(|r| r.kind == Kind::Page).map(|r| r.path.to_string()).collect();
+    let routed: BTreeSet<String> =
+        leptos_axum::generate_route_list(app::App).iter().map(|r| r.path().to_string()).collect();
+    assert_eq!(routed, listed, "pages in the router vs the route table");
+    for (path, method) in leptos::server_fn::axum::server_fn_paths() {
+        assert!(
+            table.iter().any(|r| r.kind == Kind::ServerFn && r.path == path && r.method == method),
+            "server function {method} {path} is missing from the route table"
+        );
+        assert!(sample(path).is_some(), "server function {path} has no sample body in the role matrix");
+    }
+    for path in server::web::HTTP_ROUTES {
+        assert!(table.iter().any(|r| r.kind == Kind::Http && r.path == *path), "{path} is routed but not in the table");
+    }
+}

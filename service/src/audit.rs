@@ -1,0 +1,485 @@
+//! The audit trail: append-only (a trigger refuses UPDATE, DELETE and TRUNCATE) and hash-chained.
+//!
+//! Each organisation has its own chain (`chain_id` = organisation id); events without an organisation
+//! (a failed sign-in for an unknown account) go to the system chain (nil uuid). A row's MAC is
+//! HMAC-SHA256 under the system audit key over the previous row's MAC and a canonical encoding of the
+//! row, so editing, inserting or deleting a row breaks the chain at that point. Appends take a
+//! transaction-scoped advisory lock per chain, so they serialise without blocking other chains, and
+//! they share the transaction of the change they describe.
+//!
+//! Rows hold ids, codes and addresses only — never PHI.
+
+use crate::actor::{Actor, ActorKind};
+use crate::crypto::keyring::KeyPurpose;
+use crate::db;
+use crate::error::{ServiceError, ServiceResult};
+use crate::services::Services;
+use chrono::{DateTime, Utc};
+use domain::Permission;
+use domain::audit::{AuditAction, AuditEntryView, AuditFilter, AuditOutcome, AuditPage, BrokenLink, ChainReport};
+use domain::ids::{OrganisationId, SessionId, UserId};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait, Value};
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+pub const SYSTEM_CHAIN: Uuid = Uuid::nil();
+const GENESIS: [u8; 32] = [0u8; 32];
+const VERIFY_BATCH: u64 = 5_000;
+
+/// Who did it, for the audit row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditActor {
+    User { user_id: UserId, session_id: Option<SessionId> },
+    System,
+    Anonymous,
+}
+
+impl AuditActor {
+    fn kind(&self) -> &'static str {
+        match self {
+            AuditActor::User { .. } => "user",
+            AuditActor::System => "system",
+            AuditActor::Anonymous => "anonymous",
+        }
+    }
+}
+
+impl From<&Actor> for AuditActor {
+    fn from(a: &Actor) -> Self {
+        match a.kind {
+            ActorKind::User { user_id, session_id } => AuditActor::User { user_id, session_id: Some(session_id) },
+            ActorKind::System { .. } => AuditActor::System,
+        }
+    }
+}
+
+/// One event to record. `details` values must be ids, codes or counts — never PHI.
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    pub organisation: Option<OrganisationId>,
+    pub actor: AuditActor,
+    pub action: AuditAction,
+    pub outcome: AuditOutcome,
+    pub target: Option<(&'static str, String)>,
+    pub ip: Option<String>,
+    pub details: BTreeMap<&'static str, Json>,
+}
+
+impl AuditRecord {
+    pub fn new(
+        organisation: Option<OrganisationId>,
+        actor: AuditActor,
+        action: AuditAction,
+        outcome: AuditOutcome,
+    ) -> Self {
+        AuditRecord { organisation, actor, action, outcome, target: None, ip: None, details: BTreeMap::new() }
+    }
+
+    /// An event performed by `actor` inside its organisation.
+    pub fn by(actor: &Actor, action: AuditAction) -> Self {
+        let mut r = Self::new(Some(actor.organisation_id), actor.into(), action, AuditOutcome::Success);
+        r.ip = actor.ip.clone();
+        r
+    }
+
+    pub fn target(mut self, kind: &'static str, id: impl ToString) -> Self {
+        self.target = Some((kind, id.to_string()));
+        self
+    }
+
+    pub fn ip(mut self, ip: Option<String>) -> Self {
+        self.ip = ip;
+        self
+    }
+
+    pub fn outcome(mut self, o: AuditOutcome) -> Self {
+        self.outcome = o;
+        self
+    }
+
+    pub fn detail(mut self, key: &'static str, value: impl Into<Json>) -> Self {
+        self.details.insert(key, value.into());
+        self
+    }
+}
+
+/// The stored fields a MAC covers, in one canonical order.
+struct MacInput<'a> {
+    chain_id: Uuid,
+    chain_seq: i64,
+    organisation: Option<Uuid>,
+    occurred_at: DateTime<Utc>,
+    actor_kind: &'a str,
+    actor_user_id: Option<Uuid>,
+    actor_session_id: Option<Uuid>,
+    action: &'a str,
+    outcome: &'a str,
+    target_kind: Option<&'a str>,
+    target_id: Option<&'a str>,
+    ip: Option<&'a str>,
+    details: &'a str,
+    prev_mac: &'a [u8],
+}
+
+fn opt(v: Option<&[u8]>) -> Vec<u8> {
+    match v {
+        None => vec![0],
+        Some(b) => [&[1u8][..], b].concat(),
+    }
+}
+
+impl MacInput<'_> {
+    fn mac(&self, key: &crate::crypto::keyring::DataKey) -> [u8; 32] {
+        let org = self.organisation.map(|u| *u.as_bytes());
+        let user = self.actor_user_id.map(|u| *u.as_bytes());
+        let sess = self.actor_session_id.map(|u| *u.as_bytes());
+        let parts: Vec<Vec<u8>> = vec![
+            b"hermetic.audit.v1".to_vec(),
+            self.chain_id.as_bytes().to_vec(),
+            self.chain_seq.to_be_bytes().to_vec(),
+            opt(org.as_ref().map(|b| b.as_slice())),
+            self.occurred_at.timestamp_micros().to_be_bytes().to_vec(),
+            self.actor_kind.as_bytes().to_vec(),
+            opt(user.as_ref().map(|b| b.as_slice())),
+            opt(sess.as_ref().map(|b| b.as_slice())),
+            self.action.as_bytes().to_vec(),
+            self.outcome.as_bytes().to_vec(),
+            opt(self.target_kind.map(str::as_bytes)),
+            opt(self.target_id.map(str::as_bytes)),
+            opt(self.ip.map(str::as_bytes)),
+            self.details.as_bytes().to_vec(),
+            self.prev_mac.to_vec(),
+        ];
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        key.mac(&refs)
+    }
+}
+
+fn lock_key(chain_id: Uuid) -> i64 {
+    let b = chain_id.as_bytes();
+    // Mix the two halves so org ids that share a prefix (v7 timestamps) land on different keys.
+    let hi = i64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+    let lo = i64::from_be_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]);
+    hi ^ lo ^ 0x4845_524d_4554_4943 // "HERMETIC"
+}
+
+/// Append an event inside the caller's transaction (the change and its audit row commit together).
+pub async fn record(svc: &Services, txn: &DatabaseTransaction, rec: AuditRecord) -> ServiceResult<()> {
+    let chain_id = rec.organisation.map(|o| o.0).unwrap_or(SYSTEM_CHAIN);
+    db::exec(txn, "SELECT pg_advisory_xact_lock($1)", [lock_key(chain_id).into()]).await?;
+    let key = svc.keys().active_key(txn, svc.clock(), None, KeyPurpose::AuditMac).await?;
+    let last = db::one(
+        txn,
+        "SELECT chain_seq, mac FROM audit_event WHERE chain_id = $1 ORDER BY chain_seq DESC LIMIT 1",
+        [chain_id.into()],
+    )
+    .await?;
+    let (prev_seq, prev_mac) = match last {
+        Some(r) => (db::get::<i64>(&r, "chain_seq")?, db::get::<Vec<u8>>(&r, "mac")?),
+        None => (0, GENESIS.to_vec()),
+    };
+    let details = serde_json::to_string(&rec.details).map_err(|_| ServiceError::internal("audit details"))?;
+    let (user_id, session_id) = match rec.actor {
+        AuditActor::User { user_id, session_id } => (Some(user_id.0), session_id.map(|s| s.0)),
+        _ => (None, None),
+    };
+    let occurred_at = svc.clock().now();
+    let input = MacInput {
+        chain_id,
+        chain_seq: prev_seq + 1,
+        organisation: rec.organisation.map(|o| o.0),
+        occurred_at,
+        actor_kind: rec.actor.kind(),
+        actor_user_id: user_id,
+        actor_session_id: session_id,
+        action: rec.action.code(),
+        outcome: rec.outcome.as_str(),
+        target_kind: rec.target.as_ref().map(|t| t.0),
+        target_id: rec.target.as_ref().map(|t| t.1.as_str()),
+        ip: rec.ip.as_deref(),
+        details: &details,
+        prev_mac: &prev_mac,
+    };
+    let mac = input.mac(&key);
+    let values: Vec<Value> = vec![
+        chain_id.into(),
+        input.chain_seq.into(),
+        input.organisation.into(),
+        occurred_at.into(),
+        input.actor_kind.into(),
+        user_id.into(),
+        session_id.into(),
+        input.action.into(),
+        input.outcome.into(),
+        input.target_kind.map(str::to_string).into(),
+        input.target_id.map(str::to_string).into(),
+        rec.ip.clone().into(),
+        details.clone().into(),
+        prev_mac.clone().into(),
+        mac.to_vec().into(),
+    ];
+    db::exec(
+        txn,
+        "INSERT INTO audit_event (chain_id, chain_seq, organisation_id, occurred_at, actor_kind, actor_user_id,
+            actor_session_id, action, outcome, target_kind, target_id, ip, details, prev_mac, mac)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
+        values,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Append an event in a transaction of its own (for events that accompany no other change).
+pub async fn record_now(svc: &Services, rec: AuditRecord) -> ServiceResult<()> {
+    let txn = svc.db().begin().await?;
+    record(svc, &txn, rec).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Walk one chain from its first row and report the first broken link, if any. Also compares with the
+/// head recorded by the previous verification, so rows cut off the end are noticed too.
+pub async fn verify_chain<C: ConnectionTrait>(svc: &Services, conn: &C, chain_id: Uuid) -> ServiceResult<ChainReport> {
+    let key = svc.keys().active_key(conn, svc.clock(), None, KeyPurpose::AuditMac).await?;
+    let mut prev_mac = GENESIS.to_vec();
+    let mut expected_seq = 1i64;
+    let mut rows_checked = 0i64;
+    let mut first_broken: Option<BrokenLink> = None;
+    let mut after = 0i64;
+    'outer: loop {
+        let rows = db::all(
+            conn,
+            "SELECT seq, chain_seq, organisation_id, occurred_at, actor_kind, actor_user_id, actor_session_id,
+                    action, outcome, target_kind, target_id, ip, details, prev_mac, mac
+             FROM audit_event WHERE chain_id = $1 AND chain_seq > $2 ORDER BY chain_seq LIMIT $3",
+            [chain_id.into(), after.into(), (VERIFY_BATCH as i64).into()],
+        )
+        .await?;
+        if rows.is_empty() {
+            break;
+        }
+        for r in &rows {
+            let seq: i64 = db::get(r, "seq")?;
+            let chain_seq: i64 = db::get(r, "chain_seq")?;
+            after = chain_seq;
+            rows_checked += 1;
+            let stored_prev: Vec<u8> = db::get(r, "prev_mac")?;
+            let stored_mac: Vec<u8> = db::get(r, "mac")?;
+            let actor_kind: String = db::get(r, "actor_kind")?;
+            let action: String = db::get(r, "action")?;
+            let outcome: String = db::get(r, "outcome")?;
+            let target_kind: Option<String> = db::get(r, "target_kind")?;
+            let target_id: Option<String> = db::get(r, "target_id")?;
+            let ip: Option<String> = db::get(r, "ip")?;
+            let details: String = db::get(r, "details")?;
+            let input = MacInput {
+                chain_id,
+                chain_seq,
+                organisation: db::get(r, "organisation_id")?,
+                occurred_at: db::get(r, "occurred_at")?,
+                actor_kind: &actor_kind,
+                actor_user_id: db::get(r, "actor_user_id")?,
+                actor_session_id: db::get(r, "actor_session_id")?,
+                action: &action,
+                outcome: &outcome,
+                target_kind: target_kind.as_deref(),
+                target_id: target_id.as_deref(),
+                ip: ip.as_deref(),
+                details: &details,
+                prev_mac: &stored_prev,
+            };
+            let reason = if chain_seq != expected_seq {
+                Some(format!("row(s) missing before chain position {chain_seq} (expected {expected_seq})"))
+            } else if stored_prev != prev_mac {
+                Some("link to the previous row does not match (a row before it was changed or removed)".into())
+            } else if !crate::crypto::ct_eq(&input.mac(&key), &stored_mac) {
+                Some("row contents do not match their MAC (the row was edited)".into())
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                first_broken = Some(BrokenLink { seq, reason });
+                break 'outer;
+            }
+            prev_mac = stored_mac;
+            expected_seq = chain_seq + 1;
+        }
+    }
+    if first_broken.is_none() {
+        // Rows cut off the end leave a shorter but internally valid chain: compare with the head we
+        // saw last time.
+        let last = db::one(
+            conn,
+            "SELECT last_chain_seq, last_mac FROM audit_verification
+             WHERE chain_id = $1 AND first_broken_seq IS NULL ORDER BY checked_at DESC, id DESC LIMIT 1",
+            [chain_id.into()],
+        )
+        .await?;
+        if let Some(r) = last {
+            let last_seq: i64 = db::get(&r, "last_chain_seq")?;
+            let last_mac: Option<Vec<u8>> = db::get(&r, "last_mac")?;
+            if last_seq > expected_seq - 1 {
+                first_broken = Some(BrokenLink {
+                    seq: -1,
+                    reason: format!(
+                        "rows after chain position {} were removed (last verified head was {last_seq})",
+                        expected_seq - 1
+                    ),
+                });
+            } else if last_seq > 0 {
+                let at = db::one(
+                    conn,
+                    "SELECT mac FROM audit_event WHERE chain_id = $1 AND chain_seq = $2",
+                    [chain_id.into(), last_seq.into()],
+                )
+                .await?;
+                let mac_then: Option<Vec<u8>> = match at {
+                    Some(row) => Some(db::get(&row, "mac")?),
+                    None => None,
+                };
+                if mac_then != last_mac {
+                    first_broken = Some(BrokenLink {
+                        seq: -1,
+                        reason: format!(
+                            "the chain was rewritten up to position {last_seq} since the last verification"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    let report = ChainReport { checked_at: svc.clock().now(), rows_checked, first_broken };
+    db::exec(
+        conn,
+        "INSERT INTO audit_verification (id, chain_id, checked_at, rows_checked, last_chain_seq, last_mac, first_broken_seq, reason)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        [
+            Uuid::now_v7().into(),
+            chain_id.into(),
+            report.checked_at.into(),
+            rows_checked.into(),
+            (expected_seq - 1).into(),
+            (if expected_seq > 1 { Some(prev_mac) } else { None }).into(),
+            report.first_broken.as_ref().map(|b| b.seq).into(),
+            report.first_broken.as_ref().map(|b| b.reason.clone()).into(),
+        ],
+    )
+    .await?;
+    if let Some(b) = &report.first_broken {
+        tracing::error!(chain_id = %chain_id, seq = b.seq, reason = %b.reason, "audit chain verification failed");
+    }
+    Ok(report)
+}
+
+/// Verify every chain (the scheduled maintenance job).
+pub async fn verify_all(svc: &Services) -> ServiceResult<Vec<(Uuid, ChainReport)>> {
+    let chains = db::all(svc.db(), "SELECT DISTINCT chain_id FROM audit_event ORDER BY chain_id", []).await?;
+    let mut out = Vec::with_capacity(chains.len());
+    for row in chains {
+        let chain_id: Uuid = db::get(&row, "chain_id")?;
+        out.push((chain_id, verify_chain(svc, svc.db(), chain_id).await?));
+    }
+    Ok(out)
+}
+
+/// Verify the actor's organisation chain on demand (audit page button). Audited.
+pub async fn verify_for(svc: &Services, actor: &Actor) -> ServiceResult<ChainReport> {
+    actor.require(Permission::AuditRead)?;
+    let report = verify_chain(svc, svc.db(), actor.organisation_id.0).await?;
+    let outcome = if report.first_broken.is_none() { AuditOutcome::Success } else { AuditOutcome::Failure };
+    record_now(
+        svc,
+        AuditRecord::by(actor, AuditAction::AuditVerified).outcome(outcome).detail("rows_checked", report.rows_checked),
+    )
+    .await?;
+    Ok(report)
+}
+
+/// The most recent verification of the actor's organisation chain, if any.
+pub async fn last_report(svc: &Services, actor: &Actor) -> ServiceResult<Option<ChainReport>> {
+    actor.require(Permission::AuditRead)?;
+    let row = db::one(
+        svc.db(),
+        "SELECT checked_at, rows_checked, first_broken_seq, reason FROM audit_verification
+         WHERE chain_id = $1 ORDER BY checked_at DESC, id DESC LIMIT 1",
+        [actor.organisation_id.0.into()],
+    )
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let seq: Option<i64> = db::get(&r, "first_broken_seq")?;
+    let reason: Option<String> = db::get(&r, "reason")?;
+    Ok(Some(ChainReport {
+        checked_at: db::get(&r, "checked_at")?,
+        rows_checked: db::get(&r, "rows_checked")?,
+        first_broken: seq.map(|seq| BrokenLink { seq, reason: reason.unwrap_or_default() }),
+    }))
+}
+
+/// Browse the actor's organisation trail, newest first, with filters. Viewing is itself audited.
+pub async fn list(svc: &Services, actor: &Actor, filter: AuditFilter) -> ServiceResult<AuditPage> {
+    actor.require(Permission::AuditRead)?;
+    let limit = i64::from(filter.limit.unwrap_or(50).clamp(1, 200));
+    let mut sql = String::from(
+        "SELECT e.seq, e.occurred_at, e.action, e.outcome, e.actor_user_id, u.email AS actor_email,
+                e.target_kind, e.target_id, e.ip, e.details
+         FROM audit_event e LEFT JOIN app_user u ON u.id = e.actor_user_id
+         WHERE e.organisation_id = $1",
+    );
+    let mut values: Vec<Value> = vec![actor.organisation_id.0.into()];
+    let push = |cond: &str, v: Value, sql: &mut String, values: &mut Vec<Value>| {
+        values.push(v);
+        sql.push_str(&format!(" AND {cond} ${}", values.len()));
+    };
+    if let Some(a) = filter.action.as_deref().filter(|a| !a.is_empty()) {
+        if AuditAction::from_code(a).is_none() {
+            return Err(ServiceError::invalid("action", "is not a known audit action"));
+        }
+        push("e.action =", a.to_string().into(), &mut sql, &mut values);
+    }
+    if let Some(o) = filter.outcome.as_deref().filter(|o| !o.is_empty()) {
+        if AuditOutcome::parse(o).is_none() {
+            return Err(ServiceError::invalid("outcome", "must be success, failure or denied"));
+        }
+        push("e.outcome =", o.to_string().into(), &mut sql, &mut values);
+    }
+    if let Some(u) = filter.actor_user_id {
+        push("e.actor_user_id =", u.into(), &mut sql, &mut values);
+    }
+    if let Some(t) = filter.since {
+        push("e.occurred_at >=", t.into(), &mut sql, &mut values);
+    }
+    if let Some(t) = filter.until {
+        push("e.occurred_at <", t.into(), &mut sql, &mut values);
+    }
+    if let Some(s) = filter.before_seq {
+        push("e.seq <", s.into(), &mut sql, &mut values);
+    }
+    values.push((limit + 1).into());
+    sql.push_str(&format!(" ORDER BY e.seq DESC LIMIT ${}", values.len()));
+    let rows = db::all(svc.db(), &sql, values).await?;
+    let mut entries = Vec::with_capacity(rows.len());
+    for r in rows.iter().take(limit as usize) {
+        let action: String = db::get(r, "action")?;
+        entries.push(AuditEntryView {
+            seq: db::get(r, "seq")?,
+            occurred_at: db::get(r, "occurred_at")?,
+            action_label: AuditAction::from_code(&action)
+                .map(|a| a.label().to_string())
+                .unwrap_or_else(|| action.clone()),
+            action,
+            outcome: db::get(r, "outcome")?,
+            actor_user_id: db::get(r, "actor_user_id")?,
+            actor_email: db::get(r, "actor_email")?,
+            target_kind: db::get(r, "target_kind")?,
+            target_id: db::get(r, "target_id")?,
+            ip: db::get(r, "ip")?,
+            details: db::get(r, "details")?,
+        });
+    }
+    let next_before_seq = if rows.len() as i64 > limit { entries.last().map(|e| e.seq) } else { None };
+    if filter.before_seq.is_none() {
+        record_now(svc, AuditRecord::by(actor, AuditAction::AuditViewed)).await?;
+    }
+    Ok(AuditPage { entries, next_before_seq })
+}

@@ -1,0 +1,37 @@
+//! Small helpers for hand-written SQL (used where PostgreSQL features matter: upserts, advisory
+//! locks, `FOR UPDATE`). Every value travels as a bind parameter, never spliced into SQL text.
+
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
+
+pub fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+pub async fn exec<C: ConnectionTrait>(
+    conn: &C,
+    sql: &str,
+    values: impl IntoIterator<Item = Value>,
+) -> Result<u64, DbErr> {
+    Ok(conn.execute_raw(stmt(sql, values)).await?.rows_affected())
+}
+
+pub async fn one<C: ConnectionTrait>(
+    conn: &C,
+    sql: &str,
+    values: impl IntoIterator<Item = Value>,
+) -> Result<Option<QueryResult>, DbErr> {
+    conn.query_one_raw(stmt(sql, values)).await
+}
+
+pub async fn all<C: ConnectionTrait>(
+    conn: &C,
+    sql: &str,
+    values: impl IntoIterator<Item = Value>,
+) -> Result<Vec<QueryResult>, DbErr> {
+    conn.query_all_raw(stmt(sql, values)).await
+}
+
+/// Read a column by name from a raw row.
+pub fn get<T: sea_orm::TryGetable>(row: &QueryResult, col: &str) -> Result<T, DbErr> {
+    row.try_get("", col)
+}

@@ -1,0 +1,18 @@
+//! The application: use cases, crypto, repositories, audit. No axum, no leptos: edges (server
+//! functions, HTTP handlers, job workers) call in here, and every entry point authorises its actor.
+
+pub mod actor;
+pub mod audit;
+pub mod auth;
+pub mod clock;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod maintenance;
+pub mod organisations;
+pub mod services;
+pub mod users;
+
+pub use actor::Actor;
+pub use error::{ServiceError, ServiceResult};
+pub use services::{AuthSettings, Services, Settings};

@@ -1,0 +1,63 @@
+//! Housekeeping run by the scheduled maintenance job: expire and purge sessions, forget stale
+//! throttle counters, and verify every audit chain.
+
+use crate::audit;
+use crate::db;
+use crate::error::ServiceResult;
+use crate::services::Services;
+use chrono::Duration;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    pub sessions_expired: u64,
+    pub sessions_purged: u64,
+    pub throttles_purged: u64,
+    pub chains_verified: usize,
+    pub chains_broken: usize,
+    pub jobs_purged: u64,
+}
+
+pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
+    let now = svc.clock().now();
+    let a = svc.auth();
+    // Sessions past their deadline or idle limit are closed (resolve() also does this on use).
+    let expired = db::exec(
+        svc.db(),
+        "UPDATE user_session SET revoked_at = $1,
+            revoked_reason = CASE WHEN expires_at <= $1 THEN 'absolute' ELSE 'idle' END
+         WHERE revoked_at IS NULL AND (expires_at <= $1
+            OR (stage = 'active' AND last_seen_at <= $2) OR (stage <> 'active' AND last_seen_at <= $3))",
+        [now.into(), (now - a.idle_timeout).into(), (now - a.pre_mfa_timeout).into()],
+    )
+    .await?;
+    // Closed sessions are kept 30 days for investigation, then deleted.
+    let purged = db::exec(
+        svc.db(),
+        "DELETE FROM user_session WHERE revoked_at IS NOT NULL AND revoked_at < $1",
+        [(now - Duration::days(30)).into()],
+    )
+    .await?;
+    let throttles = db::exec(
+        svc.db(),
+        "DELETE FROM login_throttle WHERE updated_at < $1 AND (locked_until IS NULL OR locked_until < $2)",
+        [(now - a.throttle_window).into(), now.into()],
+    )
+    .await?;
+    // Finished job rows are kept a week.
+    let jobs = db::exec(
+        svc.db(),
+        "DELETE FROM apalis.jobs WHERE status IN ('Done', 'Killed') AND done_at < $1",
+        [(now - Duration::days(7)).into()],
+    )
+    .await
+    .unwrap_or(0);
+    let reports = audit::verify_all(svc).await?;
+    Ok(MaintenanceReport {
+        sessions_expired: expired,
+        sessions_purged: purged,
+        throttles_purged: throttles,
+        chains_verified: reports.len(),
+        chains_broken: reports.iter().filter(|(_, r)| r.first_broken.is_some()).count(),
+        jobs_purged: jobs,
+    })
+}

@@ -1,0 +1,91 @@
+//! `Services`: the handle every use case receives — database, key ring, clock and settings. Cheap to
+//! clone (one `Arc`); built once at start by the server binary or by a test.
+
+use crate::clock::Clock;
+use crate::crypto::keyring::KeyRing;
+use chrono::Duration;
+use sea_orm::DatabaseConnection;
+use std::sync::Arc;
+
+/// Authentication and session policy. Defaults are the production values; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Inactivity after which a signed-in session ends (15 minutes).
+    pub idle_timeout: Duration,
+    /// How long before idle logout the UI warns (2 minutes).
+    pub idle_warning: Duration,
+    /// Hard limit on a session's life whatever the activity (12 hours).
+    pub absolute_timeout: Duration,
+    /// Time allowed between a correct password and the MFA step (10 minutes).
+    pub pre_mfa_timeout: Duration,
+    /// Failed sign-ins for one account name within `window` before it is locked.
+    pub account_max_failures: i32,
+    /// Failed sign-ins from one address within `window` before it is locked.
+    pub ip_max_failures: i32,
+    pub throttle_window: Duration,
+    /// First lockout length; doubles with each further failure up to `lockout_max`.
+    pub lockout_base: Duration,
+    pub lockout_max: Duration,
+    /// Wrong MFA codes allowed on one pre-MFA session before it is ended.
+    pub mfa_max_failures: i32,
+    /// How long an invitation link stays valid (72 hours).
+    pub invite_ttl: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            idle_timeout: Duration::minutes(15),
+            idle_warning: Duration::minutes(2),
+            absolute_timeout: Duration::hours(12),
+            pre_mfa_timeout: Duration::minutes(10),
+            account_max_failures: 5,
+            ip_max_failures: 50,
+            throttle_window: Duration::minutes(15),
+            lockout_base: Duration::minutes(1),
+            lockout_max: Duration::minutes(15),
+            mfa_max_failures: 5,
+            invite_ttl: Duration::hours(72),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub auth: AuthSettings,
+    /// Public origin of the web app (`https://hermetic.example.org`), used in invitation links.
+    pub public_url: String,
+    /// Name shown in authenticator apps.
+    pub totp_issuer: String,
+}
+
+pub struct Inner {
+    pub db: DatabaseConnection,
+    pub clock: Arc<dyn Clock>,
+    pub keys: KeyRing,
+    pub settings: Settings,
+}
+
+#[derive(Clone)]
+pub struct Services(Arc<Inner>);
+
+impl Services {
+    pub fn new(db: DatabaseConnection, clock: Arc<dyn Clock>, keys: KeyRing, settings: Settings) -> Self {
+        Services(Arc::new(Inner { db, clock, keys, settings }))
+    }
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.0.db
+    }
+    pub fn clock(&self) -> &dyn Clock {
+        self.0.clock.as_ref()
+    }
+    pub fn keys(&self) -> &KeyRing {
+        &self.0.keys
+    }
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+    pub fn auth(&self) -> &AuthSettings {
+        &self.0.settings.auth
+    }
+}

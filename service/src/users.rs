@@ -1,0 +1,442 @@
+//! User administration: invitations, roles, disabling, MFA resets. Admin-only (`UsersManage`), except
+//! accepting an invitation, which is authorised by the invitation token itself.
+//!
+//! Guard rails: nobody changes their own role or disables themselves, and the last active admin of
+//! an organisation cannot be demoted or disabled, so an organisation can never lock itself out.
+
+use crate::actor::Actor;
+use crate::audit::{self, AuditActor, AuditRecord};
+use crate::auth::{self, session};
+use crate::db;
+use crate::error::{ServiceError, ServiceResult, is_unique_violation};
+use crate::services::Services;
+use domain::audit::{AuditAction, AuditOutcome};
+use domain::dto::{InviteCreated, UserStatus, UserView};
+use domain::email::EmailAddress;
+use domain::ids::{OrganisationId, UserId};
+use domain::{Permission, Role};
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use uuid::Uuid;
+
+fn clean_name(name: &str) -> ServiceResult<String> {
+    let n: String = name.trim().chars().filter(|c| !c.is_control()).collect();
+    if n.chars().count() > 100 {
+        return Err(ServiceError::invalid("name", "must be at most 100 characters"));
+    }
+    Ok(n)
+}
+
+fn view(r: &sea_orm::QueryResult) -> ServiceResult<UserView> {
+    Ok(UserView {
+        id: db::get(r, "id")?,
+        email: db::get(r, "email")?,
+        display_name: db::get(r, "display_name")?,
+        role: db::get::<String>(r, "role")?.parse().map_err(|_| ServiceError::internal("bad role"))?,
+        status: UserStatus::parse(&db::get::<String>(r, "status")?)
+            .ok_or_else(|| ServiceError::internal("bad status"))?,
+        mfa_enrolled: db::get::<Option<chrono::DateTime<chrono::Utc>>>(r, "totp_enrolled_at")?.is_some(),
+        last_sign_in_at: db::get(r, "last_sign_in_at")?,
+        created_at: db::get(r, "created_at")?,
+    })
+}
+
+const USER_COLS: &str = "id, email, display_name, role, status, totp_enrolled_at, last_sign_in_at, created_at";
+
+pub async fn list(svc: &Services, actor: &Actor) -> ServiceResult<Vec<UserView>> {
+    actor.require(Permission::UsersManage)?;
+    let rows = db::all(
+        svc.db(),
+        &format!("SELECT {USER_COLS} FROM app_user WHERE organisation_id = $1 ORDER BY lower(display_name), email"),
+        [actor.organisation_id.0.into()],
+    )
+    .await?;
+    rows.iter().map(view).collect()
+}
+
+/// A user of the actor's organisation, or NotFound (ids from other organisations look nonexistent).
+async fn load<C: ConnectionTrait>(conn: &C, org: OrganisationId, id: UserId) -> ServiceResult<UserView> {
+    let row = db::one(
+        conn,
+        &format!("SELECT {USER_COLS} FROM app_user WHERE id = $1 AND organisation_id = $2 FOR UPDATE"),
+        [id.0.into(), org.0.into()],
+    )
+    .await?
+    .ok_or(ServiceError::NotFound)?;
+    view(&row)
+}
+
+async fn other_active_admins<C: ConnectionTrait>(conn: &C, org: OrganisationId, except: UserId) -> ServiceResult<i64> {
+    let row = db::one(
+        conn,
+        "SELECT count(*) AS n FROM app_user WHERE organisation_id = $1 AND role = 'admin' AND status = 'active' AND id <> $2",
+        [org.0.into(), except.0.into()],
+    )
+    .await?;
+    Ok(match row {
+        Some(r) => db::get(&r, "n")?,
+        None => 0,
+    })
+}
+
+/// Create a user with a password directly (command line and seeding; the UI invites instead).
+pub async fn create_with_password(
+    svc: &Services,
+    actor: &Actor,
+    email: &str,
+    display_name: &str,
+    role: Role,
+    password: &str,
+) -> ServiceResult<UserId> {
+    actor.require(Permission::UsersManage)?;
+    let email = EmailAddress::parse(email)?;
+    let name = clean_name(display_name)?;
+    auth::check_new_password(password, email.as_str())?;
+    let hash = auth::hash_password(password).await?;
+    let id = UserId::new();
+    let now = svc.clock().now();
+    let txn = svc.db().begin().await?;
+    let res = db::exec(
+        &txn,
+        "INSERT INTO app_user (id, organisation_id, email, display_name, role, status, password_hash,
+            password_changed_at, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $7, $7)",
+        [
+            id.0.into(),
+            actor.organisation_id.0.into(),
+            email.as_str().to_string().into(),
+            name.into(),
+            role.as_str().into(),
+            hash.into(),
+            now.into(),
+        ],
+    )
+    .await;
+    match res {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(ServiceError::conflict("A user with this email address already exists."));
+        }
+        r => r?,
+    };
+    audit::record(
+        svc,
+        &txn,
+        AuditRecord::by(actor, AuditAction::UserCreated).target("user", id).detail("role", role.as_str()),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(id)
+}
+
+/// Invite someone by email. Returns a single-use link (valid `invite_ttl`) for the admin to pass on.
+/// The token sits in the URL fragment, which browsers never send to servers or proxies.
+pub async fn invite(
+    svc: &Services,
+    actor: &Actor,
+    email: &str,
+    display_name: &str,
+    role: Role,
+) -> ServiceResult<InviteCreated> {
+    actor.require(Permission::UsersManage)?;
+    let email = EmailAddress::parse(email)?;
+    let name = clean_name(display_name)?;
+    let now = svc.clock().now();
+    let txn = svc.db().begin().await?;
+    let existing = db::one(
+        &txn,
+        "SELECT id, organisation_id, status FROM app_user WHERE email = $1 FOR UPDATE",
+        [email.as_str().to_string().into()],
+    )
+    .await?;
+    let user_id = match existing {
+        Some(r) => {
+            let org: Uuid = db::get(&r, "organisation_id")?;
+            let status: String = db::get(&r, "status")?;
+            if org != actor.organisation_id.0 || status != "invited" {
+                return Err(ServiceError::conflict("A user with this email address already exists."));
+            }
+            // Re-inviting a pending user: the old link stops working.
+            let id = UserId(db::get(&r, "id")?);
+            db::exec(
+                &txn,
+                "UPDATE app_user SET role = $2, display_name = $3, updated_at = $4 WHERE id = $1",
+                [id.0.into(), role.as_str().into(), name.clone().into(), now.into()],
+            )
+            .await?;
+            db::exec(
+                &txn,
+                "UPDATE invite SET revoked_at = $2 WHERE user_id = $1 AND accepted_at IS NULL AND revoked_at IS NULL",
+                [id.0.into(), now.into()],
+            )
+            .await?;
+            id
+        }
+        None => {
+            let id = UserId::new();
+            let res = db::exec(
+                &txn,
+                "INSERT INTO app_user (id, organisation_id, email, display_name, role, status, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, 'invited', $6, $6)",
+                [
+                    id.0.into(),
+                    actor.organisation_id.0.into(),
+                    email.as_str().to_string().into(),
+                    name.clone().into(),
+                    role.as_str().into(),
+                    now.into(),
+                ],
+            )
+            .await;
+            match res {
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(ServiceError::conflict("A user with this email address already exists."));
+                }
+                r => r?,
+            };
+            id
+        }
+    };
+    let token = crate::crypto::random_token()?;
+    let expires_at = now + svc.auth().invite_ttl;
+    db::exec(
+        &txn,
+        "INSERT INTO invite (id, organisation_id, user_id, token_hash, created_by, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        [
+            Uuid::now_v7().into(),
+            actor.organisation_id.0.into(),
+            user_id.0.into(),
+            session::token_hash(&token).into(),
+            actor.user_id().map(|u| u.0).into(),
+            now.into(),
+            expires_at.into(),
+        ],
+    )
+    .await?;
+    audit::record(
+        svc,
+        &txn,
+        AuditRecord::by(actor, AuditAction::UserInvited).target("user", user_id).detail("role", role.as_str()),
+    )
+    .await?;
+    txn.commit().await?;
+    let base = svc.settings().public_url.trim_end_matches('/');
+    Ok(InviteCreated { user_id: user_id.0, invite_url: format!("{base}/invite#{token}"), expires_at })
+}
+
+/// What the invitation page shows before the password is set.
+#[derive(Debug, Clone)]
+pub struct InviteInfo {
+    pub email: String,
+    pub organisation_name: String,
+}
+
+async fn find_invite<C: ConnectionTrait>(
+    svc: &Services,
+    conn: &C,
+    token: &str,
+    lock: bool,
+) -> ServiceResult<(Uuid, UserId, OrganisationId, InviteInfo)> {
+    if token.is_empty() || token.len() > 128 {
+        return Err(ServiceError::invalid("invitation", "link is not valid"));
+    }
+    let row = db::one(
+        conn,
+        &format!(
+            "SELECT i.id, i.user_id, i.organisation_id, u.email, o.name AS org_name
+             FROM invite i JOIN app_user u ON u.id = i.user_id JOIN organisation o ON o.id = i.organisation_id
+             WHERE i.token_hash = $1 AND i.accepted_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > $2
+               AND u.status = 'invited' AND o.deleted_at IS NULL{}",
+            if lock { " FOR UPDATE OF i" } else { "" }
+        ),
+        [session::token_hash(token).into(), svc.clock().now().into()],
+    )
+    .await?
+    .ok_or_else(|| {
+        ServiceError::invalid("invitation", "link is not valid or has expired; ask your administrator for a new one")
+    })?;
+    Ok((
+        db::get(&row, "id")?,
+        UserId(db::get(&row, "user_id")?),
+        OrganisationId(db::get(&row, "organisation_id")?),
+        InviteInfo { email: db::get(&row, "email")?, organisation_name: db::get(&row, "org_name")? },
+    ))
+}
+
+pub async fn invite_info(svc: &Services, token: &str) -> ServiceResult<InviteInfo> {
+    Ok(find_invite(svc, svc.db(), token, false).await?.3)
+}
+
+/// Accept an invitation by choosing a password. The new user then signs in and enrols MFA.
+pub async fn accept_invite(svc: &Services, token: &str, password: &str, ip: Option<String>) -> ServiceResult<()> {
+    let (_, _, _, info) = find_invite(svc, svc.db(), token, false).await?;
+    auth::check_new_password(password, &info.email)?;
+    let hash = auth::hash_password(password).await?;
+    let now = svc.clock().now();
+    let txn = svc.db().begin().await?;
+    let (invite_id, user_id, org, _) = find_invite(svc, &txn, token, true).await?;
+    db::exec(&txn, "UPDATE invite SET accepted_at = $2 WHERE id = $1", [invite_id.into(), now.into()]).await?;
+    db::exec(
+        &txn,
+        "UPDATE app_user SET status = 'active', password_hash = $2, password_changed_at = $3, updated_at = $3 WHERE id = $1",
+        [user_id.0.into(), hash.into(), now.into()],
+    )
+    .await?;
+    audit::record(
+        svc,
+        &txn,
+        AuditRecord::new(
+            Some(org),
+            AuditActor::User { user_id, session_id: None },
+            AuditAction::InviteAccepted,
+            AuditOutcome::Success,
+        )
+        .target("user", user_id)
+        .ip(ip),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+pub async fn change_role(svc: &Services, actor: &Actor, user_id: UserId, role: Role) -> ServiceResult<UserView> {
+    actor.require(Permission::UsersManage)?;
+    if actor.user_id() == Some(user_id) {
+        return Err(ServiceError::invalid("role", "you cannot change your own role"));
+    }
+    let txn = svc.db().begin().await?;
+    let before = load(&txn, actor.organisation_id, user_id).await?;
+    if before.role == role {
+        return Ok(before);
+    }
+    if before.role == Role::Admin
+        && before.status == UserStatus::Active
+        && other_active_admins(&txn, actor.organisation_id, user_id).await? == 0
+    {
+        return Err(ServiceError::invalid("role", "the organisation needs at least one active administrator"));
+    }
+    db::exec(
+        &txn,
+        "UPDATE app_user SET role = $2, updated_at = $3 WHERE id = $1",
+        [user_id.0.into(), role.as_str().into(), svc.clock().now().into()],
+    )
+    .await?;
+    audit::record(
+        svc,
+        &txn,
+        AuditRecord::by(actor, AuditAction::RoleChanged)
+            .target("user", user_id)
+            .detail("from", before.role.as_str())
+            .detail("to", role.as_str()),
+    )
+    .await?;
+    let after = load(&txn, actor.organisation_id, user_id).await?;
+    txn.commit().await?;
+    Ok(after)
+}
+
+/// Disable an account: it cannot sign in and every session ends now.
+pub async fn disable(svc: &Services, actor: &Actor, user_id: UserId) -> ServiceResult<UserView> {
+    actor.require(Permission::UsersManage)?;
+    if actor.user_id() == Some(user_id) {
+        return Err(ServiceError::invalid("user", "you cannot disable your own account"));
+    }
+    let txn = svc.db().begin().await?;
+    let before = load(&txn, actor.organisation_id, user_id).await?;
+    if before.status == UserStatus::Disabled {
+        return Ok(before);
+    }
+    if before.role == Role::Admin
+        && before.status == UserStatus::Active
+        && other_active_admins(&txn, actor.organisation_id, user_id).await? == 0
+    {
+        return Err(ServiceError::invalid("user", "the organisation needs at least one active administrator"));
+    }
+    let now = svc.clock().now();
+    db::exec(
+        &txn,
+        "UPDATE app_user SET status = 'disabled', updated_at = $2 WHERE id = $1",
+        [user_id.0.into(), now.into()],
+    )
+    .await?;
+    db::exec(
+        &txn,
+        "UPDATE invite SET revoked_at = $2 WHERE user_id = $1 AND accepted_at IS NULL AND revoked_at IS NULL",
+        [user_id.0.into(), now.into()],
+    )
+    .await?;
+    let ended = session::revoke_all_for_user(svc, &txn, user_id, None, "user_disabled").await?;
+    audit::record(
+        svc,
+        &txn,
+        AuditRecord::by(actor, AuditAction::UserDisabled).target("user", user_id).detail("sessions_ended", ended),
+    )
+    .await?;
+    let after = load(&txn, actor.organisation_id, user_id).await?;
+    txn.commit().await?;
+    Ok(after)
+}
+
+/// Re-enable a disabled account (it signs in with its existing password and MFA).
+pub async fn enable(svc: &Services, actor: &Actor, user_id: UserId) -> ServiceResult<UserView> {
+    actor.require(Permission::UsersManage)?;
+    let txn = svc.db().begin().await?;
+    let before = load(&txn, actor.organisation_id, user_id).await?;
+    if before.status != UserStatus::Disabled {
+        return Ok(before);
+    }
+    let has_password =
+        db::one(&txn, "SELECT password_hash IS NOT NULL AS p FROM app_user WHERE id = $1", [user_id.0.into()])
+            .await?
+            .map(|r| db::get::<bool>(&r, "p"))
+            .transpose()?
+            .unwrap_or(false);
+    let status = if has_password { "active" } else { "invited" };
+    db::exec(
+        &txn,
+        "UPDATE app_user SET status = $2, updated_at = $3 WHERE id = $1",
+        [user_id.0.into(), status.into(), svc.clock().now().into()],
+    )
+    .await?;
+    audit::record(svc, &txn, AuditRecord::by(actor, AuditAction::UserEnabled).target("user", user_id)).await?;
+    let after = load(&txn, actor.organisation_id, user_id).await?;
+    txn.commit().await?;
+    Ok(after)
+}
+
+/// Clear a user's authenticator and recovery codes (lost phone). They enrol again at next sign-in;
+/// every session of theirs ends now.
+pub async fn reset_mfa(svc: &Services, actor: &Actor, user_id: UserId) -> ServiceResult<UserView> {
+    actor.require(Permission::UsersManage)?;
+    let txn = svc.db().begin().await?;
+    load(&txn, actor.organisation_id, user_id).await?;
+    db::exec(
+        &txn,
+        "UPDATE app_user SET totp_secret = NULL, totp_enrolled_at = NULL, totp_last_step = NULL, updated_at = $2 WHERE id = $1",
+        [user_id.0.into(), svc.clock().now().into()],
+    )
+    .await?;
+    db::exec(&txn, "DELETE FROM recovery_code WHERE user_id = $1", [user_id.0.into()]).await?;
+    let ended = session::revoke_all_for_user(svc, &txn, user_id, None, "mfa_reset").await?;
+    audit::record(
+        svc,
+        &txn,
+        AuditRecord::by(actor, AuditAction::MfaReset).target("user", user_id).detail("sessions_ended", ended),
+    )
+    .await?;
+    let after = load(&txn, actor.organisation_id, user_id).await?;
+    txn.commit().await?;
+    Ok(after)
+}
+
+/// Find a user id by email within any organisation (command line only: operators name users by email).
+pub async fn find_for_operator(svc: &Services, email: &str) -> ServiceResult<(OrganisationId, UserId)> {
+    let email = EmailAddress::parse(email)?;
+    let row = db::one(
+        svc.db(),
+        "SELECT id, organisation_id FROM app_user WHERE email = $1",
+        [email.as_str().to_string().into()],
+    )
+    .await?
+    .ok_or(ServiceError::NotFound)?;
+    Ok((OrganisationId(db::get(&row, "organisation_id")?), UserId(db::get(&row, "id")?)))
+}
