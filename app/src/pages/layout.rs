@@ -106,9 +106,15 @@ fn IdleWarning(idle_secs: u64, warning_secs: u64) -> impl IntoView {
                             let show = s.idle_remaining_secs <= warning_secs;
                             if show && !open.get_untracked() {
                                 open.set(true);
-                                if let Some(b) = stay_ref.get_untracked() {
-                                    let _ = b.focus();
-                                }
+                                // Move keyboard focus into the dialog once it is displayed.
+                                set_timeout(
+                                    move || {
+                                        if let Some(b) = stay_ref.get_untracked() {
+                                            let _ = b.focus();
+                                        }
+                                    },
+                                    std::time::Duration::from_millis(30),
+                                );
                             } else if !show {
                                 open.set(false);
                             }
