@@ -40,18 +40,20 @@ impl RootKey {
     /// ignored). Error messages never echo the input.
     pub fn from_encoded(text: &str) -> ServiceResult<Self> {
         let t = text.trim();
-        let decoded = BASE64
-            .decode(t.as_bytes())
-            .ok()
-            .or_else(|| BASE64URL_NOPAD.decode(t.trim_end_matches('=').as_bytes()).ok())
-            .or_else(|| HEXLOWER_PERMISSIVE.decode(t.as_bytes()).ok())
-            .map(Zeroizing::new)
-            .ok_or_else(|| ServiceError::invalid("root key", "must be 32 bytes in base64 or hex"))?;
-        let arr: [u8; 32] = decoded
-            .as_slice()
-            .try_into()
-            .map_err(|_| ServiceError::invalid("root key", "must decode to exactly 32 bytes"))?;
-        Ok(Self::from_bytes(arr))
+        // Some strings decode under several encodings (64 hex digits are also valid base64):
+        // take the first decoding that yields exactly 32 bytes.
+        let candidates = [
+            BASE64.decode(t.as_bytes()).ok(),
+            BASE64URL_NOPAD.decode(t.trim_end_matches('=').as_bytes()).ok(),
+            HEXLOWER_PERMISSIVE.decode(t.as_bytes()).ok(),
+        ];
+        for c in candidates.into_iter().flatten() {
+            let c = Zeroizing::new(c);
+            if let Ok(arr) = <[u8; 32]>::try_from(c.as_slice()) {
+                return Ok(Self::from_bytes(arr));
+            }
+        }
+        Err(ServiceError::invalid("root key", "must be 32 bytes in base64 or hex"))
     }
 
     pub fn generate() -> ServiceResult<Self> {
