@@ -2,7 +2,7 @@
 //! server running in-process on port 0, and an HTTP client that keeps cookies and the CSRF token
 //! like a browser does.
 //!
-//! Needs `HERMETIC_TEST_DATABASE_URL` pointing at a maintenance database of a disposable cluster
+//! Needs `TEST_DATABASE_URL` pointing at a maintenance database of a disposable cluster
 //! (scripts/test starts one). Without it the tests fail loudly rather than skip.
 
 use data_encoding::BASE32_NOPAD;
@@ -19,8 +19,8 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub const ROOT_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 fn admin_url() -> String {
-    std::env::var("HERMETIC_TEST_DATABASE_URL")
-        .expect("HERMETIC_TEST_DATABASE_URL must point at a disposable PostgreSQL (run scripts/test)")
+    std::env::var("TEST_DATABASE_URL")
+        .expect("TEST_DATABASE_URL must point at a disposable PostgreSQL (run scripts/test)")
 }
 
 fn url_for(db: &str) -> String {
