@@ -85,9 +85,10 @@ free_port() {
 pg_start() {
   local dir="$1" port="$2" mode="$3"
   mkdir -p "$dir"
+  dir="$(realpath "$dir")"
   local owner=""
   if [ "$(id -u)" -eq 0 ]; then owner=postgres; chown postgres: "$dir"; chmod 700 "$dir"; fi
-  run_pg() { if [ -n "$owner" ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+  run_pg() { if [ -n "$owner" ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
   if [ ! -f "$dir/data/PG_VERSION" ]; then
     log "creating a private PostgreSQL cluster in $dir"
     run_pg "$PGBIN/initdb" -D "$dir/data" -U hermetic --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
@@ -102,11 +103,33 @@ pg_start() {
 pg_stop() {
   local dir="$1"
   [ -f "$dir/data/PG_VERSION" ] || return 0
+  dir="$(realpath "$dir")"
   if [ "$(id -u)" -eq 0 ]; then
-    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
+    (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" -m fast stop >/dev/null 2>&1) || true
   else
     "$PGBIN/pg_ctl" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
   fi
+}
+
+# The dev cluster lives in .data/pg. PostgreSQL refuses to run as root, so as root the server runs
+# as the postgres user, which must be able to reach that directory. When the checkout sits where
+# postgres cannot go (under /root, in a private temporary directory), the cluster is kept in
+# /var/lib/hermetic-dev/<hash of the checkout path> and .data/pg is a link to it.
+prepare_dev_pg_dir() {
+  local data="$1"
+  [ "$(id -u)" -eq 0 ] || return 0
+  chmod 711 "$data"
+  if [ -L "$data/pg" ] || (cd / && runuser -u postgres -- test -x "$data"); then return 0; fi
+  local alt="/var/lib/hermetic-dev/$(printf '%s' "$HERMETIC_ROOT" | sha256sum | cut -c1-16)"
+  mkdir -p "$alt"
+  chown postgres: "$alt"
+  chmod 700 "$alt"
+  if [ -e "$data/pg" ]; then
+    [ -f "$data/pg/data/PG_VERSION" ] && die "$data/pg holds a cluster that the postgres user cannot reach; move the checkout or fix permissions"
+    rm -rf "$data/pg"
+  fi
+  ln -s "$alt" "$data/pg"
+  log "the database files live in $alt (linked from .data/pg): postgres cannot reach $data"
 }
 
 # Run SQL as the cluster superuser against database $2 (default postgres).
