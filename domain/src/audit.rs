@@ -44,6 +44,32 @@ actions! {
     UserEnabled => "user.enabled", "User enabled";
     OrganisationCreated => "org.created", "Organisation created";
     AuditViewed => "audit.viewed", "Audit trail viewed";
+    ContactCreated => "contact.created", "Contact created";
+    ContactUpdated => "contact.updated", "Contact updated";
+    ContactDeleted => "contact.deleted", "Contact deleted";
+    ContactViewed => "contact.viewed", "Contact viewed (PHI read)";
+    ContactsListed => "contacts.listed", "Contacts listed (PHI read)";
+    ContactsExported => "contacts.exported", "Contacts exported (PHI read)";
+    ImportUploaded => "import.uploaded", "Import file uploaded";
+    ImportPreviewed => "import.previewed", "Import file previewed (PHI read)";
+    ImportStarted => "import.started", "Import started";
+    ImportFinished => "import.finished", "Import finished";
+    ImportCancelled => "import.cancelled", "Import cancelled";
+    FieldCreated => "field.created", "Custom field created";
+    FieldDeleted => "field.deleted", "Custom field deleted";
+    ListCreated => "list.created", "List created";
+    ListUpdated => "list.updated", "List updated";
+    ListDeleted => "list.deleted", "List deleted";
+    ListMembersChanged => "list.members_changed", "List membership changed";
+    OptInConfirmed => "list.optin_confirmed", "Double opt-in confirmed";
+    SuppressionAdded => "suppression.added", "Address suppressed";
+    SuppressionRemoved => "suppression.removed", "Suppression removed";
+    ConsentRecorded => "consent.recorded", "Consent recorded";
+    RootKeyRotated => "keys.root_rotated", "Root key rotated";
+    DataKeyRotationStarted => "keys.data_rotation_started", "Data key rotation started";
+    DataKeyRotated => "keys.data_rotated", "Data key rotation finished";
+    OrganisationDeleted => "org.deleted", "Organisation deleted (keys destroyed)";
+    DevMailboxViewed => "mail.dev_mailbox_viewed", "Dev mailbox viewed (PHI read)";
     AuditVerified => "audit.verified", "Audit chain verified";
 }
 

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod contacts;
 pub mod dto;
 pub mod email;
 pub mod error;

@@ -5,7 +5,9 @@
 //! with an idempotency key naming that boundary, so however many processes run, one job exists per
 //! tick and exactly one worker claims it (`FOR UPDATE SKIP LOCKED`).
 
+pub mod contacts;
 pub mod maintenance;
+pub mod worker;
 
 use apalis_postgres::PgPool;
 use service::Services;
@@ -29,11 +31,20 @@ pub struct JobsConfig {
     pub maintenance_interval: Duration,
     /// How often idle workers poll for due jobs (in addition to LISTEN/NOTIFY wake-ups).
     pub poll_interval: Duration,
+    /// Worker keep-alive; a worker silent for `heartbeat_interval × missed_heartbeats` is presumed
+    /// dead and its jobs are handed to another worker (resumable jobs continue where they stopped).
+    pub heartbeat_interval: Duration,
+    pub missed_heartbeats: usize,
 }
 
 impl Default for JobsConfig {
     fn default() -> Self {
-        JobsConfig { maintenance_interval: Duration::from_secs(300), poll_interval: Duration::from_secs(5) }
+        JobsConfig {
+            maintenance_interval: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(15),
+            missed_heartbeats: 4,
+        }
     }
 }
 
@@ -43,9 +54,43 @@ pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bo
         tracing::error!("job workers need a PostgreSQL connection pool");
         return;
     };
+    use service::outbox::queue;
+    use worker::supervise;
     let scheduler = tokio::spawn(maintenance::schedule(svc.clone(), config.clone(), shutdown.clone()));
-    let worker = tokio::spawn(maintenance::work(svc, pool, config, shutdown));
-    let _ = tokio::join!(scheduler, worker);
+    let workers = [
+        tokio::spawn(supervise(
+            svc.clone(),
+            pool.clone(),
+            queue::MAINTENANCE,
+            config.clone(),
+            1,
+            shutdown.clone(),
+            maintenance::handle,
+        )),
+        tokio::spawn(supervise(
+            svc.clone(),
+            pool.clone(),
+            queue::IMPORT,
+            config.clone(),
+            1,
+            shutdown.clone(),
+            contacts::import,
+        )),
+        tokio::spawn(supervise(
+            svc.clone(),
+            pool.clone(),
+            queue::OPTIN_EMAIL,
+            config.clone(),
+            4,
+            shutdown.clone(),
+            contacts::optin_email,
+        )),
+        tokio::spawn(supervise(svc, pool, queue::KEY_ROTATION, config, 1, shutdown, contacts::key_rotation)),
+    ];
+    let _ = scheduler.await;
+    for w in workers {
+        let _ = w.await;
+    }
 }
 
 fn pool_of(svc: &Services) -> Option<PgPool> {

@@ -2,13 +2,12 @@
 
 use crate::JobsConfig;
 use apalis::prelude::*;
-use apalis_postgres::{Config, PgPool, PostgresStorage};
 use serde::{Deserialize, Serialize};
 use service::Services;
 use std::time::Duration;
 use tokio::sync::watch;
 
-pub const QUEUE: &str = "maintenance";
+pub const QUEUE: &str = service::outbox::queue::MAINTENANCE;
 
 /// Payload: only the schedule slot (seconds since the epoch of the boundary). Ids only, never PHI.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,7 +53,7 @@ pub async fn schedule(svc: Services, config: JobsConfig, shutdown: watch::Receiv
     }
 }
 
-async fn handle(job: Maintenance, svc: Data<Services>) -> Result<(), BoxDynError> {
+pub async fn handle(job: Maintenance, svc: Data<Services>) -> Result<(), BoxDynError> {
     match service::maintenance::run(&svc).await {
         Ok(r) => {
             tracing::info!(
@@ -70,44 +69,6 @@ async fn handle(job: Maintenance, svc: Data<Services>) -> Result<(), BoxDynError
         Err(e) => {
             tracing::error!(slot = job.slot, error = %e.log_detail(), "maintenance failed");
             Err(Box::new(e))
-        }
-    }
-}
-
-/// Run the maintenance worker until shutdown, restarting it (under a new name) if it dies on a
-/// database error.
-pub async fn work(svc: Services, pool: PgPool, config: JobsConfig, shutdown: watch::Receiver<bool>) {
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        let name = format!("maintenance-{}", uuid::Uuid::now_v7());
-        let backend = PostgresStorage::<Maintenance>::new(&pool)
-            .with_config(
-                Config::default().queue(QUEUE).heartbeat_interval(Duration::from_secs(15)).missed_heartbeats(4),
-            )
-            .with_pubsub()
-            .poll_with_interval(config.poll_interval);
-        let stop = shutdown.clone();
-        let result = WorkerBuilder::new(name)
-            .backend(backend)
-            .data(svc.clone())
-            .concurrency(1)
-            .build(handle)
-            .run_until(async move {
-                crate::stopped(stop).await;
-                Ok::<(), std::io::Error>(())
-            })
-            .await;
-        match result {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::error!(error = %e, "maintenance worker stopped; restarting in 5 s");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                    _ = crate::stopped(shutdown.clone()) => return,
-                }
-            }
         }
     }
 }

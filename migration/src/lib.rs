@@ -4,14 +4,32 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20260101_000001_foundation;
+mod m20260201_000001_contacts;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20260101_000001_foundation::Migration)]
+        vec![Box::new(m20260101_000001_foundation::Migration), Box::new(m20260201_000001_contacts::Migration)]
     }
+}
+
+/// The SQL of every migration, in order (for fingerprinting test template databases).
+pub const SQL: &[&str] =
+    &[include_str!("m20260101_000001_foundation.sql"), include_str!("m20260201_000001_contacts.sql")];
+
+/// A short fingerprint of the schema history: changes whenever a migration is added or edited.
+pub fn fingerprint() -> String {
+    // FNV-1a: stable across builds and platforms (unlike the std hasher).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for sql in SQL {
+        for b in sql.bytes().chain([0u8]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
 }
 
 /// Apply every pending migration. Several processes may start at once (`serve` and `worker`), so the

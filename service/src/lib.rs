@@ -5,11 +5,15 @@ pub mod actor;
 pub mod audit;
 pub mod auth;
 pub mod clock;
+pub mod contacts;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod mail;
 pub mod maintenance;
 pub mod organisations;
+pub mod outbox;
+pub mod pgcopy;
 pub mod services;
 pub mod users;
 

@@ -53,6 +53,9 @@ impl Default for AuthSettings {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub auth: AuthSettings,
+    /// Largest CSV upload accepted, in bytes (default 200 MB).
+    pub import_max_bytes: u64,
+    pub mail: crate::mail::MailSettings,
     /// Public origin of the web app (`https://hermetic.example.org`), used in invitation links.
     pub public_url: String,
     /// Name shown in authenticator apps.
@@ -61,6 +64,7 @@ pub struct Settings {
 
 pub struct Inner {
     pub db: DatabaseConnection,
+    pub mailer: crate::mail::Mailer,
     pub clock: Arc<dyn Clock>,
     pub keys: KeyRing,
     pub settings: Settings,
@@ -70,8 +74,17 @@ pub struct Inner {
 pub struct Services(Arc<Inner>);
 
 impl Services {
-    pub fn new(db: DatabaseConnection, clock: Arc<dyn Clock>, keys: KeyRing, settings: Settings) -> Self {
-        Services(Arc::new(Inner { db, clock, keys, settings }))
+    pub fn new(
+        db: DatabaseConnection,
+        clock: Arc<dyn Clock>,
+        keys: KeyRing,
+        settings: Settings,
+    ) -> crate::ServiceResult<Self> {
+        let mailer = crate::mail::Mailer::build(&settings.mail)?;
+        Ok(Services(Arc::new(Inner { db, mailer, clock, keys, settings })))
+    }
+    pub fn mailer(&self) -> &crate::mail::Mailer {
+        &self.0.mailer
     }
     pub fn db(&self) -> &DatabaseConnection {
         &self.0.db

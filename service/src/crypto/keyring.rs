@@ -79,7 +79,7 @@ impl RootKey {
         aad
     }
 
-    fn wrap(
+    pub(crate) fn wrap_key(
         &self,
         dk: &[u8; 32],
         key_id: Uuid,
@@ -97,7 +97,7 @@ impl RootKey {
         Ok([nonce_bytes.as_slice(), &ct].concat())
     }
 
-    fn unwrap(
+    pub(crate) fn unwrap_key(
         &self,
         wrapped: &[u8],
         key_id: Uuid,
@@ -154,6 +154,17 @@ pub struct DataKey {
 }
 
 impl DataKey {
+    /// A free-standing key for micro-benchmarks (never stored, never wrapped).
+    pub fn for_benchmark(bytes: [u8; 32]) -> DataKey {
+        DataKey {
+            id: Uuid::now_v7(),
+            version: 1,
+            organisation: None,
+            purpose: KeyPurpose::Data,
+            key: Zeroizing::new(bytes),
+        }
+    }
+
     pub fn seal(&self, aad: &Aad<'_>, plaintext: &[u8]) -> ServiceResult<Sealed> {
         seal::seal_with(&self.key, self.id, aad, plaintext)
     }
@@ -190,6 +201,57 @@ impl KeyRing {
 
     pub fn root_key_id(&self) -> &str {
         self.root.id()
+    }
+
+    pub(crate) fn root(&self) -> &RootKey {
+        &self.root
+    }
+
+    /// Drop the cached "active key" so the next call re-reads it (after a rotation).
+    pub fn forget_active(&self, org: Option<OrganisationId>, purpose: KeyPurpose) {
+        if let Ok(mut m) = self.active.write() {
+            m.remove(&(org.map(|o| o.0).unwrap_or_default(), purpose));
+        }
+    }
+
+    /// Drop every cached key of an organisation (after its keys were destroyed).
+    pub fn forget_organisation(&self, org: OrganisationId) {
+        if let Ok(mut m) = self.by_id.write() {
+            m.retain(|_, k| k.organisation != Some(org));
+        }
+        if let Ok(mut m) = self.active.write() {
+            m.retain(|(o, _), _| *o != org.0);
+        }
+    }
+
+    /// Retire the active key and create the next version (inside the caller's transaction).
+    pub async fn create_next_version<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        clock: &dyn Clock,
+        org: OrganisationId,
+        purpose: KeyPurpose,
+        old_id: Uuid,
+        old_version: i32,
+    ) -> ServiceResult<Uuid> {
+        let now = clock.now();
+        db::exec(
+            conn,
+            "UPDATE wrapped_key SET retired_at = $2 WHERE id = $1 AND retired_at IS NULL",
+            [old_id.into(), now.into()],
+        )
+        .await?;
+        let id = Uuid::now_v7();
+        let version = old_version + 1;
+        let material = Zeroizing::new(super::random_bytes::<32>()?);
+        let wrapped = self.root.wrap_key(&material, id, Some(org), purpose, version)?;
+        db::exec(
+            conn,
+            "INSERT INTO wrapped_key (id, organisation_id, purpose, version, wrapped, root_key_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            [id.into(), org.0.into(), purpose.as_str().into(), version.into(), wrapped.into(), self.root.id().to_string().into(), now.into()],
+        )
+        .await?;
+        Ok(id)
     }
 
     fn cached(&self, id: Uuid) -> Option<Arc<DataKey>> {
@@ -235,7 +297,7 @@ impl KeyRing {
             // None yet: create one. A concurrent creator wins the partial unique index; we re-read.
             let id = Uuid::now_v7();
             let material = Zeroizing::new(super::random_bytes::<32>()?);
-            let wrapped = self.root.wrap(&material, id, org, purpose, 1)?;
+            let wrapped = self.root.wrap_key(&material, id, org, purpose, 1)?;
             db::exec(
                 conn,
                 "INSERT INTO wrapped_key (id, organisation_id, purpose, version, wrapped, root_key_id, created_at)
@@ -289,12 +351,27 @@ impl KeyRing {
         if let Some(k) = self.cached(id) {
             return Ok(k);
         }
-        let key = self.root.unwrap(wrapped, id, org, purpose, version)?;
+        let key = self.root.unwrap_key(wrapped, id, org, purpose, version)?;
         let dk = Arc::new(DataKey { id, version, organisation: org, purpose, key });
         if let Ok(mut m) = self.by_id.write() {
             m.insert(id, dk.clone());
         }
         Ok(dk)
+    }
+
+    /// Several keys by id at once (to open a batch of rows synchronously afterwards).
+    pub async fn load_keys<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        ids: impl IntoIterator<Item = Uuid>,
+    ) -> ServiceResult<HashMap<Uuid, Arc<DataKey>>> {
+        let mut out = HashMap::new();
+        for id in ids {
+            if let std::collections::hash_map::Entry::Vacant(e) = out.entry(id) {
+                e.insert(self.key_by_id(conn, id).await?);
+            }
+        }
+        Ok(out)
     }
 
     /// Seal a field of an organisation's row under its active data key.
@@ -340,14 +417,14 @@ mod tests {
 
         let id = Uuid::now_v7();
         let dk = [9u8; 32];
-        let w = k.wrap(&dk, id, None, KeyPurpose::AuditMac, 1).unwrap();
-        assert_eq!(*k2.unwrap(&w, id, None, KeyPurpose::AuditMac, 1).unwrap(), dk);
+        let w = k.wrap_key(&dk, id, None, KeyPurpose::AuditMac, 1).unwrap();
+        assert_eq!(*k2.unwrap_key(&w, id, None, KeyPurpose::AuditMac, 1).unwrap(), dk);
         // bound to its id, purpose, version and organisation
-        assert!(k.unwrap(&w, Uuid::now_v7(), None, KeyPurpose::AuditMac, 1).is_err());
-        assert!(k.unwrap(&w, id, None, KeyPurpose::Data, 1).is_err());
-        assert!(k.unwrap(&w, id, None, KeyPurpose::AuditMac, 2).is_err());
-        assert!(k.unwrap(&w, id, Some(OrganisationId::new()), KeyPurpose::AuditMac, 1).is_err());
+        assert!(k.unwrap_key(&w, Uuid::now_v7(), None, KeyPurpose::AuditMac, 1).is_err());
+        assert!(k.unwrap_key(&w, id, None, KeyPurpose::Data, 1).is_err());
+        assert!(k.unwrap_key(&w, id, None, KeyPurpose::AuditMac, 2).is_err());
+        assert!(k.unwrap_key(&w, id, Some(OrganisationId::new()), KeyPurpose::AuditMac, 1).is_err());
         let other = RootKey::generate().unwrap();
-        assert!(other.unwrap(&w, id, None, KeyPurpose::AuditMac, 1).is_err());
+        assert!(other.unwrap_key(&w, id, None, KeyPurpose::AuditMac, 1).is_err());
     }
 }

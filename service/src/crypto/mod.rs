@@ -4,6 +4,7 @@
 //! sealed value is bound by its associated data to the exact place it belongs.
 
 pub mod keyring;
+pub mod rotation;
 pub mod seal;
 
 use crate::error::ServiceError;

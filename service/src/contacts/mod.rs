@@ -1,0 +1,340 @@
+//! Contacts: every one is protected health information. PHI columns are sealed; email has an HMAC
+//! blind index (a separate key) for exact search and de-duplication. Every path that decrypts PHI
+//! for a person writes an audit row first (ids and counts only).
+
+pub mod consent;
+pub mod export;
+pub mod fields;
+pub mod import;
+pub mod lists;
+pub mod record;
+pub mod suppression;
+
+use crate::actor::Actor;
+use crate::audit::{self, AuditRecord};
+use crate::crypto::keyring::{DataKey, KeyPurpose};
+use crate::db;
+use crate::error::{ServiceError, ServiceResult, is_unique_violation};
+use crate::services::Services;
+use chrono::{DateTime, Utc};
+use domain::Permission;
+use domain::Phi;
+use domain::audit::AuditAction;
+use domain::contacts::{ConsentPurpose, ContactDetail, ContactInput, ContactPage, ContactRow, CustomField};
+use domain::ids::OrganisationId;
+use record::{ContactRecord, KeySet, Open, SealedContact};
+use sea_orm::{ConnectionTrait, QueryResult, TransactionTrait};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub const PAGE_MAX: u32 = 100;
+
+/// HMAC-SHA256 blind index of a normalised email under the organisation's blind-index key.
+pub fn email_bidx(key: &DataKey, normalised_email: &str) -> Vec<u8> {
+    key.mac(&[b"hermetic.bidx.email.v1", normalised_email.as_bytes()]).to_vec()
+}
+
+pub async fn bidx_key<C: ConnectionTrait>(
+    svc: &Services,
+    conn: &C,
+    org: OrganisationId,
+) -> ServiceResult<Arc<DataKey>> {
+    svc.keys().active_key(conn, svc.clock(), Some(org), KeyPurpose::BlindIndex).await
+}
+
+pub async fn data_key<C: ConnectionTrait>(
+    svc: &Services,
+    conn: &C,
+    org: OrganisationId,
+) -> ServiceResult<Arc<DataKey>> {
+    svc.keys().active_key(conn, svc.clock(), Some(org), KeyPurpose::Data).await
+}
+
+pub(crate) const SEALED_COLS: &str = "email, first_name, last_name, phone, date_of_birth, phi_attrs";
+
+pub(crate) fn sealed_from_row(r: &QueryResult) -> ServiceResult<SealedContact> {
+    Ok(SealedContact {
+        email: db::get(r, "email")?,
+        first_name: db::get(r, "first_name")?,
+        last_name: db::get(r, "last_name")?,
+        phone: db::get(r, "phone")?,
+        date_of_birth: db::get(r, "date_of_birth")?,
+        phi_attrs: db::get(r, "phi_attrs")?,
+    })
+}
+
+/// Preload every key a batch of sealed rows needs.
+pub(crate) async fn keys_for<C: ConnectionTrait>(
+    svc: &Services,
+    conn: &C,
+    rows: &[&SealedContact],
+) -> ServiceResult<KeySet> {
+    let ids: Vec<Uuid> = rows.iter().flat_map(|s| record::key_ids(s)).collect();
+    svc.keys().load_keys(conn, ids).await
+}
+
+/// Load a contact of the organisation (NotFound for other organisations' ids) and open it.
+pub(crate) async fn load<C: ConnectionTrait>(
+    svc: &Services,
+    conn: &C,
+    org: OrganisationId,
+    id: Uuid,
+    catalogue: &[CustomField],
+) -> ServiceResult<(ContactRecord, DateTime<Utc>, DateTime<Utc>)> {
+    let row = db::one(
+        conn,
+        &format!("SELECT {SEALED_COLS}, time_zone, locale, attrs, created_at, updated_at FROM contact WHERE id = $1 AND organisation_id = $2"),
+        [id.into(), org.0.into()],
+    )
+    .await?
+    .ok_or(ServiceError::NotFound)?;
+    let sealed = sealed_from_row(&row)?;
+    let keys = keys_for(svc, conn, &[&sealed]).await?;
+    let mut rec = record::open(&keys, org, id, &sealed, Open::All, catalogue)?;
+    rec.time_zone = db::get(&row, "time_zone")?;
+    rec.locale = db::get(&row, "locale")?;
+    rec.attrs = record::attrs_from_json(&db::get::<serde_json::Value>(&row, "attrs")?, catalogue);
+    Ok((rec, db::get(&row, "created_at")?, db::get(&row, "updated_at")?))
+}
+
+fn invalid(errors: Vec<record::FieldError>) -> ServiceError {
+    let msg = errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+    ServiceError::invalid("contact", msg)
+}
+
+async fn write<C: ConnectionTrait>(
+    svc: &Services,
+    conn: &C,
+    org: OrganisationId,
+    id: Uuid,
+    rec: &ContactRecord,
+    insert: bool,
+) -> ServiceResult<()> {
+    let key = data_key(svc, conn, org).await?;
+    let bkey = bidx_key(svc, conn, org).await?;
+    let sealed = record::seal(&key, org, id, rec)?;
+    let now = svc.clock().now();
+    let values: Vec<sea_orm::Value> = vec![
+        id.into(),
+        org.0.into(),
+        email_bidx(&bkey, rec.email.expose()).into(),
+        sealed.email.into(),
+        sealed.first_name.into(),
+        sealed.last_name.into(),
+        sealed.phone.into(),
+        sealed.date_of_birth.into(),
+        rec.time_zone.clone().into(),
+        rec.locale.clone().into(),
+        record::attrs_json(&rec.attrs).into(),
+        sealed.phi_attrs.into(),
+        now.into(),
+    ];
+    let sql = if insert {
+        "INSERT INTO contact (id, organisation_id, email_bidx, email, first_name, last_name, phone, date_of_birth,
+            time_zone, locale, attrs, phi_attrs, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)"
+    } else {
+        "UPDATE contact SET email_bidx = $3, email = $4, first_name = $5, last_name = $6, phone = $7, date_of_birth = $8,
+            time_zone = $9, locale = $10, attrs = $11, phi_attrs = $12, updated_at = $13
+         WHERE id = $1 AND organisation_id = $2"
+    };
+    match db::exec(conn, sql, values).await {
+        Err(e) if is_unique_violation(&e) => {
+            Err(ServiceError::conflict("A contact with this email address already exists."))
+        }
+        Err(e) => Err(e.into()),
+        Ok(0) => Err(ServiceError::NotFound),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Create a contact from form fields (key → value).
+pub async fn create(svc: &Services, actor: &Actor, input: ContactInput) -> ServiceResult<Uuid> {
+    actor.require(Permission::ContactsWrite)?;
+    let catalogue = fields::catalogue(svc, svc.db(), actor.organisation_id).await?;
+    let rec = record::validate(&input.fields, &catalogue).map_err(invalid)?;
+    let id = Uuid::now_v7();
+    let txn = svc.db().begin().await?;
+    write(svc, &txn, actor.organisation_id, id, &rec, true).await?;
+    audit::record(svc, &txn, AuditRecord::by(actor, AuditAction::ContactCreated).target("contact", id)).await?;
+    txn.commit().await?;
+    Ok(id)
+}
+
+/// Replace a contact's fields (the form sends them all).
+pub async fn update(svc: &Services, actor: &Actor, id: Uuid, input: ContactInput) -> ServiceResult<()> {
+    actor.require(Permission::ContactsWrite)?;
+    let catalogue = fields::catalogue(svc, svc.db(), actor.organisation_id).await?;
+    let rec = record::validate(&input.fields, &catalogue).map_err(invalid)?;
+    let txn = svc.db().begin().await?;
+    let exists = db::one(
+        &txn,
+        "SELECT 1 AS x FROM contact WHERE id = $1 AND organisation_id = $2 FOR UPDATE",
+        [id.into(), actor.organisation_id.0.into()],
+    )
+    .await?;
+    if exists.is_none() {
+        return Err(ServiceError::NotFound);
+    }
+    write(svc, &txn, actor.organisation_id, id, &rec, false).await?;
+    audit::record(svc, &txn, AuditRecord::by(actor, AuditAction::ContactUpdated).target("contact", id)).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Delete a contact. Its suppression entries (keyed by blind index) and consent evidence remain.
+pub async fn delete(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<()> {
+    actor.require(Permission::ContactsWrite)?;
+    let txn = svc.db().begin().await?;
+    let n = db::exec(
+        &txn,
+        "DELETE FROM contact WHERE id = $1 AND organisation_id = $2",
+        [id.into(), actor.organisation_id.0.into()],
+    )
+    .await?;
+    if n == 0 {
+        return Err(ServiceError::NotFound);
+    }
+    audit::record(svc, &txn, AuditRecord::by(actor, AuditAction::ContactDeleted).target("contact", id)).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// The contact page: every field decrypted (an audited PHI read), lists, consent history, and
+/// whether the contact may be mailed for each purpose now.
+pub async fn detail(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<ContactDetail> {
+    actor.require(Permission::ContactsRead)?;
+    let org = actor.organisation_id;
+    let catalogue = fields::catalogue(svc, svc.db(), org).await?;
+    // Existence first, so a probe with another organisation's id is a 404 without an audit row.
+    db::one(svc.db(), "SELECT 1 AS x FROM contact WHERE id = $1 AND organisation_id = $2", [id.into(), org.0.into()])
+        .await?
+        .ok_or(ServiceError::NotFound)?;
+    audit::record_now(svc, AuditRecord::by(actor, AuditAction::ContactViewed).target("contact", id)).await?;
+    let (rec, created_at, updated_at) = load(svc, svc.db(), org, id, &catalogue).await?;
+    let lists = lists::memberships(svc, org, id).await?;
+    let consent = consent::history(svc, org, id).await?;
+    let bkey = bidx_key(svc, svc.db(), org).await?;
+    let suppressed = suppression::reason_for(svc, svc.db(), org, &email_bidx(&bkey, rec.email.expose())).await?;
+    let now = svc.clock().now();
+    let mut mailable = Vec::new();
+    for p in ConsentPurpose::ALL {
+        let d = consent::may_mail(svc, svc.db(), org, id, p, now).await?;
+        mailable.push((p, d.allowed, d.reason.to_string()));
+    }
+    Ok(ContactDetail {
+        id,
+        fields: ContactInput { fields: record::to_fields(&rec) },
+        lists,
+        consent,
+        mailable,
+        suppressed,
+        created_at,
+        updated_at,
+    })
+}
+
+fn parse_cursor(c: &str) -> ServiceResult<(DateTime<Utc>, Uuid)> {
+    let bad = || ServiceError::invalid("page", "is not valid");
+    let (t, id) = c.split_once('_').ok_or_else(bad)?;
+    let micros: i64 = t.parse().map_err(|_| bad())?;
+    Ok((DateTime::from_timestamp_micros(micros).ok_or_else(bad)?, Uuid::parse_str(id).map_err(|_| bad())?))
+}
+
+/// One page of the contacts table, newest first, decrypting only that page (an audited read).
+/// `email` searches exactly through the blind index.
+pub async fn page(
+    svc: &Services,
+    actor: &Actor,
+    after: Option<String>,
+    limit: u32,
+    email: Option<String>,
+) -> ServiceResult<ContactPage> {
+    actor.require(Permission::ContactsRead)?;
+    let org = actor.organisation_id;
+    let limit = i64::from(limit.clamp(1, PAGE_MAX));
+    let total: i64 = db::one(svc.db(), "SELECT count(*) AS n FROM contact WHERE organisation_id = $1", [org.0.into()])
+        .await?
+        .map(|r| db::get(&r, "n"))
+        .transpose()?
+        .unwrap_or(0);
+    let rows = if let Some(q) = email.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        let Ok(norm) = domain::contacts::normalise_email(q) else {
+            return Ok(ContactPage { rows: vec![], total, next: None });
+        };
+        let bkey = bidx_key(svc, svc.db(), org).await?;
+        db::all(
+            svc.db(),
+            &format!("SELECT id, {SEALED_COLS}, created_at, updated_at FROM contact WHERE organisation_id = $1 AND email_bidx = $2"),
+            [org.0.into(), email_bidx(&bkey, &norm).into()],
+        )
+        .await?
+    } else {
+        let (t, id) = match after.as_deref() {
+            Some(c) => parse_cursor(c)?,
+            None => (DateTime::<Utc>::MAX_UTC, Uuid::max()),
+        };
+        db::all(
+            svc.db(),
+            &format!(
+                "SELECT id, {SEALED_COLS}, created_at, updated_at FROM contact
+                 WHERE organisation_id = $1 AND (created_at, id) < ($2, $3)
+                 ORDER BY created_at DESC, id DESC LIMIT $4"
+            ),
+            [org.0.into(), t.into(), id.into(), (limit + 1).into()],
+        )
+        .await?
+    };
+    let has_more = rows.len() as i64 > limit;
+    let rows = &rows[..rows.len().min(limit as usize)];
+    let ids: Vec<Uuid> = rows.iter().map(|r| db::get::<Uuid>(r, "id")).collect::<Result<_, _>>()?;
+    if !ids.is_empty() {
+        audit::record_now(
+            svc,
+            AuditRecord::by(actor, AuditAction::ContactsListed)
+                .detail("count", ids.len())
+                .detail("contact_ids", ids.iter().map(|i| i.to_string()).collect::<Vec<_>>()),
+        )
+        .await?;
+    }
+    let sealed: Vec<SealedContact> = rows.iter().map(sealed_from_row).collect::<Result<_, _>>()?;
+    let keys = keys_for(svc, svc.db(), &sealed.iter().collect::<Vec<_>>()).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for ((r, s), id) in rows.iter().zip(&sealed).zip(&ids) {
+        let rec = record::open(&keys, org, *id, s, Open::Summary, &[])?;
+        out.push(ContactRow {
+            id: *id,
+            name: record::display_name(&rec),
+            email: rec.email,
+            created_at: db::get(r, "created_at")?,
+            updated_at: db::get(r, "updated_at")?,
+        });
+    }
+    let next =
+        if has_more { out.last().map(|r| format!("{}_{}", r.created_at.timestamp_micros(), r.id)) } else { None };
+    Ok(ContactPage { rows: out, total, next })
+}
+
+/// Look a contact up by email (exact, through the blind index). Internal: no audit (no PHI leaves).
+pub async fn find_id_by_email<C: ConnectionTrait>(
+    svc: &Services,
+    conn: &C,
+    org: OrganisationId,
+    email: &str,
+) -> ServiceResult<Option<Uuid>> {
+    let Ok(norm) = domain::contacts::normalise_email(email) else { return Ok(None) };
+    let bkey = bidx_key(svc, conn, org).await?;
+    let row = db::one(
+        conn,
+        "SELECT id FROM contact WHERE organisation_id = $1 AND email_bidx = $2",
+        [org.0.into(), email_bidx(&bkey, &norm).into()],
+    )
+    .await?;
+    row.map(|r| db::get(&r, "id").map_err(ServiceError::from)).transpose()
+}
+
+/// Fields keyed for the UI form, blank for a new contact.
+pub fn blank_input() -> ContactInput {
+    ContactInput { fields: BTreeMap::from([("email".to_string(), Phi::new(String::new()))]) }
+}

@@ -1,0 +1,143 @@
+//! The organisation's suppression list, keyed by the email's blind index: it applies whether or not
+//! the contact still exists, and to any future import of the same address. Every send honours it.
+
+use crate::actor::Actor;
+use crate::audit::{self, AuditRecord};
+use crate::db;
+use crate::error::{ServiceError, ServiceResult};
+use crate::services::Services;
+use domain::Permission;
+use domain::audit::AuditAction;
+use domain::contacts::{SuppressionReason, SuppressionView};
+use domain::ids::OrganisationId;
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use uuid::Uuid;
+
+pub async fn reason_for<C: ConnectionTrait>(
+    _svc: &Services,
+    conn: &C,
+    org: OrganisationId,
+    bidx: &[u8],
+) -> ServiceResult<Option<SuppressionReason>> {
+    let row = db::one(
+        conn,
+        "SELECT reason FROM suppression WHERE organisation_id = $1 AND email_bidx = $2",
+        [org.0.into(), bidx.to_vec().into()],
+    )
+    .await?;
+    Ok(match row {
+        Some(r) => SuppressionReason::parse(&db::get::<String>(&r, "reason")?),
+        None => None,
+    })
+}
+
+/// Suppress an address (inside the caller's transaction). An existing entry keeps its first reason
+/// unless the new one is stronger (a complaint or hard bounce outranks an unsubscribe).
+pub async fn add_bidx<C: ConnectionTrait>(
+    conn: &C,
+    org: OrganisationId,
+    bidx: Vec<u8>,
+    reason: SuppressionReason,
+    by: Option<Uuid>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ServiceResult<()> {
+    db::exec(
+        conn,
+        "INSERT INTO suppression (organisation_id, email_bidx, reason, created_at, created_by) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (organisation_id, email_bidx) DO UPDATE SET reason = EXCLUDED.reason
+         WHERE suppression.reason IN ('unsubscribed', 'manual') AND EXCLUDED.reason IN ('hard_bounce', 'complaint')",
+        [org.0.into(), bidx.into(), reason.as_str().into(), now.into(), by.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Staff block an address (it need not belong to a contact).
+pub async fn add(svc: &Services, actor: &Actor, email: &str, reason: SuppressionReason) -> ServiceResult<()> {
+    actor.require(Permission::ContactsWrite)?;
+    let norm = domain::contacts::normalise_email(email).map_err(|m| ServiceError::invalid("email", m))?;
+    let key = super::bidx_key(svc, svc.db(), actor.organisation_id).await?;
+    let bidx = super::email_bidx(&key, &norm);
+    let txn = svc.db().begin().await?;
+    add_bidx(&txn, actor.organisation_id, bidx.clone(), reason, actor.user_id().map(|u| u.0), svc.clock().now())
+        .await?;
+    audit::record(
+        svc,
+        &txn,
+        AuditRecord::by(actor, AuditAction::SuppressionAdded)
+            .target("suppression", reference(&bidx))
+            .detail("reason", reason.as_str()),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// A short opaque reference to an entry (a prefix of its blind index; not reversible).
+pub fn reference(bidx: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(&bidx[..bidx.len().min(8)])
+}
+
+pub async fn list(svc: &Services, actor: &Actor, limit: u32) -> ServiceResult<Vec<SuppressionView>> {
+    actor.require(Permission::ContactsRead)?;
+    let rows = db::all(
+        svc.db(),
+        "SELECT s.email_bidx, s.reason, s.created_at, c.id AS contact_id
+         FROM suppression s LEFT JOIN contact c ON c.organisation_id = s.organisation_id AND c.email_bidx = s.email_bidx
+         WHERE s.organisation_id = $1 ORDER BY s.created_at DESC LIMIT $2",
+        [actor.organisation_id.0.into(), i64::from(limit.clamp(1, 500)).into()],
+    )
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(SuppressionView {
+                reference: reference(&db::get::<Vec<u8>>(r, "email_bidx")?),
+                reason: SuppressionReason::parse(&db::get::<String>(r, "reason")?)
+                    .ok_or_else(|| ServiceError::internal("bad reason"))?,
+                created_at: db::get(r, "created_at")?,
+                contact_id: db::get(r, "contact_id")?,
+            })
+        })
+        .collect()
+}
+
+/// Lift a manual block. Unsubscribes, bounces and complaints are not lifted by staff: the person
+/// re-subscribes themselves (double opt-in) if they want mail again.
+pub async fn remove(svc: &Services, actor: &Actor, reference_hex: &str) -> ServiceResult<()> {
+    actor.require(Permission::ContactsWrite)?;
+    let prefix = data_encoding::HEXLOWER_PERMISSIVE
+        .decode(reference_hex.trim().as_bytes())
+        .map_err(|_| ServiceError::NotFound)?;
+    if prefix.len() != 8 {
+        return Err(ServiceError::NotFound);
+    }
+    let txn = svc.db().begin().await?;
+    let row = db::one(
+        &txn,
+        "SELECT email_bidx, reason FROM suppression WHERE organisation_id = $1 AND substring(email_bidx FROM 1 FOR 8) = $2",
+        [actor.organisation_id.0.into(), prefix.into()],
+    )
+    .await?
+    .ok_or(ServiceError::NotFound)?;
+    if db::get::<String>(&row, "reason")? != "manual" {
+        return Err(ServiceError::invalid(
+            "suppression",
+            "only manual blocks can be removed; the person must opt in again",
+        ));
+    }
+    let bidx: Vec<u8> = db::get(&row, "email_bidx")?;
+    db::exec(
+        &txn,
+        "DELETE FROM suppression WHERE organisation_id = $1 AND email_bidx = $2",
+        [actor.organisation_id.0.into(), bidx.clone().into()],
+    )
+    .await?;
+    audit::record(
+        svc,
+        &txn,
+        AuditRecord::by(actor, AuditAction::SuppressionRemoved).target("suppression", reference(&bidx)),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}

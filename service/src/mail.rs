@@ -1,0 +1,232 @@
+//! Outgoing mail. Over SMTP, TLS is required: STARTTLS must succeed (or the connection is implicit
+//! TLS) and the server certificate must verify against the web PKI or a configured CA — a relay
+//! that offers neither is refused, never used in plaintext. Without a relay configured, messages are
+//! captured in the dev mailbox (sealed, per organisation) for development.
+
+use crate::crypto::seal::{Aad, Sealed};
+use crate::db;
+use crate::error::{ServiceError, ServiceResult};
+use crate::services::Services;
+use domain::Phi;
+use domain::ids::OrganisationId;
+use lettre::message::{Mailbox, MultiPart, SinglePart, header};
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain connection upgraded with STARTTLS, which must succeed.
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+}
+
+#[derive(Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Extra CA certificate (PEM) for private relays.
+    pub ca_pem: Option<Vec<u8>>,
+    pub pool_size: u32,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum MailSettings {
+    Smtp { smtp: SmtpSettings, from: String },
+    DevMailbox { from: String },
+}
+
+impl MailSettings {
+    pub fn from_address(&self) -> &str {
+        match self {
+            MailSettings::Smtp { from, .. } | MailSettings::DevMailbox { from } => from,
+        }
+    }
+}
+
+/// The configured transport, built once (SMTP connections are pooled).
+#[derive(Clone)]
+pub enum Mailer {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    DevMailbox,
+}
+
+impl Mailer {
+    pub fn build(settings: &MailSettings) -> ServiceResult<Mailer> {
+        match settings {
+            MailSettings::DevMailbox { .. } => Ok(Mailer::DevMailbox),
+            MailSettings::Smtp { smtp, .. } => {
+                let mut params = TlsParameters::builder(smtp.host.clone());
+                if let Some(pem) = &smtp.ca_pem {
+                    params = params.add_root_certificate(
+                        Certificate::from_pem(pem)
+                            .map_err(|_| ServiceError::internal("the SMTP CA certificate is not valid PEM"))?,
+                    );
+                }
+                let params =
+                    params.build_rustls().map_err(|_| ServiceError::internal("SMTP TLS settings are invalid"))?;
+                let tls = match smtp.tls {
+                    TlsMode::StartTls => Tls::Required(params),
+                    TlsMode::Implicit => Tls::Wrapper(params),
+                };
+                let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.clone())
+                    .port(smtp.port)
+                    .tls(tls)
+                    .timeout(Some(std::time::Duration::from_secs(30)))
+                    .pool_config(PoolConfig::new().max_size(smtp.pool_size.max(1)));
+                if let (Some(u), Some(p)) = (&smtp.username, &smtp.password) {
+                    b = b.credentials(Credentials::new(u.clone(), p.clone()));
+                }
+                Ok(Mailer::Smtp(b.build()))
+            }
+        }
+    }
+}
+
+/// A message to one recipient.
+pub struct Outgoing {
+    pub organisation: OrganisationId,
+    pub to: Phi<String>,
+    pub subject: String,
+    pub text: Phi<String>,
+    pub html: Option<Phi<String>>,
+    /// Extra headers (List-Unsubscribe and the like); values must not contain PHI.
+    pub headers: Vec<(String, String)>,
+}
+
+/// What happened to a send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Accepted by the relay (or captured), with the relay's reply.
+    Accepted(String),
+    /// A temporary refusal (4xx, connection trouble): try again later.
+    Deferred(String),
+    /// A permanent refusal (5xx): do not retry.
+    Rejected(String),
+}
+
+pub fn build_message(from: &str, msg: &Outgoing) -> ServiceResult<Message> {
+    let from: Mailbox = from.parse().map_err(|_| ServiceError::internal("the configured From address is invalid"))?;
+    let to: Mailbox =
+        msg.to.expose().parse().map_err(|_| ServiceError::invalid("recipient", "is not a valid email address"))?;
+    let mut b = Message::builder().from(from).to(to).subject(msg.subject.clone());
+    for (name, value) in &msg.headers {
+        b = b.raw_header(header::HeaderValue::new(
+            header::HeaderName::new_from_ascii(name.clone()).map_err(|_| ServiceError::internal("bad header name"))?,
+            value.clone(),
+        ));
+    }
+    let text = SinglePart::builder().header(header::ContentType::TEXT_PLAIN).body(msg.text.expose().clone());
+    let m = match &msg.html {
+        Some(html) => b.multipart(
+            MultiPart::alternative()
+                .singlepart(text)
+                .singlepart(SinglePart::builder().header(header::ContentType::TEXT_HTML).body(html.expose().clone())),
+        ),
+        None => b.singlepart(text),
+    };
+    m.map_err(|_| ServiceError::internal("the message could not be built"))
+}
+
+fn capture_aad(org: OrganisationId, column: &'static str, id: Uuid) -> Aad<'static> {
+    Aad { organisation: org, table: "dev_mailbox", column, row: id }
+}
+
+/// Send one message through the configured transport.
+pub async fn send(svc: &Services, msg: Outgoing) -> ServiceResult<SendOutcome> {
+    let message = build_message(svc.settings().mail.from_address(), &msg)?;
+    match svc.mailer() {
+        Mailer::DevMailbox => {
+            let id = Uuid::now_v7();
+            let raw = message.formatted();
+            let key = svc
+                .keys()
+                .active_key(svc.db(), svc.clock(), Some(msg.organisation), crate::crypto::keyring::KeyPurpose::Data)
+                .await?;
+            let seal = |column: &'static str, v: &[u8]| key.seal(&capture_aad(msg.organisation, column, id), v);
+            let recipient = seal("recipient", msg.to.expose().as_bytes())?;
+            let subject = seal("subject", msg.subject.as_bytes())?;
+            let body = seal("message", &raw)?;
+            db::exec(
+                svc.db(),
+                "INSERT INTO dev_mailbox (id, organisation_id, created_at, recipient, subject, message) VALUES ($1, $2, $3, $4, $5, $6)",
+                [id.into(), msg.organisation.0.into(), svc.clock().now().into(), recipient.into_bytes().into(), subject.into_bytes().into(), body.into_bytes().into()],
+            )
+            .await?;
+            Ok(SendOutcome::Accepted(format!("captured in the dev mailbox as {id}")))
+        }
+        Mailer::Smtp(t) => match t.send(message).await {
+            Ok(resp) => Ok(SendOutcome::Accepted(format!("{} {}", resp.code(), resp.first_line().unwrap_or("")))),
+            Err(e) if e.is_permanent() => Ok(SendOutcome::Rejected(
+                e.status().map(|c| c.to_string()).unwrap_or_else(|| "permanent failure".into()),
+            )),
+            Err(e) => Ok(SendOutcome::Deferred(
+                e.status().map(|c| c.to_string()).unwrap_or_else(|| "temporary failure (connection or TLS)".into()),
+            )),
+        },
+    }
+}
+
+/// A captured message, decrypted for the dev mailbox page.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Captured {
+    pub id: Uuid,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub recipient: Phi<String>,
+    pub subject: Phi<String>,
+    pub raw: Phi<String>,
+}
+
+pub async fn captured(svc: &Services, org: OrganisationId, limit: i64) -> ServiceResult<Vec<Captured>> {
+    let rows = db::all(
+        svc.db(),
+        "SELECT id, created_at, recipient, subject, message FROM dev_mailbox WHERE organisation_id = $1 ORDER BY created_at DESC LIMIT $2",
+        [org.0.into(), limit.into()],
+    )
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let id: Uuid = db::get(&r, "id")?;
+        let open = |column: &'static str, b: Vec<u8>| async move {
+            let plain = svc.keys().open(svc.db(), &capture_aad(org, column, id), &Sealed::from_bytes(b)?).await?;
+            Ok::<String, ServiceError>(String::from_utf8_lossy(&plain).into_owned())
+        };
+        out.push(Captured {
+            id,
+            created_at: db::get(&r, "created_at")?,
+            recipient: Phi::new(open("recipient", db::get(&r, "recipient")?).await?),
+            subject: Phi::new(open("subject", db::get(&r, "subject")?).await?),
+            raw: Phi::new(open("message", db::get(&r, "message")?).await?),
+        });
+    }
+    Ok(out)
+}
+
+/// Whether `s` is a mailbox like `Hermetic <no-reply@example.org>` or a bare address.
+pub fn valid_mailbox(s: &str) -> bool {
+    s.parse::<Mailbox>().is_ok()
+}
+
+/// The dev mailbox page (administrators): decrypts captured mail, which may hold PHI — audited.
+pub async fn captured_for(svc: &Services, actor: &crate::Actor, limit: i64) -> ServiceResult<Vec<Captured>> {
+    actor.require(domain::Permission::SettingsManage)?;
+    crate::audit::record_now(svc, crate::audit::AuditRecord::by(actor, domain::audit::AuditAction::DevMailboxViewed))
+        .await?;
+    captured(svc, actor.organisation_id, limit.clamp(1, 200)).await
+}
