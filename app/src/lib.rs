@@ -2,6 +2,7 @@
 //! (rendering and server functions) and with `hydrate` into WebAssembly for the browser.
 
 pub mod api;
+pub mod api_contacts;
 pub mod components;
 pub mod csrf;
 pub mod error;
@@ -75,12 +76,16 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/login/mfa") view=MfaPage ssr=SsrMode::Async/>
                 <Route path=path!("/login/enrol") view=EnrolPage ssr=SsrMode::Async/>
                 <Route path=path!("/invite") view=InvitePage ssr=SsrMode::Async/>
+                <Route path=path!("/optin") view=pages::contacts::lists::OptInPage ssr=SsrMode::Async/>
                 <ParentRoute path=path!("") view=AppLayout ssr=SsrMode::Async>
                     <Route path=path!("") view=HomePage/>
-                    <Route path=path!("contacts") view=|| view! {
-                        <AreaPage title="Contacts" permission=Permission::ContactsRead
-                            about="Encrypted patient contacts, lists, consent and suppression."/>
-                    }/>
+                    <Route path=path!("contacts") view=pages::contacts::table::ContactsPage/>
+                    <Route path=path!("contacts/new") view=pages::contacts::detail::NewContactPage/>
+                    <Route path=path!("contacts/import") view=pages::contacts::import::ImportPage/>
+                    <Route path=path!("contacts/lists") view=pages::contacts::lists::ListsPage/>
+                    <Route path=path!("contacts/suppression") view=pages::contacts::table::SuppressionPage/>
+                    <Route path=path!("contacts/fields") view=pages::contacts::fields::FieldsPage/>
+                    <Route path=path!("contacts/:id") view=pages::contacts::detail::ContactDetailPage/>
                     <Route path=path!("segments") view=|| view! {
                         <AreaPage title="Segments" permission=Permission::SegmentsCount
                             about="Audiences defined by conditions on contact fields, consent and engagement."/>
@@ -104,6 +109,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("audit") view=AuditPage/>
                     <Route path=path!("settings") view=SettingsPage/>
                     <Route path=path!("settings/users") view=UsersPage/>
+                    <Route path=path!("settings/mailbox") view=pages::mailbox::MailboxPage/>
                 </ParentRoute>
             </Routes>
         </Router>

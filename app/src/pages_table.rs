@@ -23,6 +23,13 @@ pub const PAGES: &[(&str, PageAccess)] = &[
     ("/invite", PageAccess::Public),
     ("/", PageAccess::Permission(Permission::OwnAccount)),
     ("/contacts", PageAccess::Permission(Permission::ContactsRead)),
+    ("/contacts/new", PageAccess::Permission(Permission::ContactsWrite)),
+    ("/contacts/import", PageAccess::Permission(Permission::ContactsWrite)),
+    ("/contacts/lists", PageAccess::Permission(Permission::ContactsRead)),
+    ("/contacts/suppression", PageAccess::Permission(Permission::ContactsRead)),
+    ("/contacts/fields", PageAccess::Permission(Permission::SettingsManage)),
+    ("/contacts/{id}", PageAccess::Permission(Permission::ContactsRead)),
+    ("/optin", PageAccess::Public),
     ("/segments", PageAccess::Permission(Permission::SegmentsCount)),
     ("/templates", PageAccess::Permission(Permission::TemplatesRead)),
     ("/campaigns", PageAccess::Permission(Permission::CampaignsRead)),
@@ -31,11 +38,37 @@ pub const PAGES: &[(&str, PageAccess)] = &[
     ("/audit", PageAccess::Permission(Permission::AuditRead)),
     ("/settings", PageAccess::Permission(Permission::OwnAccount)),
     ("/settings/users", PageAccess::Permission(Permission::UsersManage)),
+    ("/settings/mailbox", PageAccess::Permission(Permission::SettingsManage)),
 ];
 
-pub fn page_access(path: &str) -> Option<PageAccess> {
+/// Whether a concrete path matches a pattern (`{name}` matches one segment, `{*name}` the rest).
+/// Exact patterns are preferred by callers, so `/contacts/new` wins over `/contacts/{id}`.
+pub fn path_matches(pattern: &str, path: &str) -> bool {
     let p = if path.len() > 1 { path.trim_end_matches('/') } else { path };
-    PAGES.iter().find(|(q, _)| *q == p).map(|(_, a)| *a)
+    if let Some(prefix) = pattern.strip_suffix("{*path}") {
+        return p.starts_with(prefix);
+    }
+    let (mut a, mut b) = (pattern.split('/'), p.split('/'));
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(x), Some(y)) if x.starts_with('{') && x.ends_with('}') && !y.is_empty() => {}
+            (Some(x), Some(y)) if x == y => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Find the entry for a path: an exact pattern first, then a parameterised one.
+pub fn find<'a, T>(table: &'a [T], path: &str, pattern_of: impl Fn(&T) -> &str) -> Option<&'a T> {
+    table
+        .iter()
+        .find(|t| !pattern_of(t).contains('{') && path_matches(pattern_of(t), path))
+        .or_else(|| table.iter().find(|t| pattern_of(t).contains('{') && path_matches(pattern_of(t), path)))
+}
+
+pub fn page_access(path: &str) -> Option<PageAccess> {
+    find(PAGES, path, |(p, _)| p).map(|(_, a)| *a)
 }
 
 /// The navigation, in order: (path, label, permission needed to see it).
@@ -86,5 +119,11 @@ mod tests {
         assert_eq!(page_access("/audit/"), Some(PageAccess::Permission(Permission::AuditRead)));
         assert_eq!(page_access("/"), Some(PageAccess::Permission(Permission::OwnAccount)));
         assert_eq!(page_access("/nope"), None);
+        assert_eq!(page_access("/contacts/new"), Some(PageAccess::Permission(Permission::ContactsWrite)));
+        assert_eq!(
+            page_access("/contacts/0190aa00-0000-7000-8000-000000000000"),
+            Some(PageAccess::Permission(Permission::ContactsRead))
+        );
+        assert_eq!(page_access("/contacts/a/b"), None);
     }
 }

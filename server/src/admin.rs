@@ -80,3 +80,26 @@ pub async fn verify_audit(svc: &Services) -> Result<Vec<String>, ServerError> {
     }
     Ok(lines)
 }
+
+pub async fn rotate_root_key(svc: &Services, new_key_file: &std::path::Path) -> Result<u64, ServerError> {
+    let key = crate::config::load_key_file(new_key_file)?;
+    if key.id() == svc.keys().root_key_id() {
+        return Err(ServerError::Service("the new root key is the current one".into()));
+    }
+    Ok(service::crypto::rotation::rotate_root(svc, key).await?)
+}
+
+pub async fn rotate_data_key(svc: &Services, org: Option<&str>) -> Result<uuid::Uuid, ServerError> {
+    let org = org_by_name_or_only(svc, org).await?;
+    Ok(service::crypto::rotation::start_data_rotation(svc, &Actor::system(org, "cli")).await?)
+}
+
+pub async fn delete_org(svc: &Services, org: &str, confirm: &str) -> Result<u64, ServerError> {
+    if org.trim() != confirm.trim() {
+        return Err(ServerError::Service("--confirm must repeat the organisation name exactly".into()));
+    }
+    let id = service::organisations::find_by_name(svc, org)
+        .await?
+        .ok_or_else(|| ServerError::Service(format!("no organisation named '{org}'")))?;
+    Ok(service::crypto::rotation::delete_organisation(svc, id).await?)
+}

@@ -41,6 +41,34 @@ pub struct FileConfig {
     pub throttle: ThrottleFile,
     #[serde(default)]
     pub jobs: JobsFile,
+    #[serde(default)]
+    pub mail: MailFile,
+    #[serde(default)]
+    pub import: ImportFile,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MailFile {
+    /// The From address of system mail (double opt-in, test sends).
+    pub from: Option<String>,
+    /// Without a host, mail is captured in the dev mailbox instead of sent.
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    /// `starttls` (required, the default) or `implicit` (TLS from the first byte, port 465).
+    pub smtp_tls: Option<String>,
+    pub smtp_username: Option<String>,
+    /// File holding the SMTP password (or set HERMETIC_SMTP_PASSWORD).
+    pub smtp_password_file: Option<PathBuf>,
+    /// PEM file of an extra CA to trust (private relays).
+    pub smtp_ca_file: Option<PathBuf>,
+    pub smtp_pool_size: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ImportFile {
+    pub max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -66,6 +94,8 @@ pub struct ThrottleFile {
 pub struct JobsFile {
     pub maintenance_interval_secs: Option<u64>,
     pub poll_interval_secs: Option<u64>,
+    pub heartbeat_secs: Option<u64>,
+    pub missed_heartbeats: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +124,8 @@ pub struct Runtime {
     pub auth: service::AuthSettings,
     pub totp_issuer: String,
     pub jobs: jobs::JobsConfig,
+    pub mail: service::mail::MailSettings,
+    pub import_max_bytes: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -213,6 +245,10 @@ impl FileConfig {
         let max = secs(t.lockout_max_secs, 900, "throttle.lockout_max_secs", base, 86_400)?;
         let maint = secs(self.jobs.maintenance_interval_secs, 300, "jobs.maintenance_interval_secs", 1, 86_400)?;
         let poll = secs(self.jobs.poll_interval_secs, 5, "jobs.poll_interval_secs", 1, 3_600)?;
+        let heartbeat = secs(self.jobs.heartbeat_secs, 15, "jobs.heartbeat_secs", 1, 600)?;
+        let missed = secs(self.jobs.missed_heartbeats, 4, "jobs.missed_heartbeats", 1, 100)?;
+        let import_max_bytes = secs(self.import.max_bytes, 200_000_000, "import.max_bytes", 1_000, 10_000_000_000)?;
+        let mail = mail_settings(self.mail, &listen, cwd, env)?;
         let d = |s: u64| chrono::Duration::seconds(s as i64);
         let auth = service::AuthSettings {
             idle_timeout: d(idle),
@@ -249,14 +285,79 @@ impl FileConfig {
                 jobs: jobs::JobsConfig {
                     maintenance_interval: Duration::from_secs(maint),
                     poll_interval: Duration::from_secs(poll),
+                    heartbeat_interval: Duration::from_secs(heartbeat),
+                    missed_heartbeats: missed as usize,
                 },
+                mail,
+                import_max_bytes,
             },
         })
     }
 }
 
+fn mail_settings(
+    m: MailFile,
+    listen: &SocketAddr,
+    cwd: &Path,
+    env: &[(String, String)],
+) -> Result<service::mail::MailSettings, ConfigError> {
+    use service::mail::{MailSettings, SmtpSettings, TlsMode};
+    let from = m.from.unwrap_or_else(|| {
+        format!(
+            "Hermetic <no-reply@{}>",
+            if listen.ip().is_loopback() { "localhost".to_string() } else { listen.ip().to_string() }
+        )
+    });
+    if !service::mail::valid_mailbox(&from) {
+        return Err(err("mail.from: is not an address like Hermetic <no-reply@example.org>"));
+    }
+    let Some(host) = m.smtp_host.filter(|h| !h.trim().is_empty()) else {
+        return Ok(MailSettings::DevMailbox { from });
+    };
+    let tls = match m.smtp_tls.as_deref().unwrap_or("starttls") {
+        "starttls" => TlsMode::StartTls,
+        "implicit" => TlsMode::Implicit,
+        other => {
+            return Err(err(format!(
+                "mail.smtp_tls: '{other}' must be starttls or implicit (plaintext SMTP is never used)"
+            )));
+        }
+    };
+    let abs = |p: PathBuf| if p.is_absolute() { p } else { cwd.join(p) };
+    let password = match env.iter().find(|(k, _)| k == "HERMETIC_SMTP_PASSWORD") {
+        Some((_, v)) => Some(v.clone()),
+        None => match m.smtp_password_file {
+            Some(p) => Some(
+                std::fs::read_to_string(abs(p.clone()))
+                    .map_err(|e| err(format!("mail.smtp_password_file {}: {e}", p.display())))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => None,
+        },
+    };
+    let ca_pem = match m.smtp_ca_file {
+        Some(p) => {
+            Some(std::fs::read(abs(p.clone())).map_err(|e| err(format!("mail.smtp_ca_file {}: {e}", p.display())))?)
+        }
+        None => None,
+    };
+    Ok(MailSettings::Smtp {
+        smtp: SmtpSettings {
+            host,
+            port: m.smtp_port.unwrap_or(if tls == TlsMode::Implicit { 465 } else { 587 }),
+            tls,
+            username: m.smtp_username,
+            password,
+            ca_pem,
+            pool_size: m.smtp_pool_size.unwrap_or(8).clamp(1, 64),
+        },
+        from,
+    })
+}
+
 /// Load the root key file; refuse one that other users can read.
-fn load_key_file(path: &Path) -> Result<RootKey, ConfigError> {
+pub fn load_key_file(path: &Path) -> Result<RootKey, ConfigError> {
     let meta = std::fs::metadata(path).map_err(|e| err(format!("root key file {}: {e}", path.display())))?;
     #[cfg(unix)]
     {

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod downloads;
 pub mod middleware;
 pub mod routes;
 pub mod telemetry;
@@ -65,10 +66,12 @@ pub async fn build_services(config: Config, clock: Arc<dyn Clock>) -> Result<(Se
     let keys = KeyRing::new(root_key);
     let settings = service::Settings {
         auth: runtime.auth.clone(),
+        import_max_bytes: runtime.import_max_bytes,
+        mail: runtime.mail.clone(),
         public_url: runtime.public_url.clone(),
         totp_issuer: runtime.totp_issuer.clone(),
     };
-    let services = Services::new(db, clock, keys, settings);
+    let services = Services::new(db, clock, keys, settings)?;
     // Fail fast on a wrong root key: unwrapping the audit key proves the key matches this database.
     services
         .keys()

@@ -76,6 +76,25 @@ enum AdminCommand {
     },
     /// Verify every audit chain; exits non-zero if one is broken.
     VerifyAudit,
+    /// Re-wrap every key under a new root key (then point root_key_file at the new key and restart).
+    RotateRootKey {
+        /// File with the new key (32 random bytes, base64; mode 0600).
+        #[arg(long)]
+        new_key_file: PathBuf,
+    },
+    /// Start re-encrypting an organisation's data under a new data key (runs as a background job).
+    RotateDataKey {
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Delete an organisation by destroying its keys (crypto-shredding): its data becomes unreadable.
+    DeleteOrg {
+        #[arg(long)]
+        org: String,
+        /// Repeat the organisation's name to confirm.
+        #[arg(long)]
+        confirm: String,
+    },
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -183,6 +202,23 @@ async fn run_admin(svc: &service::Services, cmd: AdminCommand) -> Result<(), Ser
                     println!("Demo organisation '{org_name}' already exists; sign in with its administrator.");
                 }
             }
+        }
+        AdminCommand::RotateRootKey { new_key_file } => {
+            let n = admin::rotate_root_key(svc, &new_key_file).await?;
+            println!("re-wrapped {n} keys under the new root key.");
+            println!(
+                "Now set root_key_file (or HERMETIC_ROOT_KEY) to the new key and restart every server and worker."
+            );
+        }
+        AdminCommand::RotateDataKey { org } => {
+            let id = admin::rotate_data_key(svc, org.as_deref()).await?;
+            println!(
+                "data key rotation {id} started: new data is sealed with the new key now; a background job re-encrypts existing data"
+            );
+        }
+        AdminCommand::DeleteOrg { org, confirm } => {
+            let n = admin::delete_org(svc, &org, &confirm).await?;
+            println!("organisation deleted: {n} keys destroyed; its encrypted data can no longer be read");
         }
         AdminCommand::VerifyAudit => {
             for line in admin::verify_audit(svc).await? {

@@ -96,7 +96,7 @@ fn same_origin(req: &Request, public_origin: &str) -> bool {
 fn page_redirect(spec: &RouteSpec, session: Option<&SessionInfo>, path_and_query: &str) -> Option<String> {
     let stage = session.map(|s| s.stage);
     match spec.access {
-        Access::Signed(_) => match stage {
+        Access::Signed(_) | Access::SignedAny(_) => match stage {
             Some(SessionStage::Active) => None,
             Some(SessionStage::Mfa) => Some("/login/mfa".into()),
             Some(SessionStage::Enrol) => Some("/login/enrol".into()),

@@ -26,6 +26,19 @@ pub enum Access {
     EnrolStep,
     /// A signed-in user holding the permission.
     Signed(Permission),
+    /// A signed-in user holding any of these permissions.
+    SignedAny(&'static [Permission]),
+}
+
+impl Access {
+    /// Whether a signed-in role passes this rule.
+    pub fn allows(&self, role: domain::Role) -> bool {
+        match self {
+            Access::Public | Access::MfaStep | Access::EnrolStep => true,
+            Access::Signed(p) => role.allows(*p),
+            Access::SignedAny(ps) => ps.iter().any(|p| role.allows(*p)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +77,31 @@ const API: &[(&str, Access)] = &[
     ("/api/audit_list", Signed(P::AuditRead)),
     ("/api/audit_verify", Signed(P::AuditRead)),
     ("/api/audit_last_report", Signed(P::AuditRead)),
+    ("/api/contacts_page", Signed(P::ContactsRead)),
+    ("/api/get_contact", Signed(P::ContactsRead)),
+    ("/api/create_contact", Signed(P::ContactsWrite)),
+    ("/api/update_contact", Signed(P::ContactsWrite)),
+    ("/api/delete_contact", Signed(P::ContactsWrite)),
+    ("/api/record_consent", Signed(P::ContactsWrite)),
+    ("/api/list_fields", SignedAny(&[P::ContactsRead, P::SegmentsCount, P::TemplatesRead])),
+    ("/api/create_field", Signed(P::SettingsManage)),
+    ("/api/delete_field", Signed(P::SettingsManage)),
+    ("/api/list_lists", SignedAny(&[P::ContactsRead, P::CampaignsRead, P::SegmentsCount])),
+    ("/api/create_list", Signed(P::ContactsWrite)),
+    ("/api/delete_list", Signed(P::ContactsWrite)),
+    ("/api/add_to_list", Signed(P::ContactsWrite)),
+    ("/api/unsubscribe_from_list", Signed(P::ContactsWrite)),
+    ("/api/list_suppressions", Signed(P::ContactsRead)),
+    ("/api/add_suppression", Signed(P::ContactsWrite)),
+    ("/api/remove_suppression", Signed(P::ContactsWrite)),
+    ("/api/preview_import", Signed(P::ContactsWrite)),
+    ("/api/start_import", Signed(P::ContactsWrite)),
+    ("/api/import_status", Signed(P::ContactsWrite)),
+    ("/api/recent_imports", Signed(P::ContactsWrite)),
+    ("/api/cancel_import", Signed(P::ContactsWrite)),
+    ("/api/lookup_optin", Public),
+    ("/api/confirm_optin", Public),
+    ("/api/dev_mailbox", Signed(P::SettingsManage)),
 ];
 
 /// Calls that must not count as activity (the idle warning polls it).
@@ -110,19 +148,25 @@ pub fn table() -> Vec<RouteSpec> {
         access: Public,
         touches_session: false,
     });
+    for (method, path, access) in HTTP {
+        t.push(RouteSpec { method: method.clone(), path, kind: Kind::Http, access: *access, touches_session: true });
+    }
     t
 }
 
-/// The entry for a request, if any (trailing slashes ignored; `{*path}` matches a prefix).
+/// Plain HTTP routes that stream bodies (see `downloads.rs`).
+const HTTP: &[(Method, &str, Access)] = &[
+    (Method::POST, "/imports/upload", Signed(P::ContactsWrite)),
+    (Method::GET, "/imports/{id}/errors.csv", Signed(P::ContactsWrite)),
+    (Method::GET, "/contacts/export.csv", Signed(P::ContactsExport)),
+];
+
+/// The entry for a request, if any (trailing slashes ignored; `{id}` matches a segment, `{*path}`
+/// the rest; exact paths win over parameterised ones).
 pub fn lookup<'a>(table: &'a [RouteSpec], method: &Method, path: &str) -> Option<&'a RouteSpec> {
-    let p = if path.len() > 1 { path.trim_end_matches('/') } else { path };
-    table.iter().find(|r| {
-        (r.method == *method || (*method == Method::HEAD && r.method == Method::GET))
-            && match r.path.strip_suffix("{*path}") {
-                Some(prefix) => p.starts_with(prefix),
-                None => r.path == p,
-            }
-    })
+    let same = |r: &RouteSpec| r.method == *method || (*method == Method::HEAD && r.method == Method::GET);
+    let candidates: Vec<&RouteSpec> = table.iter().filter(|r| same(r)).collect();
+    app::pages_table::find(&candidates, path, |r| r.path).copied()
 }
 
 #[cfg(test)]

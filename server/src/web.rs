@@ -7,7 +7,7 @@ use app::{App, shell};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use http::StatusCode;
 use leptos::config::{Env, LeptosOptions};
 use leptos_axum::{LeptosRoutes, generate_route_list};
@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Plain axum routes (not pages, not server functions); each is also in the route table.
-pub const HTTP_ROUTES: &[&str] = &["/healthz"];
+pub const HTTP_ROUTES: &[&str] = &["/healthz", "/imports/upload", "/imports/{id}/errors.csv", "/contacts/export.csv"];
 
 /// Largest request body accepted (forms and API calls; file uploads get their own limit).
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -49,15 +49,33 @@ pub fn router(services: Services, site_root: &Path, public_url: &str, trust_prox
         trust_proxy_headers,
     };
     let shell_options = options.clone();
-    let plain = Router::new().route(HTTP_ROUTES[0], get(healthz)).with_state(services);
-    Router::new()
-        .leptos_routes_with_context(&options, pages, context.clone(), move || shell(shell_options.clone()))
-        .fallback(leptos_axum::file_and_error_handler_with_context(context, shell))
-        .with_state(options)
-        .merge(plain)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
-        .layer(axum::middleware::from_fn_with_state(state, pipeline))
+    let upload_limit =
+        usize::try_from(services.settings().import_max_bytes).unwrap_or(usize::MAX).saturating_add(1 << 20);
+    let small = |r: Router| {
+        r.layer(DefaultBodyLimit::max(BODY_LIMIT)).layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+    };
+    let plain = small(
+        Router::new()
+            .route(HTTP_ROUTES[0], get(healthz))
+            .route(HTTP_ROUTES[2], get(crate::downloads::import_errors))
+            .route(HTTP_ROUTES[3], get(crate::downloads::export))
+            .with_state(services.clone()),
+    );
+    // Uploads stream to the database in sealed chunks; the service enforces the configured size.
+    let uploads = Router::new()
+        .route(HTTP_ROUTES[1], post(crate::downloads::upload))
+        .with_state(services)
+        .layer(DefaultBodyLimit::disable())
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(upload_limit));
+    small(
+        Router::new()
+            .leptos_routes_with_context(&options, pages, context.clone(), move || shell(shell_options.clone()))
+            .fallback(leptos_axum::file_and_error_handler_with_context(context, shell))
+            .with_state(options),
+    )
+    .merge(plain)
+    .merge(uploads)
+    .layer(axum::middleware::from_fn_with_state(state, pipeline))
 }
 
 /// `scheme://host[:port]` of a URL.

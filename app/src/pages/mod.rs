@@ -2,7 +2,9 @@
 
 pub mod audit;
 pub mod auth;
+pub mod contacts;
 pub mod home;
 pub mod layout;
+pub mod mailbox;
 pub mod settings;
 pub mod users;

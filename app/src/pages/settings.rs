@@ -58,7 +58,9 @@ pub fn SettingsPage() -> impl IntoView {
                     <dt>"Organisation"</dt><dd>{m.organisation_name}</dd>
                 </dl>
             })}
-            {is_admin.then(|| view! { <p><A href="/settings/users">"Manage users"</A></p> })}
+            {is_admin.then(|| view! {
+                <p><A href="/settings/users">"Manage users"</A> " · " <A href="/contacts/fields">"Contact fields"</A> " · " <A href="/settings/mailbox">"Dev mailbox"</A></p>
+            })}
         </section>
         <section class="panel">
             <h2>"Change password"</h2>

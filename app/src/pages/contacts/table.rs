@@ -1,0 +1,194 @@
+//! The contacts table: pages through any number of contacts, decrypting only the visible page.
+
+use super::ContactsNav;
+use crate::api_contacts::{add_suppression, contacts_page, list_suppressions, remove_suppression};
+use crate::components::{ErrorMessage, Guard, format_time, use_hydrated, use_me};
+use crate::error::AppError;
+use domain::contacts::SuppressionReason;
+use domain::{Permission, Phi};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::A;
+
+#[component]
+pub fn ContactsPage() -> impl IntoView {
+    view! {
+        <Title text="Contacts · Hermetic"/>
+        <Guard permission=Permission::ContactsRead>
+            <ContactsNav/>
+            <ContactTable/>
+        </Guard>
+    }
+}
+
+#[component]
+fn ContactTable() -> impl IntoView {
+    let hydrated = use_hydrated();
+    let me = use_me();
+    let can_write = me.as_ref().is_some_and(|m| m.can(Permission::ContactsWrite));
+    let can_export = me.as_ref().is_some_and(|m| m.can(Permission::ContactsExport));
+    // (cursor, email query): `None` cursor is the first page.
+    let query = RwSignal::new((None::<String>, None::<String>));
+    let history = RwSignal::new(Vec::<Option<String>>::new());
+    let search = RwSignal::new(String::new());
+    let page = Resource::new(move || query.get(), |(after, email)| contacts_page(after, email));
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        history.set(vec![]);
+        let q = search.get_untracked();
+        query.set((None, (!q.trim().is_empty()).then_some(q)));
+    };
+    view! {
+        <section class="panel">
+            <div class="panel-head">
+                <h1>"Contacts"</h1>
+                <div class="actions">
+                    {can_write.then(|| view! { <A href="/contacts/new" attr:class="button primary">"New contact"</A> })}
+                    {can_export.then(|| view! {
+                        <a class="button" href="/contacts/export.csv" download="contacts.csv" data-test="export">"Export CSV"</a>
+                    })}
+                </div>
+            </div>
+            <form class="filters" role="search" on:submit=submit>
+                <label for="contact-search">"Find by email"</label>
+                <input id="contact-search" type="email" placeholder="name@example.org" autocomplete="off" bind:value=search/>
+                <button type="submit" disabled=move || !hydrated.get()>"Search"</button>
+                <button type="button" on:click=move |_| { search.set(String::new()); history.set(vec![]); query.set((None, None)); }
+                    disabled=move || !hydrated.get()>"Clear"</button>
+            </form>
+            <p class="hint">"Search is exact (the address is never stored readable, so it cannot be searched by parts)."</p>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match page.await {
+                        Ok(p) => {
+                            let next = p.next.clone();
+                            view! {
+                                <p class="muted" data-test="contact-total">{format!("{} contacts", p.total)}</p>
+                                <div class="table-wrap">
+                                    <table data-test="contacts-table">
+                                        <caption class="visually-hidden">"Contacts, newest first"</caption>
+                                        <thead><tr><th scope="col">"Name"</th><th scope="col">"Email"</th><th scope="col">"Updated"</th></tr></thead>
+                                        <tbody>
+                                            {p.rows.into_iter().map(|r| {
+                                                let href = format!("/contacts/{}", r.id);
+                                                let name = if r.name.expose().is_empty() { "—".to_string() } else { r.name.expose().clone() };
+                                                view! {
+                                                    <tr data-test="contact-row">
+                                                        <td><A href=href>{name}</A></td>
+                                                        <td>{r.email.expose().clone()}</td>
+                                                        <td>{format_time(r.updated_at)}</td>
+                                                    </tr>
+                                                }
+                                            }).collect_view()}
+                                        </tbody>
+                                    </table>
+                                </div>
+                                <div class="pager">
+                                    <button disabled=move || history.with(Vec::is_empty) on:click=move |_| {
+                                        let prev = history.try_update(|h| h.pop()).flatten().flatten();
+                                        query.update(|q| q.0 = prev);
+                                    }>"Previous"</button>
+                                    <button disabled=next.is_none() data-test="next-page" on:click=move |_| {
+                                        let cur = query.get_untracked().0;
+                                        history.update(|h| h.push(cur));
+                                        query.update(|q| q.0 = next.clone());
+                                    }>"Next"</button>
+                                </div>
+                            }.into_any()
+                        }
+                        Err(e) => view! { <p class="alert error" role="alert">{e.message}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+pub fn SuppressionPage() -> impl IntoView {
+    view! {
+        <Title text="Suppression list · Hermetic"/>
+        <Guard permission=Permission::ContactsRead>
+            <ContactsNav/>
+            <Suppressions/>
+        </Guard>
+    }
+}
+
+#[component]
+fn Suppressions() -> impl IntoView {
+    let hydrated = use_hydrated();
+    let version = RwSignal::new(0u32);
+    let list = Resource::new(move || version.get(), |_| list_suppressions());
+    let email = RwSignal::new(String::new());
+    let reason = RwSignal::new("manual".to_string());
+    let error = RwSignal::new(None::<AppError>);
+    let add = Action::new(|(e, r): &(String, SuppressionReason)| add_suppression(Phi::new(e.clone()), *r));
+    let remove = Action::new(|r: &String| remove_suppression(r.clone()));
+    Effect::new(move || {
+        if let Some(r) = add.value().get() {
+            error.set(r.err());
+            email.set(String::new());
+            version.update(|v| *v += 1);
+        }
+    });
+    Effect::new(move || {
+        if let Some(r) = remove.value().get() {
+            error.set(r.err());
+            version.update(|v| *v += 1);
+        }
+    });
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        if let Some(r) = SuppressionReason::parse(&reason.get_untracked()) {
+            add.dispatch((email.get_untracked(), r));
+        }
+    };
+    view! {
+        <section class="panel">
+            <h1>"Suppression list"</h1>
+            <p class="hint">"Addresses here never receive mail from this organisation, whatever list or campaign they are in. Unsubscribes, hard bounces and complaints are added automatically."</p>
+            <form class="filters" on:submit=submit>
+                <label for="sup-email">"Block an address"</label>
+                <input id="sup-email" type="email" required bind:value=email autocomplete="off"/>
+                <label for="sup-reason" class="visually-hidden">"Reason"</label>
+                <select id="sup-reason" on:change=move |ev| reason.set(event_target_value(&ev))>
+                    <option value="manual" selected>"Blocked by staff"</option>
+                    <option value="complaint">"Spam complaint"</option>
+                    <option value="hard_bounce">"Hard bounce"</option>
+                    <option value="unsubscribed">"Unsubscribed"</option>
+                </select>
+                <button type="submit" class="primary" disabled=move || !hydrated.get()>"Add"</button>
+            </form>
+            <ErrorMessage error=error/>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match list.await {
+                        Ok(items) => view! {
+                            <table data-test="suppression-table">
+                                <thead><tr><th scope="col">"Reference"</th><th scope="col">"Reason"</th><th scope="col">"Since"</th><th scope="col">"Contact"</th><th scope="col"></th></tr></thead>
+                                <tbody>
+                                    {items.into_iter().map(|s| {
+                                        let r = s.reference.clone();
+                                        view! {
+                                            <tr>
+                                                <td><code>{s.reference.clone()}</code></td>
+                                                <td>{s.reason.label()}</td>
+                                                <td>{format_time(s.created_at)}</td>
+                                                <td>{s.contact_id.map(|id| view! { <A href=format!("/contacts/{id}")>"Open"</A> })}</td>
+                                                <td>{(s.reason == SuppressionReason::Manual).then(|| view! {
+                                                    <button on:click=move |_| { remove.dispatch(r.clone()); }>"Remove"</button>
+                                                })}</td>
+                                            </tr>
+                                        }
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any(),
+                        Err(e) => view! { <p class="alert error" role="alert">{e.message}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
