@@ -29,7 +29,11 @@ fn url_for(db: &str) -> String {
     format!("{prefix}/{db}")
 }
 
-const TEMPLATE: &str = "hermetic_test_template_v1";
+/// The template is named after the schema's fingerprint, so a changed migration never reuses a
+/// stale template.
+fn template() -> String {
+    format!("hermetic_tpl_{}", migration::fingerprint())
+}
 
 /// A database of its own, dropped when the value is dropped.
 pub struct TestDb {
@@ -39,32 +43,39 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> TestDb {
-        let admin = Database::connect(admin_url()).await.expect("connect to test cluster");
+        // One connection: the session-level advisory lock must be taken and released on the same
+        // connection (a pool could hand the unlock to another one and leak the lock).
+        let mut opts = sea_orm::ConnectOptions::new(admin_url());
+        opts.max_connections(1).min_connections(1).sqlx_logging(false);
+        let admin = Database::connect(opts).await.expect("connect to test cluster");
         admin.execute_unprepared("SELECT pg_advisory_lock(727272)").await.unwrap();
         let exists = admin
             .query_one_raw(sea_orm::Statement::from_string(
                 sea_orm::DbBackend::Postgres,
-                format!("SELECT 1 FROM pg_database WHERE datname = '{TEMPLATE}'"),
+                format!("SELECT 1 FROM pg_database WHERE datname = '{}'", template()),
             ))
             .await
             .unwrap()
             .is_some();
         if !exists {
-            admin.execute_unprepared(&format!("CREATE DATABASE {TEMPLATE}")).await.unwrap();
-            let tpl = Database::connect(url_for(TEMPLATE)).await.unwrap();
+            admin.execute_unprepared(&format!("CREATE DATABASE {}", template())).await.unwrap();
+            let tpl = Database::connect(url_for(&template())).await.unwrap();
             migration::migrate(&tpl).await.unwrap();
             jobs::setup(tpl.get_postgres_connection_pool()).await.unwrap();
             tpl.close().await.unwrap();
         }
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-        admin.execute_unprepared(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}")).await.unwrap();
+        admin.execute_unprepared(&format!("CREATE DATABASE {name} TEMPLATE {}", template())).await.unwrap();
         admin.execute_unprepared("SELECT pg_advisory_unlock(727272)").await.unwrap();
         admin.close().await.unwrap();
         TestDb { url: url_for(&name), name }
     }
 
     pub async fn connect(&self) -> DatabaseConnection {
-        Database::connect(&self.url).await.unwrap()
+        // Statement logging off, as in the server: test queries may quote marker PHI values.
+        let mut opts = sea_orm::ConnectOptions::new(self.url.clone());
+        opts.sqlx_logging(false);
+        Database::connect(opts).await.unwrap()
     }
 }
 
@@ -107,6 +118,7 @@ impl TestApp {
     }
 
     pub async fn start_with(opts: Options) -> TestApp {
+        init_log_capture();
         let db = TestDb::new().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -221,6 +233,25 @@ impl TestApp {
     }
 }
 
+/// Send every log line of the test run (debug level) to `TEST_LOG_FILE` when set, so the PHI
+/// checks can prove no log line carries patient data.
+pub fn init_log_capture() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok(path) = std::env::var("TEST_LOG_FILE")
+            && let Ok(file) = std::fs::OpenOptions::new().create(true).append(true).open(&path)
+        {
+            {
+                let _ = tracing_subscriber::fmt()
+                    .with_env_filter(tracing_subscriber::EnvFilter::new("debug,hyper=info,h2=info"))
+                    .with_writer(std::sync::Mutex::new(file))
+                    .with_ansi(false)
+                    .try_init();
+            }
+        }
+    });
+}
+
 pub fn extract(haystack: &str, after: &str, until: &str) -> Option<String> {
     let start = haystack.find(after)? + after.len();
     let end = haystack[start..].find(until)? + start;
@@ -322,6 +353,23 @@ impl Client {
         let headers = r.headers().clone();
         self.absorb(&headers);
         Resp { status, headers, body: r.text().await.unwrap() }
+    }
+
+    /// Upload a CSV (raw bytes) the way the import page does.
+    pub async fn upload(&self, bytes: Vec<u8>) -> (u16, serde_json::Value) {
+        let r = self
+            .http
+            .post(format!("{}/imports/upload", self.base))
+            .header("cookie", self.cookie_header())
+            .header("content-type", "text/csv")
+            .header("x-csrf-token", self.csrf().unwrap_or_default())
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)))
     }
 
     /// Call a server function with form fields, as the app's client does.

@@ -4,9 +4,12 @@
 mod audit;
 mod auth;
 mod cli;
+mod contacts;
 mod csrf;
 mod harness;
 mod headers;
+mod import;
 mod jobs;
+mod phi_leak;
 mod role_matrix;
 mod users;

@@ -1,0 +1,192 @@
+//! Benchmarks, run in release mode by `scripts/bench <name> …`. Each prints its figures on the last
+//! line as `name key=value …`. Figures are measured here, never asserted in tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use sea_orm::{ConnectOptions, Database};
+use service::clock::SystemClock;
+use service::crypto::keyring::{KeyRing, RootKey};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Cli {
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    database_url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate an N-row CSV and import it end to end (upload, job, sealed rows in PostgreSQL).
+    Import {
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+    },
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Raw AES-256-GCM-SIV seal rate of one core for 200-byte records.
+fn seal_rate() -> f64 {
+    use service::crypto::seal::Aad;
+    let key = service::crypto::keyring::DataKey::for_benchmark([7u8; 32]);
+    let org = domain::ids::OrganisationId::new();
+    let row = uuid::Uuid::now_v7();
+    let record = [42u8; 200];
+    let aad = Aad { organisation: org, table: "contact", column: "email", row };
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(2) {
+        for _ in 0..1000 {
+            std::hint::black_box(key.seal(&aad, &record).unwrap());
+        }
+        n += 1000;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn services(url: &str) -> Result<service::Services> {
+    let mut opt = ConnectOptions::new(url.to_string());
+    opt.max_connections(10).sqlx_logging(false);
+    let db = Database::connect(opt).await?;
+    migration::migrate(&db).await?;
+    jobs::setup(db.get_postgres_connection_pool()).await?;
+    let settings = service::Settings {
+        auth: service::AuthSettings::default(),
+        import_max_bytes: 10_000_000_000,
+        mail: service::mail::MailSettings::DevMailbox { from: "Bench <bench@localhost>".into() },
+        public_url: "http://127.0.0.1".into(),
+        totp_issuer: "Hermetic".into(),
+    };
+    Ok(service::Services::new(db, Arc::new(SystemClock), KeyRing::new(RootKey::generate()?), settings)?)
+}
+
+async fn import(url: &str, rows: usize) -> Result<()> {
+    let svc = services(url).await?;
+    let org = service::organisations::create(&svc, &format!("Bench {}", uuid::Uuid::now_v7())).await?;
+    let actor = service::Actor::system(org, "bench");
+    let list = service::contacts::lists::create(
+        &svc,
+        &actor,
+        "Newsletter",
+        "",
+        false,
+        domain::contacts::ConsentPurpose::Marketing,
+    )
+    .await?;
+
+    let path = std::env::temp_dir().join(format!("hermetic-bench-{}.csv", std::process::id()));
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        writeln!(f, "email,first_name,last_name,phone,date_of_birth,time_zone")?;
+        for i in 0..rows {
+            writeln!(
+                f,
+                "patient{i}@bench.example,First{i},Last{i},+1555{:07},19{:02}-{:02}-{:02},America/New_York",
+                i % 10_000_000,
+                30 + i % 70,
+                1 + i % 12,
+                1 + i % 28
+            )?;
+        }
+    }
+    let bytes = std::fs::metadata(&path)?.len();
+    eprintln!("generated {rows} rows ({:.1} MB)", bytes as f64 / 1e6);
+    let seal_per_s = seal_rate();
+
+    let started = Instant::now();
+    let file = tokio::fs::File::open(&path).await?;
+    let stream = tokio_util_stream(file);
+    let up = service::contacts::import::upload(&svc, &actor, stream, 10_000_000_000).await.context("upload")?;
+    let uploaded = started.elapsed();
+    let opts = domain::contacts::ImportOptions {
+        mapping: ["email", "first_name", "last_name", "phone", "date_of_birth", "time_zone"]
+            .iter()
+            .map(|s| Some(s.to_string()))
+            .collect(),
+        dedupe: domain::contacts::Dedupe::Update,
+        list_ids: vec![list],
+        consent_purpose: Some(domain::contacts::ConsentPurpose::Marketing),
+        consent_text: Some("I agree to receive news by email.".into()),
+    };
+    service::contacts::import::start(&svc, &actor, up.id, opts).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let cfg = jobs::JobsConfig { poll_interval: Duration::from_millis(200), ..jobs::JobsConfig::default() };
+    let workers = tokio::spawn(jobs::run(svc.clone(), cfg, stop_rx));
+    let view = loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let v = service::contacts::import::status(&svc, &actor, up.id).await?;
+        if v.finished() {
+            break v;
+        }
+    };
+    let elapsed = started.elapsed();
+    let _ = stop_tx.send(true);
+    let _ = workers.await;
+    let _ = std::fs::remove_file(&path);
+    anyhow::ensure!(view.status == "completed", "import ended {}: {:?}", view.status, view.failure);
+    let stored =
+        service::db::one(svc.db(), "SELECT count(*) AS n FROM contact WHERE organisation_id = $1", [org.0.into()])
+            .await?
+            .map(|r| service::db::get::<i64>(&r, "n"))
+            .transpose()?
+            .unwrap_or(0);
+    anyhow::ensure!(stored == rows as i64, "expected {rows} contacts, found {stored}");
+    eprintln!(
+        "upload {:.1}s, total {:.1}s; created {} updated {} failed {}",
+        uploaded.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        view.rows_created,
+        view.rows_updated,
+        view.rows_failed
+    );
+    println!(
+        "import rows={rows} rows_per_s={:.0} peak_rss_mb={:.0} seal_per_s={:.0}",
+        rows as f64 / elapsed.as_secs_f64(),
+        peak_rss_mb(),
+        seal_per_s
+    );
+    Ok(())
+}
+
+/// Read a file as a stream of 256 KiB chunks.
+fn tokio_util_stream(
+    file: tokio::fs::File,
+) -> impl futures::Stream<Item = Result<Vec<u8>, service::ServiceError>> + Unpin + Send {
+    use tokio::io::AsyncReadExt;
+    Box::pin(futures::stream::unfold(file, |mut f| async move {
+        let mut buf = vec![0u8; 256 * 1024];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(buf), f))
+            }
+            Err(_) => Some((Err(service::ServiceError::internal("read failed")), f)),
+        }
+    }))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Import { rows } => import(&cli.database_url, rows).await,
+    }
+}

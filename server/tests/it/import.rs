@@ -1,0 +1,223 @@
+//! CSV import: hostile files, limits, and resuming after the worker is killed.
+
+use crate::contacts::scalar;
+use crate::harness::*;
+use domain::Role;
+use serde_json::json;
+use std::time::Duration;
+
+async fn wait_done(app: &TestApp, c: &Client, id: &str) -> serde_json::Value {
+    for _ in 0..600 {
+        let (_, v) = c.call("import_status", &[("id", id)]).await;
+        if matches!(v["status"].as_str(), Some("completed" | "failed" | "cancelled")) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = app;
+    panic!("import did not finish");
+}
+
+fn hostile_csv() -> Vec<u8> {
+    let mut f: Vec<u8> = b"\xEF\xBB\xBF\"Email\",\"First Name\",\"Last Name\",\"Notes\"\r\n".to_vec();
+    f.extend_from_slice(b"ok1@x.test,Ann,\"O'Neil\",fine\r\n"); // row 1: created
+    f.extend_from_slice(b"\"ok2@x.test\",\"Multi\nLine\",\"Quote \"\"Q\"\"\",\"=HYPERLINK(1)\"\r\n"); // row 2: created
+    f.extend_from_slice(b"bad-email,Bob,B,x\r\n"); // row 3: invalid email
+    f.extend_from_slice(b"ok3@x.test,\xff\xfe,C,x\r\n"); // row 4: not UTF-8
+    f.extend_from_slice(b"ok4@x.test,Dee\r\n"); // row 5: missing columns
+    f.extend_from_slice(b"ok5@x.test,Eve,E,x,extra\r\n"); // row 6: extra column
+    f.extend_from_slice(b"OK1@X.TEST,Ann2,,\r\n"); // row 7: same address as row 1 (update; empty cells keep)
+    f.extend_from_slice(b",NoEmail,N,x\r\n"); // row 8: email missing
+    f
+}
+
+#[tokio::test]
+async fn hostile_csv_gives_row_errors_and_loses_nothing() {
+    let app =
+        TestApp::start_with(Options { workers: true, env: vec![("HERMETIC_JOBS__POLL_INTERVAL_SECS", "1".into())] })
+            .await;
+    app.org_with_user("Clinic", "admin@clinic.test", Role::Admin).await;
+    let (admin, _) = app.sign_in("admin@clinic.test", None).await;
+    let (s, f) = admin
+        .call_json(
+            "create_field",
+            json!({ "key": "notes", "label": "Notes", "field_type": "text", "options": [], "is_phi": true }),
+        )
+        .await;
+    assert_eq!(s, 200, "{f}");
+    let (s, list) =
+        admin.call("create_list", &[("name", "Newsletter"), ("description", ""), ("purpose", "marketing")]).await;
+    assert_eq!(s, 200);
+    let (s, up) = admin.upload(hostile_csv()).await;
+    assert_eq!(s, 200, "{up}");
+    let id = up["id"].as_str().unwrap().to_string();
+    let (s, p) = admin.call("preview_import", &[("id", &id)]).await;
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["headers"], json!(["Email", "First Name", "Last Name", "Notes"]), "the BOM is stripped");
+    assert_eq!(p["suggested"], json!(["email", "first_name", "last_name", "notes"]));
+    assert_eq!(p["rows"][1][1], "Multi\nLine");
+    // Bad mappings are refused with clear messages.
+    let opts = |mapping: serde_json::Value| json!({ "id": id, "options": { "mapping": mapping, "dedupe": "update", "list_ids": [list], "consent_purpose": "marketing", "consent_text": "Yes, email me" } });
+    let (s, e) = admin.call_json("start_import", opts(json!([null, "first_name", "last_name", "notes"]))).await;
+    assert_eq!(s, 422);
+    assert!(e["message"].as_str().unwrap().contains("email address"));
+    let (s, _) = admin.call_json("start_import", opts(json!(["email", "email", null, null]))).await;
+    assert_eq!(s, 422);
+    let (s, _) = admin.call_json("start_import", opts(json!(["email", "first_name"]))).await;
+    assert_eq!(s, 422, "one choice per column");
+    let (s, v) = admin.call_json("start_import", opts(json!(["email", "first_name", "last_name", "notes"]))).await;
+    assert_eq!(s, 200, "{v}");
+    let v = wait_done(&app, &admin, &id).await;
+    assert_eq!(v["status"], "completed", "{v}");
+    assert_eq!(
+        (v["rows_done"].as_i64(), v["rows_created"].as_i64(), v["rows_updated"].as_i64(), v["rows_failed"].as_i64()),
+        (Some(8), Some(2), Some(1), Some(5)),
+        "{v}"
+    );
+    assert_eq!(scalar(&app, "SELECT count(*) FROM contact").await, 2);
+    assert_eq!(
+        scalar(&app, "SELECT count(*) FROM import_chunk").await,
+        0,
+        "the sealed file is deleted after the import"
+    );
+    assert_eq!(scalar(&app, "SELECT count(*) FROM list_member WHERE status = 'subscribed'").await, 2);
+    assert_eq!(scalar(&app, "SELECT count(*) FROM contact_consent WHERE granted").await, 2);
+    // The merged duplicate kept the last name from row 1 and took the first name from row 7.
+    let (_, page) = admin.call("contacts_page", &[("email", "ok1@x.test")]).await;
+    assert_eq!(page["rows"][0]["name"], "Ann2 O'Neil");
+    let (_, page) = admin.call("contacts_page", &[("email", "ok2@x.test")]).await;
+    let (_, d) = admin.call("get_contact", &[("id", page["rows"][0]["id"].as_str().unwrap())]).await;
+    assert_eq!(d["fields"]["fields"]["first_name"], "Multi\nLine");
+    assert_eq!(d["fields"]["fields"]["last_name"], "Quote \"Q\"");
+    assert_eq!(d["fields"]["fields"]["notes"], "=HYPERLINK(1)");
+    // The error report names rows, columns and problems, never values.
+    let r = admin.get(&format!("/imports/{id}/errors.csv")).await;
+    assert_eq!(r.status, 200);
+    for row in ["3,email", "4,first_name", "5,(row)", "6,(row)", "8,email"] {
+        assert!(r.body.contains(row), "{row} missing from:\n{}", r.body);
+    }
+    for value in ["bad-email", "NoEmail", "Dee", "extra", "Eve"] {
+        assert!(!r.body.contains(value), "the report leaks {value}");
+    }
+    assert!(r.body.contains("not valid UTF-8"));
+    assert!(r.body.contains("has 2 columns; the header has 4"));
+    // Re-importing the same file with "skip" changes nothing.
+    let (_, up2) = admin.upload(hostile_csv()).await;
+    let id2 = up2["id"].as_str().unwrap().to_string();
+    admin.call_json("start_import", json!({ "id": id2, "options": { "mapping": ["email", "first_name", "last_name", "notes"], "dedupe": "skip", "list_ids": [], "consent_purpose": null, "consent_text": null } })).await;
+    let v = wait_done(&app, &admin, &id2).await;
+    assert_eq!((v["rows_created"].as_i64(), v["rows_skipped"].as_i64()), (Some(0), Some(3)), "{v}");
+    assert_eq!(scalar(&app, "SELECT count(*) FROM contact").await, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unusable_files_are_refused_clearly_and_leave_nothing() {
+    let app =
+        TestApp::start_with(Options { env: vec![("HERMETIC_IMPORT__MAX_BYTES", "5000".into())], ..Default::default() })
+            .await;
+    let org = app.org_with_user("Clinic", "admin@clinic.test", Role::Admin).await;
+    app.add_user(org, "analyst@clinic.test", Role::Analyst).await;
+    let (admin, _) = app.sign_in("admin@clinic.test", None).await;
+    let big = format!("email\n{}", "someone@example.test\n".repeat(400));
+    for (body, needle) in [
+        (big.into_bytes(), "larger than"),
+        (Vec::new(), "empty"),
+        (b"PK\x03\x04\x00\x00binary".to_vec(), "binary"),
+        (b"\n\n".to_vec(), "header"),
+    ] {
+        let (s, e) = admin.upload(body).await;
+        assert_eq!(s, 422, "{e}");
+        assert!(e["message"].as_str().unwrap().contains(needle), "{e}");
+    }
+    assert_eq!(scalar(&app, "SELECT count(*) FROM contact_import").await, 0);
+    assert_eq!(scalar(&app, "SELECT count(*) FROM import_chunk").await, 0);
+    let (analyst, _) = app.sign_in("analyst@clinic.test", None).await;
+    assert_eq!(analyst.upload(b"email\na@b.test\n".to_vec()).await.0, 403);
+    let csrfless = app.client();
+    assert_eq!(csrfless.upload(b"email\na@b.test\n".to_vec()).await.0, 403);
+    app.stop().await;
+}
+
+/// A generated file of `n` valid rows.
+pub fn generated_csv(n: usize) -> Vec<u8> {
+    let mut out = String::with_capacity(n * 80);
+    out.push_str("email,first_name,last_name,phone,date_of_birth\n");
+    for i in 0..n {
+        out.push_str(&format!(
+            "patient{i}@bulk.example,First{i},Last{i},+1555{:07},19{:02}-0{}-1{}\n",
+            i % 10_000_000,
+            30 + i % 70,
+            1 + i % 9,
+            i % 10
+        ));
+    }
+    out.into_bytes()
+}
+
+#[tokio::test]
+async fn killing_the_worker_mid_import_loses_and_duplicates_nothing() {
+    const N: usize = 30_000;
+    let app = TestApp::start().await;
+    let org = app.org_with_user("Clinic", "admin@clinic.test", Role::Admin).await;
+    let actor = service::Actor::system(org, "test");
+    let data = generated_csv(N);
+    let stream = futures::stream::iter(data.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect::<Vec<_>>());
+    let up = service::contacts::import::upload(&app.services, &actor, stream, 1 << 30).await.unwrap();
+    let opts = domain::contacts::ImportOptions {
+        mapping: ["email", "first_name", "last_name", "phone", "date_of_birth"]
+            .iter()
+            .map(|s| Some(s.to_string()))
+            .collect(),
+        dedupe: domain::contacts::Dedupe::Update,
+        list_ids: vec![],
+        consent_purpose: None,
+        consent_text: None,
+    };
+    service::contacts::import::start(&app.services, &actor, up.id, opts).await.unwrap();
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+            .arg("worker")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HERMETIC_DATABASE_URL", &app.db.url)
+            .env("HERMETIC_ROOT_KEY", ROOT_KEY)
+            .env("HERMETIC_LOG", "warn")
+            .env("HERMETIC_JOBS__POLL_INTERVAL_SECS", "1")
+            .env("HERMETIC_JOBS__HEARTBEAT_SECS", "1")
+            .env("HERMETIC_JOBS__MISSED_HEARTBEATS", "2")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let done = |v: &domain::contacts::ImportView| v.status == "completed";
+    let mut kills = 0;
+    let mut last = 0;
+    let mut child = spawn();
+    for _ in 0..1200 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let v = service::contacts::import::status(&app.services, &actor, up.id).await.unwrap();
+        if done(&v) {
+            break;
+        }
+        // Kill -9 each time progress was made, three times over.
+        if kills < 3 && v.rows_done > last {
+            last = v.rows_done;
+            child.kill().unwrap();
+            child.wait().unwrap();
+            kills += 1;
+            child = spawn();
+        }
+    }
+    let v = service::contacts::import::status(&app.services, &actor, up.id).await.unwrap();
+    child.kill().ok();
+    child.wait().ok();
+    assert_eq!(kills, 3, "the worker was not killed mid-import: {v:?}");
+    assert!(done(&v), "{v:?}");
+    assert_eq!(v.rows_done, N as i64);
+    assert_eq!(v.rows_failed, 0);
+    assert_eq!(v.rows_created + v.rows_updated, N as i64, "{v:?}");
+    assert_eq!(scalar(&app, "SELECT count(*) FROM contact").await, N as i64, "exactly one contact per row");
+    app.stop().await;
+}
