@@ -46,19 +46,22 @@ CREATE TABLE contact_list (
     purpose         text NOT NULL DEFAULT 'marketing' CHECK (purpose IN ('marketing', 'care_communications')),
     created_at      timestamptz NOT NULL,
     updated_at      timestamptz NOT NULL,
-    UNIQUE (organisation_id, name)
+    UNIQUE (organisation_id, name),
+    -- Lets members reference (organisation, list), so a membership can never cross tenants.
+    UNIQUE (organisation_id, id)
 );
 
 CREATE TABLE list_member (
-    organisation_id uuid NOT NULL REFERENCES organisation (id),
-    list_id         uuid NOT NULL REFERENCES contact_list (id) ON DELETE CASCADE,
+    organisation_id uuid NOT NULL,
+    list_id         uuid NOT NULL,
     contact_id      uuid NOT NULL REFERENCES contact (id) ON DELETE CASCADE,
     status          text NOT NULL CHECK (status IN ('pending', 'subscribed', 'unsubscribed')),
     source          text NOT NULL,
     created_at      timestamptz NOT NULL,
     updated_at      timestamptz NOT NULL,
     confirmed_at    timestamptz,
-    PRIMARY KEY (list_id, contact_id)
+    PRIMARY KEY (list_id, contact_id),
+    FOREIGN KEY (organisation_id, list_id) REFERENCES contact_list (organisation_id, id) ON DELETE CASCADE
 );
 CREATE INDEX list_member_contact ON list_member (contact_id);
 CREATE INDEX list_member_status ON list_member (list_id, status);
@@ -75,7 +78,7 @@ CREATE TABLE suppression (
 
 -- The consent ledger: append-only evidence (who, what, when, how, which consent text).
 CREATE TABLE consent_event (
-    id              uuid PRIMARY KEY,
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     organisation_id uuid NOT NULL,
     contact_id      uuid NOT NULL,
     purpose         text NOT NULL CHECK (purpose IN ('marketing', 'care_communications')),

@@ -139,20 +139,120 @@ async fn unusable_files_are_refused_clearly_and_leave_nothing() {
     app.stop().await;
 }
 
-/// A generated file of `n` valid rows.
-pub fn generated_csv(n: usize) -> Vec<u8> {
+/// A `server worker` process on the test database (killed with kill -9 by the tests).
+fn spawn_worker(app: &TestApp) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+        .arg("worker")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HERMETIC_DATABASE_URL", &app.db.url)
+        .env("HERMETIC_ROOT_KEY", ROOT_KEY)
+        .env("HERMETIC_LOG", "warn")
+        .env("HERMETIC_JOBS__POLL_INTERVAL_SECS", "1")
+        .env("HERMETIC_JOBS__HEARTBEAT_SECS", "1")
+        .env("HERMETIC_JOBS__MISSED_HEARTBEATS", "2")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Peak resident memory of a running process, in MB (VmHWM).
+fn peak_rss_mb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
+}
+
+fn mapping(keys: &[&str]) -> Vec<Option<String>> {
+    keys.iter().map(|s| Some(s.to_string())).collect()
+}
+
+/// A million rows, some hostile: every 997th has an invalid address, every 10,007th a name that is
+/// not UTF-8, every 1,009th a quoted name with an embedded newline and quotes (valid).
+/// The worker process imports it in bounded memory and every row is accounted for.
+#[tokio::test]
+async fn a_million_row_file_imports_in_bounded_memory_and_accounts_for_every_row() {
+    const N: usize = 1_000_000;
+    let mut data: Vec<u8> = Vec::with_capacity(N * 60);
+    data.extend_from_slice(b"email,first_name,last_name,date_of_birth\n");
+    let mut failed = 0i64;
+    for i in 0..N {
+        let bad_email = i % 997 == 0;
+        let bad_utf8 = i % 10_007 == 0;
+        if bad_email || bad_utf8 {
+            failed += 1;
+        }
+        if bad_email {
+            data.extend_from_slice(format!("not-an-address-{i},F{i},").as_bytes());
+        } else {
+            data.extend_from_slice(format!("p{i}@million.example,").as_bytes());
+            if i % 1009 == 0 {
+                data.extend_from_slice(format!("\"Line\nbreak \"\"{i}\"\"\",").as_bytes());
+            } else {
+                data.extend_from_slice(format!("F{i},").as_bytes());
+            }
+        }
+        if bad_utf8 {
+            data.extend_from_slice(b"\xff\xfe,");
+        } else {
+            data.extend_from_slice(format!("L{i},").as_bytes());
+        }
+        data.extend_from_slice(format!("19{:02}-0{}-1{}\n", 30 + i % 70, 1 + i % 9, i % 10).as_bytes());
+    }
+    let app = TestApp::start().await;
+    let org = app.org_with_user("Clinic", "admin@clinic.test", Role::Admin).await;
+    let actor = service::Actor::system(org, "test");
+    let stream = futures::stream::iter(data.chunks(256 * 1024).map(|c| Ok(c.to_vec())).collect::<Vec<_>>());
+    drop(data);
+    let up = service::contacts::import::upload(&app.services, &actor, stream, 1 << 30).await.unwrap();
+    let opts = domain::contacts::ImportOptions {
+        mapping: mapping(&["email", "first_name", "last_name", "date_of_birth"]),
+        dedupe: domain::contacts::Dedupe::Skip,
+        list_ids: vec![],
+        consent_purpose: None,
+        consent_text: None,
+    };
+    service::contacts::import::start(&app.services, &actor, up.id, opts).await.unwrap();
+    let mut child = spawn_worker(&app);
+    let mut peak = 0;
+    let mut v = service::contacts::import::status(&app.services, &actor, up.id).await.unwrap();
+    for _ in 0..6000 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(peak_rss_mb(child.id()));
+        v = service::contacts::import::status(&app.services, &actor, up.id).await.unwrap();
+        if v.finished() {
+            break;
+        }
+    }
+    child.kill().ok();
+    child.wait().ok();
+    assert_eq!(v.status, "completed", "{v:?}");
+    assert_eq!((v.rows_done, v.rows_failed), (N as i64, failed), "{v:?}");
+    assert_eq!(v.rows_created, N as i64 - failed, "{v:?}");
+    assert_eq!(scalar(&app, "SELECT count(*) FROM contact").await, N as i64 - failed);
+    assert_eq!(scalar(&app, "SELECT count(DISTINCT row_number) FROM import_error").await, failed);
+    assert_eq!(scalar(&app, "SELECT count(*) FROM import_chunk").await, 0, "the stored file is deleted");
+    // The file is ~60 MB; the worker streams it.
+    assert!(peak < 300, "worker peak RSS {peak} MB");
+    app.stop().await;
+}
+
+/// A generated file of `n` valid rows where every 7th row from row 5003 on repeats the address of the row 5003
+/// rows earlier — just over one write batch back, so repeats land in neighbouring batches, which
+/// are written concurrently. Returns the file and the number of distinct addresses.
+fn csv_with_repeats(n: usize) -> (Vec<u8>, usize) {
     let mut out = String::with_capacity(n * 80);
     out.push_str("email,first_name,last_name,phone,date_of_birth\n");
+    let mut distinct = 0;
     for i in 0..n {
-        out.push_str(&format!(
-            "patient{i}@bulk.example,First{i},Last{i},+1555{:07},19{:02}-0{}-1{}\n",
-            i % 10_000_000,
-            30 + i % 70,
-            1 + i % 9,
-            i % 10
-        ));
+        let who = if i >= 5003 && i % 7 == 0 { i - 5003 } else { i };
+        if who == i {
+            distinct += 1;
+        }
+        out.push_str(&format!("patient{who}@bulk.example,First{i},Last{i},+1555{:07},1950-01-0{}\n", i, 1 + i % 9));
     }
-    out.into_bytes()
+    (out.into_bytes(), distinct)
 }
 
 #[tokio::test]
@@ -161,36 +261,28 @@ async fn killing_the_worker_mid_import_loses_and_duplicates_nothing() {
     let app = TestApp::start().await;
     let org = app.org_with_user("Clinic", "admin@clinic.test", Role::Admin).await;
     let actor = service::Actor::system(org, "test");
-    let data = generated_csv(N);
+    let list = service::contacts::lists::create(
+        &app.services,
+        &actor,
+        "Bulk",
+        "",
+        false,
+        domain::contacts::ConsentPurpose::Marketing,
+    )
+    .await
+    .unwrap();
+    let (data, distinct) = csv_with_repeats(N);
     let stream = futures::stream::iter(data.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect::<Vec<_>>());
     let up = service::contacts::import::upload(&app.services, &actor, stream, 1 << 30).await.unwrap();
     let opts = domain::contacts::ImportOptions {
-        mapping: ["email", "first_name", "last_name", "phone", "date_of_birth"]
-            .iter()
-            .map(|s| Some(s.to_string()))
-            .collect(),
+        mapping: mapping(&["email", "first_name", "last_name", "phone", "date_of_birth"]),
         dedupe: domain::contacts::Dedupe::Update,
-        list_ids: vec![],
-        consent_purpose: None,
-        consent_text: None,
+        list_ids: vec![list],
+        consent_purpose: Some(domain::contacts::ConsentPurpose::Marketing),
+        consent_text: Some("Yes, email me".into()),
     };
     service::contacts::import::start(&app.services, &actor, up.id, opts).await.unwrap();
-    let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_server"))
-            .arg("worker")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HERMETIC_DATABASE_URL", &app.db.url)
-            .env("HERMETIC_ROOT_KEY", ROOT_KEY)
-            .env("HERMETIC_LOG", "warn")
-            .env("HERMETIC_JOBS__POLL_INTERVAL_SECS", "1")
-            .env("HERMETIC_JOBS__HEARTBEAT_SECS", "1")
-            .env("HERMETIC_JOBS__MISSED_HEARTBEATS", "2")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || spawn_worker(&app);
     let done = |v: &domain::contacts::ImportView| v.status == "completed";
     let mut kills = 0;
     let mut last = 0;
@@ -217,7 +309,13 @@ async fn killing_the_worker_mid_import_loses_and_duplicates_nothing() {
     assert!(done(&v), "{v:?}");
     assert_eq!(v.rows_done, N as i64);
     assert_eq!(v.rows_failed, 0);
-    assert_eq!(v.rows_created + v.rows_updated, N as i64, "{v:?}");
-    assert_eq!(scalar(&app, "SELECT count(*) FROM contact").await, N as i64, "exactly one contact per row");
+    assert_eq!((v.rows_created, v.rows_updated), (distinct as i64, (N - distinct) as i64), "{v:?}");
+    assert_eq!(scalar(&app, "SELECT count(*) FROM contact").await, distinct as i64, "exactly one contact per address");
+    assert_eq!(scalar(&app, "SELECT count(*) FROM list_member").await, distinct as i64);
+    assert_eq!(scalar(&app, "SELECT count(*) FROM contact_consent WHERE granted").await, distinct as i64);
+    assert_eq!(
+        scalar(&app, "SELECT count(DISTINCT contact_id) FROM consent_event WHERE source = 'import'").await,
+        distinct as i64
+    );
     app.stop().await;
 }

@@ -38,10 +38,9 @@ pub async fn record_event<C: ConnectionTrait>(
 ) -> ServiceResult<()> {
     db::exec(
         conn,
-        "INSERT INTO consent_event (id, organisation_id, contact_id, purpose, granted, source, text_hash, occurred_at, actor_user_id, import_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO consent_event (organisation_id, contact_id, purpose, granted, source, text_hash, occurred_at, actor_user_id, import_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         [
-            Uuid::now_v7().into(),
             org.0.into(),
             contact.into(),
             purpose.as_str().into(),
