@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 struct Cli {
+    /// Needed by the benchmarks that use the database.
     #[arg(long, env = "BENCH_DATABASE_URL")]
-    database_url: String,
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -26,6 +27,13 @@ enum Command {
     Import {
         #[arg(long, default_value_t = 100_000)]
         rows: usize,
+    },
+    /// Render a realistic ~15 KB newsletter personalised for generated contacts, on one core.
+    Render {
+        #[arg(long, default_value_t = 10_000)]
+        contacts: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
     },
 }
 
@@ -165,6 +173,66 @@ async fn import(url: &str, rows: usize) -> Result<()> {
     Ok(())
 }
 
+/// One core renders the newsletter for contacts in turn, each from its own data (as the sender
+/// builds it from a decrypted record), until the time is up.
+fn render(contacts: usize, seconds: u64) -> Result<()> {
+    use service::templates::{MergeFields, Sandbox, TemplateParts};
+    let html = include_str!("newsletter.hbs");
+    let sandbox = Sandbox::new();
+    let fields = MergeFields::new(&[]);
+    let text = "Hello {{default contact.first_name \"there\"}},\n\nHere is this month's news from {{organisation.name}}.\n\nPreferences: {{links.preferences}}\nUnsubscribe: {{links.unsubscribe}}\n";
+    let checked = sandbox
+        .check(
+            TemplateParts {
+                subject: "News from {{organisation.name}}",
+                preheader: "Health news and events",
+                html,
+                text,
+            },
+            &fields,
+        )
+        .map_err(|e| anyhow::anyhow!("the benchmark template was refused: {e}"))?;
+    let zones = ["America/New_York", "America/Chicago", "Europe/London", ""];
+    let people: Vec<serde_json::Value> = (0..contacts)
+        .map(|i| {
+            serde_json::json!({
+                "contact": {
+                    "email": format!("patient{i}@bench.example"),
+                    "first_name": if i % 10 == 0 { serde_json::Value::Null } else { format!("First{i}").into() },
+                    "last_name": format!("Last{i}"),
+                    "phone": format!("+1555{:07}", i),
+                    "date_of_birth": format!("19{:02}-{:02}-{:02}", 30 + i % 70, 1 + i % 12, 1 + i % 28),
+                    "time_zone": zones[i % zones.len()],
+                    "locale": if i % 3 == 0 { serde_json::Value::Null } else { "en".into() },
+                },
+                "organisation": { "name": "Riverside Health" },
+                "links": {
+                    "unsubscribe": format!("https://hermetic.example/u/{}", uuid::Uuid::new_v4().simple()),
+                    "view_in_browser": format!("https://hermetic.example/v/{}", uuid::Uuid::new_v4().simple()),
+                    "preferences": format!("https://hermetic.example/p/{}", uuid::Uuid::new_v4().simple()),
+                }
+            })
+        })
+        .collect();
+    let budget = Duration::from_secs(seconds);
+    let started = Instant::now();
+    let (mut n, mut bytes) = (0usize, 0usize);
+    while started.elapsed() < budget {
+        for _ in 0..1000 {
+            let p = &people[n % people.len()];
+            let r = sandbox
+                .render(&checked, domain::Phi::new(p.clone()))
+                .map_err(|e| anyhow::anyhow!("render failed: {e}"))?;
+            bytes += r.html.expose().len() + r.text.expose().len();
+            n += 1;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    eprintln!("template {} bytes; {n} renders in {elapsed:.1}s", html.len());
+    println!("render renders_per_s={:.0} bytes={}", n as f64 / elapsed, bytes / n.max(1));
+    Ok(())
+}
+
 /// Read a file as a stream of 256 KiB chunks.
 fn tokio_util_stream(
     file: tokio::fs::File,
@@ -187,6 +255,9 @@ fn tokio_util_stream(
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Import { rows } => import(&cli.database_url, rows).await,
+        Command::Import { rows } => {
+            import(cli.database_url.as_deref().context("--database-url is required")?, rows).await
+        }
+        Command::Render { contacts, seconds } => render(contacts, seconds),
     }
 }

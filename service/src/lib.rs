@@ -15,6 +15,7 @@ pub mod organisations;
 pub mod outbox;
 pub mod pgcopy;
 pub mod services;
+pub mod templates;
 pub mod users;
 
 pub use actor::Actor;
