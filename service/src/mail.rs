@@ -115,9 +115,11 @@ pub struct Outgoing {
 pub enum SendOutcome {
     /// Accepted by the relay (or captured), with the relay's reply.
     Accepted(String),
-    /// A temporary refusal (4xx, connection trouble): try again later.
+    /// A temporary refusal (4xx, connection trouble): try again later. Holds only the status
+    /// code or a fixed phrase — never the reply text, which can quote the recipient — so it may be
+    /// logged.
     Deferred(String),
-    /// A permanent refusal (5xx): do not retry.
+    /// A permanent refusal (5xx): do not retry. Holds only the status code or a fixed phrase.
     Rejected(String),
 }
 
