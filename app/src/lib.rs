@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod api_contacts;
+pub mod api_templates;
 pub mod components;
 pub mod csrf;
 pub mod error;
@@ -90,10 +91,8 @@ pub fn App() -> impl IntoView {
                         <AreaPage title="Segments" permission=Permission::SegmentsCount
                             about="Audiences defined by conditions on contact fields, consent and engagement."/>
                     }/>
-                    <Route path=path!("templates") view=|| view! {
-                        <AreaPage title="Templates" permission=Permission::TemplatesRead
-                            about="Email designs with merge fields, previews and test sends."/>
-                    }/>
+                    <Route path=path!("templates") view=pages::templates::TemplatesPage/>
+                    <Route path=path!("templates/:id") view=pages::templates::TemplateEditorPage/>
                     <Route path=path!("campaigns") view=|| view! {
                         <AreaPage title="Campaigns" permission=Permission::CampaignsRead
                             about="Sends to a segment over enforced TLS, with live progress."/>

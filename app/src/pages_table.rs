@@ -32,6 +32,7 @@ pub const PAGES: &[(&str, PageAccess)] = &[
     ("/optin", PageAccess::Public),
     ("/segments", PageAccess::Permission(Permission::SegmentsCount)),
     ("/templates", PageAccess::Permission(Permission::TemplatesRead)),
+    ("/templates/{id}", PageAccess::Permission(Permission::TemplatesRead)),
     ("/campaigns", PageAccess::Permission(Permission::CampaignsRead)),
     ("/sequences", PageAccess::Permission(Permission::SequencesRead)),
     ("/reports", PageAccess::Permission(Permission::ReportsRead)),

@@ -71,6 +71,14 @@ actions! {
     OrganisationDeleted => "org.deleted", "Organisation deleted (keys destroyed)";
     DevMailboxViewed => "mail.dev_mailbox_viewed", "Dev mailbox viewed (PHI read)";
     AuditVerified => "audit.verified", "Audit chain verified";
+    TemplateCreated => "template.created", "Template created";
+    TemplateSaved => "template.saved", "Template version saved";
+    TemplateRenamed => "template.renamed", "Template renamed";
+    TemplateArchived => "template.archived", "Template archived";
+    TemplatePreviewedForContact => "template.previewed_for_contact", "Template previewed with a contact (PHI read)";
+    TemplateTestSent => "template.test_sent", "Template test sent";
+    RecipientUnsubscribed => "recipient.unsubscribed", "Recipient unsubscribed by link";
+    ConsentGrantedByRecipient => "recipient.consent_granted", "Recipient opted in on the preferences page";
 }
 
 /// Whether the recorded attempt succeeded.

@@ -12,6 +12,8 @@ pub mod error;
 pub mod ids;
 pub mod password;
 pub mod phi;
+pub mod template_views;
+pub mod templates;
 
 pub use access::{Permission, Role};
 pub use error::DomainError;

@@ -5,19 +5,27 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20260101_000001_foundation;
 mod m20260201_000001_contacts;
+mod m20261101_000001_templates;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20260101_000001_foundation::Migration), Box::new(m20260201_000001_contacts::Migration)]
+        vec![
+            Box::new(m20260101_000001_foundation::Migration),
+            Box::new(m20260201_000001_contacts::Migration),
+            Box::new(m20261101_000001_templates::Migration),
+        ]
     }
 }
 
 /// The SQL of every migration, in order (for fingerprinting test template databases).
-pub const SQL: &[&str] =
-    &[include_str!("m20260101_000001_foundation.sql"), include_str!("m20260201_000001_contacts.sql")];
+pub const SQL: &[&str] = &[
+    include_str!("m20260101_000001_foundation.sql"),
+    include_str!("m20260201_000001_contacts.sql"),
+    include_str!("m20261101_000001_templates.sql"),
+];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.
 pub fn fingerprint() -> String {

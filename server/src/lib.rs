@@ -6,6 +6,7 @@ pub mod admin;
 pub mod config;
 pub mod downloads;
 pub mod middleware;
+pub mod recipient;
 pub mod routes;
 pub mod telemetry;
 pub mod web;

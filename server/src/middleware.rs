@@ -160,7 +160,9 @@ pub async fn pipeline(State(st): State<WebState>, mut req: Request, next: Next) 
     };
     let anon_csrf = cookie(req.headers(), CSRF_COOKIE).map(str::to_string);
 
-    if is_state_changing(&method) {
+    // Recipient links (unsubscribe, preferences) are posted by mail providers (RFC 8058) and by
+    // pages without a session; their unguessable token is the credential, so there is nothing to forge.
+    if is_state_changing(&method) && !spec.as_ref().is_some_and(routes::token_route) {
         let sent = req.headers().get(app::csrf::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
         let expected = session.as_ref().map(|s| s.csrf_token.clone()).or(anon_csrf.clone());
         let ok = same_origin(&req, &st.public_origin)
@@ -267,7 +269,19 @@ fn static_headers(h: &mut HeaderMap) {
 
 fn finish(res: &mut Response<Body>, nonce: Option<&str>, _kind: Option<Kind>) {
     let h = res.headers_mut();
+    // Responses carrying author HTML or recipient pages set their own, stricter policy.
+    let own_csp = h.remove("x-hermetic-own-csp").is_some();
+    let own = own_csp.then(|| h.get(header::CONTENT_SECURITY_POLICY).cloned()).flatten();
     common_headers(h);
+    if let Some(csp) = own {
+        if csp.to_str().is_ok_and(|c| c.contains("frame-ancestors 'self'")) {
+            h.insert("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));
+        }
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+        return;
+    }
     // Anything dynamic may show patient data: never cache it anywhere.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));

@@ -102,6 +102,15 @@ const API: &[(&str, Access)] = &[
     ("/api/lookup_optin", Public),
     ("/api/confirm_optin", Public),
     ("/api/dev_mailbox", Signed(P::SettingsManage)),
+    ("/api/list_templates", Signed(P::TemplatesRead)),
+    ("/api/template_starters", Signed(P::TemplatesRead)),
+    ("/api/create_template", Signed(P::TemplatesWrite)),
+    ("/api/open_template", Signed(P::TemplatesRead)),
+    ("/api/save_template", Signed(P::TemplatesWrite)),
+    ("/api/rename_template", Signed(P::TemplatesWrite)),
+    ("/api/archive_template", Signed(P::TemplatesWrite)),
+    ("/api/preview_template", Signed(P::TemplatesRead)),
+    ("/api/test_send_template", Signed(P::TemplatesWrite)),
 ];
 
 /// Calls that must not count as activity (the idle warning polls it).
@@ -149,7 +158,9 @@ pub fn table() -> Vec<RouteSpec> {
         touches_session: false,
     });
     for (method, path, access) in HTTP {
-        t.push(RouteSpec { method: method.clone(), path, kind: Kind::Http, access: *access, touches_session: true });
+        // A recipient's link never extends a staff session that happens to be open in the browser.
+        let touches_session = !path.starts_with("/l/");
+        t.push(RouteSpec { method: method.clone(), path, kind: Kind::Http, access: *access, touches_session });
     }
     t
 }
@@ -159,7 +170,18 @@ const HTTP: &[(Method, &str, Access)] = &[
     (Method::POST, "/imports/upload", Signed(P::ContactsWrite)),
     (Method::GET, "/imports/{id}/errors.csv", Signed(P::ContactsWrite)),
     (Method::GET, "/contacts/export.csv", Signed(P::ContactsExport)),
+    (Method::GET, "/templates/{id}/preview/{version}", Signed(P::TemplatesRead)),
+    (Method::GET, "/l/unsubscribe/{token}", Public),
+    (Method::POST, "/l/unsubscribe/{token}", Public),
+    (Method::GET, "/l/preferences/{token}", Public),
+    (Method::POST, "/l/preferences/{token}", Public),
+    (Method::GET, "/l/view/{token}", Public),
 ];
+
+/// Routes whose credential is an opaque signed token in the path (system links in messages).
+pub fn token_route(spec: &RouteSpec) -> bool {
+    spec.kind == Kind::Http && spec.path.starts_with("/l/")
+}
 
 /// The entry for a request, if any (trailing slashes ignored; `{id}` matches a segment, `{*path}`
 /// the rest; exact paths win over parameterised ones).

@@ -16,7 +16,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Plain axum routes (not pages, not server functions); each is also in the route table.
-pub const HTTP_ROUTES: &[&str] = &["/healthz", "/imports/upload", "/imports/{id}/errors.csv", "/contacts/export.csv"];
+pub const HTTP_ROUTES: &[&str] = &[
+    "/healthz",
+    "/imports/upload",
+    "/imports/{id}/errors.csv",
+    "/contacts/export.csv",
+    "/templates/{id}/preview/{version}",
+    "/l/unsubscribe/{token}",
+    "/l/preferences/{token}",
+    "/l/view/{token}",
+];
 
 /// Largest request body accepted (forms and API calls; file uploads get their own limit).
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -59,6 +68,10 @@ pub fn router(services: Services, site_root: &Path, public_url: &str, trust_prox
             .route(HTTP_ROUTES[0], get(healthz))
             .route(HTTP_ROUTES[2], get(crate::downloads::import_errors))
             .route(HTTP_ROUTES[3], get(crate::downloads::export))
+            .route(HTTP_ROUTES[4], get(crate::recipient::preview_frame))
+            .route(HTTP_ROUTES[5], get(crate::recipient::unsubscribe_get).post(crate::recipient::unsubscribe_post))
+            .route(HTTP_ROUTES[6], get(crate::recipient::preferences_get).post(crate::recipient::preferences_post))
+            .route(HTTP_ROUTES[7], get(crate::recipient::view_in_browser))
             .with_state(services.clone()),
     );
     // Uploads stream to the database in sealed chunks; the service enforces the configured size.

@@ -68,6 +68,7 @@ pub struct Inner {
     pub clock: Arc<dyn Clock>,
     pub keys: KeyRing,
     pub settings: Settings,
+    pub templates: crate::templates::Engine,
 }
 
 #[derive(Clone)]
@@ -81,7 +82,14 @@ impl Services {
         settings: Settings,
     ) -> crate::ServiceResult<Self> {
         let mailer = crate::mail::Mailer::build(&settings.mail)?;
-        Ok(Services(Arc::new(Inner { db, mailer, clock, keys, settings })))
+        Ok(Services(Arc::new(Inner {
+            db,
+            mailer,
+            clock,
+            keys,
+            settings,
+            templates: crate::templates::Engine::default(),
+        })))
     }
     pub fn mailer(&self) -> &crate::mail::Mailer {
         &self.0.mailer
@@ -97,6 +105,10 @@ impl Services {
     }
     pub fn settings(&self) -> &Settings {
         &self.0.settings
+    }
+    /// The template sandbox and compiled-version cache.
+    pub fn templates(&self) -> &crate::templates::Engine {
+        &self.0.templates
     }
     pub fn auth(&self) -> &AuthSettings {
         &self.0.settings.auth

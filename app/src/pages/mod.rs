@@ -7,4 +7,5 @@ pub mod home;
 pub mod layout;
 pub mod mailbox;
 pub mod settings;
+pub mod templates;
 pub mod users;

@@ -12,4 +12,5 @@ mod import;
 mod jobs;
 mod phi_leak;
 mod role_matrix;
+mod templates;
 mod users;

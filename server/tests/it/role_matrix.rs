@@ -119,6 +119,18 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
             ),
         ),
         "/api/lookup_optin" | "/api/confirm_optin" => (form, "token=bogus".into()),
+        "/api/create_template" => (form, format!("name=T%20{}&starter=", uuid::Uuid::new_v4().simple())),
+        "/api/open_template" | "/api/archive_template" => (form, format!("id={none}")),
+        "/api/rename_template" => (form, format!("id={none}&name=Renamed")),
+        "/api/save_template" => {
+            ("application/json", format!(r#"{{"id":"{none}","base_version":1,"content":{SAMPLE_CONTENT}}}"#))
+        }
+        "/api/preview_template" => {
+            ("application/json", format!(r#"{{"id":"{none}","content":{SAMPLE_CONTENT},"sample":"Synthetic"}}"#))
+        }
+        "/api/test_send_template" => ("application/json", format!(r#"{{"id":"{none}","content":{SAMPLE_CONTENT}}}"#)),
+        "/l/unsubscribe/{token}" => (form, "List-Unsubscribe=One-Click".into()),
+        "/l/preferences/{token}" => (form, "purpose=marketing&granted=false".into()),
         "/api/sign_out"
         | "/api/begin_enrolment"
         | "/api/session_status"
@@ -132,13 +144,20 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
         | "/api/list_lists"
         | "/api/list_suppressions"
         | "/api/recent_imports"
-        | "/api/dev_mailbox" => (form, String::new()),
+        | "/api/dev_mailbox"
+        | "/api/list_templates"
+        | "/api/template_starters" => (form, String::new()),
         _ => return None,
     })
 }
 
+const SAMPLE_CONTENT: &str = r#"{"mode":"html","subject":"Hi","preheader":"","design":{"blocks":[]},"html":"<p>Hello</p>","text":"","text_edited":false}"#;
+
 fn concrete(path: &str) -> String {
-    path.replace("{*path}", "hermetic.css").replace("{id}", "00000000-0000-7000-8000-000000000000")
+    path.replace("{*path}", "hermetic.css")
+        .replace("{id}", "00000000-0000-7000-8000-000000000000")
+        .replace("{version}", "1")
+        .replace("{token}", "bogus-token")
 }
 
 async fn check(c: &Client, spec: &RouteSpec, who: Who) -> Result<(), String> {

@@ -1,7 +1,10 @@
 //! Email templates. `sandbox` is the one handlebars registry: strict, escaping, only pure
 //! helpers, every template checked against the organisation's fields before it is stored, and
-//! rendering capped in time and size.
+//! rendering capped in time and size. `store` keeps templates as immutable versions, previews and
+//! test-sends them, and caches compiled versions.
 
 pub mod sandbox;
+pub mod store;
 
 pub use sandbox::{Checked, FieldInfo, MergeFields, Rendered, Sandbox, TemplateParts};
+pub use store::Engine;

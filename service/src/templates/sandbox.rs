@@ -294,6 +294,15 @@ impl Sandbox {
         let preheader = self.run(&self.text, &t.preheader, &ctx, deadline)?.replace(['\r', '\n'], " ");
         let mut html = self.run(&self.html, &t.html, &ctx, deadline)?;
         let mut text = self.run(&self.text, &t.text, &ctx, deadline)?;
+        // The preheader is the inbox preview line: a hidden first element of the body.
+        if !preheader.trim().is_empty() {
+            let hidden = format!(
+                r#"<div style="display:none;max-height:0;overflow:hidden;mso-hide:all">{}</div>"#,
+                handlebars::html_escape(&preheader)
+            );
+            let at = html.find("<body").and_then(|b| html[b..].find('>').map(|e| b + e + 1)).unwrap_or(0);
+            html.insert_str(at, &hidden);
+        }
         // Every message carries a working unsubscribe link, whether or not the author placed one.
         if let Some(url) = unsubscribe {
             if !t.html_has_unsubscribe {

@@ -1,0 +1,239 @@
+//! Plain server-rendered pages outside the Leptos app:
+//! - the recipient pages behind a message's system links (`/l/…`): unsubscribe (confirmation page,
+//!   and RFC 8058 one-click POST), preferences, view in browser. The opaque token in the path is
+//!   the only credential; GET never changes anything.
+//! - the template preview frame (`/templates/{id}/preview/{version}`), which shows author HTML.
+//!
+//! Author HTML is only ever served with a sandboxing CSP (`sandbox`, no scripts, no forms), so it
+//! cannot run code or act with the viewer's origin even if an email-unsafe construct slipped in.
+
+use app::ssr::RequestContext;
+use axum::Form;
+use axum::extract::{Extension, Path, Query, State};
+use axum::response::{Html, IntoResponse, Response};
+use domain::contacts::ConsentPurpose;
+use domain::template_views::PreviewSample;
+use http::{HeaderValue, StatusCode, header};
+use serde::Deserialize;
+use service::links::LinkKind;
+use service::recipient::RecipientPage;
+use service::templates::store::BrowserView;
+use service::{ServiceError, Services};
+use uuid::Uuid;
+
+/// The CSP of any response that carries author HTML.
+pub const AUTHOR_HTML_CSP: &str = "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; \
+     base-uri 'none'; form-action 'none'; frame-ancestors 'self'; sandbox";
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// A small self-contained page (inline CSS is allowed by this response's own CSP).
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <meta name=\"robots\" content=\"noindex\"><title>{}</title><style>body{{font-family:system-ui,Arial,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#111827;line-height:1.5}}\
+         button{{font:inherit;padding:.5rem 1rem;border-radius:6px;border:1px solid #1d4ed8;background:#1d4ed8;color:#fff;cursor:pointer}}\
+         button.secondary{{background:#fff;color:#1d4ed8}}.muted{{color:#6b7280}}li{{margin:.5rem 0}}form{{display:inline}}</style></head><body>{}</body></html>",
+        esc(title),
+        body
+    );
+    let mut res = (status, Html(html)).into_response();
+    set_csp(
+        &mut res,
+        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    );
+    res
+}
+
+fn set_csp(res: &mut Response, csp: &'static str) {
+    res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    res.headers_mut().insert("x-hermetic-own-csp", HeaderValue::from_static("1"));
+}
+
+fn failure(e: ServiceError) -> Response {
+    match e {
+        ServiceError::NotFound => page(
+            StatusCode::NOT_FOUND,
+            "Link not valid",
+            "<h1>This link is not valid</h1><p>It may have expired or been copied incompletely. To stop receiving \
+             email, use the unsubscribe link in a recent message or reply to it.</p>",
+        ),
+        ServiceError::Internal(_) => {
+            tracing::error!(error = %e.log_detail(), "recipient page failed");
+            page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Error",
+                "<h1>Something went wrong</h1><p>Please try again later.</p>",
+            )
+        }
+        other => page(
+            StatusCode::BAD_REQUEST,
+            "Error",
+            &format!("<h1>That did not work</h1><p>{}</p>", esc(&other.to_string())),
+        ),
+    }
+}
+
+const TEST_NOTE: &str = "<p class=\"muted\">This link came from a <strong>test message</strong> sent to a staff member, so nothing was changed.</p>";
+
+fn unsubscribe_page(p: &RecipientPage, done: bool) -> Response {
+    let org = esc(&p.organisation_name);
+    let subscribed = p.purposes.iter().any(|(purpose, g)| *purpose == ConsentPurpose::Marketing && *g);
+    let body = if p.test {
+        format!("<h1>Unsubscribe from {org}</h1>{TEST_NOTE}")
+    } else if done || !subscribed {
+        format!(
+            "<h1>You are unsubscribed</h1><p>You will no longer receive marketing email from {org}. Messages about your care, if you agreed to them, are not affected.</p>"
+        )
+    } else {
+        format!(
+            "<h1>Unsubscribe from {org}?</h1><p>You will stop receiving marketing email from {org}.</p>\
+             <form method=\"post\"><button type=\"submit\">Unsubscribe</button></form>"
+        )
+    };
+    page(StatusCode::OK, "Unsubscribe", &body)
+}
+
+pub async fn unsubscribe_get(State(svc): State<Services>, Path(token): Path<String>) -> Response {
+    match service::recipient::page(&svc, LinkKind::Unsubscribe, &token).await {
+        Ok(p) => unsubscribe_page(&p, false),
+        Err(e) => failure(e),
+    }
+}
+
+/// The confirmation button and RFC 8058 one-click (`List-Unsubscribe=One-Click` in the body; we
+/// accept any body: the token alone decides).
+pub async fn unsubscribe_post(
+    State(svc): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(token): Path<String>,
+) -> Response {
+    match service::recipient::unsubscribe(&svc, &token, ctx.ip.clone()).await {
+        Ok(p) => unsubscribe_page(&p, true),
+        Err(e) => failure(e),
+    }
+}
+
+fn preferences_page(p: &RecipientPage, saved: bool) -> Response {
+    let org = esc(&p.organisation_name);
+    let mut body = format!("<h1>Email preferences for {org}</h1>");
+    if p.test {
+        body.push_str(TEST_NOTE);
+        return page(StatusCode::OK, "Preferences", &body);
+    }
+    if saved {
+        body.push_str("<p><strong>Saved.</strong></p>");
+    }
+    body.push_str("<ul>");
+    for (purpose, granted) in &p.purposes {
+        let (state, action, label, class) = if *granted {
+            ("you receive these", "false", "Stop these emails", "secondary")
+        } else {
+            ("you do not receive these", "true", "Receive these emails", "")
+        };
+        body.push_str(&format!(
+            "<li><strong>{}</strong> — {state}. <form method=\"post\"><input type=\"hidden\" name=\"purpose\" value=\"{}\">\
+             <input type=\"hidden\" name=\"granted\" value=\"{action}\"><button class=\"{class}\" type=\"submit\">{label}</button></form></li>",
+            esc(purpose.label()),
+            purpose.as_str()
+        ));
+    }
+    body.push_str("</ul>");
+    page(StatusCode::OK, "Preferences", &body)
+}
+
+pub async fn preferences_get(State(svc): State<Services>, Path(token): Path<String>) -> Response {
+    match service::recipient::page(&svc, LinkKind::Preferences, &token).await {
+        Ok(p) => preferences_page(&p, false),
+        Err(e) => failure(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PreferenceForm {
+    purpose: String,
+    granted: String,
+}
+
+pub async fn preferences_post(
+    State(svc): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(token): Path<String>,
+    Form(form): Form<PreferenceForm>,
+) -> Response {
+    let Some(purpose) = ConsentPurpose::parse(&form.purpose) else {
+        return failure(ServiceError::invalid("purpose", "is not a known purpose"));
+    };
+    let granted = form.granted == "true";
+    match service::recipient::set_preference(&svc, &token, purpose, granted, ctx.ip.clone()).await {
+        Ok(p) => preferences_page(&p, true),
+        Err(e) => failure(e),
+    }
+}
+
+fn author_html(html: String) -> Response {
+    let mut res = (StatusCode::OK, Html(html)).into_response();
+    set_csp(&mut res, AUTHOR_HTML_CSP);
+    res
+}
+
+pub async fn view_in_browser(State(svc): State<Services>, Path(token): Path<String>) -> Response {
+    match service::templates::store::view_in_browser(&svc, &token).await {
+        Ok(BrowserView::Message { html, .. }) => {
+            let mut res = author_html(html);
+            // Author HTML framed by nobody.
+            res.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; sandbox allow-popups allow-popups-to-escape-sandbox allow-top-navigation-by-user-activation",
+                ),
+            );
+            res
+        }
+        Ok(BrowserView::Protected) => page(
+            StatusCode::OK,
+            "Message",
+            "<h1>Open this message in your email app</h1><p>It contains personal health information, so it is not shown on a web page.</p>",
+        ),
+        Err(e) => failure(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct FrameQuery {
+    sample: Option<String>,
+}
+
+/// The preview frame of the template editor (signed-in staff; authorised in the service).
+pub async fn preview_frame(
+    State(svc): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Path((id, version)): Path<(Uuid, i32)>,
+    Query(q): Query<FrameQuery>,
+) -> Response {
+    let Some(actor) = ctx.active().and_then(|s| s.actor(ctx.ip.clone())) else {
+        return json_error(ServiceError::Unauthenticated);
+    };
+    let sample = match q.sample.as_deref() {
+        None | Some("") | Some("synthetic") => PreviewSample::Synthetic,
+        Some(s) => match Uuid::parse_str(s) {
+            Ok(c) => PreviewSample::Contact(c),
+            Err(_) => return (StatusCode::BAD_REQUEST, "Bad sample.").into_response(),
+        },
+    };
+    match service::templates::store::preview_frame(&svc, &actor, id, version, sample).await {
+        Ok(html) => author_html(html),
+        Err(e) => json_error(e),
+    }
+}
+
+/// Errors of the preview frame as the JSON every other endpoint answers with (a safe message).
+fn json_error(e: ServiceError) -> Response {
+    if let ServiceError::Internal(_) = &e {
+        tracing::error!(error = %e.log_detail(), "preview frame failed");
+    }
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, axum::Json(serde_json::json!({ "code": e.code(), "message": e.to_string() }))).into_response()
+}
