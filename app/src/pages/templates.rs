@@ -504,12 +504,17 @@ fn Editor(t: TemplateEditor) -> impl IntoView {
                     }
                 })}
             </Transition>
-            {move || (tab.get() != PreviewTab::Text).then(|| view! {
-                <div class="preview-frame" class:mobile=move || tab.get() == PreviewTab::Mobile>
-                    <iframe title="Email preview" data-test="preview-frame" sandbox="" referrerpolicy="no-referrer"
-                        width=move || if tab.get() == PreviewTab::Mobile { "375" } else { "680" } height="700"
-                        src=frame_src></iframe>
-                </div>
+            // The frame is re-created for each saved version (and sample, and width), so it always
+            // loads the document that matches what was just saved.
+            {move || (tab.get() != PreviewTab::Text).then(|| {
+                let mobile = tab.get() == PreviewTab::Mobile;
+                let src = frame_src();
+                view! {
+                    <div class="preview-frame" class:mobile=mobile>
+                        <iframe title="Email preview" data-test="preview-frame" sandbox="" referrerpolicy="no-referrer"
+                            width=if mobile { "375" } else { "680" } height="700" src=src></iframe>
+                    </div>
+                }
             })}
         </section>
         {can_write.then(|| view! {
