@@ -111,7 +111,7 @@ pub struct TemplateEditor {
 pub enum SaveOutcome {
     /// A new version was stored. `html` and `text` are what the server stored (generated parts
     /// included), so the editor shows exactly what will be sent.
-    Saved { version: i32, uses_phi: bool, html: String, text: String },
+    Saved { version: i32, version_id: Uuid, created_at: DateTime<Utc>, uses_phi: bool, html: String, text: String },
     /// Nothing changed since the latest version.
     Unchanged { version: i32 },
     /// The content does not pass the checks: it was kept as a draft, and this is why.

@@ -498,6 +498,56 @@ fn decode_entity(name: &str) -> Option<char> {
     }
 }
 
+/// The text a browser would see when it reads a URL in `html`: character references decoded
+/// (numeric ones with or without the closing semicolon, and the named ones used to hide a
+/// scheme — `&colon;`, `&Tab;`, `&NewLine;`), then ASCII whitespace and control characters
+/// dropped (browsers strip them inside a scheme), lowercased. Used to find `javascript:` and
+/// friends however they are spelled.
+pub fn squash_for_scheme_scan(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut i = 0;
+    while let Some(c) = html[i..].chars().next() {
+        let (decoded, used) = if c == '&' { reference_at(&html[i + 1..]) } else { (None, 0) };
+        let ch = decoded.unwrap_or(c);
+        i += if decoded.is_some() { 1 + used } else { c.len_utf8() };
+        if !(ch.is_ascii_whitespace() || ch.is_control()) {
+            out.extend(ch.to_lowercase());
+        }
+    }
+    out
+}
+
+/// The character a reference (the text after `&`) stands for, and how many bytes it used
+/// (its closing semicolon included when present).
+fn reference_at(rest: &str) -> (Option<char>, usize) {
+    let b = rest.as_bytes();
+    let (ch, len) = if b.first() == Some(&b'#') {
+        let hex = matches!(b.get(1), Some(b'x' | b'X'));
+        let start = if hex { 2 } else { 1 };
+        let digits =
+            b[start..].iter().take_while(|d| if hex { d.is_ascii_hexdigit() } else { d.is_ascii_digit() }).count();
+        if digits == 0 {
+            return (None, 0);
+        }
+        let text = &rest[start..start + digits];
+        let value = if hex { u32::from_str_radix(text, 16).ok() } else { text.parse::<u32>().ok() };
+        (Some(value.and_then(char::from_u32).unwrap_or('\u{FFFD}')), start + digits)
+    } else {
+        let len = b.iter().take(10).take_while(|x| x.is_ascii_alphabetic()).count();
+        let ch = match rest[..len].to_ascii_lowercase().as_str() {
+            "colon" => Some(':'),
+            "tab" | "newline" => Some(' '),
+            "sol" => Some('/'),
+            n => decode_entity(n),
+        };
+        (ch, len)
+    };
+    match ch {
+        Some(ch) => (Some(ch), if rest[len..].starts_with(';') { len + 1 } else { len }),
+        None => (None, 0),
+    }
+}
+
 fn attr_value(tag: &str, name: &str) -> Option<String> {
     let lower = tag.to_ascii_lowercase();
     let mut from = 0;

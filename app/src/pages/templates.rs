@@ -13,7 +13,9 @@ use crate::api_templates::{
 use crate::components::{ErrorMessage, Guard, format_time, use_hydrated, use_me};
 use crate::error::AppError;
 use domain::Permission;
-use domain::template_views::{EditorMode, MergeFieldView, PreviewSample, SaveOutcome, TemplateContent, TemplateEditor};
+use domain::template_views::{
+    EditorMode, MergeFieldView, PreviewSample, SaveOutcome, TemplateContent, TemplateEditor, VersionMeta,
+};
 use domain::templates::{BLOCK_KINDS, Block, html_to_text};
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -235,12 +237,23 @@ fn Editor(t: TemplateEditor) -> impl IntoView {
     let edits = RwSignal::new(0u64);
     let error = RwSignal::new(None::<AppError>);
     let fields: Vec<MergeFieldView> = t.fields.clone();
+    let versions = RwSignal::new(t.versions.clone());
+    let use_me_name = me.as_ref().map(|m| m.display_name.clone());
 
     let save = Action::new(move |(base, c): &(i32, TemplateContent)| save_template(id, *base, c.clone()));
     Effect::new(move || {
         if let Some(r) = save.value().get() {
             match r {
-                Ok(SaveOutcome::Saved { version, uses_phi: phi, text, .. }) => {
+                Ok(SaveOutcome::Saved { version, version_id, created_at, uses_phi: phi, text, .. }) => {
+                    let by = use_me_name.clone();
+                    versions.update(|vs| {
+                        if !vs.iter().any(|v| v.version == version) {
+                            vs.insert(
+                                0,
+                                VersionMeta { version, id: version_id, created_at, created_by: by, uses_phi: phi },
+                            );
+                        }
+                    });
                     base.set(version);
                     shown_version.set(version);
                     uses_phi.set(phi);
@@ -318,10 +331,13 @@ fn Editor(t: TemplateEditor) -> impl IntoView {
     let sample = RwSignal::new(PreviewSample::Synthetic);
     let sample_email = RwSignal::new(String::new());
     let sample_error = RwSignal::new(None::<AppError>);
-    let preview = Resource::new(
-        move || (shown_version.get(), sample.get()),
-        move |(_, s)| async move { preview_template(id, content.get_untracked(), s).await },
-    );
+    // Rendered on the client only (an effect), after hydration: a resource here would be a
+    // suspense nested in the page's own, which does not hydrate reliably.
+    let preview = Action::new(move |s: &PreviewSample| preview_template(id, content.get_untracked(), *s));
+    Effect::new(move || {
+        let _ = shown_version.get();
+        preview.dispatch(sample.get());
+    });
     let find_sample = Action::new(move |email: &String| {
         let email = email.clone();
         async move { contacts_page(None, Some(email)).await }
@@ -362,6 +378,23 @@ fn Editor(t: TemplateEditor) -> impl IntoView {
             }
         })
     };
+
+    // Restoring an older version loads its content and saves it as a new version, so the
+    // history only ever grows and campaigns pinned to any version are unaffected.
+    let restore = Action::new(move |v: &i32| open_template(id, Some(*v)));
+    Effect::new(move || {
+        if let Some(r) = restore.value().get() {
+            match r {
+                Ok(old) => {
+                    content.set(old.content);
+                    structure.update(|n| *n += 1);
+                    state.set(SaveState::Saving);
+                    save.dispatch((base.get_untracked(), content.get_untracked()));
+                }
+                Err(e) => error.set(Some(e)),
+            }
+        }
+    });
 
     let picker = fields
         .iter()
@@ -492,18 +525,15 @@ fn Editor(t: TemplateEditor) -> impl IntoView {
                 })}
             </div>
             <ErrorMessage error=sample_error/>
-            <Transition fallback=|| view! { <p>"Rendering…"</p> }>
-                {move || Suspend::new(async move {
-                    match preview.await {
-                        Ok(p) => view! {
-                            <p data-test="preview-subject"><strong>"Subject: "</strong>{p.subject.expose().clone()}</p>
-                            <p class="muted"><strong>"Preview text: "</strong>{p.preheader.expose().clone()}</p>
-                            {move || (tab.get() == PreviewTab::Text).then(|| view! { <pre class="plain" data-test="preview-plain">{p.text.expose().clone()}</pre> })}
-                        }.into_any(),
-                        Err(e) => view! { <p class="alert warn" role="status">"Preview not available: " {e.message}</p> }.into_any(),
-                    }
-                })}
-            </Transition>
+            {move || match preview.value().get() {
+                None => view! { <p class="muted">"Rendering…"</p> }.into_any(),
+                Some(Ok(p)) => view! {
+                    <p data-test="preview-subject"><strong>"Subject: "</strong>{p.subject.expose().clone()}</p>
+                    <p class="muted"><strong>"Preview text: "</strong>{p.preheader.expose().clone()}</p>
+                    {move || (tab.get() == PreviewTab::Text).then(|| view! { <pre class="plain" data-test="preview-plain">{p.text.expose().clone()}</pre> })}
+                }.into_any(),
+                Some(Err(e)) => view! { <p class="alert warn" role="status">"Preview not available: " {e.message}</p> }.into_any(),
+            }}
             // The frame is re-created for each saved version (and sample, and width), so it always
             // loads the document that matches what was just saved.
             {move || (tab.get() != PreviewTab::Text).then(|| {
@@ -529,11 +559,21 @@ fn Editor(t: TemplateEditor) -> impl IntoView {
         <section class="panel">
             <h2>"Versions"</h2>
             <p class="hint">"Every save is kept. Campaigns send the exact version they were launched with."</p>
-            <ul data-test="versions">
-                {t.versions.iter().map(|v| view! {
-                    <li>"Version " {v.version} " · " {format_time(v.created_at)} " · " {v.created_by.clone().unwrap_or_else(|| "system".into())}
-                        {v.uses_phi.then(|| view! { " " <span class="badge phi">"PHI"</span> })}</li>
-                }).collect_view()}
+            <ul data-test="versions" class="versions">
+                <For each=move || versions.get() key=|v| v.version let:v>
+                    <li>
+                        "Version " {v.version} " · " {format_time(v.created_at)} " · " {v.created_by.clone().unwrap_or_else(|| "system".into())}
+                        {v.uses_phi.then(|| view! { " " <span class="badge phi">"PHI"</span> })}
+                        {move || (base.get() == v.version).then(|| view! { " " <span class="badge">"current"</span> })}
+                        {can_write.then(|| view! {
+                            " "
+                            <button type="button" data-test="restore-version" class="link"
+                                disabled=move || !hydrated.get() || base.get() == v.version || restore.pending().get() || save.pending().get()
+                                title="Make this the latest version again (saved as a new version)"
+                                on:click=move |_| { restore.dispatch(v.version); }>"Restore"</button>
+                        })}
+                    </li>
+                </For>
             </ul>
         </section>
     }

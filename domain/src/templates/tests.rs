@@ -153,3 +153,27 @@ fn designs_round_trip_through_json() {
         assert!(Block::new_of_kind(k).is_some(), "{k}");
     }
 }
+
+#[test]
+fn scheme_scan_sees_through_disguises() {
+    for disguised in [
+        "<a href=\"jav&#x61;script:alert(1)\">",
+        "<a href=\"jav&#X61;script:alert(1)\">",
+        "<a href=\"&#106;avascript:alert(1)\">",
+        "<a href=\"&#0000106avascript:alert(1)\">",
+        "<a href=\"java\tscript:alert(1)\">",
+        "<a href=\"java&Tab;script:alert(1)\">",
+        "<a href=\"javascript&colon;alert(1)\">",
+        "<a href=\" JaVaScRiPt:alert(1)\">",
+        "<a href=\"java&NewLine;script&#58alert(1)\">",
+    ] {
+        assert!(squash_for_scheme_scan(disguised).contains("javascript:"), "{disguised}");
+    }
+    for harmless in ["<a href=\"https://example.org/?a=1&amp;b=2\">", "Tom &amp; Jerry &#x;&#;&", "&#xFFFFFFFFFF;"] {
+        assert!(!squash_for_scheme_scan(harmless).contains("javascript:"), "{harmless}");
+    }
+    // Never panics on references cut short or multi-byte neighbours.
+    for odd in ["&", "&#", "&#x", "é&é", "&colon", "&#12345678901234567890;", "&\u{1F600};"] {
+        let _ = squash_for_scheme_scan(odd);
+    }
+}

@@ -77,6 +77,8 @@ async fn templates_are_versioned_and_hostile_templates_are_refused_without_losin
         (html_content("Hi", "<p>ok</p><script>alert(1)</script>"), "script"),
         (html_content("Hi", "<img src=x onerror=alert(1)>"), "event-handler"),
         (html_content("Hi", "<a href=\"JavaScript:alert(1)\">x</a>"), "javascript"),
+        (html_content("Hi", "<a href=\"jav&#x61;script:alert(1)\">x</a>"), "javascript"),
+        (html_content("Hi", "<a href=\"java&Tab;script&colon;alert(1)\">x</a>"), "javascript"),
         (html_content("Hello {{contact.first_name}}", "<p>x</p>"), "lock screens"),
         (
             html_content("Hi", "<p>x</p>")

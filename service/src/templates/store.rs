@@ -144,8 +144,6 @@ fn lint_raw_html(html: &str) -> ServiceResult<()> {
     let lower = html.to_ascii_lowercase();
     for (needle, what) in [
         ("<script", "a <script> element"),
-        ("javascript:", "a javascript: link"),
-        ("vbscript:", "a vbscript: link"),
         ("<iframe", "an <iframe>"),
         ("<frame", "a <frame>"),
         ("<object", "an <object>"),
@@ -159,6 +157,22 @@ fn lint_raw_html(html: &str) -> ServiceResult<()> {
                 "html",
                 format!(
                     "contains {what}. Email apps do not run scripts or active content, so it is not allowed in a template."
+                ),
+            ));
+        }
+    }
+    // Schemes that run code, however they are spelled (`jav&#x61;script:`, `java\tscript:`).
+    let squashed = domain::templates::squash_for_scheme_scan(html);
+    for (needle, what) in [
+        ("javascript:", "a javascript: link"),
+        ("vbscript:", "a vbscript: link"),
+        ("data:text/html", "a data:text/html link"),
+    ] {
+        if squashed.contains(needle) {
+            return Err(ServiceError::invalid(
+                "html",
+                format!(
+                    "contains {what} (possibly disguised with character references). Email apps do not run scripts, so it is not allowed in a template."
                 ),
             ));
         }
@@ -330,7 +344,7 @@ pub async fn create(svc: &Services, actor: &Actor, name: &str, starter: Option<&
         }
         r => r?,
     };
-    let version_id = insert_version(svc, &txn, actor, id, 1, &p).await?;
+    let version_id = insert_version(&txn, actor, id, 1, &p, svc.clock().now()).await?;
     audit::record(
         svc,
         &txn,
@@ -345,15 +359,14 @@ pub async fn create(svc: &Services, actor: &Actor, name: &str, starter: Option<&
 }
 
 async fn insert_version<C: ConnectionTrait>(
-    svc: &Services,
     conn: &C,
     actor: &Actor,
     template: Uuid,
     version: i32,
     p: &Prepared,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> ServiceResult<Uuid> {
     let id = Uuid::now_v7();
-    let now = svc.clock().now();
     let fields_used: Vec<String> = p.checked.fields_used.iter().cloned().collect();
     db::exec(
         conn,
@@ -549,7 +562,8 @@ pub async fn save(
         return Ok(SaveOutcome::Unchanged { version: latest });
     }
     let version = latest + 1;
-    let version_id = insert_version(svc, &txn, actor, id, version, &p).await?;
+    let created_at = svc.clock().now();
+    let version_id = insert_version(&txn, actor, id, version, &p, created_at).await?;
     audit::record(
         svc,
         &txn,
@@ -561,7 +575,7 @@ pub async fn save(
     )
     .await?;
     txn.commit().await?;
-    Ok(SaveOutcome::Saved { version, uses_phi: p.checked.uses_phi, html: p.html, text: p.text })
+    Ok(SaveOutcome::Saved { version, version_id, created_at, uses_phi: p.checked.uses_phi, html: p.html, text: p.text })
 }
 
 pub async fn rename(svc: &Services, actor: &Actor, id: Uuid, name: &str) -> ServiceResult<()> {
