@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod api_contacts;
+pub mod api_segments;
 pub mod api_templates;
 pub mod components;
 pub mod csrf;

@@ -31,6 +31,8 @@ pub const PAGES: &[(&str, PageAccess)] = &[
     ("/contacts/{id}", PageAccess::Permission(Permission::ContactsRead)),
     ("/optin", PageAccess::Public),
     ("/segments", PageAccess::Permission(Permission::SegmentsCount)),
+    ("/segments/new", PageAccess::Permission(Permission::SegmentsWrite)),
+    ("/segments/{id}", PageAccess::Permission(Permission::SegmentsCount)),
     ("/templates", PageAccess::Permission(Permission::TemplatesRead)),
     ("/templates/{id}", PageAccess::Permission(Permission::TemplatesRead)),
     ("/campaigns", PageAccess::Permission(Permission::CampaignsRead)),

@@ -79,6 +79,12 @@ actions! {
     TemplateTestSent => "template.test_sent", "Template test sent";
     RecipientUnsubscribed => "recipient.unsubscribed", "Recipient unsubscribed by link";
     ConsentGrantedByRecipient => "recipient.consent_granted", "Recipient opted in on the preferences page";
+    SegmentCreated => "segment.created", "Segment created";
+    SegmentUpdated => "segment.updated", "Segment changed";
+    SegmentDeleted => "segment.deleted", "Segment deleted";
+    SegmentCountedWithPhi => "segment.counted_phi", "Segment counted using PHI conditions";
+    SegmentPreviewed => "segment.previewed", "Segment members previewed (PHI read)";
+    SegmentSavedAsList => "segment.saved_as_list", "Segment saved as a static list";
 }
 
 /// Whether the recorded attempt succeeded.

@@ -19,3 +19,5 @@ pub use access::{Permission, Role};
 pub use error::DomainError;
 pub use phi::Phi;
 pub mod secret;
+pub mod segment_views;
+pub mod segments;

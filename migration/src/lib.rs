@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20260101_000001_foundation;
 mod m20260201_000001_contacts;
 mod m20261101_000001_templates;
+mod m20261201_000001_segments;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260101_000001_foundation::Migration),
             Box::new(m20260201_000001_contacts::Migration),
             Box::new(m20261101_000001_templates::Migration),
+            Box::new(m20261201_000001_segments::Migration),
         ]
     }
 }
@@ -25,6 +27,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20260101_000001_foundation.sql"),
     include_str!("m20260201_000001_contacts.sql"),
     include_str!("m20261101_000001_templates.sql"),
+    include_str!("m20261201_000001_segments.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.

@@ -111,6 +111,16 @@ const API: &[(&str, Access)] = &[
     ("/api/archive_template", Signed(P::TemplatesWrite)),
     ("/api/preview_template", Signed(P::TemplatesRead)),
     ("/api/test_send_template", Signed(P::TemplatesWrite)),
+    ("/api/segment_options", Signed(P::SegmentsCount)),
+    ("/api/list_segments", Signed(P::SegmentsCount)),
+    ("/api/open_segment", Signed(P::SegmentsCount)),
+    ("/api/create_segment", Signed(P::SegmentsWrite)),
+    ("/api/update_segment", Signed(P::SegmentsWrite)),
+    ("/api/duplicate_segment", Signed(P::SegmentsWrite)),
+    ("/api/delete_segment", Signed(P::SegmentsWrite)),
+    ("/api/count_segment", Signed(P::SegmentsCount)),
+    ("/api/preview_segment", Signed(P::SegmentsWrite)),
+    ("/api/segment_to_list", Signed(P::SegmentsWrite)),
 ];
 
 /// Calls that must not count as activity (the idle warning polls it).

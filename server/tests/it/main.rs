@@ -12,5 +12,6 @@ mod import;
 mod jobs;
 mod phi_leak;
 mod role_matrix;
+mod segments;
 mod templates;
 mod users;

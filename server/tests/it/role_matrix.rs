@@ -129,6 +129,21 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
             ("application/json", format!(r#"{{"id":"{none}","content":{SAMPLE_CONTENT},"sample":"Synthetic"}}"#))
         }
         "/api/test_send_template" => ("application/json", format!(r#"{{"id":"{none}","content":{SAMPLE_CONTENT}}}"#)),
+        "/api/open_segment" | "/api/duplicate_segment" | "/api/delete_segment" => (form, format!("id={none}")),
+        "/api/create_segment" => (
+            "application/json",
+            format!(r#"{{"name":"S {}","definition":{SAMPLE_SEGMENT}}}"#, uuid::Uuid::new_v4().simple()),
+        ),
+        "/api/update_segment" => {
+            ("application/json", format!(r#"{{"id":"{none}","name":"S","definition":{SAMPLE_SEGMENT}}}"#))
+        }
+        "/api/count_segment" | "/api/preview_segment" => {
+            ("application/json", format!(r#"{{"definition":{SAMPLE_SEGMENT}}}"#))
+        }
+        "/api/segment_to_list" => (
+            "application/json",
+            format!(r#"{{"list_name":"L {}","definition":{SAMPLE_SEGMENT}}}"#, uuid::Uuid::new_v4().simple()),
+        ),
         "/l/unsubscribe/{token}" => (form, "List-Unsubscribe=One-Click".into()),
         "/l/preferences/{token}" => (form, "purpose=marketing&granted=false".into()),
         "/api/sign_out"
@@ -146,11 +161,14 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
         | "/api/recent_imports"
         | "/api/dev_mailbox"
         | "/api/list_templates"
-        | "/api/template_starters" => (form, String::new()),
+        | "/api/template_starters"
+        | "/api/segment_options"
+        | "/api/list_segments" => (form, String::new()),
         _ => return None,
     })
 }
 
+const SAMPLE_SEGMENT: &str = r#"{"version":1,"root":{"node":"and","children":[]}}"#;
 const SAMPLE_CONTENT: &str = r#"{"mode":"html","subject":"Hi","preheader":"","design":{"blocks":[]},"html":"<p>Hello</p>","text":"","text_edited":false}"#;
 
 fn concrete(path: &str) -> String {

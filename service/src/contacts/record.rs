@@ -257,7 +257,7 @@ pub fn key_ids(s: &SealedContact) -> Vec<Uuid> {
     v
 }
 
-fn open_one(
+pub(crate) fn open_one(
     keys: &KeySet,
     org: OrganisationId,
     column: &'static str,

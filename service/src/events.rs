@@ -1,0 +1,112 @@
+//! Patient events (appointment booked, lab result ready) attached to contacts. The type is a plain
+//! code so segments and sequences can filter on it; the properties can be PHI and are sealed as one
+//! JSON object bound to (organisation, "patient_event", "properties", event id).
+
+use crate::actor::Actor;
+use crate::contacts::data_key;
+use crate::contacts::record::KeySet;
+use crate::crypto::seal::{Aad, Sealed};
+use crate::db;
+use crate::error::{ServiceError, ServiceResult};
+use crate::services::Services;
+use chrono::{DateTime, Utc};
+use domain::contacts::FieldValue;
+use domain::ids::OrganisationId;
+use domain::{Permission, Phi};
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+pub const MAX_PROPERTIES: usize = 50;
+
+fn aad(org: OrganisationId, id: Uuid) -> Aad<'static> {
+    Aad { organisation: org, table: "patient_event", column: "properties", row: id }
+}
+
+/// JSON scalars to typed values (strings stay text; dates are recognised when tested).
+pub fn properties_from_json(j: &Json) -> BTreeMap<String, FieldValue> {
+    let mut out = BTreeMap::new();
+    if let Some(obj) = j.as_object() {
+        for (k, v) in obj {
+            let value = match v {
+                Json::String(s) => Some(FieldValue::Text(s.clone())),
+                Json::Number(n) => n.as_f64().map(FieldValue::Number),
+                Json::Bool(b) => Some(FieldValue::Boolean(*b)),
+                _ => None,
+            };
+            if let Some(value) = value {
+                out.insert(k.clone(), value);
+            }
+        }
+    }
+    out
+}
+
+/// Open an event's sealed properties (fails closed on tampering or misplacement).
+pub fn open_properties(
+    keys: &KeySet,
+    org: OrganisationId,
+    id: Uuid,
+    bytes: &[u8],
+) -> ServiceResult<BTreeMap<String, FieldValue>> {
+    let sealed = Sealed::from_bytes(bytes.to_vec())?;
+    let key = keys.get(&sealed.key_id()).ok_or_else(|| ServiceError::internal("event refers to an unknown key"))?;
+    if key.organisation != Some(org) {
+        return Err(ServiceError::internal("event sealed under another organisation's key"));
+    }
+    let plain = key.open(&aad(org, id), &sealed)?;
+    let json: Json =
+        serde_json::from_slice(&plain).map_err(|_| ServiceError::internal("event properties are malformed"))?;
+    Ok(properties_from_json(&json))
+}
+
+/// Record a patient event for a contact of the actor's organisation.
+pub async fn record(
+    svc: &Services,
+    actor: &Actor,
+    contact: Uuid,
+    event_type: &str,
+    properties: &Phi<BTreeMap<String, FieldValue>>,
+    occurred_at: DateTime<Utc>,
+) -> ServiceResult<Uuid> {
+    actor.require(Permission::ContactsWrite)?;
+    let org = actor.organisation_id;
+    let ok_type = !event_type.is_empty()
+        && event_type.len() <= 64
+        && event_type.starts_with(|c: char| c.is_ascii_lowercase())
+        && event_type.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+    if !ok_type {
+        return Err(ServiceError::invalid("event_type", "use lower-case letters, digits, _ and . (at most 64)"));
+    }
+    if properties.expose().len() > MAX_PROPERTIES {
+        return Err(ServiceError::invalid("properties", format!("at most {MAX_PROPERTIES} properties")));
+    }
+    let id = Uuid::now_v7();
+    let sealed = if properties.expose().is_empty() {
+        None
+    } else {
+        let json = serde_json::to_vec(&crate::contacts::record::attrs_json(properties.expose()))
+            .map_err(|_| ServiceError::internal("encode event"))?;
+        let key = data_key(svc, svc.db(), org).await?;
+        Some(key.seal(&aad(org, id), &json)?.into_bytes())
+    };
+    let n = db::exec(
+        svc.db(),
+        "INSERT INTO patient_event (id, organisation_id, contact_id, event_type, properties, occurred_at, received_at)
+         SELECT $1, $2, id, $4, $5, $6, $7 FROM contact WHERE id = $3 AND organisation_id = $2",
+        [
+            id.into(),
+            org.0.into(),
+            contact.into(),
+            event_type.to_string().into(),
+            sealed.into(),
+            occurred_at.into(),
+            svc.clock().now().into(),
+        ],
+    )
+    .await?;
+    if n == 0 {
+        return Err(ServiceError::NotFound);
+    }
+    Ok(id)
+}
