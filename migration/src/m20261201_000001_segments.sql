@@ -13,6 +13,9 @@ CREATE TABLE segment (
 );
 CREATE UNIQUE INDEX segment_name ON segment (organisation_id, lower(name));
 
+-- Segment evaluation pages through one organisation's contacts in id order.
+CREATE INDEX contact_org_id ON contact (organisation_id, id);
+
 -- Engagement: one row per received message, human or machine open, and click. Filled by the
 -- sending and tracking features; campaign ids gain their foreign key with the campaign table.
 CREATE TABLE engagement_event (
