@@ -88,10 +88,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("contacts/suppression") view=pages::contacts::table::SuppressionPage/>
                     <Route path=path!("contacts/fields") view=pages::contacts::fields::FieldsPage/>
                     <Route path=path!("contacts/:id") view=pages::contacts::detail::ContactDetailPage/>
-                    <Route path=path!("segments") view=|| view! {
-                        <AreaPage title="Segments" permission=Permission::SegmentsCount
-                            about="Audiences defined by conditions on contact fields, consent and engagement."/>
-                    }/>
+                    <Route path=path!("segments") view=pages::segments::SegmentsPage/>
+                    <Route path=path!("segments/new") view=pages::segments::SegmentEditorPage/>
+                    <Route path=path!("segments/:id") view=pages::segments::SegmentEditorPage/>
                     <Route path=path!("templates") view=pages::templates::TemplatesPage/>
                     <Route path=path!("templates/:id") view=pages::templates::TemplateEditorPage/>
                     <Route path=path!("campaigns") view=|| view! {

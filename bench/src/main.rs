@@ -283,7 +283,7 @@ async fn segment(url: &str, contacts: usize) -> Result<()> {
             &def.root,
             &fields,
             catalogue,
-            chrono::Utc::now(),
+            svc.clock().now(),
         )
         .await?;
         let ms = started.elapsed().as_secs_f64() * 1000.0;

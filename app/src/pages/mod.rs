@@ -6,6 +6,7 @@ pub mod contacts;
 pub mod home;
 pub mod layout;
 pub mod mailbox;
+pub mod segments;
 pub mod settings;
 pub mod templates;
 pub mod users;
