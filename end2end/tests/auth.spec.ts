@@ -96,6 +96,8 @@ test('changing the password signs out the other sessions', async ({ browser }) =
   await signInWithMfa(b, email, secret);
 
   await a.goto('/settings');
+  // Hydrated first: text typed before hydration is lost (bind:value resets the fields).
+  await expect(a.getByRole('button', { name: 'Change password' })).toBeEnabled();
   await a.getByLabel('Current password').fill(PASSWORD);
   await a.getByLabel('New password', { exact: true }).fill('a completely new passphrase');
   await a.getByLabel('Repeat new password').fill('a completely new passphrase');

@@ -82,15 +82,18 @@ test('double opt-in: the confirmation email link subscribes the person', async (
   await signInAndEnrol(page, admin);
   const listName = `Events ${Date.now()}`;
   await page.goto('/contacts/lists');
+  await expect(page.getByRole('button', { name: 'Create list' })).toBeEnabled(); // hydrated
   await page.getByLabel('Name').fill(listName);
   await page.getByLabel('Double opt-in').check();
   await page.getByRole('button', { name: 'Create list' }).click();
   await expect(page.locator('[data-test=list-row]', { hasText: listName })).toBeVisible();
   const email = `doi-${Date.now()}@e2e-patients.example`;
   await page.goto('/contacts/new');
+  await expect(page.getByRole('button', { name: 'Create contact' })).toBeEnabled(); // hydrated
   await page.getByLabel('Email').fill(email);
   await page.getByRole('button', { name: 'Create contact' }).click();
   await expect(page).toHaveURL(/\/contacts\/[0-9a-f-]{36}$/);
+  await expect(page.getByRole('button', { name: 'Add', exact: true })).toBeEnabled(); // hydrated
   await page.getByLabel('Add to list').selectOption({ label: `${listName} (double opt-in)` });
   await page.getByRole('button', { name: 'Add', exact: true }).click();
   await expect(page.locator('[data-test=memberships]')).toContainText('awaiting confirmation');
