@@ -85,6 +85,18 @@ actions! {
     SegmentCountedWithPhi => "segment.counted_phi", "Segment counted using PHI conditions";
     SegmentPreviewed => "segment.previewed", "Segment members previewed (PHI read)";
     SegmentSavedAsList => "segment.saved_as_list", "Segment saved as a static list";
+    CampaignCreated => "campaign.created", "Campaign created";
+    CampaignUpdated => "campaign.updated", "Campaign changed";
+    CampaignDeleted => "campaign.deleted", "Campaign deleted";
+    CampaignScheduled => "campaign.scheduled", "Campaign scheduled";
+    CampaignUnscheduled => "campaign.unscheduled", "Campaign schedule withdrawn";
+    CampaignLaunched => "campaign.launched", "Campaign launched";
+    CampaignPaused => "campaign.paused", "Campaign paused";
+    CampaignAutoPaused => "campaign.auto_paused", "Campaign paused automatically after sending errors";
+    CampaignResumed => "campaign.resumed", "Campaign resumed";
+    CampaignCancelled => "campaign.cancelled", "Campaign cancelled";
+    CampaignCompleted => "campaign.completed", "Campaign finished sending";
+    CampaignTestSent => "campaign.test_sent", "Campaign test sent to the signed-in user";
 }
 
 /// Whether the recorded attempt succeeded.

@@ -5,6 +5,8 @@
 
 pub mod access;
 pub mod audit;
+pub mod campaign_views;
+pub mod campaigns;
 pub mod contacts;
 pub mod dto;
 pub mod email;
