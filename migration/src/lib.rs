@@ -7,6 +7,7 @@ mod m20260101_000001_foundation;
 mod m20260201_000001_contacts;
 mod m20261101_000001_templates;
 mod m20261201_000001_segments;
+mod m20261215_000001_campaigns;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260201_000001_contacts::Migration),
             Box::new(m20261101_000001_templates::Migration),
             Box::new(m20261201_000001_segments::Migration),
+            Box::new(m20261215_000001_campaigns::Migration),
         ]
     }
 }
@@ -28,6 +30,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20260201_000001_contacts.sql"),
     include_str!("m20261101_000001_templates.sql"),
     include_str!("m20261201_000001_segments.sql"),
+    include_str!("m20261215_000001_campaigns.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.
