@@ -2,6 +2,7 @@
 //! (rendering and server functions) and with `hydrate` into WebAssembly for the browser.
 
 pub mod api;
+pub mod api_campaigns;
 pub mod api_contacts;
 pub mod api_segments;
 pub mod api_templates;
@@ -93,10 +94,10 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("segments/:id") view=pages::segments::SegmentEditorPage/>
                     <Route path=path!("templates") view=pages::templates::TemplatesPage/>
                     <Route path=path!("templates/:id") view=pages::templates::TemplateEditorPage/>
-                    <Route path=path!("campaigns") view=|| view! {
-                        <AreaPage title="Campaigns" permission=Permission::CampaignsRead
-                            about="Sends to a segment over enforced TLS, with live progress."/>
-                    }/>
+                    <Route path=path!("campaigns") view=pages::campaigns::CampaignsPage/>
+                    <Route path=path!("campaigns/new") view=pages::campaigns::CampaignPage/>
+                    <Route path=path!("campaigns/:id") view=pages::campaigns::CampaignPage/>
+                    <Route path=path!("campaigns/:id/report") view=pages::campaigns::CampaignReportPage/>
                     <Route path=path!("sequences") view=|| view! {
                         <AreaPage title="Sequences" permission=Permission::SequencesRead
                             about="Follow-up emails triggered by patient events from your systems."/>

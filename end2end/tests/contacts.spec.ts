@@ -123,7 +123,10 @@ test('double opt-in: the confirmation email link subscribes the person', async (
   await expect(page.getByRole('button', { name: 'Search' })).toBeEnabled(); // hydrated: typing earlier is lost
   await page.getByLabel('Find by email').fill(email);
   await page.getByRole('button', { name: 'Search' }).click();
-  await page.locator('[data-test=contact-row] a').click();
+  // The search result replaces the first page: wait for the one row with this address.
+  const row = page.locator('[data-test=contact-row]', { hasText: email });
+  await expect(row).toHaveCount(1);
+  await row.locator('a').click();
   await expect(page.locator('[data-test=memberships]')).toContainText('subscribed');
   await expect(page.locator('[data-test=mailable]')).toContainText('Marketing: yes');
 });

@@ -5,6 +5,7 @@
 //! with an idempotency key naming that boundary, so however many processes run, one job exists per
 //! tick and exactly one worker claims it (`FOR UPDATE SKIP LOCKED`).
 
+pub mod campaigns;
 pub mod contacts;
 pub mod maintenance;
 pub mod worker;
@@ -57,6 +58,7 @@ pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bo
     use service::outbox::queue;
     use worker::supervise;
     let scheduler = tokio::spawn(maintenance::schedule(svc.clone(), config.clone(), shutdown.clone()));
+    let ticker = tokio::spawn(campaigns::tick(svc.clone(), config.clone(), shutdown.clone()));
     let workers = [
         tokio::spawn(supervise(
             svc.clone(),
@@ -85,9 +87,36 @@ pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bo
             shutdown.clone(),
             contacts::optin_email,
         )),
-        tokio::spawn(supervise(svc, pool, queue::KEY_ROTATION, config, 1, shutdown, contacts::key_rotation)),
+        tokio::spawn(supervise(
+            svc.clone(),
+            pool.clone(),
+            queue::KEY_ROTATION,
+            config.clone(),
+            1,
+            shutdown.clone(),
+            contacts::key_rotation,
+        )),
+        tokio::spawn(supervise(
+            svc.clone(),
+            pool.clone(),
+            queue::CAMPAIGN_PREPARE,
+            config.clone(),
+            1,
+            shutdown.clone(),
+            campaigns::prepare,
+        )),
+        tokio::spawn(supervise(
+            svc.clone(),
+            pool,
+            queue::CAMPAIGN_DISPATCH,
+            config,
+            svc.settings().sending.slots.max(1) as usize,
+            shutdown,
+            campaigns::dispatch,
+        )),
     ];
     let _ = scheduler.await;
+    let _ = ticker.await;
     for w in workers {
         let _ = w.await;
     }

@@ -45,6 +45,8 @@ pub struct FileConfig {
     pub mail: MailFile,
     #[serde(default)]
     pub import: ImportFile,
+    #[serde(default)]
+    pub sending: SendingFile,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -63,6 +65,30 @@ pub struct MailFile {
     /// PEM file of an extra CA to trust (private relays).
     pub smtp_ca_file: Option<PathBuf>,
     pub smtp_pool_size: Option<u32>,
+    /// Development only: tag messages with their organisation for the dev SMTP listener.
+    pub smtp_tag_organisation: Option<bool>,
+    /// Development only: run the dev SMTP listener (loopback address) with this certificate and key.
+    pub dev_smtp_listen: Option<String>,
+    pub dev_smtp_cert_file: Option<PathBuf>,
+    pub dev_smtp_key_file: Option<PathBuf>,
+    /// DKIM: selector, signing domain and a PKCS#1 PEM RSA key file (all three, or none).
+    pub dkim_selector: Option<String>,
+    pub dkim_domain: Option<String>,
+    pub dkim_key_file: Option<PathBuf>,
+}
+
+/// The campaign sending pipeline of this process.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SendingFile {
+    /// Dispatch jobs per campaign (worker processes share them).
+    pub slots: Option<u64>,
+    /// SMTP transactions in flight per dispatch job.
+    pub concurrency: Option<u64>,
+    pub max_batch: Option<u64>,
+    pub job_secs: Option<u64>,
+    pub retry_base_secs: Option<u64>,
+    pub max_attempts: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -125,6 +151,10 @@ pub struct Runtime {
     pub totp_issuer: String,
     pub jobs: jobs::JobsConfig,
     pub mail: service::mail::MailSettings,
+    pub mail_dkim: Option<std::sync::Arc<service::mail::Dkim>>,
+    /// The dev SMTP listener to run inside `serve` (development only).
+    pub dev_smtp: Option<DevSmtp>,
+    pub sending: service::campaigns::SendingSettings,
     pub import_max_bytes: u64,
 }
 
@@ -248,7 +278,21 @@ impl FileConfig {
         let heartbeat = secs(self.jobs.heartbeat_secs, 15, "jobs.heartbeat_secs", 1, 600)?;
         let missed = secs(self.jobs.missed_heartbeats, 4, "jobs.missed_heartbeats", 1, 100)?;
         let import_max_bytes = secs(self.import.max_bytes, 200_000_000, "import.max_bytes", 1_000, 10_000_000_000)?;
+        let mail_dkim = dkim_settings(&self.mail, cwd)?;
+        let dev_smtp = dev_smtp_settings(&self.mail, cwd)?;
         let mail = mail_settings(self.mail, &listen, cwd, env)?;
+        let sf = &self.sending;
+        let sending = service::campaigns::SendingSettings {
+            slots: secs(sf.slots, 4, "sending.slots", 1, 64)? as u32,
+            concurrency: secs(sf.concurrency, 8, "sending.concurrency", 1, 256)? as u32,
+            max_batch: secs(sf.max_batch, 200, "sending.max_batch", 1, 5000)? as u32,
+            job_secs: secs(sf.job_secs, 30, "sending.job_secs", 1, 3600)?,
+            retry: domain::campaigns::RetryPolicy {
+                base_secs: secs(sf.retry_base_secs, 60, "sending.retry_base_secs", 1, 86_400)? as u32,
+                max_attempts: secs(sf.max_attempts, 6, "sending.max_attempts", 1, 50)? as u32,
+                ..domain::campaigns::RetryPolicy::default()
+            },
+        };
         let d = |s: u64| chrono::Duration::seconds(s as i64);
         let auth = service::AuthSettings {
             idle_timeout: d(idle),
@@ -272,14 +316,16 @@ impl FileConfig {
                 log_format,
                 log_level: self.log_level.unwrap_or_else(|| "info".into()),
                 trust_proxy_headers: self.trust_proxy_headers.unwrap_or(false),
+                // Each job queue holds one connection for LISTEN/NOTIFY, sending holds a lease
+                // connection, and dispatch jobs and web requests share the rest.
                 db_max_connections: u32::try_from(secs(
                     self.db_max_connections.map(u64::from),
-                    20,
+                    30,
                     "db_max_connections",
                     2,
                     500,
                 )?)
-                .unwrap_or(20),
+                .unwrap_or(30),
                 auth,
                 totp_issuer: self.totp_issuer.unwrap_or_else(|| "Hermetic".into()),
                 jobs: jobs::JobsConfig {
@@ -289,6 +335,9 @@ impl FileConfig {
                     missed_heartbeats: missed as usize,
                 },
                 mail,
+                mail_dkim,
+                dev_smtp,
+                sending,
                 import_max_bytes,
             },
         })
@@ -351,9 +400,50 @@ fn mail_settings(
             password,
             ca_pem,
             pool_size: m.smtp_pool_size.unwrap_or(8).clamp(1, 64),
+            tag_organisation: m.smtp_tag_organisation.unwrap_or(false),
         },
         from,
     })
+}
+
+#[derive(Debug, Clone)]
+pub struct DevSmtp {
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn dev_smtp_settings(m: &MailFile, cwd: &Path) -> Result<Option<DevSmtp>, ConfigError> {
+    let abs = |p: &PathBuf| if p.is_absolute() { p.clone() } else { cwd.join(p) };
+    match (&m.dev_smtp_listen, &m.dev_smtp_cert_file, &m.dev_smtp_key_file) {
+        (None, None, None) => Ok(None),
+        (Some(listen), Some(cert), Some(key)) => {
+            let listen: SocketAddr =
+                listen.parse().map_err(|_| err("mail.dev_smtp_listen: is not an address like 127.0.0.1:2525"))?;
+            if !listen.ip().is_loopback() {
+                return Err(err("mail.dev_smtp_listen: the dev SMTP listener only binds a loopback address"));
+            }
+            Ok(Some(DevSmtp { listen, cert: abs(cert), key: abs(key) }))
+        }
+        _ => Err(err("mail.dev_smtp_listen, mail.dev_smtp_cert_file and mail.dev_smtp_key_file go together")),
+    }
+}
+
+fn dkim_settings(m: &MailFile, cwd: &Path) -> Result<Option<std::sync::Arc<service::mail::Dkim>>, ConfigError> {
+    match (&m.dkim_selector, &m.dkim_domain, &m.dkim_key_file) {
+        (None, None, None) => Ok(None),
+        (Some(sel), Some(dom), Some(file)) => {
+            let path = if file.is_absolute() { file.clone() } else { cwd.join(file) };
+            let pem = zeroize::Zeroizing::new(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| err(format!("mail.dkim_key_file {}: {e}", file.display())))?,
+            );
+            service::mail::Dkim::new(sel.trim(), dom.trim(), &pem)
+                .map(|d| Some(std::sync::Arc::new(d)))
+                .map_err(|m| err(format!("mail.dkim: {m}")))
+        }
+        _ => Err(err("mail.dkim_selector, mail.dkim_domain and mail.dkim_key_file go together: set all three or none")),
+    }
 }
 
 /// Load the root key file; refuse one that other users can read.

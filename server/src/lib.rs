@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod devsmtp;
 pub mod downloads;
 pub mod middleware;
 pub mod recipient;
@@ -69,6 +70,8 @@ pub async fn build_services(config: Config, clock: Arc<dyn Clock>) -> Result<(Se
         auth: runtime.auth.clone(),
         import_max_bytes: runtime.import_max_bytes,
         mail: runtime.mail.clone(),
+        mail_dkim: runtime.mail_dkim.clone(),
+        sending: runtime.sending.clone(),
         public_url: runtime.public_url.clone(),
         totp_issuer: runtime.totp_issuer.clone(),
     };
@@ -99,6 +102,13 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let workers =
         with_workers.then(|| tokio::spawn(jobs::run(services.clone(), runtime.jobs.clone(), stop_rx.clone())));
+    services.start_tracker(stop_rx.clone());
+    if let Some(dev) = &runtime.dev_smtp {
+        let tls = devsmtp::acceptor(&dev.cert, &dev.key).map_err(ServerError::Service)?;
+        let l = TcpListener::bind(dev.listen).await?;
+        tracing::info!(addr = %dev.listen, "dev SMTP listener (captures mail into the dev mailbox)");
+        tokio::spawn(devsmtp::run(l, tls, services.clone(), stop_rx.clone()));
+    }
     let router = web::router(services, &runtime.site_root, &runtime.public_url, runtime.trust_proxy_headers);
     tracing::info!(addr = %listener.local_addr()?, "serving");
     let result = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())

@@ -237,3 +237,77 @@ fn json_error(e: ServiceError) -> Response {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, axum::Json(serde_json::json!({ "code": e.code(), "message": e.to_string() }))).into_response()
 }
+
+fn user_agent(headers: &http::HeaderMap) -> Option<String> {
+    headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(300).collect())
+}
+
+/// The open pixel. Always the same transparent GIF, whatever the token (a probe learns nothing);
+/// valid tokens record an open (buffered, classified human or machine).
+pub async fn open_pixel(
+    State(svc): State<Services>,
+    method: http::Method,
+    headers: http::HeaderMap,
+    Path(token): Path<String>,
+) -> Response {
+    use service::campaigns::tracking::{self, Hit, Track};
+    let now = svc.clock().now();
+    let token = token.trim_end_matches(".gif");
+    if let Ok(claims) = tracking::open_token(&svc, Track::Open, token, now).await {
+        let hit = Hit {
+            kind: Track::Open,
+            claims,
+            user_agent: user_agent(&headers),
+            head: method == http::Method::HEAD,
+            at: now,
+        };
+        if let Err(e) = tracking::record(&svc, hit).await {
+            tracing::warn!(error = %e.log_detail(), "open not recorded");
+        }
+    }
+    let mut res = ([(header::CONTENT_TYPE, "image/gif")], tracking::PIXEL_GIF).into_response();
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, private"));
+    set_csp(&mut res, "default-src 'none'");
+    res
+}
+
+/// A tracked link: a valid token redirects to the campaign's own link at that position; anything
+/// else is a plain "not valid" page with no redirect at all (never an open redirect).
+pub async fn click(
+    State(svc): State<Services>,
+    method: http::Method,
+    headers: http::HeaderMap,
+    Path(token): Path<String>,
+) -> Response {
+    use service::campaigns::tracking::{self, Hit, Track};
+    let now = svc.clock().now();
+    let target = async {
+        let claims = tracking::open_token(&svc, Track::Click, &token, now).await?;
+        let url = tracking::click_target(&svc, &claims).await?;
+        Ok::<_, ServiceError>((claims, url))
+    }
+    .await;
+    match target {
+        Ok((claims, url)) => {
+            let hit = Hit {
+                kind: Track::Click,
+                claims,
+                user_agent: user_agent(&headers),
+                head: method == http::Method::HEAD,
+                at: now,
+            };
+            if let Err(e) = tracking::record(&svc, hit).await {
+                tracing::warn!(error = %e.log_detail(), "click not recorded");
+            }
+            let Ok(location) = HeaderValue::from_str(&url) else {
+                return failure(ServiceError::NotFound);
+            };
+            let mut res = StatusCode::FOUND.into_response();
+            res.headers_mut().insert(header::LOCATION, location);
+            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, private"));
+            res.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+            res
+        }
+        Err(e) => failure(e),
+    }
+}

@@ -121,6 +121,21 @@ const API: &[(&str, Access)] = &[
     ("/api/count_segment", Signed(P::SegmentsCount)),
     ("/api/preview_segment", Signed(P::SegmentsWrite)),
     ("/api/segment_to_list", Signed(P::SegmentsWrite)),
+    ("/api/campaign_options", Signed(P::CampaignsWrite)),
+    ("/api/list_campaigns", Signed(P::CampaignsRead)),
+    ("/api/open_campaign", Signed(P::CampaignsRead)),
+    ("/api/create_campaign", Signed(P::CampaignsWrite)),
+    ("/api/update_campaign", Signed(P::CampaignsWrite)),
+    ("/api/delete_campaign", Signed(P::CampaignsWrite)),
+    ("/api/count_audience", Signed(P::CampaignsWrite)),
+    ("/api/launch_campaign", Signed(P::CampaignsWrite)),
+    ("/api/unschedule_campaign", Signed(P::CampaignsWrite)),
+    ("/api/pause_campaign", Signed(P::CampaignsWrite)),
+    ("/api/resume_campaign", Signed(P::CampaignsWrite)),
+    ("/api/cancel_campaign", Signed(P::CampaignsWrite)),
+    ("/api/test_send_campaign", Signed(P::CampaignsWrite)),
+    ("/api/campaign_progress", Signed(P::CampaignsRead)),
+    ("/api/campaign_report", Signed(P::ReportsRead)),
 ];
 
 /// Calls that must not count as activity (the idle warning polls it).
@@ -169,7 +184,7 @@ pub fn table() -> Vec<RouteSpec> {
     });
     for (method, path, access) in HTTP {
         // A recipient's link never extends a staff session that happens to be open in the browser.
-        let touches_session = !path.starts_with("/l/");
+        let touches_session = !path.starts_with("/l/") && !path.starts_with("/t/");
         t.push(RouteSpec { method: method.clone(), path, kind: Kind::Http, access: *access, touches_session });
     }
     t
@@ -186,11 +201,13 @@ const HTTP: &[(Method, &str, Access)] = &[
     (Method::GET, "/l/preferences/{token}", Public),
     (Method::POST, "/l/preferences/{token}", Public),
     (Method::GET, "/l/view/{token}", Public),
+    (Method::GET, "/t/o/{token}", Public),
+    (Method::GET, "/t/c/{token}", Public),
 ];
 
 /// Routes whose credential is an opaque signed token in the path (system links in messages).
 pub fn token_route(spec: &RouteSpec) -> bool {
-    spec.kind == Kind::Http && spec.path.starts_with("/l/")
+    spec.kind == Kind::Http && (spec.path.starts_with("/l/") || spec.path.starts_with("/t/"))
 }
 
 /// The entry for a request, if any (trailing slashes ignored; `{id}` matches a segment, `{*path}`

@@ -25,6 +25,8 @@ pub const HTTP_ROUTES: &[&str] = &[
     "/l/unsubscribe/{token}",
     "/l/preferences/{token}",
     "/l/view/{token}",
+    "/t/o/{token}",
+    "/t/c/{token}",
 ];
 
 /// Largest request body accepted (forms and API calls; file uploads get their own limit).
@@ -72,6 +74,8 @@ pub fn router(services: Services, site_root: &Path, public_url: &str, trust_prox
             .route(HTTP_ROUTES[5], get(crate::recipient::unsubscribe_get).post(crate::recipient::unsubscribe_post))
             .route(HTTP_ROUTES[6], get(crate::recipient::preferences_get).post(crate::recipient::preferences_post))
             .route(HTTP_ROUTES[7], get(crate::recipient::view_in_browser))
+            .route(HTTP_ROUTES[8], get(crate::recipient::open_pixel))
+            .route(HTTP_ROUTES[9], get(crate::recipient::click))
             .with_state(services.clone()),
     );
     // Uploads stream to the database in sealed chunks; the service enforces the configured size.

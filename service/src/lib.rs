@@ -4,6 +4,7 @@
 pub mod actor;
 pub mod audit;
 pub mod auth;
+pub mod campaigns;
 pub mod clock;
 pub mod contacts;
 pub mod crypto;
@@ -19,6 +20,7 @@ pub mod pgcopy;
 pub mod recipient;
 pub mod segments;
 pub mod services;
+pub mod smtp;
 pub mod templates;
 pub mod users;
 

@@ -8,7 +8,7 @@
 //!
 //! Byte layout before sealing: `[kind][subject kind][subject id: 16][message ref: 16][expires: i64 BE]`.
 
-use crate::crypto::keyring::KeyPurpose;
+use crate::crypto::keyring::{DataKey, KeyPurpose};
 use crate::crypto::seal::{Aad, Sealed};
 use crate::error::{ServiceError, ServiceResult};
 use crate::services::Services;
@@ -95,6 +95,17 @@ pub async fn token(
     now: DateTime<Utc>,
 ) -> ServiceResult<String> {
     let key = svc.keys().active_key(svc.db(), svc.clock(), Some(org), KeyPurpose::Data).await?;
+    token_with(&key, org, kind, subject, now)
+}
+
+/// Make a token with an already loaded data key (the sending pipeline seals many per message).
+pub fn token_with(
+    key: &DataKey,
+    org: OrganisationId,
+    kind: LinkKind,
+    subject: LinkSubject,
+    now: DateTime<Utc>,
+) -> ServiceResult<String> {
     let (sk, id, message) = match subject {
         LinkSubject::Contact { contact, message } => (1u8, contact, message),
         LinkSubject::Test { user, message } => (2u8, user, message),
@@ -124,7 +135,11 @@ pub async fn links_json(
 }
 
 pub fn url(svc: &Services, kind: LinkKind, token: &str) -> String {
-    format!("{}{}{}", svc.settings().public_url.trim_end_matches('/'), kind.path(), token)
+    url_at(&svc.settings().public_url, kind, token)
+}
+
+pub fn url_at(public_url: &str, kind: LinkKind, token: &str) -> String {
+    format!("{}{}{}", public_url.trim_end_matches('/'), kind.path(), token)
 }
 
 /// Open a token for `kind`. Every failure — malformed, forged, bit-flipped, another kind,

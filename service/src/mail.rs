@@ -7,13 +7,15 @@ use crate::crypto::seal::{Aad, Sealed};
 use crate::db;
 use crate::error::{ServiceError, ServiceResult};
 use crate::services::Services;
+use crate::smtp::SmtpPool;
 use domain::Phi;
 use domain::ids::OrganisationId;
+use lettre::Message;
+use lettre::message::dkim::{
+    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm, DkimSigningKey,
+};
 use lettre::message::{Mailbox, MultiPart, SinglePart, header};
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::sync::Arc;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +36,8 @@ pub struct SmtpSettings {
     /// Extra CA certificate (PEM) for private relays.
     pub ca_pem: Option<Vec<u8>>,
     pub pool_size: u32,
+    /// Development: add `X-Hermetic-Organisation` so the dev SMTP listener can file messages.
+    pub tag_organisation: bool,
 }
 
 impl std::fmt::Debug for SmtpSettings {
@@ -63,7 +67,7 @@ impl MailSettings {
 /// The configured transport, built once (SMTP connections are pooled).
 #[derive(Clone)]
 pub enum Mailer {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(Arc<SmtpPool>),
     DevMailbox,
 }
 
@@ -72,30 +76,67 @@ impl Mailer {
         match settings {
             MailSettings::DevMailbox { .. } => Ok(Mailer::DevMailbox),
             MailSettings::Smtp { smtp, .. } => {
-                let mut params = TlsParameters::builder(smtp.host.clone());
-                if let Some(pem) = &smtp.ca_pem {
-                    params = params.add_root_certificate(
-                        Certificate::from_pem(pem)
-                            .map_err(|_| ServiceError::internal("the SMTP CA certificate is not valid PEM"))?,
-                    );
-                }
-                let params =
-                    params.build_rustls().map_err(|_| ServiceError::internal("SMTP TLS settings are invalid"))?;
-                let tls = match smtp.tls {
-                    TlsMode::StartTls => Tls::Required(params),
-                    TlsMode::Implicit => Tls::Wrapper(params),
-                };
-                let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.clone())
-                    .port(smtp.port)
-                    .tls(tls)
-                    .timeout(Some(std::time::Duration::from_secs(30)))
-                    .pool_config(PoolConfig::new().max_size(smtp.pool_size.max(1)));
-                if let (Some(u), Some(p)) = (&smtp.username, &smtp.password) {
-                    b = b.credentials(Credentials::new(u.clone(), p.clone()));
-                }
-                Ok(Mailer::Smtp(b.build()))
+                Ok(Mailer::Smtp(Arc::new(SmtpPool::new(smtp).map_err(ServiceError::internal)?)))
             }
         }
+    }
+}
+
+/// A DKIM signer: the selector, the signing domain and the RSA private key (PKCS#1 PEM, from a
+/// file). Not Clone, Debug or Serialize; shared behind an `Arc`.
+pub struct Dkim {
+    config: DkimConfig,
+    pub selector: String,
+    pub domain: String,
+}
+
+impl std::fmt::Debug for Dkim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dkim").field("selector", &self.selector).field("domain", &self.domain).finish_non_exhaustive()
+    }
+}
+
+impl Dkim {
+    /// Load a key. The PEM buffer is zeroised by the caller's `Zeroizing`.
+    pub fn new(selector: &str, domain: &str, pem: &str) -> Result<Dkim, &'static str> {
+        if selector.is_empty() || !selector.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+            return Err("the DKIM selector must be letters, digits, '-' and '.'");
+        }
+        if domain.is_empty() || !domain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+            return Err("the DKIM domain must be a domain name");
+        }
+        let key = DkimSigningKey::new(pem, DkimSigningAlgorithm::Rsa)
+            .map_err(|_| "the DKIM key is not an RSA private key in PKCS#1 PEM")?;
+        let config = DkimConfig::new(
+            selector.to_string(),
+            domain.to_string(),
+            key,
+            // What is signed: enough to bind the message to us, including the unsubscribe headers
+            // (RFC 8058 asks for List-Unsubscribe and List-Unsubscribe-Post to be covered).
+            // Not Content-Type: lettre folds its boundary parameter differently from how it
+            // hashes it, so verifiers (dkimpy) reject the signature; the body hash covers the
+            // parts and their boundaries anyway.
+            [
+                "From",
+                "To",
+                "Subject",
+                "Date",
+                "Message-ID",
+                "Reply-To",
+                "MIME-Version",
+                "List-Unsubscribe",
+                "List-Unsubscribe-Post",
+            ]
+            .into_iter()
+            .map(header::HeaderName::new_from_ascii_str)
+            .collect(),
+            DkimCanonicalization { header: DkimCanonicalizationType::Relaxed, body: DkimCanonicalizationType::Relaxed },
+        );
+        Ok(Dkim { config, selector: selector.to_string(), domain: domain.to_string() })
+    }
+
+    pub fn sign(&self, message: &mut Message) {
+        message.sign(&self.config);
     }
 }
 
@@ -153,36 +194,63 @@ fn capture_aad(org: OrganisationId, column: &'static str, id: Uuid) -> Aad<'stat
 /// Send one message through the configured transport.
 pub async fn send(svc: &Services, msg: Outgoing) -> ServiceResult<SendOutcome> {
     let message = build_message(svc.settings().mail.from_address(), &msg)?;
+    deliver(svc, msg.organisation, message, &msg.to, &msg.subject).await
+}
+
+/// Hand a built message to the configured transport: DKIM-signed (when a key is configured) and
+/// sent over the SMTP pool, or captured (sealed) in the dev mailbox. `to` and `subject` are only
+/// used for the capture's index.
+pub async fn deliver(
+    svc: &Services,
+    organisation: OrganisationId,
+    mut message: Message,
+    to: &Phi<String>,
+    subject: &str,
+) -> ServiceResult<SendOutcome> {
+    if let Some(d) = &svc.settings().mail_dkim {
+        d.sign(&mut message);
+    }
     match svc.mailer() {
         Mailer::DevMailbox => {
-            let id = Uuid::now_v7();
-            let raw = message.formatted();
-            let key = svc
-                .keys()
-                .active_key(svc.db(), svc.clock(), Some(msg.organisation), crate::crypto::keyring::KeyPurpose::Data)
-                .await?;
-            let seal = |column: &'static str, v: &[u8]| key.seal(&capture_aad(msg.organisation, column, id), v);
-            let recipient = seal("recipient", msg.to.expose().as_bytes())?;
-            let subject = seal("subject", msg.subject.as_bytes())?;
-            let body = seal("message", &raw)?;
-            db::exec(
-                svc.db(),
-                "INSERT INTO dev_mailbox (id, organisation_id, created_at, recipient, subject, message) VALUES ($1, $2, $3, $4, $5, $6)",
-                [id.into(), msg.organisation.0.into(), svc.clock().now().into(), recipient.into_bytes().into(), subject.into_bytes().into(), body.into_bytes().into()],
-            )
-            .await?;
-            Ok(SendOutcome::Accepted(format!("captured in the dev mailbox as {id}")))
+            capture(svc, organisation, &message.formatted(), to.expose(), subject).await?;
+            Ok(SendOutcome::Accepted("250 captured".into()))
         }
-        Mailer::Smtp(t) => match t.send(message).await {
-            Ok(resp) => Ok(SendOutcome::Accepted(format!("{} {}", resp.code(), resp.first_line().unwrap_or("")))),
-            Err(e) if e.is_permanent() => Ok(SendOutcome::Rejected(
-                e.status().map(|c| c.to_string()).unwrap_or_else(|| "permanent failure".into()),
-            )),
-            Err(e) => Ok(SendOutcome::Deferred(
-                e.status().map(|c| c.to_string()).unwrap_or_else(|| "temporary failure (connection or TLS)".into()),
-            )),
-        },
+        Mailer::Smtp(pool) => {
+            let mut raw = message.formatted();
+            if pool.tags_organisation() {
+                // Development only: the dev SMTP listener files the message under its organisation.
+                raw = [format!("X-Hermetic-Organisation: {}\r\n", organisation.0).into_bytes(), raw].concat();
+            }
+            Ok(pool.send(message.envelope(), &raw).await)
+        }
     }
+}
+
+/// Keep a message in the organisation's dev mailbox, sealed (recipient, subject and the raw
+/// message each under the organisation's data key).
+pub async fn capture(
+    svc: &Services,
+    organisation: OrganisationId,
+    raw: &[u8],
+    to: &str,
+    subject: &str,
+) -> ServiceResult<()> {
+    let id = Uuid::now_v7();
+    let key = svc
+        .keys()
+        .active_key(svc.db(), svc.clock(), Some(organisation), crate::crypto::keyring::KeyPurpose::Data)
+        .await?;
+    let seal = |column: &'static str, v: &[u8]| key.seal(&capture_aad(organisation, column, id), v);
+    let recipient = seal("recipient", to.as_bytes())?;
+    let subject = seal("subject", subject.as_bytes())?;
+    let body = seal("message", raw)?;
+    db::exec(
+        svc.db(),
+        "INSERT INTO dev_mailbox (id, organisation_id, created_at, recipient, subject, message) VALUES ($1, $2, $3, $4, $5, $6)",
+        [id.into(), organisation.0.into(), svc.clock().now().into(), recipient.into_bytes().into(), subject.into_bytes().into(), body.into_bytes().into()],
+    )
+    .await?;
+    Ok(())
 }
 
 /// A captured message, decrypted for the dev mailbox page.

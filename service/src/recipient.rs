@@ -113,14 +113,42 @@ async fn set(
                 .detail("via", kind.name()),
         )
         .await?;
+        if !granted {
+            // A campaign message's link: count the unsubscribe in that campaign's report.
+            db::exec(
+                &txn,
+                "INSERT INTO engagement_event (organisation_id, contact_id, campaign_id, activity, machine, occurred_at, delivery_id)
+                 SELECT d.organisation_id, d.contact_id, d.campaign_id, 'unsubscribed', false, $3, d.id
+                 FROM delivery d WHERE d.id = $1 AND d.contact_id = $2 AND d.organisation_id = $4",
+                [message.into(), contact.into(), now.into(), org.0.into()],
+            )
+            .await?;
+        }
     }
     txn.commit().await?;
     page_for(svc, &claims).await
 }
 
 /// Unsubscribe from marketing email: the confirmation page's button and RFC 8058 one-click POST.
+/// A campaign message unsubscribes from its campaign's purpose; other links from marketing.
 pub async fn unsubscribe(svc: &Services, token: &str, ip: Option<String>) -> ServiceResult<RecipientPage> {
-    set(svc, LinkKind::Unsubscribe, token, ConsentPurpose::Marketing, false, ip).await
+    let claims = links::open(svc, LinkKind::Unsubscribe, token, svc.clock().now()).await?;
+    let purpose = match claims.subject {
+        LinkSubject::Contact { contact, message } => db::one(
+            svc.db(),
+            "SELECT c.settings->>'purpose' AS purpose FROM delivery d JOIN campaign c ON c.id = d.campaign_id
+             WHERE d.id = $1 AND d.contact_id = $2 AND d.organisation_id = $3",
+            [message.into(), contact.into(), claims.organisation.0.into()],
+        )
+        .await?
+        .map(|r| db::get::<Option<String>>(&r, "purpose"))
+        .transpose()?
+        .flatten()
+        .and_then(|p| ConsentPurpose::parse(&p))
+        .unwrap_or(ConsentPurpose::Marketing),
+        LinkSubject::Test { .. } => ConsentPurpose::Marketing,
+    };
+    set(svc, LinkKind::Unsubscribe, token, purpose, false, ip).await
 }
 
 /// A choice on the preferences page.

@@ -56,6 +56,10 @@ pub struct Settings {
     /// Largest CSV upload accepted, in bytes (default 200 MB).
     pub import_max_bytes: u64,
     pub mail: crate::mail::MailSettings,
+    /// DKIM signing for every outgoing message, when a key is configured.
+    pub mail_dkim: Option<Arc<crate::mail::Dkim>>,
+    /// How the campaign pipeline sends (batch sizes, connections, leases).
+    pub sending: crate::campaigns::SendingSettings,
     /// Public origin of the web app (`https://hermetic.example.org`), used in invitation links.
     pub public_url: String,
     /// Name shown in authenticator apps.
@@ -69,6 +73,10 @@ pub struct Inner {
     pub keys: KeyRing,
     pub settings: Settings,
     pub templates: crate::templates::Engine,
+    /// This process's sending lease (taken by the first dispatch job).
+    pub send_lease: tokio::sync::OnceCell<Arc<crate::campaigns::send::Lease>>,
+    /// The tracking-event buffer, when the server runs one.
+    pub tracker: std::sync::OnceLock<crate::campaigns::tracking::Recorder>,
 }
 
 #[derive(Clone)]
@@ -89,6 +97,8 @@ impl Services {
             keys,
             settings,
             templates: crate::templates::Engine::default(),
+            send_lease: tokio::sync::OnceCell::new(),
+            tracker: std::sync::OnceLock::new(),
         })))
     }
     pub fn mailer(&self) -> &crate::mail::Mailer {
@@ -109,6 +119,16 @@ impl Services {
     /// The template sandbox and compiled-version cache.
     pub fn templates(&self) -> &crate::templates::Engine {
         &self.0.templates
+    }
+    pub fn send_lease(&self) -> &tokio::sync::OnceCell<Arc<crate::campaigns::send::Lease>> {
+        &self.0.send_lease
+    }
+    pub fn tracker(&self) -> Option<&crate::campaigns::tracking::Recorder> {
+        self.0.tracker.get()
+    }
+    /// Start buffering tracking events (the web server does this once).
+    pub fn start_tracker(&self, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let _ = self.0.tracker.set(crate::campaigns::tracking::Recorder::spawn(self.clone(), shutdown));
     }
     pub fn auth(&self) -> &AuthSettings {
         &self.0.settings.auth

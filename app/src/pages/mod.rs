@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod campaigns;
 pub mod contacts;
 pub mod home;
 pub mod layout;

@@ -243,6 +243,27 @@ fn make_test(op: &str, raw: &str) -> FieldTest {
     }
 }
 
+/// Operators for patient-event properties (values can be text, numbers, dates or booleans).
+const PROPERTY_OPS: &[(&str, &str)] = &[
+    ("equals", "is"),
+    ("contains", "contains"),
+    ("starts", "starts with"),
+    ("one_of", "is one of (comma-separated)"),
+    ("eq", "="),
+    ("ne", "≠"),
+    ("lt", "<"),
+    ("le", "≤"),
+    ("gt", ">"),
+    ("ge", "≥"),
+    ("before", "is a date before"),
+    ("after", "is a date after"),
+    ("within", "is a date within the last … days"),
+    ("yes", "is true"),
+    ("no", "is false"),
+    ("empty", "is missing"),
+    ("not_empty", "is present"),
+];
+
 fn input_type(op: &str) -> Option<&'static str> {
     match op {
         "empty" | "not_empty" | "yes" | "no" => None,
@@ -545,17 +566,78 @@ fn condition_view(ctx: Ctx, path: Vec<usize>) -> AnyView {
         }
         Condition::NeverOpened => view! { <span class="muted">"has never opened any campaign"</span> }.into_any(),
         Condition::Event { event_type, within_days, properties } => {
-            let state = RwSignal::new((event_type.clone(), within_days));
-            let (s1, s2) = (set.clone(), set.clone());
-            let (p1, p2) = (properties.clone(), properties.clone());
+            // (type, days, property tests): value edits keep the form, adding or removing a
+            // property test or changing its operator rebuilds it.
+            let state = RwSignal::new((event_type.clone(), within_days, properties.clone()));
+            let emit = {
+                let set = set.clone();
+                move || {
+                    let (event_type, within_days, properties) = state.get_untracked();
+                    set(Condition::Event { event_type, within_days, properties });
+                }
+            };
+            let rebuild = {
+                let reset = reset.clone();
+                move || {
+                    let (event_type, within_days, properties) = state.get_untracked();
+                    reset(Condition::Event { event_type, within_days, properties });
+                }
+            };
+            let (e1, e2) = (emit.clone(), emit.clone());
+            let add = rebuild.clone();
+            let rows = properties
+                .iter()
+                .enumerate()
+                .map(|(i, pt)| {
+                    let op = op_of(&pt.test).to_string();
+                    let op_code = RwSignal::new(op.clone());
+                    let value = RwSignal::new(value_of(&pt.test));
+                    let (ek, ev_) = (emit.clone(), emit.clone());
+                    let (ro, rr) = (rebuild.clone(), rebuild.clone());
+                    let kind = input_type(&op);
+                    view! {
+                        <div class="property-test" data-test="property-test">
+                            " where property "
+                            <input data-test="property-key" aria-label="Property" maxlength="64" prop:value=pt.key.clone()
+                                disabled=move || !ctx.enabled.get()
+                                on:input=move |ev| {
+                                    let k = event_target_value(&ev).trim().to_string();
+                                    state.update(|s| if let Some(p) = s.2.get_mut(i) { p.key = k });
+                                    ek();
+                                }/>
+                            <select data-test="property-op" aria-label="Operator" disabled=move || !ctx.enabled.get()
+                                on:change=move |ev| {
+                                    let o = event_target_value(&ev);
+                                    let t = make_test(&o, &value.get_untracked());
+                                    state.update(|s| if let Some(p) = s.2.get_mut(i) { p.test = t });
+                                    ro();
+                                }>
+                                {PROPERTY_OPS.iter().map(|(c, l)| view! { <option value=*c selected=*c == op>{*l}</option> }).collect_view()}
+                            </select>
+                            {kind.map(|k| view! {
+                                <input type=k data-test="property-value" aria-label="Value" prop:value=value.get_untracked()
+                                    disabled=move || !ctx.enabled.get()
+                                    on:input=move |ev| {
+                                        let v = event_target_value(&ev);
+                                        value.set(v.clone());
+                                        let t = make_test(&op_code.get_untracked(), &v);
+                                        state.update(|s| if let Some(p) = s.2.get_mut(i) { p.test = t });
+                                        ev_();
+                                    }/>
+                            })}
+                            <button type="button" class="link" data-test="remove-property" disabled=move || !ctx.enabled.get()
+                                on:click=move |_| { state.update(|s| if i < s.2.len() { s.2.remove(i); }); rr(); }>"Remove"</button>
+                        </div>
+                    }
+                })
+                .collect_view();
             view! {
                 <input data-test="condition-event" aria-label="Event type" list="event-types" maxlength="64" prop:value=event_type.clone()
                     disabled=move || !ctx.enabled.get()
                     on:input=move |ev| {
                         let t = event_target_value(&ev).trim().to_string();
                         state.update(|s| s.0 = t);
-                        let (t, d) = state.get_untracked();
-                        s1(Condition::Event { event_type: t, within_days: d, properties: p1.clone() });
+                        e1();
                     }/>
                 <datalist id="event-types">{options.event_types.iter().map(|t| view! { <option value=t.clone()></option> }).collect_view()}</datalist>
                 " within the last "
@@ -564,11 +646,16 @@ fn condition_view(ctx: Ctx, path: Vec<usize>) -> AnyView {
                     on:input=move |ev| {
                         let d = event_target_value(&ev).trim().parse::<u32>().ok();
                         state.update(|s| s.1 = d);
-                        let (t, d) = state.get_untracked();
-                        s2(Condition::Event { event_type: t, within_days: d, properties: p2.clone() });
+                        e2();
                     }/>
                 " days"
-                {(!properties.is_empty()).then(|| view! { <span class="badge phi">{format!("{} property tests", properties.len())}</span> })}
+                {rows}
+                <button type="button" class="link" data-test="add-property" disabled=move || !ctx.enabled.get()
+                    on:click=move |_| {
+                        state.update(|s| s.2.push(domain::segments::PropertyTest { key: String::new(), test: FieldTest::IsNotEmpty }));
+                        add();
+                    }>"Add a property condition"</button>
+                <span class="hint">" (event properties are encrypted: these conditions are evaluated after decryption)"</span>
             }
             .into_any()
         }

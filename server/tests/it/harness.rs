@@ -127,7 +127,7 @@ impl TestApp {
             ("HERMETIC_DATABASE_URL".into(), db.url.clone()),
             ("HERMETIC_ROOT_KEY".into(), ROOT_KEY.into()),
             ("HERMETIC_PUBLIC_URL".into(), base.clone()),
-            ("HERMETIC_DB_MAX_CONNECTIONS".into(), "5".into()),
+            ("HERMETIC_DB_MAX_CONNECTIONS".into(), "12".into()),
         ];
         env.extend(opts.env.iter().map(|(k, v)| (k.to_string(), v.clone())));
         let config =
@@ -310,8 +310,16 @@ impl Client {
     }
 
     pub async fn get(&self, path: &str) -> Resp {
-        let r =
-            self.http.get(format!("{}{path}", self.base)).header("cookie", self.cookie_header()).send().await.unwrap();
+        self.get_with(path, &[]).await
+    }
+
+    /// GET with extra headers (a mail client's User-Agent, say).
+    pub async fn get_with(&self, path: &str, extra: &[(&str, &str)]) -> Resp {
+        let mut req = self.http.get(format!("{}{path}", self.base)).header("cookie", self.cookie_header());
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.unwrap();
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         self.absorb(&headers);

@@ -3,9 +3,11 @@
 
 mod audit;
 mod auth;
+mod campaigns;
 mod cli;
 mod contacts;
 mod csrf;
+mod fault;
 mod harness;
 mod headers;
 mod import;
@@ -13,5 +15,6 @@ mod jobs;
 mod phi_leak;
 mod role_matrix;
 mod segments;
+mod smtp;
 mod templates;
 mod users;

@@ -144,6 +144,26 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
             "application/json",
             format!(r#"{{"list_name":"L {}","definition":{SAMPLE_SEGMENT}}}"#, uuid::Uuid::new_v4().simple()),
         ),
+        "/api/open_campaign"
+        | "/api/delete_campaign"
+        | "/api/launch_campaign"
+        | "/api/unschedule_campaign"
+        | "/api/pause_campaign"
+        | "/api/resume_campaign"
+        | "/api/cancel_campaign"
+        | "/api/test_send_campaign"
+        | "/api/campaign_progress"
+        | "/api/campaign_report" => (form, format!("id={none}")),
+        "/api/create_campaign" => (
+            "application/json",
+            format!(r#"{{"settings":{}}}"#, sample_campaign(&format!("C {}", uuid::Uuid::new_v4().simple()))),
+        ),
+        "/api/update_campaign" => {
+            ("application/json", format!(r#"{{"id":"{none}","settings":{}}}"#, sample_campaign("C")))
+        }
+        "/api/count_audience" => {
+            ("application/json", r#"{"audience":{"segments":[],"lists":[]},"purpose":"marketing"}"#.into())
+        }
         "/l/unsubscribe/{token}" => (form, "List-Unsubscribe=One-Click".into()),
         "/l/preferences/{token}" => (form, "purpose=marketing&granted=false".into()),
         "/api/sign_out"
@@ -163,9 +183,18 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
         | "/api/list_templates"
         | "/api/template_starters"
         | "/api/segment_options"
-        | "/api/list_segments" => (form, String::new()),
+        | "/api/list_segments"
+        | "/api/campaign_options"
+        | "/api/list_campaigns" => (form, String::new()),
         _ => return None,
     })
+}
+
+/// A draft campaign's settings as the editor sends them.
+pub fn sample_campaign(name: &str) -> String {
+    format!(
+        r#"{{"name":"{name}","purpose":"marketing","audience":{{"segments":[],"lists":[]}},"template_id":null,"from_name":"Clinic","from_email":"news@clinic.test","reply_to":null,"policy":"tls_required","schedule":{{"kind":"now"}},"throttle":{{"per_second":50,"per_domain_per_minute":null}},"auto_pause":{{"after_consecutive_errors":10}}}}"#
+    )
 }
 
 const SAMPLE_SEGMENT: &str = r#"{"version":1,"root":{"node":"and","children":[]}}"#;

@@ -679,14 +679,14 @@ pub fn contact_json(rec: &record::ContactRecord, fields: &MergeFields) -> Phi<Js
     Phi::new(Json::Object(c))
 }
 
-async fn organisation_name(svc: &Services, org: OrganisationId) -> ServiceResult<String> {
+pub(crate) async fn organisation_name(svc: &Services, org: OrganisationId) -> ServiceResult<String> {
     let r = db::one(svc.db(), "SELECT name FROM organisation WHERE id = $1", [org.0.into()])
         .await?
         .ok_or(ServiceError::NotFound)?;
     Ok(db::get(&r, "name")?)
 }
 
-fn merge_data(contact: Json, org_name: &str, links: Json) -> Phi<Json> {
+pub(crate) fn merge_data(contact: Json, org_name: &str, links: Json) -> Phi<Json> {
     Phi::new(json!({ "contact": contact, "organisation": { "name": org_name }, "links": links }))
 }
 
@@ -925,11 +925,16 @@ pub async fn view_in_browser(svc: &Services, token: &str) -> ServiceResult<Brows
         LinkSubject::Contact { contact, message } => (message, Some(contact)),
         LinkSubject::Test { message, .. } => (message, None),
     };
-    // `message` is a template id (test sends, previews) or a template version id (sends).
+    // `message` is a template id (test sends, previews), a template version id, or a campaign
+    // delivery (campaign sends: the campaign's pinned version).
     let version_id = match db::one(
         svc.db(),
         "SELECT v.id FROM template_version v JOIN template t ON t.id = v.template_id
-         WHERE v.organisation_id = $2 AND (v.id = $1 OR (t.id = $1 AND v.version = t.latest_version))",
+         WHERE v.organisation_id = $2 AND (v.id = $1 OR (t.id = $1 AND v.version = t.latest_version))
+         UNION ALL
+         SELECT c.template_version_id FROM delivery d JOIN campaign c ON c.id = d.campaign_id
+         WHERE d.id = $1 AND d.organisation_id = $2 AND c.template_version_id IS NOT NULL
+         LIMIT 1",
         [message.into(), org.0.into()],
     )
     .await?

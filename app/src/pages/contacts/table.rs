@@ -31,7 +31,13 @@ fn ContactTable() -> impl IntoView {
     let query = RwSignal::new((None::<String>, None::<String>));
     let history = RwSignal::new(Vec::<Option<String>>::new());
     let search = RwSignal::new(String::new());
-    let page = Resource::new(move || query.get(), |(after, email)| contacts_page(after, email));
+    // Loaded in the browser after hydration (an action, not a resource under a transition: the
+    // hydration rule in docs/architecture.md), again on every search or page change.
+    let page =
+        Action::new(|(after, email): &(Option<String>, Option<String>)| contacts_page(after.clone(), email.clone()));
+    Effect::new(move || {
+        page.dispatch(query.get());
+    });
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         history.set(vec![]);
@@ -57,10 +63,10 @@ fn ContactTable() -> impl IntoView {
                     disabled=move || !hydrated.get()>"Clear"</button>
             </form>
             <p class="hint">"Search is exact (the address is never stored readable, so it cannot be searched by parts)."</p>
-            <Transition fallback=|| view! { <p>"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match page.await {
-                        Ok(p) => {
+            {move || {
+                    match page.value().get() {
+                        None => view! { <p>"Loading…"</p> }.into_any(),
+                        Some(Ok(p)) => {
                             let next = p.next.clone();
                             view! {
                                 <p class="muted" data-test="contact-total">{format!("{} contacts", p.total)}</p>
@@ -96,10 +102,9 @@ fn ContactTable() -> impl IntoView {
                                 </div>
                             }.into_any()
                         }
-                        Err(e) => view! { <p class="alert error" role="alert">{e.message}</p> }.into_any(),
+                        Some(Err(e)) => view! { <p class="alert error" role="alert">{e.message}</p> }.into_any(),
                     }
-                })}
-            </Transition>
+                }}
         </section>
     }
 }

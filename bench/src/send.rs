@@ -1,0 +1,179 @@
+//! `send`: a campaign to N generated contacts through a separate worker process (the real `jobs`
+//! runtime) over STARTTLS (stunnel in front of Postfix `smtp-sink`), compared with `smtp-source`'s
+//! raw rate into the same sink with the same message size. Reports the worker's peak RSS, lost and
+//! duplicated messages (from the sink's own counter) and the duplicate window.
+
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct SendArgs {
+    pub url: String,
+    pub recipients: usize,
+    pub tls_port: u16,
+    pub sink_port: u16,
+    pub sink_log: PathBuf,
+    pub ca_file: PathBuf,
+    pub smtp_source: String,
+    pub dkim_key: Option<PathBuf>,
+    pub connections: u32,
+}
+
+/// The sink's message counter (`smtp-sink -c` prints `sess=… quit=… mesg=N` with carriage returns).
+fn sink_count(log: &Path) -> u64 {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.rsplit("mesg=")
+        .next()
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn spawn_worker(a: &SendArgs, dkim: bool) -> Result<Child> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("--database-url")
+        .arg(&a.url)
+        .arg("worker")
+        .arg("--smtp-port")
+        .arg(a.tls_port.to_string())
+        .arg("--ca-file")
+        .arg(&a.ca_file)
+        .arg("--connections")
+        .arg(a.connections.to_string());
+    if dkim && let Some(k) = &a.dkim_key {
+        cmd.arg("--dkim-key").arg(k);
+    }
+    Ok(cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn()?)
+}
+
+pub struct RunResult {
+    pub rate: f64,
+    pub rss_mb: f64,
+    pub lost: u64,
+    pub dup: i64,
+    pub window_ms_max: f64,
+    pub window_ms_p99: f64,
+    pub message_bytes: usize,
+}
+
+/// One campaign run (with or without DKIM) on freshly loaded contacts.
+pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
+    use domain::campaigns::*;
+    let svc = crate::services(&a.url).await?;
+    let org = service::organisations::create(&svc, &format!("Send bench {}", uuid::Uuid::now_v7())).await?;
+    let actor = service::Actor::system(org, "bench");
+    let list = service::contacts::lists::create(
+        &svc,
+        &actor,
+        "All patients",
+        "",
+        false,
+        domain::contacts::ConsentPurpose::Marketing,
+    )
+    .await?;
+    eprintln!("loading {} contacts", a.recipients);
+    crate::load_contacts_into(&svc, &actor, a.recipients, "send", Some(list)).await?;
+    let template = service::templates::store::create(&svc, &actor, "Newsletter", Some("newsletter")).await?;
+    let settings = CampaignSettings {
+        name: format!("Bench {}", if dkim { "DKIM" } else { "plain" }),
+        purpose: domain::contacts::ConsentPurpose::Marketing,
+        audience: Audience { segments: vec![], lists: vec![list] },
+        template_id: Some(template),
+        from_name: "Bench Clinic".into(),
+        from_email: "news@bench.example".into(),
+        reply_to: None,
+        policy: DeliveryPolicy::TlsRequired,
+        schedule: Schedule::Now,
+        throttle: Throttle { per_second: Throttle::MAX_PER_SECOND, per_domain_per_minute: None },
+        auto_pause: AutoPause { after_consecutive_errors: 1000 },
+    };
+    let campaign = service::campaigns::create(&svc, &actor, &settings).await?;
+    let before = sink_count(&a.sink_log);
+    let mut worker = spawn_worker(a, dkim)?;
+    let pid = worker.id();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    service::campaigns::launch(&svc, &actor, campaign).await?;
+    let mut peak = 0.0f64;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        peak = peak.max(rss_mb(pid));
+        let p = service::campaigns::progress(&svc, &actor, campaign).await?;
+        if p.status.is_terminal() {
+            break;
+        }
+        if let Some(status) = worker.try_wait()? {
+            anyhow::bail!("the worker exited: {status}");
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(3600), "the campaign did not finish in an hour");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    peak = peak.max(rss_mb(pid));
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = worker.wait();
+    let p = service::campaigns::progress(&svc, &actor, campaign).await?;
+    // Let the sink print its final counter.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let received = sink_count(&a.sink_log) - before;
+    let lost = a.recipients as u64 - p.counts.sent;
+    let dup = received as i64 - p.counts.sent as i64;
+    let windows = crate::query_f64s(
+        &svc,
+        "SELECT extract(epoch FROM (recorded_at - accepted_at)) * 1000 AS v FROM delivery d JOIN campaign c ON c.id = d.campaign_id
+         WHERE c.organisation_id = $1 AND d.state = 'sent' ORDER BY 1",
+        org.0,
+    )
+    .await?;
+    let pick = |q: f64| windows.get(((windows.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
+    let message_bytes = crate::sample_message_bytes(&svc, &actor, template).await?;
+    eprintln!(
+        "{} messages in {elapsed:.1} s, worker peak RSS {peak:.0} MB, counts {:?}, sink received {received}",
+        p.counts.sent, p.counts
+    );
+    Ok(RunResult {
+        rate: a.recipients as f64 / elapsed,
+        rss_mb: peak,
+        lost,
+        dup,
+        window_ms_max: windows.last().copied().unwrap_or(0.0),
+        window_ms_p99: pick(0.99),
+        message_bytes,
+    })
+}
+
+/// smtp-source's raw rate into the sink (plaintext, as fast as it goes) with the same size.
+pub fn raw_rate(a: &SendArgs, bytes: usize) -> Result<f64> {
+    let n = a.recipients.clamp(1000, 100_000);
+    let started = Instant::now();
+    let status = Command::new(&a.smtp_source)
+        .arg("-s")
+        .arg(a.connections.to_string())
+        .arg("-l")
+        .arg(bytes.to_string())
+        .arg("-m")
+        .arg(n.to_string())
+        .arg("-f")
+        .arg("bench@bench.example")
+        .arg("-t")
+        .arg("sink@bench.example")
+        .arg(format!("127.0.0.1:{}", a.sink_port))
+        .stdout(Stdio::null())
+        .status()
+        .context("smtp-source")?;
+    anyhow::ensure!(status.success(), "smtp-source failed");
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}

@@ -1,0 +1,100 @@
+import { expect, test } from '@playwright/test';
+import { createUser, signInAndEnrol } from './support';
+
+// A marketer builds a campaign (audience with a live count, a PHI template that forces TLS),
+// sends a test, launches it, watches it complete, finds the messages in the dev mailbox, and reads
+// the report; an analyst reads the report but cannot launch.
+test('campaign: build, test send, launch, progress, dev mailbox, report; analysts read only', async ({ page, browser }) => {
+  const admin = createUser('admin');
+  await signInAndEnrol(page, admin);
+  let dialogs = 0;
+  page.on('dialog', async (d) => { dialogs++; await d.dismiss(); });
+  const tag = `Cmp${Date.now()}`;
+
+  await page.goto('/contacts/lists');
+  await expect(page.getByRole('button', { name: 'Create list' })).toBeEnabled();
+  await page.getByLabel('Name').fill(`List ${tag}`);
+  await page.getByRole('button', { name: 'Create list' }).click();
+  await expect(page.locator('[data-test=list-row]', { hasText: `List ${tag}` })).toBeVisible();
+  for (const n of [1, 2]) {
+    await page.goto('/contacts/new');
+    await expect(page.getByRole('button', { name: 'Create contact' })).toBeEnabled();
+    await page.getByLabel('Email').fill(`${tag.toLowerCase()}-${n}@e2e-campaigns.example`);
+    await page.getByLabel('First name').fill(`Pat<script>alert(${n})</script>`);
+    await page.getByRole('button', { name: 'Create contact' }).click();
+    await expect(page).toHaveURL(/\/contacts\/[0-9a-f-]{36}$/);
+    await expect(page.getByRole('button', { name: 'Record' })).toBeEnabled();
+    await page.getByRole('button', { name: 'Record' }).click();
+    await expect(page.locator('[data-test=mailable]')).toContainText('Marketing: yes');
+    await page.getByLabel('Add to list').selectOption({ label: `List ${tag}` });
+    await page.getByRole('button', { name: 'Add', exact: true }).click();
+    await expect(page.locator('[data-test=memberships]')).toContainText('subscribed');
+  }
+
+  await page.goto('/templates');
+  await expect(page.locator('[data-test=create-template]')).toBeEnabled();
+  await page.locator('#template-name').fill(`Newsletter ${tag}`);
+  await page.locator('#template-starter').selectOption('newsletter');
+  await page.locator('[data-test=create-template]').click();
+  await expect(page).toHaveURL(/\/templates\/[0-9a-f-]{36}$/);
+  await expect(page.locator('[data-test=save-state]')).toHaveText('Saved · version 1');
+
+  await page.goto('/campaigns/new');
+  await expect(page.locator('[data-test=save-campaign]')).toBeEnabled();
+  await page.locator('[data-test=campaign-name]').fill(`Spring ${tag}`);
+  await page.locator('label', { hasText: `List ${tag}` }).locator('input').check();
+  await expect(page.locator('[data-test=audience-count]')).toContainText('2 recipients', { timeout: 15_000 });
+  await page.locator('[data-test=campaign-template]').selectOption({ label: `Newsletter ${tag} (version 1) — contains PHI` });
+  // A PHI template can only go out with TLS required.
+  await expect(page.locator('[data-test=policy-tls_preferred]')).toBeDisabled();
+  await expect(page.locator('[data-test=policy-tls_required]')).toBeChecked();
+  await page.locator('[data-test=save-campaign]').click();
+  await expect(page).toHaveURL(/\/campaigns\/[0-9a-f-]{36}$/);
+  const url = page.url();
+  await expect(page.locator('[data-test=campaign-name]')).toHaveValue(`Spring ${tag}`);
+  await expect(page.locator('[data-test=test-campaign]')).toBeEnabled();
+
+  // Hostile input gets a plain error and loses nothing.
+  await page.locator('[data-test=from-name]').fill('Clinic\nBcc: everyone@evil.example');
+  await page.locator('[data-test=save-campaign]').click();
+  await expect(page.locator('.alert.error')).toBeVisible();
+  await page.locator('[data-test=from-name]').fill('Lakeside Clinic');
+  await page.locator('[data-test=save-campaign]').click();
+  await expect(page.locator('[data-test=notice]')).toContainText('Draft saved');
+
+  await page.locator('[data-test=test-campaign]').click();
+  await expect(page.locator('[data-test=notice]')).toContainText('Test sent to your address', { timeout: 15_000 });
+
+  await expect(page.locator('[data-test=audience-count]')).toContainText('2 recipients', { timeout: 15_000 });
+  await page.locator('[data-test=launch-campaign]').click();
+  await expect(page.locator('[data-test=launch-confirm]')).toContainText('2 recipients');
+  await page.locator('[data-test=confirm-launch]').click();
+  await expect(page.locator('[data-test=campaign-status]')).toHaveText('Completed', { timeout: 60_000 });
+  await expect(page.locator('[data-test=sent]')).toHaveText('2');
+
+  // The messages went through the dev SMTP listener into the dev mailbox.
+  await page.goto('/settings/mailbox');
+  const mail = page.locator('[data-test=mail]', { hasText: `${tag.toLowerCase()}-1@e2e-campaigns.example` });
+  await expect(mail).toHaveCount(1);
+  await mail.locator('summary').click();
+  const raw = await mail.locator('[data-test=mail-raw]').innerText();
+  expect(raw).toContain('List-Unsubscribe-Post: List-Unsubscribe=One-Click');
+  expect(raw).toContain('X-Hermetic-Delivery:');
+  await expect(page.locator('[data-test=mail]', { hasText: '[Test]' }).first()).toBeVisible();
+
+  await page.goto(`${url}/report`);
+  await expect(page.locator('[data-test=delivered]')).toHaveText('2');
+  await expect(page.locator('[data-test=link-table]')).toBeVisible();
+
+  const analyst = createUser('analyst');
+  const ctx = await browser.newContext();
+  const other = await ctx.newPage();
+  await signInAndEnrol(other, analyst);
+  await other.goto(`${url}/report`);
+  await expect(other.locator('[data-test=delivered]')).toHaveText('2');
+  await other.goto('/campaigns');
+  await expect(other.locator('[data-test=campaign-row]', { hasText: `Spring ${tag}` })).toBeVisible();
+  await expect(other.locator('[data-test=new-campaign]')).toHaveCount(0);
+  await ctx.close();
+  expect(dialogs).toBe(0);
+});

@@ -1,0 +1,168 @@
+//! The fault test: a 20,000-recipient campaign sent by a separate `server worker` process that is
+//! killed with SIGKILL ten times mid-send and restarted each time. At the SMTP server, every
+//! recipient must have exactly one message (counted by the per-delivery header), except within
+//! the window between the server's 250 and our record of it — which is measured and reported.
+
+use crate::harness::*;
+use crate::smtp::{SmtpServer, Tls};
+use domain::Role;
+use domain::campaigns::*;
+use domain::contacts::ConsentPurpose;
+use service::Actor;
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RECIPIENTS: usize = 20_000;
+const KILLS: usize = 10;
+const CONNECTIONS: usize = 8;
+
+fn spawn_worker(app: &TestApp, smtp: &SmtpServer, log: &std::path::Path) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_server"));
+    cmd.arg("worker")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HERMETIC_DATABASE_URL", &app.db.url)
+        .env("HERMETIC_ROOT_KEY", ROOT_KEY)
+        .env("HERMETIC_PUBLIC_URL", &app.base)
+        .env("HERMETIC_LOG_FORMAT", "json")
+        .env("HERMETIC_JOBS__POLL_INTERVAL_SECS", "1")
+        .env("HERMETIC_JOBS__HEARTBEAT_SECS", "1")
+        .env("HERMETIC_JOBS__MISSED_HEARTBEATS", "2")
+        .env("HERMETIC_MAIL__SMTP_POOL_SIZE", CONNECTIONS.to_string());
+    for (k, v) in smtp.env() {
+        cmd.env(k, v);
+    }
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    cmd.stdout(Stdio::null()).stderr(out).spawn().unwrap()
+}
+
+#[tokio::test]
+async fn killing_the_worker_ten_times_loses_nothing_and_duplicates_only_inside_the_window() {
+    let smtp = SmtpServer::start(Tls::Required, &[]);
+    let app = TestApp::start().await;
+    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    let actor = Actor::system(org, "test");
+    let svc = &app.services;
+    let list =
+        service::contacts::lists::create(svc, &actor, "Everyone", "", false, ConsentPurpose::Marketing).await.unwrap();
+    let mut csv = Vec::new();
+    writeln!(csv, "email,first_name").unwrap();
+    for i in 0..RECIPIENTS {
+        writeln!(csv, "p{i}@fault.patients.test,P{i}").unwrap();
+    }
+    let body = futures::stream::iter(vec![Ok::<_, service::ServiceError>(csv)]);
+    let up = service::contacts::import::upload(svc, &actor, body, 100_000_000).await.unwrap();
+    let opts = domain::contacts::ImportOptions {
+        mapping: vec![Some("email".into()), Some("first_name".into())],
+        dedupe: domain::contacts::Dedupe::Update,
+        list_ids: vec![list],
+        consent_purpose: Some(ConsentPurpose::Marketing),
+        consent_text: Some("Yes".into()),
+    };
+    service::contacts::import::start(svc, &actor, up.id, opts).await.unwrap();
+    let log = std::env::temp_dir().join(format!("hermetic-fault-worker-{}.log", std::process::id()));
+    let mut worker = spawn_worker(&app, &smtp, &log);
+    let started = Instant::now();
+    loop {
+        let v = service::contacts::import::status(svc, &actor, up.id).await.unwrap();
+        if v.finished() {
+            assert_eq!(v.status, "completed", "{v:?}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "import too slow");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let template = service::templates::store::create(svc, &actor, "Newsletter", Some("newsletter")).await.unwrap();
+    let settings = CampaignSettings {
+        name: "Fault".into(),
+        purpose: ConsentPurpose::Marketing,
+        audience: Audience { segments: vec![], lists: vec![list] },
+        template_id: Some(template),
+        from_name: "Lakeside".into(),
+        from_email: "news@clinic.test".into(),
+        reply_to: None,
+        policy: DeliveryPolicy::TlsRequired,
+        schedule: Schedule::Now,
+        throttle: Throttle { per_second: Throttle::MAX_PER_SECOND, per_domain_per_minute: None },
+        auto_pause: AutoPause { after_consecutive_errors: 1000 },
+    };
+    let campaign = service::campaigns::create(svc, &actor, &settings).await.unwrap();
+    service::campaigns::launch(svc, &actor, campaign).await.unwrap();
+
+    // Kill -9 ten times while messages are flowing, restarting at once each time.
+    let mut kills = 0;
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    while kills < KILLS {
+        let progress = service::campaigns::progress(svc, &actor, campaign).await.unwrap();
+        assert!(
+            progress.status != CampaignStatus::Completed,
+            "the campaign finished before {KILLS} kills ({kills} done)"
+        );
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        tokio::time::sleep(Duration::from_millis(700 + rng % 1300)).await;
+        if smtp.count() == 0 {
+            continue;
+        }
+        worker.kill().unwrap(); // SIGKILL
+        worker.wait().unwrap();
+        kills += 1;
+        worker = spawn_worker(&app, &smtp, &log);
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let p = service::campaigns::progress(svc, &actor, campaign).await.unwrap();
+        if p.status == CampaignStatus::Completed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the campaign did not complete: {p:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Count every message at the SMTP server by its delivery header.
+    let mut per_delivery: HashMap<String, usize> = HashMap::new();
+    let files = smtp.messages();
+    for (_, raw) in &files {
+        let id = raw
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .find_map(|l| l.strip_prefix("X-Hermetic-Delivery: "))
+            .expect("every message carries its delivery id")
+            .trim()
+            .to_string();
+        *per_delivery.entry(id).or_default() += 1;
+    }
+    let p = service::campaigns::progress(svc, &actor, campaign).await.unwrap();
+    assert_eq!(p.counts.sent as usize, RECIPIENTS, "{p:?}");
+    let lost = RECIPIENTS - per_delivery.len();
+    let dup: usize = per_delivery.values().map(|n| n - 1).sum();
+    let db = app.db.connect().await;
+    use sea_orm::ConnectionTrait;
+    let w = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT max(extract(epoch FROM (recorded_at - accepted_at)) * 1000)::float8 AS max,
+                    (percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM (recorded_at - accepted_at)) * 1000))::float8 AS p99
+             FROM delivery WHERE state = 'sent'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let (wmax, wp99): (f64, f64) = (w.try_get("", "max").unwrap(), w.try_get("", "p99").unwrap());
+    println!(
+        "fault recipients={RECIPIENTS} kills={kills} received={} lost={lost} dup={dup} window_ms_max={wmax:.1} window_ms_p99={wp99:.1}",
+        files.len()
+    );
+    assert_eq!(lost, 0, "every recipient got the message");
+    // A kill can only duplicate messages the server had accepted but we had not yet recorded:
+    // at most the transactions in flight at that instant.
+    assert!(dup <= kills * CONNECTIONS, "{dup} duplicates for {kills} kills");
+    let _ = std::fs::remove_file(&log);
+    app.stop().await;
+}

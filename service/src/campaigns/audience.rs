@@ -1,0 +1,187 @@
+//! Resolving a campaign's audience: the union of its segments (evaluated now) and lists
+//! (subscribed members), minus the suppression list, minus contacts without consent for the
+//! campaign's purpose — into one delivery row per contact.
+//!
+//! Invariants: resumable and idempotent (rows are inserted with `ON CONFLICT DO NOTHING` on
+//! (campaign, contact), so a crashed resolution simply runs again); only ids travel; suppression
+//! and consent are checked again right before each send (a person who unsubscribes after launch is
+//! skipped).
+
+use super::{Row, load_any};
+use crate::actor::Actor;
+use crate::db;
+use crate::error::{ServiceError, ServiceResult};
+use crate::segments::eval::pool;
+use crate::services::Services;
+use chrono::{DateTime, Utc};
+use domain::Permission;
+use domain::campaign_views::AudienceCount;
+use domain::campaigns::{Audience, CampaignStatus, Schedule};
+use domain::contacts::ConsentPurpose;
+use domain::ids::OrganisationId;
+use futures::StreamExt;
+use sea_orm::sqlx;
+use std::collections::BTreeSet;
+use uuid::Uuid;
+
+/// Contacts handed to one INSERT.
+const BATCH: usize = 5000;
+
+fn sqlx_err(e: sqlx::Error) -> ServiceError {
+    ServiceError::from(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e))))
+}
+
+/// Every candidate id (segments and lists, before suppression and consent), sorted and unique.
+async fn candidates(svc: &Services, org: OrganisationId, audience: &Audience) -> ServiceResult<BTreeSet<Uuid>> {
+    let actor = Actor::system(org, "campaign audience");
+    let mut ids = BTreeSet::new();
+    for seg in &audience.segments {
+        let mut stream = Box::pin(crate::segments::members(svc, &actor, *seg).await?);
+        while let Some(batch) = stream.next().await {
+            ids.extend(batch?);
+        }
+    }
+    if !audience.lists.is_empty() {
+        let mut after = Uuid::nil();
+        loop {
+            let page: Vec<Uuid> = sqlx::query_scalar(
+                "SELECT m.contact_id FROM list_member m JOIN contact_list l ON l.id = m.list_id
+                 WHERE l.organisation_id = $1 AND m.list_id = ANY($2) AND m.status = 'subscribed' AND m.contact_id > $3
+                 GROUP BY m.contact_id ORDER BY m.contact_id LIMIT 10000",
+            )
+            .bind(org.0)
+            .bind(&audience.lists)
+            .bind(after)
+            .fetch_all(&pool(svc))
+            .await
+            .map_err(sqlx_err)?;
+            let Some(last) = page.last().copied() else { break };
+            after = last;
+            ids.extend(page);
+        }
+    }
+    Ok(ids)
+}
+
+/// The live count shown while building a campaign.
+pub async fn count(
+    svc: &Services,
+    actor: &Actor,
+    audience: &Audience,
+    purpose: ConsentPurpose,
+) -> ServiceResult<AudienceCount> {
+    actor.require(Permission::CampaignsWrite)?;
+    audience.validate()?;
+    let org = actor.organisation_id;
+    let ids: Vec<Uuid> = candidates(svc, org, audience).await?.into_iter().collect();
+    let mut total = AudienceCount { matched: 0, suppressed: 0, without_consent: 0, eligible: 0 };
+    for chunk in ids.chunks(20_000) {
+        let row = sqlx::query_as::<_, (i64, i64, i64)>(
+            "SELECT count(*),
+                    count(*) FILTER (WHERE s.email_bidx IS NOT NULL),
+                    count(*) FILTER (WHERE s.email_bidx IS NULL AND coalesce(cc.granted, false) = false)
+             FROM contact c
+             LEFT JOIN suppression s ON s.organisation_id = c.organisation_id AND s.email_bidx = c.email_bidx
+             LEFT JOIN contact_consent cc ON cc.contact_id = c.id AND cc.purpose = $3
+             WHERE c.organisation_id = $1 AND c.id = ANY($2)",
+        )
+        .bind(org.0)
+        .bind(chunk)
+        .bind(purpose.as_str())
+        .fetch_one(&pool(svc))
+        .await
+        .map_err(sqlx_err)?;
+        total.matched += row.0.max(0) as u64;
+        total.suppressed += row.1.max(0) as u64;
+        total.without_consent += row.2.max(0) as u64;
+    }
+    total.eligible = total.matched - total.suppressed - total.without_consent;
+    Ok(total)
+}
+
+/// Insert the deliveries for a batch of candidate ids.
+async fn insert_batch(svc: &Services, row: &Row, ids: &[Uuid], now: DateTime<Utc>) -> ServiceResult<u64> {
+    // When each recipient may receive it: now, or the chosen wall-clock time in the contact's own
+    // time zone (PostgreSQL's zone rules handle daylight-saving gaps); never in the past.
+    let (date, time) = match &row.settings.schedule {
+        Schedule::LocalTime { date, time } => (Some(*date), Some(*time)),
+        _ => (None, None),
+    };
+    let res = sqlx::query(
+        "WITH z AS MATERIALIZED (SELECT name FROM pg_timezone_names)
+         INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at)
+         SELECT gen_random_uuid(), $1, $2, c.id, 'queued',
+                CASE WHEN $6::date IS NULL THEN $3
+                     ELSE GREATEST($3, ($6::date + $7::time) AT TIME ZONE
+                          coalesce(z.name, 'UTC')) END,
+                $3
+         FROM contact c LEFT JOIN z ON z.name = c.time_zone
+         WHERE c.organisation_id = $1 AND c.id = ANY($4)
+           AND EXISTS (SELECT 1 FROM contact_consent cc WHERE cc.contact_id = c.id AND cc.purpose = $5 AND cc.granted)
+           AND NOT EXISTS (SELECT 1 FROM suppression s WHERE s.organisation_id = $1 AND s.email_bidx = c.email_bidx)
+         ON CONFLICT (campaign_id, contact_id) DO NOTHING",
+    )
+    .bind(row.organisation.0)
+    .bind(row.id)
+    .bind(now)
+    .bind(ids)
+    .bind(row.settings.purpose.as_str())
+    .bind(date)
+    .bind(time)
+    .execute(&pool(svc))
+    .await
+    .map_err(sqlx_err)?;
+    Ok(res.rows_affected())
+}
+
+/// Record the pinned version's static links by position (click tokens point at positions).
+async fn store_links(svc: &Services, row: &Row) -> ServiceResult<()> {
+    let vid = row.template_version_id.ok_or_else(|| ServiceError::internal("launched campaign without a version"))?;
+    let html: String = db::one(svc.db(), "SELECT html FROM template_version WHERE id = $1", [vid.into()])
+        .await?
+        .map(|r| db::get(&r, "html"))
+        .transpose()?
+        .ok_or_else(|| ServiceError::internal("pinned version missing"))?;
+    let public = svc.settings().public_url.trim_end_matches('/').to_string();
+    for (pos, url) in super::tracking::trackable_links(&html, &public).into_iter().enumerate() {
+        db::exec(
+            svc.db(),
+            "INSERT INTO campaign_link (campaign_id, position, url) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            [row.id.into(), (pos as i32).into(), url.into()],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The prepare job: resolve the audience (resumable), then start the dispatch jobs.
+pub async fn prepare(svc: &Services, campaign: Uuid) -> ServiceResult<()> {
+    let row = load_any(svc.db(), campaign, false).await?;
+    if row.status != CampaignStatus::Sending {
+        return Ok(());
+    }
+    if !row.audience_ready {
+        store_links(svc, &row).await?;
+        let now = svc.clock().now();
+        let ids: Vec<Uuid> = candidates(svc, row.organisation, &row.settings.audience).await?.into_iter().collect();
+        for chunk in ids.chunks(BATCH) {
+            insert_batch(svc, &row, chunk, now).await?;
+        }
+        db::exec(
+            svc.db(),
+            "UPDATE campaign SET audience_ready = true,
+                 audience_size = (SELECT count(*) FROM delivery WHERE campaign_id = $1), updated_at = $2
+             WHERE id = $1",
+            [campaign.into(), now.into()],
+        )
+        .await?;
+        tracing::info!(campaign = %campaign, candidates = ids.len(), "campaign audience resolved");
+    }
+    let row = load_any(svc.db(), campaign, false).await?;
+    if row.status == CampaignStatus::Sending {
+        super::enqueue_dispatch(svc, svc.db(), campaign, row.generation).await?;
+        // An empty audience completes at once.
+        super::send::finish_if_done(svc, campaign).await?;
+    }
+    Ok(())
+}

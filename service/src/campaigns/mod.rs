@@ -1,0 +1,837 @@
+//! Campaigns: drafts, the status machine (`domain::campaigns`), launching, pausing, cancelling,
+//! progress and reports.
+//!
+//! Invariants: every status change goes through `CampaignStatus::transition` inside a transaction
+//! that holds the campaign row (`FOR UPDATE`) and writes the audit row; the jobs that must follow a
+//! change (audience resolution, dispatch) are enqueued in that same transaction (outbox). At launch
+//! the template version is pinned; the deliveries table is the only record of who was sent what.
+
+pub mod audience;
+pub mod send;
+pub mod tracking;
+
+use crate::actor::Actor;
+use crate::audit::{self, AuditRecord};
+use crate::db;
+use crate::error::{ServiceError, ServiceResult};
+use crate::outbox::{self, queue};
+use crate::services::Services;
+use chrono::{DateTime, Utc};
+use domain::Permission;
+use domain::audit::AuditAction;
+use domain::campaign_views::{
+    CampaignOptions, CampaignProgress, CampaignReport, CampaignSummary, CampaignView, LinkStat, TemplateChoice,
+};
+use domain::campaigns::{
+    CampaignEvent, CampaignSettings, CampaignStatus, DeliveryCounts, DeliveryState, PauseReason, RetryPolicy, Schedule,
+};
+use domain::ids::OrganisationId;
+use domain::segment_views::Choice;
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use uuid::Uuid;
+
+/// How the sending pipeline works in this process. Defaults suit a small relay; benchmarks and
+/// tests change them.
+#[derive(Debug, Clone)]
+pub struct SendingSettings {
+    /// Dispatch jobs per campaign: each runs its own send loop, and any worker process may run any
+    /// of them, so several workers share a campaign.
+    pub slots: u32,
+    /// SMTP transactions in flight per dispatch job.
+    pub concurrency: u32,
+    /// Most deliveries one claim takes (each claim is at most ~¼ s of the campaign's rate too).
+    pub max_batch: u32,
+    /// A dispatch job hands over to a fresh job after this long (a checkpoint: a crash loses
+    /// nothing either way, but jobs stay short).
+    pub job_secs: u64,
+    pub retry: RetryPolicy,
+}
+
+impl Default for SendingSettings {
+    fn default() -> Self {
+        SendingSettings { slots: 4, concurrency: 8, max_batch: 200, job_secs: 30, retry: RetryPolicy::default() }
+    }
+}
+
+/// Job payloads (ids only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrepareJob {
+    pub campaign_id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DispatchJob {
+    pub campaign_id: Uuid,
+    pub generation: i32,
+    /// Which chain of jobs this is ("s0".."sN" from launch, "r…" when restarted after a crash);
+    /// each job hands over to its successor (`seq + 1`) in the same chain.
+    pub chain: String,
+    pub seq: u64,
+}
+
+/// A campaign row.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub id: Uuid,
+    pub organisation: OrganisationId,
+    pub status: CampaignStatus,
+    pub pause_reason: Option<PauseReason>,
+    pub settings: CampaignSettings,
+    pub template_version_id: Option<Uuid>,
+    pub uses_phi: bool,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub audience_ready: bool,
+    pub generation: i32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLS: &str = "id, organisation_id, status, pause_reason, settings, template_version_id, uses_phi, scheduled_at, \
+                    audience_ready, generation, started_at, finished_at, updated_at";
+
+fn row_from(r: &sea_orm::QueryResult) -> ServiceResult<Row> {
+    let status: String = db::get(r, "status")?;
+    let pause: Option<String> = db::get(r, "pause_reason")?;
+    Ok(Row {
+        id: db::get(r, "id")?,
+        organisation: OrganisationId(db::get(r, "organisation_id")?),
+        status: CampaignStatus::parse(&status).ok_or_else(|| ServiceError::internal("stored campaign status"))?,
+        pause_reason: pause.as_deref().and_then(PauseReason::parse),
+        settings: serde_json::from_value(db::get::<Json>(r, "settings")?)
+            .map_err(|_| ServiceError::internal("stored campaign settings are malformed"))?,
+        template_version_id: db::get(r, "template_version_id")?,
+        uses_phi: db::get(r, "uses_phi")?,
+        scheduled_at: db::get(r, "scheduled_at")?,
+        audience_ready: db::get(r, "audience_ready")?,
+        generation: db::get(r, "generation")?,
+        started_at: db::get(r, "started_at")?,
+        finished_at: db::get(r, "finished_at")?,
+        updated_at: db::get(r, "updated_at")?,
+    })
+}
+
+/// Load a campaign of the organisation (NotFound for another organisation's id).
+pub(crate) async fn load<C: ConnectionTrait>(
+    conn: &C,
+    org: OrganisationId,
+    id: Uuid,
+    lock: bool,
+) -> ServiceResult<Row> {
+    let sql = format!(
+        "SELECT {COLS} FROM campaign WHERE id = $1 AND organisation_id = $2{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let r = db::one(conn, &sql, [id.into(), org.0.into()]).await?.ok_or(ServiceError::NotFound)?;
+    row_from(&r)
+}
+
+/// Load by id alone (jobs: the payload names the campaign; the row names the organisation).
+pub(crate) async fn load_any<C: ConnectionTrait>(conn: &C, id: Uuid, lock: bool) -> ServiceResult<Row> {
+    let sql = format!("SELECT {COLS} FROM campaign WHERE id = $1{}", if lock { " FOR UPDATE" } else { "" });
+    let r = db::one(conn, &sql, [id.into()]).await?.ok_or(ServiceError::NotFound)?;
+    row_from(&r)
+}
+
+pub(crate) async fn counts<C: ConnectionTrait>(conn: &C, id: Uuid) -> ServiceResult<DeliveryCounts> {
+    let rows =
+        db::all(conn, "SELECT state, count(*) AS n FROM delivery WHERE campaign_id = $1 GROUP BY state", [id.into()])
+            .await?;
+    let mut c = DeliveryCounts::default();
+    for r in rows {
+        let state: String = db::get(&r, "state")?;
+        let n = db::get::<i64>(&r, "n")?.max(0) as u64;
+        match DeliveryState::parse(&state) {
+            Some(DeliveryState::Queued) => c.queued = n,
+            Some(DeliveryState::Sending) => c.sending = n,
+            Some(DeliveryState::Sent) => c.sent = n,
+            Some(DeliveryState::Deferred) => c.deferred = n,
+            Some(DeliveryState::Bounced) => c.bounced = n,
+            Some(DeliveryState::Failed) => c.failed = n,
+            Some(DeliveryState::Skipped) => c.skipped = n,
+            Some(DeliveryState::Cancelled) => c.cancelled = n,
+            None => return Err(ServiceError::internal("stored delivery state")),
+        }
+    }
+    Ok(c)
+}
+
+fn clean(settings: &CampaignSettings) -> CampaignSettings {
+    let mut s = settings.clone();
+    s.name = s.name.trim().to_string();
+    s.from_name = s.from_name.trim().to_string();
+    s.from_email = normal_email(&s.from_email);
+    s.reply_to = s.reply_to.map(|r| normal_email(&r)).filter(|r| !r.is_empty());
+    s
+}
+
+/// An address as stored: normalised when valid, untouched otherwise (validation then says why).
+fn normal_email(raw: &str) -> String {
+    match domain::email::EmailAddress::parse(raw) {
+        Ok(e) if !raw.chars().any(char::is_control) => e.as_str().to_string(),
+        _ => raw.to_string(),
+    }
+}
+
+fn settings_json(s: &CampaignSettings) -> ServiceResult<Json> {
+    serde_json::to_value(s).map_err(|_| ServiceError::internal("encode campaign settings"))
+}
+
+fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
+    e.to_string().contains("duplicate key") || e.to_string().contains("23505")
+}
+
+/// Every segment, list and template the settings name belongs to the organisation.
+async fn check_references<C: ConnectionTrait>(
+    conn: &C,
+    org: OrganisationId,
+    s: &CampaignSettings,
+) -> ServiceResult<()> {
+    for id in &s.audience.segments {
+        db::one(
+            conn,
+            "SELECT 1 AS x FROM segment WHERE id = $1 AND organisation_id = $2",
+            [(*id).into(), org.0.into()],
+        )
+        .await?
+        .ok_or_else(|| ServiceError::invalid("audience", "a chosen segment no longer exists"))?;
+    }
+    for id in &s.audience.lists {
+        db::one(
+            conn,
+            "SELECT 1 AS x FROM contact_list WHERE id = $1 AND organisation_id = $2",
+            [(*id).into(), org.0.into()],
+        )
+        .await?
+        .ok_or_else(|| ServiceError::invalid("audience", "a chosen list no longer exists"))?;
+    }
+    if let Some(t) = s.template_id {
+        db::one(
+            conn,
+            "SELECT 1 AS x FROM template WHERE id = $1 AND organisation_id = $2 AND archived_at IS NULL",
+            [t.into(), org.0.into()],
+        )
+        .await?
+        .ok_or_else(|| ServiceError::invalid("template", "the chosen template no longer exists"))?;
+    }
+    Ok(())
+}
+
+/// What the editor offers.
+pub async fn options(svc: &Services, actor: &Actor) -> ServiceResult<CampaignOptions> {
+    actor.require(Permission::CampaignsWrite)?;
+    let org = actor.organisation_id;
+    let choices = |sql: &'static str| async move {
+        db::all(svc.db(), sql, [org.0.into()])
+            .await?
+            .iter()
+            .map(|r| Ok(Choice { id: db::get(r, "id")?, name: db::get(r, "name")? }))
+            .collect::<ServiceResult<Vec<_>>>()
+    };
+    let segments = choices("SELECT id, name FROM segment WHERE organisation_id = $1 ORDER BY lower(name)").await?;
+    let lists = choices("SELECT id, name FROM contact_list WHERE organisation_id = $1 ORDER BY lower(name)").await?;
+    let templates = db::all(
+        svc.db(),
+        "SELECT t.id, t.name, t.latest_version, coalesce(v.uses_phi, false) AS uses_phi
+         FROM template t LEFT JOIN template_version v ON v.template_id = t.id AND v.version = t.latest_version
+         WHERE t.organisation_id = $1 AND t.archived_at IS NULL AND t.latest_version > 0 ORDER BY lower(t.name)",
+        [org.0.into()],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(TemplateChoice {
+            id: db::get(r, "id")?,
+            name: db::get(r, "name")?,
+            latest_version: db::get(r, "latest_version")?,
+            uses_phi: db::get(r, "uses_phi")?,
+        })
+    })
+    .collect::<ServiceResult<Vec<_>>>()?;
+    let from = svc.settings().mail.from_address().to_string();
+    let (default_from_name, default_from_email) = match from.parse::<lettre::message::Mailbox>() {
+        Ok(m) => (m.name.unwrap_or_default(), m.email.to_string()),
+        Err(_) => (String::new(), from),
+    };
+    Ok(CampaignOptions { segments, lists, templates, default_from_email, default_from_name })
+}
+
+pub async fn list(svc: &Services, actor: &Actor) -> ServiceResult<Vec<CampaignSummary>> {
+    actor.require(Permission::CampaignsRead)?;
+    let rows = db::all(
+        svc.db(),
+        &format!("SELECT {COLS} FROM campaign WHERE organisation_id = $1 ORDER BY created_at DESC LIMIT 500"),
+        [actor.organisation_id.0.into()],
+    )
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let row = row_from(&r)?;
+        out.push(CampaignSummary {
+            id: row.id,
+            name: row.settings.name.clone(),
+            status: row.status,
+            updated_at: row.updated_at,
+            scheduled_at: row.scheduled_at,
+            counts: counts(svc.db(), row.id).await?,
+        });
+    }
+    Ok(out)
+}
+
+async fn version_number<C: ConnectionTrait>(conn: &C, id: Option<Uuid>) -> ServiceResult<Option<i32>> {
+    let Some(id) = id else { return Ok(None) };
+    Ok(db::one(conn, "SELECT version FROM template_version WHERE id = $1", [id.into()])
+        .await?
+        .map(|r| db::get::<i32>(&r, "version"))
+        .transpose()?)
+}
+
+pub async fn get(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<CampaignView> {
+    actor.require(Permission::CampaignsRead)?;
+    let row = load(svc.db(), actor.organisation_id, id, false).await?;
+    Ok(CampaignView {
+        id: row.id,
+        template_version: version_number(svc.db(), row.template_version_id).await?,
+        counts: counts(svc.db(), row.id).await?,
+        settings: row.settings,
+        status: row.status,
+        pause_reason: row.pause_reason,
+        uses_phi: row.uses_phi,
+        scheduled_at: row.scheduled_at,
+        started_at: row.started_at,
+        finished_at: row.finished_at,
+        updated_at: row.updated_at,
+    })
+}
+
+pub async fn create(svc: &Services, actor: &Actor, settings: &CampaignSettings) -> ServiceResult<Uuid> {
+    actor.require(Permission::CampaignsWrite)?;
+    let s = clean(settings);
+    s.validate_draft()?;
+    let org = actor.organisation_id;
+    let txn = svc.db().begin().await?;
+    check_references(&txn, org, &s).await?;
+    let id = Uuid::now_v7();
+    let now = svc.clock().now();
+    let res = db::exec(
+        &txn,
+        "INSERT INTO campaign (id, organisation_id, name, status, settings, created_by, created_at, updated_at)
+         VALUES ($1, $2, $3, 'draft', $4, $5, $6, $6)",
+        [
+            id.into(),
+            org.0.into(),
+            s.name.clone().into(),
+            settings_json(&s)?.into(),
+            actor.user_id().map(|u| u.0).into(),
+            now.into(),
+        ],
+    )
+    .await;
+    match res {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(ServiceError::conflict("A campaign with this name already exists."));
+        }
+        r => r?,
+    };
+    audit::record(svc, &txn, AuditRecord::by(actor, AuditAction::CampaignCreated).target("campaign", id)).await?;
+    txn.commit().await?;
+    Ok(id)
+}
+
+/// Change a draft. Scheduled, sending and finished campaigns are not edited (withdraw the
+/// schedule first).
+pub async fn update(svc: &Services, actor: &Actor, id: Uuid, settings: &CampaignSettings) -> ServiceResult<()> {
+    actor.require(Permission::CampaignsWrite)?;
+    let s = clean(settings);
+    s.validate_draft()?;
+    let org = actor.organisation_id;
+    let txn = svc.db().begin().await?;
+    let row = load(&txn, org, id, true).await?;
+    if !row.status.is_editable() {
+        return Err(ServiceError::conflict("Only a draft can be changed. Withdraw the schedule first."));
+    }
+    check_references(&txn, org, &s).await?;
+    let res = db::exec(
+        &txn,
+        "UPDATE campaign SET name = $3, settings = $4, updated_at = $5 WHERE id = $1 AND organisation_id = $2",
+        [id.into(), org.0.into(), s.name.clone().into(), settings_json(&s)?.into(), svc.clock().now().into()],
+    )
+    .await;
+    match res {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(ServiceError::conflict("A campaign with this name already exists."));
+        }
+        r => r?,
+    };
+    audit::record(svc, &txn, AuditRecord::by(actor, AuditAction::CampaignUpdated).target("campaign", id)).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+pub async fn delete(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<()> {
+    actor.require(Permission::CampaignsWrite)?;
+    let org = actor.organisation_id;
+    let txn = svc.db().begin().await?;
+    let row = load(&txn, org, id, true).await?;
+    if row.status != CampaignStatus::Draft {
+        return Err(ServiceError::conflict("Only a draft can be deleted; a sent campaign stays for its report."));
+    }
+    db::exec(&txn, "DELETE FROM campaign WHERE id = $1 AND organisation_id = $2", [id.into(), org.0.into()]).await?;
+    audit::record(svc, &txn, AuditRecord::by(actor, AuditAction::CampaignDeleted).target("campaign", id)).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Pin the template's latest version and check the launch rules. Returns (version id, uses PHI).
+async fn pin(txn: &DatabaseTransaction, row: &Row, now: DateTime<Utc>) -> ServiceResult<(Uuid, bool)> {
+    check_references(txn, row.organisation, &row.settings).await?;
+    let template = row.settings.template_id.ok_or_else(|| ServiceError::invalid("template", "choose a template"))?;
+    let v = db::one(
+        txn,
+        "SELECT v.id, v.uses_phi FROM template t JOIN template_version v ON v.template_id = t.id AND v.version = t.latest_version
+         WHERE t.id = $1 AND t.organisation_id = $2",
+        [template.into(), row.organisation.0.into()],
+    )
+    .await?
+    .ok_or_else(|| ServiceError::invalid("template", "the chosen template has no saved version yet"))?;
+    let (vid, uses_phi): (Uuid, bool) = (db::get(&v, "id")?, db::get(&v, "uses_phi")?);
+    row.settings.validate_for_launch(uses_phi, now)?;
+    Ok((vid, uses_phi))
+}
+
+/// When a schedule starts (UTC). Local-time schedules start at the earliest zone (UTC+14).
+fn start_instant(s: &Schedule, now: DateTime<Utc>) -> DateTime<Utc> {
+    match s {
+        Schedule::Now => now,
+        Schedule::At { at } => *at,
+        Schedule::LocalTime { date, time } => chrono::FixedOffset::east_opt(14 * 3600)
+            .map(|earliest| domain::campaigns::local_send_at(*date, *time, earliest))
+            .unwrap_or(now)
+            .max(now),
+    }
+}
+
+async fn set_status(
+    txn: &DatabaseTransaction,
+    row: &Row,
+    to: CampaignStatus,
+    pause: Option<PauseReason>,
+    now: DateTime<Utc>,
+) -> ServiceResult<()> {
+    db::exec(
+        txn,
+        "UPDATE campaign SET status = $2, pause_reason = $3, updated_at = $4,
+             finished_at = CASE WHEN $2 IN ('completed', 'cancelled', 'failed') THEN $4 ELSE finished_at END
+         WHERE id = $1",
+        [row.id.into(), to.as_str().into(), pause.map(|p| p.as_str().to_string()).into(), now.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Launch (schedule "now") or schedule a draft: pins the template version and checks every launch
+/// rule; a "now" campaign starts sending at once.
+pub async fn launch(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<CampaignStatus> {
+    actor.require(Permission::CampaignsWrite)?;
+    let org = actor.organisation_id;
+    let now = svc.clock().now();
+    let txn = svc.db().begin().await?;
+    let row = load(&txn, org, id, true).await?;
+    if row.status != CampaignStatus::Draft {
+        return Err(ServiceError::conflict("This campaign has already been launched or scheduled."));
+    }
+    let (vid, uses_phi) = pin(&txn, &row, now).await?;
+    let starts = start_instant(&row.settings.schedule, now);
+    db::exec(
+        &txn,
+        "UPDATE campaign SET template_version_id = $2, uses_phi = $3, scheduled_at = $4 WHERE id = $1",
+        [id.into(), vid.into(), uses_phi.into(), starts.into()],
+    )
+    .await?;
+    let status = if matches!(row.settings.schedule, Schedule::Now) {
+        let to = row.status.transition(CampaignEvent::Start)?;
+        start(svc, &txn, &row, now).await?;
+        audit::record(
+            svc,
+            &txn,
+            AuditRecord::by(actor, AuditAction::CampaignLaunched)
+                .target("campaign", id)
+                .detail("version", vid.to_string()),
+        )
+        .await?;
+        to
+    } else {
+        let to = row.status.transition(CampaignEvent::Schedule)?;
+        set_status(&txn, &row, to, None, now).await?;
+        audit::record(
+            svc,
+            &txn,
+            AuditRecord::by(actor, AuditAction::CampaignScheduled)
+                .target("campaign", id)
+                .detail("starts_at", starts.to_rfc3339()),
+        )
+        .await?;
+        to
+    };
+    txn.commit().await?;
+    Ok(status)
+}
+
+/// Move a campaign to sending and enqueue audience resolution (same transaction).
+async fn start(svc: &Services, txn: &DatabaseTransaction, row: &Row, now: DateTime<Utc>) -> ServiceResult<()> {
+    let to = row.status.transition(CampaignEvent::Start)?;
+    db::exec(
+        txn,
+        "UPDATE campaign SET status = $2, started_at = coalesce(started_at, $3), updated_at = $3, send_clock = NULL WHERE id = $1",
+        [row.id.into(), to.as_str().into(), now.into()],
+    )
+    .await?;
+    let _ = svc;
+    outbox::enqueue(
+        txn,
+        queue::CAMPAIGN_PREPARE,
+        &PrepareJob { campaign_id: row.id },
+        25,
+        Some(format!("prepare:{}", row.id)),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Withdraw a schedule: back to draft.
+pub async fn unschedule(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<()> {
+    actor.require(Permission::CampaignsWrite)?;
+    let now = svc.clock().now();
+    let txn = svc.db().begin().await?;
+    let row = load(&txn, actor.organisation_id, id, true).await?;
+    let to = row.status.transition(CampaignEvent::Unschedule)?;
+    set_status(&txn, &row, to, None, now).await?;
+    db::exec(&txn, "UPDATE campaign SET template_version_id = NULL, scheduled_at = NULL WHERE id = $1", [id.into()])
+        .await?;
+    audit::record(svc, &txn, AuditRecord::by(actor, AuditAction::CampaignUnscheduled).target("campaign", id)).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Pause: dispatch jobs stop at their next batch (within about a second); nothing queued is lost.
+pub async fn pause(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<()> {
+    actor.require(Permission::CampaignsWrite)?;
+    let now = svc.clock().now();
+    let txn = svc.db().begin().await?;
+    let row = load(&txn, actor.organisation_id, id, true).await?;
+    let to = row.status.transition(CampaignEvent::Pause)?;
+    set_status(&txn, &row, to, Some(PauseReason::Manual), now).await?;
+    audit::record(svc, &txn, AuditRecord::by(actor, AuditAction::CampaignPaused).target("campaign", id)).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Resume: a new generation of dispatch jobs picks up where the last one stopped.
+pub async fn resume(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<()> {
+    actor.require(Permission::CampaignsWrite)?;
+    let now = svc.clock().now();
+    let txn = svc.db().begin().await?;
+    let row = load(&txn, actor.organisation_id, id, true).await?;
+    let to = row.status.transition(CampaignEvent::Resume)?;
+    db::exec(
+        &txn,
+        "UPDATE campaign SET status = $2, pause_reason = NULL, error_streak = 0, generation = generation + 1,
+             send_clock = NULL, updated_at = $3 WHERE id = $1",
+        [id.into(), to.as_str().into(), now.into()],
+    )
+    .await?;
+    if row.audience_ready {
+        enqueue_dispatch(svc, &txn, id, row.generation + 1).await?;
+    } else {
+        outbox::enqueue(
+            &txn,
+            queue::CAMPAIGN_PREPARE,
+            &PrepareJob { campaign_id: id },
+            25,
+            Some(format!("prepare:{id}:{}", row.generation + 1)),
+        )
+        .await?;
+    }
+    audit::record(svc, &txn, AuditRecord::by(actor, AuditAction::CampaignResumed).target("campaign", id)).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Cancel: nothing more is sent; deliveries not yet sent are marked cancelled.
+pub async fn cancel(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<()> {
+    actor.require(Permission::CampaignsWrite)?;
+    let now = svc.clock().now();
+    let txn = svc.db().begin().await?;
+    let row = load(&txn, actor.organisation_id, id, true).await?;
+    let to = row.status.transition(CampaignEvent::Cancel)?;
+    set_status(&txn, &row, to, None, now).await?;
+    db::exec(
+        &txn,
+        "UPDATE delivery SET state = 'cancelled', updated_at = $2 WHERE campaign_id = $1 AND state IN ('queued', 'deferred')",
+        [id.into(), now.into()],
+    )
+    .await?;
+    audit::record(svc, &txn, AuditRecord::by(actor, AuditAction::CampaignCancelled).target("campaign", id)).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Enqueue one dispatch job per slot for a generation (idempotent per generation and slot).
+pub(crate) async fn enqueue_dispatch<C: ConnectionTrait>(
+    svc: &Services,
+    conn: &C,
+    id: Uuid,
+    generation: i32,
+) -> ServiceResult<()> {
+    for slot in 0..svc.settings().sending.slots.max(1) {
+        let job = DispatchJob { campaign_id: id, generation, chain: format!("s{slot}"), seq: 0 };
+        outbox::enqueue(conn, queue::CAMPAIGN_DISPATCH, &job, 1000, Some(dispatch_key(&job))).await?;
+    }
+    Ok(())
+}
+
+pub(crate) fn dispatch_key(j: &DispatchJob) -> String {
+    format!("dispatch:{}:{}:{}:{}", j.campaign_id, j.generation, j.chain, j.seq)
+}
+
+pub async fn progress(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<CampaignProgress> {
+    actor.require(Permission::CampaignsRead)?;
+    let row = load(svc.db(), actor.organisation_id, id, false).await?;
+    let now = svc.clock().now();
+    let recent: i64 = db::one(
+        svc.db(),
+        "SELECT count(*) AS n FROM delivery WHERE campaign_id = $1 AND state = 'sent' AND accepted_at > $2",
+        [id.into(), (now - chrono::Duration::seconds(60)).into()],
+    )
+    .await?
+    .map(|r| db::get(&r, "n"))
+    .transpose()?
+    .unwrap_or(0);
+    Ok(CampaignProgress {
+        status: row.status,
+        pause_reason: row.pause_reason,
+        counts: counts(svc.db(), id).await?,
+        rate_per_s: recent as f64 / 60.0,
+        audience_ready: row.audience_ready,
+    })
+}
+
+/// The campaign report: delivery totals, human and machine opens and clicks, unsubscribes, clicks
+/// per link. Aggregates only; analysts may read it.
+pub async fn report(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<CampaignReport> {
+    actor.require(Permission::ReportsRead)?;
+    let row = load(svc.db(), actor.organisation_id, id, false).await?;
+    let counts = counts(svc.db(), id).await?;
+    let e = db::one(
+        svc.db(),
+        "SELECT
+            count(DISTINCT delivery_id) FILTER (WHERE activity = 'opened' AND NOT machine) AS human_opens,
+            count(*) FILTER (WHERE activity = 'opened' AND machine) AS machine_opens,
+            count(DISTINCT delivery_id) FILTER (WHERE activity = 'clicked' AND NOT machine) AS unique_clicks,
+            count(*) FILTER (WHERE activity = 'clicked' AND NOT machine) AS clicks,
+            count(*) FILTER (WHERE activity = 'clicked' AND machine) AS machine_clicks,
+            count(DISTINCT delivery_id) FILTER (WHERE activity = 'unsubscribed') AS unsubscribes
+         FROM engagement_event WHERE campaign_id = $1 AND organisation_id = $2",
+        [id.into(), actor.organisation_id.0.into()],
+    )
+    .await?
+    .ok_or_else(|| ServiceError::internal("report query"))?;
+    let n = |c: &str| -> ServiceResult<u64> { Ok(db::get::<i64>(&e, c)?.max(0) as u64) };
+    let links = db::all(
+        svc.db(),
+        "SELECT l.url,
+            count(e.id) FILTER (WHERE NOT e.machine) AS clicks,
+            count(DISTINCT e.delivery_id) FILTER (WHERE NOT e.machine) AS uniq,
+            count(e.id) FILTER (WHERE e.machine) AS machine
+         FROM campaign_link l
+         LEFT JOIN engagement_event e ON e.campaign_id = l.campaign_id AND e.activity = 'clicked' AND e.link_position = l.position
+         WHERE l.campaign_id = $1 GROUP BY l.position, l.url ORDER BY l.position",
+        [id.into()],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(LinkStat {
+            url: db::get(r, "url")?,
+            clicks: db::get::<i64>(r, "clicks")?.max(0) as u64,
+            unique: db::get::<i64>(r, "uniq")?.max(0) as u64,
+            machine: db::get::<i64>(r, "machine")?.max(0) as u64,
+        })
+    })
+    .collect::<ServiceResult<Vec<_>>>()?;
+    Ok(CampaignReport {
+        name: row.settings.name,
+        status: row.status,
+        delivered: counts.sent,
+        bounced: counts.bounced,
+        counts,
+        unique_human_opens: n("human_opens")?,
+        machine_opens: n("machine_opens")?,
+        unique_human_clicks: n("unique_clicks")?,
+        human_clicks: n("clicks")?,
+        machine_clicks: n("machine_clicks")?,
+        unsubscribes: n("unsubscribes")?,
+        links,
+    })
+}
+
+/// Scheduler tick (every few seconds, from any worker process): start scheduled campaigns whose
+/// time has come, hand back deliveries of dead workers, make sure every sending campaign with
+/// work left has a live dispatch job, and complete campaigns with nothing left.
+pub async fn tick(svc: &Services, stale: std::time::Duration) -> ServiceResult<()> {
+    let now = svc.clock().now();
+    let due =
+        db::all(svc.db(), "SELECT id FROM campaign WHERE status = 'scheduled' AND scheduled_at <= $1", [now.into()])
+            .await?;
+    for r in due {
+        let id: Uuid = db::get(&r, "id")?;
+        let txn = svc.db().begin().await?;
+        let row = load_any(&txn, id, true).await?;
+        if row.status == CampaignStatus::Scheduled {
+            start(svc, &txn, &row, now).await?;
+            audit::record(
+                svc,
+                &txn,
+                AuditRecord::new(
+                    Some(row.organisation),
+                    audit::AuditActor::System,
+                    AuditAction::CampaignLaunched,
+                    domain::audit::AuditOutcome::Success,
+                )
+                .target("campaign", id)
+                .detail("via", "schedule"),
+            )
+            .await?;
+        }
+        txn.commit().await?;
+    }
+    send::reclaim_orphans(svc).await?;
+    let sending = db::all(svc.db(), "SELECT id FROM campaign WHERE status = 'sending' AND audience_ready", []).await?;
+    for r in sending {
+        let id: Uuid = db::get(&r, "id")?;
+        send::ensure_dispatch(svc, id, stale).await?;
+    }
+    Ok(())
+}
+
+/// Send the campaign's message, personalised with synthetic data, to the signed-in user's own
+/// address through the same transport and headers as the real send (From, Reply-To,
+/// List-Unsubscribe). Rate-limited like template test sends.
+pub async fn test_send(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<String> {
+    use crate::links::{self, LinkKind, LinkSubject};
+    use crate::templates::store::{
+        TEST_SEND_WINDOW_MINUTES, TEST_SENDS_PER_WINDOW, compiled, merge_data, organisation_name, synthetic_contact,
+    };
+    actor.require(Permission::CampaignsWrite)?;
+    let org = actor.organisation_id;
+    let user = actor.user_id().ok_or(ServiceError::Forbidden)?;
+    let row = load(svc.db(), org, id, false).await?;
+    let now = svc.clock().now();
+    let recent: i64 = db::one(
+        svc.db(),
+        "SELECT count(*) AS n FROM audit_event WHERE actor_user_id = $1 AND action IN ($2, $3) AND occurred_at > $4",
+        [
+            user.0.into(),
+            AuditAction::CampaignTestSent.code().into(),
+            AuditAction::TemplateTestSent.code().into(),
+            (now - chrono::Duration::minutes(TEST_SEND_WINDOW_MINUTES)).into(),
+        ],
+    )
+    .await?
+    .map(|r| db::get(&r, "n"))
+    .transpose()?
+    .unwrap_or(0);
+    if recent >= TEST_SENDS_PER_WINDOW {
+        return Err(ServiceError::Throttled { retry_after_secs: (TEST_SEND_WINDOW_MINUTES * 60) as u64 });
+    }
+    let version = match row.template_version_id {
+        Some(v) => v,
+        None => {
+            let t = row.settings.template_id.ok_or_else(|| ServiceError::invalid("template", "choose a template"))?;
+            db::one(
+                svc.db(),
+                "SELECT v.id FROM template t JOIN template_version v ON v.template_id = t.id AND v.version = t.latest_version
+                 WHERE t.id = $1 AND t.organisation_id = $2",
+                [t.into(), org.0.into()],
+            )
+            .await?
+            .map(|r| db::get::<Uuid>(&r, "id"))
+            .transpose()?
+            .ok_or_else(|| ServiceError::invalid("template", "the chosen template has no saved version yet"))?
+        }
+    };
+    let c = compiled(svc, org, version).await?;
+    let to: String = db::one(
+        svc.db(),
+        "SELECT email FROM app_user WHERE id = $1 AND organisation_id = $2",
+        [user.0.into(), org.0.into()],
+    )
+    .await?
+    .map(|r| db::get(&r, "email"))
+    .transpose()?
+    .ok_or(ServiceError::NotFound)?;
+    let catalogue = crate::contacts::fields::catalogue(svc, svc.db(), org).await?;
+    let subject = LinkSubject::Test { user: user.0, message: id };
+    let links_json = links::links_json(svc, org, subject, now).await?;
+    let unsubscribe =
+        links::url(svc, LinkKind::Unsubscribe, &links::token(svc, org, LinkKind::Unsubscribe, subject, now).await?);
+    let r = svc.templates().sandbox.render(
+        &c.checked,
+        merge_data(synthetic_contact(&catalogue), &organisation_name(svc, org).await?, links_json),
+    )?;
+    let s = &row.settings;
+    let from_addr: lettre::Address =
+        s.from_email.parse().map_err(|_| ServiceError::invalid("from_email", "is not a valid address"))?;
+    let from = lettre::message::Mailbox::new((!s.from_name.is_empty()).then(|| s.from_name.clone()), from_addr);
+    let to_box: lettre::message::Mailbox =
+        to.parse().map_err(|_| ServiceError::invalid("recipient", "is not a valid email address"))?;
+    let subject_line = format!("[Test] {}", r.subject.expose());
+    let mut b = lettre::Message::builder().from(from).to(to_box).subject(subject_line.clone());
+    if let Some(rt) = &s.reply_to {
+        b = b.reply_to(lettre::message::Mailbox::new(
+            None,
+            rt.parse().map_err(|_| ServiceError::invalid("reply_to", "is not a valid address"))?,
+        ));
+    }
+    use lettre::message::{MultiPart, SinglePart, header};
+    for (name, value) in [
+        ("List-Unsubscribe", format!("<{unsubscribe}>")),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".to_string()),
+        ("X-Hermetic-Test", "1".to_string()),
+    ] {
+        b = b.raw_header(header::HeaderValue::new(header::HeaderName::new_from_ascii_str(name), value));
+    }
+    let message = b
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(SinglePart::builder().header(header::ContentType::TEXT_PLAIN).body(r.text.expose().clone()))
+                .singlepart(SinglePart::builder().header(header::ContentType::TEXT_HTML).body(r.html.expose().clone())),
+        )
+        .map_err(|_| ServiceError::internal("the message could not be built"))?;
+    let outcome = crate::mail::deliver(svc, org, message, &domain::Phi::new(to), &subject_line).await?;
+    let ok = matches!(outcome, crate::mail::SendOutcome::Accepted(_));
+    audit::record_now(
+        svc,
+        AuditRecord::by(actor, AuditAction::CampaignTestSent).target("campaign", id).outcome(if ok {
+            domain::audit::AuditOutcome::Success
+        } else {
+            domain::audit::AuditOutcome::Failure
+        }),
+    )
+    .await?;
+    match outcome {
+        crate::mail::SendOutcome::Accepted(_) => Ok(match svc.mailer() {
+            crate::mail::Mailer::DevMailbox => "Test sent to your address — captured in the dev mailbox.".into(),
+            crate::mail::Mailer::Smtp(_) => "Test sent to your address.".into(),
+        }),
+        crate::mail::SendOutcome::Deferred(code) => Err(ServiceError::Conflict(
+            format!("The test was not sent: the mail server asked us to try later ({code}).").into(),
+        )),
+        crate::mail::SendOutcome::Rejected(code) => {
+            Err(ServiceError::Conflict(format!("The test was not sent: the mail server refused it ({code}).").into()))
+        }
+    }
+}

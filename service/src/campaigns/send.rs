@@ -1,0 +1,842 @@
+//! The send loop of a dispatch job: claim a batch of due deliveries, wait for the campaign's
+//! throttle, render and send each over the SMTP pool, record every outcome at once.
+//!
+//! Exactly once. A delivery is claimed (`queued` → `sending`, `claimed_by` = this process's lease)
+//! before its message is built, and becomes `sent` in a write made as soon as the SMTP server's
+//! final 250 arrives (outcomes are written as they come; under load they batch naturally). A
+//! process that dies leaves rows in `sending`; its lease — a PostgreSQL advisory lock held on a
+//! dedicated connection for the process's life — is released by the server the moment the
+//! connection drops, and `reclaim_orphans` hands those rows back to `queued`. The only way to send
+//! twice is to die between the server's 250 and that write: the window each row measures as
+//! `recorded_at − accepted_at`. Nothing is lost: a row leaves `sending` only by our record of an
+//! outcome or by reclaim.
+//!
+//! Nothing rendered is stored: messages exist only in memory, inside `Phi`, until handed to the
+//! pool. Suppression and consent are checked again in the claim, so someone who unsubscribes after
+//! launch is skipped.
+
+use super::{DispatchJob, Row, dispatch_key, load_any};
+use crate::audit::{self, AuditActor, AuditRecord};
+use crate::contacts::record::{self, Open};
+use crate::contacts::{self, fields};
+use crate::crypto::keyring::DataKey;
+use crate::db;
+use crate::error::{ServiceError, ServiceResult};
+use crate::links::{self, LinkKind, LinkSubject};
+use crate::mail::{self, SendOutcome};
+use crate::outbox::{self, queue};
+use crate::segments::eval::pool;
+use crate::services::Services;
+use crate::templates::MergeFields;
+use crate::templates::store::{CompiledVersion, compiled, contact_json, merge_data, organisation_name};
+use chrono::{DateTime, Utc};
+use domain::Phi;
+use domain::audit::{AuditAction, AuditOutcome};
+use domain::campaigns::{CampaignEvent, CampaignStatus, PauseReason, recipient_domain};
+use futures::StreamExt;
+use lettre::Message;
+use lettre::message::{Mailbox, MultiPart, SinglePart, header};
+use sea_orm::sqlx::{self, Connection, PgConnection};
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+fn sqlx_err(e: sqlx::Error) -> ServiceError {
+    ServiceError::from(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(Arc::new(e))))
+}
+
+/// This process's sending lease: an advisory lock on a connection of its own.
+pub struct Lease {
+    pub key: i64,
+    conn: Mutex<PgConnection>,
+}
+
+impl Lease {
+    async fn acquire(svc: &Services) -> ServiceResult<Lease> {
+        let opts = pool(svc).connect_options();
+        let mut conn = PgConnection::connect_with(&*opts).await.map_err(sqlx_err)?;
+        loop {
+            let b = *Uuid::new_v4().as_bytes();
+            let key = i64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(key)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(sqlx_err)?;
+            if got {
+                return Ok(Lease { key, conn: Mutex::new(conn) });
+            }
+        }
+    }
+
+    /// Whether the lease still holds (its connection answers and still owns the lock).
+    pub async fn alive(&self) -> bool {
+        let mut c = self.conn.lock().await;
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
+                 AND ((classid::bigint << 32) | objid::bigint) = $1)",
+        )
+        .bind(self.key)
+        .fetch_one(&mut *c)
+        .await
+        .unwrap_or(false)
+    }
+}
+
+/// The process's lease, taken on first use.
+pub async fn lease(svc: &Services) -> ServiceResult<Arc<Lease>> {
+    svc.send_lease().get_or_try_init(|| async { Lease::acquire(svc).await.map(Arc::new) }).await.cloned()
+}
+
+/// Hand back deliveries held by processes that died (their advisory lock is free).
+pub async fn reclaim_orphans(svc: &Services) -> ServiceResult<u64> {
+    let holders: Vec<i64> = sqlx::query_scalar(
+        "SELECT DISTINCT claimed_by FROM delivery WHERE state = 'sending' AND claimed_by IS NOT NULL",
+    )
+    .fetch_all(&pool(svc))
+    .await
+    .map_err(sqlx_err)?;
+    let mut n = 0;
+    for k in holders {
+        let mut tx = pool(svc).begin().await.map_err(sqlx_err)?;
+        let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(k)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(sqlx_err)?;
+        if free {
+            let r = sqlx::query(
+                "UPDATE delivery SET state = 'queued', claimed_by = NULL, claimed_at = NULL, updated_at = now()
+                 WHERE state = 'sending' AND claimed_by = $1",
+            )
+            .bind(k)
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlx_err)?;
+            n += r.rows_affected();
+            if r.rows_affected() > 0 {
+                tracing::warn!(rows = r.rows_affected(), "deliveries of a stopped send worker handed back");
+            }
+        }
+        tx.commit().await.map_err(sqlx_err)?;
+    }
+    Ok(n)
+}
+
+/// What one send produced, ready to record.
+struct Outcome {
+    id: Uuid,
+    state: &'static str,
+    status: Option<String>,
+    detail: Option<&'static str>,
+    not_before: Option<DateTime<Utc>>,
+    accepted_at: Option<DateTime<Utc>>,
+    /// Counts toward auto-pause (connection, TLS, 4xx, non-bounce failures).
+    error: bool,
+    hard_bounce: bool,
+}
+
+/// Everything a dispatch job needs to build this campaign's messages.
+struct Prepared {
+    row: Row,
+    version: Arc<CompiledVersion>,
+    fields: MergeFields,
+    catalogue: Vec<domain::contacts::CustomField>,
+    org_name: String,
+    key: Arc<DataKey>,
+    bidx: Arc<DataKey>,
+    links: Vec<super::tracking::TrackedLink>,
+    from: Mailbox,
+    reply_to: Option<Mailbox>,
+    from_domain: String,
+    public_url: String,
+}
+
+async fn prepare(svc: &Services, row: Row) -> ServiceResult<Prepared> {
+    let org = row.organisation;
+    let vid = row.template_version_id.ok_or_else(|| ServiceError::internal("campaign without a pinned version"))?;
+    let version = compiled(svc, org, vid).await?;
+    let catalogue = fields::catalogue(svc, svc.db(), org).await?;
+    let fields = MergeFields::new(&catalogue);
+    let html: String = db::one(svc.db(), "SELECT html FROM template_version WHERE id = $1", [vid.into()])
+        .await?
+        .map(|r| db::get(&r, "html"))
+        .transpose()?
+        .ok_or(ServiceError::NotFound)?;
+    let public_url = svc.settings().public_url.trim_end_matches('/').to_string();
+    let links = super::tracking::tracked_links(&html, &public_url);
+    let s = &row.settings;
+    let email: lettre::Address =
+        s.from_email.parse().map_err(|_| ServiceError::invalid("from_email", "is not a valid address"))?;
+    let from_domain = email.domain().to_string();
+    let from = Mailbox::new((!s.from_name.is_empty()).then(|| s.from_name.clone()), email);
+    let reply_to = match &s.reply_to {
+        Some(r) => Some(Mailbox::new(
+            None,
+            r.parse().map_err(|_| ServiceError::invalid("reply_to", "is not a valid address"))?,
+        )),
+        None => None,
+    };
+    Ok(Prepared {
+        version,
+        fields,
+        catalogue,
+        org_name: organisation_name(svc, org).await?,
+        key: contacts::data_key(svc, svc.db(), org).await?,
+        bidx: contacts::bidx_key(svc, svc.db(), org).await?,
+        links,
+        from,
+        reply_to,
+        from_domain,
+        public_url,
+        row,
+    })
+}
+
+/// A claimed delivery's contact: id, sealed columns, time zone, locale, plain attributes.
+type ClaimedContact = (Uuid, record::SealedContact, Option<String>, Option<String>, serde_json::Value);
+
+/// A claimed delivery with its contact's sealed row and eligibility now.
+struct Claimed {
+    id: Uuid,
+    attempts: i32,
+    contact: Option<ClaimedContact>,
+    eligible: bool,
+}
+
+async fn claim(svc: &Services, p: &Prepared, lease: i64, n: i64, now: DateTime<Utc>) -> ServiceResult<Vec<Claimed>> {
+    let rows = db::all(
+        svc.db(),
+        &format!(
+            "WITH due AS (
+                 SELECT id FROM delivery WHERE campaign_id = $1 AND state IN ('queued', 'deferred') AND not_before <= $2
+                 ORDER BY not_before, id LIMIT $3 FOR UPDATE SKIP LOCKED),
+             claimed AS (
+                 UPDATE delivery d SET state = 'sending', claimed_by = $4, claimed_at = $2, attempts = d.attempts + 1, updated_at = $2
+                 FROM due WHERE d.id = due.id RETURNING d.id, d.contact_id, d.attempts)
+             SELECT k.id AS delivery_id, k.attempts, c.id AS contact_id, {cols}, c.time_zone, c.locale, c.attrs,
+                    (coalesce(cc.granted, false) AND s.email_bidx IS NULL) AS eligible
+             FROM claimed k
+             LEFT JOIN contact c ON c.id = k.contact_id
+             LEFT JOIN contact_consent cc ON cc.contact_id = c.id AND cc.purpose = $5
+             LEFT JOIN suppression s ON s.organisation_id = c.organisation_id AND s.email_bidx = c.email_bidx",
+            cols = contacts::SEALED_COLS.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
+        ),
+        [p.row.id.into(), now.into(), n.into(), lease.into(), p.row.settings.purpose.as_str().into()],
+    )
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let contact_id: Option<Uuid> = db::get(r, "contact_id")?;
+            Ok(Claimed {
+                id: db::get(r, "delivery_id")?,
+                attempts: db::get(r, "attempts")?,
+                eligible: db::get::<Option<bool>>(r, "eligible")?.unwrap_or(false),
+                contact: match contact_id {
+                    Some(cid) => Some((
+                        cid,
+                        contacts::sealed_from_row(r)?,
+                        db::get(r, "time_zone")?,
+                        db::get(r, "locale")?,
+                        db::get(r, "attrs")?,
+                    )),
+                    None => None,
+                },
+            })
+        })
+        .collect()
+}
+
+fn skipped(id: Uuid, why: &'static str) -> Outcome {
+    Outcome {
+        id,
+        state: "skipped",
+        status: None,
+        detail: Some(why),
+        not_before: None,
+        accepted_at: None,
+        error: false,
+        hard_bounce: false,
+    }
+}
+
+/// A built message: envelope and bytes (DKIM-signed), plus what the dev mailbox indexes.
+struct Built {
+    message: Message,
+    to: Phi<String>,
+    subject: String,
+    domain_key: Vec<u8>,
+}
+
+fn build(svc: &Services, p: &Prepared, keys: &record::KeySet, c: &Claimed, now: DateTime<Utc>) -> ServiceResult<Built> {
+    let org = p.row.organisation;
+    let Some((cid, sealed, tz, locale, attrs)) = &c.contact else {
+        return Err(ServiceError::NotFound);
+    };
+    let mut rec = record::open(keys, org, *cid, sealed, Open::All, &p.catalogue)?;
+    rec.time_zone = tz.clone();
+    rec.locale = locale.clone();
+    rec.attrs = record::attrs_from_json(attrs, &p.catalogue);
+    let subject = LinkSubject::Contact { contact: *cid, message: c.id };
+    let mut links = serde_json::Map::new();
+    for kind in LinkKind::ALL {
+        let tok = links::token_with(&p.key, org, kind, subject, now)?;
+        links.insert(kind.name().into(), links::url_at(&p.public_url, kind, &tok).into());
+    }
+    let unsubscribe = links::url_at(
+        &p.public_url,
+        LinkKind::Unsubscribe,
+        &links::token_with(&p.key, org, LinkKind::Unsubscribe, subject, now)?,
+    );
+    let data = merge_data(contact_json(&rec, &p.fields).into_inner(), &p.org_name, serde_json::Value::Object(links));
+    let r = svc.templates().sandbox.render(&p.version.checked, data)?;
+    let html = super::tracking::instrument(r.html.expose(), &p.links, &p.public_url, &p.key, org, c.id, now)?;
+    let to: Mailbox =
+        rec.email.expose().parse().map_err(|_| ServiceError::invalid("recipient", "is not a valid email address"))?;
+    let mut b = Message::builder()
+        .from(p.from.clone())
+        .to(to)
+        .subject(r.subject.expose().clone())
+        .message_id(Some(format!("<{}@{}>", c.id, p.from_domain)));
+    if let Some(rt) = &p.reply_to {
+        b = b.reply_to(rt.clone());
+    }
+    for (name, value) in [
+        ("List-Unsubscribe", format!("<{unsubscribe}>")),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".to_string()),
+        ("X-Hermetic-Delivery", c.id.to_string()),
+    ] {
+        b = b.raw_header(header::HeaderValue::new(header::HeaderName::new_from_ascii_str(name), value));
+    }
+    let message = b
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(SinglePart::builder().header(header::ContentType::TEXT_PLAIN).body(r.text.expose().clone()))
+                .singlepart(SinglePart::builder().header(header::ContentType::TEXT_HTML).body(html)),
+        )
+        .map_err(|_| ServiceError::internal("the message could not be built"))?;
+    let domain_key = recipient_domain(rec.email.expose())
+        .map(|d| p.bidx.mac(&[b"hermetic.bidx.domain.v1", d.as_bytes()])[..16].to_vec())
+        .unwrap_or_default();
+    Ok(Built { message, to: rec.email.clone(), subject: r.subject.expose().clone(), domain_key })
+}
+
+/// Which permanent replies mean the address does not exist (suppressed as a hard bounce).
+fn is_hard_bounce(status: &str) -> bool {
+    let mut parts = status.split_whitespace();
+    let code = parts.next().unwrap_or("");
+    let enhanced = parts.next().unwrap_or("");
+    enhanced.starts_with("5.1.") || (enhanced.is_empty() && matches!(code, "550" | "551" | "553"))
+}
+
+/// Take a per-domain slot when one is free within a second (a GCRA clock per campaign and
+/// domain, on the database's clock). Returns whether it was taken and how long to wait: until the
+/// slot when taken, until the domain is free again when not (nothing is reserved then).
+async fn domain_slot(svc: &Services, campaign: Uuid, key: &[u8], per_minute: u32) -> ServiceResult<(bool, Duration)> {
+    let step = 60.0 / f64::from(per_minute.max(1));
+    let mut tx = pool(svc).begin().await.map_err(sqlx_err)?;
+    sqlx::query(
+        "INSERT INTO campaign_domain_clock (campaign_id, domain_key, clock) VALUES ($1, $2, clock_timestamp())
+         ON CONFLICT (campaign_id, domain_key) DO NOTHING",
+    )
+    .bind(campaign)
+    .bind(key)
+    .execute(&mut *tx)
+    .await
+    .map_err(sqlx_err)?;
+    let (granted, wait): (bool, f64) = sqlx::query_as(
+        "WITH old AS (SELECT clock, clock_timestamp() AS now FROM campaign_domain_clock
+                      WHERE campaign_id = $1 AND domain_key = $2 FOR UPDATE)
+         UPDATE campaign_domain_clock d
+            SET clock = CASE WHEN old.clock <= old.now + interval '1 second'
+                             THEN GREATEST(old.clock, old.now) + make_interval(secs => $3) ELSE old.clock END
+           FROM old WHERE d.campaign_id = $1 AND d.domain_key = $2
+         RETURNING old.clock <= old.now + interval '1 second', GREATEST(extract(epoch FROM (old.clock - old.now))::float8, 0)",
+    )
+    .bind(campaign)
+    .bind(key)
+    .bind(step)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(sqlx_err)?;
+    tx.commit().await.map_err(sqlx_err)?;
+    Ok((granted, Duration::from_secs_f64(wait.clamp(0.0, 86_400.0))))
+}
+
+async fn send_one(svc: &Services, p: &Prepared, keys: &record::KeySet, c: Claimed) -> Outcome {
+    let id = c.id;
+    if c.contact.is_none() {
+        return skipped(id, "the contact was erased");
+    }
+    if !c.eligible {
+        return skipped(id, "unsubscribed, suppressed or without consent since launch");
+    }
+    let now = svc.clock().now();
+    let built = match build(svc, p, keys, &c, now) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(delivery = %id, error = %e.log_detail(), "a campaign message could not be built");
+            return Outcome {
+                id,
+                state: "failed",
+                status: None,
+                detail: Some("the message could not be built for this contact"),
+                not_before: None,
+                accepted_at: None,
+                error: true,
+                hard_bounce: false,
+            };
+        }
+    };
+    if let Some(cap) = p.row.settings.throttle.per_domain_per_minute {
+        match domain_slot(svc, p.row.id, &built.domain_key, cap).await {
+            Ok((false, wait)) => {
+                // Not this domain's turn: hand the row back for later, not counted as an attempt.
+                return Outcome {
+                    id,
+                    state: "queued",
+                    status: None,
+                    detail: Some("waiting for the per-domain limit"),
+                    not_before: Some(now + chrono::Duration::from_std(wait).unwrap_or_default()),
+                    accepted_at: None,
+                    error: false,
+                    hard_bounce: false,
+                };
+            }
+            Ok((true, wait)) => tokio::time::sleep(wait).await,
+            Err(e) => tracing::warn!(error = %e.log_detail(), "per-domain limit unavailable"),
+        }
+    }
+    let org = p.row.organisation;
+    let outcome = mail::deliver(svc, org, built.message, &built.to, &built.subject).await;
+    let at = svc.clock().now();
+    match outcome {
+        Ok(SendOutcome::Accepted(status)) => Outcome {
+            id,
+            state: "sent",
+            status: Some(status),
+            detail: None,
+            not_before: None,
+            accepted_at: Some(at),
+            error: false,
+            hard_bounce: false,
+        },
+        Ok(SendOutcome::Rejected(status)) => {
+            let hard = is_hard_bounce(&status);
+            Outcome {
+                id,
+                state: if hard { "bounced" } else { "failed" },
+                detail: Some(if hard {
+                    "the address does not exist (hard bounce)"
+                } else {
+                    "the mail server refused the message"
+                }),
+                status: Some(status),
+                not_before: None,
+                accepted_at: None,
+                error: !hard,
+                hard_bounce: hard,
+            }
+        }
+        Ok(SendOutcome::Deferred(status)) => {
+            let retry = &svc.settings().sending.retry;
+            if c.attempts as u32 >= retry.max_attempts {
+                Outcome {
+                    id,
+                    state: "failed",
+                    status: Some(status),
+                    detail: Some("temporary failures on every attempt"),
+                    not_before: None,
+                    accepted_at: None,
+                    error: true,
+                    hard_bounce: false,
+                }
+            } else {
+                let jitter = f64::from(Uuid::new_v4().as_bytes()[0]) / 255.0;
+                Outcome {
+                    id,
+                    state: "deferred",
+                    status: Some(status),
+                    detail: Some("the mail server asked us to try later"),
+                    not_before: Some(at + retry.backoff(c.attempts as u32, jitter)),
+                    accepted_at: None,
+                    error: true,
+                    hard_bounce: false,
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(delivery = %id, error = %e.log_detail(), "a campaign message could not be handed over");
+            Outcome {
+                id,
+                state: "deferred",
+                status: None,
+                detail: Some("the message could not be handed to the mail transport"),
+                not_before: Some(at + chrono::Duration::seconds(60)),
+                accepted_at: None,
+                error: true,
+                hard_bounce: false,
+            }
+        }
+    }
+}
+
+/// Write outcomes (one statement for the rows, one for the engagement and suppression facts).
+async fn record(svc: &Services, campaign: Uuid, lease: i64, outs: &[Outcome]) -> ServiceResult<()> {
+    if outs.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool(svc).begin().await.map_err(sqlx_err)?;
+    let ids: Vec<Uuid> = outs.iter().map(|o| o.id).collect();
+    let states: Vec<&str> = outs.iter().map(|o| o.state).collect();
+    let statuses: Vec<Option<String>> = outs.iter().map(|o| o.status.clone()).collect();
+    let details: Vec<Option<&str>> = outs.iter().map(|o| o.detail).collect();
+    let nbs: Vec<Option<DateTime<Utc>>> = outs.iter().map(|o| o.not_before).collect();
+    let acc: Vec<Option<DateTime<Utc>>> = outs.iter().map(|o| o.accepted_at).collect();
+    // A row handed back for the per-domain limit was not attempted.
+    let undo: Vec<i32> = outs.iter().map(|o| i32::from(o.state == "queued")).collect();
+    sqlx::query(
+        "UPDATE delivery d SET state = u.state, smtp_status = coalesce(u.status, d.smtp_status), detail = u.detail,
+             not_before = coalesce(u.nb, d.not_before), accepted_at = u.acc,
+             recorded_at = CASE WHEN u.state = 'sent' THEN clock_timestamp() END,
+             attempts = d.attempts - u.undo, claimed_by = NULL, claimed_at = NULL, updated_at = now()
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::int[])
+              AS u(id, state, status, detail, nb, acc, undo)
+         WHERE d.id = u.id AND d.state = 'sending' AND d.claimed_by = $8",
+    )
+    .bind(&ids)
+    .bind(&states)
+    .bind(&statuses)
+    .bind(&details)
+    .bind(&nbs)
+    .bind(&acc)
+    .bind(&undo)
+    .bind(lease)
+    .execute(&mut *tx)
+    .await
+    .map_err(sqlx_err)?;
+    let sent: Vec<Uuid> = outs.iter().filter(|o| o.state == "sent").map(|o| o.id).collect();
+    let bounced: Vec<Uuid> = outs.iter().filter(|o| o.hard_bounce).map(|o| o.id).collect();
+    for (ids, activity) in [(&sent, "received"), (&bounced, "bounced")] {
+        if !ids.is_empty() {
+            sqlx::query(
+                "INSERT INTO engagement_event (organisation_id, contact_id, campaign_id, activity, machine, occurred_at, delivery_id)
+                 SELECT organisation_id, contact_id, campaign_id, $2, false, coalesce(accepted_at, now()), id
+                 FROM delivery WHERE id = ANY($1) AND contact_id IS NOT NULL",
+            )
+            .bind(ids)
+            .bind(activity)
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlx_err)?;
+        }
+    }
+    if !bounced.is_empty() {
+        sqlx::query(
+            "INSERT INTO suppression (organisation_id, email_bidx, reason, created_at)
+             SELECT c.organisation_id, c.email_bidx, 'hard_bounce', now()
+             FROM delivery d JOIN contact c ON c.id = d.contact_id WHERE d.id = ANY($1)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&bounced)
+        .execute(&mut *tx)
+        .await
+        .map_err(sqlx_err)?;
+    }
+    // Auto-pause: the streak is the failures since the last success.
+    let errors_in_order: Vec<bool> =
+        outs.iter().filter(|o| o.state != "skipped" && o.state != "queued").map(|o| o.error).collect();
+    if !errors_in_order.is_empty() {
+        let any_ok = errors_in_order.iter().any(|e| !e);
+        let trailing = errors_in_order.iter().rev().take_while(|e| **e).count() as i32;
+        let streak: i32 = sqlx::query_scalar(
+            "UPDATE campaign SET error_streak = CASE WHEN $2 THEN $3 ELSE error_streak + $3 END WHERE id = $1 RETURNING error_streak",
+        )
+        .bind(campaign)
+        .bind(any_ok)
+        .bind(trailing)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(sqlx_err)?;
+        tx.commit().await.map_err(sqlx_err)?;
+        auto_pause_if_needed(svc, campaign, streak).await?;
+        return Ok(());
+    }
+    tx.commit().await.map_err(sqlx_err)?;
+    Ok(())
+}
+
+async fn auto_pause_if_needed(svc: &Services, campaign: Uuid, streak: i32) -> ServiceResult<()> {
+    let txn = svc.db().begin().await?;
+    let row = load_any(&txn, campaign, true).await?;
+    let limit = row.settings.auto_pause.after_consecutive_errors as i32;
+    if row.status != CampaignStatus::Sending || streak < limit {
+        return Ok(());
+    }
+    let to = row.status.transition(CampaignEvent::Pause)?;
+    db::exec(
+        &txn,
+        "UPDATE campaign SET status = $2, pause_reason = $3, updated_at = $4 WHERE id = $1",
+        [campaign.into(), to.as_str().into(), PauseReason::ErrorStreak.as_str().into(), svc.clock().now().into()],
+    )
+    .await?;
+    audit::record(
+        svc,
+        &txn,
+        AuditRecord::new(
+            Some(row.organisation),
+            AuditActor::System,
+            AuditAction::CampaignAutoPaused,
+            AuditOutcome::Success,
+        )
+        .target("campaign", campaign)
+        .detail("consecutive_errors", streak),
+    )
+    .await?;
+    txn.commit().await?;
+    tracing::warn!(campaign = %campaign, streak, "campaign paused after consecutive sending errors");
+    Ok(())
+}
+
+/// Complete a sending campaign with nothing left to send. Returns whether it is (now) finished.
+pub async fn finish_if_done(svc: &Services, campaign: Uuid) -> ServiceResult<bool> {
+    let txn = svc.db().begin().await?;
+    let row = load_any(&txn, campaign, true).await?;
+    if row.status != CampaignStatus::Sending || !row.audience_ready {
+        return Ok(row.status.is_terminal());
+    }
+    let left = db::one(
+        &txn,
+        "SELECT count(*) AS n FROM delivery WHERE campaign_id = $1 AND state IN ('queued', 'sending', 'deferred')",
+        [campaign.into()],
+    )
+    .await?
+    .map(|r| db::get::<i64>(&r, "n"))
+    .transpose()?
+    .unwrap_or(0);
+    if left > 0 {
+        return Ok(false);
+    }
+    let to = row.status.transition(CampaignEvent::Finish)?;
+    let now = svc.clock().now();
+    db::exec(
+        &txn,
+        "UPDATE campaign SET status = $2, finished_at = $3, updated_at = $3 WHERE id = $1",
+        [campaign.into(), to.as_str().into(), now.into()],
+    )
+    .await?;
+    audit::record(
+        svc,
+        &txn,
+        AuditRecord::new(
+            Some(row.organisation),
+            AuditActor::System,
+            AuditAction::CampaignCompleted,
+            AuditOutcome::Success,
+        )
+        .target("campaign", campaign),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// Reserve `n` messages of the campaign's global rate (a GCRA clock on the campaign row, shared
+/// by every worker); returns how long to wait before sending them. Real time on the database's
+/// clock: throttling is physics, not business time.
+async fn reserve(svc: &Services, campaign: Uuid, n: i64, per_second: u32) -> ServiceResult<Duration> {
+    let span = n as f64 / f64::from(per_second.max(1));
+    let wait: f64 = sqlx::query_scalar(
+        "WITH r AS (
+             UPDATE campaign SET send_clock = GREATEST(coalesce(send_clock, clock_timestamp()), clock_timestamp()) + make_interval(secs => $2)
+             WHERE id = $1 RETURNING send_clock)
+         SELECT GREATEST(extract(epoch FROM (send_clock - clock_timestamp()))::float8 - $2, 0) FROM r",
+    )
+    .bind(campaign)
+    .bind(span)
+    .fetch_one(&pool(svc))
+    .await
+    .map_err(sqlx_err)?;
+    Ok(Duration::from_secs_f64(wait.clamp(0.0, 3600.0)))
+}
+
+/// Whether the job should keep going: the campaign is still sending in this generation.
+async fn still_sending<C: ConnectionTrait>(conn: &C, campaign: Uuid, generation: i32) -> ServiceResult<bool> {
+    Ok(db::one(conn, "SELECT status, generation FROM campaign WHERE id = $1", [campaign.into()])
+        .await?
+        .map(|r| {
+            Ok::<_, ServiceError>(
+                db::get::<String>(&r, "status")? == "sending" && db::get::<i32>(&r, "generation")? == generation,
+            )
+        })
+        .transpose()?
+        .unwrap_or(false))
+}
+
+async fn sleep_until(svc: &Services, t: DateTime<Utc>) {
+    let d = (t - svc.clock().now()).to_std().unwrap_or_default();
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
+    }
+}
+
+/// Run one dispatch job: send batches until the campaign stops, nothing is due, or the job's time
+/// is up (then a successor job continues).
+pub async fn dispatch(svc: &Services, job: &DispatchJob) -> ServiceResult<()> {
+    let row = load_any(svc.db(), job.campaign_id, false).await?;
+    if row.status != CampaignStatus::Sending || row.generation != job.generation || !row.audience_ready {
+        return Ok(());
+    }
+    let lease = lease(svc).await?;
+    let settings = svc.settings().sending.clone();
+    let p = prepare(svc, row).await?;
+    let started = Instant::now();
+    let per_second = p.row.settings.throttle.per_second.max(1);
+    let batch = i64::from((per_second / 4).clamp(1, settings.max_batch.max(1)));
+    let concurrency = settings.concurrency.max(1) as usize;
+    loop {
+        if !still_sending(svc.db(), job.campaign_id, job.generation).await? {
+            return Ok(());
+        }
+        if !lease.alive().await {
+            return Err(ServiceError::internal("the send lease was lost"));
+        }
+        if started.elapsed() > Duration::from_secs(settings.job_secs) {
+            return successor(svc, job, None).await;
+        }
+        // Wait for this batch's share of the campaign's rate first, then look again: a pause or
+        // cancel during the wait is honoured before anything is claimed.
+        let wait = reserve(svc, job.campaign_id, batch, per_second).await?;
+        tokio::time::sleep(wait).await;
+        if !still_sending(svc.db(), job.campaign_id, job.generation).await? {
+            return Ok(());
+        }
+        let now = svc.clock().now();
+        let claimed = claim(svc, &p, lease.key, batch, now).await?;
+        if claimed.is_empty() {
+            if finish_if_done(svc, job.campaign_id).await? {
+                return Ok(());
+            }
+            let next: Option<DateTime<Utc>> = db::one(
+                svc.db(),
+                "SELECT min(not_before) AS t FROM delivery WHERE campaign_id = $1 AND state IN ('queued', 'deferred')",
+                [job.campaign_id.into()],
+            )
+            .await?
+            .map(|r| db::get(&r, "t"))
+            .transpose()?
+            .flatten();
+            match next {
+                // Rows are in flight in other jobs; they finish the campaign.
+                None => return Ok(()),
+                Some(t) if t - now <= chrono::Duration::seconds(2) => {
+                    sleep_until(svc, t.min(now + chrono::Duration::seconds(1))).await;
+                    continue;
+                }
+                Some(t) => return successor(svc, job, Some(t)).await,
+            }
+        }
+        let sealed: Vec<&record::SealedContact> =
+            claimed.iter().filter_map(|c| c.contact.as_ref().map(|x| &x.1)).collect();
+        let keys = contacts::keys_for(svc, svc.db(), &sealed).await?;
+        // Outcomes are written as they arrive: the write right after each 250 is what keeps the
+        // duplicate window small. Under load they group into one statement.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Outcome>();
+        let writer = {
+            let svc = svc.clone();
+            let campaign = job.campaign_id;
+            let key = lease.key;
+            tokio::spawn(async move {
+                let mut result = Ok(());
+                while let Some(first) = rx.recv().await {
+                    let mut outs = vec![first];
+                    while let Ok(o) = rx.try_recv() {
+                        outs.push(o);
+                    }
+                    // A failed write is retried: until it lands, these rows stay ours ('sending').
+                    let mut attempt = 0;
+                    loop {
+                        match record(&svc, campaign, key, &outs).await {
+                            Ok(()) => break,
+                            Err(e) if attempt < 5 => {
+                                attempt += 1;
+                                tracing::warn!(error = %e.log_detail(), attempt, "delivery outcomes not written yet; retrying");
+                                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e.log_detail(), rows = outs.len(), "delivery outcomes could not be written");
+                                result = Err(e);
+                                break;
+                            }
+                        }
+                    }
+                }
+                result
+            })
+        };
+        futures::stream::iter(claimed)
+            .for_each_concurrent(concurrency, |c| {
+                let tx = tx.clone();
+                let p = &p;
+                let keys = &keys;
+                async move {
+                    let o = send_one(svc, p, keys, c).await;
+                    let _ = tx.send(o);
+                }
+            })
+            .await;
+        drop(tx);
+        writer.await.map_err(|_| ServiceError::internal("the outcome writer stopped"))??;
+    }
+}
+
+/// Hand over to the next job of this slot (at `at`, or now).
+async fn successor(svc: &Services, job: &DispatchJob, at: Option<DateTime<Utc>>) -> ServiceResult<()> {
+    let next = DispatchJob { seq: job.seq + 1, ..job.clone() };
+    outbox::enqueue_at(svc.db(), queue::CAMPAIGN_DISPATCH, &next, 1000, Some(dispatch_key(&next)), at).await?;
+    Ok(())
+}
+
+/// Make sure a sending campaign with work left has a live dispatch job (after a crash, or when
+/// every job ended while rows were deferred). `stale` is how long a silent worker counts as dead.
+pub async fn ensure_dispatch(svc: &Services, campaign: Uuid, stale: Duration) -> ServiceResult<()> {
+    let live: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM apalis.jobs j
+         WHERE j.job_type = $1 AND j.idempotency_key LIKE $2
+           AND (j.status IN ('Pending', 'Queued')
+                OR (j.status = 'Running' AND j.lock_by IN
+                    (SELECT w.id FROM apalis.workers w WHERE w.last_seen > now() - make_interval(secs => $3))))",
+    )
+    .bind(queue::CAMPAIGN_DISPATCH)
+    .bind(format!("dispatch:{campaign}:%"))
+    .bind(stale.as_secs_f64())
+    .fetch_one(&pool(svc))
+    .await
+    .map_err(sqlx_err)?;
+    if live > 0 {
+        return Ok(());
+    }
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM delivery WHERE campaign_id = $1 AND state IN ('queued', 'deferred', 'sending')",
+    )
+    .bind(campaign)
+    .fetch_one(&pool(svc))
+    .await
+    .map_err(sqlx_err)?;
+    if pending == 0 {
+        finish_if_done(svc, campaign).await?;
+        return Ok(());
+    }
+    let row = load_any(svc.db(), campaign, false).await?;
+    let job = DispatchJob {
+        campaign_id: campaign,
+        generation: row.generation,
+        chain: format!("r{}", Uuid::now_v7().simple()),
+        seq: 0,
+    };
+    outbox::enqueue_at(svc.db(), queue::CAMPAIGN_DISPATCH, &job, 1000, Some(dispatch_key(&job)), None).await?;
+    tracing::info!(campaign = %campaign, "dispatch restarted for a campaign with work left");
+    Ok(())
+}
