@@ -42,6 +42,8 @@ test('campaign: build, test send, launch, progress, dev mailbox, report; analyst
   await page.goto('/campaigns/new');
   await expect(page.locator('[data-test=save-campaign]')).toBeEnabled();
   await page.locator('[data-test=campaign-name]').fill(`Spring ${tag}`);
+  await page.locator('[data-test=from-name]').fill('Lakeside Clinic');
+  await page.locator('[data-test=from-email]').fill('news@e2e-clinic.example');
   await page.locator('label', { hasText: `List ${tag}` }).locator('input').check();
   await expect(page.locator('[data-test=audience-count]')).toContainText('2 recipients', { timeout: 15_000 });
   await page.locator('[data-test=campaign-template]').selectOption({ label: `Newsletter ${tag} (version 1) — contains PHI` });
@@ -55,10 +57,12 @@ test('campaign: build, test send, launch, progress, dev mailbox, report; analyst
   await expect(page.locator('[data-test=test-campaign]')).toBeEnabled();
 
   // Hostile input gets a plain error and loses nothing.
-  await page.locator('[data-test=from-name]').fill('Clinic\nBcc: everyone@evil.example');
+  // (Text inputs drop line breaks; header injection is refused by the server: see the IT.)
+  await page.locator('[data-test=from-email]').fill('news at clinic <script>');
   await page.locator('[data-test=save-campaign]').click();
-  await expect(page.locator('.alert.error')).toBeVisible();
-  await page.locator('[data-test=from-name]').fill('Lakeside Clinic');
+  await expect(page.locator('.alert.error')).toContainText('from_email');
+  await expect(page.locator('[data-test=campaign-name]')).toHaveValue(`Spring ${tag}`);
+  await page.locator('[data-test=from-email]').fill('news@e2e-clinic.example');
   await page.locator('[data-test=save-campaign]').click();
   await expect(page.locator('[data-test=notice]')).toContainText('Draft saved');
 
