@@ -12,6 +12,8 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod send;
+
 #[derive(Parser)]
 struct Cli {
     /// Needed by the benchmarks that use the database.
@@ -33,6 +35,38 @@ enum Command {
     Segment {
         #[arg(long, default_value_t = 1_000_000)]
         contacts: usize,
+    },
+    /// Send a campaign to N generated contacts through a worker process over STARTTLS into
+    /// `smtp-sink` (behind stunnel), then measure `smtp-source`'s raw rate into the same sink; a
+    /// second run signs with RSA-2048 DKIM. Driven by `scripts/bench send`.
+    Send {
+        #[arg(long, default_value_t = 100_000)]
+        recipients: usize,
+        #[arg(long)]
+        tls_port: u16,
+        #[arg(long)]
+        sink_port: u16,
+        #[arg(long)]
+        sink_log: std::path::PathBuf,
+        #[arg(long)]
+        ca_file: std::path::PathBuf,
+        #[arg(long)]
+        smtp_source: String,
+        #[arg(long)]
+        dkim_key: Option<std::path::PathBuf>,
+        #[arg(long, default_value_t = 16)]
+        connections: u32,
+    },
+    /// (internal) A send worker process for `send`: the real job runtime with an SMTP relay.
+    Worker {
+        #[arg(long)]
+        smtp_port: u16,
+        #[arg(long)]
+        ca_file: std::path::PathBuf,
+        #[arg(long)]
+        dkim_key: Option<std::path::PathBuf>,
+        #[arg(long, default_value_t = 16)]
+        connections: u32,
     },
     /// Render a realistic ~15 KB newsletter personalised for generated contacts, on one core.
     Render {
@@ -76,15 +110,27 @@ fn seal_rate() -> f64 {
 }
 
 async fn services(url: &str) -> Result<service::Services> {
+    services_with(url, service::mail::MailSettings::DevMailbox { from: "Bench <bench@localhost>".into() }, None, 10)
+        .await
+}
+
+async fn services_with(
+    url: &str,
+    mail: service::mail::MailSettings,
+    dkim: Option<Arc<service::mail::Dkim>>,
+    max_connections: u32,
+) -> Result<service::Services> {
     let mut opt = ConnectOptions::new(url.to_string());
-    opt.max_connections(10).sqlx_logging(false);
+    opt.max_connections(max_connections).sqlx_logging(false);
     let db = Database::connect(opt).await?;
     migration::migrate(&db).await?;
     jobs::setup(db.get_postgres_connection_pool()).await?;
     let settings = service::Settings {
         auth: service::AuthSettings::default(),
         import_max_bytes: 10_000_000_000,
-        mail: service::mail::MailSettings::DevMailbox { from: "Bench <bench@localhost>".into() },
+        mail,
+        mail_dkim: dkim,
+        sending: service::campaigns::SendingSettings::default(),
         public_url: "http://127.0.0.1".into(),
         totp_issuer: "Hermetic".into(),
     };
@@ -181,6 +227,17 @@ async fn import(url: &str, rows: usize) -> Result<()> {
 
 /// Import `rows` generated contacts into the actor's organisation through the real import path.
 async fn load_contacts(svc: &service::Services, actor: &service::Actor, rows: usize, tag: &str) -> Result<()> {
+    load_contacts_into(svc, actor, rows, tag, None).await
+}
+
+/// Import `rows` generated contacts (with marketing consent), optionally into a list.
+async fn load_contacts_into(
+    svc: &service::Services,
+    actor: &service::Actor,
+    rows: usize,
+    tag: &str,
+    list: Option<uuid::Uuid>,
+) -> Result<()> {
     let path = std::env::temp_dir().join(format!("hermetic-bench-{}-{tag}.csv", std::process::id()));
     {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
@@ -207,7 +264,7 @@ async fn load_contacts(svc: &service::Services, actor: &service::Actor, rows: us
             .map(|s| Some(s.to_string()))
             .collect(),
         dedupe: domain::contacts::Dedupe::Update,
-        list_ids: vec![],
+        list_ids: list.into_iter().collect(),
         consent_purpose: Some(domain::contacts::ConsentPurpose::Marketing),
         consent_text: Some("I agree to receive news by email.".into()),
     };
@@ -388,6 +445,59 @@ fn tokio_util_stream(
     }))
 }
 
+/// One float column of a query with one uuid parameter.
+async fn query_f64s(svc: &service::Services, sql: &str, param: uuid::Uuid) -> Result<Vec<f64>> {
+    use sea_orm::ConnectionTrait;
+    let rows = svc
+        .db()
+        .query_all_raw(sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, [param.into()]))
+        .await?;
+    Ok(rows.iter().filter_map(|r| r.try_get::<Option<f64>>("", "v").ok().flatten()).collect())
+}
+
+/// About the size of one campaign message (body parts plus headers, tracking and MIME).
+async fn sample_message_bytes(svc: &service::Services, actor: &service::Actor, template: uuid::Uuid) -> Result<usize> {
+    let e = service::templates::store::editor(svc, actor, template, None).await?;
+    Ok(e.content.html.len() + e.content.text.len() + 2500)
+}
+
+/// The worker process of `send`: jobs with a real SMTP relay until SIGTERM.
+async fn worker(
+    url: &str,
+    smtp_port: u16,
+    ca_file: &std::path::Path,
+    dkim_key: Option<&std::path::Path>,
+    connections: u32,
+) -> Result<()> {
+    let smtp = service::mail::SmtpSettings {
+        host: "localhost".into(),
+        port: smtp_port,
+        tls: service::mail::TlsMode::StartTls,
+        username: None,
+        password: None,
+        ca_pem: Some(std::fs::read(ca_file)?),
+        pool_size: connections,
+        tag_organisation: false,
+    };
+    let dkim = match dkim_key {
+        Some(k) => Some(Arc::new(
+            service::mail::Dkim::new("bench", "bench.example", &std::fs::read_to_string(k)?)
+                .map_err(anyhow::Error::msg)?,
+        )),
+        None => None,
+    };
+    let mail = service::mail::MailSettings::Smtp { smtp, from: "Bench <bench@bench.example>".into() };
+    let svc = services_with(url, mail, dkim, 10).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let cfg = jobs::JobsConfig { poll_interval: Duration::from_millis(200), ..jobs::JobsConfig::default() };
+    let run = tokio::spawn(jobs::run(svc, cfg, stop_rx));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    term.recv().await;
+    let _ = stop_tx.send(true);
+    let _ = run.await;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -396,6 +506,55 @@ async fn main() -> Result<()> {
             import(cli.database_url.as_deref().context("--database-url is required")?, rows).await
         }
         Command::Render { contacts, seconds } => render(contacts, seconds),
+        Command::Worker { smtp_port, ca_file, dkim_key, connections } => {
+            worker(
+                cli.database_url.as_deref().context("--database-url is required")?,
+                smtp_port,
+                &ca_file,
+                dkim_key.as_deref(),
+                connections,
+            )
+            .await
+        }
+        Command::Send { recipients, tls_port, sink_port, sink_log, ca_file, smtp_source, dkim_key, connections } => {
+            let a = send::SendArgs {
+                url: cli.database_url.clone().context("--database-url is required")?,
+                recipients,
+                tls_port,
+                sink_port,
+                sink_log,
+                ca_file,
+                smtp_source,
+                dkim_key,
+                connections,
+            };
+            let plain = send::run_once(&a, false).await?;
+            let raw = send::raw_rate(&a, plain.message_bytes)?;
+            eprintln!("raw smtp-source rate with {} byte messages: {raw:.0}/s", plain.message_bytes);
+            let signed = if a.dkim_key.is_some() { Some(send::run_once(&a, true).await?) } else { None };
+            let mut line = format!(
+                "send recipients={recipients} rate={:.0} raw={raw:.0} ratio={:.2} rss_mb={:.0} lost={} dup={} window_ms_max={:.1} window_ms_p99={:.1}",
+                plain.rate,
+                plain.rate / raw,
+                plain.rss_mb,
+                plain.lost,
+                plain.dup,
+                plain.window_ms_max,
+                plain.window_ms_p99
+            );
+            if let Some(d) = signed {
+                line.push_str(&format!(
+                    " dkim_rate={:.0} dkim_ratio={:.2} dkim_rss_mb={:.0} dkim_lost={} dkim_dup={}",
+                    d.rate,
+                    d.rate / raw,
+                    d.rss_mb,
+                    d.lost,
+                    d.dup
+                ));
+            }
+            println!("{line}");
+            Ok(())
+        }
         Command::Segment { contacts } => {
             segment(cli.database_url.as_deref().context("--database-url is required")?, contacts).await
         }
