@@ -478,3 +478,97 @@ async fn hostile_settings_roles_and_other_organisations() {
     let _ = other;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn local_time_schedules_follow_each_recipients_zone() {
+    let smtp = SmtpServer::start(Tls::Required, &[]);
+    let app = start(&smtp, &[]).await;
+    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    let actor = Actor::system(org, "test");
+    let svc = &app.services;
+    let mut ids = vec![];
+    for (email, zone) in [("east@patients.test", "Pacific/Kiritimati"), ("west@patients.test", "America/Los_Angeles")] {
+        let mut fields = std::collections::BTreeMap::new();
+        fields.insert("email".to_string(), Phi::new(email.to_string()));
+        fields.insert("time_zone".to_string(), Phi::new(zone.to_string()));
+        let id = service::contacts::create(svc, &actor, ContactInput { fields }).await.unwrap();
+        service::contacts::consent::record(svc, &actor, id, ConsentPurpose::Marketing, true, None).await.unwrap();
+        ids.push(id);
+    }
+    let list = list_with(svc, &actor, &ids).await;
+    let t = template(svc, &actor).await;
+    // 09:00 the day after tomorrow (UTC date), in each recipient's zone.
+    let date = (app.now() + chrono::Duration::days(2)).date_naive();
+    let nine = chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap();
+    let mut s = settings("Morning", list, t);
+    s.schedule = Schedule::LocalTime { date, time: nine };
+    let id = service::campaigns::create(svc, &actor, &s).await.unwrap();
+    assert_eq!(service::campaigns::launch(svc, &actor, id).await.unwrap(), CampaignStatus::Scheduled);
+    let east = date.and_time(nine).and_utc() - chrono::Duration::hours(14);
+    let west = date.and_time(nine).and_utc() + chrono::Duration::hours(8);
+    // Nothing before Kiritimati's 09:00.
+    app.clock.set(east - chrono::Duration::minutes(5));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(smtp.messages().is_empty());
+    assert_eq!(status(svc, &actor, id).await.status, CampaignStatus::Scheduled);
+    app.clock.set(east + chrono::Duration::minutes(1));
+    let first = smtp.wait_for(1, 30).await;
+    assert_eq!(header(&mime(&first[0].0), "to"), "east@patients.test");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(smtp.messages().len(), 1, "Los Angeles is still asleep");
+    app.clock.set(west + chrono::Duration::minutes(1));
+    let both = smtp.wait_for(2, 30).await;
+    assert_eq!(header(&mime(&both[1].0), "to"), "west@patients.test");
+    wait_status(&app, &actor, id, CampaignStatus::Completed, 30).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_errors_pause_the_campaign_and_domain_caps_hold_messages_back() {
+    // A relay without STARTTLS: every send is a temporary failure, so the campaign pauses itself.
+    let plain = SmtpServer::start(Tls::None, &[]);
+    let app = start(&plain, &[]).await;
+    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    let actor = Actor::system(org, "test");
+    let svc = &app.services;
+    let mut ids = vec![];
+    for i in 0..6 {
+        ids.push(contact(svc, &actor, &format!("p{i}@patients.test"), "P", true).await);
+    }
+    let list = list_with(svc, &actor, &ids).await;
+    let t = template(svc, &actor).await;
+    let mut s = settings("Broken relay", list, t);
+    s.auto_pause.after_consecutive_errors = 3;
+    let id = service::campaigns::create(svc, &actor, &s).await.unwrap();
+    service::campaigns::launch(svc, &actor, id).await.unwrap();
+    wait_status(&app, &actor, id, CampaignStatus::Paused, 60).await;
+    let p = status(svc, &actor, id).await;
+    assert_eq!(p.pause_reason, Some(PauseReason::ErrorStreak));
+    assert!(plain.messages().is_empty());
+    app.stop().await;
+
+    // A per-domain cap of 2 a minute: two go now, the rest wait their turn.
+    let smtp = SmtpServer::start(Tls::Required, &[]);
+    let app = start(&smtp, &[]).await;
+    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    let actor = Actor::system(org, "test");
+    let svc = &app.services;
+    let mut ids = vec![];
+    for i in 0..5 {
+        ids.push(contact(svc, &actor, &format!("p{i}@patients.test"), "P", true).await);
+    }
+    let list = list_with(svc, &actor, &ids).await;
+    let t = template(svc, &actor).await;
+    let mut s = settings("Capped", list, t);
+    s.throttle.per_domain_per_minute = Some(2);
+    let id = service::campaigns::create(svc, &actor, &s).await.unwrap();
+    service::campaigns::launch(svc, &actor, id).await.unwrap();
+    smtp.wait_for(1, 30).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let sent = smtp.messages().len();
+    assert!((1..=2).contains(&sent), "{sent} messages to one domain in the first seconds");
+    let p = status(svc, &actor, id).await;
+    assert_eq!(p.status, CampaignStatus::Sending);
+    assert_eq!(p.counts.queued as usize, 5 - sent, "{p:?}");
+    app.stop().await;
+}

@@ -805,7 +805,7 @@ pub async fn ensure_dispatch(svc: &Services, campaign: Uuid, stale: Duration) ->
     let live: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM apalis.jobs j
          WHERE j.job_type = $1 AND j.idempotency_key LIKE $2
-           AND (j.status IN ('Pending', 'Queued')
+           AND ((j.status IN ('Pending', 'Queued') AND j.run_at <= now() + interval '5 seconds')
                 OR (j.status = 'Running' AND j.lock_by IN
                     (SELECT w.id FROM apalis.workers w WHERE w.last_seen > now() - make_interval(secs => $3))))",
     )
@@ -818,15 +818,21 @@ pub async fn ensure_dispatch(svc: &Services, campaign: Uuid, stale: Duration) ->
     if live > 0 {
         return Ok(());
     }
-    let pending: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM delivery WHERE campaign_id = $1 AND state IN ('queued', 'deferred', 'sending')",
+    // Work left at all, and work due now (a successor waiting for a later row is not needed yet).
+    let (pending, due): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE state IN ('queued', 'deferred') AND not_before <= $2)
+         FROM delivery WHERE campaign_id = $1 AND state IN ('queued', 'deferred', 'sending')",
     )
     .bind(campaign)
+    .bind(svc.clock().now())
     .fetch_one(&pool(svc))
     .await
     .map_err(sqlx_err)?;
     if pending == 0 {
         finish_if_done(svc, campaign).await?;
+        return Ok(());
+    }
+    if due == 0 {
         return Ok(());
     }
     let row = load_any(svc.db(), campaign, false).await?;
