@@ -7,6 +7,7 @@ test('a contact created with hostile input shows it as text, and viewing is audi
   let dialogs = 0;
   page.on('dialog', async (d) => { dialogs++; await d.dismiss(); });
   await page.goto('/contacts/new');
+  await expect(page.getByRole('button', { name: 'Create contact' })).toBeEnabled(); // hydrated
   const email = `pat-${Date.now()}@e2e-patients.example`;
   await page.getByLabel('Email').fill(email);
   await page.getByLabel('First name').fill('<img src=x onerror=alert(1)>');

@@ -11,6 +11,7 @@ test('segment builder: live count, audited preview, save, duplicate; analysts co
   const tag = `Seg${Date.now()}`;
   for (const [first, n] of [[`${tag}<img src=x onerror=alert(1)>`, 1], [`${tag}b`, 2]] as const) {
     await page.goto('/contacts/new');
+    await expect(page.getByRole('button', { name: 'Create contact' })).toBeEnabled(); // hydrated
     await page.getByLabel('Email').fill(`${tag.toLowerCase()}-${n}@e2e-segments.example`);
     await page.getByLabel('First name').fill(first);
     await page.getByRole('button', { name: 'Create contact' }).click();
@@ -71,4 +72,38 @@ test('segment builder: live count, audited preview, save, duplicate; analysts co
   await expect(other.locator('[data-test=save-segment]')).toHaveCount(0);
   await ctx.close();
   expect(dialogs).toBe(0);
+});
+
+// Patient-event conditions with tests on the event's (encrypted) properties.
+test('segment builder: patient events with property conditions', async ({ page }) => {
+  const admin = createUser('admin');
+  await signInAndEnrol(page, admin);
+  await page.goto('/segments/new');
+  await expect(page.locator('[data-test=add-condition]')).toBeEnabled();
+  await page.locator('[data-test=add-condition]').click();
+  const cond = page.locator('[data-test=condition]').first();
+  await cond.locator('[data-test=condition-kind]').selectOption('event');
+  await cond.locator('[data-test=condition-event]').fill('lab.ready');
+  await cond.locator('[data-test=add-property]').click();
+  const prop = cond.locator('[data-test=property-test]');
+  await expect(prop).toHaveCount(1);
+  // An empty property name is explained, not sent as SQL or crashed on.
+  await prop.locator('[data-test=property-op]').selectOption('equals');
+  await prop.locator('[data-test=property-value]').fill('ready');
+  await expect(page.locator('[data-test=count-error]')).toContainText('condition 1', { timeout: 15_000 });
+  await prop.locator('[data-test=property-key]').fill('status');
+  const count = page.locator('[data-test=live-count]');
+  await expect(count).toContainText('0 of', { timeout: 15_000 });
+  await expect(count).toContainText('encrypted fields');
+  await prop.locator('[data-test=property-op]').selectOption('gt');
+  await expect(prop.locator('[data-test=property-value]')).toHaveAttribute('type', 'number');
+  await prop.locator('[data-test=property-value]').fill('7');
+  await expect(count).toContainText('0 of', { timeout: 15_000 });
+  await page.locator('[data-test=segment-name]').fill(`Labs ${Date.now()}`);
+  await page.locator('[data-test=save-segment]').click();
+  await expect(page).toHaveURL(/\/segments\/[0-9a-f-]{36}$/);
+  await expect(page.locator('[data-test=property-key]')).toHaveValue('status');
+  await expect(page.locator('[data-test=property-value]')).toHaveValue('7');
+  await page.locator('[data-test=remove-property]').click();
+  await expect(page.locator('[data-test=property-test]')).toHaveCount(0);
 });
