@@ -539,26 +539,40 @@ fn condition_view(ctx: Ctx, path: Vec<usize>) -> AnyView {
             .into_any()
         }
         Condition::Engagement { activity, campaign, within_days } => {
-            let state = RwSignal::new((activity, within_days));
-            let (s1, s2) = (set.clone(), set.clone());
+            let state = RwSignal::new((activity, campaign, within_days));
+            let emit = {
+                let set = set.clone();
+                move || {
+                    let (activity, campaign, within_days) = state.get_untracked();
+                    set(Condition::Engagement { activity, campaign, within_days });
+                }
+            };
+            let (e1, e2, e3) = (emit.clone(), emit.clone(), emit);
             view! {
                 <select data-test="condition-activity" aria-label="Activity" disabled=move || !ctx.enabled.get()
                     on:change=move |ev| {
                         let a = Activity::ALL.into_iter().find(|a| a.as_str() == event_target_value(&ev)).unwrap_or(Activity::Opened);
                         state.update(|s| s.0 = a);
-                        let (a, d) = state.get_untracked();
-                        s1(Condition::Engagement { activity: a, campaign, within_days: d });
+                        e1();
                     }>
                     {Activity::ALL.iter().map(|a| view! { <option value=a.as_str() selected=*a == activity>{a.label()}</option> }).collect_view()}
                 </select>
-                " any campaign within the last "
+                <select data-test="condition-campaign" aria-label="Campaign" disabled=move || !ctx.enabled.get()
+                    on:change=move |ev| {
+                        let c = Uuid::parse_str(&event_target_value(&ev)).ok();
+                        state.update(|s| s.1 = c);
+                        e2();
+                    }>
+                    <option value="" selected=campaign.is_none()>"any campaign"</option>
+                    {options.campaigns.iter().map(|c| view! { <option value=c.id.to_string() selected=Some(c.id) == campaign>{c.name.clone()}</option> }).collect_view()}
+                </select>
+                " within the last "
                 <input type="number" min="0" data-test="condition-value" aria-label="Days" prop:value=within_days.map(|d| d.to_string()).unwrap_or_default()
                     disabled=move || !ctx.enabled.get()
                     on:input=move |ev| {
                         let d = event_target_value(&ev).trim().parse::<u32>().ok();
-                        state.update(|s| s.1 = d);
-                        let (a, d) = state.get_untracked();
-                        s2(Condition::Engagement { activity: a, campaign, within_days: d });
+                        state.update(|s| s.2 = d);
+                        e3();
                     }/>
                 " days (empty: ever)"
             }

@@ -92,7 +92,17 @@ pub async fn options(svc: &Services, actor: &Actor) -> ServiceResult<BuilderOpti
     .iter()
     .map(|r| db::get(r, "event_type"))
     .collect::<Result<Vec<String>, _>>()?;
-    Ok(BuilderOptions { fields: cat.fields, lists: cat.lists, campaigns: vec![], event_types })
+    // Campaigns that have sent (or are sending): the ones engagement can refer to.
+    let campaigns = db::all(
+        svc.db(),
+        "SELECT id, name FROM campaign WHERE organisation_id = $1 AND started_at IS NOT NULL ORDER BY started_at DESC LIMIT 200",
+        [actor.organisation_id.0.into()],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok(Choice { id: db::get(r, "id")?, name: db::get(r, "name")? }))
+    .collect::<ServiceResult<Vec<_>>>()?;
+    Ok(BuilderOptions { fields: cat.fields, lists: cat.lists, campaigns, event_types })
 }
 
 pub async fn list(svc: &Services, actor: &Actor) -> ServiceResult<Vec<SegmentSummary>> {
