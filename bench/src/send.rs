@@ -57,6 +57,7 @@ fn spawn_worker(a: &SendArgs, dkim: bool) -> Result<Child> {
     if dkim && let Some(k) = &a.dkim_key {
         cmd.arg("--dkim-key").arg(k);
     }
+    cmd.env("BENCH_ROOT_KEY", crate::root_key_text()?);
     Ok(cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn()?)
 }
 
@@ -133,7 +134,7 @@ pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
     let dup = received as i64 - p.counts.sent as i64;
     let windows = crate::query_f64s(
         &svc,
-        "SELECT extract(epoch FROM (recorded_at - accepted_at)) * 1000 AS v FROM delivery d JOIN campaign c ON c.id = d.campaign_id
+        "SELECT (extract(epoch FROM (recorded_at - accepted_at)) * 1000)::float8 AS v FROM delivery d JOIN campaign c ON c.id = d.campaign_id
          WHERE c.organisation_id = $1 AND d.state = 'sent' ORDER BY 1",
         org.0,
     )
