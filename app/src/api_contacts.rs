@@ -195,6 +195,10 @@ pub struct CapturedMail {
     pub recipient: Phi<String>,
     pub subject: Phi<String>,
     pub raw: Phi<String>,
+    /// The message's headers (To and others can hold PHI), its text part, and whether it has HTML.
+    pub headers: Phi<Vec<(String, String)>>,
+    pub text: Phi<String>,
+    pub has_html: bool,
 }
 
 #[server(client = CsrfClient, prefix = "/api", endpoint = "dev_mailbox")]
@@ -203,12 +207,18 @@ pub async fn dev_mailbox() -> Result<Vec<CapturedMail>, AppError> {
     let list = service::mail::captured_for(&svc, &actor, 50).await?;
     Ok(list
         .into_iter()
-        .map(|m| CapturedMail {
-            id: m.id,
-            created_at: m.created_at,
-            recipient: m.recipient,
-            subject: m.subject,
-            raw: m.raw,
+        .map(|m| {
+            let parts = service::mime::parse(m.raw.expose());
+            CapturedMail {
+                id: m.id,
+                created_at: m.created_at,
+                recipient: m.recipient,
+                subject: m.subject,
+                headers: Phi::new(parts.headers),
+                text: Phi::new(parts.text.unwrap_or_default()),
+                has_html: parts.html.is_some(),
+                raw: m.raw,
+            }
         })
         .collect())
 }

@@ -1,6 +1,9 @@
 //! The Leptos app: pages, components and server functions. Built twice: with `ssr` into the server
 //! (rendering and server functions) and with `hydrate` into WebAssembly for the browser.
 
+// Leptos views are deeply nested types; the campaign editor's form exceeds the default limit.
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod api_campaigns;
 pub mod api_contacts;

@@ -47,6 +47,12 @@ test('campaign: build, test send, launch, progress, dev mailbox, report; analyst
   await page.locator('label', { hasText: `List ${tag}` }).locator('input').check();
   await expect(page.locator('[data-test=audience-count]')).toContainText('2 recipients', { timeout: 15_000 });
   await page.locator('[data-test=campaign-template]').selectOption({ label: `Newsletter ${tag} (version 1) — contains PHI` });
+  // The chosen template's preview (synthetic data) in a sandboxed frame, at desktop and mobile widths.
+  const preview = page.locator('[data-test=campaign-preview]');
+  await expect(preview).toHaveAttribute('sandbox', '');
+  await expect(page.frameLocator('[data-test=campaign-preview]').locator('body')).toContainText('Unsubscribe', { timeout: 15_000 });
+  await page.locator('[data-test=preview-mobile]').check();
+  await expect(preview).toHaveAttribute('width', '375');
   // A PHI template can only go out with TLS required.
   await expect(page.locator('[data-test=policy-tls_preferred]')).toBeDisabled();
   await expect(page.locator('[data-test=policy-tls_required]')).toBeChecked();
@@ -84,6 +90,12 @@ test('campaign: build, test send, launch, progress, dev mailbox, report; analyst
   const raw = await mail.locator('[data-test=mail-raw]').innerText();
   expect(raw).toContain('List-Unsubscribe-Post: List-Unsubscribe=One-Click');
   expect(raw).toContain('X-Hermetic-Delivery:');
+  // Headers, the text part and the HTML part (in a sandboxed frame) are shown readable.
+  await expect(mail.locator('[data-test=mail-headers]')).toContainText('List-Unsubscribe-Post');
+  await expect(mail.locator('[data-test=mail-headers]')).toContainText('DKIM-Signature');
+  await expect(mail.locator('[data-test=mail-text]')).toContainText('Unsubscribe');
+  await expect(mail.locator('[data-test=mail-html]')).toHaveAttribute('sandbox', '');
+  await expect(mail.frameLocator('[data-test=mail-html]').locator('body')).toContainText('Unsubscribe', { timeout: 15_000 });
   await expect(page.locator('[data-test=mail]', { hasText: '[Test]' }).first()).toBeVisible();
 
   await page.goto(`${url}/report`);

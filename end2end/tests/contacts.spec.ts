@@ -65,6 +65,7 @@ test('a CSV import maps columns, shows progress and reports bad rows', async ({ 
   await expect(page.getByRole('button', { name: 'Search' })).toBeEnabled(); // hydrated: typing earlier is lost
   await page.getByLabel('Find by email').fill(`bob.${tag}@e2e-import.example`);
   await page.getByRole('button', { name: 'Search' }).click();
+  await expect(page.locator('[data-test=contact-row]')).toHaveCount(1); // the search result replaced the first page
   await expect(page.locator('[data-test=contact-row]')).toContainText('Bob "Bobby" Ng');
 });
 

@@ -229,6 +229,21 @@ pub async fn preview_frame(
     }
 }
 
+/// The HTML part of a captured dev-mailbox message, for the mailbox page's sandboxed frame.
+pub async fn mailbox_html(
+    State(svc): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<Uuid>,
+) -> Response {
+    let Some(actor) = ctx.active().and_then(|s| s.actor(ctx.ip.clone())) else {
+        return json_error(ServiceError::Unauthenticated);
+    };
+    match service::mail::captured_html(&svc, &actor, id).await {
+        Ok(html) => author_html(html),
+        Err(e) => json_error(e),
+    }
+}
+
 /// Errors of the preview frame as the JSON every other endpoint answers with (a safe message).
 fn json_error(e: ServiceError) -> Response {
     if let ServiceError::Internal(_) = &e {

@@ -196,6 +196,7 @@ const HTTP: &[(Method, &str, Access)] = &[
     (Method::GET, "/imports/{id}/errors.csv", Signed(P::ContactsWrite)),
     (Method::GET, "/contacts/export.csv", Signed(P::ContactsExport)),
     (Method::GET, "/templates/{id}/preview/{version}", Signed(P::TemplatesRead)),
+    (Method::GET, "/settings/mailbox/{id}/html", Signed(P::SettingsManage)),
     (Method::GET, "/l/unsubscribe/{token}", Public),
     (Method::POST, "/l/unsubscribe/{token}", Public),
     (Method::GET, "/l/preferences/{token}", Public),

@@ -27,6 +27,7 @@ pub const HTTP_ROUTES: &[&str] = &[
     "/l/view/{token}",
     "/t/o/{token}",
     "/t/c/{token}",
+    "/settings/mailbox/{id}/html",
 ];
 
 /// Largest request body accepted (forms and API calls; file uploads get their own limit).
@@ -76,6 +77,7 @@ pub fn router(services: Services, site_root: &Path, public_url: &str, trust_prox
             .route(HTTP_ROUTES[7], get(crate::recipient::view_in_browser))
             .route(HTTP_ROUTES[8], get(crate::recipient::open_pixel))
             .route(HTTP_ROUTES[9], get(crate::recipient::click))
+            .route(HTTP_ROUTES[10], get(crate::recipient::mailbox_html))
             .with_state(services.clone()),
     );
     // Uploads stream to the database in sealed chunks; the service enforces the configured size.

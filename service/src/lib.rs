@@ -14,6 +14,7 @@ pub mod events;
 pub mod links;
 pub mod mail;
 pub mod maintenance;
+pub mod mime;
 pub mod organisations;
 pub mod outbox;
 pub mod pgcopy;

@@ -288,6 +288,31 @@ pub async fn captured(svc: &Services, org: OrganisationId, limit: i64) -> Servic
     Ok(out)
 }
 
+/// The HTML part of one captured message, for the dev mailbox's sandboxed frame (audited: it can
+/// hold PHI).
+pub async fn captured_html(svc: &Services, actor: &crate::Actor, id: Uuid) -> ServiceResult<String> {
+    actor.require(domain::Permission::SettingsManage)?;
+    let org = actor.organisation_id;
+    let r = db::one(
+        svc.db(),
+        "SELECT message FROM dev_mailbox WHERE id = $1 AND organisation_id = $2",
+        [id.into(), org.0.into()],
+    )
+    .await?
+    .ok_or(ServiceError::NotFound)?;
+    let plain = svc
+        .keys()
+        .open(svc.db(), &capture_aad(org, "message", id), &Sealed::from_bytes(db::get(&r, "message")?)?)
+        .await?;
+    crate::audit::record_now(
+        svc,
+        crate::audit::AuditRecord::by(actor, domain::audit::AuditAction::DevMailboxViewed).target("dev_mailbox", id),
+    )
+    .await?;
+    let parts = crate::mime::parse(&String::from_utf8_lossy(&plain));
+    Ok(parts.html.unwrap_or_else(|| "<p>This message has no HTML part.</p>".into()))
+}
+
 /// Whether `s` is a mailbox like `Hermetic <no-reply@example.org>` or a bare address.
 pub fn valid_mailbox(s: &str) -> bool {
     s.parse::<Mailbox>().is_ok()

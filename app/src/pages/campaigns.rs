@@ -157,6 +157,7 @@ fn Editor(options: CampaignOptions, campaign: Option<CampaignView>) -> impl Into
     let error = RwSignal::new(None::<AppError>);
     let notice = RwSignal::new(None::<String>);
     let confirming = RwSignal::new(false);
+    let mobile_preview = RwSignal::new(false);
 
     // Live audience count (debounced).
     let count = Action::new(|(a, p): &(Audience, ConsentPurpose)| count_audience(a.clone(), *p));
@@ -325,8 +326,22 @@ fn Editor(options: CampaignOptions, campaign: Option<CampaignView>) -> impl Into
                             </option>
                         }).collect_view()}
                     </select>
-                    {move || s.with(|x| x.template_id).map(|t| view! {
-                        <p><a href=format!("/templates/{t}") target="_blank" rel="noopener">"Open the template and its preview"</a></p>
+                    {move || s.with(|x| x.template_id).and_then(|t| {
+                        let version = options.with_value(|o| o.templates.iter().find(|c| c.id == t).map(|c| c.latest_version))?;
+                        let mobile = mobile_preview.get();
+                        Some(view! {
+                            <div class="actions">
+                                <label class="inline"><input type="checkbox" data-test="preview-mobile" prop:checked=mobile
+                                    on:change=move |ev| mobile_preview.set(event_target_checked(&ev))/>"Mobile width"</label>
+                                <a href=format!("/templates/{t}") target="_blank" rel="noopener">"Open the template"</a>
+                            </div>
+                            // Author HTML only ever in a sandboxed frame served with a script-free CSP.
+                            <div class="preview-frame" class:mobile=mobile>
+                                <iframe title="Email preview" data-test="campaign-preview" sandbox="" referrerpolicy="no-referrer"
+                                    width=if mobile { "375" } else { "680" } height="520"
+                                    src=format!("/templates/{t}/preview/{version}?sample=synthetic")></iframe>
+                            </div>
+                        })
                     })}
                 </fieldset>
                 <fieldset>

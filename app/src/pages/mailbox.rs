@@ -14,7 +14,7 @@ pub fn MailboxPage() -> impl IntoView {
         <Guard permission=Permission::SettingsManage>
             <section class="panel">
                 <h1>"Dev mailbox"</h1>
-                <p class="hint">"No SMTP relay is configured, so mail is captured here (encrypted) instead of being sent. Opening this page is an audited read."</p>
+                <p class="hint">"No SMTP relay is configured: mail goes over STARTTLS to the development SMTP listener and is kept here, encrypted, instead of being delivered. Opening this page is an audited read."</p>
                 <Transition fallback=|| view! { <p>"Loading…"</p> }>
                     {move || Suspend::new(async move {
                         match mail.await {
@@ -25,6 +25,22 @@ pub fn MailboxPage() -> impl IntoView {
                                         <li data-test="mail">
                                             <details>
                                                 <summary><strong>{m.subject.expose().clone()}</strong> " → " {m.recipient.expose().clone()} " · " {format_time(m.created_at)}</summary>
+                                                <table class="mail-headers" data-test="mail-headers">
+                                                    <tbody>
+                                                        {m.headers.expose().iter().map(|(k, v)| view! {
+                                                            <tr><th scope="row">{k.clone()}</th><td>{v.clone()}</td></tr>
+                                                        }).collect_view()}
+                                                    </tbody>
+                                                </table>
+                                                {m.has_html.then(|| view! {
+                                                    <h3>"HTML"</h3>
+                                                    // The message's HTML, served with a sandboxing, script-free CSP.
+                                                    <iframe title="Message HTML" data-test="mail-html" sandbox="" referrerpolicy="no-referrer"
+                                                        width="680" height="480" src=format!("/settings/mailbox/{}/html", m.id)></iframe>
+                                                })}
+                                                <h3>"Text"</h3>
+                                                <pre class="raw" data-test="mail-text">{m.text.expose().clone()}</pre>
+                                                <h3>"Source"</h3>
                                                 <pre class="raw" data-test="mail-raw">{m.raw.expose().clone()}</pre>
                                             </details>
                                         </li>
