@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Verify DKIM signatures with dkimpy, independently of Hermetic's own signing code.
 
-    $HERMETIC_SMTP_PYTHON scripts/lib/dkim_verify.py --txt dkim.txt --selector S --domain D \
+    $SMTP_TOOLS_PYTHON scripts/lib/dkim_verify.py --txt dkim.txt --selector S --domain D \
         [--expect-signed From,Subject,...] MESSAGE.eml...
 
 The public key is not looked up in DNS: a custom dnsfunc answers `S._domainkey.D.` with the TXT

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Describe a message's MIME structure as JSON, for tests to assert on.
 
-    $HERMETIC_SMTP_PYTHON scripts/lib/mime_check.py MESSAGE.eml      (or - for stdin)
+    $SMTP_TOOLS_PYTHON scripts/lib/mime_check.py MESSAGE.eml      (or - for stdin)
 
 Parses with Python's email package (policy.default) and prints one JSON object:
   has_text, has_html   bool: a text/plain / text/html body part exists (attachments do not count)

@@ -3,7 +3,7 @@
 
 Run it with the venv python from `ensure_smtp_tools` (scripts/lib/common.sh):
 
-    $HERMETIC_SMTP_PYTHON scripts/lib/smtp_capture.py --listen 127.0.0.1:0 --out DIR \
+    $SMTP_TOOLS_PYTHON scripts/lib/smtp_capture.py --listen 127.0.0.1:0 --out DIR \
         [--tls-cert server.pem --tls-key server.key [--require-starttls]] \
         [--tempfail-times K] [--tempfail-stage rcpt|data] [--hostname NAME] [--verbose]
 

@@ -7,7 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 ensure_smtp_tools
 LIB="$HERMETIC_ROOT/scripts/lib"
-PY="$HERMETIC_SMTP_PYTHON"
+PY="$SMTP_TOOLS_PYTHON"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/hermetic-smtp-selftest.XXXXXX")"
 PIDS=()
@@ -172,19 +172,19 @@ pass "mime_check.py"
 
 # --- Postfix smtp-sink / smtp-source --------------------------------------------------------
 SINK_PORT="$(free_port)"
-"$HERMETIC_SMTP_SINK" -c "127.0.0.1:$SINK_PORT" 1000 >"$WORK/sink.out" 2>"$WORK/sink.err" &
+"$SMTP_TOOLS_SINK" -c "127.0.0.1:$SINK_PORT" 1000 >"$WORK/sink.out" 2>"$WORK/sink.err" &
 PIDS+=($!)
 for i in $(seq 100); do
   python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',int(sys.argv[1])),1).close()" "$SINK_PORT" 2>/dev/null && break
   kill -0 "${PIDS[-1]}" 2>/dev/null || { cat "$WORK/sink.err" >&2; die "smtp-sink exited"; }
   sleep 0.1
 done
-"$HERMETIC_SMTP_SOURCE" -s 4 -l 4096 -m 200 "127.0.0.1:$SINK_PORT" || die "smtp-source (200 messages) failed"
+"$SMTP_TOOLS_SOURCE" -s 4 -l 4096 -m 200 "127.0.0.1:$SINK_PORT" || die "smtp-source (200 messages) failed"
 pass "smtp-sink accepted 200 messages from smtp-source"
 
 MESSAGES=2000
 START="$(date +%s.%N)"
-"$HERMETIC_SMTP_SOURCE" -s 4 -l 4096 -m "$MESSAGES" "127.0.0.1:$SINK_PORT" || die "smtp-source ($MESSAGES messages) failed"
+"$SMTP_TOOLS_SOURCE" -s 4 -l 4096 -m "$MESSAGES" "127.0.0.1:$SINK_PORT" || die "smtp-source ($MESSAGES messages) failed"
 END="$(date +%s.%N)"
 # smtp-sink -c prints running counters ("connections messages") separated by carriage returns.
 sleep 0.2

@@ -29,7 +29,7 @@ pub fn tools() -> &'static Tools {
         std::fs::create_dir_all(&dir).unwrap();
         let script = format!(
             "set -e; source '{}/scripts/lib/common.sh'; ensure_smtp_tools >&2; make_test_certs '{}/certs' >&2; make_dkim_key '{}/dkim' >&2; \
-             echo \"$HERMETIC_SMTP_PYTHON\"; echo \"$HERMETIC_SMTP_CAPTURE\"; echo \"$HERMETIC_DKIM_VERIFY\"; echo \"$HERMETIC_MIME_CHECK\"",
+             echo \"$SMTP_TOOLS_PYTHON\"; echo \"$SMTP_TOOLS_CAPTURE\"; echo \"$SMTP_TOOLS_DKIM_VERIFY\"; echo \"$SMTP_TOOLS_MIME_CHECK\"",
             root().display(),
             dir.display(),
             dir.display()
