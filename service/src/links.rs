@@ -142,9 +142,17 @@ pub fn url_at(public_url: &str, kind: LinkKind, token: &str) -> String {
     format!("{}{}{}", public_url.trim_end_matches('/'), kind.path(), token)
 }
 
-/// Open a token for `kind`. Every failure — malformed, forged, bit-flipped, another kind,
-/// another organisation's shredded key, expired — is the same `NotFound`, so a probe learns nothing.
-pub async fn open(svc: &Services, kind: LinkKind, token: &str, now: DateTime<Utc>) -> ServiceResult<LinkClaims> {
+/// Open any sealed URL token (system links, tracking): decode, find its organisation's data key,
+/// open it under the associated data `aad` builds, and check its length and leading kind byte.
+/// Every failure — malformed, oversized, forged, bit-flipped, another kind, a shredded key — is
+/// the same `NotFound`, so a probe learns nothing.
+pub(crate) async fn open_sealed(
+    svc: &Services,
+    token: &str,
+    aad: impl Fn(OrganisationId) -> Aad<'static>,
+    len: usize,
+    kind: u8,
+) -> ServiceResult<(OrganisationId, zeroize::Zeroizing<Vec<u8>>)> {
     let bad = || ServiceError::NotFound;
     if token.len() > MAX_TOKEN_CHARS {
         return Err(bad());
@@ -156,10 +164,17 @@ pub async fn open(svc: &Services, kind: LinkKind, token: &str, now: DateTime<Utc
         (Some(org), KeyPurpose::Data) => org,
         _ => return Err(bad()),
     };
-    let p = key.open(&aad(org, kind), &sealed).map_err(|_| bad())?;
-    if p.len() != PAYLOAD_LEN || p[0] != kind.code() {
+    let p = key.open(&aad(org), &sealed).map_err(|_| bad())?;
+    if p.len() != len || p[0] != kind {
         return Err(bad());
     }
+    Ok((org, p))
+}
+
+/// Open a token for `kind` (see `open_sealed`; an expired token is `NotFound` too).
+pub async fn open(svc: &Services, kind: LinkKind, token: &str, now: DateTime<Utc>) -> ServiceResult<LinkClaims> {
+    let bad = || ServiceError::NotFound;
+    let (org, p) = open_sealed(svc, token, |org| aad(org, kind), PAYLOAD_LEN, kind.code()).await?;
     let id = Uuid::from_slice(&p[2..18]).map_err(|_| bad())?;
     let message = Uuid::from_slice(&p[18..34]).map_err(|_| bad())?;
     let mut exp = [0u8; 8];

@@ -723,30 +723,14 @@ pub async fn tick(svc: &Services, stale: std::time::Duration) -> ServiceResult<(
 pub async fn test_send(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<String> {
     use crate::links::{self, LinkKind, LinkSubject};
     use crate::templates::store::{
-        TEST_SEND_WINDOW_MINUTES, TEST_SENDS_PER_WINDOW, compiled, merge_data, organisation_name, synthetic_contact,
+        compiled, merge_data, organisation_name, synthetic_contact, test_send_allowed, test_send_result,
     };
     actor.require(Permission::CampaignsWrite)?;
     let org = actor.organisation_id;
     let user = actor.user_id().ok_or(ServiceError::Forbidden)?;
     let row = load(svc.db(), org, id, false).await?;
     let now = svc.clock().now();
-    let recent: i64 = db::one(
-        svc.db(),
-        "SELECT count(*) AS n FROM audit_event WHERE actor_user_id = $1 AND action IN ($2, $3) AND occurred_at > $4",
-        [
-            user.0.into(),
-            AuditAction::CampaignTestSent.code().into(),
-            AuditAction::TemplateTestSent.code().into(),
-            (now - chrono::Duration::minutes(TEST_SEND_WINDOW_MINUTES)).into(),
-        ],
-    )
-    .await?
-    .map(|r| db::get(&r, "n"))
-    .transpose()?
-    .unwrap_or(0);
-    if recent >= TEST_SENDS_PER_WINDOW {
-        return Err(ServiceError::Throttled { retry_after_secs: (TEST_SEND_WINDOW_MINUTES * 60) as u64 });
-    }
+    test_send_allowed(svc, user, now).await?;
     let version = match row.template_version_id {
         Some(v) => v,
         None => {
@@ -812,26 +796,5 @@ pub async fn test_send(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult
         )
         .map_err(|_| ServiceError::internal("the message could not be built"))?;
     let outcome = crate::mail::deliver(svc, org, message, &domain::Phi::new(to), &subject_line).await?;
-    let ok = matches!(outcome, crate::mail::SendOutcome::Accepted(_));
-    audit::record_now(
-        svc,
-        AuditRecord::by(actor, AuditAction::CampaignTestSent).target("campaign", id).outcome(if ok {
-            domain::audit::AuditOutcome::Success
-        } else {
-            domain::audit::AuditOutcome::Failure
-        }),
-    )
-    .await?;
-    match outcome {
-        crate::mail::SendOutcome::Accepted(_) => Ok(match svc.mailer() {
-            crate::mail::Mailer::DevMailbox => "Test sent to your address — captured in the dev mailbox.".into(),
-            crate::mail::Mailer::Smtp(_) => "Test sent to your address.".into(),
-        }),
-        crate::mail::SendOutcome::Deferred(code) => Err(ServiceError::Conflict(
-            format!("The test was not sent: the mail server asked us to try later ({code}).").into(),
-        )),
-        crate::mail::SendOutcome::Rejected(code) => {
-            Err(ServiceError::Conflict(format!("The test was not sent: the mail server refused it ({code}).").into()))
-        }
-    }
+    test_send_result(svc, actor, AuditAction::CampaignTestSent, "campaign", id, outcome).await
 }

@@ -10,8 +10,8 @@
 //! person's or a machine's (privacy proxies, link scanners, prefetch) by the pure rules in
 //! `domain::campaigns`, using the delivery's acceptance time and the other clicks on the message.
 
-use crate::crypto::keyring::{DataKey, KeyPurpose};
-use crate::crypto::seal::{Aad, Sealed};
+use crate::crypto::keyring::DataKey;
+use crate::crypto::seal::Aad;
 use crate::db;
 use crate::error::{ServiceError, ServiceResult};
 use crate::segments::eval::pool;
@@ -27,7 +27,6 @@ use uuid::Uuid;
 /// How long tracking links work.
 pub const TRACKING_TTL_DAYS: i64 = 365;
 const PAYLOAD_LEN: usize = 1 + 16 + 2 + 8;
-const MAX_TOKEN_CHARS: usize = 160;
 /// Most links tracked per message (the rest are left as written).
 pub const MAX_LINKS: usize = 200;
 /// Events buffered before a flush is forced.
@@ -86,20 +85,7 @@ pub struct Claims {
 
 pub async fn open_token(svc: &Services, kind: Track, token: &str, now: DateTime<Utc>) -> ServiceResult<Claims> {
     let bad = || ServiceError::NotFound;
-    if token.len() > MAX_TOKEN_CHARS {
-        return Err(bad());
-    }
-    let bytes = BASE64URL_NOPAD.decode(token.as_bytes()).map_err(|_| bad())?;
-    let sealed = Sealed::from_bytes(bytes).map_err(|_| bad())?;
-    let key = svc.keys().key_by_id(svc.db(), sealed.key_id()).await.map_err(|_| bad())?;
-    let org = match (key.organisation, key.purpose) {
-        (Some(org), KeyPurpose::Data) => org,
-        _ => return Err(bad()),
-    };
-    let p = key.open(&aad(org, kind), &sealed).map_err(|_| bad())?;
-    if p.len() != PAYLOAD_LEN || p[0] != kind.code() {
-        return Err(bad());
-    }
+    let (org, p) = crate::links::open_sealed(svc, token, |org| aad(org, kind), PAYLOAD_LEN, kind.code()).await?;
     let delivery = Uuid::from_slice(&p[1..17]).map_err(|_| bad())?;
     let position = u16::from_be_bytes([p[17], p[18]]);
     let mut exp = [0u8; 8];

@@ -805,22 +805,7 @@ pub async fn test_send(svc: &Services, actor: &Actor, id: Uuid, content: Templat
     let user = actor.user_id().ok_or(ServiceError::Forbidden)?;
     template_exists(svc, org, id).await?;
     let now = svc.clock().now();
-    let recent = db::one(
-        svc.db(),
-        "SELECT count(*) AS n FROM audit_event WHERE actor_user_id = $1 AND action = $2 AND occurred_at > $3",
-        [
-            user.0.into(),
-            AuditAction::TemplateTestSent.code().into(),
-            (now - chrono::Duration::minutes(TEST_SEND_WINDOW_MINUTES)).into(),
-        ],
-    )
-    .await?
-    .map(|r| db::get::<i64>(&r, "n"))
-    .transpose()?
-    .unwrap_or(0);
-    if recent >= TEST_SENDS_PER_WINDOW {
-        return Err(ServiceError::Throttled { retry_after_secs: (TEST_SEND_WINDOW_MINUTES * 60) as u64 });
-    }
+    test_send_allowed(svc, user, now).await?;
     let catalogue = fields::catalogue(svc, svc.db(), org).await?;
     let fields = MergeFields::new(&catalogue);
     let p = prepare(svc, &content, &fields)?;
@@ -855,6 +840,45 @@ pub async fn test_send(svc: &Services, actor: &Actor, id: Uuid, content: Templat
         },
     )
     .await?;
+    test_send_result(svc, actor, AuditAction::TemplateTestSent, "template", id, outcome).await
+}
+
+/// Test sends (of templates and campaigns) are limited per user: `TEST_SENDS_PER_WINDOW` in
+/// `TEST_SEND_WINDOW_MINUTES`, counted from the audit trail.
+pub(crate) async fn test_send_allowed(
+    svc: &Services,
+    user: domain::ids::UserId,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ServiceResult<()> {
+    let recent = db::one(
+        svc.db(),
+        "SELECT count(*) AS n FROM audit_event WHERE actor_user_id = $1 AND action IN ($2, $3) AND occurred_at > $4",
+        [
+            user.0.into(),
+            AuditAction::TemplateTestSent.code().into(),
+            AuditAction::CampaignTestSent.code().into(),
+            (now - chrono::Duration::minutes(TEST_SEND_WINDOW_MINUTES)).into(),
+        ],
+    )
+    .await?
+    .map(|r| db::get::<i64>(&r, "n"))
+    .transpose()?
+    .unwrap_or(0);
+    if recent >= TEST_SENDS_PER_WINDOW {
+        return Err(ServiceError::Throttled { retry_after_secs: (TEST_SEND_WINDOW_MINUTES * 60) as u64 });
+    }
+    Ok(())
+}
+
+/// Audit a test send and turn its outcome into the message the user sees.
+pub(crate) async fn test_send_result(
+    svc: &Services,
+    actor: &Actor,
+    action: AuditAction,
+    target: &'static str,
+    id: Uuid,
+    outcome: SendOutcome,
+) -> ServiceResult<String> {
     let (ok, status) = match &outcome {
         SendOutcome::Accepted(_) => (true, "sent".to_string()),
         SendOutcome::Deferred(code) => (false, format!("the mail server asked us to try later ({code})")),
@@ -862,7 +886,7 @@ pub async fn test_send(svc: &Services, actor: &Actor, id: Uuid, content: Templat
     };
     audit::record_now(
         svc,
-        AuditRecord::by(actor, AuditAction::TemplateTestSent).target("template", id).outcome(if ok {
+        AuditRecord::by(actor, action).target(target, id).outcome(if ok {
             domain::audit::AuditOutcome::Success
         } else {
             domain::audit::AuditOutcome::Failure
