@@ -1,23 +1,33 @@
-//! Our SMTP connection pool, on lettre's protocol code.
+//! Our SMTP client and connection pool (RFC 5321), over tokio and rustls. lettre builds and signs
+//! the messages; this module carries them.
 //!
-//! Why not lettre's own pooled transport: it never sets TCP_NODELAY, so every command waits for the
-//! peer's delayed ACK (~40 ms on loopback: 22 messages/s per connection, STACK.md). Here each
-//! connection is a tokio `TcpStream` with NODELAY, handed to lettre's `AsyncSmtpConnection`.
+//! Why our own client: lettre's connection writes and flushes every command and waits for its
+//! reply (four round trips per message, plus a separate write for the final dot), and never sets
+//! TCP_NODELAY. Here a message costs two round trips: with PIPELINING (RFC 2920) MAIL, RCPT and
+//! DATA go in one write, then the dot-stuffed content and its terminator in another.
 //!
-//! Invariants: TLS is never optional. With STARTTLS the server must offer it and the upgrade must
-//! succeed before MAIL FROM; certificates verify against the web PKI plus an optional private CA
-//! (lettre's rustls verifier). A server that offers no STARTTLS, or a certificate that does not
-//! verify, is a temporary failure of every send ("deferred"), never a plaintext fallback. Replies
-//! are reduced to status codes before they leave this module: reply texts can quote the address.
+//! Invariants: TLS is never optional. With STARTTLS the server must offer it, the upgrade must
+//! succeed, and nothing the server sent before the handshake is kept (no response injection,
+//! CVE-2011-0411); with implicit TLS the first byte is TLS. Certificates verify against the web PKI
+//! roots plus an optional private CA. A server that offers no STARTTLS, or a certificate that does
+//! not verify, is a temporary failure of every send ("deferred"), never a plaintext fallback.
+//! Replies are reduced to status codes before they leave this module: reply texts can quote the
+//! address.
 
 use crate::mail::{SendOutcome, SmtpSettings, TlsMode};
+use data_encoding::BASE64;
 use lettre::address::Envelope;
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use zeroize::Zeroizing;
 
 /// Longest a connection attempt (TCP, greeting, EHLO, STARTTLS, AUTH) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -27,6 +37,10 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 /// Idle connections older than this are closed rather than reused.
 const IDLE_MAX: Duration = Duration::from_secs(50);
+/// Longest reply line we accept (RFC 5321 says 512; servers exceed it in EHLO lists).
+const MAX_LINE: usize = 4096;
+/// Largest whole reply (all lines) we accept.
+const MAX_REPLY: usize = 64 * 1024;
 
 /// Why a connection could not be made ready for sending. Fixed phrases only.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,14 +59,393 @@ pub enum ConnectError {
     Protocol(String),
 }
 
+/// One SMTP reply: the code and the first line's text (kept in this module).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    first_line: String,
+}
+
+impl Reply {
+    pub fn positive(&self) -> bool {
+        (200..400).contains(&self.code)
+    }
+
+    pub fn permanent(&self) -> bool {
+        (500..600).contains(&self.code)
+    }
+
+    /// "250 2.0.0": the code and the enhanced status code, never the text.
+    pub fn status(&self) -> String {
+        reply_status(self.code.to_string(), Some(&self.first_line))
+    }
+}
+
+/// A failure inside one connection.
+#[derive(Debug)]
+enum Fault {
+    /// Network error, timeout or a reply we could not parse: the connection is dead.
+    Broken,
+    /// A negative reply.
+    Refused(Reply),
+}
+
+impl From<std::io::Error> for Fault {
+    fn from(_: std::io::Error) -> Fault {
+        Fault::Broken
+    }
+}
+
+/// What the server said it supports after EHLO.
+#[derive(Debug, Default, Clone)]
+struct Extensions {
+    starttls: bool,
+    pipelining: bool,
+    eight_bit: bool,
+    smtputf8: bool,
+    auth_plain: bool,
+    auth_login: bool,
+}
+
+impl Extensions {
+    fn parse(lines: &[String]) -> Extensions {
+        let mut e = Extensions::default();
+        // The first line is the greeting of the EHLO reply, not an extension.
+        for l in lines.iter().skip(1) {
+            let mut words = l.split_whitespace();
+            let Some(kw) = words.next() else { continue };
+            match kw.to_ascii_uppercase().as_str() {
+                "STARTTLS" => e.starttls = true,
+                "PIPELINING" => e.pipelining = true,
+                "8BITMIME" => e.eight_bit = true,
+                "SMTPUTF8" => e.smtputf8 = true,
+                "AUTH" => {
+                    for m in words {
+                        match m.to_ascii_uppercase().as_str() {
+                            "PLAIN" => e.auth_plain = true,
+                            "LOGIN" => e.auth_login = true,
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        e
+    }
+}
+
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    Closed,
+}
+
+/// One SMTP session.
+pub struct Connection {
+    io: Io,
+    /// Bytes read but not yet parsed.
+    buf: Vec<u8>,
+    ext: Extensions,
+    broken: bool,
+    /// Reused for every outgoing write (commands, the stuffed message).
+    out: Vec<u8>,
+}
+
+impl Connection {
+    fn new(tcp: TcpStream) -> Connection {
+        Connection {
+            io: Io::Plain(tcp),
+            buf: Vec::with_capacity(1024),
+            ext: Extensions::default(),
+            broken: false,
+            out: Vec::new(),
+        }
+    }
+
+    pub fn is_encrypted(&self) -> bool {
+        matches!(self.io, Io::Tls(_))
+    }
+
+    pub fn has_broken(&self) -> bool {
+        self.broken
+    }
+
+    async fn write_out(&mut self) -> Result<(), Fault> {
+        let out = std::mem::take(&mut self.out);
+        let r = match &mut self.io {
+            Io::Plain(s) => match s.write_all(&out).await {
+                Ok(()) => s.flush().await,
+                Err(e) => Err(e),
+            },
+            Io::Tls(s) => match s.write_all(&out).await {
+                Ok(()) => s.flush().await,
+                Err(e) => Err(e),
+            },
+            Io::Closed => Err(std::io::ErrorKind::NotConnected.into()),
+        };
+        self.out = out;
+        self.out.clear();
+        if r.is_err() {
+            self.broken = true;
+        }
+        Ok(r?)
+    }
+
+    async fn command(&mut self, line: &str) -> Result<Reply, Fault> {
+        self.out.clear();
+        self.out.extend_from_slice(line.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+        self.write_out().await?;
+        self.reply().await
+    }
+
+    async fn fill(&mut self) -> Result<(), Fault> {
+        let mut chunk = [0u8; 4096];
+        let n = match &mut self.io {
+            Io::Plain(s) => s.read(&mut chunk).await,
+            Io::Tls(s) => s.read(&mut chunk).await,
+            Io::Closed => Err(std::io::ErrorKind::NotConnected.into()),
+        };
+        match n {
+            Ok(0) | Err(_) => {
+                self.broken = true;
+                Err(Fault::Broken)
+            }
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+        }
+    }
+
+    /// Read one reply; every line of it when `lines` is given (EHLO).
+    async fn reply_lines(&mut self, mut lines: Option<&mut Vec<String>>) -> Result<Reply, Fault> {
+        let mut total = 0usize;
+        let mut first: Option<Reply> = None;
+        loop {
+            let Some(end) = self.buf.iter().position(|b| *b == b'\n') else {
+                if self.buf.len() > MAX_LINE {
+                    self.broken = true;
+                    return Err(Fault::Broken);
+                }
+                self.fill().await?;
+                continue;
+            };
+            let raw: Vec<u8> = self.buf.drain(..=end).collect();
+            total += raw.len();
+            if raw.len() > MAX_LINE || total > MAX_REPLY {
+                self.broken = true;
+                return Err(Fault::Broken);
+            }
+            let line = String::from_utf8_lossy(&raw);
+            let line = line.trim_end_matches(['\r', '\n']);
+            let bytes = line.as_bytes();
+            let valid = bytes.len() >= 3
+                && bytes[..3].iter().all(u8::is_ascii_digit)
+                && (bytes.len() == 3 || bytes[3] == b' ' || bytes[3] == b'-');
+            if !valid {
+                self.broken = true;
+                return Err(Fault::Broken);
+            }
+            let code: u16 = line[..3].parse().unwrap_or(0);
+            let text = line.get(4..).unwrap_or("");
+            match &first {
+                None => first = Some(Reply { code, first_line: text.chars().take(200).collect() }),
+                Some(f) if f.code != code => {
+                    self.broken = true;
+                    return Err(Fault::Broken);
+                }
+                Some(_) => {}
+            }
+            if let Some(l) = lines.as_deref_mut() {
+                l.push(text.to_string());
+            }
+            if bytes.len() == 3 || bytes[3] == b' ' {
+                return Ok(first.unwrap_or(Reply { code, first_line: String::new() }));
+            }
+        }
+    }
+
+    async fn reply(&mut self) -> Result<Reply, Fault> {
+        self.reply_lines(None).await
+    }
+
+    fn positive_or_refused(r: Result<Reply, Fault>) -> Result<Reply, Fault> {
+        let r = r?;
+        if r.positive() { Ok(r) } else { Err(Fault::Refused(r)) }
+    }
+
+    async fn ehlo(&mut self, name: &str) -> Result<(), Fault> {
+        self.out.clear();
+        self.out.extend_from_slice(format!("EHLO {name}\r\n").as_bytes());
+        self.write_out().await?;
+        let mut lines = Vec::new();
+        let r = self.reply_lines(Some(&mut lines)).await?;
+        if !r.positive() {
+            return Err(Fault::Refused(r));
+        }
+        self.ext = Extensions::parse(&lines);
+        Ok(())
+    }
+
+    /// Whether the session still answers (NOOP).
+    pub async fn test_connected(&mut self) -> bool {
+        matches!(self.command("NOOP").await, Ok(r) if r.code == 250)
+    }
+
+    pub async fn quit(&mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.command("QUIT")).await;
+        self.abort().await;
+    }
+
+    pub async fn abort(&mut self) {
+        self.broken = true;
+        match std::mem::replace(&mut self.io, Io::Closed) {
+            Io::Plain(mut s) => {
+                let _ = s.shutdown().await;
+            }
+            Io::Tls(mut s) => {
+                let _ = s.get_mut().0.shutdown().await;
+            }
+            Io::Closed => {}
+        }
+    }
+
+    /// One message transaction. Pipelined when the server offers it: MAIL, RCPT and DATA in one
+    /// write, then the content and its terminator in one write.
+    async fn transaction(&mut self, envelope: &Envelope, content: &[u8]) -> Result<Reply, Fault> {
+        let mut params = String::new();
+        if envelope
+            .from()
+            .into_iter()
+            .chain(envelope.to())
+            .any(|a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii())
+        {
+            if !self.ext.smtputf8 {
+                // Never send what the server said it cannot take (RFC 6531).
+                return Err(Fault::Refused(Reply { code: 553, first_line: "5.6.7".into() }));
+            }
+            params.push_str(" SMTPUTF8");
+        }
+        if !content.is_ascii() {
+            if !self.ext.eight_bit {
+                return Err(Fault::Refused(Reply { code: 554, first_line: "5.6.1".into() }));
+            }
+            params.push_str(" BODY=8BITMIME");
+        }
+        let from = envelope.from().map(|a| a.to_string()).unwrap_or_default();
+        let mut commands = vec![format!("MAIL FROM:<{from}>{params}")];
+        commands.extend(envelope.to().iter().map(|a| format!("RCPT TO:<{a}>")));
+        commands.push("DATA".to_string());
+        let replies = if self.ext.pipelining {
+            self.out.clear();
+            for c in &commands {
+                self.out.extend_from_slice(c.as_bytes());
+                self.out.extend_from_slice(b"\r\n");
+            }
+            self.write_out().await?;
+            let mut replies = Vec::with_capacity(commands.len());
+            for _ in &commands {
+                replies.push(self.reply().await?);
+            }
+            replies
+        } else {
+            let mut replies = Vec::with_capacity(commands.len());
+            for c in &commands {
+                let r = self.command(c).await?;
+                let stop = !r.positive();
+                replies.push(r);
+                if stop {
+                    break;
+                }
+            }
+            replies
+        };
+        let data_ok = replies.len() == commands.len() && replies.last().is_some_and(|r| r.code == 354);
+        if let Some(bad) = replies.iter().find(|r| !r.positive()).cloned() {
+            if data_ok {
+                // The server is waiting for content we will not send (a recipient was refused):
+                // the only safe way out of DATA is to drop the connection (an empty message would
+                // reach the recipients it accepted).
+                self.abort().await;
+            } else {
+                self.reset().await;
+            }
+            return Err(Fault::Refused(bad));
+        }
+        if !data_ok {
+            self.abort().await;
+            return Err(Fault::Broken);
+        }
+        self.out.clear();
+        stuff(content, &mut self.out);
+        self.write_out().await?;
+        let r = self.reply().await?;
+        if !r.positive() {
+            self.reset().await;
+            return Err(Fault::Refused(r));
+        }
+        Ok(r)
+    }
+
+    /// RSET after a refused transaction, so the session can be reused; dropped when it fails.
+    async fn reset(&mut self) {
+        if self.broken {
+            return;
+        }
+        match self.command("RSET").await {
+            Ok(r) if r.code == 250 => {}
+            _ => self.abort().await,
+        }
+    }
+}
+
+/// The content with transparency (RFC 5321 4.5.2: a line starting with "." gets another) and the
+/// terminating `CRLF . CRLF`, appended to `out`.
+pub fn stuff(content: &[u8], out: &mut Vec<u8>) {
+    out.reserve(content.len() + content.len() / 64 + 8);
+    let mut at_line_start = true;
+    let mut rest = content;
+    while !rest.is_empty() {
+        if at_line_start && rest[0] == b'.' {
+            out.push(b'.');
+        }
+        match rest.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                out.extend_from_slice(&rest[..=i]);
+                at_line_start = true;
+                rest = &rest[i + 1..];
+            }
+            None => {
+                out.extend_from_slice(rest);
+                at_line_start = false;
+                rest = &[];
+            }
+        }
+    }
+    if content.ends_with(b"\r\n") {
+        out.extend_from_slice(b".\r\n");
+    } else {
+        out.extend_from_slice(b"\r\n.\r\n");
+    }
+}
+
+/// Username and password for AUTH; zeroised when dropped, never printed.
+struct Credentials {
+    user: Zeroizing<String>,
+    password: Zeroizing<String>,
+}
+
 pub struct SmtpPool {
     host: String,
     port: u16,
     mode: TlsMode,
-    tls: TlsParameters,
+    tls: TlsConnector,
+    server_name: ServerName<'static>,
     credentials: Option<Credentials>,
-    hello: ClientId,
-    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    hello: String,
+    idle: Mutex<Vec<(Connection, Instant)>>,
     slots: Semaphore,
     tag_organisation: bool,
 }
@@ -63,34 +456,46 @@ impl std::fmt::Debug for SmtpPool {
     }
 }
 
-/// The status code of an SMTP error, or a fixed phrase.
-fn status_of(e: &lettre::transport::smtp::Error, fallback: &str) -> String {
-    e.status().map(|c| c.to_string()).unwrap_or_else(|| fallback.to_string())
+/// The TLS client settings: web PKI roots plus an optional private CA (PEM, one or more
+/// certificates), TLS 1.2 or 1.3, no client certificate.
+fn client_config(ca_pem: Option<&[u8]>) -> Result<ClientConfig, &'static str> {
+    let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(pem) = ca_pem {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<_, _>>()
+            .map_err(|_| "the SMTP CA certificate is not valid PEM")?;
+        if certs.is_empty() {
+            return Err("the SMTP CA certificate is not valid PEM");
+        }
+        for c in certs {
+            roots.add(c).map_err(|_| "the SMTP CA certificate is not a usable CA certificate")?;
+        }
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|_| "SMTP TLS settings are invalid")?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 impl SmtpPool {
     pub fn new(s: &SmtpSettings) -> Result<SmtpPool, &'static str> {
-        let mut params = TlsParameters::builder(s.host.clone());
-        if let Some(pem) = &s.ca_pem {
-            params = params.add_root_certificate(
-                Certificate::from_pem(pem).map_err(|_| "the SMTP CA certificate is not valid PEM")?,
-            );
-        }
-        let tls = params.build_rustls().map_err(|_| "SMTP TLS settings are invalid")?;
-        let hello = match hostname_id() {
-            Some(h) => ClientId::Domain(h),
-            None => ClientId::default(),
-        };
+        let config = client_config(s.ca_pem.as_deref())?;
+        let server_name = ServerName::try_from(s.host.clone()).map_err(|_| "the SMTP host is not a valid host name")?;
         Ok(SmtpPool {
             host: s.host.clone(),
             port: s.port,
             mode: s.tls,
-            tls,
+            tls: TlsConnector::from(Arc::new(config)),
+            server_name,
             credentials: match (&s.username, &s.password) {
-                (Some(u), Some(p)) => Some(Credentials::new(u.clone(), p.clone())),
+                (Some(u), Some(p)) => {
+                    Some(Credentials { user: Zeroizing::new(u.clone()), password: Zeroizing::new(p.clone()) })
+                }
                 _ => None,
             },
-            hello,
+            hello: hostname_id().unwrap_or_else(|| "localhost".to_string()),
             idle: Mutex::new(Vec::new()),
             slots: Semaphore::new(s.pool_size.max(1) as usize),
             tag_organisation: s.tag_organisation,
@@ -98,51 +503,93 @@ impl SmtpPool {
     }
 
     /// Open a connection ready for MAIL FROM: encrypted and verified, authenticated when configured.
-    pub async fn connect(&self) -> Result<AsyncSmtpConnection, ConnectError> {
+    pub async fn connect(&self) -> Result<Connection, ConnectError> {
         tokio::time::timeout(CONNECT_TIMEOUT, self.connect_inner()).await.map_err(|_| ConnectError::Timeout)?
     }
 
-    async fn connect_inner(&self) -> Result<AsyncSmtpConnection, ConnectError> {
-        let mut conn = match self.mode {
-            TlsMode::StartTls => {
-                let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
-                    .await
-                    .map_err(|_| ConnectError::Unreachable)?;
-                // The point of this module: no Nagle wait on every small command.
-                let _ = tcp.set_nodelay(true);
-                let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
-                    .await
-                    .map_err(|e| ConnectError::Protocol(status_of(&e, "greeting")))?;
-                if !conn.can_starttls() {
-                    conn.abort().await;
-                    return Err(ConnectError::NoStartTls);
-                }
-                conn.starttls(self.tls.clone(), &self.hello).await.map_err(|e| {
-                    if e.is_tls() { ConnectError::Tls } else { ConnectError::Protocol(status_of(&e, "STARTTLS")) }
-                })?;
-                conn
-            }
-            TlsMode::Implicit => AsyncSmtpConnection::connect_tokio1(
-                (self.host.as_str(), self.port),
-                Some(CONNECT_TIMEOUT),
-                &self.hello,
-                Some(self.tls.clone()),
-                None,
-            )
-            .await
-            .map_err(|e| if e.is_tls() { ConnectError::Tls } else { ConnectError::Unreachable })?,
+    async fn handshake(&self, conn: &mut Connection) -> Result<(), ConnectError> {
+        let Io::Plain(tcp) = std::mem::replace(&mut conn.io, Io::Closed) else {
+            return Err(ConnectError::Tls);
         };
+        let tls = self.tls.connect(self.server_name.clone(), tcp).await.map_err(|_| ConnectError::Tls)?;
+        conn.io = Io::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    async fn connect_inner(&self) -> Result<Connection, ConnectError> {
+        let protocol = |f: Fault, what: &str| match f {
+            Fault::Refused(r) => ConnectError::Protocol(r.status()),
+            Fault::Broken => ConnectError::Protocol(what.to_string()),
+        };
+        let tcp = TcpStream::connect((self.host.as_str(), self.port)).await.map_err(|_| ConnectError::Unreachable)?;
+        // No Nagle wait on every small command.
+        let _ = tcp.set_nodelay(true);
+        let mut conn = Connection::new(tcp);
+        if self.mode == TlsMode::Implicit {
+            self.handshake(&mut conn).await?;
+        }
+        let greeting = conn.reply().await;
+        Connection::positive_or_refused(greeting).map_err(|f| protocol(f, "greeting"))?;
+        conn.ehlo(&self.hello).await.map_err(|f| protocol(f, "EHLO"))?;
+        if self.mode == TlsMode::StartTls {
+            if !conn.ext.starttls {
+                conn.quit().await;
+                return Err(ConnectError::NoStartTls);
+            }
+            let r = conn.command("STARTTLS").await.map_err(|f| protocol(f, "STARTTLS"))?;
+            if r.code != 220 {
+                conn.quit().await;
+                return Err(ConnectError::Protocol(r.status()));
+            }
+            // Anything the server sent after its 220 arrived in plaintext and could have been
+            // injected: refuse rather than treat it as a reply inside TLS.
+            if !conn.buf.is_empty() {
+                conn.abort().await;
+                return Err(ConnectError::Protocol("STARTTLS".into()));
+            }
+            self.handshake(&mut conn).await?;
+            // What the server said before TLS is forgotten (RFC 3207 4.2).
+            conn.ext = Extensions::default();
+            conn.ehlo(&self.hello).await.map_err(|f| protocol(f, "EHLO"))?;
+        }
         if !conn.is_encrypted() {
             conn.abort().await;
             return Err(ConnectError::NoStartTls);
         }
         if let Some(c) = &self.credentials {
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await.map_err(|_| ConnectError::Auth)?;
+            self.auth(&mut conn, c).await?;
         }
         Ok(conn)
     }
 
-    async fn checkout(&self) -> Result<AsyncSmtpConnection, ConnectError> {
+    async fn auth(&self, conn: &mut Connection, c: &Credentials) -> Result<(), ConnectError> {
+        let ok = if conn.ext.auth_plain {
+            let token = Zeroizing::new(BASE64.encode(format!("\0{}\0{}", *c.user, *c.password).as_bytes()));
+            let line = Zeroizing::new(format!("AUTH PLAIN {}", *token));
+            matches!(conn.command(&line).await, Ok(r) if r.code == 235)
+        } else if conn.ext.auth_login {
+            let mut ok = matches!(conn.command("AUTH LOGIN").await, Ok(r) if r.code == 334);
+            if ok {
+                let u = Zeroizing::new(BASE64.encode(c.user.as_bytes()));
+                ok = matches!(conn.command(&u).await, Ok(r) if r.code == 334);
+            }
+            if ok {
+                let p = Zeroizing::new(BASE64.encode(c.password.as_bytes()));
+                ok = matches!(conn.command(&p).await, Ok(r) if r.code == 235);
+            }
+            ok
+        } else {
+            false
+        };
+        if ok {
+            Ok(())
+        } else {
+            conn.abort().await;
+            Err(ConnectError::Auth)
+        }
+    }
+
+    async fn checkout(&self) -> Result<Connection, ConnectError> {
         loop {
             let pooled = self.idle.lock().ok().and_then(|mut v| v.pop());
             match pooled {
@@ -150,7 +597,7 @@ impl SmtpPool {
                 Some((mut conn, since)) => {
                     let idle = since.elapsed();
                     if idle > IDLE_MAX || conn.has_broken() {
-                        conn.abort().await;
+                        conn.quit().await;
                         continue;
                     }
                     if idle > IDLE_CHECK && !conn.test_connected().await {
@@ -163,7 +610,7 @@ impl SmtpPool {
         }
     }
 
-    fn checkin(&self, conn: AsyncSmtpConnection) {
+    fn checkin(&self, conn: Connection) {
         if conn.has_broken() {
             return;
         }
@@ -182,20 +629,18 @@ impl SmtpPool {
             Ok(c) => c,
             Err(e) => return SendOutcome::Deferred(e.to_string()),
         };
-        match tokio::time::timeout(SEND_TIMEOUT, conn.send(envelope, raw)).await {
-            Ok(Ok(resp)) => {
-                let status = reply_status(resp.code().to_string(), resp.first_line());
-                self.checkin(conn);
-                SendOutcome::Accepted(status)
-            }
-            // lettre aborts the connection on any error reply, so it is never reused.
-            Ok(Err(e)) if e.is_permanent() => SendOutcome::Rejected(status_of(&e, "permanent failure")),
-            Ok(Err(e)) => SendOutcome::Deferred(status_of(&e, "temporary failure (connection)")),
+        let outcome = match tokio::time::timeout(SEND_TIMEOUT, conn.transaction(envelope, raw)).await {
+            Ok(Ok(reply)) => SendOutcome::Accepted(reply.status()),
+            Ok(Err(Fault::Refused(r))) if r.permanent() => SendOutcome::Rejected(r.status()),
+            Ok(Err(Fault::Refused(r))) => SendOutcome::Deferred(r.status()),
+            Ok(Err(Fault::Broken)) => SendOutcome::Deferred("temporary failure (connection)".into()),
             Err(_) => {
                 conn.abort().await;
                 SendOutcome::Deferred("the mail server did not answer in time".into())
             }
-        }
+        };
+        self.checkin(conn);
+        outcome
     }
 
     pub fn tags_organisation(&self) -> bool {
@@ -206,7 +651,7 @@ impl SmtpPool {
     pub async fn close_idle(&self) {
         let conns: Vec<_> = self.idle.lock().map(|mut v| v.drain(..).collect()).unwrap_or_default();
         for (mut c, _) in conns {
-            let _ = c.quit().await;
+            c.quit().await;
         }
     }
 }
@@ -243,5 +688,116 @@ mod tests {
         assert_eq!(reply_status("550".into(), Some("5.1.1 <x@y> unknown")), "550 5.1.1");
         assert_eq!(reply_status("451".into(), None), "451");
         assert_eq!(reply_status("250".into(), Some("2.0.0000 x")), "250");
+    }
+
+    fn stuffed(s: &str) -> String {
+        let mut out = Vec::new();
+        stuff(s.as_bytes(), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn content_is_dot_stuffed_and_terminated() {
+        assert_eq!(stuffed("a\r\nb\r\n"), "a\r\nb\r\n.\r\n");
+        assert_eq!(stuffed("a\r\nb"), "a\r\nb\r\n.\r\n");
+        assert_eq!(stuffed(".x\r\n"), "..x\r\n.\r\n");
+        // A lone dot line inside the content must not end the message.
+        assert_eq!(stuffed("a\r\n.\r\nb\r\n"), "a\r\n..\r\nb\r\n.\r\n");
+        assert_eq!(stuffed("a\r\n..\r\n"), "a\r\n...\r\n.\r\n");
+        assert_eq!(stuffed("a.b\r\n c.\r\n"), "a.b\r\n c.\r\n.\r\n");
+        assert_eq!(stuffed(""), "\r\n.\r\n");
+    }
+
+    #[test]
+    fn extensions_after_ehlo() {
+        let lines: Vec<String> =
+            ["mx.example greets you", "PIPELINING", "8BITMIME", "auth login PLAIN", "STARTTLS", "SIZE 1000"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        let e = Extensions::parse(&lines);
+        assert!(e.pipelining && e.eight_bit && e.starttls && e.auth_plain && e.auth_login && !e.smtputf8);
+        // The greeting line is not an extension.
+        let e = Extensions::parse(&["STARTTLS".to_string()]);
+        assert!(!e.starttls);
+    }
+
+    /// A scripted server on loopback: sends `script` lines as replies, in order, one per line read
+    /// from the client (the first before reading anything), then closes.
+    async fn scripted(script: Vec<&'static [u8]>) -> u16 {
+        use tokio::io::AsyncBufReadExt;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            let (r, mut w) = s.into_split();
+            let mut r = tokio::io::BufReader::new(r);
+            for (i, reply) in script.into_iter().enumerate() {
+                if i > 0 {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                }
+                if w.write_all(reply).await.is_err() {
+                    return;
+                }
+            }
+            let mut rest = Vec::new();
+            let _ = r.read_to_end(&mut rest).await;
+        });
+        port
+    }
+
+    fn pool(port: u16) -> SmtpPool {
+        SmtpPool::new(&settings(port)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_server_without_starttls_is_refused() {
+        let port = scripted(vec![b"220 hi\r\n", b"250-mx\r\n250 PIPELINING\r\n", b"221 bye\r\n"]).await;
+        assert_eq!(pool(port).connect().await.err(), Some(ConnectError::NoStartTls));
+    }
+
+    #[tokio::test]
+    async fn plaintext_injected_after_starttls_is_refused() {
+        // CVE-2011-0411: a reply smuggled in after the 220 must never be read as if inside TLS.
+        let port =
+            scripted(vec![b"220 hi\r\n", b"250-mx\r\n250 STARTTLS\r\n", b"220 go ahead\r\n250 injected\r\n"]).await;
+        assert_eq!(pool(port).connect().await.err(), Some(ConnectError::Protocol("STARTTLS".into())));
+    }
+
+    #[tokio::test]
+    async fn hostile_replies_break_the_connection_without_echoing_them() {
+        for greeting in [
+            &b"hello there\r\n"[..],
+            b"2200 x\r\n",
+            b"220-a\r\n221 b\r\n",
+            b"554 5.7.1 go away <patient@example.org>\r\n",
+        ] {
+            let port = scripted(vec![greeting]).await;
+            match pool(port).connect().await.err() {
+                Some(ConnectError::Protocol(p)) => assert!(!p.contains('@'), "{p}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        let long: &'static [u8] = Box::leak(vec![b'2'; MAX_LINE * 2].into_boxed_slice());
+        let port = scripted(vec![long]).await;
+        assert!(matches!(pool(port).connect().await, Err(ConnectError::Protocol(_))));
+        let bad = SmtpPool::new(&SmtpSettings { ca_pem: Some(b"not a pem".to_vec()), ..settings(1) });
+        assert!(bad.is_err());
+    }
+
+    fn settings(port: u16) -> SmtpSettings {
+        SmtpSettings {
+            host: "localhost".into(),
+            port,
+            tls: TlsMode::StartTls,
+            username: None,
+            password: None,
+            ca_pem: None,
+            pool_size: 1,
+            tag_organisation: false,
+        }
     }
 }
