@@ -8,6 +8,7 @@ mod m20260201_000001_contacts;
 mod m20261101_000001_templates;
 mod m20261201_000001_segments;
 mod m20261215_000001_campaigns;
+mod m20261216_000001_delivery_due;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261101_000001_templates::Migration),
             Box::new(m20261201_000001_segments::Migration),
             Box::new(m20261215_000001_campaigns::Migration),
+            Box::new(m20261216_000001_delivery_due::Migration),
         ]
     }
 }
@@ -31,6 +33,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20261101_000001_templates.sql"),
     include_str!("m20261201_000001_segments.sql"),
     include_str!("m20261215_000001_campaigns.sql"),
+    include_str!("m20261216_000001_delivery_due.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.
