@@ -135,7 +135,6 @@ struct Outcome {
     accepted_at: Option<DateTime<Utc>>,
     /// Counts toward auto-pause (connection, TLS, 4xx, non-bounce failures).
     error: bool,
-    hard_bounce: bool,
 }
 
 /// Everything a dispatch job needs to build this campaign's messages.
@@ -250,16 +249,7 @@ async fn claim(svc: &Services, p: &Prepared, lease: i64, n: i64, now: DateTime<U
 }
 
 fn skipped(id: Uuid, why: &'static str) -> Outcome {
-    Outcome {
-        id,
-        state: "skipped",
-        status: None,
-        detail: Some(why),
-        not_before: None,
-        accepted_at: None,
-        error: false,
-        hard_bounce: false,
-    }
+    Outcome { id, state: "skipped", status: None, detail: Some(why), not_before: None, accepted_at: None, error: false }
 }
 
 /// A built message: envelope and bytes (DKIM-signed), plus what the dev mailbox indexes.
@@ -386,7 +376,6 @@ async fn send_one(svc: &Services, p: &Prepared, keys: &record::KeySet, c: Claime
                 not_before: None,
                 accepted_at: None,
                 error: true,
-                hard_bounce: false,
             };
         }
     };
@@ -402,7 +391,6 @@ async fn send_one(svc: &Services, p: &Prepared, keys: &record::KeySet, c: Claime
                     not_before: Some(now + chrono::Duration::from_std(wait).unwrap_or_default()),
                     accepted_at: None,
                     error: false,
-                    hard_bounce: false,
                 };
             }
             Ok((true, wait)) => tokio::time::sleep(wait).await,
@@ -421,7 +409,6 @@ async fn send_one(svc: &Services, p: &Prepared, keys: &record::KeySet, c: Claime
             not_before: None,
             accepted_at: Some(at),
             error: false,
-            hard_bounce: false,
         },
         Ok(SendOutcome::Rejected(status)) => {
             let hard = is_hard_bounce(&status);
@@ -437,7 +424,6 @@ async fn send_one(svc: &Services, p: &Prepared, keys: &record::KeySet, c: Claime
                 not_before: None,
                 accepted_at: None,
                 error: !hard,
-                hard_bounce: hard,
             }
         }
         Ok(SendOutcome::Deferred(status)) => {
@@ -451,7 +437,6 @@ async fn send_one(svc: &Services, p: &Prepared, keys: &record::KeySet, c: Claime
                     not_before: None,
                     accepted_at: None,
                     error: true,
-                    hard_bounce: false,
                 }
             } else {
                 let jitter = f64::from(Uuid::new_v4().as_bytes()[0]) / 255.0;
@@ -463,7 +448,6 @@ async fn send_one(svc: &Services, p: &Prepared, keys: &record::KeySet, c: Claime
                     not_before: Some(at + retry.backoff(c.attempts as u32, jitter)),
                     accepted_at: None,
                     error: true,
-                    hard_bounce: false,
                 }
             }
         }
@@ -477,18 +461,19 @@ async fn send_one(svc: &Services, p: &Prepared, keys: &record::KeySet, c: Claime
                 not_before: Some(at + chrono::Duration::seconds(60)),
                 accepted_at: None,
                 error: true,
-                hard_bounce: false,
             }
         }
     }
 }
 
-/// Write outcomes (one statement for the rows, one for the engagement and suppression facts).
+/// Write outcomes in one statement (one round trip, one commit): the delivery rows still ours,
+/// a 'received' or 'bounced' engagement event for each row that changed, suppression of hard
+/// bounces, and the campaign's error streak (touched only when it changes: the campaign row is
+/// shared by every worker).
 async fn record(svc: &Services, campaign: Uuid, lease: i64, outs: &[Outcome]) -> ServiceResult<()> {
     if outs.is_empty() {
         return Ok(());
     }
-    let mut tx = pool(svc).begin().await.map_err(sqlx_err)?;
     let ids: Vec<Uuid> = outs.iter().map(|o| o.id).collect();
     let states: Vec<&str> = outs.iter().map(|o| o.state).collect();
     let statuses: Vec<Option<String>> = outs.iter().map(|o| o.status.clone()).collect();
@@ -497,14 +482,37 @@ async fn record(svc: &Services, campaign: Uuid, lease: i64, outs: &[Outcome]) ->
     let acc: Vec<Option<DateTime<Utc>>> = outs.iter().map(|o| o.accepted_at).collect();
     // A row handed back for the per-domain limit was not attempted.
     let undo: Vec<i32> = outs.iter().map(|o| i32::from(o.state == "queued")).collect();
-    sqlx::query(
-        "UPDATE delivery d SET state = u.state, smtp_status = coalesce(u.status, d.smtp_status), detail = u.detail,
-             not_before = coalesce(u.nb, d.not_before), accepted_at = u.acc,
-             recorded_at = CASE WHEN u.state = 'sent' THEN clock_timestamp() END,
-             attempts = d.attempts - u.undo, claimed_by = NULL, claimed_at = NULL, updated_at = now()
-         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::int[])
-              AS u(id, state, status, detail, nb, acc, undo)
-         WHERE d.id = u.id AND d.state = 'sending' AND d.claimed_by = $8",
+    // Auto-pause: the streak is the failures since the last success.
+    let errors_in_order: Vec<bool> =
+        outs.iter().filter(|o| o.state != "skipped" && o.state != "queued").map(|o| o.error).collect();
+    let attempted = !errors_in_order.is_empty();
+    let any_ok = errors_in_order.iter().any(|e| !e);
+    let trailing = errors_in_order.iter().rev().take_while(|e| **e).count() as i32;
+    let streak: Option<i32> = sqlx::query_scalar(
+        "WITH u AS (
+             UPDATE delivery d SET state = u.state, smtp_status = coalesce(u.status, d.smtp_status), detail = u.detail,
+                 not_before = coalesce(u.nb, d.not_before), accepted_at = u.acc,
+                 recorded_at = CASE WHEN u.state = 'sent' THEN clock_timestamp() END,
+                 attempts = d.attempts - u.undo, claimed_by = NULL, claimed_at = NULL, updated_at = now()
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::int[])
+                  AS u(id, state, status, detail, nb, acc, undo)
+             WHERE d.id = u.id AND d.state = 'sending' AND d.claimed_by = $8
+             RETURNING d.id, d.organisation_id, d.contact_id, d.campaign_id, d.state, d.accepted_at),
+         events AS (
+             INSERT INTO engagement_event (organisation_id, contact_id, campaign_id, activity, machine, occurred_at, delivery_id)
+             SELECT organisation_id, contact_id, campaign_id, CASE WHEN state = 'sent' THEN 'received' ELSE 'bounced' END,
+                    false, coalesce(accepted_at, now()), id
+             FROM u WHERE contact_id IS NOT NULL AND state IN ('sent', 'bounced')),
+         suppressed AS (
+             INSERT INTO suppression (organisation_id, email_bidx, reason, created_at)
+             SELECT c.organisation_id, c.email_bidx, 'hard_bounce', now()
+             FROM u JOIN contact c ON c.id = u.contact_id WHERE u.state = 'bounced'
+             ON CONFLICT DO NOTHING),
+         streak AS (
+             UPDATE campaign SET error_streak = CASE WHEN $10 THEN $11 ELSE error_streak + $11 END
+             WHERE id = $9 AND $12 AND NOT ($10 AND $11 = 0 AND error_streak = 0)
+             RETURNING error_streak)
+         SELECT (SELECT error_streak FROM streak)",
     )
     .bind(&ids)
     .bind(&states)
@@ -514,57 +522,16 @@ async fn record(svc: &Services, campaign: Uuid, lease: i64, outs: &[Outcome]) ->
     .bind(&acc)
     .bind(&undo)
     .bind(lease)
-    .execute(&mut *tx)
+    .bind(campaign)
+    .bind(any_ok)
+    .bind(trailing)
+    .bind(attempted)
+    .fetch_one(&pool(svc))
     .await
     .map_err(sqlx_err)?;
-    let sent: Vec<Uuid> = outs.iter().filter(|o| o.state == "sent").map(|o| o.id).collect();
-    let bounced: Vec<Uuid> = outs.iter().filter(|o| o.hard_bounce).map(|o| o.id).collect();
-    for (ids, activity) in [(&sent, "received"), (&bounced, "bounced")] {
-        if !ids.is_empty() {
-            sqlx::query(
-                "INSERT INTO engagement_event (organisation_id, contact_id, campaign_id, activity, machine, occurred_at, delivery_id)
-                 SELECT organisation_id, contact_id, campaign_id, $2, false, coalesce(accepted_at, now()), id
-                 FROM delivery WHERE id = ANY($1) AND contact_id IS NOT NULL",
-            )
-            .bind(ids)
-            .bind(activity)
-            .execute(&mut *tx)
-            .await
-            .map_err(sqlx_err)?;
-        }
-    }
-    if !bounced.is_empty() {
-        sqlx::query(
-            "INSERT INTO suppression (organisation_id, email_bidx, reason, created_at)
-             SELECT c.organisation_id, c.email_bidx, 'hard_bounce', now()
-             FROM delivery d JOIN contact c ON c.id = d.contact_id WHERE d.id = ANY($1)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&bounced)
-        .execute(&mut *tx)
-        .await
-        .map_err(sqlx_err)?;
-    }
-    // Auto-pause: the streak is the failures since the last success.
-    let errors_in_order: Vec<bool> =
-        outs.iter().filter(|o| o.state != "skipped" && o.state != "queued").map(|o| o.error).collect();
-    if !errors_in_order.is_empty() {
-        let any_ok = errors_in_order.iter().any(|e| !e);
-        let trailing = errors_in_order.iter().rev().take_while(|e| **e).count() as i32;
-        let streak: i32 = sqlx::query_scalar(
-            "UPDATE campaign SET error_streak = CASE WHEN $2 THEN $3 ELSE error_streak + $3 END WHERE id = $1 RETURNING error_streak",
-        )
-        .bind(campaign)
-        .bind(any_ok)
-        .bind(trailing)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(sqlx_err)?;
-        tx.commit().await.map_err(sqlx_err)?;
+    if let Some(streak) = streak.filter(|s| *s > 0) {
         auto_pause_if_needed(svc, campaign, streak).await?;
-        return Ok(());
     }
-    tx.commit().await.map_err(sqlx_err)?;
     Ok(())
 }
 
