@@ -107,30 +107,36 @@ async fn insert_batch(svc: &Services, row: &Row, ids: &[Uuid], now: DateTime<Utc
         Schedule::LocalTime { date, time } => (Some(*date), Some(*time)),
         _ => (None, None),
     };
-    let res = sqlx::query(
-        "WITH z AS MATERIALIZED (SELECT name FROM pg_timezone_names)
-         INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at)
-         SELECT gen_random_uuid(), $1, $2, c.id, 'queued',
-                CASE WHEN $6::date IS NULL THEN $3
-                     ELSE GREATEST($3, ($6::date + $7::time) AT TIME ZONE
-                          coalesce(z.name, 'UTC')) END,
-                $3
-         FROM contact c LEFT JOIN z ON z.name = c.time_zone
-         WHERE c.organisation_id = $1 AND c.id = ANY($4)
-           AND EXISTS (SELECT 1 FROM contact_consent cc WHERE cc.contact_id = c.id AND cc.purpose = $5 AND cc.granted)
-           AND NOT EXISTS (SELECT 1 FROM suppression s WHERE s.organisation_id = $1 AND s.email_bidx = c.email_bidx)
-         ON CONFLICT (campaign_id, contact_id) DO NOTHING",
-    )
-    .bind(row.organisation.0)
-    .bind(row.id)
-    .bind(now)
-    .bind(ids)
-    .bind(row.settings.purpose.as_str())
-    .bind(date)
-    .bind(time)
-    .execute(&pool(svc))
-    .await
-    .map_err(sqlx_err)?;
+    // Only a local-time schedule needs the zone names (reading them scans the zone database).
+    macro_rules! eligible {
+        () => {
+            "WHERE c.organisation_id = $1 AND c.id = ANY($4)
+               AND EXISTS (SELECT 1 FROM contact_consent cc WHERE cc.contact_id = c.id AND cc.purpose = $5 AND cc.granted)
+               AND NOT EXISTS (SELECT 1 FROM suppression s WHERE s.organisation_id = $1 AND s.email_bidx = c.email_bidx)
+             ON CONFLICT (campaign_id, contact_id) DO NOTHING"
+        };
+    }
+    let sql: &'static str = if date.is_some() {
+        concat!(
+            "WITH z AS MATERIALIZED (SELECT name FROM pg_timezone_names)
+             INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at)
+             SELECT gen_random_uuid(), $1, $2, c.id, 'queued',
+                    GREATEST($3, ($6::date + $7::time) AT TIME ZONE coalesce(z.name, 'UTC')), $3
+             FROM contact c LEFT JOIN z ON z.name = c.time_zone ",
+            eligible!()
+        )
+    } else {
+        concat!(
+            "INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at)
+             SELECT gen_random_uuid(), $1, $2, c.id, 'queued', $3, $3
+             FROM contact c ",
+            eligible!()
+        )
+    };
+    let q =
+        sqlx::query(sql).bind(row.organisation.0).bind(row.id).bind(now).bind(ids).bind(row.settings.purpose.as_str());
+    let q = if date.is_some() { q.bind(date).bind(time) } else { q };
+    let res = q.execute(&pool(svc)).await.map_err(sqlx_err)?;
     Ok(res.rows_affected())
 }
 
