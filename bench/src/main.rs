@@ -549,9 +549,17 @@ async fn main() -> Result<()> {
                 connections,
             };
             let plain = send::run_once(&a, false).await?;
-            let raw = send::raw_rate(&a, plain.message_bytes)?;
-            eprintln!("raw smtp-source rate with {} byte messages: {raw:.0}/s", plain.message_bytes);
+            // The raw rate is measured twice on an idle database, after each run, and the higher
+            // figure is the one compared with (the conservative choice: smtp-source's rate on
+            // this shared machine varies from run to run).
+            send::quiesce(&a).await?;
+            let raw_first = send::raw_rate(&a, plain.message_bytes)?;
+            eprintln!("raw smtp-source rate with {} byte messages: {raw_first:.0}/s", plain.message_bytes);
             let signed = if a.dkim_key.is_some() { Some(send::run_once(&a, true).await?) } else { None };
+            send::quiesce(&a).await?;
+            let raw_second = send::raw_rate(&a, plain.message_bytes)?;
+            eprintln!("raw smtp-source rate, second measurement: {raw_second:.0}/s");
+            let raw = raw_first.max(raw_second);
             let mut line = format!(
                 "send recipients={recipients} rate={:.0} raw={raw:.0} ratio={:.2} rss_mb={:.0} lost={} dup={} window_ms_max={:.1} window_ms_p99={:.1}",
                 plain.rate,

@@ -164,6 +164,33 @@ pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
     })
 }
 
+/// Wait until the database is idle (no autovacuum worker, a checkpoint done), up to a minute,
+/// so that the raw measurement is not slowed by the campaign's aftermath (which would flatter
+/// the ratio).
+pub async fn quiesce(a: &SendArgs) -> Result<()> {
+    use sea_orm::ConnectionTrait;
+    let svc = crate::services(&a.url).await?;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let busy = svc
+            .db()
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'",
+            ))
+            .await?
+            .and_then(|r| r.try_get::<i64>("", "n").ok())
+            .unwrap_or(0);
+        if busy == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    svc.db().execute_unprepared("CHECKPOINT").await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(())
+}
+
 /// smtp-source's raw rate into the sink (plaintext, as fast as it goes) with the same size.
 pub fn raw_rate(a: &SendArgs, bytes: usize) -> Result<f64> {
     let n = a.recipients.clamp(1000, 100_000);
