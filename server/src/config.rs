@@ -71,7 +71,7 @@ pub struct MailFile {
     pub dev_smtp_listen: Option<String>,
     pub dev_smtp_cert_file: Option<PathBuf>,
     pub dev_smtp_key_file: Option<PathBuf>,
-    /// DKIM: selector, signing domain and a PKCS#1 PEM RSA key file (all three, or none).
+    /// DKIM: selector, signing domain and an RSA key file, PEM (PKCS#1 or PKCS#8), 2048 bits or more (all three, or none).
     pub dkim_selector: Option<String>,
     pub dkim_domain: Option<String>,
     pub dkim_key_file: Option<PathBuf>,

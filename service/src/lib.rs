@@ -9,6 +9,7 @@ pub mod clock;
 pub mod contacts;
 pub mod crypto;
 pub mod db;
+pub mod dkim;
 pub mod error;
 pub mod events;
 pub mod links;

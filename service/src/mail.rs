@@ -11,9 +11,6 @@ use crate::smtp::SmtpPool;
 use domain::Phi;
 use domain::ids::OrganisationId;
 use lettre::Message;
-use lettre::message::dkim::{
-    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm, DkimSigningKey,
-};
 use lettre::message::{Mailbox, MultiPart, SinglePart, header};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -82,10 +79,10 @@ impl Mailer {
     }
 }
 
-/// A DKIM signer: the selector, the signing domain and the RSA private key (PKCS#1 PEM, from a
-/// file). Not Clone, Debug or Serialize; shared behind an `Arc`.
+/// A DKIM signer: the selector, the signing domain and the RSA private key (PEM, from a file).
+/// Not Clone, Debug (beyond selector and domain) or Serialize; shared behind an `Arc`.
 pub struct Dkim {
-    config: DkimConfig,
+    signer: crate::dkim::Signer,
     pub selector: String,
     pub domain: String,
 }
@@ -105,38 +102,15 @@ impl Dkim {
         if domain.is_empty() || !domain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
             return Err("the DKIM domain must be a domain name");
         }
-        let key = DkimSigningKey::new(pem, DkimSigningAlgorithm::Rsa)
-            .map_err(|_| "the DKIM key is not an RSA private key in PKCS#1 PEM")?;
-        let config = DkimConfig::new(
-            selector.to_string(),
-            domain.to_string(),
-            key,
-            // What is signed: enough to bind the message to us, including the unsubscribe headers
-            // (RFC 8058 asks for List-Unsubscribe and List-Unsubscribe-Post to be covered).
-            // Not Content-Type: lettre folds its boundary parameter differently from how it
-            // hashes it, so verifiers (dkimpy) reject the signature; the body hash covers the
-            // parts and their boundaries anyway.
-            [
-                "From",
-                "To",
-                "Subject",
-                "Date",
-                "Message-ID",
-                "Reply-To",
-                "MIME-Version",
-                "List-Unsubscribe",
-                "List-Unsubscribe-Post",
-            ]
-            .into_iter()
-            .map(header::HeaderName::new_from_ascii_str)
-            .collect(),
-            DkimCanonicalization { header: DkimCanonicalizationType::Relaxed, body: DkimCanonicalizationType::Relaxed },
-        );
-        Ok(Dkim { config, selector: selector.to_string(), domain: domain.to_string() })
+        let signer = crate::dkim::Signer::from_pem(pem)?;
+        Ok(Dkim { signer, selector: selector.to_string(), domain: domain.to_string() })
     }
 
-    pub fn sign(&self, message: &mut Message) {
-        message.sign(&self.config);
+    /// The message's bytes with a DKIM-Signature header in front (`t=` is `now`, Unix seconds).
+    pub fn sign(&self, raw: Vec<u8>, now: i64) -> Result<Vec<u8>, &'static str> {
+        let mut out = self.signer.header(&raw, &self.domain, &self.selector, now)?;
+        out.extend_from_slice(&raw);
+        Ok(out)
     }
 }
 
@@ -203,20 +177,20 @@ pub async fn send(svc: &Services, msg: Outgoing) -> ServiceResult<SendOutcome> {
 pub async fn deliver(
     svc: &Services,
     organisation: OrganisationId,
-    mut message: Message,
+    message: Message,
     to: &Phi<String>,
     subject: &str,
 ) -> ServiceResult<SendOutcome> {
+    let mut raw = message.formatted();
     if let Some(d) = &svc.settings().mail_dkim {
-        d.sign(&mut message);
+        raw = d.sign(raw, svc.clock().now().timestamp()).map_err(ServiceError::internal)?;
     }
     match svc.mailer() {
         Mailer::DevMailbox => {
-            capture(svc, organisation, &message.formatted(), to.expose(), subject).await?;
+            capture(svc, organisation, &raw, to.expose(), subject).await?;
             Ok(SendOutcome::Accepted("250 captured".into()))
         }
         Mailer::Smtp(pool) => {
-            let mut raw = message.formatted();
             if pool.tags_organisation() {
                 // Development only: the dev SMTP listener files the message under its organisation.
                 raw = [format!("X-Hermetic-Organisation: {}\r\n", organisation.0).into_bytes(), raw].concat();

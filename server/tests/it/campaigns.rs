@@ -176,7 +176,12 @@ async fn a_campaign_reaches_each_eligible_patient_once_signed_tracked_and_unsubs
     );
     assert_eq!(deliveries.len(), 3);
     let paths: Vec<_> = msgs.iter().map(|(p, _)| p.clone()).collect();
-    let (ok, out) = dkim_verify("test", "clinic.test", &paths);
+    let (ok, out) = dkim_verify(
+        "test",
+        "clinic.test",
+        &["From", "To", "Subject", "Message-ID", "Content-Type", "List-Unsubscribe", "List-Unsubscribe-Post"],
+        &paths,
+    );
     assert!(ok, "DKIM must verify with dkimpy: {out}");
 
     let p = status(svc, &actor, id).await;

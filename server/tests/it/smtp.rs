@@ -158,8 +158,9 @@ pub fn mime(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Verify DKIM signatures with dkimpy against the test key's TXT record.
-pub fn dkim_verify(selector: &str, domain: &str, paths: &[PathBuf]) -> (bool, String) {
+/// Verify DKIM signatures with dkimpy against the test key's TXT record; `expect_signed` are
+/// header names the signature must cover.
+pub fn dkim_verify(selector: &str, domain: &str, expect_signed: &[&str], paths: &[PathBuf]) -> (bool, String) {
     let t = tools();
     let out = Command::new(&t.python)
         .arg(&t.dkim_verify)
@@ -169,6 +170,8 @@ pub fn dkim_verify(selector: &str, domain: &str, paths: &[PathBuf]) -> (bool, St
         .arg(selector)
         .arg("--domain")
         .arg(domain)
+        .arg("--expect-signed")
+        .arg(expect_signed.join(","))
         .args(paths)
         .output()
         .unwrap();
