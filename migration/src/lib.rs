@@ -9,6 +9,7 @@ mod m20261101_000001_templates;
 mod m20261201_000001_segments;
 mod m20261215_000001_campaigns;
 mod m20261216_000001_delivery_due;
+mod m20261217_000001_send_writes;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_segments::Migration),
             Box::new(m20261215_000001_campaigns::Migration),
             Box::new(m20261216_000001_delivery_due::Migration),
+            Box::new(m20261217_000001_send_writes::Migration),
         ]
     }
 }
@@ -34,6 +36,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20261201_000001_segments.sql"),
     include_str!("m20261215_000001_campaigns.sql"),
     include_str!("m20261216_000001_delivery_due.sql"),
+    include_str!("m20261217_000001_send_writes.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.

@@ -349,6 +349,19 @@ async fn temporary_failures_are_retried_and_hard_bounces_suppressed() {
     assert!(r.try_get::<String>("", "smtp_status").unwrap().starts_with("550"));
     let sup = service::contacts::suppression::list(svc, &actor, 100).await.unwrap();
     assert!(sup.iter().any(|s| s.reason == SuppressionReason::HardBounce), "the bounced address is suppressed");
+    // Segments see who received the campaign (its accepted deliveries: not the hard bounce).
+    use domain::segments::{Activity, Condition, FORMAT_VERSION, Node, SegmentDefinition};
+    let received = |campaign, within_days| SegmentDefinition {
+        version: FORMAT_VERSION,
+        root: Node::Condition {
+            condition: Condition::Engagement { activity: Activity::Received, campaign, within_days },
+        },
+    };
+    for (def, want) in
+        [(received(Some(id), Some(1)), 2), (received(None, None), 2), (received(Some(Uuid::now_v7()), None), 0)]
+    {
+        assert_eq!(service::segments::count(svc, &actor, &def).await.unwrap().matching, Some(want), "{def:?}");
+    }
     app.stop().await;
 }
 

@@ -164,6 +164,15 @@ async fn sql_prefilter_and_decrypted_evaluation_agree_with_the_pure_evaluator_on
         );
     }
     let campaigns = vec![Uuid::now_v7(), Uuid::now_v7()];
+    // Received messages are delivery rows, which belong to a campaign.
+    for (n, c) in campaigns.iter().enumerate() {
+        app.sql(&format!(
+            "INSERT INTO campaign (id, organisation_id, name, status, settings, created_at, updated_at)
+             VALUES ('{c}', '{}', 'Campaign {n}', 'completed', '{{}}', now(), now())",
+            org.0
+        ))
+        .await;
+    }
     let mut rng = Rng(0x5EED_2026);
     let mut people: Vec<(Uuid, ContactFacts)> = vec![];
     for i in 0..80 {
@@ -243,6 +252,8 @@ async fn sql_prefilter_and_decrypted_evaluation_agree_with_the_pure_evaluator_on
                 }
             }
         }
+        // Campaigns this contact has a delivery row for (one per campaign and contact).
+        let mut delivered: Vec<Uuid> = vec![];
         for _ in 0..rng.below(4) {
             let e = EngagementFact {
                 campaign: *rng.pick(&campaigns),
@@ -250,6 +261,30 @@ async fn sql_prefilter_and_decrypted_evaluation_agree_with_the_pure_evaluator_on
                 at: now - Duration::hours(rng.below(40 * 24) as i64),
                 machine: rng.chance(30),
             };
+            if e.activity == Activity::Received {
+                // A received message is a 'sent' delivery accepted at `at`; deliveries in any other
+                // state were not received and must not count.
+                if delivered.contains(&e.campaign) {
+                    continue;
+                }
+                delivered.push(e.campaign);
+                let state =
+                    if rng.chance(25) { *rng.pick(&["failed", "bounced", "queued", "deferred"]) } else { "sent" };
+                app.sql(&format!(
+                    "INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, accepted_at, recorded_at, updated_at)
+                     VALUES ('{}', '{}', '{}', '{id}', '{state}', '{at}', {acc}, {acc}, '{at}')",
+                    Uuid::now_v7(),
+                    org.0,
+                    e.campaign,
+                    at = e.at.to_rfc3339(),
+                    acc = if state == "sent" { format!("'{}'", e.at.to_rfc3339()) } else { "NULL".into() },
+                ))
+                .await;
+                if state == "sent" {
+                    facts.engagement.push(e);
+                }
+                continue;
+            }
             app.sql(&format!(
                 "INSERT INTO engagement_event (organisation_id, contact_id, campaign_id, activity, machine, occurred_at)
                  VALUES ('{}', '{id}', '{}', '{}', {}, '{}')",

@@ -466,8 +466,11 @@ async fn send_one(svc: &Services, p: &Prepared, keys: &record::KeySet, c: Claime
     }
 }
 
-/// Write outcomes in one statement (one round trip, one commit): the delivery rows still ours,
-/// a 'received' or 'bounced' engagement event for each row that changed, suppression of hard
+/// Write outcomes in one statement (one round trip, one commit): the delivery rows still ours
+/// (the lease is tested with IS NOT DISTINCT FROM, which no index serves, so the rows are found
+/// by primary key and not by scanning every row this process holds — migration m20261217),
+/// a 'bounced' engagement event for each hard bounce (a received message is its 'sent' delivery
+/// row: segments read it there, so a send writes no event row), suppression of hard
 /// bounces, and the campaign's error streak (touched only when it changes: the campaign row is
 /// shared by every worker).
 async fn record(svc: &Services, campaign: Uuid, lease: i64, outs: &[Outcome]) -> ServiceResult<()> {
@@ -496,13 +499,12 @@ async fn record(svc: &Services, campaign: Uuid, lease: i64, outs: &[Outcome]) ->
                  attempts = d.attempts - u.undo, claimed_by = NULL, claimed_at = NULL, updated_at = now()
              FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::int[])
                   AS u(id, state, status, detail, nb, acc, undo)
-             WHERE d.id = u.id AND d.state = 'sending' AND d.claimed_by = $8
+             WHERE d.id = u.id AND d.state = 'sending' AND d.claimed_by IS NOT DISTINCT FROM $8
              RETURNING d.id, d.organisation_id, d.contact_id, d.campaign_id, d.state, d.accepted_at),
          events AS (
              INSERT INTO engagement_event (organisation_id, contact_id, campaign_id, activity, machine, occurred_at, delivery_id)
-             SELECT organisation_id, contact_id, campaign_id, CASE WHEN state = 'sent' THEN 'received' ELSE 'bounced' END,
-                    false, coalesce(accepted_at, now()), id
-             FROM u WHERE contact_id IS NOT NULL AND state IN ('sent', 'bounced')),
+             SELECT organisation_id, contact_id, campaign_id, 'bounced', false, now(), id
+             FROM u WHERE contact_id IS NOT NULL AND state = 'bounced'),
          suppressed AS (
              INSERT INTO suppression (organisation_id, email_bidx, reason, created_at)
              SELECT c.organisation_id, c.email_bidx, 'hard_bounce', now()

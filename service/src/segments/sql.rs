@@ -197,16 +197,27 @@ impl Compiler<'_> {
                     "EXISTS (SELECT 1 FROM contact_consent k WHERE k.contact_id = c.id AND k.organisation_id = $1 AND k.purpose = {p} AND k.granted)"
                 )
             }
+            // A received message is its delivery row, accepted by the mail server ('sent' at
+            // `accepted_at`): sending writes no separate event for it.
+            Condition::Engagement { activity: Activity::Received, campaign, within_days } => {
+                let camp = match campaign {
+                    Some(id) => format!(" AND d.campaign_id = {}", self.bind(Param::Uuid(*id))),
+                    None => String::new(),
+                };
+                let since = self.since(*within_days, "d.accepted_at");
+                format!(
+                    "EXISTS (SELECT 1 FROM delivery d WHERE d.contact_id = c.id AND d.organisation_id = $1 AND d.state = 'sent'{camp}{since})"
+                )
+            }
             Condition::Engagement { activity, campaign, within_days } => {
                 let a = self.bind(Param::Text(activity.as_str().into()));
-                let human = if *activity == Activity::Received { "" } else { " AND NOT e.machine" };
                 let camp = match campaign {
                     Some(id) => format!(" AND e.campaign_id = {}", self.bind(Param::Uuid(*id))),
                     None => String::new(),
                 };
                 let since = self.since(*within_days, "e.occurred_at");
                 format!(
-                    "EXISTS (SELECT 1 FROM engagement_event e WHERE e.contact_id = c.id AND e.organisation_id = $1 AND e.activity = {a}{human}{camp}{since})"
+                    "EXISTS (SELECT 1 FROM engagement_event e WHERE e.contact_id = c.id AND e.organisation_id = $1 AND e.activity = {a} AND NOT e.machine{camp}{since})"
                 )
             }
             Condition::NeverOpened => "NOT EXISTS (SELECT 1 FROM engagement_event e WHERE e.contact_id = c.id AND e.organisation_id = $1 AND e.activity = 'opened' AND NOT e.machine)".into(),
