@@ -5,7 +5,7 @@ Run it with the venv python from `ensure_smtp_tools` (scripts/lib/common.sh):
 
     $SMTP_TOOLS_PYTHON scripts/lib/smtp_capture.py --listen 127.0.0.1:0 --out DIR \
         [--tls-cert server.pem --tls-key server.key [--require-starttls]] \
-        [--tempfail-times K] [--tempfail-stage rcpt|data] [--hostname NAME] [--verbose]
+        [--tempfail-times K] [--tempfail-stage rcpt|data] [--no-pipelining] [--hostname NAME] [--verbose]
 
 Once listening it prints exactly one line `READY <port>` on stdout (the real port when 0 was
 asked) and flushes; nothing else is written to stdout.
@@ -24,6 +24,8 @@ Scripted replies by recipient local part (case-insensitive, `name` or `name+anyt
   reject    550 5.1.1 user unknown (always)
   anything else 250.
 Only recipients that got 250 are in rcpt_tos.
+
+PIPELINING (RFC 2920) is offered unless --no-pipelining.
 
 TLS: with --tls-cert/--tls-key STARTTLS is offered; --require-starttls answers 530 to MAIL (and
 anything but EHLO/HELO/NOOP/QUIT/STARTTLS) before STARTTLS. Without a certificate STARTTLS is not
@@ -57,8 +59,9 @@ def local_kind(address):
 
 
 class CaptureHandler:
-    def __init__(self, out_dir, tempfail_times, tempfail_stage, verbose):
+    def __init__(self, out_dir, tempfail_times, tempfail_stage, verbose, pipelining):
         self.out_dir = out_dir
+        self.pipelining = pipelining
         self.tempfail_times = tempfail_times
         self.tempfail_stage = tempfail_stage
         self.verbose = verbose
@@ -67,6 +70,14 @@ class CaptureHandler:
             (int(m.group(1)) for m in map(re.compile(r"^(\d+)\.(?:eml|json)$").match, os.listdir(out_dir)) if m),
             default=0,
         )
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # aiosmtpd reads commands from a stream buffer in order, so pipelined commands (and
+        # content followed by the next message's commands, RFC 2920) work; it just does not say so.
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
 
     def _tempfail_now(self, address):
         key = address.lower()
@@ -129,7 +140,7 @@ def parse_listen(value):
 
 async def main_async(args):
     os.makedirs(args.out, exist_ok=True)
-    handler = CaptureHandler(args.out, args.tempfail_times, args.tempfail_stage, args.verbose)
+    handler = CaptureHandler(args.out, args.tempfail_times, args.tempfail_stage, args.verbose, not args.no_pipelining)
     tls_context = None
     if args.tls_cert:
         tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -182,6 +193,7 @@ def main():
     p.add_argument("--require-starttls", action="store_true", help="answer 530 to MAIL before STARTTLS")
     p.add_argument("--tempfail-times", type=int, default=2, help="451 replies per tempfail+ address (default 2)")
     p.add_argument("--tempfail-stage", choices=("rcpt", "data"), default="rcpt", help="where the 451 is given")
+    p.add_argument("--no-pipelining", action="store_true", help="do not offer PIPELINING (RFC 2920) in EHLO")
     p.add_argument("--hostname", default="localhost", help="name in the greeting and EHLO reply")
     p.add_argument("--max-size", type=int, default=64 * 1024 * 1024, help="largest message in bytes (552 above)")
     p.add_argument("--timeout", type=float, default=300, help="idle session timeout in seconds")

@@ -181,23 +181,29 @@ pub async fn deliver(
     to: &Phi<String>,
     subject: &str,
 ) -> ServiceResult<SendOutcome> {
-    let mut raw = message.formatted();
-    if let Some(d) = &svc.settings().mail_dkim {
-        raw = d.sign(raw, svc.clock().now().timestamp()).map_err(ServiceError::internal)?;
-    }
+    let raw = wire_bytes(svc, organisation, &message)?;
     match svc.mailer() {
         Mailer::DevMailbox => {
             capture(svc, organisation, &raw, to.expose(), subject).await?;
             Ok(SendOutcome::Accepted("250 captured".into()))
         }
-        Mailer::Smtp(pool) => {
-            if pool.tags_organisation() {
-                // Development only: the dev SMTP listener files the message under its organisation.
-                raw = [format!("X-Hermetic-Organisation: {}\r\n", organisation.0).into_bytes(), raw].concat();
-            }
-            Ok(pool.send(message.envelope(), &raw).await)
-        }
+        Mailer::Smtp(pool) => Ok(pool.send(message.envelope(), &raw).await),
     }
+}
+
+/// The bytes of a message as they go out: formatted, DKIM-signed when a key is configured, and
+/// (development only) tagged with its organisation for the dev SMTP listener.
+pub fn wire_bytes(svc: &Services, organisation: OrganisationId, message: &Message) -> ServiceResult<Vec<u8>> {
+    let mut raw = message.formatted();
+    if let Some(d) = &svc.settings().mail_dkim {
+        raw = d.sign(raw, svc.clock().now().timestamp()).map_err(ServiceError::internal)?;
+    }
+    if let Mailer::Smtp(pool) = svc.mailer()
+        && pool.tags_organisation()
+    {
+        raw = [format!("X-Hermetic-Organisation: {}\r\n", organisation.0).into_bytes(), raw].concat();
+    }
+    Ok(raw)
 }
 
 /// Keep a message in the organisation's dev mailbox, sealed (recipient, subject and the raw

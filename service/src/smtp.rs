@@ -3,8 +3,9 @@
 //!
 //! Why our own client: lettre's connection writes and flushes every command and waits for its
 //! reply (four round trips per message, plus a separate write for the final dot), and never sets
-//! TCP_NODELAY. Here a message costs two round trips: with PIPELINING (RFC 2920) MAIL, RCPT and
-//! DATA go in one write, then the dot-stuffed content and its terminator in another.
+//! TCP_NODELAY. Here a single message costs two round trips: with PIPELINING (RFC 2920) MAIL, RCPT
+//! and DATA go in one write, then the dot-stuffed content and its terminator in another. A
+//! [`Sequence`] (campaign sending) goes further: one round trip per message.
 //!
 //! Invariants: TLS is never optional. With STARTTLS the server must offer it, the upgrade must
 //! succeed, and nothing the server sent before the handshake is kept (no response injection,
@@ -312,9 +313,9 @@ impl Connection {
         }
     }
 
-    /// One message transaction. Pipelined when the server offers it: MAIL, RCPT and DATA in one
-    /// write, then the content and its terminator in one write.
-    async fn transaction(&mut self, envelope: &Envelope, content: &[u8]) -> Result<Reply, Fault> {
+    /// The MAIL, RCPT and DATA commands of one message, or the refusal of a message the server
+    /// said it cannot take (nothing is sent then).
+    fn commands(&self, envelope: &Envelope, content: &[u8]) -> Result<Vec<String>, Reply> {
         let mut params = String::new();
         if envelope
             .from()
@@ -324,13 +325,13 @@ impl Connection {
         {
             if !self.ext.smtputf8 {
                 // Never send what the server said it cannot take (RFC 6531).
-                return Err(Fault::Refused(Reply { code: 553, first_line: "5.6.7".into() }));
+                return Err(Reply { code: 553, first_line: "5.6.7".into() });
             }
             params.push_str(" SMTPUTF8");
         }
         if !content.is_ascii() {
             if !self.ext.eight_bit {
-                return Err(Fault::Refused(Reply { code: 554, first_line: "5.6.1".into() }));
+                return Err(Reply { code: 554, first_line: "5.6.1".into() });
             }
             params.push_str(" BODY=8BITMIME");
         }
@@ -338,31 +339,14 @@ impl Connection {
         let mut commands = vec![format!("MAIL FROM:<{from}>{params}")];
         commands.extend(envelope.to().iter().map(|a| format!("RCPT TO:<{a}>")));
         commands.push("DATA".to_string());
-        let replies = if self.ext.pipelining {
-            self.out.clear();
-            for c in &commands {
-                self.out.extend_from_slice(c.as_bytes());
-                self.out.extend_from_slice(b"\r\n");
-            }
-            self.write_out().await?;
-            let mut replies = Vec::with_capacity(commands.len());
-            for _ in &commands {
-                replies.push(self.reply().await?);
-            }
-            replies
-        } else {
-            let mut replies = Vec::with_capacity(commands.len());
-            for c in &commands {
-                let r = self.command(c).await?;
-                let stop = !r.positive();
-                replies.push(r);
-                if stop {
-                    break;
-                }
-            }
-            replies
-        };
-        let data_ok = replies.len() == commands.len() && replies.last().is_some_and(|r| r.code == 354);
+        Ok(commands)
+    }
+
+    /// Judge the replies to a message's commands: Ok when every one is positive and DATA got
+    /// 354. A refusal leaves the session clean for the next message (RSET, or the connection is
+    /// dropped when the server is already waiting for content).
+    async fn judge_command_replies(&mut self, replies: Vec<Reply>, expected: usize) -> Result<(), Fault> {
+        let data_ok = replies.len() == expected && replies.last().is_some_and(|r| r.code == 354);
         if let Some(bad) = replies.iter().find(|r| !r.positive()).cloned() {
             if data_ok {
                 // The server is waiting for content we will not send (a recipient was refused):
@@ -377,6 +361,42 @@ impl Connection {
         if !data_ok {
             self.abort().await;
             return Err(Fault::Broken);
+        }
+        Ok(())
+    }
+
+    /// Read the replies to `n` pipelined commands of one message and judge them.
+    async fn command_replies(&mut self, n: usize) -> Result<(), Fault> {
+        let mut replies = Vec::with_capacity(n);
+        for _ in 0..n {
+            replies.push(self.reply().await?);
+        }
+        self.judge_command_replies(replies, n).await
+    }
+
+    /// One message transaction. Pipelined when the server offers it: MAIL, RCPT and DATA in one
+    /// write, then the content and its terminator in one write.
+    async fn transaction(&mut self, envelope: &Envelope, content: &[u8]) -> Result<Reply, Fault> {
+        let commands = self.commands(envelope, content).map_err(Fault::Refused)?;
+        if self.ext.pipelining {
+            self.out.clear();
+            for c in &commands {
+                self.out.extend_from_slice(c.as_bytes());
+                self.out.extend_from_slice(b"\r\n");
+            }
+            self.write_out().await?;
+            self.command_replies(commands.len()).await?;
+        } else {
+            let mut replies = Vec::with_capacity(commands.len());
+            for c in &commands {
+                let r = self.command(c).await?;
+                let stop = !r.positive();
+                replies.push(r);
+                if stop {
+                    break;
+                }
+            }
+            self.judge_command_replies(replies, commands.len()).await?;
         }
         self.out.clear();
         stuff(content, &mut self.out);
@@ -630,17 +650,21 @@ impl SmtpPool {
             Err(e) => return SendOutcome::Deferred(e.to_string()),
         };
         let outcome = match tokio::time::timeout(SEND_TIMEOUT, conn.transaction(envelope, raw)).await {
-            Ok(Ok(reply)) => SendOutcome::Accepted(reply.status()),
-            Ok(Err(Fault::Refused(r))) if r.permanent() => SendOutcome::Rejected(r.status()),
-            Ok(Err(Fault::Refused(r))) => SendOutcome::Deferred(r.status()),
-            Ok(Err(Fault::Broken)) => SendOutcome::Deferred("temporary failure (connection)".into()),
+            Ok(r) => outcome_of(r),
             Err(_) => {
                 conn.abort().await;
-                SendOutcome::Deferred("the mail server did not answer in time".into())
+                timed_out()
             }
         };
         self.checkin(conn);
         outcome
+    }
+
+    /// A sequence of messages over one connection of the pool, pipelined across messages (see
+    /// [`Sequence`]). `None` when the pool is closed.
+    pub async fn sequence<T>(&self) -> Option<Sequence<'_, T>> {
+        let slot = self.slots.acquire().await.ok()?;
+        Some(Sequence { pool: self, _slot: slot, conn: None, waiting: None })
     }
 
     pub fn tags_organisation(&self) -> bool {
@@ -653,6 +677,168 @@ impl SmtpPool {
         for (mut c, _) in conns {
             c.quit().await;
         }
+    }
+}
+
+fn outcome_of(r: Result<Reply, Fault>) -> SendOutcome {
+    match r {
+        Ok(reply) if reply.positive() => SendOutcome::Accepted(reply.status()),
+        Ok(reply) | Err(Fault::Refused(reply)) if reply.permanent() => SendOutcome::Rejected(reply.status()),
+        Ok(reply) | Err(Fault::Refused(reply)) => SendOutcome::Deferred(reply.status()),
+        Err(Fault::Broken) => SendOutcome::Deferred("temporary failure (connection)".into()),
+    }
+}
+
+fn timed_out() -> SendOutcome {
+    SendOutcome::Deferred("the mail server did not answer in time".into())
+}
+
+/// A message whose MAIL, RCPT and DATA are written and whose replies are not read yet.
+struct Waiting<T> {
+    tag: T,
+    commands: usize,
+    /// The dot-stuffed content, sent once DATA is answered with 354.
+    content: Vec<u8>,
+}
+
+/// Messages sent one after another over one connection, pipelined across messages: RFC 2920
+/// lets message content open a group of commands, so the content of one message goes in the same
+/// write as the MAIL, RCPT and DATA of the next, and each message costs one round trip instead of
+/// two. Every outcome is returned the moment its final reply is read (what keeps the duplicate
+/// window small). A message whose content was never written is never reported as sent: when the
+/// connection fails before its content, it is sent again on a new connection (once) or deferred.
+/// Servers without PIPELINING get one plain transaction per message. Call [`Sequence::finish`]
+/// at the end: the last message is only completed there.
+pub struct Sequence<'p, T> {
+    pool: &'p SmtpPool,
+    _slot: tokio::sync::SemaphorePermit<'p>,
+    conn: Option<Connection>,
+    waiting: Option<Waiting<T>>,
+}
+
+impl<T> Sequence<'_, T> {
+    /// Send a message. Returns the outcomes now known: the previous message's (its final reply
+    /// came back) and this one's when it failed before its content could be sent.
+    pub async fn send(&mut self, envelope: &Envelope, raw: &[u8], tag: T) -> Vec<(T, SendOutcome)> {
+        let mut done = Vec::with_capacity(2);
+        let mut resent = false;
+        loop {
+            let mut conn = match self.conn.take() {
+                Some(c) => c,
+                None => match self.pool.checkout().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        done.push((tag, SendOutcome::Deferred(e.to_string())));
+                        return done;
+                    }
+                },
+            };
+            let commands = match conn.commands(envelope, raw) {
+                Ok(c) => c,
+                Err(refusal) => {
+                    self.conn = Some(conn);
+                    done.push((tag, outcome_of(Err(Fault::Refused(refusal)))));
+                    return done;
+                }
+            };
+            if !conn.ext.pipelining {
+                // Nothing waits on such a connection: one whole transaction per message.
+                let outcome = match tokio::time::timeout(SEND_TIMEOUT, conn.transaction(envelope, raw)).await {
+                    Ok(r) => outcome_of(r),
+                    Err(_) => {
+                        conn.abort().await;
+                        timed_out()
+                    }
+                };
+                self.conn = Some(conn);
+                done.push((tag, outcome));
+                return done;
+            }
+            // The waiting message's content goes first in this write, if its commands succeeded.
+            conn.out.clear();
+            let mut content_of = None;
+            if let Some(w) = self.waiting.take() {
+                match tokio::time::timeout(SEND_TIMEOUT, conn.command_replies(w.commands)).await {
+                    Ok(Ok(())) => {
+                        conn.out.extend_from_slice(&w.content);
+                        content_of = Some(w.tag);
+                    }
+                    // Refused or broken before its content: it was not sent.
+                    Ok(Err(f)) => done.push((w.tag, outcome_of(Err(f)))),
+                    Err(_) => {
+                        conn.abort().await;
+                        done.push((w.tag, timed_out()));
+                    }
+                }
+                if conn.has_broken() {
+                    // This message was not written yet: it goes on a new connection.
+                    continue;
+                }
+            }
+            for c in &commands {
+                conn.out.extend_from_slice(c.as_bytes());
+                conn.out.extend_from_slice(b"\r\n");
+            }
+            let written = matches!(tokio::time::timeout(SEND_TIMEOUT, conn.write_out()).await, Ok(Ok(())));
+            if !written {
+                conn.abort().await;
+            }
+            if let Some(t) = content_of {
+                let reply = if written {
+                    match tokio::time::timeout(SEND_TIMEOUT, conn.reply()).await {
+                        Ok(r) => outcome_of(r),
+                        Err(_) => {
+                            conn.abort().await;
+                            timed_out()
+                        }
+                    }
+                } else {
+                    outcome_of(Err(Fault::Broken))
+                };
+                done.push((t, reply));
+            }
+            if conn.has_broken() {
+                // This message's commands may have gone out but no content did: not sent.
+                if resent {
+                    done.push((tag, outcome_of(Err(Fault::Broken))));
+                    return done;
+                }
+                resent = true;
+                continue;
+            }
+            let mut content = Vec::new();
+            stuff(raw, &mut content);
+            self.waiting = Some(Waiting { tag, commands: commands.len(), content });
+            self.conn = Some(conn);
+            return done;
+        }
+    }
+
+    /// Complete the waiting message (if any) and hand the connection back to the pool.
+    pub async fn finish(mut self) -> Vec<(T, SendOutcome)> {
+        let mut done = Vec::with_capacity(1);
+        let Some(mut conn) = self.conn.take() else {
+            return done;
+        };
+        if let Some(w) = self.waiting.take() {
+            let last = async {
+                conn.command_replies(w.commands).await?;
+                conn.out.clear();
+                conn.out.extend_from_slice(&w.content);
+                conn.write_out().await?;
+                conn.reply().await
+            };
+            let outcome = match tokio::time::timeout(SEND_TIMEOUT, last).await {
+                Ok(r) => outcome_of(r),
+                Err(_) => {
+                    conn.abort().await;
+                    timed_out()
+                }
+            };
+            done.push((w.tag, outcome));
+        }
+        self.pool.checkin(conn);
+        done
     }
 }
 
@@ -786,6 +972,115 @@ mod tests {
         assert!(matches!(pool(port).connect().await, Err(ConnectError::Protocol(_))));
         let bad = SmtpPool::new(&SmtpSettings { ca_pem: Some(b"not a pem".to_vec()), ..settings(1) });
         assert!(bad.is_err());
+    }
+
+    /// A loopback server for one connection (the listener closes after it): for each step it
+    /// reads until every expected string has arrived since the previous step, then sends the
+    /// reply (or closes the connection on `None`). It never replies early, so a client that
+    /// waits for a reply the script has not reached yet hangs (and the test times out).
+    async fn expecting(script: Vec<(Vec<&'static str>, Option<&'static str>)>) -> u16 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            drop(l);
+            let mut seen = String::new();
+            for (expect, reply) in script {
+                while !expect.iter().all(|e| seen.contains(e)) {
+                    let mut chunk = [0u8; 4096];
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.push_str(&String::from_utf8_lossy(&chunk[..n])),
+                    }
+                }
+                seen.clear();
+                match reply {
+                    Some(r) => {
+                        if s.write_all(r.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => return,
+                }
+            }
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest).await;
+        });
+        port
+    }
+
+    /// A session on `port` past the greeting and EHLO, in plaintext (the TLS rules are tested
+    /// through `connect` above; this is about the message exchange).
+    async fn session(port: u16) -> Connection {
+        let mut c = Connection::new(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+        c.reply().await.unwrap();
+        c.ehlo("client.test").await.unwrap();
+        c
+    }
+
+    fn envelope(to: &str) -> Envelope {
+        Envelope::new(Some("news@clinic.test".parse().unwrap()), vec![to.parse().unwrap()]).unwrap()
+    }
+
+    #[tokio::test]
+    async fn messages_are_pipelined_and_each_outcome_arrives_with_its_reply() {
+        let port = expecting(vec![
+            (vec![], Some("220 hi\r\n")),
+            (vec!["EHLO"], Some("250-mx\r\n250 PIPELINING\r\n")),
+            (
+                vec!["MAIL FROM:<news@clinic.test>\r\nRCPT TO:<p1@y.test>\r\nDATA\r\n"],
+                Some("250 2.1.0\r\n250 2.1.5\r\n354 go\r\n"),
+            ),
+            // The first content and the second message's commands in one group (RFC 2920):
+            // only then does the server answer the first message.
+            (
+                vec!["body one\r\n.\r\nMAIL FROM:<news@clinic.test>\r\nRCPT TO:<p2@y.test>\r\nDATA\r\n"],
+                Some("250 2.0.0 queued\r\n250 2.1.0\r\n550 5.1.1 <p2@y.test> unknown\r\n503 5.5.1 no recipients\r\n"),
+            ),
+            // The refused message's transaction is reset before the next one.
+            (vec!["RSET\r\n"], Some("250 2.0.0\r\n")),
+            (vec!["RCPT TO:<p3@y.test>\r\nDATA\r\n"], Some("250 2.1.0\r\n250 2.1.5\r\n354 go\r\n")),
+            (vec!["..body three\r\n.\r\n"], Some("250 2.0.0 queued\r\n")),
+        ])
+        .await;
+        let pool = pool(port);
+        let run = async {
+            let mut seq = pool.sequence::<u32>().await.unwrap();
+            seq.conn = Some(session(port).await);
+            let first = seq.send(&envelope("p1@y.test"), b"body one\r\n", 1).await;
+            assert!(first.is_empty(), "nothing is known before the next message goes out: {first:?}");
+            let second = seq.send(&envelope("p2@y.test"), b"body two\r\n", 2).await;
+            assert_eq!(second, vec![(1, SendOutcome::Accepted("250 2.0.0".into()))]);
+            let third = seq.send(&envelope("p3@y.test"), b".body three\r\n", 3).await;
+            assert_eq!(third, vec![(2, SendOutcome::Rejected("550 5.1.1".into()))], "no address in the status");
+            assert_eq!(seq.finish().await, vec![(3, SendOutcome::Accepted("250 2.0.0".into()))]);
+        };
+        tokio::time::timeout(Duration::from_secs(10), run).await.expect("the exchange stalled: not pipelined");
+    }
+
+    #[tokio::test]
+    async fn a_connection_lost_after_content_is_never_reported_as_sent() {
+        let port = expecting(vec![
+            (vec![], Some("220 hi\r\n")),
+            (vec!["EHLO"], Some("250-mx\r\n250 PIPELINING\r\n")),
+            (vec!["RCPT TO:<p1@y.test>\r\nDATA\r\n"], Some("250 2.1.0\r\n250 2.1.5\r\n354 go\r\n")),
+            (vec!["body one\r\n.\r\n", "RCPT TO:<p2@y.test>\r\nDATA\r\n"], None),
+        ])
+        .await;
+        let pool = pool(port);
+        let run = async {
+            let mut seq = pool.sequence::<u32>().await.unwrap();
+            seq.conn = Some(session(port).await);
+            assert!(seq.send(&envelope("p1@y.test"), b"body one\r\n", 1).await.is_empty());
+            let got = seq.send(&envelope("p2@y.test"), b"body two\r\n", 2).await;
+            // The first message's fate is unknown (retried later: the duplicate window); the
+            // second's content never left, and the new connection it was retried on fails here.
+            assert_eq!(got.len(), 2, "{got:?}");
+            assert_eq!(got[0], (1, SendOutcome::Deferred("temporary failure (connection)".into())));
+            assert!(matches!(&got[1], (2, SendOutcome::Deferred(_))), "{got:?}");
+            assert!(seq.finish().await.is_empty());
+        };
+        tokio::time::timeout(Duration::from_secs(30), run).await.expect("stalled");
     }
 
     fn settings(port: u16) -> SmtpSettings {

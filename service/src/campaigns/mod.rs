@@ -39,7 +39,8 @@ pub struct SendingSettings {
     /// Dispatch jobs per campaign: each runs its own send loop, and any worker process may run any
     /// of them, so several workers share a campaign.
     pub slots: u32,
-    /// SMTP transactions in flight per dispatch job.
+    /// Sending lanes per dispatch job: each sends its share of a batch over one pooled SMTP
+    /// connection, pipelined across messages.
     pub concurrency: u32,
     /// Most deliveries one claim takes (each claim is at most ~¼ s of the campaign's rate too).
     pub max_batch: u32,

@@ -23,7 +23,7 @@ use crate::crypto::keyring::DataKey;
 use crate::db;
 use crate::error::{ServiceError, ServiceResult};
 use crate::links::{self, LinkKind, LinkSubject};
-use crate::mail::{self, SendOutcome};
+use crate::mail::{self, Mailer, SendOutcome};
 use crate::outbox::{self, queue};
 use crate::segments::eval::pool;
 use crate::services::Services;
@@ -33,7 +33,6 @@ use chrono::{DateTime, Utc};
 use domain::Phi;
 use domain::audit::{AuditAction, AuditOutcome};
 use domain::campaigns::{CampaignEvent, CampaignStatus, PauseReason, recipient_domain};
-use futures::StreamExt;
 use lettre::Message;
 use lettre::message::{Mailbox, MultiPart, SinglePart, header};
 use sea_orm::sqlx::{self, Connection, PgConnection};
@@ -355,20 +354,22 @@ async fn domain_slot(svc: &Services, campaign: Uuid, key: &[u8], per_minute: u32
     Ok((granted, Duration::from_secs_f64(wait.clamp(0.0, 86_400.0))))
 }
 
-async fn send_one(svc: &Services, p: &Prepared, keys: &record::KeySet, c: Claimed) -> Outcome {
+/// Everything before the hand-over: eligibility, the built message, the per-domain limit.
+/// `Err` is the row's outcome when nothing is to be sent now.
+async fn ready(svc: &Services, p: &Prepared, keys: &record::KeySet, c: &Claimed) -> Result<Built, Outcome> {
     let id = c.id;
     if c.contact.is_none() {
-        return skipped(id, "the contact was erased");
+        return Err(skipped(id, "the contact was erased"));
     }
     if !c.eligible {
-        return skipped(id, "unsubscribed, suppressed or without consent since launch");
+        return Err(skipped(id, "unsubscribed, suppressed or without consent since launch"));
     }
     let now = svc.clock().now();
-    let built = match build(svc, p, keys, &c, now) {
+    let built = match build(svc, p, keys, c, now) {
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(delivery = %id, error = %e.log_detail(), "a campaign message could not be built");
-            return Outcome {
+            return Err(Outcome {
                 id,
                 state: "failed",
                 status: None,
@@ -376,14 +377,14 @@ async fn send_one(svc: &Services, p: &Prepared, keys: &record::KeySet, c: Claime
                 not_before: None,
                 accepted_at: None,
                 error: true,
-            };
+            });
         }
     };
     if let Some(cap) = p.row.settings.throttle.per_domain_per_minute {
         match domain_slot(svc, p.row.id, &built.domain_key, cap).await {
             Ok((false, wait)) => {
                 // Not this domain's turn: hand the row back for later, not counted as an attempt.
-                return Outcome {
+                return Err(Outcome {
                     id,
                     state: "queued",
                     status: None,
@@ -391,14 +392,17 @@ async fn send_one(svc: &Services, p: &Prepared, keys: &record::KeySet, c: Claime
                     not_before: Some(now + chrono::Duration::from_std(wait).unwrap_or_default()),
                     accepted_at: None,
                     error: false,
-                };
+                });
             }
             Ok((true, wait)) => tokio::time::sleep(wait).await,
             Err(e) => tracing::warn!(error = %e.log_detail(), "per-domain limit unavailable"),
         }
     }
-    let org = p.row.organisation;
-    let outcome = mail::deliver(svc, org, built.message, &built.to, &built.subject).await;
+    Ok(built)
+}
+
+/// The row's outcome from the transport's answer (read the moment it arrived).
+fn outcome_for(svc: &Services, id: Uuid, attempts: i32, outcome: ServiceResult<SendOutcome>) -> Outcome {
     let at = svc.clock().now();
     match outcome {
         Ok(SendOutcome::Accepted(status)) => Outcome {
@@ -428,7 +432,7 @@ async fn send_one(svc: &Services, p: &Prepared, keys: &record::KeySet, c: Claime
         }
         Ok(SendOutcome::Deferred(status)) => {
             let retry = &svc.settings().sending.retry;
-            if c.attempts as u32 >= retry.max_attempts {
+            if attempts as u32 >= retry.max_attempts {
                 Outcome {
                     id,
                     state: "failed",
@@ -445,7 +449,7 @@ async fn send_one(svc: &Services, p: &Prepared, keys: &record::KeySet, c: Claime
                     state: "deferred",
                     status: Some(status),
                     detail: Some("the mail server asked us to try later"),
-                    not_before: Some(at + retry.backoff(c.attempts as u32, jitter)),
+                    not_before: Some(at + retry.backoff(attempts as u32, jitter)),
                     accepted_at: None,
                     error: true,
                 }
@@ -462,6 +466,72 @@ async fn send_one(svc: &Services, p: &Prepared, keys: &record::KeySet, c: Claime
                 accepted_at: None,
                 error: true,
             }
+        }
+    }
+}
+
+/// One sending lane of a batch: takes rows from the batch's queue until it is empty and reports
+/// each outcome the moment it is known. Over SMTP a lane keeps one pooled connection and
+/// pipelines across messages (one round trip per message, `smtp::Sequence`); with a per-domain
+/// limit each message is completed before the next is prepared (the limit may make the lane wait).
+async fn lane(
+    svc: &Services,
+    p: &Prepared,
+    keys: &record::KeySet,
+    queue: &std::sync::Mutex<std::vec::IntoIter<Claimed>>,
+    out: &tokio::sync::mpsc::UnboundedSender<Outcome>,
+) {
+    let next = || queue.lock().ok().and_then(|mut q| q.next());
+    let org = p.row.organisation;
+    let Mailer::Smtp(pool) = svc.mailer() else {
+        while let Some(c) = next() {
+            let o = match ready(svc, p, keys, &c).await {
+                Err(o) => o,
+                Ok(b) => {
+                    outcome_for(svc, c.id, c.attempts, mail::deliver(svc, org, b.message, &b.to, &b.subject).await)
+                }
+            };
+            let _ = out.send(o);
+        }
+        return;
+    };
+    let one_at_a_time = p.row.settings.throttle.per_domain_per_minute.is_some();
+    let mut seq = None;
+    while let Some(c) = next() {
+        let built = match ready(svc, p, keys, &c).await {
+            Ok(b) => b,
+            Err(o) => {
+                let _ = out.send(o);
+                continue;
+            }
+        };
+        let raw = match mail::wire_bytes(svc, org, &built.message) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = out.send(outcome_for(svc, c.id, c.attempts, Err(e)));
+                continue;
+            }
+        };
+        if seq.is_none() {
+            seq = pool.sequence().await;
+        }
+        let Some(s) = seq.as_mut() else {
+            let closed = Ok(SendOutcome::Deferred("the mail pool is closed".into()));
+            let _ = out.send(outcome_for(svc, c.id, c.attempts, closed));
+            continue;
+        };
+        for ((id, attempts), o) in s.send(built.message.envelope(), &raw, (c.id, c.attempts)).await {
+            let _ = out.send(outcome_for(svc, id, attempts, Ok(o)));
+        }
+        if one_at_a_time && let Some(s) = seq.take() {
+            for ((id, attempts), o) in s.finish().await {
+                let _ = out.send(outcome_for(svc, id, attempts, Ok(o)));
+            }
+        }
+    }
+    if let Some(s) = seq {
+        for ((id, attempts), o) in s.finish().await {
+            let _ = out.send(outcome_for(svc, id, attempts, Ok(o)));
         }
     }
 }
@@ -745,17 +815,8 @@ pub async fn dispatch(svc: &Services, job: &DispatchJob) -> ServiceResult<()> {
                 result
             })
         };
-        futures::stream::iter(claimed)
-            .for_each_concurrent(concurrency, |c| {
-                let tx = tx.clone();
-                let p = &p;
-                let keys = &keys;
-                async move {
-                    let o = send_one(svc, p, keys, c).await;
-                    let _ = tx.send(o);
-                }
-            })
-            .await;
+        let queue = std::sync::Mutex::new(claimed.into_iter());
+        futures::future::join_all((0..concurrency).map(|_| lane(svc, &p, &keys, &queue, &tx))).await;
         drop(tx);
         writer.await.map_err(|_| ServiceError::internal("the outcome writer stopped"))??;
     }
