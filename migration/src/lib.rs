@@ -10,6 +10,7 @@ mod m20261201_000001_segments;
 mod m20261215_000001_campaigns;
 mod m20261216_000001_delivery_due;
 mod m20261217_000001_send_writes;
+mod m20261218_000001_delivery_indexes;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261215_000001_campaigns::Migration),
             Box::new(m20261216_000001_delivery_due::Migration),
             Box::new(m20261217_000001_send_writes::Migration),
+            Box::new(m20261218_000001_delivery_indexes::Migration),
         ]
     }
 }
@@ -37,6 +39,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20261215_000001_campaigns.sql"),
     include_str!("m20261216_000001_delivery_due.sql"),
     include_str!("m20261217_000001_send_writes.sql"),
+    include_str!("m20261218_000001_delivery_indexes.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.

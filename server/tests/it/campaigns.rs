@@ -597,3 +597,71 @@ async fn repeated_errors_pause_the_campaign_and_domain_caps_hold_messages_back()
     assert_eq!(p.counts.queued as usize, 5 - sent, "{p:?}");
     app.stop().await;
 }
+
+/// Sending starts while the audience is still being inserted (the prepare job inserts rows in
+/// batches; dispatch jobs send each batch as it lands) and the campaign completes only once the
+/// audience is whole: a job that has sent every row so far waits for more instead of finishing.
+#[tokio::test]
+async fn sending_starts_before_the_audience_is_complete_and_finishes_after() {
+    use sea_orm::ConnectionTrait;
+    let smtp = SmtpServer::start(Tls::Required, &[]);
+    let app = start(&smtp, &[]).await;
+    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    let actor = Actor::system(org, "test");
+    let svc = &app.services;
+    let mut ids = vec![];
+    for i in 0..3 {
+        ids.push(contact(svc, &actor, &format!("early{i}@patients.test"), "E", true).await);
+    }
+    let list = list_with(svc, &actor, &ids).await;
+    let t = template(svc, &actor).await;
+    let id = service::campaigns::create(svc, &actor, &settings("Arriving", list, t)).await.unwrap();
+    // What launch and the first batches of the prepare job leave behind, without the prepare job:
+    // the campaign sending, its version pinned, two of three rows inserted, the audience not ready.
+    let db = app.db.connect().await;
+    let sql = |s: String| {
+        let db = &db;
+        async move { db.execute_unprepared(&s).await.unwrap() }
+    };
+    sql(format!(
+        "UPDATE campaign SET status = 'sending', started_at = now(), audience_ready = false,
+             template_version_id = (SELECT id FROM template_version WHERE template_id = '{t}' ORDER BY version DESC LIMIT 1)
+         WHERE id = '{id}'"
+    ))
+    .await;
+    // Due at the app's (manual) clock, as the prepare job would write them.
+    let now = app.now().to_rfc3339();
+    let insert = |contact: Uuid| {
+        format!(
+            "INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at)
+             VALUES (gen_random_uuid(), '{}', '{id}', '{contact}', 'queued', '{now}', '{now}')",
+            org.0
+        )
+    };
+    sql(insert(ids[0])).await;
+    sql(insert(ids[1])).await;
+    let job = service::campaigns::DispatchJob { campaign_id: id, generation: 0, chain: "t".into(), seq: 0 };
+    let dispatcher = {
+        let svc = svc.clone();
+        tokio::spawn(async move { service::campaigns::send::dispatch(&svc, &job).await })
+    };
+    for _ in 0..200 {
+        if smtp.messages().len() >= 2 || dispatcher.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!dispatcher.is_finished(), "the job stopped early: {:?}", dispatcher.await);
+    smtp.wait_for(2, 20).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let p = status(svc, &actor, id).await;
+    assert_eq!((p.status, p.counts.sent, p.audience_ready), (CampaignStatus::Sending, 2, false), "{p:?}");
+    assert!(!dispatcher.is_finished(), "the job waits for the rest of the audience");
+    // The last batch lands and the audience is marked complete.
+    sql(insert(ids[2])).await;
+    sql(format!("UPDATE campaign SET audience_ready = true, audience_size = 3 WHERE id = '{id}'")).await;
+    wait_status(&app, &actor, id, CampaignStatus::Completed, 20).await;
+    tokio::time::timeout(Duration::from_secs(20), dispatcher).await.unwrap().unwrap().unwrap();
+    assert_eq!(smtp.messages().len(), 3, "each recipient once");
+    app.stop().await;
+}

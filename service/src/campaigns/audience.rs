@@ -25,20 +25,29 @@ use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// Contacts handed to one INSERT.
-const BATCH: usize = 5000;
+const BATCH: usize = 1000;
 
 fn sqlx_err(e: sqlx::Error) -> ServiceError {
     ServiceError::from(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e))))
 }
 
-/// Every candidate id (segments and lists, before suppression and consent), sorted and unique.
-async fn candidates(svc: &Services, org: OrganisationId, audience: &Audience) -> ServiceResult<BTreeSet<Uuid>> {
+/// Hand every candidate id (segments, then lists; before suppression and consent) to `f` in
+/// batches as they are found. An id in several segments or lists comes more than once.
+async fn each_candidate_batch<F, Fut>(
+    svc: &Services,
+    org: OrganisationId,
+    audience: &Audience,
+    mut f: F,
+) -> ServiceResult<()>
+where
+    F: FnMut(Vec<Uuid>) -> Fut,
+    Fut: std::future::Future<Output = ServiceResult<()>>,
+{
     let actor = Actor::system(org, "campaign audience");
-    let mut ids = BTreeSet::new();
     for seg in &audience.segments {
         let mut stream = Box::pin(crate::segments::members(svc, &actor, *seg).await?);
         while let Some(batch) = stream.next().await {
-            ids.extend(batch?);
+            f(batch?).await?;
         }
     }
     if !audience.lists.is_empty() {
@@ -57,9 +66,20 @@ async fn candidates(svc: &Services, org: OrganisationId, audience: &Audience) ->
             .map_err(sqlx_err)?;
             let Some(last) = page.last().copied() else { break };
             after = last;
-            ids.extend(page);
+            f(page).await?;
         }
     }
+    Ok(())
+}
+
+/// Every candidate id, sorted and unique.
+async fn candidates(svc: &Services, org: OrganisationId, audience: &Audience) -> ServiceResult<BTreeSet<Uuid>> {
+    let mut ids = BTreeSet::new();
+    each_candidate_batch(svc, org, audience, |batch| {
+        ids.extend(batch);
+        std::future::ready(Ok(()))
+    })
+    .await?;
     Ok(ids)
 }
 
@@ -168,11 +188,24 @@ pub async fn prepare(svc: &Services, campaign: Uuid) -> ServiceResult<()> {
     }
     if !row.audience_ready {
         store_links(svc, &row).await?;
+        // Sending starts with the first batch of rows, not after the last: the dispatch jobs
+        // claim rows as they are inserted and finish only once the audience is complete.
+        super::enqueue_dispatch(svc, svc.db(), campaign, row.generation).await?;
         let now = svc.clock().now();
-        let ids: Vec<Uuid> = candidates(svc, row.organisation, &row.settings.audience).await?.into_iter().collect();
-        for chunk in ids.chunks(BATCH) {
-            insert_batch(svc, &row, chunk, now).await?;
-        }
+        // Inserted as they are found: the first rows can be on their way while the rest of the
+        // audience is still being read. Repeats (a contact in two lists) are ignored by the insert.
+        let mut candidates = 0usize;
+        each_candidate_batch(svc, row.organisation, &row.settings.audience, |ids| {
+            candidates += ids.len();
+            let row = &row;
+            async move {
+                for chunk in ids.chunks(BATCH) {
+                    insert_batch(svc, row, chunk, now).await?;
+                }
+                Ok(())
+            }
+        })
+        .await?;
         db::exec(
             svc.db(),
             "UPDATE campaign SET audience_ready = true,
@@ -181,10 +214,11 @@ pub async fn prepare(svc: &Services, campaign: Uuid) -> ServiceResult<()> {
             [campaign.into(), now.into()],
         )
         .await?;
-        tracing::info!(campaign = %campaign, candidates = ids.len(), "campaign audience resolved");
+        tracing::info!(campaign = %campaign, candidates, "campaign audience resolved");
     }
     let row = load_any(svc.db(), campaign, false).await?;
     if row.status == CampaignStatus::Sending {
+        // (Already enqueued when this run resolved the audience; needed after a resume.)
         super::enqueue_dispatch(svc, svc.db(), campaign, row.generation).await?;
         // An empty audience completes at once.
         super::send::finish_if_done(svc, campaign).await?;

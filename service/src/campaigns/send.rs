@@ -639,6 +639,16 @@ async fn auto_pause_if_needed(svc: &Services, campaign: Uuid, streak: i32) -> Se
     Ok(())
 }
 
+/// The count of a campaign's ($1) rows not yet finished: due or waiting (`delivery_due`) plus held
+/// by a sender (`delivery_claimed`: a 'sending' row always has its holder's lease) — two small
+/// index reads, where one count over the campaign's states would read every row it has sent.
+macro_rules! work_left {
+    () => {
+        "((SELECT count(*) FROM delivery WHERE campaign_id = $1 AND state IN ('queued', 'deferred'))
+          + (SELECT count(*) FROM delivery WHERE claimed_by IS NOT NULL AND campaign_id = $1 AND state = 'sending'))"
+    };
+}
+
 /// Complete a sending campaign with nothing left to send. Returns whether it is (now) finished.
 pub async fn finish_if_done(svc: &Services, campaign: Uuid) -> ServiceResult<bool> {
     let txn = svc.db().begin().await?;
@@ -646,15 +656,11 @@ pub async fn finish_if_done(svc: &Services, campaign: Uuid) -> ServiceResult<boo
     if row.status != CampaignStatus::Sending || !row.audience_ready {
         return Ok(row.status.is_terminal());
     }
-    let left = db::one(
-        &txn,
-        "SELECT count(*) AS n FROM delivery WHERE campaign_id = $1 AND state IN ('queued', 'sending', 'deferred')",
-        [campaign.into()],
-    )
-    .await?
-    .map(|r| db::get::<i64>(&r, "n"))
-    .transpose()?
-    .unwrap_or(0);
+    let left = db::one(&txn, concat!("SELECT ", work_left!(), " AS n"), [campaign.into()])
+        .await?
+        .map(|r| db::get::<i64>(&r, "n"))
+        .transpose()?
+        .unwrap_or(0);
     if left > 0 {
         return Ok(false);
     }
@@ -701,6 +707,19 @@ async fn reserve(svc: &Services, campaign: Uuid, n: i64, per_second: u32) -> Ser
     Ok(Duration::from_secs_f64(wait.clamp(0.0, 3600.0)))
 }
 
+/// Give back the share of the rate reserved for `n` messages that were not there to claim (the
+/// audience is still arriving, or the campaign is almost done), so that a job waiting for rows does
+/// not push the campaign's clock ahead of its sends.
+async fn refund(svc: &Services, campaign: Uuid, n: i64, per_second: u32) -> ServiceResult<()> {
+    sqlx::query("UPDATE campaign SET send_clock = send_clock - make_interval(secs => $2) WHERE id = $1")
+        .bind(campaign)
+        .bind(n as f64 / f64::from(per_second.max(1)))
+        .execute(&pool(svc))
+        .await
+        .map_err(sqlx_err)?;
+    Ok(())
+}
+
 /// Whether the job should keep going: the campaign is still sending in this generation.
 async fn still_sending<C: ConnectionTrait>(conn: &C, campaign: Uuid, generation: i32) -> ServiceResult<bool> {
     Ok(db::one(conn, "SELECT status, generation FROM campaign WHERE id = $1", [campaign.into()])
@@ -725,7 +744,8 @@ async fn sleep_until(svc: &Services, t: DateTime<Utc>) {
 /// is up (then a successor job continues).
 pub async fn dispatch(svc: &Services, job: &DispatchJob) -> ServiceResult<()> {
     let row = load_any(svc.db(), job.campaign_id, false).await?;
-    if row.status != CampaignStatus::Sending || row.generation != job.generation || !row.audience_ready {
+    // The audience may still be resolving: its rows arrive in batches and are sent as they come.
+    if row.status != CampaignStatus::Sending || row.generation != job.generation {
         return Ok(());
     }
     let lease = lease(svc).await?;
@@ -754,9 +774,17 @@ pub async fn dispatch(svc: &Services, job: &DispatchJob) -> ServiceResult<()> {
         }
         let now = svc.clock().now();
         let claimed = claim(svc, &p, lease.key, batch, now).await?;
+        if (claimed.len() as i64) < batch {
+            refund(svc, job.campaign_id, batch - claimed.len() as i64, per_second).await?;
+        }
         if claimed.is_empty() {
             if finish_if_done(svc, job.campaign_id).await? {
                 return Ok(());
+            }
+            if !load_any(svc.db(), job.campaign_id, false).await?.audience_ready {
+                // More rows are coming: the loop looks again (and hands over when its time is up).
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
             }
             let next: Option<DateTime<Utc>> = db::one(
                 svc.db(),
@@ -849,10 +877,11 @@ pub async fn ensure_dispatch(svc: &Services, campaign: Uuid, stale: Duration) ->
         return Ok(());
     }
     // Work left at all, and work due now (a successor waiting for a later row is not needed yet).
-    let (pending, due): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(*) FILTER (WHERE state IN ('queued', 'deferred') AND not_before <= $2)
-         FROM delivery WHERE campaign_id = $1 AND state IN ('queued', 'deferred', 'sending')",
-    )
+    let (pending, due): (i64, i64) = sqlx::query_as(concat!(
+        "SELECT ",
+        work_left!(),
+        ", (SELECT count(*) FROM delivery WHERE campaign_id = $1 AND state IN ('queued', 'deferred') AND not_before <= $2)"
+    ))
     .bind(campaign)
     .bind(svc.clock().now())
     .fetch_one(&pool(svc))
