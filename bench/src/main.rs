@@ -56,6 +56,9 @@ enum Command {
         dkim_key: Option<std::path::PathBuf>,
         #[arg(long, default_value_t = 16)]
         connections: u32,
+        /// Skip the DKIM run (a quicker figure while tuning; the reported benchmark has both).
+        #[arg(long)]
+        no_dkim: bool,
     },
     /// (internal) A send worker process for `send`: the real job runtime with an SMTP relay.
     Worker {
@@ -536,7 +539,17 @@ async fn main() -> Result<()> {
             )
             .await
         }
-        Command::Send { recipients, tls_port, sink_port, sink_log, ca_file, smtp_source, dkim_key, connections } => {
+        Command::Send {
+            recipients,
+            tls_port,
+            sink_port,
+            sink_log,
+            ca_file,
+            smtp_source,
+            dkim_key,
+            connections,
+            no_dkim,
+        } => {
             let a = send::SendArgs {
                 url: cli.database_url.clone().context("--database-url is required")?,
                 recipients,
@@ -545,7 +558,7 @@ async fn main() -> Result<()> {
                 sink_log,
                 ca_file,
                 smtp_source,
-                dkim_key,
+                dkim_key: dkim_key.filter(|_| !no_dkim),
                 connections,
             };
             let plain = send::run_once(&a, false).await?;
@@ -570,6 +583,10 @@ async fn main() -> Result<()> {
                 plain.window_ms_max,
                 plain.window_ms_p99
             );
+            line.push_str(&format!(
+                " cpu_s_per_k={:.2} steal_pct={:.0} first_s={:.1}",
+                plain.cpu_s_per_k, plain.steal_pct, plain.first_s
+            ));
             if let Some(d) = signed {
                 line.push_str(&format!(
                     " dkim_rate={:.0} dkim_ratio={:.2} dkim_rss_mb={:.0} dkim_lost={} dkim_dup={}",

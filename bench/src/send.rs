@@ -61,8 +61,24 @@ fn spawn_worker(a: &SendArgs, dkim: bool) -> Result<Child> {
     Ok(cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn()?)
 }
 
+/// The machine's busy and stolen CPU time so far, in seconds (the first line of /proc/stat: user,
+/// nice, system, idle, iowait, irq, softirq, steal; USER_HZ = 100).
+fn cpu_times() -> (f64, f64) {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<f64> =
+        text.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let at = |i: usize| v.get(i).copied().unwrap_or(0.0) / 100.0;
+    (at(0) + at(1) + at(2) + at(5) + at(6), at(7))
+}
+
 pub struct RunResult {
     pub rate: f64,
+    /// Busy CPU seconds of the whole machine (worker, database, TLS proxy, sink) per 1,000 messages.
+    pub cpu_s_per_k: f64,
+    /// CPU time the hypervisor took from this machine during the run, as a share of its cores.
+    pub steal_pct: f64,
+    /// Seconds from launch to the first message accepted (audience resolution included).
+    pub first_s: f64,
     pub rss_mb: f64,
     pub lost: u64,
     pub dup: i64,
@@ -108,6 +124,7 @@ pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
     let pid = worker.id();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
+    let (busy0, steal0) = cpu_times();
     service::campaigns::launch(&svc, &actor, campaign).await?;
     let mut peak = 0.0f64;
     loop {
@@ -131,6 +148,8 @@ pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(3600), "the campaign did not finish in an hour");
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let (busy1, steal1) = cpu_times();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
     peak = peak.max(rss_mb(pid));
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
     let _ = worker.wait();
@@ -147,14 +166,31 @@ pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
         org.0,
     )
     .await?;
+    let first_s = crate::query_f64s(
+        &svc,
+        "SELECT extract(epoch FROM (min(d.accepted_at) - min(c.started_at)))::float8 AS v
+         FROM delivery d JOIN campaign c ON c.id = d.campaign_id WHERE c.organisation_id = $1",
+        org.0,
+    )
+    .await?
+    .first()
+    .copied()
+    .unwrap_or(0.0);
     let pick = |q: f64| windows.get(((windows.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
     let message_bytes = crate::sample_message_bytes(&svc, &actor, template).await?;
     eprintln!(
-        "{} messages in {elapsed:.1} s, worker peak RSS {peak:.0} MB, counts {:?}, sink received {received}",
-        p.counts.sent, p.counts
+        "{} messages in {elapsed:.1} s (first accepted after {first_s:.1} s), worker peak RSS {peak:.0} MB, counts {:?}, \
+         sink received {received}; machine CPU busy {:.1} s, stolen {:.1} s",
+        p.counts.sent,
+        p.counts,
+        busy1 - busy0,
+        steal1 - steal0
     );
     Ok(RunResult {
         rate: a.recipients as f64 / elapsed,
+        cpu_s_per_k: (busy1 - busy0) / (a.recipients as f64 / 1000.0),
+        steal_pct: 100.0 * (steal1 - steal0) / (elapsed * cores),
+        first_s,
         rss_mb: peak,
         lost,
         dup,
