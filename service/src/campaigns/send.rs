@@ -505,7 +505,7 @@ async fn lane(
                 continue;
             }
         };
-        let raw = match mail::wire_bytes(svc, org, &built.message) {
+        let raw = match mail::wire_bytes_off_thread(svc, org, &built.message).await {
             Ok(r) => r,
             Err(e) => {
                 let _ = out.send(outcome_for(svc, c.id, c.attempts, Err(e)));
