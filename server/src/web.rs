@@ -10,10 +10,10 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use http::StatusCode;
 use leptos::config::{Env, LeptosOptions};
-use leptos_axum::{LeptosRoutes, generate_route_list};
+use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list};
 use service::Services;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Plain axum routes (not pages, not server functions); each is also in the route table.
 pub const HTTP_ROUTES: &[&str] = &[
@@ -49,11 +49,23 @@ async fn healthz(State(svc): State<Services>) -> impl IntoResponse {
     }
 }
 
+/// The app's pages, listed once per process.
+///
+/// Listing runs the whole app with resource loading switched off by a process-wide flag in
+/// leptos_server (leptos-rs/leptos#4773): a resource whose first poll falls inside that window, on
+/// any thread, waits forever, and so does the page rendering it. One server per process lists once
+/// before it serves, but a process that builds several routers (the integration tests start one
+/// server per test, two at a time) would hang a page being rendered by another server.
+pub fn page_routes() -> Vec<AxumRouteListing> {
+    static PAGES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
+    PAGES.get_or_init(|| generate_route_list(App)).clone()
+}
+
 pub fn router(services: Services, site_root: &Path, public_url: &str, trust_proxy_headers: bool) -> Router {
     let options = leptos_options(site_root);
     let svc = services.clone();
     let context = move || app::ssr::provide_request_context(svc.clone());
-    let pages = generate_route_list(App);
+    let pages = page_routes();
     let state = WebState {
         services: services.clone(),
         table: Arc::new(routes::table()),

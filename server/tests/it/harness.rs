@@ -104,6 +104,37 @@ pub struct TestApp {
     pub db: TestDb,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
+    _watchdog: Watchdog,
+}
+
+/// Longest a test may hold its server. The slowest tests (the million-row import, ten worker kills)
+/// take a few minutes on a 2-core machine.
+const TEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
+/// Ends the whole test run, naming the test, when a test outlives `TEST_LIMIT`. A hung test would
+/// otherwise hold the run until CI's own limit, with no word of which test it was.
+struct Watchdog(Option<std::sync::mpsc::Sender<()>>);
+
+impl Watchdog {
+    fn start() -> Watchdog {
+        let name = std::thread::current().name().unwrap_or("an integration test").to_string();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(TEST_LIMIT) {
+                eprintln!("{name} is still running after {} s: it hangs; ending the test run", TEST_LIMIT.as_secs());
+                std::process::exit(101);
+            }
+        });
+        Watchdog(Some(tx))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
 }
 
 #[derive(Default)]
@@ -119,6 +150,7 @@ impl TestApp {
 
     pub async fn start_with(opts: Options) -> TestApp {
         init_log_capture();
+        let watchdog = Watchdog::start();
         let db = TestDb::new().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -144,7 +176,7 @@ impl TestApp {
             .await
             .unwrap();
         });
-        TestApp { base, services, clock, db, stop: Some(tx), handle: Some(handle) }
+        TestApp { base, services, clock, db, stop: Some(tx), handle: Some(handle), _watchdog: watchdog }
     }
 
     pub fn client(&self) -> Client {

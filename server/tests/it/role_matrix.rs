@@ -306,8 +306,7 @@ async fn every_route_answers_every_caller_as_the_table_says() {
 async fn the_table_lists_every_page_and_server_function() {
     let table = routes::table();
     let listed: BTreeSet<String> = table.iter().filter(|r| r.kind == Kind::Page).map(|r| r.path.to_string()).collect();
-    let routed: BTreeSet<String> =
-        leptos_axum::generate_route_list(app::App).iter().map(|r| r.path().to_string()).collect();
+    let routed: BTreeSet<String> = server::web::page_routes().iter().map(|r| r.path().to_string()).collect();
     assert_eq!(routed, listed, "pages in the router vs the route table");
     for (path, method) in leptos::server_fn::axum::server_fn_paths() {
         assert!(
