@@ -4,6 +4,7 @@
 pub mod actor;
 pub mod audit;
 pub mod auth;
+pub mod body;
 pub mod campaigns;
 pub mod clock;
 pub mod contacts;

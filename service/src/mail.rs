@@ -149,16 +149,23 @@ pub fn build_message(from: &str, msg: &Outgoing) -> ServiceResult<Message> {
             value.clone(),
         ));
     }
-    let text = SinglePart::builder().header(header::ContentType::TEXT_PLAIN).body(msg.text.expose().clone());
     let m = match &msg.html {
-        Some(html) => b.multipart(
-            MultiPart::alternative()
-                .singlepart(text)
-                .singlepart(SinglePart::builder().header(header::ContentType::TEXT_HTML).body(html.expose().clone())),
-        ),
-        None => b.singlepart(text),
+        Some(html) => b.multipart(alternative(msg.text.expose(), html.expose())),
+        None => b.singlepart(text_part(msg.text.expose())),
     };
     m.map_err(|_| ServiceError::internal("the message could not be built"))
+}
+
+/// A `text/plain` part, encoded in one pass (`crate::body`).
+pub fn text_part(text: &str) -> SinglePart {
+    SinglePart::builder().header(header::ContentType::TEXT_PLAIN).body(crate::body::encode(text))
+}
+
+/// The `multipart/alternative` of a text and an HTML version, each encoded in one pass.
+pub fn alternative(text: &str, html: &str) -> MultiPart {
+    MultiPart::alternative()
+        .singlepart(text_part(text))
+        .singlepart(SinglePart::builder().header(header::ContentType::TEXT_HTML).body(crate::body::encode(html)))
 }
 
 fn capture_aad(org: OrganisationId, column: &'static str, id: Uuid) -> Aad<'static> {

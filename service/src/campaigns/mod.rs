@@ -781,7 +781,7 @@ pub async fn test_send(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult
             rt.parse().map_err(|_| ServiceError::invalid("reply_to", "is not a valid address"))?,
         ));
     }
-    use lettre::message::{MultiPart, SinglePart, header};
+    use lettre::message::header;
     for (name, value) in [
         ("List-Unsubscribe", format!("<{unsubscribe}>")),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".to_string()),
@@ -790,11 +790,7 @@ pub async fn test_send(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult
         b = b.raw_header(header::HeaderValue::new(header::HeaderName::new_from_ascii_str(name), value));
     }
     let message = b
-        .multipart(
-            MultiPart::alternative()
-                .singlepart(SinglePart::builder().header(header::ContentType::TEXT_PLAIN).body(r.text.expose().clone()))
-                .singlepart(SinglePart::builder().header(header::ContentType::TEXT_HTML).body(r.html.expose().clone())),
-        )
+        .multipart(crate::mail::alternative(r.text.expose(), r.html.expose()))
         .map_err(|_| ServiceError::internal("the message could not be built"))?;
     let outcome = crate::mail::deliver(svc, org, message, &domain::Phi::new(to), &subject_line).await?;
     test_send_result(svc, actor, AuditAction::CampaignTestSent, "campaign", id, outcome).await

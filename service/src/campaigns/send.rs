@@ -34,7 +34,7 @@ use domain::Phi;
 use domain::audit::{AuditAction, AuditOutcome};
 use domain::campaigns::{CampaignEvent, CampaignStatus, PauseReason, recipient_domain};
 use lettre::Message;
-use lettre::message::{Mailbox, MultiPart, SinglePart, header};
+use lettre::message::{Mailbox, header};
 use sea_orm::sqlx::{self, Connection, PgConnection};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use std::sync::Arc;
@@ -300,11 +300,7 @@ fn build(svc: &Services, p: &Prepared, keys: &record::KeySet, c: &Claimed, now: 
         b = b.raw_header(header::HeaderValue::new(header::HeaderName::new_from_ascii_str(name), value));
     }
     let message = b
-        .multipart(
-            MultiPart::alternative()
-                .singlepart(SinglePart::builder().header(header::ContentType::TEXT_PLAIN).body(r.text.expose().clone()))
-                .singlepart(SinglePart::builder().header(header::ContentType::TEXT_HTML).body(html)),
-        )
+        .multipart(mail::alternative(r.text.expose(), &html))
         .map_err(|_| ServiceError::internal("the message could not be built"))?;
     let domain_key = recipient_domain(rec.email.expose())
         .map(|d| p.bidx.mac(&[b"hermetic.bidx.domain.v1", d.as_bytes()])[..16].to_vec())
