@@ -11,6 +11,7 @@ mod m20261215_000001_campaigns;
 mod m20261216_000001_delivery_due;
 mod m20261217_000001_send_writes;
 mod m20261218_000001_delivery_indexes;
+mod m20261219_000001_send_queue;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261216_000001_delivery_due::Migration),
             Box::new(m20261217_000001_send_writes::Migration),
             Box::new(m20261218_000001_delivery_indexes::Migration),
+            Box::new(m20261219_000001_send_queue::Migration),
         ]
     }
 }
@@ -40,6 +42,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20261216_000001_delivery_due.sql"),
     include_str!("m20261217_000001_send_writes.sql"),
     include_str!("m20261218_000001_delivery_indexes.sql"),
+    include_str!("m20261219_000001_send_queue.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.

@@ -633,8 +633,9 @@ async fn sending_starts_before_the_audience_is_complete_and_finishes_after() {
     let now = app.now().to_rfc3339();
     let insert = |contact: Uuid| {
         format!(
-            "INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at)
-             VALUES (gen_random_uuid(), '{}', '{id}', '{contact}', 'queued', '{now}', '{now}')",
+            "WITH d AS (INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at)
+             VALUES (gen_random_uuid(), '{}', '{id}', '{contact}', 'queued', '{now}', '{now}') RETURNING id)
+             INSERT INTO delivery_queue (delivery_id, campaign_id, not_before) SELECT id, '{id}', '{now}' FROM d",
             org.0
         )
     };

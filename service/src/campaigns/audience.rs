@@ -133,13 +133,16 @@ async fn insert_batch(svc: &Services, row: &Row, ids: &[Uuid], now: DateTime<Utc
             "WHERE c.organisation_id = $1 AND c.id = ANY($4)
                AND EXISTS (SELECT 1 FROM contact_consent cc WHERE cc.contact_id = c.id AND cc.purpose = $5 AND cc.granted)
                AND NOT EXISTS (SELECT 1 FROM suppression s WHERE s.organisation_id = $1 AND s.email_bidx = c.email_bidx)
-             ON CONFLICT (campaign_id, contact_id) DO NOTHING"
+             ON CONFLICT (campaign_id, contact_id) DO NOTHING
+             RETURNING id, campaign_id, not_before)
+             INSERT INTO delivery_queue (delivery_id, campaign_id, not_before)
+             SELECT id, campaign_id, not_before FROM d"
         };
     }
     let sql: &'static str = if date.is_some() {
         concat!(
-            "WITH z AS MATERIALIZED (SELECT name FROM pg_timezone_names)
-             INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at)
+            "WITH z AS MATERIALIZED (SELECT name FROM pg_timezone_names),
+             d AS (INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at)
              SELECT gen_random_uuid(), $1, $2, c.id, 'queued',
                     GREATEST($3, ($6::date + $7::time) AT TIME ZONE coalesce(z.name, 'UTC')), $3
              FROM contact c LEFT JOIN z ON z.name = c.time_zone ",
@@ -147,7 +150,7 @@ async fn insert_batch(svc: &Services, row: &Row, ids: &[Uuid], now: DateTime<Utc
         )
     } else {
         concat!(
-            "INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at)
+            "WITH d AS (INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at)
              SELECT gen_random_uuid(), $1, $2, c.id, 'queued', $3, $3
              FROM contact c ",
             eligible!()

@@ -137,9 +137,15 @@ pub(crate) async fn load_any<C: ConnectionTrait>(conn: &C, id: Uuid, lock: bool)
 }
 
 pub(crate) async fn counts<C: ConnectionTrait>(conn: &C, id: Uuid) -> ServiceResult<DeliveryCounts> {
-    let rows =
-        db::all(conn, "SELECT state, count(*) AS n FROM delivery WHERE campaign_id = $1 GROUP BY state", [id.into()])
-            .await?;
+    let rows = db::all(
+        conn,
+        // A row is in flight while a sender holds its queue row.
+        "SELECT CASE WHEN q.claimed_by IS NOT NULL THEN 'sending' ELSE d.state END AS state, count(*) AS n
+             FROM delivery d LEFT JOIN delivery_queue q ON q.delivery_id = d.id
+             WHERE d.campaign_id = $1 GROUP BY 1",
+        [id.into()],
+    )
+    .await?;
     let mut c = DeliveryCounts::default();
     for r in rows {
         let state: String = db::get(&r, "state")?;
@@ -571,7 +577,9 @@ pub async fn cancel(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<()
     set_status(&txn, &row, to, None, now).await?;
     db::exec(
         &txn,
-        "UPDATE delivery SET state = 'cancelled', updated_at = $2 WHERE campaign_id = $1 AND state IN ('queued', 'deferred')",
+        // Rows a sender holds finish as they are (their queue row stays until their outcome).
+        "WITH q AS (DELETE FROM delivery_queue WHERE campaign_id = $1 AND claimed_by IS NULL RETURNING delivery_id)
+         UPDATE delivery d SET state = 'cancelled', updated_at = $2 FROM q WHERE d.id = q.delivery_id",
         [id.into(), now.into()],
     )
     .await?;

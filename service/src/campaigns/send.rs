@@ -1,15 +1,20 @@
 //! The send loop of a dispatch job: claim a batch of due deliveries, wait for the campaign's
 //! throttle, render and send each over the SMTP pool, record every outcome at once.
 //!
-//! Exactly once. A delivery is claimed (`queued` → `sending`, `claimed_by` = this process's lease)
-//! before its message is built, and becomes `sent` in a write made as soon as the SMTP server's
-//! final 250 arrives (outcomes are written as they come; under load they batch naturally). A
-//! process that dies leaves rows in `sending`; its lease — a PostgreSQL advisory lock held on a
-//! dedicated connection for the process's life — is released by the server the moment the
-//! connection drops, and `reclaim_orphans` hands those rows back to `queued`. The only way to send
-//! twice is to die between the server's 250 and that write: the window each row measures as
-//! `recorded_at − accepted_at`. Nothing is lost: a row leaves `sending` only by our record of an
-//! outcome or by reclaim.
+//! Exactly once. A delivery waiting to be sent has a row in `delivery_queue`; it is claimed (the
+//! queue row's `claimed_by` = this process's lease) before its message is built, and its outcome is
+//! written — the queue row deleted (or released for a retry) and the delivery row updated, in one
+//! statement — as soon as the SMTP server's final 250 arrives (outcomes are written as they come;
+//! under load they batch naturally). A process that dies leaves its queue rows claimed; its lease
+//! — a PostgreSQL advisory lock held on a dedicated connection for the process's life — is released
+//! by the server the moment the connection drops, and `reclaim_orphans` hands those rows back. The
+//! only way to send twice is to die between the server's 250 and that write: the window each row
+//! measures as `recorded_at − accepted_at`. Nothing is lost: a queue row goes only with our record
+//! of an outcome (or a cancel, which takes only rows nobody holds).
+//!
+//! Why a separate queue (migration m20261219): the delivery row is written once per send and no
+//! indexed column of it changes, so the write is a HOT update; the claim touches only the small
+//! queue row.
 //!
 //! Nothing rendered is stored: messages exist only in memory, inside `Phi`, until handed to the
 //! pool. Suppression and consent are checked again in the claim, so someone who unsubscribes after
@@ -91,12 +96,11 @@ pub async fn lease(svc: &Services) -> ServiceResult<Arc<Lease>> {
 
 /// Hand back deliveries held by processes that died (their advisory lock is free).
 pub async fn reclaim_orphans(svc: &Services) -> ServiceResult<u64> {
-    let holders: Vec<i64> = sqlx::query_scalar(
-        "SELECT DISTINCT claimed_by FROM delivery WHERE state = 'sending' AND claimed_by IS NOT NULL",
-    )
-    .fetch_all(&pool(svc))
-    .await
-    .map_err(sqlx_err)?;
+    let holders: Vec<i64> =
+        sqlx::query_scalar("SELECT DISTINCT claimed_by FROM delivery_queue WHERE claimed_by IS NOT NULL")
+            .fetch_all(&pool(svc))
+            .await
+            .map_err(sqlx_err)?;
     let mut n = 0;
     for k in holders {
         let mut tx = pool(svc).begin().await.map_err(sqlx_err)?;
@@ -106,14 +110,11 @@ pub async fn reclaim_orphans(svc: &Services) -> ServiceResult<u64> {
             .await
             .map_err(sqlx_err)?;
         if free {
-            let r = sqlx::query(
-                "UPDATE delivery SET state = 'queued', claimed_by = NULL, claimed_at = NULL, updated_at = now()
-                 WHERE state = 'sending' AND claimed_by = $1",
-            )
-            .bind(k)
-            .execute(&mut *tx)
-            .await
-            .map_err(sqlx_err)?;
+            let r = sqlx::query("UPDATE delivery_queue SET claimed_by = NULL WHERE claimed_by = $1")
+                .bind(k)
+                .execute(&mut *tx)
+                .await
+                .map_err(sqlx_err)?;
             n += r.rows_affected();
             if r.rows_affected() > 0 {
                 tracing::warn!(rows = r.rows_affected(), "deliveries of a stopped send worker handed back");
@@ -209,15 +210,16 @@ async fn claim(svc: &Services, p: &Prepared, lease: i64, n: i64, now: DateTime<U
         svc.db(),
         &format!(
             "WITH due AS (
-                 SELECT id FROM delivery WHERE campaign_id = $1 AND state IN ('queued', 'deferred') AND not_before <= $2
-                 ORDER BY not_before, id LIMIT $3 FOR UPDATE SKIP LOCKED),
+                 SELECT delivery_id FROM delivery_queue WHERE campaign_id = $1 AND claimed_by IS NULL AND not_before <= $2
+                 ORDER BY not_before, delivery_id LIMIT $3 FOR UPDATE SKIP LOCKED),
              claimed AS (
-                 UPDATE delivery d SET state = 'sending', claimed_by = $4, claimed_at = $2, attempts = d.attempts + 1, updated_at = $2
-                 FROM due WHERE d.id = due.id RETURNING d.id, d.contact_id, d.attempts)
-             SELECT k.id AS delivery_id, k.attempts, c.id AS contact_id, {cols}, c.time_zone, c.locale, c.attrs,
+                 UPDATE delivery_queue q SET claimed_by = $4
+                 FROM due WHERE q.delivery_id = due.delivery_id RETURNING q.delivery_id)
+             SELECT d.id AS delivery_id, d.attempts + 1 AS attempts, c.id AS contact_id, {cols}, c.time_zone, c.locale, c.attrs,
                     (coalesce(cc.granted, false) AND s.email_bidx IS NULL) AS eligible
              FROM claimed k
-             LEFT JOIN contact c ON c.id = k.contact_id
+             JOIN delivery d ON d.id = k.delivery_id
+             LEFT JOIN contact c ON c.id = d.contact_id
              LEFT JOIN contact_consent cc ON cc.contact_id = c.id AND cc.purpose = $5
              LEFT JOIN suppression s ON s.organisation_id = c.organisation_id AND s.email_bidx = c.email_bidx",
             cols = contacts::SEALED_COLS.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
@@ -558,14 +560,24 @@ async fn record(svc: &Services, campaign: Uuid, lease: i64, outs: &[Outcome]) ->
     let any_ok = errors_in_order.iter().any(|e| !e);
     let trailing = errors_in_order.iter().rev().take_while(|e| **e).count() as i32;
     let streak: Option<i32> = sqlx::query_scalar(
-        "WITH u AS (
-             UPDATE delivery d SET state = u.state, smtp_status = coalesce(u.status, d.smtp_status), detail = u.detail,
-                 not_before = coalesce(u.nb, d.not_before), accepted_at = u.acc,
-                 recorded_at = CASE WHEN u.state = 'sent' THEN clock_timestamp() END,
-                 attempts = d.attempts - u.undo, claimed_by = NULL, claimed_at = NULL, updated_at = now()
-             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::int[])
-                  AS u(id, state, status, detail, nb, acc, undo)
-             WHERE d.id = u.id AND d.state = 'sending' AND d.claimed_by IS NOT DISTINCT FROM $8
+        "WITH o AS MATERIALIZED (
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::int[])
+                  AS o(id, state, status, detail, nb, acc, undo)),
+         done AS (
+             DELETE FROM delivery_queue q USING o
+             WHERE q.delivery_id = o.id AND q.claimed_by IS NOT DISTINCT FROM $8 AND o.state NOT IN ('queued', 'deferred')
+             RETURNING q.delivery_id),
+         again AS (
+             UPDATE delivery_queue q SET claimed_by = NULL, not_before = coalesce(o.nb, q.not_before) FROM o
+             WHERE q.delivery_id = o.id AND q.claimed_by IS NOT DISTINCT FROM $8 AND o.state IN ('queued', 'deferred')
+             RETURNING q.delivery_id),
+         u AS (
+             UPDATE delivery d SET state = o.state, smtp_status = coalesce(o.status, d.smtp_status), detail = o.detail,
+                 not_before = coalesce(o.nb, d.not_before), accepted_at = o.acc,
+                 recorded_at = CASE WHEN o.state = 'sent' THEN clock_timestamp() END,
+                 attempts = d.attempts + 1 - o.undo, updated_at = now()
+             FROM o
+             WHERE d.id = o.id AND o.id IN (SELECT delivery_id FROM done UNION ALL SELECT delivery_id FROM again)
              RETURNING d.id, d.organisation_id, d.contact_id, d.campaign_id, d.state, d.accepted_at),
          events AS (
              INSERT INTO engagement_event (organisation_id, contact_id, campaign_id, activity, machine, occurred_at, delivery_id)
@@ -635,13 +647,12 @@ async fn auto_pause_if_needed(svc: &Services, campaign: Uuid, streak: i32) -> Se
     Ok(())
 }
 
-/// The count of a campaign's ($1) rows not yet finished: due or waiting (`delivery_due`) plus held
-/// by a sender (`delivery_claimed`: a 'sending' row always has its holder's lease) — two small
-/// index reads, where one count over the campaign's states would read every row it has sent.
+/// The count of a campaign's ($1) rows not yet finished: its queue rows, waiting
+/// (`delivery_queue_due`) or held by a sender (`delivery_queue_claimed`) — two small index reads.
 macro_rules! work_left {
     () => {
-        "((SELECT count(*) FROM delivery WHERE campaign_id = $1 AND state IN ('queued', 'deferred'))
-          + (SELECT count(*) FROM delivery WHERE claimed_by IS NOT NULL AND campaign_id = $1 AND state = 'sending'))"
+        "((SELECT count(*) FROM delivery_queue WHERE campaign_id = $1 AND claimed_by IS NULL)
+          + (SELECT count(*) FROM delivery_queue WHERE claimed_by IS NOT NULL AND campaign_id = $1))"
     };
 }
 
@@ -784,7 +795,7 @@ pub async fn dispatch(svc: &Services, job: &DispatchJob) -> ServiceResult<()> {
             }
             let next: Option<DateTime<Utc>> = db::one(
                 svc.db(),
-                "SELECT min(not_before) AS t FROM delivery WHERE campaign_id = $1 AND state IN ('queued', 'deferred')",
+                "SELECT min(not_before) AS t FROM delivery_queue WHERE campaign_id = $1 AND claimed_by IS NULL",
                 [job.campaign_id.into()],
             )
             .await?
@@ -818,7 +829,7 @@ pub async fn dispatch(svc: &Services, job: &DispatchJob) -> ServiceResult<()> {
                     while let Ok(o) = rx.try_recv() {
                         outs.push(o);
                     }
-                    // A failed write is retried: until it lands, these rows stay ours ('sending').
+                    // A failed write is retried: until it lands, these rows stay claimed by us.
                     let mut attempt = 0;
                     loop {
                         match record(&svc, campaign, key, &outs).await {
@@ -876,7 +887,7 @@ pub async fn ensure_dispatch(svc: &Services, campaign: Uuid, stale: Duration) ->
     let (pending, due): (i64, i64) = sqlx::query_as(concat!(
         "SELECT ",
         work_left!(),
-        ", (SELECT count(*) FROM delivery WHERE campaign_id = $1 AND state IN ('queued', 'deferred') AND not_before <= $2)"
+        ", (SELECT count(*) FROM delivery_queue WHERE campaign_id = $1 AND claimed_by IS NULL AND not_before <= $2)"
     ))
     .bind(campaign)
     .bind(svc.clock().now())
