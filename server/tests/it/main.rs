@@ -12,6 +12,7 @@ mod harness;
 mod headers;
 mod import;
 mod jobs;
+mod pages;
 mod phi_leak;
 mod role_matrix;
 mod segments;
