@@ -631,6 +631,10 @@ pub struct ImportView {
     pub rows_updated: i64,
     pub rows_skipped: i64,
     pub rows_failed: i64,
+    /// Rows whose contact had withdrawn consent for the import's purpose: the import's grant was
+    /// recorded but did not apply (only the patient can consent again).
+    #[serde(default)]
+    pub rows_kept_withdrawn: i64,
     pub failure: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -638,7 +642,7 @@ pub struct ImportView {
 
 impl ImportView {
     pub fn finished(&self) -> bool {
-        matches!(self.status.as_str(), "completed" | "failed" | "cancelled")
+        matches!(self.status.as_str(), "completed" | "failed" | "cancelled" | "expired")
     }
     /// Progress 0..=100 by bytes read.
     pub fn percent(&self) -> u8 {

@@ -40,6 +40,10 @@ pub const BATCH_ROWS: usize = 5_000;
 pub const MAX_ERRORS_KEPT: i64 = 100_000;
 pub const PREVIEW_ROWS: usize = 5;
 pub const MAX_COLUMNS: usize = 200;
+/// An upload nobody starts is deleted (its sealed chunks and header row) after this long.
+pub const UNSTARTED_TTL_HOURS: i64 = 24;
+/// Expired uploads handled per maintenance run (the rest wait for the next run).
+const EXPIRE_BATCH: i64 = 500;
 
 /// The job payload: ids only.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,7 +63,7 @@ fn pool(svc: &Services) -> PgPool {
     svc.db().get_postgres_connection_pool().clone()
 }
 
-const VIEW_COLS: &str = "id, status, file_bytes, bytes_done, rows_done, rows_created, rows_updated, rows_skipped, rows_failed, failure, created_at, finished_at";
+const VIEW_COLS: &str = "id, status, file_bytes, bytes_done, rows_done, rows_created, rows_updated, rows_skipped, rows_failed, rows_kept_withdrawn, failure, created_at, finished_at";
 
 fn view(r: &sea_orm::QueryResult) -> ServiceResult<ImportView> {
     Ok(ImportView {
@@ -72,6 +76,7 @@ fn view(r: &sea_orm::QueryResult) -> ServiceResult<ImportView> {
         rows_updated: db::get(r, "rows_updated")?,
         rows_skipped: db::get(r, "rows_skipped")?,
         rows_failed: db::get(r, "rows_failed")?,
+        rows_kept_withdrawn: db::get(r, "rows_kept_withdrawn")?,
         failure: db::get(r, "failure")?,
         created_at: db::get(r, "created_at")?,
         finished_at: db::get(r, "finished_at")?,
@@ -333,9 +338,7 @@ pub async fn preview(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<I
     actor.require(Permission::ContactsWrite)?;
     actor.require(Permission::ContactsRead)?;
     let imp = load_import(svc, svc.db(), id, Some(actor.organisation_id)).await?;
-    if imp.status != "uploaded" {
-        return Err(ServiceError::invalid("import", "has already been started"));
-    }
+    not_startable(&imp.status)?;
     audit::record_now(svc, AuditRecord::by(actor, AuditAction::ImportPreviewed).target("import", id)).await?;
     let mut data = Vec::new();
     for seq in 0..imp.chunks.min(4) {
@@ -366,15 +369,68 @@ pub async fn preview(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<I
     })
 }
 
+/// An import can be previewed and started only while it is an upload waiting for its mapping.
+fn not_startable(status: &str) -> ServiceResult<()> {
+    match status {
+        "uploaded" => Ok(()),
+        "expired" => Err(ServiceError::invalid(
+            "import",
+            format!(
+                "has expired: an upload that is not started within {UNSTARTED_TTL_HOURS} hours is deleted. Upload the file again."
+            ),
+        )),
+        _ => Err(ServiceError::invalid("import", "has already been started")),
+    }
+}
+
+/// Expire uploads nobody started within a day (the maintenance job): their sealed chunks and
+/// sealed header row are deleted, the import is marked `expired` (so the page says what became
+/// of the file) and each expiry is audited, all in one transaction. Imports that were started
+/// are never touched: their job deletes the chunks when it finishes.
+pub async fn expire_unstarted(svc: &Services) -> ServiceResult<u64> {
+    let now = svc.clock().now();
+    let txn = svc.db().begin().await?;
+    let rows = db::all(
+        &txn,
+        "UPDATE contact_import SET status = 'expired', headers = NULL, finished_at = $1, updated_at = $1
+         WHERE id IN (SELECT id FROM contact_import WHERE status IN ('uploading', 'uploaded') AND created_at <= $2
+                      ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+         RETURNING id, organisation_id, created_by",
+        [now.into(), (now - chrono::Duration::hours(UNSTARTED_TTL_HOURS)).into(), EXPIRE_BATCH.into()],
+    )
+    .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| db::get::<Uuid>(r, "id")).collect::<Result<_, _>>()?;
+    db::exec(&txn, "DELETE FROM import_chunk WHERE import_id = ANY($1)", [ids.clone().into()]).await?;
+    for r in &rows {
+        audit::record(
+            svc,
+            &txn,
+            AuditRecord::new(
+                Some(OrganisationId(db::get(r, "organisation_id")?)),
+                AuditActor::System,
+                AuditAction::ImportExpired,
+                AuditOutcome::Success,
+            )
+            .target("import", db::get::<Uuid>(r, "id")?)
+            .detail("uploaded_by", db::get::<Option<Uuid>>(r, "created_by")?.map(|u| u.to_string()))
+            .detail("after_hours", UNSTARTED_TTL_HOURS),
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(ids.len() as u64)
+}
+
 /// Confirm the mapping and queue the import job (in the same transaction: the job exists if and
 /// only if the import is queued).
 pub async fn start(svc: &Services, actor: &Actor, id: Uuid, opts: ImportOptions) -> ServiceResult<ImportView> {
     actor.require(Permission::ContactsWrite)?;
     let org = actor.organisation_id;
     let imp = load_import(svc, svc.db(), id, Some(org)).await?;
-    if imp.status != "uploaded" {
-        return Err(ServiceError::invalid("import", "has already been started"));
-    }
+    not_startable(&imp.status)?;
     if opts.mapping.len() != imp.headers.len() {
         return Err(ServiceError::invalid("mapping", "must give one choice per column"));
     }
@@ -426,6 +482,9 @@ pub async fn start(svc: &Services, actor: &Actor, id: Uuid, opts: ImportOptions)
     )
     .await?;
     if n == 0 {
+        // Started in another window, or expired meanwhile: say which.
+        let now = load_import(svc, &txn, id, Some(org)).await?;
+        not_startable(&now.status)?;
         return Err(ServiceError::invalid("import", "has already been started"));
     }
     outbox::enqueue(&txn, outbox::queue::IMPORT, &ImportJob { import_id: id }, 25, Some(format!("import:{id}")))
