@@ -7,7 +7,7 @@
 //! Row errors record the row number, the column and what is wrong — never the value.
 
 use super::record::{self, ContactRecord, SealedContact};
-use super::{bidx_key, data_key, email_bidx, fields};
+use super::{bidx_key, consent, data_key, email_bidx, fields};
 use crate::actor::Actor;
 use crate::audit::{self, AuditActor, AuditRecord};
 use crate::crypto::keyring::DataKey;
@@ -20,7 +20,8 @@ use crate::services::Services;
 use chrono::{DateTime, Utc};
 use domain::audit::{AuditAction, AuditOutcome};
 use domain::contacts::{
-    BuiltinField, CustomField, Dedupe, FieldChoice, ImportOptions, ImportPreview, ImportView, guess_field,
+    BuiltinField, ConsentSource, CustomField, Dedupe, FieldChoice, ImportOptions, ImportPreview, ImportView,
+    guess_field,
 };
 use domain::ids::{OrganisationId, UserId};
 use domain::{Permission, Phi};
@@ -739,6 +740,7 @@ struct Counts {
     updated: i64,
     skipped: i64,
     failed: i64,
+    kept_withdrawn: i64,
 }
 
 const STAGE_COLS: &str = "id, organisation_id, email_bidx, email, first_name, last_name, phone, date_of_birth, time_zone, locale, attrs, phi_attrs, created_at, updated_at";
@@ -844,6 +846,7 @@ impl Writer {
         let mut new_count = 0u64;
         let mut upd_count = 0u64;
         let mut touched: Vec<Uuid> = Vec::with_capacity(chosen.len());
+        let mut created: Vec<Uuid> = Vec::with_capacity(chosen.len());
         for i in &chosen {
             let p = &batch.rows[*i];
             match existing.get(&p.bidx) {
@@ -885,6 +888,7 @@ impl Writer {
                     copy_row(&mut new_buf, p.new_id, self.org, &p.bidx, &p.sealed, &p.rec, now);
                     new_count += 1;
                     touched.push(p.new_id);
+                    created.push(p.new_id);
                 }
             }
         }
@@ -910,6 +914,8 @@ impl Writer {
                 return Ok(Stage::Conflict);
             }
             counts.created += new_count as i64;
+            // Addresses whose earlier contact withdrew consent start withdrawn.
+            consent::carry_withdrawals_on(&mut tx, self.org, &created, now).await?;
             if upd_count > 0 {
                 sqlx::query("DELETE FROM import_stage").execute(&mut *tx).await.map_err(sqlx_err)?;
             }
@@ -959,24 +965,19 @@ impl Writer {
             .map_err(sqlx_err)?;
         }
         if let (Some(purpose), false) = (self.opts.consent_purpose, touched.is_empty()) {
-            sqlx::query(
-                "WITH ev AS (
-                    INSERT INTO consent_event (organisation_id, contact_id, purpose, granted, source, text_hash, occurred_at, actor_user_id, import_id)
-                    SELECT $1, c.id, $3, true, 'import', $4, $5, $6, $7 FROM unnest($2::uuid[]) AS c(id))
-                 INSERT INTO contact_consent (organisation_id, contact_id, purpose, granted, updated_at)
-                 SELECT $1, c.id, $3, true, $5 FROM unnest($2::uuid[]) AS c(id)
-                 ON CONFLICT (contact_id, purpose) DO UPDATE SET granted = true, updated_at = EXCLUDED.updated_at",
-            )
-            .bind(self.org.0)
-            .bind(&touched)
-            .bind(purpose.as_str())
-            .bind(self.consent_hash.clone())
-            .bind(now)
-            .bind(self.created_by)
-            .bind(self.import)
-            .execute(&mut *tx)
-            .await
-            .map_err(sqlx_err)?;
+            // The import's grant goes through the consent rule: a withdrawal in force holds, and the
+            // grant is recorded in the ledger as not applied.
+            let ev = consent::Event {
+                organisation: self.org,
+                purpose,
+                granted: true,
+                source: ConsentSource::Import,
+                text_hash: self.consent_hash.clone(),
+                actor_user: self.created_by.map(UserId),
+                import_id: Some(self.import),
+                occurred_at: now,
+            };
+            counts.kept_withdrawn += consent::apply_on(&mut tx, &ev, &touched).await?.kept_withdrawn as i64;
         }
         Ok(Stage::Ready(Staged { tx, counts }))
     }
@@ -1008,7 +1009,8 @@ impl Writer {
         }
         sqlx::query(
             "UPDATE contact_import SET rows_done = $2, bytes_done = $3, rows_created = rows_created + $4, rows_updated = rows_updated + $5,
-                rows_skipped = rows_skipped + $6, rows_failed = rows_failed + $7, updated_at = $8 WHERE id = $1",
+                rows_skipped = rows_skipped + $6, rows_failed = rows_failed + $7, updated_at = $8,
+                rows_kept_withdrawn = rows_kept_withdrawn + $9 WHERE id = $1",
         )
         .bind(self.import)
         .bind(batch.last_row)
@@ -1018,6 +1020,7 @@ impl Writer {
         .bind(counts.skipped)
         .bind(counts.failed)
         .bind(now)
+        .bind(counts.kept_withdrawn)
         .execute(&mut *tx)
         .await
         .map_err(sqlx_err)?;
@@ -1045,7 +1048,7 @@ async fn finish(
     db::exec(&txn, "DELETE FROM import_chunk WHERE import_id = $1", [id.into()]).await?;
     let counts = db::one(
         &txn,
-        "SELECT rows_created, rows_updated, rows_skipped, rows_failed FROM contact_import WHERE id = $1",
+        "SELECT rows_created, rows_updated, rows_skipped, rows_failed, rows_kept_withdrawn FROM contact_import WHERE id = $1",
         [id.into()],
     )
     .await?;
@@ -1057,7 +1060,7 @@ async fn finish(
     )
     .target("import", id);
     if let Some(c) = counts {
-        for k in ["rows_created", "rows_updated", "rows_skipped", "rows_failed"] {
+        for k in ["rows_created", "rows_updated", "rows_skipped", "rows_failed", "rows_kept_withdrawn"] {
             rec = rec.detail(k, db::get::<i64>(&c, k)?);
         }
     }
