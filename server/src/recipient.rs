@@ -16,7 +16,7 @@ use domain::template_views::PreviewSample;
 use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use service::links::LinkKind;
-use service::recipient::RecipientPage;
+use service::recipient::{Preference, RecipientPage, UnsubscribeScope};
 use service::templates::store::BrowserView;
 use service::{ServiceError, Services};
 use uuid::Uuid;
@@ -78,40 +78,85 @@ fn failure(e: ServiceError) -> Response {
 
 const TEST_NOTE: &str = "<p class=\"muted\">This link came from a <strong>test message</strong> sent to a staff member, so nothing was changed.</p>";
 
-fn unsubscribe_page(p: &RecipientPage, done: bool) -> Response {
+/// How a purpose is named to a patient.
+fn purpose_words(p: ConsentPurpose) -> &'static str {
+    match p {
+        ConsentPurpose::Marketing => "marketing email (news and offers)",
+        ConsentPurpose::CareCommunications => "care communications (such as appointment and screening reminders)",
+    }
+}
+
+const EVERYTHING_FORM: &str = "<form method=\"post\"><input type=\"hidden\" name=\"scope\" value=\"everything\">";
+
+/// The unsubscribe page names the purpose its message was sent under, withdraws that (the main
+/// button, and one-click), and offers everything as a separate choice while anything is left.
+fn unsubscribe_page(p: &RecipientPage) -> Response {
     let org = esc(&p.organisation_name);
-    let subscribed = p.purposes.iter().any(|(purpose, g)| *purpose == ConsentPurpose::Marketing && *g);
-    let body = if p.test {
-        format!("<h1>Unsubscribe from {org}</h1>{TEST_NOTE}")
-    } else if done || !subscribed {
-        format!(
-            "<h1>You are unsubscribed</h1><p>You will no longer receive marketing email from {org}. Messages about your care, if you agreed to them, are not affected.</p>"
-        )
-    } else {
-        format!(
-            "<h1>Unsubscribe from {org}?</h1><p>You will stop receiving marketing email from {org}.</p>\
-             <form method=\"post\"><button type=\"submit\">Unsubscribe</button></form>"
-        )
+    if p.test {
+        return page(StatusCode::OK, "Unsubscribe", &format!("<h1>Unsubscribe from {org}</h1>{TEST_NOTE}"));
+    }
+    let any = p.purposes.iter().any(|(_, g)| *g);
+    let mut body = match p.message_purpose {
+        Some(mp) if p.granted(mp) => format!(
+            "<h1>Unsubscribe from {what}?</h1><p>This email was sent to you as <strong>{label}</strong>. You will stop receiving \
+             {words} from {org}; other email from {org} is not affected.</p>\
+             <form method=\"post\"><button type=\"submit\">Unsubscribe from {what}</button></form>",
+            what = esc(&mp.label().to_lowercase()),
+            label = esc(mp.label()),
+            words = esc(purpose_words(mp)),
+        ),
+        Some(mp) => format!(
+            "<h1>You are unsubscribed from {what}</h1><p>You will no longer receive {words} from {org}.</p>",
+            what = esc(&mp.label().to_lowercase()),
+            words = esc(purpose_words(mp)),
+        ),
+        // A message we cannot attribute to one purpose: its link covers everything.
+        None if any => format!(
+            "<h1>Unsubscribe from all email from {org}?</h1><p>You will stop receiving every kind of email from {org}, \
+             including care communications such as appointment reminders.</p>\
+             <form method=\"post\"><button type=\"submit\">Unsubscribe from all email</button></form>"
+        ),
+        None => String::new(),
     };
+    if !any {
+        body.push_str(&format!("<h2>You receive no email from {org}</h2><p>You are unsubscribed from all of it.</p>"));
+    } else if p.message_purpose.is_some() {
+        let still: Vec<String> =
+            p.purposes.iter().filter(|(_, g)| *g).map(|(purpose, _)| esc(purpose.label())).collect();
+        body.push_str(&format!(
+            "<h2>Or stop everything</h2><p>You currently receive: {}.</p>{EVERYTHING_FORM}\
+             <button class=\"secondary\" type=\"submit\">Unsubscribe from all email from {org}</button></form>\
+             <p class=\"muted\">This includes care communications such as appointment reminders. You can choose again from the preferences link in any message.</p>",
+            still.join(", ")
+        ));
+    }
     page(StatusCode::OK, "Unsubscribe", &body)
 }
 
 pub async fn unsubscribe_get(State(svc): State<Services>, Path(token): Path<String>) -> Response {
     match service::recipient::page(&svc, LinkKind::Unsubscribe, &token).await {
-        Ok(p) => unsubscribe_page(&p, false),
+        Ok(p) => unsubscribe_page(&p),
         Err(e) => failure(e),
     }
 }
 
-/// The confirmation button and RFC 8058 one-click (`List-Unsubscribe=One-Click` in the body; we
-/// accept any body: the token alone decides).
+/// `scope=everything` in a form body asks for everything; any other body (RFC 8058's
+/// `List-Unsubscribe=One-Click`, multipart, nothing) withdraws the message's own purpose.
+fn scope_of(body: &[u8]) -> UnsubscribeScope {
+    let everything = body.len() <= 1024
+        && std::str::from_utf8(body).is_ok_and(|b| b.split('&').any(|pair| pair.trim() == "scope=everything"));
+    if everything { UnsubscribeScope::Everything } else { UnsubscribeScope::Message }
+}
+
+/// The confirmation page's buttons and RFC 8058 one-click (the token alone is the credential).
 pub async fn unsubscribe_post(
     State(svc): State<Services>,
     Extension(ctx): Extension<RequestContext>,
     Path(token): Path<String>,
+    body: axum::body::Bytes,
 ) -> Response {
-    match service::recipient::unsubscribe(&svc, &token, ctx.ip.clone()).await {
-        Ok(p) => unsubscribe_page(&p, true),
+    match service::recipient::unsubscribe(&svc, &token, scope_of(&body), ctx.ip.clone()).await {
+        Ok(p) => unsubscribe_page(&p),
         Err(e) => failure(e),
     }
 }
@@ -136,11 +181,17 @@ fn preferences_page(p: &RecipientPage, saved: bool) -> Response {
         body.push_str(&format!(
             "<li><strong>{}</strong> — {state}. <form method=\"post\"><input type=\"hidden\" name=\"purpose\" value=\"{}\">\
              <input type=\"hidden\" name=\"granted\" value=\"{action}\"><button class=\"{class}\" type=\"submit\">{label}</button></form></li>",
-            esc(purpose.label()),
+            esc(purpose_words(*purpose)),
             purpose.as_str()
         ));
     }
     body.push_str("</ul>");
+    if p.purposes.iter().any(|(_, g)| *g) {
+        body.push_str(
+            "<form method=\"post\"><input type=\"hidden\" name=\"purpose\" value=\"everything\">\
+             <input type=\"hidden\" name=\"granted\" value=\"false\"><button class=\"secondary\" type=\"submit\">Unsubscribe from all email</button></form>",
+        );
+    }
     page(StatusCode::OK, "Preferences", &body)
 }
 
@@ -163,11 +214,15 @@ pub async fn preferences_post(
     Path(token): Path<String>,
     Form(form): Form<PreferenceForm>,
 ) -> Response {
-    let Some(purpose) = ConsentPurpose::parse(&form.purpose) else {
-        return failure(ServiceError::invalid("purpose", "is not a known purpose"));
+    let choice = match form.purpose.as_str() {
+        "everything" => Preference::Everything,
+        other => match ConsentPurpose::parse(other) {
+            Some(p) => Preference::Purpose(p),
+            None => return failure(ServiceError::invalid("purpose", "is not a known purpose")),
+        },
     };
     let granted = form.granted == "true";
-    match service::recipient::set_preference(&svc, &token, purpose, granted, ctx.ip.clone()).await {
+    match service::recipient::set_preference(&svc, &token, choice, granted, ctx.ip.clone()).await {
         Ok(p) => preferences_page(&p, true),
         Err(e) => failure(e),
     }
