@@ -25,6 +25,12 @@ use uuid::Uuid;
 pub const AUTHOR_HTML_CSP: &str = "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; \
      base-uri 'none'; form-action 'none'; frame-ancestors 'self'; sandbox";
 
+/// Author HTML rendered with a real contact's data (a preview as a contact, the dev mailbox):
+/// nothing remote loads — no images, fonts or style sheets from anywhere — so viewing it tells
+/// no outside server that this patient's message was opened, or anything in it.
+pub const REAL_CONTACT_CSP: &str = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; \
+     base-uri 'none'; form-action 'none'; frame-ancestors 'self'; sandbox";
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
@@ -234,6 +240,14 @@ fn author_html(html: String) -> Response {
     res
 }
 
+/// Author HTML with a real contact's data: nothing remote, not even a DNS prefetch.
+fn real_contact_html(html: String) -> Response {
+    let mut res = (StatusCode::OK, Html(html)).into_response();
+    set_csp(&mut res, REAL_CONTACT_CSP);
+    res.headers_mut().insert("x-dns-prefetch-control", HeaderValue::from_static("off"));
+    res
+}
+
 pub async fn view_in_browser(State(svc): State<Services>, Path(token): Path<String>) -> Response {
     match service::templates::store::view_in_browser(&svc, &token).await {
         Ok(BrowserView::Message { html, .. }) => {
@@ -279,7 +293,8 @@ pub async fn preview_frame(
         },
     };
     match service::templates::store::preview_frame(&svc, &actor, id, version, sample).await {
-        Ok(html) => author_html(html),
+        Ok(doc) if doc.remote_content => author_html(doc.html),
+        Ok(doc) => real_contact_html(doc.html),
         Err(e) => json_error(e),
     }
 }
@@ -294,7 +309,7 @@ pub async fn mailbox_html(
         return json_error(ServiceError::Unauthenticated);
     };
     match service::mail::captured_html(&svc, &actor, id).await {
-        Ok(html) => author_html(html),
+        Ok(html) => real_contact_html(html),
         Err(e) => json_error(e),
     }
 }
