@@ -5,8 +5,8 @@ use crate::csrf::CsrfClient;
 use crate::error::AppError;
 use domain::Phi;
 use domain::contacts::{
-    ConsentOutcome, ConsentPurpose, ContactDetail, ContactInput, ContactPage, CustomField, FieldType, ImportOptions, ImportPreview,
-    ImportView, ListView, SuppressionReason, SuppressionView,
+    ConsentOutcome, ConsentPurpose, ContactDetail, ContactInput, ContactPage, CustomField, FieldType, ImportOptions,
+    ImportPreview, ImportView, ListView, SuppressionReason, SuppressionView,
 };
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;

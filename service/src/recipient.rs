@@ -80,12 +80,9 @@ async fn page_for(svc: &Services, claims: &LinkClaims) -> ServiceResult<Recipien
         .transpose()?
         .ok_or(ServiceError::NotFound)?;
     match claims.subject {
-        LinkSubject::Test { .. } => Ok(RecipientPage {
-            organisation_name: name,
-            test: true,
-            purposes: vec![],
-            message_purpose: None,
-        }),
+        LinkSubject::Test { .. } => {
+            Ok(RecipientPage { organisation_name: name, test: true, purposes: vec![], message_purpose: None })
+        }
         LinkSubject::Contact { contact, .. } => {
             db::one(
                 svc.db(),

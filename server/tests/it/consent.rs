@@ -79,9 +79,10 @@ async fn template(svc: &Services, actor: &Actor) -> Uuid {
 /// until every message has been handed to the dev mailbox.
 async fn campaign(app: &TestApp, actor: &Actor, purpose: ConsentPurpose, members: &[Uuid]) -> Uuid {
     let svc = &app.services;
-    let list = service::contacts::lists::create(svc, actor, &format!("L {}", Uuid::new_v4().simple()), "", false, purpose)
-        .await
-        .unwrap();
+    let list =
+        service::contacts::lists::create(svc, actor, &format!("L {}", Uuid::new_v4().simple()), "", false, purpose)
+            .await
+            .unwrap();
     service::contacts::lists::add(svc, actor, list, members).await.unwrap();
     let t = template(svc, actor).await;
     let settings = CampaignSettings {
@@ -124,9 +125,7 @@ async fn unsubscribe_path(app: &TestApp, org: OrganisationId, to: &str) -> Strin
 }
 
 async fn one_click(guest: &Client, path: &str) -> Resp {
-    guest
-        .post_raw(path, "application/x-www-form-urlencoded", "List-Unsubscribe=One-Click".into(), None, &[])
-        .await
+    guest.post_raw(path, "application/x-www-form-urlencoded", "List-Unsubscribe=One-Click".into(), None, &[]).await
 }
 
 /// Issue 18 item 3: re-importing a file that "grants" consent re-subscribed people who had
@@ -182,7 +181,10 @@ async fn a_patients_withdrawal_survives_reimports_staff_edits_and_deletion() {
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["applied"], false, "{r}");
     assert!(r["message"].as_str().unwrap().contains("only the patient"), "{r}");
-    assert!(!may(&app, org, pat, ConsentPurpose::Marketing).await, "a staff grant does not undo the patient's withdrawal");
+    assert!(
+        !may(&app, org, pat, ConsentPurpose::Marketing).await,
+        "a staff grant does not undo the patient's withdrawal"
+    );
     let (_, d) = admin.call("get_contact", &[("id", &pat.to_string())]).await;
     assert_eq!(d["withdrawals"][0]["purpose"], "marketing", "{d}");
     assert_eq!(d["withdrawals"][0]["source"], "unsubscribe", "{d}");
@@ -202,7 +204,12 @@ async fn a_patients_withdrawal_survives_reimports_staff_edits_and_deletion() {
     let (s, list) = admin
         .call(
             "create_list",
-            &[("name", "Newsletter (confirmed)"), ("description", ""), ("double_opt_in", "true"), ("purpose", "marketing")],
+            &[
+                ("name", "Newsletter (confirmed)"),
+                ("description", ""),
+                ("double_opt_in", "true"),
+                ("purpose", "marketing"),
+            ],
         )
         .await;
     assert_eq!(s, 200, "{list}");
@@ -214,7 +221,8 @@ async fn a_patients_withdrawal_survives_reimports_staff_edits_and_deletion() {
         if let Some(m) = mail.iter().find(|m| m.raw.expose().contains("/optin#")) {
             let unfolded = m.raw.expose().replace("=\r\n", "");
             let at = unfolded.find("/optin#").unwrap() + "/optin#".len();
-            token = unfolded[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
+            token =
+                unfolded[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -267,9 +275,7 @@ async fn the_unsubscribe_page_names_and_withdraws_the_messages_own_purpose() {
     assert!(page.body.contains("name=\"scope\" value=\"everything\""), "{}", page.body);
 
     // "Unsubscribe from everything" withdraws every purpose.
-    let r = guest
-        .post_raw(&path, "application/x-www-form-urlencoded", "scope=everything".into(), None, &[])
-        .await;
+    let r = guest.post_raw(&path, "application/x-www-form-urlencoded", "scope=everything".into(), None, &[]).await;
     assert_eq!(r.status, 200, "{}", r.body);
     for p in ConsentPurpose::ALL {
         assert!(!may(&app, org, cara, p).await, "{p:?} withdrawn");

@@ -340,7 +340,8 @@ async fn uploads_never_started_are_purged_after_a_day() {
     // A third one a worker is in the middle of (the job runs later in this test-less worker pool).
     let (_, running) = admin.upload(b"email\nrun@x.test\n".to_vec()).await;
     let running = running["id"].as_str().unwrap().to_string();
-    app.sql(&format!("UPDATE contact_import SET status = 'running', mapping = '[\"email\"]' WHERE id = '{running}'")).await;
+    app.sql(&format!("UPDATE contact_import SET status = 'running', mapping = '[\"email\"]' WHERE id = '{running}'"))
+        .await;
     let chunks = |id: &str| {
         let sql = format!("SELECT count(*) FROM import_chunk WHERE import_id = '{id}'");
         let app = &app;
@@ -363,7 +364,10 @@ async fn uploads_never_started_are_purged_after_a_day() {
     assert_eq!((s, v["status"].as_str()), (200, Some("expired")), "{v}");
     assert!(v["finished_at"].is_string(), "{v}");
     let (_, recent) = admin.call("recent_imports", &[]).await;
-    assert!(recent.as_array().unwrap().iter().any(|r| r["id"] == idle.as_str() && r["status"] == "expired"), "{recent}");
+    assert!(
+        recent.as_array().unwrap().iter().any(|r| r["id"] == idle.as_str() && r["status"] == "expired"),
+        "{recent}"
+    );
     // It can no longer be previewed or started; the answer says why.
     let (s, e) = admin.call("preview_import", &[("id", &idle)]).await;
     assert_eq!(s, 422, "{e}");
@@ -374,7 +378,11 @@ async fn uploads_never_started_are_purged_after_a_day() {
     assert_eq!(s, 422, "{e}");
     assert!(e["message"].as_str().unwrap().contains("expired"), "{e}");
     assert_eq!(
-        scalar(&app, &format!("SELECT count(*) FROM audit_event WHERE action = 'import.expired' AND target_id = '{idle}'")).await,
+        scalar(
+            &app,
+            &format!("SELECT count(*) FROM audit_event WHERE action = 'import.expired' AND target_id = '{idle}'")
+        )
+        .await,
         1,
         "the purge is audited"
     );

@@ -417,7 +417,8 @@ async fn phi_merge_fields_are_refused_in_urls_and_real_contact_previews_load_not
 
     // Raw HTML: refused with the field and the attribute named; the work is kept as a draft.
     let (s, r) =
-        save(&admin, &id, 1, html_content("Hi", "<p>Hi</p><img src=\"https://x/?dob={{contact.date_of_birth}}\">")).await;
+        save(&admin, &id, 1, html_content("Hi", "<p>Hi</p><img src=\"https://x/?dob={{contact.date_of_birth}}\">"))
+            .await;
     assert_eq!(s, 200, "{r}");
     let why = r["DraftKept"]["error"].as_str().unwrap_or_else(|| panic!("the PHI URL was accepted: {r}"));
     assert!(why.contains("Date of birth") && why.contains("src"), "{why}");
@@ -440,8 +441,14 @@ async fn phi_merge_fields_are_refused_in_urls_and_real_contact_previews_load_not
                 "design": { "blocks": [b] } })
     };
     for (block, field) in [
-        (json!({ "type": "image", "src": "https://x/p.png?d={{contact.date_of_birth}}", "alt": "", "width": null, "link": null }), "Date of birth"),
-        (json!({ "type": "image", "src": "https://x/p.png", "alt": "", "width": null, "link": "https://x/{{contact.diagnosis}}" }), "Diagnosis"),
+        (
+            json!({ "type": "image", "src": "https://x/p.png?d={{contact.date_of_birth}}", "alt": "", "width": null, "link": null }),
+            "Date of birth",
+        ),
+        (
+            json!({ "type": "image", "src": "https://x/p.png", "alt": "", "width": null, "link": "https://x/{{contact.diagnosis}}" }),
+            "Diagnosis",
+        ),
         (json!({ "type": "button", "label": "Go", "url": "https://x/?n={{contact.last_name}}" }), "Last name"),
         (json!({ "type": "text", "text": "See [your page](https://x/{{contact.email}})" }), "Email"),
     ] {

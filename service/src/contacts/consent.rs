@@ -351,14 +351,12 @@ pub async fn may_mail<C: ConnectionTrait>(
     Ok(match (suppressed, granted) {
         (Some(_), _) => Decision { allowed: false, reason: "the address is on the suppression list" },
         (None, Some(true)) => Decision { allowed: true, reason: "consent granted" },
-        (None, Some(false)) if by_patient => Decision {
-            allowed: false,
-            reason: "the patient withdrew consent; only the patient can consent again",
-        },
-        (None, Some(false)) => Decision {
-            allowed: false,
-            reason: "consent withdrawn; only the patient can consent again",
-        },
+        (None, Some(false)) if by_patient => {
+            Decision { allowed: false, reason: "the patient withdrew consent; only the patient can consent again" }
+        }
+        (None, Some(false)) => {
+            Decision { allowed: false, reason: "consent withdrawn; only the patient can consent again" }
+        }
         (None, None) => Decision { allowed: false, reason: "no consent on record" },
     })
 }

@@ -58,11 +58,11 @@ fn at_mustache(b: &[u8], i: usize) -> bool {
 fn mustache_end(src: &str, start: usize) -> usize {
     let b = src.as_bytes();
     let rest = &src[start..];
-    if rest.starts_with("{{!--") {
-        return rest[5..].find("--}}").map(|i| start + 5 + i + 4).unwrap_or(src.len());
+    if let Some(body) = rest.strip_prefix("{{!--") {
+        return body.find("--}}").map(|i| start + 5 + i + 4).unwrap_or(src.len());
     }
-    if rest.starts_with("{{!") {
-        return rest[3..].find("}}").map(|i| start + 3 + i + 2).unwrap_or(src.len());
+    if let Some(body) = rest.strip_prefix("{{!") {
+        return body.find("}}").map(|i| start + 3 + i + 2).unwrap_or(src.len());
     }
     let mut i = start + 2;
     let mut quote: Option<u8> = None;
@@ -111,7 +111,9 @@ fn phi_in_tag<'f>(tag: &str, fields: &'f MergeFields) -> Vec<&'f FieldInfo> {
         }
     }
     let mut found: Vec<&FieldInfo> = Vec::new();
-    for token in code.split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | '=' | '~' | '#' | '^' | '&' | '>' | '*')) {
+    for token in
+        code.split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | '=' | '~' | '#' | '^' | '&' | '>' | '*'))
+    {
         let path: String = token.chars().filter(|c| !matches!(c, '[' | ']')).collect();
         let segments: Vec<&str> = path.split(['.', '/']).filter(|s| !s.is_empty()).collect();
         for pair in segments.windows(2) {
@@ -324,7 +326,10 @@ pub(crate) fn check_design(design: &domain::templates::Design, fields: &MergeFie
         if let Some(f) = first_phi(&url, 0, url.len(), fields) {
             return Err(ServiceError::invalid(
                 &place,
-                format!("the {what} may not include {} — {URL_WHY} Protected health information may not go there: use the field in the text of the message instead.", f.label),
+                format!(
+                    "the {what} may not include {} — {URL_WHY} Protected health information may not go there: use the field in the text of the message instead.",
+                    f.label
+                ),
             ));
         }
     }
@@ -438,9 +443,26 @@ mod tests {
     #[test]
     fn hostile_input_never_panics() {
         for html in [
-            "<", "<a", "<a href", "<a href=", "<a href=\"", "{{", "<a href=\"{{", "<img src={{contact.diagnosis",
-            "<a {{", "<style>", "<style>{{contact.diagnosis", "é<ü href=\"ß{{contact.diagnosis}}\">", "://{{", "<a =x>",
-            "<a hréf=\"ü{{contact.diagnosis}}\">", "ü://ö{{contact.diagnosis}}", "<a href=ü{{", "{{!--", "{{!", "<x{{ü",
+            "<",
+            "<a",
+            "<a href",
+            "<a href=",
+            "<a href=\"",
+            "{{",
+            "<a href=\"{{",
+            "<img src={{contact.diagnosis",
+            "<a {{",
+            "<style>",
+            "<style>{{contact.diagnosis",
+            "é<ü href=\"ß{{contact.diagnosis}}\">",
+            "://{{",
+            "<a =x>",
+            "<a hréf=\"ü{{contact.diagnosis}}\">",
+            "ü://ö{{contact.diagnosis}}",
+            "<a href=ü{{",
+            "{{!--",
+            "{{!",
+            "<x{{ü",
         ] {
             let _ = check_html(html, &fields());
             let _ = check_text_addresses("text", html, &fields());
