@@ -76,11 +76,10 @@ applied AS (
     RETURNING contact_id),
 ledger AS (
     INSERT INTO consent_event (organisation_id, contact_id, purpose, granted, source, text_hash, occurred_at, actor_user_id, import_id, effective)
-    SELECT $1, i.contact_id, $3, $4, $5, $6, $7, $8, $9, EXISTS (SELECT 1 FROM applied a WHERE a.contact_id = i.contact_id)
-    FROM input i)
-SELECT count(*) AS recorded,
-       count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM applied a WHERE a.contact_id = i.contact_id)) AS kept
-FROM input i";
+    SELECT $1, i.contact_id, $3, $4, $5, $6, $7, $8, $9, a.contact_id IS NOT NULL
+    FROM input i LEFT JOIN applied a ON a.contact_id = i.contact_id)
+SELECT count(*) AS recorded, count(*) FILTER (WHERE a.contact_id IS NULL) AS kept
+FROM input i LEFT JOIN applied a ON a.contact_id = i.contact_id";
 
 /// Record a consent event for contacts of `ev.organisation` (inside the caller's transaction).
 pub async fn apply<C: ConnectionTrait>(conn: &C, ev: &Event, contacts: &[Uuid]) -> ServiceResult<Applied> {
