@@ -5,8 +5,8 @@ use crate::csrf::CsrfClient;
 use crate::error::AppError;
 use domain::Phi;
 use domain::contacts::{
-    ConsentPurpose, ContactDetail, ContactInput, ContactPage, CustomField, FieldType, ImportOptions, ImportPreview,
-    ImportView, ListView, SuppressionReason, SuppressionView,
+    ConsentOutcome, ConsentPurpose, ContactDetail, ContactInput, ContactPage, CustomField, FieldType, ImportOptions,
+    ImportPreview, ImportView, ListView, SuppressionReason, SuppressionView,
 };
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
@@ -52,7 +52,7 @@ pub async fn record_consent(
     purpose: ConsentPurpose,
     granted: bool,
     consent_text: String,
-) -> Result<(), AppError> {
+) -> Result<ConsentOutcome, AppError> {
     let (svc, actor) = ssr::actor()?;
     let text = Some(consent_text.as_str()).filter(|t| !t.trim().is_empty());
     Ok(service::contacts::consent::record(&svc, &actor, contact_id, purpose, granted, text).await?)

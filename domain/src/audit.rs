@@ -55,6 +55,7 @@ actions! {
     ImportStarted => "import.started", "Import started";
     ImportFinished => "import.finished", "Import finished";
     ImportCancelled => "import.cancelled", "Import cancelled";
+    ImportExpired => "import.expired", "Upload never started: file deleted after a day";
     FieldCreated => "field.created", "Custom field created";
     FieldDeleted => "field.deleted", "Custom field deleted";
     ListCreated => "list.created", "List created";

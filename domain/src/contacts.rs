@@ -358,6 +358,22 @@ impl ConsentSource {
     pub fn parse(s: &str) -> Option<Self> {
         ConsentSource::ALL.into_iter().find(|p| p.as_str() == s)
     }
+    /// The patient acted themself: a link in a message they received (unsubscribe, preferences
+    /// page) or a double opt-in confirmation they clicked. Imports, staff and integrations act
+    /// for the patient; only the patient's own grant can lift a withdrawal.
+    pub fn is_patients_own(self) -> bool {
+        matches!(self, ConsentSource::Form | ConsentSource::DoubleOptIn | ConsentSource::Unsubscribe)
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            ConsentSource::Import => "import",
+            ConsentSource::Form => "the patient's preferences page",
+            ConsentSource::Api => "an integration",
+            ConsentSource::Admin => "staff",
+            ConsentSource::DoubleOptIn => "the patient's double opt-in confirmation",
+            ConsentSource::Unsubscribe => "the patient's unsubscribe link",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -467,6 +483,25 @@ pub struct ConsentEntry {
     pub occurred_at: chrono::DateTime<chrono::Utc>,
     pub actor_email: Option<String>,
     pub text_hash: Option<String>,
+    /// Whether the event changed the current state. A grant recorded by an import, staff or an
+    /// integration after the patient withdrew stays in the history but is not applied.
+    pub effective: bool,
+}
+
+/// A withdrawal of consent in force for a purpose: it holds until the patient consents again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Withdrawal {
+    pub purpose: ConsentPurpose,
+    pub withdrawn_at: chrono::DateTime<chrono::Utc>,
+    /// Where the withdrawal came from (unknown for rows older than this record).
+    pub source: Option<ConsentSource>,
+}
+
+/// The answer to recording a consent decision: whether it changed the current state, and why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentOutcome {
+    pub applied: bool,
+    pub message: String,
 }
 
 /// Everything the contact page shows.
@@ -478,6 +513,8 @@ pub struct ContactDetail {
     pub consent: Vec<ConsentEntry>,
     /// Current answer of "may we mail this contact for …" per purpose.
     pub mailable: Vec<(ConsentPurpose, bool, String)>,
+    /// Withdrawals in force: only the patient can lift them.
+    pub withdrawals: Vec<Withdrawal>,
     pub suppressed: Option<SuppressionReason>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
@@ -631,6 +668,10 @@ pub struct ImportView {
     pub rows_updated: i64,
     pub rows_skipped: i64,
     pub rows_failed: i64,
+    /// Rows whose contact had withdrawn consent for the import's purpose: the import's grant was
+    /// recorded but did not apply (only the patient can consent again).
+    #[serde(default)]
+    pub rows_kept_withdrawn: i64,
     pub failure: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -638,7 +679,7 @@ pub struct ImportView {
 
 impl ImportView {
     pub fn finished(&self) -> bool {
-        matches!(self.status.as_str(), "completed" | "failed" | "cancelled")
+        matches!(self.status.as_str(), "completed" | "failed" | "cancelled" | "expired")
     }
     /// Progress 0..=100 by bytes read.
     pub fn percent(&self) -> u8 {

@@ -188,6 +188,41 @@ impl Design {
         Ok(())
     }
 
+    /// Every address the blocks put into the message, with the block's place and what it is
+    /// (buttons, images, image links and `[label](url)` links in text), so a check can name the
+    /// block.
+    pub fn addresses(&self) -> Vec<(String, &'static str, String)> {
+        fn walk(place: &str, b: &Block, out: &mut Vec<(String, &'static str, String)>) {
+            match b {
+                Block::Button { url, .. } => out.push((place.to_string(), "button link", url.clone())),
+                Block::Image { src, link, .. } => {
+                    out.push((place.to_string(), "image address", src.clone()));
+                    if let Some(l) = link {
+                        out.push((place.to_string(), "image link", l.clone()));
+                    }
+                }
+                Block::Text { text } | Block::Footer { text } | Block::Heading { text, .. } => {
+                    for url in markdown_urls(text) {
+                        out.push((place.to_string(), "link", url));
+                    }
+                }
+                Block::Columns { left, right } => {
+                    for (side, blocks) in [("left", left), ("right", right)] {
+                        for (j, inner) in blocks.iter().enumerate() {
+                            walk(&format!("{place}, {side} column {}", j + 1), inner, out);
+                        }
+                    }
+                }
+                Block::Divider | Block::Spacer { .. } => {}
+            }
+        }
+        let mut out = Vec::new();
+        for (i, b) in self.blocks.iter().enumerate() {
+            walk(&format!("block {}", i + 1), b, &mut out);
+        }
+        out
+    }
+
     /// The email's HTML document.
     pub fn to_html(&self) -> String {
         let mut o = String::with_capacity(8 * 1024);
@@ -420,6 +455,19 @@ fn links_html(s: &str) -> String {
         }
     }
     out.push_str(rest);
+    out
+}
+
+/// The targets of `[label](url)` links in block text (whatever they hold: the caller checks).
+fn markdown_urls(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(open) = rest.find("](") {
+        let tail = &rest[open + 2..];
+        let Some(end) = tail.find(')') else { break };
+        out.push(tail[..end].to_string());
+        rest = &tail[end + 1..];
+    }
     out
 }
 

@@ -1,4 +1,5 @@
-//! The maintenance job: expire sessions, purge stale rows, verify the audit chains.
+//! The maintenance job: expire sessions, purge stale rows and never-started uploads, verify the
+//! audit chains.
 
 use crate::JobsConfig;
 use apalis::prelude::*;
@@ -60,6 +61,7 @@ pub async fn handle(job: Maintenance, svc: Data<Services>) -> Result<(), BoxDynE
                 slot = job.slot,
                 sessions_expired = r.sessions_expired,
                 sessions_purged = r.sessions_purged,
+                imports_expired = r.imports_expired,
                 chains_verified = r.chains_verified,
                 chains_broken = r.chains_broken,
                 "maintenance done"

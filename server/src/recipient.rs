@@ -16,13 +16,19 @@ use domain::template_views::PreviewSample;
 use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use service::links::LinkKind;
-use service::recipient::RecipientPage;
+use service::recipient::{Preference, RecipientPage, UnsubscribeScope};
 use service::templates::store::BrowserView;
 use service::{ServiceError, Services};
 use uuid::Uuid;
 
 /// The CSP of any response that carries author HTML.
 pub const AUTHOR_HTML_CSP: &str = "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; \
+     base-uri 'none'; form-action 'none'; frame-ancestors 'self'; sandbox";
+
+/// Author HTML rendered with a real contact's data (a preview as a contact, the dev mailbox):
+/// nothing remote loads — no images, fonts or style sheets from anywhere — so viewing it tells
+/// no outside server that this patient's message was opened, or anything in it.
+pub const REAL_CONTACT_CSP: &str = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; \
      base-uri 'none'; form-action 'none'; frame-ancestors 'self'; sandbox";
 
 fn esc(s: &str) -> String {
@@ -78,40 +84,85 @@ fn failure(e: ServiceError) -> Response {
 
 const TEST_NOTE: &str = "<p class=\"muted\">This link came from a <strong>test message</strong> sent to a staff member, so nothing was changed.</p>";
 
-fn unsubscribe_page(p: &RecipientPage, done: bool) -> Response {
+/// How a purpose is named to a patient.
+fn purpose_words(p: ConsentPurpose) -> &'static str {
+    match p {
+        ConsentPurpose::Marketing => "marketing email (news and offers)",
+        ConsentPurpose::CareCommunications => "care communications (such as appointment and screening reminders)",
+    }
+}
+
+const EVERYTHING_FORM: &str = "<form method=\"post\"><input type=\"hidden\" name=\"scope\" value=\"everything\">";
+
+/// The unsubscribe page names the purpose its message was sent under, withdraws that (the main
+/// button, and one-click), and offers everything as a separate choice while anything is left.
+fn unsubscribe_page(p: &RecipientPage) -> Response {
     let org = esc(&p.organisation_name);
-    let subscribed = p.purposes.iter().any(|(purpose, g)| *purpose == ConsentPurpose::Marketing && *g);
-    let body = if p.test {
-        format!("<h1>Unsubscribe from {org}</h1>{TEST_NOTE}")
-    } else if done || !subscribed {
-        format!(
-            "<h1>You are unsubscribed</h1><p>You will no longer receive marketing email from {org}. Messages about your care, if you agreed to them, are not affected.</p>"
-        )
-    } else {
-        format!(
-            "<h1>Unsubscribe from {org}?</h1><p>You will stop receiving marketing email from {org}.</p>\
-             <form method=\"post\"><button type=\"submit\">Unsubscribe</button></form>"
-        )
+    if p.test {
+        return page(StatusCode::OK, "Unsubscribe", &format!("<h1>Unsubscribe from {org}</h1>{TEST_NOTE}"));
+    }
+    let any = p.purposes.iter().any(|(_, g)| *g);
+    let mut body = match p.message_purpose {
+        Some(mp) if p.granted(mp) => format!(
+            "<h1>Unsubscribe from {what}?</h1><p>This email was sent to you as <strong>{label}</strong>. You will stop receiving \
+             {words} from {org}; other email from {org} is not affected.</p>\
+             <form method=\"post\"><button type=\"submit\">Unsubscribe from {what}</button></form>",
+            what = esc(&mp.label().to_lowercase()),
+            label = esc(mp.label()),
+            words = esc(purpose_words(mp)),
+        ),
+        Some(mp) => format!(
+            "<h1>You are unsubscribed from {what}</h1><p>You will no longer receive {words} from {org}.</p>",
+            what = esc(&mp.label().to_lowercase()),
+            words = esc(purpose_words(mp)),
+        ),
+        // A message we cannot attribute to one purpose: its link covers everything.
+        None if any => format!(
+            "<h1>Unsubscribe from all email from {org}?</h1><p>You will stop receiving every kind of email from {org}, \
+             including care communications such as appointment reminders.</p>\
+             <form method=\"post\"><button type=\"submit\">Unsubscribe from all email</button></form>"
+        ),
+        None => String::new(),
     };
+    if !any {
+        body.push_str(&format!("<h2>You receive no email from {org}</h2><p>You are unsubscribed from all of it.</p>"));
+    } else if p.message_purpose.is_some() {
+        let still: Vec<String> =
+            p.purposes.iter().filter(|(_, g)| *g).map(|(purpose, _)| esc(purpose.label())).collect();
+        body.push_str(&format!(
+            "<h2>Or stop everything</h2><p>You currently receive: {}.</p>{EVERYTHING_FORM}\
+             <button class=\"secondary\" type=\"submit\">Unsubscribe from all email from {org}</button></form>\
+             <p class=\"muted\">This includes care communications such as appointment reminders. You can choose again from the preferences link in any message.</p>",
+            still.join(", ")
+        ));
+    }
     page(StatusCode::OK, "Unsubscribe", &body)
 }
 
 pub async fn unsubscribe_get(State(svc): State<Services>, Path(token): Path<String>) -> Response {
     match service::recipient::page(&svc, LinkKind::Unsubscribe, &token).await {
-        Ok(p) => unsubscribe_page(&p, false),
+        Ok(p) => unsubscribe_page(&p),
         Err(e) => failure(e),
     }
 }
 
-/// The confirmation button and RFC 8058 one-click (`List-Unsubscribe=One-Click` in the body; we
-/// accept any body: the token alone decides).
+/// `scope=everything` in a form body asks for everything; any other body (RFC 8058's
+/// `List-Unsubscribe=One-Click`, multipart, nothing) withdraws the message's own purpose.
+fn scope_of(body: &[u8]) -> UnsubscribeScope {
+    let everything = body.len() <= 1024
+        && std::str::from_utf8(body).is_ok_and(|b| b.split('&').any(|pair| pair.trim() == "scope=everything"));
+    if everything { UnsubscribeScope::Everything } else { UnsubscribeScope::Message }
+}
+
+/// The confirmation page's buttons and RFC 8058 one-click (the token alone is the credential).
 pub async fn unsubscribe_post(
     State(svc): State<Services>,
     Extension(ctx): Extension<RequestContext>,
     Path(token): Path<String>,
+    body: axum::body::Bytes,
 ) -> Response {
-    match service::recipient::unsubscribe(&svc, &token, ctx.ip.clone()).await {
-        Ok(p) => unsubscribe_page(&p, true),
+    match service::recipient::unsubscribe(&svc, &token, scope_of(&body), ctx.ip.clone()).await {
+        Ok(p) => unsubscribe_page(&p),
         Err(e) => failure(e),
     }
 }
@@ -136,11 +187,17 @@ fn preferences_page(p: &RecipientPage, saved: bool) -> Response {
         body.push_str(&format!(
             "<li><strong>{}</strong> — {state}. <form method=\"post\"><input type=\"hidden\" name=\"purpose\" value=\"{}\">\
              <input type=\"hidden\" name=\"granted\" value=\"{action}\"><button class=\"{class}\" type=\"submit\">{label}</button></form></li>",
-            esc(purpose.label()),
+            esc(purpose_words(*purpose)),
             purpose.as_str()
         ));
     }
     body.push_str("</ul>");
+    if p.purposes.iter().any(|(_, g)| *g) {
+        body.push_str(
+            "<form method=\"post\"><input type=\"hidden\" name=\"purpose\" value=\"everything\">\
+             <input type=\"hidden\" name=\"granted\" value=\"false\"><button class=\"secondary\" type=\"submit\">Unsubscribe from all email</button></form>",
+        );
+    }
     page(StatusCode::OK, "Preferences", &body)
 }
 
@@ -163,11 +220,15 @@ pub async fn preferences_post(
     Path(token): Path<String>,
     Form(form): Form<PreferenceForm>,
 ) -> Response {
-    let Some(purpose) = ConsentPurpose::parse(&form.purpose) else {
-        return failure(ServiceError::invalid("purpose", "is not a known purpose"));
+    let choice = match form.purpose.as_str() {
+        "everything" => Preference::Everything,
+        other => match ConsentPurpose::parse(other) {
+            Some(p) => Preference::Purpose(p),
+            None => return failure(ServiceError::invalid("purpose", "is not a known purpose")),
+        },
     };
     let granted = form.granted == "true";
-    match service::recipient::set_preference(&svc, &token, purpose, granted, ctx.ip.clone()).await {
+    match service::recipient::set_preference(&svc, &token, choice, granted, ctx.ip.clone()).await {
         Ok(p) => preferences_page(&p, true),
         Err(e) => failure(e),
     }
@@ -176,6 +237,14 @@ pub async fn preferences_post(
 fn author_html(html: String) -> Response {
     let mut res = (StatusCode::OK, Html(html)).into_response();
     set_csp(&mut res, AUTHOR_HTML_CSP);
+    res
+}
+
+/// Author HTML with a real contact's data: nothing remote, not even a DNS prefetch.
+fn real_contact_html(html: String) -> Response {
+    let mut res = (StatusCode::OK, Html(html)).into_response();
+    set_csp(&mut res, REAL_CONTACT_CSP);
+    res.headers_mut().insert("x-dns-prefetch-control", HeaderValue::from_static("off"));
     res
 }
 
@@ -224,7 +293,8 @@ pub async fn preview_frame(
         },
     };
     match service::templates::store::preview_frame(&svc, &actor, id, version, sample).await {
-        Ok(html) => author_html(html),
+        Ok(doc) if doc.remote_content => author_html(doc.html),
+        Ok(doc) => real_contact_html(doc.html),
         Err(e) => json_error(e),
     }
 }
@@ -239,7 +309,7 @@ pub async fn mailbox_html(
         return json_error(ServiceError::Unauthenticated);
     };
     match service::mail::captured_html(&svc, &actor, id).await {
-        Ok(html) => author_html(html),
+        Ok(html) => real_contact_html(html),
         Err(e) => json_error(e),
     }
 }

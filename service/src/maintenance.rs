@@ -1,5 +1,5 @@
 //! Housekeeping run by the scheduled maintenance job: expire and purge sessions, forget stale
-//! throttle counters, and verify every audit chain.
+//! throttle counters, delete uploads never started within a day, and verify every audit chain.
 
 use crate::audit;
 use crate::db;
@@ -15,6 +15,8 @@ pub struct MaintenanceReport {
     pub chains_verified: usize,
     pub chains_broken: usize,
     pub jobs_purged: u64,
+    /// Uploads never started whose sealed file was deleted.
+    pub imports_expired: u64,
 }
 
 pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
@@ -51,6 +53,8 @@ pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
     )
     .await
     .unwrap_or(0);
+    // A file uploaded but never imported is PHI kept for no purpose: deleted after a day.
+    let imports_expired = crate::contacts::import::expire_unstarted(svc).await?;
     let reports = audit::verify_all(svc).await?;
     Ok(MaintenanceReport {
         sessions_expired: expired,
@@ -59,5 +63,6 @@ pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
         chains_verified: reports.len(),
         chains_broken: reports.iter().filter(|(_, r)| r.first_broken.is_some()).count(),
         jobs_purged: jobs,
+        imports_expired,
     })
 }

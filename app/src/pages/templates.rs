@@ -510,7 +510,7 @@ fn Editor(t: TemplateEditor) -> impl IntoView {
                     {move || match sample.get() {
                         PreviewSample::Synthetic => view! { <span class="muted">"Sample data: made up"</span> }.into_any(),
                         PreviewSample::Contact(_) => view! {
-                            <span>"Sample: a real contact (this view is recorded in the audit trail) "
+                            <span>"Sample: a real contact (this view is recorded in the audit trail; remote images are not loaded) "
                                 <button type="button" on:click=move |_| sample.set(PreviewSample::Synthetic)>"Use made-up data"</button></span>
                         }.into_any(),
                     }}

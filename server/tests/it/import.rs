@@ -319,3 +319,75 @@ async fn killing_the_worker_mid_import_loses_and_duplicates_nothing() {
     );
     app.stop().await;
 }
+
+/// Issue 18 item 16: an upload that nobody starts must not keep its sealed file forever. After a
+/// day the maintenance job deletes its chunks and marks it expired (audited); imports that were
+/// started keep theirs.
+#[tokio::test]
+async fn uploads_never_started_are_purged_after_a_day() {
+    let app = TestApp::start().await;
+    app.org_with_user("Clinic", "admin@clinic.test", Role::Admin).await;
+    let (admin, secret) = app.sign_in("admin@clinic.test", None).await;
+    let (s, idle) = admin.upload(b"email,first_name\nidle@x.test,Ida\n".to_vec()).await;
+    assert_eq!(s, 200, "{idle}");
+    let idle = idle["id"].as_str().unwrap().to_string();
+    let (_, started) = admin.upload(b"email,first_name\nbusy@x.test,Bea\n".to_vec()).await;
+    let started = started["id"].as_str().unwrap().to_string();
+    let (s, v) = admin
+        .call_json("start_import", json!({ "id": started, "options": { "mapping": ["email", "first_name"], "dedupe": "update", "list_ids": [], "consent_purpose": null, "consent_text": null } }))
+        .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("queued")), "{v}");
+    // A third one a worker is in the middle of (the job runs later in this test-less worker pool).
+    let (_, running) = admin.upload(b"email\nrun@x.test\n".to_vec()).await;
+    let running = running["id"].as_str().unwrap().to_string();
+    app.sql(&format!("UPDATE contact_import SET status = 'running', mapping = '[\"email\"]' WHERE id = '{running}'"))
+        .await;
+    let chunks = |id: &str| {
+        let sql = format!("SELECT count(*) FROM import_chunk WHERE import_id = '{id}'");
+        let app = &app;
+        async move { scalar(app, &sql).await }
+    };
+    assert_eq!((chunks(&idle).await, chunks(&started).await, chunks(&running).await), (1, 1, 1));
+
+    // 23 hours on: nothing is purged yet.
+    app.advance(23 * 3600);
+    service::maintenance::run(&app.services).await.unwrap();
+    assert_eq!(chunks(&idle).await, 1, "kept for a day");
+    // 25 hours after the upload: the idle upload's sealed file is gone and the import says why.
+    app.advance(2 * 3600);
+    service::maintenance::run(&app.services).await.unwrap();
+    assert_eq!(chunks(&idle).await, 0, "the never-started upload's sealed chunks are deleted");
+    assert_eq!((chunks(&started).await, chunks(&running).await), (1, 1), "started imports are not touched");
+    // (The session idled out meanwhile: sign in again.)
+    let (admin, _) = app.sign_in("admin@clinic.test", Some(&secret)).await;
+    let (s, v) = admin.call("import_status", &[("id", &idle)]).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("expired")), "{v}");
+    assert!(v["finished_at"].is_string(), "{v}");
+    let (_, recent) = admin.call("recent_imports", &[]).await;
+    assert!(
+        recent.as_array().unwrap().iter().any(|r| r["id"] == idle.as_str() && r["status"] == "expired"),
+        "{recent}"
+    );
+    // It can no longer be previewed or started; the answer says why.
+    let (s, e) = admin.call("preview_import", &[("id", &idle)]).await;
+    assert_eq!(s, 422, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("expired"), "{e}");
+    let (s, e) = admin
+        .call_json("start_import", json!({ "id": idle, "options": { "mapping": ["email", "first_name"], "dedupe": "update", "list_ids": [], "consent_purpose": null, "consent_text": null } }))
+        .await;
+    assert_eq!(s, 422, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("expired"), "{e}");
+    assert_eq!(
+        scalar(
+            &app,
+            &format!("SELECT count(*) FROM audit_event WHERE action = 'import.expired' AND target_id = '{idle}'")
+        )
+        .await,
+        1,
+        "the purge is audited"
+    );
+    // Running maintenance again changes nothing.
+    service::maintenance::run(&app.services).await.unwrap();
+    assert_eq!(scalar(&app, "SELECT count(*) FROM audit_event WHERE action = 'import.expired'").await, 1);
+    app.stop().await;
+}

@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod campaigns;
 mod cli;
+mod consent;
 mod contacts;
 mod csrf;
 mod fault;

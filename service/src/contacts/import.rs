@@ -7,7 +7,7 @@
 //! Row errors record the row number, the column and what is wrong — never the value.
 
 use super::record::{self, ContactRecord, SealedContact};
-use super::{bidx_key, data_key, email_bidx, fields};
+use super::{bidx_key, consent, data_key, email_bidx, fields};
 use crate::actor::Actor;
 use crate::audit::{self, AuditActor, AuditRecord};
 use crate::crypto::keyring::DataKey;
@@ -20,7 +20,8 @@ use crate::services::Services;
 use chrono::{DateTime, Utc};
 use domain::audit::{AuditAction, AuditOutcome};
 use domain::contacts::{
-    BuiltinField, CustomField, Dedupe, FieldChoice, ImportOptions, ImportPreview, ImportView, guess_field,
+    BuiltinField, ConsentSource, CustomField, Dedupe, FieldChoice, ImportOptions, ImportPreview, ImportView,
+    guess_field,
 };
 use domain::ids::{OrganisationId, UserId};
 use domain::{Permission, Phi};
@@ -40,6 +41,10 @@ pub const BATCH_ROWS: usize = 5_000;
 pub const MAX_ERRORS_KEPT: i64 = 100_000;
 pub const PREVIEW_ROWS: usize = 5;
 pub const MAX_COLUMNS: usize = 200;
+/// An upload nobody starts is deleted (its sealed chunks and header row) after this long.
+pub const UNSTARTED_TTL_HOURS: i64 = 24;
+/// Expired uploads handled per maintenance run (the rest wait for the next run).
+const EXPIRE_BATCH: i64 = 500;
 
 /// The job payload: ids only.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,7 +64,7 @@ fn pool(svc: &Services) -> PgPool {
     svc.db().get_postgres_connection_pool().clone()
 }
 
-const VIEW_COLS: &str = "id, status, file_bytes, bytes_done, rows_done, rows_created, rows_updated, rows_skipped, rows_failed, failure, created_at, finished_at";
+const VIEW_COLS: &str = "id, status, file_bytes, bytes_done, rows_done, rows_created, rows_updated, rows_skipped, rows_failed, rows_kept_withdrawn, failure, created_at, finished_at";
 
 fn view(r: &sea_orm::QueryResult) -> ServiceResult<ImportView> {
     Ok(ImportView {
@@ -72,6 +77,7 @@ fn view(r: &sea_orm::QueryResult) -> ServiceResult<ImportView> {
         rows_updated: db::get(r, "rows_updated")?,
         rows_skipped: db::get(r, "rows_skipped")?,
         rows_failed: db::get(r, "rows_failed")?,
+        rows_kept_withdrawn: db::get(r, "rows_kept_withdrawn")?,
         failure: db::get(r, "failure")?,
         created_at: db::get(r, "created_at")?,
         finished_at: db::get(r, "finished_at")?,
@@ -333,9 +339,7 @@ pub async fn preview(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<I
     actor.require(Permission::ContactsWrite)?;
     actor.require(Permission::ContactsRead)?;
     let imp = load_import(svc, svc.db(), id, Some(actor.organisation_id)).await?;
-    if imp.status != "uploaded" {
-        return Err(ServiceError::invalid("import", "has already been started"));
-    }
+    not_startable(&imp.status)?;
     audit::record_now(svc, AuditRecord::by(actor, AuditAction::ImportPreviewed).target("import", id)).await?;
     let mut data = Vec::new();
     for seq in 0..imp.chunks.min(4) {
@@ -366,15 +370,68 @@ pub async fn preview(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<I
     })
 }
 
+/// An import can be previewed and started only while it is an upload waiting for its mapping.
+fn not_startable(status: &str) -> ServiceResult<()> {
+    match status {
+        "uploaded" => Ok(()),
+        "expired" => Err(ServiceError::invalid(
+            "import",
+            format!(
+                "has expired: an upload that is not started within {UNSTARTED_TTL_HOURS} hours is deleted. Upload the file again."
+            ),
+        )),
+        _ => Err(ServiceError::invalid("import", "has already been started")),
+    }
+}
+
+/// Expire uploads nobody started within a day (the maintenance job): their sealed chunks and
+/// sealed header row are deleted, the import is marked `expired` (so the page says what became
+/// of the file) and each expiry is audited, all in one transaction. Imports that were started
+/// are never touched: their job deletes the chunks when it finishes.
+pub async fn expire_unstarted(svc: &Services) -> ServiceResult<u64> {
+    let now = svc.clock().now();
+    let txn = svc.db().begin().await?;
+    let rows = db::all(
+        &txn,
+        "UPDATE contact_import SET status = 'expired', headers = NULL, finished_at = $1, updated_at = $1
+         WHERE id IN (SELECT id FROM contact_import WHERE status IN ('uploading', 'uploaded') AND created_at <= $2
+                      ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+         RETURNING id, organisation_id, created_by",
+        [now.into(), (now - chrono::Duration::hours(UNSTARTED_TTL_HOURS)).into(), EXPIRE_BATCH.into()],
+    )
+    .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| db::get::<Uuid>(r, "id")).collect::<Result<_, _>>()?;
+    db::exec(&txn, "DELETE FROM import_chunk WHERE import_id = ANY($1)", [ids.clone().into()]).await?;
+    for r in &rows {
+        audit::record(
+            svc,
+            &txn,
+            AuditRecord::new(
+                Some(OrganisationId(db::get(r, "organisation_id")?)),
+                AuditActor::System,
+                AuditAction::ImportExpired,
+                AuditOutcome::Success,
+            )
+            .target("import", db::get::<Uuid>(r, "id")?)
+            .detail("uploaded_by", db::get::<Option<Uuid>>(r, "created_by")?.map(|u| u.to_string()))
+            .detail("after_hours", UNSTARTED_TTL_HOURS),
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(ids.len() as u64)
+}
+
 /// Confirm the mapping and queue the import job (in the same transaction: the job exists if and
 /// only if the import is queued).
 pub async fn start(svc: &Services, actor: &Actor, id: Uuid, opts: ImportOptions) -> ServiceResult<ImportView> {
     actor.require(Permission::ContactsWrite)?;
     let org = actor.organisation_id;
     let imp = load_import(svc, svc.db(), id, Some(org)).await?;
-    if imp.status != "uploaded" {
-        return Err(ServiceError::invalid("import", "has already been started"));
-    }
+    not_startable(&imp.status)?;
     if opts.mapping.len() != imp.headers.len() {
         return Err(ServiceError::invalid("mapping", "must give one choice per column"));
     }
@@ -426,6 +483,9 @@ pub async fn start(svc: &Services, actor: &Actor, id: Uuid, opts: ImportOptions)
     )
     .await?;
     if n == 0 {
+        // Started in another window, or expired meanwhile: say which.
+        let now = load_import(svc, &txn, id, Some(org)).await?;
+        not_startable(&now.status)?;
         return Err(ServiceError::invalid("import", "has already been started"));
     }
     outbox::enqueue(&txn, outbox::queue::IMPORT, &ImportJob { import_id: id }, 25, Some(format!("import:{id}")))
@@ -680,6 +740,7 @@ struct Counts {
     updated: i64,
     skipped: i64,
     failed: i64,
+    kept_withdrawn: i64,
 }
 
 const STAGE_COLS: &str = "id, organisation_id, email_bidx, email, first_name, last_name, phone, date_of_birth, time_zone, locale, attrs, phi_attrs, created_at, updated_at";
@@ -785,6 +846,7 @@ impl Writer {
         let mut new_count = 0u64;
         let mut upd_count = 0u64;
         let mut touched: Vec<Uuid> = Vec::with_capacity(chosen.len());
+        let mut created: Vec<Uuid> = Vec::with_capacity(chosen.len());
         for i in &chosen {
             let p = &batch.rows[*i];
             match existing.get(&p.bidx) {
@@ -826,6 +888,7 @@ impl Writer {
                     copy_row(&mut new_buf, p.new_id, self.org, &p.bidx, &p.sealed, &p.rec, now);
                     new_count += 1;
                     touched.push(p.new_id);
+                    created.push(p.new_id);
                 }
             }
         }
@@ -851,6 +914,8 @@ impl Writer {
                 return Ok(Stage::Conflict);
             }
             counts.created += new_count as i64;
+            // Addresses whose earlier contact withdrew consent start withdrawn.
+            consent::carry_withdrawals_on(&mut tx, self.org, &created, now).await?;
             if upd_count > 0 {
                 sqlx::query("DELETE FROM import_stage").execute(&mut *tx).await.map_err(sqlx_err)?;
             }
@@ -900,24 +965,19 @@ impl Writer {
             .map_err(sqlx_err)?;
         }
         if let (Some(purpose), false) = (self.opts.consent_purpose, touched.is_empty()) {
-            sqlx::query(
-                "WITH ev AS (
-                    INSERT INTO consent_event (organisation_id, contact_id, purpose, granted, source, text_hash, occurred_at, actor_user_id, import_id)
-                    SELECT $1, c.id, $3, true, 'import', $4, $5, $6, $7 FROM unnest($2::uuid[]) AS c(id))
-                 INSERT INTO contact_consent (organisation_id, contact_id, purpose, granted, updated_at)
-                 SELECT $1, c.id, $3, true, $5 FROM unnest($2::uuid[]) AS c(id)
-                 ON CONFLICT (contact_id, purpose) DO UPDATE SET granted = true, updated_at = EXCLUDED.updated_at",
-            )
-            .bind(self.org.0)
-            .bind(&touched)
-            .bind(purpose.as_str())
-            .bind(self.consent_hash.clone())
-            .bind(now)
-            .bind(self.created_by)
-            .bind(self.import)
-            .execute(&mut *tx)
-            .await
-            .map_err(sqlx_err)?;
+            // The import's grant goes through the consent rule: a withdrawal in force holds, and the
+            // grant is recorded in the ledger as not applied.
+            let ev = consent::Event {
+                organisation: self.org,
+                purpose,
+                granted: true,
+                source: ConsentSource::Import,
+                text_hash: self.consent_hash.clone(),
+                actor_user: self.created_by.map(UserId),
+                import_id: Some(self.import),
+                occurred_at: now,
+            };
+            counts.kept_withdrawn += consent::apply_on(&mut tx, &ev, &touched).await?.kept_withdrawn as i64;
         }
         Ok(Stage::Ready(Staged { tx, counts }))
     }
@@ -949,7 +1009,8 @@ impl Writer {
         }
         sqlx::query(
             "UPDATE contact_import SET rows_done = $2, bytes_done = $3, rows_created = rows_created + $4, rows_updated = rows_updated + $5,
-                rows_skipped = rows_skipped + $6, rows_failed = rows_failed + $7, updated_at = $8 WHERE id = $1",
+                rows_skipped = rows_skipped + $6, rows_failed = rows_failed + $7, updated_at = $8,
+                rows_kept_withdrawn = rows_kept_withdrawn + $9 WHERE id = $1",
         )
         .bind(self.import)
         .bind(batch.last_row)
@@ -959,6 +1020,7 @@ impl Writer {
         .bind(counts.skipped)
         .bind(counts.failed)
         .bind(now)
+        .bind(counts.kept_withdrawn)
         .execute(&mut *tx)
         .await
         .map_err(sqlx_err)?;
@@ -986,7 +1048,7 @@ async fn finish(
     db::exec(&txn, "DELETE FROM import_chunk WHERE import_id = $1", [id.into()]).await?;
     let counts = db::one(
         &txn,
-        "SELECT rows_created, rows_updated, rows_skipped, rows_failed FROM contact_import WHERE id = $1",
+        "SELECT rows_created, rows_updated, rows_skipped, rows_failed, rows_kept_withdrawn FROM contact_import WHERE id = $1",
         [id.into()],
     )
     .await?;
@@ -998,7 +1060,7 @@ async fn finish(
     )
     .target("import", id);
     if let Some(c) = counts {
-        for k in ["rows_created", "rows_updated", "rows_skipped", "rows_failed"] {
+        for k in ["rows_created", "rows_updated", "rows_skipped", "rows_failed", "rows_kept_withdrawn"] {
             rec = rec.detail(k, db::get::<i64>(&c, k)?);
         }
     }

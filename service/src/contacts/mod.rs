@@ -157,6 +157,8 @@ pub async fn create(svc: &Services, actor: &Actor, input: ContactInput) -> Servi
     let id = Uuid::now_v7();
     let txn = svc.db().begin().await?;
     write(svc, &txn, actor.organisation_id, id, &rec, true).await?;
+    // An address whose earlier contact withdrew consent starts withdrawn.
+    consent::carry_withdrawals(&txn, actor.organisation_id, &[id], svc.clock().now()).await?;
     audit::record(svc, &txn, AuditRecord::by(actor, AuditAction::ContactCreated).target("contact", id)).await?;
     txn.commit().await?;
     Ok(id)
@@ -183,10 +185,13 @@ pub async fn update(svc: &Services, actor: &Actor, id: Uuid, input: ContactInput
     Ok(())
 }
 
-/// Delete a contact. Its suppression entries (keyed by blind index) and consent evidence remain.
+/// Delete a contact. Its suppression entries (keyed by blind index) and consent evidence remain,
+/// and its withdrawals of consent are kept under the address: re-creating or re-importing the
+/// contact does not re-subscribe them.
 pub async fn delete(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<()> {
     actor.require(Permission::ContactsWrite)?;
     let txn = svc.db().begin().await?;
+    consent::keep_withdrawals(&txn, actor.organisation_id, id).await?;
     let n = db::exec(
         &txn,
         "DELETE FROM contact WHERE id = $1 AND organisation_id = $2",
@@ -215,6 +220,7 @@ pub async fn detail(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<Co
     let (rec, created_at, updated_at) = load(svc, svc.db(), org, id, &catalogue).await?;
     let lists = lists::memberships(svc, org, id).await?;
     let consent = consent::history(svc, org, id).await?;
+    let withdrawals = consent::withdrawals(svc, org, id).await?;
     let bkey = bidx_key(svc, svc.db(), org).await?;
     let suppressed = suppression::reason_for(svc, svc.db(), org, &email_bidx(&bkey, rec.email.expose())).await?;
     let now = svc.clock().now();
@@ -229,6 +235,7 @@ pub async fn detail(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<Co
         lists,
         consent,
         mailable,
+        withdrawals,
         suppressed,
         created_at,
         updated_at,

@@ -12,6 +12,8 @@
 //!   `RENDER_BUDGET`, whichever comes first.
 //! - Subjects and preheaders may not use PHI fields (they show on lock screens and inbox lists);
 //!   a body that uses them marks the template as containing PHI.
+//! - PHI fields never go into a URL, CSS or a written web address (`urls`): a mail app would
+//!   send them to whichever server the address names.
 //! - Errors name fields and places in the template, never contact values.
 
 use crate::{ServiceError, ServiceResult};
@@ -267,6 +269,9 @@ impl Sandbox {
         let html = compile("html", parts.html, fields, &mut used_html)?;
         let mut used_text = Used::default();
         let text = compile("text", parts.text, fields, &mut used_text)?;
+        // PHI never goes into an address a mail app or link scanner would fetch.
+        urls::check_html(parts.html, fields)?;
+        urls::check_text_addresses("text", parts.text, fields)?;
         let mut fields_used = BTreeSet::new();
         for u in [&used, &used_pre, &used_html, &used_text] {
             fields_used.extend(u.contact.iter().cloned());
@@ -623,6 +628,8 @@ fn short(s: &str) -> String {
     let cut: String = s.chars().take(40).collect();
     if cut.len() < s.len() { format!("{cut}…") } else { cut }
 }
+
+pub(crate) mod urls;
 
 #[cfg(test)]
 mod tests;

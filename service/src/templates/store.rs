@@ -218,6 +218,7 @@ fn prepare(svc: &Services, content: &TemplateContent, fields: &MergeFields) -> S
     let (design, html, generated_text) = match content.mode {
         EditorMode::Blocks => {
             content.design.validate()?;
+            super::sandbox::urls::check_design(&content.design, fields)?;
             let html = content.design.to_html();
             let design = serde_json::to_value(&content.design).map_err(|_| ServiceError::internal("design json"))?;
             (Some(design), html, content.design.to_text())
@@ -735,6 +736,15 @@ async fn sample_data(
     }
 }
 
+/// A preview document for the editor's frame.
+pub struct FrameDocument {
+    pub html: String,
+    /// Made-up data: remote images may load. With a real contact's data nothing remote may load
+    /// (the edge serves it under a policy that allows only inline styles and `data:` images), so
+    /// opening a preview tells no outside server anything about the patient.
+    pub remote_content: bool,
+}
+
 /// The HTML of a stored version rendered for the preview frame (served on its own URL with a
 /// sandboxing CSP, so the admin app's policy stays strict).
 pub async fn preview_frame(
@@ -743,7 +753,7 @@ pub async fn preview_frame(
     id: Uuid,
     version: i32,
     sample: PreviewSample,
-) -> ServiceResult<String> {
+) -> ServiceResult<FrameDocument> {
     actor.require(Permission::TemplatesRead)?;
     let org = actor.organisation_id;
     let version_id: Uuid = db::one(
@@ -764,7 +774,7 @@ pub async fn preview_frame(
     let links = links::links_json(svc, org, LinkSubject::Test { user, message: id }, svc.clock().now()).await?;
     let org_name = organisation_name(svc, org).await?;
     let r = svc.templates().sandbox.render(&c.checked, merge_data(contact.into_inner(), &org_name, links))?;
-    Ok(r.html.into_inner())
+    Ok(FrameDocument { html: r.html.into_inner(), remote_content: matches!(sample, PreviewSample::Synthetic) })
 }
 
 /// Render the editor's current (possibly unsaved) content for the preview pane. With a real sample

@@ -7,7 +7,9 @@ use crate::api_contacts::{
 };
 use crate::components::{ErrorMessage, Guard, format_time, hard_navigate, use_hydrated, use_me};
 use crate::error::AppError;
-use domain::contacts::{BuiltinField, ConsentPurpose, ContactInput, CustomField, FieldType, MemberStatus};
+use domain::contacts::{
+    BuiltinField, ConsentOutcome, ConsentPurpose, ContactInput, CustomField, FieldType, MemberStatus,
+};
 use domain::{Permission, Phi};
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -180,7 +182,13 @@ fn ContactDetailBody() -> impl IntoView {
     });
     Effect::new(move || bump(add_list.value().get().map(|r| r.map(|_| ()))));
     Effect::new(move || bump(unsub.value().get()));
-    Effect::new(move || bump(consent.value().get()));
+    let consent_note = RwSignal::new(None::<ConsentOutcome>);
+    Effect::new(move || {
+        if let Some(r) = consent.value().get() {
+            consent_note.set(r.as_ref().ok().cloned());
+            bump(Some(r.map(|_| ())));
+        }
+    });
     Effect::new(move || {
         if let Some(r) = remove.value().get() {
             match r {
@@ -269,6 +277,17 @@ fn ContactDetailBody() -> impl IntoView {
                             }).collect_view()}
                         </ul>
                         {d.suppressed.map(|r| view! { <p class="alert error">"This address is suppressed: " {r.label()} "."</p> })}
+                        {d.withdrawals.iter().map(|w| {
+                            let who = match w.source {
+                                Some(s) if s.is_patients_own() => format!("The patient withdrew consent for {} on {} ({}).", w.purpose.label().to_lowercase(), format_time(w.withdrawn_at), s.label()),
+                                Some(s) => format!("Consent for {} was withdrawn on {} (recorded by {}).", w.purpose.label().to_lowercase(), format_time(w.withdrawn_at), s.label()),
+                                None => format!("Consent for {} was withdrawn on {}.", w.purpose.label().to_lowercase(), format_time(w.withdrawn_at)),
+                            };
+                            view! {
+                                <p class="alert warn" data-test="withdrawal">{who}
+                                    " Only the patient can consent again: imports, staff and integrations cannot. To ask them, add them to a double opt-in list for this purpose; consent returns only if they confirm the link in that email."</p>
+                            }
+                        }).collect_view()}
                         <h3>"Consent history"</h3>
                         <table data-test="consent-history">
                             <thead><tr><th scope="col">"When"</th><th scope="col">"Purpose"</th><th scope="col">"Decision"</th><th scope="col">"Source"</th><th scope="col">"Recorded by"</th></tr></thead>
@@ -277,7 +296,8 @@ fn ContactDetailBody() -> impl IntoView {
                                     <tr>
                                         <td>{format_time(c.occurred_at)}</td>
                                         <td>{c.purpose.label()}</td>
-                                        <td>{if c.granted { "Granted" } else { "Withdrawn" }}</td>
+                                        <td>{if c.granted { "Granted" } else { "Withdrawn" }}
+                                            {(!c.effective).then(|| view! { " " <span class="muted">"(recorded, not applied: a withdrawal was in force)"</span> })}</td>
                                         <td>{c.source.as_str().replace('_', " ")}</td>
                                         <td>{c.actor_email.clone().unwrap_or_else(|| "—".into())}</td>
                                     </tr>
@@ -305,6 +325,9 @@ fn ContactDetailBody() -> impl IntoView {
                                 <input id="consent-text" placeholder="Consent wording (optional)" bind:value=consent_text/>
                                 <button type="submit" disabled=move || !hydrated.get()>"Record"</button>
                             </form>
+                            {move || consent_note.get().map(|o| view! {
+                                <p class=if o.applied { "alert success" } else { "alert warn" } role="status" data-test="consent-outcome">{o.message}</p>
+                            })}
                         })}
                     </section>
                     <section class="panel">

@@ -116,12 +116,13 @@ fn Importer() -> impl IntoView {
                     let list = recent.await.unwrap_or_default();
                     view! {
                         <table data-test="recent-imports">
-                            <thead><tr><th scope="col">"Started"</th><th scope="col">"Status"</th><th scope="col">"Created"</th><th scope="col">"Updated"</th><th scope="col">"Skipped"</th><th scope="col">"Errors"</th></tr></thead>
+                            <thead><tr><th scope="col">"Uploaded"</th><th scope="col">"Status"</th><th scope="col">"Created"</th><th scope="col">"Updated"</th><th scope="col">"Skipped"</th><th scope="col">"Kept withdrawn"</th><th scope="col">"Errors"</th></tr></thead>
                             <tbody>
                                 {list.into_iter().map(|i| view! {
                                     <tr>
-                                        <td>{format_time(i.created_at)}</td><td>{i.status.clone()}</td>
+                                        <td>{format_time(i.created_at)}</td><td>{status_label(&i.status)}</td>
                                         <td>{i.rows_created}</td><td>{i.rows_updated}</td><td>{i.rows_skipped}</td>
+                                        <td data-test="kept-withdrawn">{i.rows_kept_withdrawn}</td>
                                         <td>{i.rows_failed}{(i.rows_failed > 0).then(|| view! { " " <a href=format!("/imports/{}/errors.csv", i.id) download="">"report"</a> })}</td>
                                     </tr>
                                 }).collect_view()}
@@ -232,6 +233,15 @@ fn Mapping(preview: ImportPreview, step: RwSignal<Step>, error: RwSignal<Option<
     }
 }
 
+/// An import's status in words.
+fn status_label(status: &str) -> String {
+    match status {
+        "uploaded" => "uploaded, not started".into(),
+        "expired" => "expired: not started within a day, file deleted".into(),
+        other => other.to_string(),
+    }
+}
+
 #[component]
 fn Progress(id: Uuid) -> impl IntoView {
     let view_state = RwSignal::new(None::<ImportView>);
@@ -260,11 +270,17 @@ fn Progress(id: Uuid) -> impl IntoView {
             {move || view_state.get().map(|v| {
                 let pct = v.percent();
                 view! {
-                    <label for="import-bar">{format!("{} — {pct}%", v.status)}</label>
+                    <label for="import-bar">{format!("{} — {pct}%", status_label(&v.status))}</label>
                     <progress id="import-bar" max="100" value=pct.to_string()></progress>
                     <p data-test="import-counts">
                         {format!("{} rows read · {} created · {} updated · {} skipped · {} with errors", v.rows_done, v.rows_created, v.rows_updated, v.rows_skipped, v.rows_failed)}
                     </p>
+                    {(v.rows_kept_withdrawn > 0).then(|| view! {
+                        <p class="alert warn" role="status" data-test="import-kept-withdrawn">
+                            {format!("{} {} had withdrawn consent for this purpose. The import's consent was recorded in their history but not applied: only the patient can consent again (for example by confirming a double opt-in email).",
+                                v.rows_kept_withdrawn, if v.rows_kept_withdrawn == 1 { "contact" } else { "contacts" })}
+                        </p>
+                    })}
                     {v.failure.clone().map(|f| view! { <p class="alert error" role="alert">{f}</p> })}
                     {(v.rows_failed > 0).then(|| view! { <p><a class="button" href=format!("/imports/{}/errors.csv", v.id) download="">"Download the error report"</a></p> })}
                     {(!v.finished()).then(|| view! { <button class="danger" on:click=move |_| { cancel.dispatch(()); }>"Cancel import"</button> })}
