@@ -1,5 +1,6 @@
 //! Housekeeping run by the scheduled maintenance job: expire and purge sessions, forget stale
-//! throttle counters, and verify every audit chain.
+//! throttle counters, seal segment definitions saved before sealing existed, and verify every
+//! audit chain.
 
 use crate::audit;
 use crate::db;
@@ -15,6 +16,8 @@ pub struct MaintenanceReport {
     pub chains_verified: usize,
     pub chains_broken: usize,
     pub jobs_purged: u64,
+    /// Legacy segment rows whose PHI literals were sealed (and stripped from the plain copy).
+    pub segments_sealed: u64,
 }
 
 pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
@@ -51,6 +54,7 @@ pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
     )
     .await
     .unwrap_or(0);
+    let segments_sealed = crate::segments::seal_legacy(svc).await?;
     let reports = audit::verify_all(svc).await?;
     Ok(MaintenanceReport {
         sessions_expired: expired,
@@ -59,5 +63,6 @@ pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
         chains_verified: reports.len(),
         chains_broken: reports.iter().filter(|(_, r)| r.first_broken.is_some()).count(),
         jobs_purged: jobs,
+        segments_sealed,
     })
 }

@@ -7,6 +7,7 @@ mod campaigns;
 mod cli;
 mod contacts;
 mod csrf;
+mod disclosure;
 mod fault;
 mod harness;
 mod headers;
