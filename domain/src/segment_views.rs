@@ -98,11 +98,16 @@ fn describe_test(t: &FieldTest) -> String {
 /// A condition in words, for the read-only view (labels from the builder's options).
 pub fn describe_condition(c: &Condition, options: &BuilderOptions) -> String {
     let name = |choices: &[Choice], id: Uuid, what: &str| {
-        choices.iter().find(|x| x.id == id).map(|x| quoted(&x.name)).unwrap_or_else(|| format!("a {what} that no longer exists"))
+        choices
+            .iter()
+            .find(|x| x.id == id)
+            .map(|x| quoted(&x.name))
+            .unwrap_or_else(|| format!("a {what} that no longer exists"))
     };
     match c {
         Condition::Field { field, test } => {
-            let label = options.fields.iter().find(|f| &f.key == field).map(|f| f.label.clone()).unwrap_or(field.clone());
+            let label =
+                options.fields.iter().find(|f| &f.key == field).map(|f| f.label.clone()).unwrap_or(field.clone());
             format!("{label} {}", describe_test(test))
         }
         Condition::InList { list } => format!("is in the list {}", name(&options.lists, *list, "list")),
@@ -131,4 +136,59 @@ pub struct SegmentMember {
     pub id: Uuid,
     pub name: Phi<String>,
     pub email: Phi<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segments::{Cmp, PropertyTest, field_catalogue, mask_phi};
+
+    #[test]
+    fn counts_read_as_sentences() {
+        let c = |matching, total| SegmentCount { matching, total, uses_phi: true, elapsed_ms: 0 };
+        assert_eq!(c(Figure::Exact(52), Figure::Exact(60)).sentence(), "52 of 60 contacts match");
+        assert_eq!(
+            c(Figure::FewerThan(11), Figure::Rounded(60)).sentence(),
+            "Fewer than 11 of about 60 contacts match"
+        );
+        assert_eq!(c(Figure::Rounded(50), Figure::Rounded(70)).sentence(), "About 50 of about 70 contacts match");
+        assert_eq!(c(Figure::Withheld, Figure::Rounded(70)).sentence(), "All but a few of about 70 contacts match");
+    }
+
+    #[test]
+    fn masked_conditions_read_without_their_values() {
+        let options =
+            BuilderOptions { fields: field_catalogue(&[]), lists: vec![], campaigns: vec![], event_types: vec![] };
+        let def = SegmentDefinition {
+            version: 1,
+            root: crate::segments::Node::And {
+                children: vec![
+                    crate::segments::Node::Condition {
+                        condition: Condition::Field {
+                            field: "email".into(),
+                            test: FieldTest::TextEquals { value: "jane@x.org".into() },
+                        },
+                    },
+                    crate::segments::Node::Condition {
+                        condition: Condition::Event {
+                            event_type: "lab.ready".into(),
+                            within_days: Some(30),
+                            properties: vec![PropertyTest {
+                                key: "score".into(),
+                                test: FieldTest::Number { cmp: Cmp::Gt, value: 7.0 },
+                            }],
+                        },
+                    },
+                ],
+            },
+        };
+        let masked = mask_phi(&def, &options.fields);
+        let words: Vec<String> =
+            crate::segments::conditions(&masked.root).into_iter().map(|c| describe_condition(c, &options)).collect();
+        assert_eq!(words[0], "Email is [value hidden]");
+        assert_eq!(words[1], "had a “lab.ready” event within the last 30 days where score > [value hidden]");
+        let plain: Vec<String> =
+            crate::segments::conditions(&def.root).into_iter().map(|c| describe_condition(c, &options)).collect();
+        assert_eq!(plain[0], "Email is “jane@x.org”");
+    }
 }

@@ -617,7 +617,9 @@ pub fn validate(def: &SegmentDefinition, fields: &[SegmentField], lists: &[Uuid]
         let n = i + 1;
         let hidden = match c {
             Condition::Field { test, .. } => matches!(test, FieldTest::Hidden { .. }),
-            Condition::Event { properties, .. } => properties.iter().any(|p| matches!(p.test, FieldTest::Hidden { .. })),
+            Condition::Event { properties, .. } => {
+                properties.iter().any(|p| matches!(p.test, FieldTest::Hidden { .. }))
+            }
             _ => false,
         };
         if hidden {

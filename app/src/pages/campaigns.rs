@@ -14,11 +14,11 @@ use crate::components::{ErrorMessage, Guard, format_time, hard_navigate, use_hyd
 use crate::error::AppError;
 use domain::Permission;
 use domain::campaign_views::{CampaignOptions, CampaignProgress, CampaignReport, CampaignView};
-use domain::disclosure::Figure;
 use domain::campaigns::{
     Audience, AutoPause, CampaignSettings, CampaignStatus, DeliveryCounts, DeliveryPolicy, Schedule, Throttle,
 };
 use domain::contacts::ConsentPurpose;
+use domain::disclosure::Figure;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;

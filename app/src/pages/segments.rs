@@ -721,7 +721,8 @@ fn node_text(node: &Node, options: &BuilderOptions) -> AnyView {
         Node::And { children } | Node::Or { children } => {
             let all = matches!(node, Node::And { .. });
             if children.is_empty() {
-                return view! { <span class="muted">{if all { "every contact" } else { "no contact" }}</span> }.into_any();
+                return view! { <span class="muted">{if all { "every contact" } else { "no contact" }}</span> }
+                    .into_any();
             }
             view! {
                 <div class="segment-group">

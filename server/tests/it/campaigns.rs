@@ -5,10 +5,10 @@
 //! and non-consenting contacts never mailed, roles and tenant isolation.
 
 use crate::harness::*;
-use domain::disclosure::Figure;
 use crate::smtp::{SmtpServer, Tls, dkim_verify, mime, tools};
 use domain::campaigns::*;
 use domain::contacts::{ConsentPurpose, ContactInput, SuppressionReason};
+use domain::disclosure::Figure;
 use domain::ids::OrganisationId;
 use domain::{Phi, Role};
 use serde_json::json;

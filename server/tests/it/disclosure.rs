@@ -256,9 +256,15 @@ async fn phi_literals_in_segment_definitions_are_sealed_and_legacy_rows_are_seal
     assert!(!v.to_string().contains("marker") && !v.to_string().contains("1962"), "{v}");
     let (_, l) = analyst.call("list_segments", &[]).await;
     assert_eq!(l[0]["conditions"], 4);
+    // Which event types exist is not shown to analysts either (it says someone had one).
+    let (_, o) = analyst.call("segment_options", &[]).await;
+    assert_eq!(o["event_types"], json!([]), "{o}");
+    let (_, o) = admin.call("segment_options", &[]).await;
+    assert_eq!(o["event_types"], json!(["lab.ready"]), "{o}");
     // A masked definition sent back (e.g. by someone who saw only the masked copy) is refused: it
     // can neither overwrite the real values nor be counted.
-    let (s, r) = admin.call_json("update_segment", json!({ "id": id, "name": "Marked", "definition": v["definition"] })).await;
+    let (s, r) =
+        admin.call_json("update_segment", json!({ "id": id, "name": "Marked", "definition": v["definition"] })).await;
     assert_eq!(s, 422, "{r}");
     assert!(r["message"].as_str().unwrap().contains("hidden"), "{r}");
     let (s, _) = admin.call_json("count_segment", json!({ "definition": v["definition"] })).await;
@@ -290,9 +296,17 @@ async fn phi_literals_in_segment_definitions_are_sealed_and_legacy_rows_are_seal
     assert_eq!(report.segments_sealed, 1);
     assert_eq!(scalar(&app, "SELECT count(*) FROM segment WHERE definition::text LIKE '%marker%'").await, 0);
     assert_eq!(scalar(&app, "SELECT count(*) FROM segment WHERE sealed_definition IS NULL").await, 0);
-    let before = scalar(&app, &format!("SELECT hashtext(encode(sealed_definition, 'hex'))::bigint FROM segment WHERE id = '{legacy}'")).await;
+    let before = scalar(
+        &app,
+        &format!("SELECT hashtext(encode(sealed_definition, 'hex'))::bigint FROM segment WHERE id = '{legacy}'"),
+    )
+    .await;
     assert_eq!(service::maintenance::run(svc).await.unwrap().segments_sealed, 0, "idempotent");
-    let after = scalar(&app, &format!("SELECT hashtext(encode(sealed_definition, 'hex'))::bigint FROM segment WHERE id = '{legacy}'")).await;
+    let after = scalar(
+        &app,
+        &format!("SELECT hashtext(encode(sealed_definition, 'hex'))::bigint FROM segment WHERE id = '{legacy}'"),
+    )
+    .await;
     assert_eq!(before, after);
     let (_, v) = admin.call("open_segment", &[("id", &legacy.to_string())]).await;
     assert_eq!(v["definition"], legacy_def);
@@ -407,7 +421,9 @@ async fn campaign_reports_hide_small_cells_from_analysts_with_complementary_supp
     assert_eq!(a["delivered"], exact(30));
     assert_eq!(a["unique_human_opens"], exact(12));
     assert_eq!(a["human_clicks"], exact(14));
-    for small in [&a["bounced"], &a["unsubscribes"], &a["machine_opens"], &a["links"][1]["clicks"], &a["links"][1]["unique"]] {
+    for small in
+        [&a["bounced"], &a["unsubscribes"], &a["machine_opens"], &a["links"][1]["clicks"], &a["links"][1]["unique"]]
+    {
         assert_eq!(*small, fewer_than_11(), "{a}");
     }
     // Link 1's 2 clicks would be 14 − 12: link 0 is hidden too (complementary suppression).

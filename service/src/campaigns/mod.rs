@@ -23,10 +23,10 @@ use domain::campaign_views::{
     CampaignOptions, CampaignProgress, CampaignReport, CampaignSummary, CampaignView, DeliveryFigures, LinkCounts,
     ReportCounts, TemplateChoice,
 };
-use domain::disclosure::Reader;
 use domain::campaigns::{
     CampaignEvent, CampaignSettings, CampaignStatus, DeliveryCounts, DeliveryState, PauseReason, RetryPolicy, Schedule,
 };
+use domain::disclosure::Reader;
 use domain::ids::OrganisationId;
 use domain::segment_views::Choice;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};

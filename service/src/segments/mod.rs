@@ -158,15 +158,21 @@ async fn whole(svc: &Services, org: OrganisationId, r: &Row) -> ServiceResult<Se
 pub async fn options(svc: &Services, actor: &Actor) -> ServiceResult<BuilderOptions> {
     actor.require(Permission::SegmentsCount)?;
     let cat = catalogue(svc, svc.db(), actor).await?;
-    let event_types = db::all(
-        svc.db(),
-        "SELECT DISTINCT event_type FROM patient_event WHERE organisation_id = $1 ORDER BY event_type LIMIT 200",
-        [actor.organisation_id.0.into()],
-    )
-    .await?
-    .iter()
-    .map(|r| db::get(r, "event_type"))
-    .collect::<Result<Vec<String>, _>>()?;
+    // Which patient-event types exist says that someone had such an event: only for people who
+    // may read contacts (the others get no builder).
+    let event_types = if reader(actor) != Reader::Full {
+        vec![]
+    } else {
+        db::all(
+            svc.db(),
+            "SELECT DISTINCT event_type FROM patient_event WHERE organisation_id = $1 ORDER BY event_type LIMIT 200",
+            [actor.organisation_id.0.into()],
+        )
+        .await?
+        .iter()
+        .map(|r| db::get(r, "event_type"))
+        .collect::<Result<Vec<String>, _>>()?
+    };
     // Campaigns that have sent (or are sending): the ones engagement can refer to.
     let campaigns = db::all(
         svc.db(),
@@ -286,14 +292,7 @@ pub async fn update(svc: &Services, actor: &Actor, id: Uuid, name: &str, def: &S
         &txn,
         "UPDATE segment SET name = $3, definition = $4, sealed_definition = $5, updated_at = $6
          WHERE id = $1 AND organisation_id = $2",
-        [
-            id.into(),
-            actor.organisation_id.0.into(),
-            name.into(),
-            plain.into(),
-            sealed.into(),
-            svc.clock().now().into(),
-        ],
+        [id.into(), actor.organisation_id.0.into(), name.into(), plain.into(), sealed.into(), svc.clock().now().into()],
     )
     .await;
     match res {
