@@ -159,8 +159,40 @@ async fn analysts_cannot_use_segment_counts_as_an_oracle() {
     app.stop().await;
 }
 
+/// A second, independent instance of the services on the same database (its own connection pool
+/// and key ring; only the test clock is shared), as another server process would have.
+async fn second_instance(app: &TestApp) -> service::Services {
+    let env: Vec<(String, String)> = vec![
+        ("HERMETIC_DATABASE_URL".into(), app.db.url.clone()),
+        ("HERMETIC_ROOT_KEY".into(), ROOT_KEY.into()),
+        ("HERMETIC_PUBLIC_URL".into(), app.base.clone()),
+        ("HERMETIC_DB_MAX_CONNECTIONS".into(), "4".into()),
+    ];
+    let config = server::config::FileConfig::load(None, &env)
+        .unwrap()
+        .validate(std::path::Path::new(env!("CARGO_MANIFEST_DIR")), &env)
+        .unwrap();
+    server::build_services(config, app.clock.clone()).await.unwrap().0
+}
+
+async fn user_id(app: &TestApp, email: &str) -> domain::ids::UserId {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let r = app
+        .services
+        .db()
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT id FROM app_user WHERE email = $1",
+            [email.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    domain::ids::UserId(r.try_get_by_index(0).unwrap())
+}
+
 #[tokio::test]
-async fn counts_that_decrypt_are_rate_limited_per_user_across_processes() {
+async fn counts_that_decrypt_are_rate_limited_per_user_in_every_server_instance() {
     let app = TestApp::start().await;
     let org = app.org_with_user("Clinic", "admin@clinic.test", Role::Admin).await;
     app.add_user(org, "marketer@clinic.test", Role::Marketer).await;
@@ -190,6 +222,14 @@ async fn counts_that_decrypt_are_rate_limited_per_user_across_processes() {
     assert_eq!((ok, limited.len()), (10, 20), "{answers:?}");
     let msg = limited[0]["message"].as_str().unwrap();
     assert!(msg.contains("Too many counts") && msg.contains("10 minute"), "{msg}");
+    // Another server instance on the same database refuses the same user too: the budget lives in
+    // the database, not in a process.
+    let other_instance = second_instance(&app).await;
+    let marketer_id = user_id(&app, "marketer@clinic.test").await;
+    let as_marketer = Actor::user(org, Role::Marketer, marketer_id, domain::ids::SessionId::new(), None);
+    let phi_def: domain::segments::SegmentDefinition = serde_json::from_value(phi.clone()).unwrap();
+    let refused = service::segments::count(&other_instance, &as_marketer, &phi_def).await;
+    assert!(matches!(refused, Err(service::ServiceError::TooMany { .. })), "{refused:?}");
     // Counts that decrypt nothing are not limited; another user has a budget of their own; the
     // saved-segment count of an analyst draws on the same kind of budget.
     let (s, _) = marketer.call_json("count_segment", json!({ "definition": plain })).await;
@@ -292,10 +332,29 @@ async fn phi_literals_in_segment_definitions_are_sealed_and_legacy_rows_are_seal
     assert!(!v.to_string().contains("marker"), "{v}");
     let (_, r) = admin.call("count_saved_segment", &[("id", &legacy.to_string())]).await;
     assert_eq!(r["matching"], json!({ "shown": "exact", "value": 1 }), "legacy rows still work: {r}");
+    // A legacy row of an organisation that has been deleted (its keys destroyed) cannot be sealed:
+    // it only loses its literals.
+    let gone = service::organisations::create(svc, "Gone").await.unwrap();
+    let gone_segment = Uuid::now_v7();
+    app.sql(&format!(
+        "INSERT INTO segment (id, organisation_id, name, definition, created_at, updated_at)
+         VALUES ('{gone_segment}', '{}', 'Legacy', '{}', now(), now())",
+        gone.0, legacy_def
+    ))
+    .await;
+    service::crypto::rotation::delete_organisation(svc, gone).await.unwrap();
     let report = service::maintenance::run(svc).await.unwrap();
-    assert_eq!(report.segments_sealed, 1);
+    assert_eq!(report.segments_sealed, 2);
+    assert_eq!(
+        scalar(&app, &format!("SELECT count(*) FROM segment WHERE id = '{gone_segment}' AND sealed_definition IS NULL AND definition::text LIKE '%hidden%'")).await,
+        1
+    );
     assert_eq!(scalar(&app, "SELECT count(*) FROM segment WHERE definition::text LIKE '%marker%'").await, 0);
-    assert_eq!(scalar(&app, "SELECT count(*) FROM segment WHERE sealed_definition IS NULL").await, 0);
+    assert_eq!(
+        scalar(&app, "SELECT count(*) FROM segment WHERE sealed_definition IS NULL").await,
+        1,
+        "only the deleted organisation's"
+    );
     let before = scalar(
         &app,
         &format!("SELECT hashtext(encode(sealed_definition, 'hex'))::bigint FROM segment WHERE id = '{legacy}'"),
@@ -312,6 +371,25 @@ async fn phi_literals_in_segment_definitions_are_sealed_and_legacy_rows_are_seal
     assert_eq!(v["definition"], legacy_def);
     let (_, r) = admin.call("count_saved_segment", &[("id", &legacy.to_string())]).await;
     assert_eq!(r["matching"], json!({ "shown": "exact", "value": 1 }), "{r}");
+
+    // Data-key rotation re-seals the sealed definitions (none is left under the old key), and they
+    // still open afterwards.
+    app.sql(&format!(
+        "CREATE TABLE old_key AS SELECT substring(sealed_definition FROM 2 FOR 16) AS k FROM segment WHERE id = '{uid}'"
+    ))
+    .await;
+    let under_old_key = format!(
+        "SELECT count(*) FROM segment s, old_key o WHERE s.organisation_id = '{}' AND substring(s.sealed_definition FROM 2 FOR 16) = o.k",
+        org.0
+    );
+    assert_eq!(scalar(&app, &under_old_key).await, 2);
+    let rotation = service::crypto::rotation::start_data_rotation(svc, &actor).await.unwrap();
+    service::crypto::rotation::process_data_rotation(svc, rotation).await.unwrap();
+    assert_eq!(scalar(&app, &under_old_key).await, 0, "segment definitions are re-sealed by rotation");
+    let (_, v) = admin.call("open_segment", &[("id", &id)]).await;
+    assert_eq!(v["definition"], def2, "re-sealed definitions open");
+    let (_, v) = admin.call("open_segment", &[("id", &legacy.to_string())]).await;
+    assert_eq!(v["definition"], legacy_def);
 
     // A sealed copy moved to another row does not open there (bound to its row): refused, not
     // evaluated and not crashed on.
