@@ -1,6 +1,8 @@
 //! Server functions for segments: builder options, list, open, create, update, duplicate, delete,
-//! live count, member preview (audited PHI read) and save as a static list. Thin edges:
-//! authorisation and auditing happen in `service::segments`.
+//! live count (of the builder's tree, for people who may read contacts), count of a saved segment
+//! (every role that sees segments, with disclosure control), member preview (audited PHI read) and
+//! save as a static list. Thin edges: authorisation, disclosure control and auditing happen in
+//! `service::segments`.
 
 use crate::csrf::CsrfClient;
 use crate::error::AppError;
@@ -59,6 +61,12 @@ pub async fn delete_segment(id: Uuid) -> Result<(), AppError> {
 pub async fn count_segment(definition: SegmentDefinition) -> Result<SegmentCount, AppError> {
     let (svc, actor) = ssr::actor()?;
     Ok(service::segments::count(&svc, &actor, &definition).await?)
+}
+
+#[server(client = CsrfClient, prefix = "/api", endpoint = "count_saved_segment")]
+pub async fn count_saved_segment(id: Uuid) -> Result<SegmentCount, AppError> {
+    let (svc, actor) = ssr::actor()?;
+    Ok(service::segments::count_saved(&svc, &actor, id).await?)
 }
 
 #[server(client = CsrfClient, prefix = "/api", endpoint = "preview_segment", input = Json)]

@@ -86,6 +86,8 @@ actions! {
     SegmentCountedWithPhi => "segment.counted_phi", "Segment counted using PHI conditions";
     SegmentPreviewed => "segment.previewed", "Segment members previewed (PHI read)";
     SegmentSavedAsList => "segment.saved_as_list", "Segment saved as a static list";
+    SegmentCountThrottled => "segment.count_throttled", "Segment count refused: too many counts that decrypt";
+    SegmentsSealed => "segment.legacy_sealed", "Plaintext PHI values in saved segments sealed";
     CampaignCreated => "campaign.created", "Campaign created";
     CampaignUpdated => "campaign.updated", "Campaign changed";
     CampaignDeleted => "campaign.deleted", "Campaign deleted";

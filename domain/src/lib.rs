@@ -8,6 +8,7 @@ pub mod audit;
 pub mod campaign_views;
 pub mod campaigns;
 pub mod contacts;
+pub mod disclosure;
 pub mod dto;
 pub mod email;
 pub mod error;

@@ -174,6 +174,13 @@ pub enum FieldTest {
     OneOf {
         values: Vec<String>,
     },
+    /// The literal value of a PHI condition, removed: what people who may not read contacts see,
+    /// and what the plain copy of a stored definition holds (the whole definition is sealed
+    /// separately). `test` names the original test ("is", "contains", "<", "is before" …). It never
+    /// matches and is refused by [`validate`], so a masked tree is never evaluated or saved.
+    Hidden {
+        test: String,
+    },
 }
 
 impl FieldTest {
@@ -191,7 +198,37 @@ impl FieldTest {
             FieldTest::AnniversaryWithinNextDays { .. } => "has an anniversary within the next",
             FieldTest::BooleanIs { .. } => "is",
             FieldTest::OneOf { .. } => "is one of",
+            FieldTest::Hidden { .. } => "(hidden value)",
         }
+    }
+
+    /// Whether the test carries a literal value (text, choices, a number, a date or a yes/no) —
+    /// what is masked on PHI conditions. Day counts of "within the last N days" are parameters of
+    /// the window, not values of a person, and stay.
+    pub fn has_literal(&self) -> bool {
+        matches!(
+            self,
+            FieldTest::TextEquals { .. }
+                | FieldTest::TextContains { .. }
+                | FieldTest::TextStartsWith { .. }
+                | FieldTest::OneOf { .. }
+                | FieldTest::Number { .. }
+                | FieldTest::DateBefore { .. }
+                | FieldTest::DateAfter { .. }
+                | FieldTest::BooleanIs { .. }
+        )
+    }
+
+    /// The same test with its literal value removed (unchanged when it has none).
+    pub fn masked(&self) -> FieldTest {
+        if !self.has_literal() {
+            return self.clone();
+        }
+        let test = match self {
+            FieldTest::Number { cmp, .. } => cmp.symbol().to_string(),
+            other => other.label().to_string(),
+        };
+        FieldTest::Hidden { test }
     }
 
     /// Whether this test makes sense for a field of `t`.
@@ -208,6 +245,7 @@ impl FieldTest {
             | FieldTest::DateWithinLastDays { .. }
             | FieldTest::AnniversaryWithinNextDays { .. } => t == FieldType::Date,
             FieldTest::BooleanIs { .. } => t == FieldType::Boolean,
+            FieldTest::Hidden { .. } => true,
         }
     }
 
@@ -243,6 +281,7 @@ impl FieldTest {
                 date().is_some_and(|x| days_to_anniversary(x, today) <= i64::from(*days))
             }
             FieldTest::BooleanIs { value: b } => matches!(value, Some(FieldValue::Boolean(x)) if x == b),
+            FieldTest::Hidden { .. } => false,
         }
     }
 }
@@ -463,6 +502,46 @@ pub fn needs_phi(c: &Condition, fields: &[SegmentField]) -> bool {
     }
 }
 
+/// The definition with the literal values of its PHI conditions removed: conditions on PHI fields
+/// (or on fields the catalogue does not know, which are treated as PHI) and tests on patient-event
+/// properties. This is the plain copy that is stored and shown to people who may not read
+/// contacts; the whole definition is kept only sealed.
+pub fn mask_phi(def: &SegmentDefinition, fields: &[SegmentField]) -> SegmentDefinition {
+    fn go(node: &Node, fields: &[SegmentField]) -> Node {
+        match node {
+            Node::And { children } => Node::And { children: children.iter().map(|c| go(c, fields)).collect() },
+            Node::Or { children } => Node::Or { children: children.iter().map(|c| go(c, fields)).collect() },
+            Node::Not { child } => Node::Not { child: Box::new(go(child, fields)) },
+            Node::Condition { condition } => Node::Condition {
+                condition: match condition {
+                    Condition::Field { field, test } if needs_phi(condition, fields) => {
+                        Condition::Field { field: field.clone(), test: test.masked() }
+                    }
+                    Condition::Event { event_type, within_days, properties } => Condition::Event {
+                        event_type: event_type.clone(),
+                        within_days: *within_days,
+                        properties: properties
+                            .iter()
+                            .map(|p| PropertyTest { key: p.key.clone(), test: p.test.masked() })
+                            .collect(),
+                    },
+                    other => other.clone(),
+                },
+            },
+        }
+    }
+    SegmentDefinition { version: def.version, root: go(&def.root, fields) }
+}
+
+/// Whether any condition's value has been masked ([`mask_phi`]).
+pub fn has_hidden_values(def: &SegmentDefinition) -> bool {
+    conditions(&def.root).iter().any(|c| match c {
+        Condition::Field { test, .. } => matches!(test, FieldTest::Hidden { .. }),
+        Condition::Event { properties, .. } => properties.iter().any(|p| matches!(p.test, FieldTest::Hidden { .. })),
+        _ => false,
+    })
+}
+
 fn valid_event_type(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= 64
@@ -536,6 +615,19 @@ pub fn validate(def: &SegmentDefinition, fields: &[SegmentField], lists: &[Uuid]
     }
     for (i, c) in all.iter().enumerate() {
         let n = i + 1;
+        let hidden = match c {
+            Condition::Field { test, .. } => matches!(test, FieldTest::Hidden { .. }),
+            Condition::Event { properties, .. } => {
+                properties.iter().any(|p| matches!(p.test, FieldTest::Hidden { .. }))
+            }
+            _ => false,
+        };
+        if hidden {
+            return Err(DomainError::invalid(
+                format!("condition {n}"),
+                "its value is hidden (sealed PHI); enter the value again to use or save this condition",
+            ));
+        }
         match c {
             Condition::Field { field, test } => {
                 let Some(f) = fields.iter().find(|f| &f.key == field) else {

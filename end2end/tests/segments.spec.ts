@@ -2,8 +2,9 @@ import { expect, test } from '@playwright/test';
 import { createUser, signInAndEnrol } from './support';
 
 // A marketer builds a segment with a PHI condition, sees the live count, previews the members
-// (names shown as text, never run), saves and duplicates it; an analyst sees counts only.
-test('segment builder: live count, audited preview, save, duplicate; analysts count only', async ({ page, browser }) => {
+// (names shown as text, never run), saves and duplicates it; an analyst sees the saved segment read
+// only: its conditions in words with PHI values hidden and a disclosure-controlled count.
+test('segment builder: live count, audited preview, save, duplicate; analysts read saved segments only', async ({ page, browser }) => {
   const admin = createUser('admin');
   await signInAndEnrol(page, admin);
   let dialogs = 0;
@@ -60,7 +61,8 @@ test('segment builder: live count, audited preview, save, duplicate; analysts co
   await page.goto('/audit');
   await expect(page.locator('[data-test=audit-row][data-action="segment.previewed"]').first()).toBeVisible();
 
-  // An analyst: counts (small PHI counts withheld), no preview, no saving.
+  // An analyst: the saved segment in words (PHI values hidden), its count with small counts
+  // hidden, no builder inputs, no preview, no saving.
   const analyst = createUser('analyst');
   const ctx = await browser.newContext();
   const other = await ctx.newPage();
@@ -68,6 +70,12 @@ test('segment builder: live count, audited preview, save, duplicate; analysts co
   await other.goto('/segments');
   await other.locator('[data-test=segment-row] a', { hasText: `Copy of Named ${tag}` }).click();
   await expect(other.locator('[data-test=live-count]')).toContainText('Fewer than 11', { timeout: 15_000 });
+  await expect(other.locator('[data-test=read-only]')).toBeVisible();
+  const description = other.locator('[data-test=segment-description]');
+  await expect(description).toContainText('First name starts with [value hidden]');
+  await expect(description).not.toContainText(tag.toLowerCase());
+  await expect(other.locator('[data-test=condition-value]')).toHaveCount(0);
+  await expect(other.locator('[data-test=add-condition]')).toHaveCount(0);
   await expect(other.locator('[data-test=preview-members]')).toHaveCount(0);
   await expect(other.locator('[data-test=save-segment]')).toHaveCount(0);
   await ctx.close();

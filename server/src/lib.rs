@@ -87,6 +87,13 @@ pub async fn build_services(config: Config, clock: Arc<dyn Clock>) -> Result<(Se
                 e.log_detail()
             ))
         })?;
+    // Segment definitions saved before their PHI literals were sealed: seal them now rather than
+    // wait for the first maintenance run (which also does it). A failure is not fatal.
+    match service::segments::seal_legacy(&services).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(segments = n, "sealed legacy segment definitions"),
+        Err(e) => tracing::warn!(error = %e.log_detail(), "could not seal legacy segment definitions"),
+    }
     Ok((services, runtime))
 }
 

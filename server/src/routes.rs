@@ -118,7 +118,10 @@ const API: &[(&str, Access)] = &[
     ("/api/update_segment", Signed(P::SegmentsWrite)),
     ("/api/duplicate_segment", Signed(P::SegmentsWrite)),
     ("/api/delete_segment", Signed(P::SegmentsWrite)),
-    ("/api/count_segment", Signed(P::SegmentsCount)),
+    // Counting a tree of one's own needs SegmentsCount and ContactsRead (issue 18: analysts count
+    // saved segments only); every role with ContactsRead has SegmentsCount.
+    ("/api/count_segment", Signed(P::ContactsRead)),
+    ("/api/count_saved_segment", Signed(P::SegmentsCount)),
     ("/api/preview_segment", Signed(P::SegmentsWrite)),
     ("/api/segment_to_list", Signed(P::SegmentsWrite)),
     ("/api/campaign_options", Signed(P::CampaignsWrite)),

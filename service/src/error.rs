@@ -16,6 +16,9 @@ pub enum ServiceError {
     SessionExpired,
     #[error("You do not have permission to do that.")]
     Forbidden,
+    /// Forbidden, with the reason in plain words (a fixed text, never a value).
+    #[error("{0}")]
+    ForbiddenBecause(&'static str),
     #[error("Not found.")]
     NotFound,
     #[error("{0}")]
@@ -24,6 +27,9 @@ pub enum ServiceError {
     Conflict(Cow<'static, str>),
     #[error("Too many attempts. Try again in {} minute(s).", retry_after_secs.div_ceil(60).max(1))]
     Throttled { retry_after_secs: u64 },
+    /// A per-user budget of something costly (e.g. counts that decrypt) is used up.
+    #[error("Too many {what}; try again in {} minute(s).", retry_after_secs.div_ceil(60).max(1))]
+    TooMany { what: &'static str, retry_after_secs: u64 },
     #[error("The email or password is incorrect.")]
     InvalidCredentials,
     #[error("That code is not valid. Check your authenticator app and try again.")]
@@ -65,11 +71,11 @@ impl ServiceError {
         match self {
             ServiceError::Unauthenticated => "unauthenticated",
             ServiceError::SessionExpired => "session_expired",
-            ServiceError::Forbidden => "forbidden",
+            ServiceError::Forbidden | ServiceError::ForbiddenBecause(_) => "forbidden",
             ServiceError::NotFound => "not_found",
             ServiceError::Invalid(_) => "invalid",
             ServiceError::Conflict(_) => "conflict",
-            ServiceError::Throttled { .. } => "throttled",
+            ServiceError::Throttled { .. } | ServiceError::TooMany { .. } => "throttled",
             ServiceError::InvalidCredentials => "invalid_credentials",
             ServiceError::InvalidCode => "invalid_code",
             ServiceError::CodeReused => "code_reused",
@@ -82,11 +88,11 @@ impl ServiceError {
         match self {
             ServiceError::Unauthenticated | ServiceError::SessionExpired => 401,
             ServiceError::InvalidCredentials | ServiceError::InvalidCode | ServiceError::CodeReused => 401,
-            ServiceError::Forbidden => 403,
+            ServiceError::Forbidden | ServiceError::ForbiddenBecause(_) => 403,
             ServiceError::NotFound => 404,
             ServiceError::Invalid(_) => 422,
             ServiceError::Conflict(_) => 409,
-            ServiceError::Throttled { .. } => 429,
+            ServiceError::Throttled { .. } | ServiceError::TooMany { .. } => 429,
             ServiceError::Internal(_) => 500,
         }
     }
@@ -160,6 +166,12 @@ mod tests {
             "Too many attempts. Try again in 2 minute(s)."
         );
         assert_eq!(ServiceError::Forbidden.http_status(), 403);
+        assert_eq!(
+            ServiceError::TooMany { what: "counts", retry_after_secs: 600 }.to_string(),
+            "Too many counts; try again in 10 minute(s)."
+        );
+        assert_eq!(ServiceError::TooMany { what: "counts", retry_after_secs: 1 }.http_status(), 429);
+        assert_eq!(ServiceError::ForbiddenBecause("No.").code(), "forbidden");
         let e: ServiceError = DbErr::Custom("Key (email)=(secret@x.org) exists".into()).into();
         assert!(!e.log_detail().contains("secret"));
         assert!(!e.to_string().contains("secret"));

@@ -1,5 +1,6 @@
 //! Housekeeping run by the scheduled maintenance job: expire and purge sessions, forget stale
-//! throttle counters, delete uploads never started within a day, and verify every audit chain.
+//! throttle counters, delete uploads never started within a day, seal segment definitions saved
+//! before sealing existed, and verify every audit chain.
 
 use crate::audit;
 use crate::db;
@@ -17,6 +18,8 @@ pub struct MaintenanceReport {
     pub jobs_purged: u64,
     /// Uploads never started whose sealed file was deleted.
     pub imports_expired: u64,
+    /// Legacy segment rows whose PHI literals were sealed (and stripped from the plain copy).
+    pub segments_sealed: u64,
 }
 
 pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
@@ -55,6 +58,7 @@ pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
     .unwrap_or(0);
     // A file uploaded but never imported is PHI kept for no purpose: deleted after a day.
     let imports_expired = crate::contacts::import::expire_unstarted(svc).await?;
+    let segments_sealed = crate::segments::seal_legacy(svc).await?;
     let reports = audit::verify_all(svc).await?;
     Ok(MaintenanceReport {
         sessions_expired: expired,
@@ -64,5 +68,6 @@ pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
         chains_broken: reports.iter().filter(|(_, r)| r.first_broken.is_some()).count(),
         jobs_purged: jobs,
         imports_expired,
+        segments_sealed,
     })
 }

@@ -18,6 +18,7 @@ use domain::campaigns::{
     Audience, AutoPause, CampaignSettings, CampaignStatus, DeliveryCounts, DeliveryPolicy, Schedule, Throttle,
 };
 use domain::contacts::ConsentPurpose;
+use domain::disclosure::Figure;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
@@ -72,7 +73,10 @@ fn CampaignList() -> impl IntoView {
                                 <tr data-test="campaign-row">
                                     <td><a href=format!("/campaigns/{}", c.id)>{c.name.clone()}</a></td>
                                     <td>{badge(c.status)}</td>
-                                    <td>{format!("{} of {}", c.counts.sent, c.counts.total())}</td>
+                                    <td>{match c.counts {
+                                        Some(k) => format!("{} of {}", k.sent, k.total()),
+                                        None => c.figures.sent.label(),
+                                    }}</td>
                                     <td>{format_time(c.updated_at)}</td>
                                 </tr>
                             }).collect_view()}
@@ -465,6 +469,7 @@ fn Progress(campaign: CampaignView) -> impl IntoView {
         status: campaign.status,
         pause_reason: campaign.pause_reason,
         counts: campaign.counts,
+        figures: campaign.figures,
         rate_per_s: 0.0,
         audience_ready: true,
     };
@@ -538,16 +543,26 @@ fn Progress(campaign: CampaignView) -> impl IntoView {
             <ErrorMessage error=error/>
             <p>{move || badge(progress.with(|p| p.status))}
                {move || progress.with(|p| p.pause_reason.map(|r| view! { " " <span class="muted">{r.label()}</span> }))}</p>
-            {move || progress.with(|p| bar(p.counts))}
+            {move || progress.with(|p| p.counts.map(bar))}
             <dl class="stats" data-test="progress">
-                {move || progress.with(|p| {
-                    let c = &p.counts;
-                    view! {
+                {move || progress.with(|p| match p.counts {
+                    Some(c) => view! {
                         <div><dt>"Sent"</dt><dd data-test="sent">{c.sent}</dd></div>
                         <div><dt>"Failed or bounced"</dt><dd data-test="failed">{c.failed + c.bounced}</dd></div>
                         <div><dt>"Remaining"</dt><dd data-test="remaining">{c.remaining()}</dd></div>
                         <div><dt>"Skipped"</dt><dd>{c.skipped}</dd></div>
                         <div><dt>"Rate"</dt><dd>{format!("{:.1}/s", p.rate_per_s)}</dd></div>
+                    }.into_any(),
+                    // Without access to contacts: figures from fewer than 11 people are hidden.
+                    None => {
+                        let f = p.figures;
+                        view! {
+                            <div><dt>"Sent"</dt><dd data-test="sent">{f.sent.label()}</dd></div>
+                            <div><dt>"Failed"</dt><dd data-test="failed">{f.failed.label()}</dd></div>
+                            <div><dt>"Bounced"</dt><dd data-test="bounced">{f.bounced.label()}</dd></div>
+                            <div><dt>"Remaining"</dt><dd data-test="remaining">{f.remaining.label()}</dd></div>
+                            <div><dt>"Skipped"</dt><dd>{f.skipped.label()}</dd></div>
+                        }.into_any()
                     }
                 })}
             </dl>
@@ -585,23 +600,34 @@ pub fn CampaignReportPage() -> impl IntoView {
 }
 
 fn report_view(r: CampaignReport) -> impl IntoView {
-    let delivered = r.delivered.max(1) as f64;
-    let rate = move |n: u64| format!("{:.1}%", n as f64 * 100.0 / delivered);
-    let max_clicks = r.links.iter().map(|l| l.clicks).max().unwrap_or(0).max(1) as f64;
+    // Rates only where both figures are shown exactly.
+    let delivered = r.delivered.exact();
+    let rate = move |f: Figure| match (f.exact(), delivered) {
+        (Some(n), Some(d)) if d > 0 => format!(" · {:.1}%", n as f64 * 100.0 / d as f64),
+        _ => String::new(),
+    };
+    let hidden = [r.delivered, r.bounced, r.unique_human_opens, r.machine_opens, r.human_clicks, r.unsubscribes]
+        .into_iter()
+        .chain(r.links.iter().flat_map(|l| [l.clicks, l.unique, l.machine]))
+        .any(Figure::is_hidden);
+    let max_clicks = r.links.iter().filter_map(|l| l.clicks.shown()).max().unwrap_or(0).max(1) as f64;
     view! {
         <section class="panel report" data-test="report">
             <h1>{r.name.clone()} " · report"</h1>
             <p>{badge(r.status)}</p>
             <dl class="stats">
-                <div><dt>"Delivered"</dt><dd data-test="delivered">{r.delivered}</dd></div>
-                <div><dt>"Bounced"</dt><dd data-test="bounced">{r.bounced}</dd></div>
-                <div><dt>"Unique opens (people)"</dt><dd data-test="human-opens">{r.unique_human_opens} " · " {rate(r.unique_human_opens)}</dd></div>
-                <div><dt>"Machine opens"</dt><dd data-test="machine-opens">{r.machine_opens}</dd></div>
-                <div><dt>"Clicks (people)"</dt><dd data-test="human-clicks">{r.human_clicks} " by " {r.unique_human_clicks}</dd></div>
-                <div><dt>"Machine clicks"</dt><dd>{r.machine_clicks}</dd></div>
-                <div><dt>"Unsubscribes"</dt><dd data-test="unsubscribes">{r.unsubscribes}</dd></div>
+                <div><dt>"Delivered"</dt><dd data-test="delivered">{r.delivered.label()}</dd></div>
+                <div><dt>"Bounced"</dt><dd data-test="bounced">{r.bounced.label()}</dd></div>
+                <div><dt>"Unique opens (people)"</dt><dd data-test="human-opens">{r.unique_human_opens.label()} {rate(r.unique_human_opens)}</dd></div>
+                <div><dt>"Machine opens"</dt><dd data-test="machine-opens">{r.machine_opens.label()}</dd></div>
+                <div><dt>"Clicks (people)"</dt><dd data-test="human-clicks">{r.human_clicks.label()} " by " {r.unique_human_clicks.label()}</dd></div>
+                <div><dt>"Machine clicks"</dt><dd>{r.machine_clicks.label()}</dd></div>
+                <div><dt>"Unsubscribes"</dt><dd data-test="unsubscribes">{r.unsubscribes.label()}</dd></div>
             </dl>
             <p class="hint">"Machine opens and clicks — privacy proxies that fetch images for every message, and link scanners — are counted apart from people's."</p>
+            {hidden.then(|| view! {
+                <p class="hint" data-test="small-cells">"“<11”: fewer than 11 people, hidden for your role. “hidden”: withheld so that a small figure cannot be worked out from the total and the others."</p>
+            })}
             <h2>"Clicks per link"</h2>
             <table data-test="link-table">
                 <thead><tr><th scope="col">"Link"</th><th scope="col">"People"</th><th scope="col">"Unique"</th><th scope="col">"Machines"</th><th scope="col"><span class="visually-hidden">"Chart"</span></th></tr></thead>
@@ -609,10 +635,10 @@ fn report_view(r: CampaignReport) -> impl IntoView {
                     {r.links.into_iter().map(|l| view! {
                         <tr>
                             <td class="url">{l.url.clone()}</td>
-                            <td>{l.clicks}</td>
-                            <td>{l.unique}</td>
-                            <td>{l.machine}</td>
-                            <td><div class="hbar" style=format!("width:{:.1}%", l.clicks as f64 * 100.0 / max_clicks)></div></td>
+                            <td>{l.clicks.label()}</td>
+                            <td>{l.unique.label()}</td>
+                            <td>{l.machine.label()}</td>
+                            <td>{l.clicks.shown().map(|c| view! { <div class="hbar" style=format!("width:{:.1}%", c as f64 * 100.0 / max_clicks)></div> })}</td>
                         </tr>
                     }).collect_view()}
                 </tbody>

@@ -1,19 +1,21 @@
 //! Segments: the list and the condition builder (groups, conditions typed to each field, a
 //! debounced live count, an audited preview of the first matches, save / duplicate / delete and
-//! "save as static list").
+//! "save as static list"). People who may not read contacts (analysts) get a read-only page
+//! instead: the saved definition in words (values of PHI conditions arrive masked from the
+//! service) and the saved segment's count with its disclosure control — no builder inputs.
 //!
 //! Hydration: the page has one outer `Transition` (the load); everything loaded later (counts,
 //! previews) goes through actions dispatched by effects, which run only in the browser.
 
 use crate::api_segments::{
-    count_segment, create_segment, delete_segment, duplicate_segment, list_segments, open_segment, preview_segment,
-    segment_options, segment_to_list, update_segment,
+    count_saved_segment, count_segment, create_segment, delete_segment, duplicate_segment, list_segments, open_segment,
+    preview_segment, segment_options, segment_to_list, update_segment,
 };
 use crate::components::{ErrorMessage, Guard, format_time, hard_navigate, use_hydrated, use_me};
 use crate::error::AppError;
 use domain::Permission;
 use domain::contacts::{ConsentPurpose, FieldType, parse_date};
-use domain::segment_views::{BuilderOptions, SegmentCount, SegmentView};
+use domain::segment_views::{BuilderOptions, SegmentCount, SegmentView, describe_condition};
 use domain::segments::{Activity, Cmp, Condition, FieldTest, MAX_DEPTH, Node, SegmentDefinition, SegmentField};
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -126,11 +128,14 @@ pub fn SegmentEditorPage() -> impl IntoView {
     // Creating needs the right to write segments; opening one only to count.
     let creating = params.with_untracked(|p| p.get("id").is_none());
     let permission = if creating { Permission::SegmentsWrite } else { Permission::SegmentsCount };
+    // Without access to contacts: the saved segment read only (the service refuses ad-hoc counts).
+    let restricted = !use_me().is_some_and(|m| m.can(Permission::ContactsRead));
     view! {
         <Title text="Segment · Hermetic"/>
         <Guard permission=permission>
             {move || match load.value().get() {
                 None => view! { <section class="panel"><p>"Loading…"</p></section> }.into_any(),
+                Some(Ok((options, Some(seg)))) if restricted => view! { <ReadOnly options=options seg=seg/> }.into_any(),
                 Some(Ok((options, seg))) => view! { <Editor options=options seg=seg/> }.into_any(),
                 Some(Err(e)) => view! { <section class="panel"><p class="alert error" role="alert">{e.message}</p></section> }.into_any(),
             }}
@@ -194,6 +199,8 @@ fn op_of(t: &FieldTest) -> &'static str {
         FieldTest::AnniversaryWithinNextDays { .. } => "anniversary",
         FieldTest::BooleanIs { value: true } => "yes",
         FieldTest::BooleanIs { value: false } => "no",
+        // Only people who may not read contacts get masked values, and they get no builder.
+        FieldTest::Hidden { .. } => "equals",
     }
 }
 
@@ -699,6 +706,69 @@ fn condition_view(ctx: Ctx, path: Vec<usize>) -> AnyView {
     .into_any()
 }
 
+fn count_view(c: &SegmentCount) -> impl IntoView + use<> {
+    let sentence = c.sentence();
+    view! { <span>{sentence} {c.uses_phi.then_some(" · evaluated on encrypted fields")}</span> }
+}
+
+/// A node of a saved definition in words (read-only page).
+fn node_text(node: &Node, options: &BuilderOptions) -> AnyView {
+    match node {
+        Node::Condition { condition } => {
+            view! { <span data-test="condition-text">{describe_condition(condition, options)}</span> }.into_any()
+        }
+        Node::Not { child } => view! { <span>"not ( " {node_text(child, options)} " )"</span> }.into_any(),
+        Node::And { children } | Node::Or { children } => {
+            let all = matches!(node, Node::And { .. });
+            if children.is_empty() {
+                return view! { <span class="muted">{if all { "every contact" } else { "no contact" }}</span> }
+                    .into_any();
+            }
+            view! {
+                <div class="segment-group">
+                    <span>{if all { "all of:" } else { "any of:" }}</span>
+                    <ul>{children.iter().map(|c| view! { <li>{node_text(c, options)}</li> }).collect_view()}</ul>
+                </div>
+            }
+            .into_any()
+        }
+    }
+}
+
+/// A saved segment for someone who may not read contacts: the definition in words and the saved
+/// segment's count, as the service's disclosure control lets them see it.
+#[component]
+fn ReadOnly(options: BuilderOptions, seg: SegmentView) -> impl IntoView {
+    let id = seg.id;
+    let count = Action::new(move |_: &()| count_saved_segment(id));
+    Effect::new(move || {
+        count.dispatch(());
+    });
+    let count_text = move || -> AnyView {
+        match count.value().get() {
+            None => view! { <span>"Counting…"</span> }.into_any(),
+            Some(Ok(c)) => count_view(&c).into_any(),
+            Some(Err(e)) => {
+                view! { <span class="alert error" role="alert" data-test="count-error">{e.message}</span> }.into_any()
+            }
+        }
+    };
+    view! {
+        <section class="panel">
+            <p class="muted"><a href="/segments">"← Segments"</a></p>
+            <h1 data-test="segment-title">{seg.name.clone()}</h1>
+            <p class="hint" data-test="read-only">
+                "Read only. Values of conditions on personal health information are hidden, counts below 11 are shown as “fewer than 11” and other counts are rounded to the nearest 5."
+            </p>
+            <div class="segment-tree" data-test="segment-description">
+                <span>"Contacts matching "</span>
+                {node_text(&seg.definition.root, &options)}
+            </div>
+            <p class="count" data-test="live-count" aria-live="polite">{count_text}</p>
+        </section>
+    }
+}
+
 #[component]
 fn Editor(options: BuilderOptions, seg: Option<SegmentView>) -> impl IntoView {
     let hydrated = use_hydrated();
@@ -740,15 +810,7 @@ fn Editor(options: BuilderOptions, seg: Option<SegmentView>) -> impl IntoView {
         }
         match count.value().get() {
             None => view! { <span>"Counting…"</span> }.into_any(),
-            Some(Ok(SegmentCount { matching, withheld_below, total, uses_phi, .. })) => {
-                let main = match matching {
-                    Some(n) => format!("{n} of {total} contacts match"),
-                    None => format!(
-                        "Fewer than {withheld_below} of {total} contacts match (exact small counts involving PHI are hidden for your role)"
-                    ),
-                };
-                view! { <span>{main} {uses_phi.then_some(" · evaluated on encrypted fields")}</span> }.into_any()
-            }
+            Some(Ok(c)) => count_view(&c).into_any(),
             Some(Err(e)) => {
                 view! { <span class="alert error" role="alert" data-test="count-error">{e.message}</span> }.into_any()
             }

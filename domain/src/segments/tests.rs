@@ -243,3 +243,50 @@ fn json_form_is_stable() {
     assert_eq!(serde_json::from_str::<SegmentDefinition>(&json).unwrap(), tree);
     assert!(validate(&tree, &catalogue(), &[]).is_ok());
 }
+
+#[test]
+fn phi_literals_are_masked_and_a_masked_tree_is_refused() {
+    let fields = catalogue();
+    let event = Condition::Event {
+        event_type: "lab.ready".into(),
+        within_days: Some(30),
+        properties: vec![
+            PropertyTest { key: "panel".into(), test: FieldTest::TextEquals { value: "A1C".into() } },
+            PropertyTest { key: "score".into(), test: FieldTest::IsNotEmpty },
+        ],
+    };
+    let tree = def(Node::And {
+        children: vec![
+            field("email", FieldTest::TextEquals { value: "jane@x.org".into() }),
+            Node::Not { child: Box::new(field("date_of_birth", FieldTest::DateBefore { date: d(1980, 1, 1) })) },
+            field("date_of_birth", FieldTest::AnniversaryWithinNextDays { days: 7 }),
+            field("diagnosis", FieldTest::OneOf { values: vec!["asthma".into()] }),
+            field("age", FieldTest::Number { cmp: Cmp::Gt, value: 40.0 }),
+            field("unknown_field", FieldTest::TextContains { value: "x".into() }),
+            field("first_name", FieldTest::IsEmpty),
+            Node::Condition { condition: event },
+        ],
+    });
+    let masked = mask_phi(&tree, &fields);
+    let json = serde_json::to_string(&masked).unwrap();
+    for literal in ["jane@x.org", "1980-01-01", "asthma", "A1C", "\"x\""] {
+        assert!(!json.contains(literal), "{literal} in {json}");
+    }
+    assert!(json.contains(r#""test":{"op":"hidden","test":"is"}"#), "{json}");
+    assert!(json.contains(r#"{"op":"hidden","test":"is before"}"#), "{json}");
+    assert!(json.contains(r#""days":7"#), "windows stay");
+    assert!(json.contains(r#""field":"age","test":{"op":"number","cmp":"gt","value":40.0}"#), "non-PHI stays: {json}");
+    assert_eq!(count_conditions(&masked.root), count_conditions(&tree.root), "the shape stays");
+    assert_eq!(mask_phi(&masked, &fields), masked, "idempotent");
+    assert!(has_hidden_values(&masked) && !has_hidden_values(&tree));
+    let err = validate(&masked, &fields, &[]).unwrap_err().to_string();
+    assert!(err.starts_with("condition 1:") && err.contains("hidden"), "{err}");
+    let mut facts = ContactFacts::default();
+    facts.fields.insert("email".into(), FieldValue::Text("jane@x.org".into()));
+    assert!(!FieldTest::Hidden { test: "is".into() }.matches(facts.fields.get("email"), now().date_naive()));
+    assert_eq!(
+        FieldTest::Number { cmp: Cmp::Le, value: 3.0 }.masked(),
+        FieldTest::Hidden { test: "≤".into() },
+        "numbers keep their comparison"
+    );
+}

@@ -8,6 +8,7 @@ mod cli;
 mod consent;
 mod contacts;
 mod csrf;
+mod disclosure;
 mod fault;
 mod harness;
 mod headers;

@@ -1,5 +1,5 @@
 //! No PHI in plaintext at rest or in logs: seed contacts with marker values through every path
-//! (form, import, export, views), then search a `pg_dump` of the database and the test run's logs
+//! (form, import, export, views, a segment naming a patient), then search a `pg_dump` of the database and the test run's logs
 //! for those markers, as text and as the hex PostgreSQL uses for bytea.
 
 use crate::contacts::{MARKER_DOB, MARKER_EMAIL, MARKER_FIRST, MARKER_LAST};
@@ -67,6 +67,14 @@ async fn marker_phi_never_appears_in_a_database_dump_or_the_logs() {
     let export = admin.get("/contacts/export.csv").await;
     assert!(export.body.contains(MARKER_FIRST), "the export must contain the data (sanity)");
     admin.get(&format!("/imports/{imp}/errors.csv")).await;
+    // A segment that names the patient: the literal values of its PHI conditions are PHI too.
+    let seg = json!({ "version": 1, "root": { "node": "and", "children": [
+        { "node": "condition", "condition": { "kind": "field", "field": "email", "test": { "op": "text_equals", "value": MARKER_EMAIL } } },
+        { "node": "condition", "condition": { "kind": "field", "field": "date_of_birth", "test": { "op": "date_before", "date": MARKER_DOB } } } ] } });
+    let (s, seg_id) = admin.call_json("create_segment", json!({ "name": "Named", "definition": seg })).await;
+    assert_eq!(s, 200, "{seg_id}");
+    admin.call_json("count_segment", json!({ "definition": seg })).await;
+    admin.call("count_saved_segment", &[("id", seg_id.as_str().unwrap())]).await;
     // A failing request whose input carries PHI.
     admin
         .call_json(

@@ -129,7 +129,9 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
             ("application/json", format!(r#"{{"id":"{none}","content":{SAMPLE_CONTENT},"sample":"Synthetic"}}"#))
         }
         "/api/test_send_template" => ("application/json", format!(r#"{{"id":"{none}","content":{SAMPLE_CONTENT}}}"#)),
-        "/api/open_segment" | "/api/duplicate_segment" | "/api/delete_segment" => (form, format!("id={none}")),
+        "/api/open_segment" | "/api/duplicate_segment" | "/api/delete_segment" | "/api/count_saved_segment" => {
+            (form, format!("id={none}"))
+        }
         "/api/create_segment" => (
             "application/json",
             format!(r#"{{"name":"S {}","definition":{SAMPLE_SEGMENT}}}"#, uuid::Uuid::new_v4().simple()),

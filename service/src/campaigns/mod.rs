@@ -20,11 +20,13 @@ use chrono::{DateTime, Utc};
 use domain::Permission;
 use domain::audit::AuditAction;
 use domain::campaign_views::{
-    CampaignOptions, CampaignProgress, CampaignReport, CampaignSummary, CampaignView, LinkStat, TemplateChoice,
+    CampaignOptions, CampaignProgress, CampaignReport, CampaignSummary, CampaignView, DeliveryFigures, LinkCounts,
+    ReportCounts, TemplateChoice,
 };
 use domain::campaigns::{
     CampaignEvent, CampaignSettings, CampaignStatus, DeliveryCounts, DeliveryState, PauseReason, RetryPolicy, Schedule,
 };
+use domain::disclosure::Reader;
 use domain::ids::OrganisationId;
 use domain::segment_views::Choice;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
@@ -134,6 +136,23 @@ pub(crate) async fn load_any<C: ConnectionTrait>(conn: &C, id: Uuid, lock: bool)
     let sql = format!("SELECT {COLS} FROM campaign WHERE id = $1{}", if lock { " FOR UPDATE" } else { "" });
     let r = db::one(conn, &sql, [id.into()]).await?.ok_or(ServiceError::NotFound)?;
     row_from(&r)
+}
+
+/// Whether the actor sees exact figures (may read contacts) or disclosure-controlled ones.
+fn reader(actor: &Actor) -> Reader {
+    Reader::may_read_contacts(actor.can(Permission::ContactsRead))
+}
+
+/// A campaign's delivery counts as the actor may see them: exact counts only for readers who may
+/// read contacts; figures (small cells hidden for the others) for everyone.
+async fn counts_for<C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    id: Uuid,
+) -> ServiceResult<(Option<DeliveryCounts>, DeliveryFigures)> {
+    let c = counts(conn, id).await?;
+    let r = reader(actor);
+    Ok(((r == Reader::Full).then_some(c), DeliveryFigures::of(r, &c)))
 }
 
 pub(crate) async fn counts<C: ConnectionTrait>(conn: &C, id: Uuid) -> ServiceResult<DeliveryCounts> {
@@ -276,13 +295,15 @@ pub async fn list(svc: &Services, actor: &Actor) -> ServiceResult<Vec<CampaignSu
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let row = row_from(&r)?;
+        let (counts, figures) = counts_for(svc.db(), actor, row.id).await?;
         out.push(CampaignSummary {
             id: row.id,
             name: row.settings.name.clone(),
             status: row.status,
             updated_at: row.updated_at,
             scheduled_at: row.scheduled_at,
-            counts: counts(svc.db(), row.id).await?,
+            counts,
+            figures,
         });
     }
     Ok(out)
@@ -299,10 +320,12 @@ async fn version_number<C: ConnectionTrait>(conn: &C, id: Option<Uuid>) -> Servi
 pub async fn get(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<CampaignView> {
     actor.require(Permission::CampaignsRead)?;
     let row = load(svc.db(), actor.organisation_id, id, false).await?;
+    let (counts, figures) = counts_for(svc.db(), actor, row.id).await?;
     Ok(CampaignView {
         id: row.id,
         template_version: version_number(svc.db(), row.template_version_id).await?,
-        counts: counts(svc.db(), row.id).await?,
+        counts,
+        figures,
         settings: row.settings,
         status: row.status,
         pause_reason: row.pause_reason,
@@ -619,17 +642,20 @@ pub async fn progress(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<
     .map(|r| db::get(&r, "n"))
     .transpose()?
     .unwrap_or(0);
+    let (counts, figures) = counts_for(svc.db(), actor, id).await?;
     Ok(CampaignProgress {
         status: row.status,
         pause_reason: row.pause_reason,
-        counts: counts(svc.db(), id).await?,
+        counts,
+        figures,
         rate_per_s: recent as f64 / 60.0,
         audience_ready: row.audience_ready,
     })
 }
 
 /// The campaign report: delivery totals, human and machine opens and clicks, unsubscribes, clicks
-/// per link. Aggregates only; analysts may read it.
+/// per link. Aggregates only; analysts may read it, with every figure from fewer than 11 people
+/// hidden and complementary suppression (`CampaignReport::build`).
 pub async fn report(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<CampaignReport> {
     actor.require(Permission::ReportsRead)?;
     let row = load(svc.db(), actor.organisation_id, id, false).await?;
@@ -639,9 +665,11 @@ pub async fn report(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<Ca
         "SELECT
             count(DISTINCT delivery_id) FILTER (WHERE activity = 'opened' AND NOT machine) AS human_opens,
             count(*) FILTER (WHERE activity = 'opened' AND machine) AS machine_opens,
+            count(DISTINCT delivery_id) FILTER (WHERE activity = 'opened' AND machine) AS machine_openers,
             count(DISTINCT delivery_id) FILTER (WHERE activity = 'clicked' AND NOT machine) AS unique_clicks,
             count(*) FILTER (WHERE activity = 'clicked' AND NOT machine) AS clicks,
             count(*) FILTER (WHERE activity = 'clicked' AND machine) AS machine_clicks,
+            count(DISTINCT delivery_id) FILTER (WHERE activity = 'clicked' AND machine) AS machine_clickers,
             count(DISTINCT delivery_id) FILTER (WHERE activity = 'unsubscribed') AS unsubscribes
          FROM engagement_event WHERE campaign_id = $1 AND organisation_id = $2",
         [id.into(), actor.organisation_id.0.into()],
@@ -654,7 +682,8 @@ pub async fn report(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<Ca
         "SELECT l.url,
             count(e.id) FILTER (WHERE NOT e.machine) AS clicks,
             count(DISTINCT e.delivery_id) FILTER (WHERE NOT e.machine) AS uniq,
-            count(e.id) FILTER (WHERE e.machine) AS machine
+            count(e.id) FILTER (WHERE e.machine) AS machine,
+            count(DISTINCT e.delivery_id) FILTER (WHERE e.machine) AS machine_uniq
          FROM campaign_link l
          LEFT JOIN engagement_event e ON e.campaign_id = l.campaign_id AND e.activity = 'clicked' AND e.link_position = l.position
          WHERE l.campaign_id = $1 GROUP BY l.position, l.url ORDER BY l.position",
@@ -663,28 +692,30 @@ pub async fn report(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<Ca
     .await?
     .iter()
     .map(|r| {
-        Ok(LinkStat {
+        let n = |c: &str| -> ServiceResult<u64> { Ok(db::get::<i64>(r, c)?.max(0) as u64) };
+        Ok(LinkCounts {
             url: db::get(r, "url")?,
-            clicks: db::get::<i64>(r, "clicks")?.max(0) as u64,
-            unique: db::get::<i64>(r, "uniq")?.max(0) as u64,
-            machine: db::get::<i64>(r, "machine")?.max(0) as u64,
+            clicks: n("clicks")?,
+            clickers: n("uniq")?,
+            machine: n("machine")?,
+            machine_clickers: n("machine_uniq")?,
         })
     })
     .collect::<ServiceResult<Vec<_>>>()?;
-    Ok(CampaignReport {
-        name: row.settings.name,
-        status: row.status,
+    let raw = ReportCounts {
         delivered: counts.sent,
         bounced: counts.bounced,
-        counts,
-        unique_human_opens: n("human_opens")?,
+        human_openers: n("human_opens")?,
         machine_opens: n("machine_opens")?,
-        unique_human_clicks: n("unique_clicks")?,
+        machine_openers: n("machine_openers")?,
+        human_clickers: n("unique_clicks")?,
         human_clicks: n("clicks")?,
         machine_clicks: n("machine_clicks")?,
+        machine_clickers: n("machine_clickers")?,
         unsubscribes: n("unsubscribes")?,
         links,
-    })
+    };
+    Ok(CampaignReport::build(reader(actor), row.settings.name, row.status, &raw))
 }
 
 /// Scheduler tick (every few seconds, from any worker process): start scheduled campaigns whose

@@ -123,6 +123,7 @@ const SEALED: &[(&str, &str)] = &[
     ("dev_mailbox", "recipient"),
     ("dev_mailbox", "subject"),
     ("dev_mailbox", "message"),
+    ("segment", "sealed_definition"),
 ];
 
 const BATCH: i64 = 500;

@@ -2,9 +2,16 @@
 //! and the member stream the sending pipeline reads.
 //!
 //! Invariants: every entry point authorises first; trees are validated against the
-//! organisation's own fields and lists before anything runs; counts that use PHI conditions are
-//! audited, and small ones are withheld from roles that may not see members (a count of 1 can
-//! disclose one patient's data); member rows are an audited PHI read.
+//! organisation's own fields and lists before anything runs; member rows are an audited PHI read.
+//!
+//! Disclosure control (issue 18): people who may not read contacts (analysts) cannot count
+//! conditions of their own — only saved segments, built by people who may — and every count they
+//! see goes through `domain::disclosure::segment_count` (small counts and small complements hidden,
+//! the rest rounded). Counts that decrypt are audited and drawn from a per-user budget kept in the
+//! database (shared by every process). The literal values of PHI conditions are stored only sealed
+//! (`segment.sealed_definition`, under the organisation's data key); the plain `definition` column
+//! holds a copy with them masked, which is what listing and analysts read. Rows saved before
+//! sealing existed are sealed by [`seal_legacy`] (at start and in the maintenance job).
 
 pub mod eval;
 pub mod sql;
@@ -12,22 +19,35 @@ pub mod sql;
 use crate::actor::Actor;
 use crate::audit::{self, AuditRecord};
 use crate::contacts::{self, fields};
+use crate::crypto::seal::{Aad, Sealed};
 use crate::db;
 use crate::error::{ServiceError, ServiceResult};
 use crate::services::Services;
 use domain::Permission;
-use domain::audit::AuditAction;
+use domain::audit::{AuditAction, AuditOutcome};
 use domain::contacts::{ConsentPurpose, CustomField};
+use domain::disclosure::{self, Reader};
+use domain::ids::OrganisationId;
 use domain::segment_views::{BuilderOptions, Choice, SegmentCount, SegmentMember, SegmentSummary, SegmentView};
 use domain::segments::{self as seg, SegmentDefinition, SegmentField};
 use futures::Stream;
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::Value as Json;
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
-/// Counts below this that depend on PHI conditions are withheld from roles without member access.
-pub const SMALL_COUNT: u64 = 11;
 pub const PREVIEW_ROWS: usize = 20;
+/// Counts that decrypt allowed per user in [`COUNT_WINDOW_MINUTES`] (every role).
+pub const COUNTS_PER_WINDOW: i32 = 120;
+pub const COUNT_WINDOW_MINUTES: i64 = 10;
+
+/// What a role that may not read contacts is told when it tries to count conditions of its own.
+const SAVED_ONLY: &str =
+    "Your role can count saved segments only: counting conditions of your own needs access to contacts.";
+
+fn reader(actor: &Actor) -> Reader {
+    Reader::may_read_contacts(actor.can(Permission::ContactsRead))
+}
 
 struct Catalogue {
     custom: Vec<CustomField>,
@@ -79,19 +99,80 @@ fn stored(j: Json) -> ServiceResult<SegmentDefinition> {
     serde_json::from_value(j).map_err(|_| ServiceError::internal("stored segment is malformed"))
 }
 
+fn aad(org: OrganisationId, id: Uuid) -> Aad<'static> {
+    Aad { organisation: org, table: "segment", column: "sealed_definition", row: id }
+}
+
+/// The two stored forms of a definition: the plain copy with PHI literals masked, and the whole
+/// definition sealed under the organisation's data key, bound to the row.
+async fn stored_forms<C: ConnectionTrait>(
+    svc: &Services,
+    conn: &C,
+    org: OrganisationId,
+    id: Uuid,
+    def: &SegmentDefinition,
+    fields: &[SegmentField],
+) -> ServiceResult<(Json, Vec<u8>)> {
+    let plain = definition_json(&seg::mask_phi(def, fields))?;
+    let whole = Zeroizing::new(serde_json::to_vec(def).map_err(|_| ServiceError::internal("encode segment"))?);
+    let sealed = svc.keys().seal(conn, svc.clock(), &aad(org, id), &whole).await?;
+    Ok((plain, sealed.into_bytes()))
+}
+
+/// A stored segment row.
+struct Row {
+    id: Uuid,
+    name: String,
+    /// The plain copy (PHI literals masked; whole only for a legacy row not sealed yet).
+    plain: SegmentDefinition,
+    sealed: Option<Vec<u8>>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+async fn row<C: ConnectionTrait>(conn: &C, actor: &Actor, id: Uuid) -> ServiceResult<Row> {
+    let r = db::one(
+        conn,
+        "SELECT id, name, definition, sealed_definition, updated_at FROM segment WHERE id = $1 AND organisation_id = $2",
+        [id.into(), actor.organisation_id.0.into()],
+    )
+    .await?
+    .ok_or(ServiceError::NotFound)?;
+    Ok(Row {
+        id: db::get(&r, "id")?,
+        name: db::get(&r, "name")?,
+        plain: stored(db::get(&r, "definition")?)?,
+        sealed: db::get(&r, "sealed_definition")?,
+        updated_at: db::get(&r, "updated_at")?,
+    })
+}
+
+/// The whole definition: opened from the sealed copy (fails closed on tampering or a copy moved
+/// from another row), or the plain column of a legacy row that is not sealed yet.
+async fn whole(svc: &Services, org: OrganisationId, r: &Row) -> ServiceResult<SegmentDefinition> {
+    let Some(bytes) = &r.sealed else { return Ok(r.plain.clone()) };
+    let plain = svc.keys().open(svc.db(), &aad(org, r.id), &Sealed::from_bytes(bytes.clone())?).await?;
+    serde_json::from_slice(&plain).map_err(|_| ServiceError::internal("sealed segment is malformed"))
+}
+
 /// What the builder offers.
 pub async fn options(svc: &Services, actor: &Actor) -> ServiceResult<BuilderOptions> {
     actor.require(Permission::SegmentsCount)?;
     let cat = catalogue(svc, svc.db(), actor).await?;
-    let event_types = db::all(
-        svc.db(),
-        "SELECT DISTINCT event_type FROM patient_event WHERE organisation_id = $1 ORDER BY event_type LIMIT 200",
-        [actor.organisation_id.0.into()],
-    )
-    .await?
-    .iter()
-    .map(|r| db::get(r, "event_type"))
-    .collect::<Result<Vec<String>, _>>()?;
+    // Which patient-event types exist says that someone had such an event: only for people who
+    // may read contacts (the others get no builder).
+    let event_types = if reader(actor) != Reader::Full {
+        vec![]
+    } else {
+        db::all(
+            svc.db(),
+            "SELECT DISTINCT event_type FROM patient_event WHERE organisation_id = $1 ORDER BY event_type LIMIT 200",
+            [actor.organisation_id.0.into()],
+        )
+        .await?
+        .iter()
+        .map(|r| db::get(r, "event_type"))
+        .collect::<Result<Vec<String>, _>>()?
+    };
     // Campaigns that have sent (or are sending): the ones engagement can refer to.
     let campaigns = db::all(
         svc.db(),
@@ -128,25 +209,30 @@ pub async fn list(svc: &Services, actor: &Actor) -> ServiceResult<Vec<SegmentSum
     .collect()
 }
 
-async fn load<C: ConnectionTrait>(conn: &C, actor: &Actor, id: Uuid) -> ServiceResult<SegmentView> {
-    let r = db::one(
-        conn,
-        "SELECT id, name, definition, updated_at FROM segment WHERE id = $1 AND organisation_id = $2",
-        [id.into(), actor.organisation_id.0.into()],
-    )
-    .await?
-    .ok_or(ServiceError::NotFound)?;
-    Ok(SegmentView {
-        id: db::get(&r, "id")?,
-        name: db::get(&r, "name")?,
-        definition: stored(db::get(&r, "definition")?)?,
-        updated_at: db::get(&r, "updated_at")?,
-    })
+/// A saved segment with its whole definition (for evaluation, copying and people who may read
+/// contacts).
+async fn load(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<SegmentView> {
+    let r = row(svc.db(), actor, id).await?;
+    let definition = whole(svc, actor.organisation_id, &r).await?;
+    Ok(SegmentView { id: r.id, name: r.name, definition, updated_at: r.updated_at })
 }
 
+/// Open a saved segment. People who may not read contacts get the definition with the literal
+/// values of PHI conditions masked (read from the plain copy, masked again with today's fields so
+/// a legacy row not sealed yet shows nothing either).
 pub async fn get(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<SegmentView> {
     actor.require(Permission::SegmentsCount)?;
-    load(svc.db(), actor, id).await
+    if reader(actor) == Reader::Full {
+        return load(svc, actor, id).await;
+    }
+    let r = row(svc.db(), actor, id).await?;
+    let cat = catalogue(svc, svc.db(), actor).await?;
+    Ok(SegmentView {
+        id: r.id,
+        name: r.name,
+        definition: seg::mask_phi(&r.plain, &cat.fields),
+        updated_at: r.updated_at,
+    })
 }
 
 fn definition_json(def: &SegmentDefinition) -> ServiceResult<Json> {
@@ -161,15 +247,17 @@ pub async fn create(svc: &Services, actor: &Actor, name: &str, def: &SegmentDefi
     validate(def, &cat)?;
     let id = Uuid::now_v7();
     let now = svc.clock().now();
+    let (plain, sealed) = stored_forms(svc, &txn, actor.organisation_id, id, def, &cat.fields).await?;
     let res = db::exec(
         &txn,
-        "INSERT INTO segment (id, organisation_id, name, definition, created_by, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        "INSERT INTO segment (id, organisation_id, name, definition, sealed_definition, created_by, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
         [
             id.into(),
             actor.organisation_id.0.into(),
             name.into(),
-            definition_json(def)?.into(),
+            plain.into(),
+            sealed.into(),
             actor.user_id().map(|u| u.0).into(),
             now.into(),
         ],
@@ -199,16 +287,12 @@ pub async fn update(svc: &Services, actor: &Actor, id: Uuid, name: &str, def: &S
     let txn = svc.db().begin().await?;
     let cat = catalogue(svc, &txn, actor).await?;
     validate(def, &cat)?;
+    let (plain, sealed) = stored_forms(svc, &txn, actor.organisation_id, id, def, &cat.fields).await?;
     let res = db::exec(
         &txn,
-        "UPDATE segment SET name = $3, definition = $4, updated_at = $5 WHERE id = $1 AND organisation_id = $2",
-        [
-            id.into(),
-            actor.organisation_id.0.into(),
-            name.into(),
-            definition_json(def)?.into(),
-            svc.clock().now().into(),
-        ],
+        "UPDATE segment SET name = $3, definition = $4, sealed_definition = $5, updated_at = $6
+         WHERE id = $1 AND organisation_id = $2",
+        [id.into(), actor.organisation_id.0.into(), name.into(), plain.into(), sealed.into(), svc.clock().now().into()],
     )
     .await;
     match res {
@@ -233,7 +317,7 @@ pub async fn update(svc: &Services, actor: &Actor, id: Uuid, name: &str, def: &S
 /// Copy a segment under a free name ("Copy of …", "Copy of … (2)" …).
 pub async fn duplicate(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<Uuid> {
     actor.require(Permission::SegmentsWrite)?;
-    let original = load(svc.db(), actor, id).await?;
+    let original = load(svc, actor, id).await?;
     let base: String = format!("Copy of {}", original.name).chars().take(90).collect();
     for n in 1..50 {
         let name = if n == 1 { base.clone() } else { format!("{base} ({n})") };
@@ -262,13 +346,46 @@ pub async fn delete(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<()
     Ok(())
 }
 
-/// Live count of a (possibly unsaved) definition.
+/// Live count of a (possibly unsaved) definition, for people who may read contacts (the builder).
+/// Others may count only saved segments ([`count_saved`]): conditions of their own would let them
+/// ask yes/no questions about one person.
 pub async fn count(svc: &Services, actor: &Actor, def: &SegmentDefinition) -> ServiceResult<SegmentCount> {
     actor.require(Permission::SegmentsCount)?;
+    if reader(actor) != Reader::Full {
+        return Err(ServiceError::ForbiddenBecause(SAVED_ONLY));
+    }
     let cat = catalogue(svc, svc.db(), actor).await?;
     validate(def, &cat)?;
+    run_count(svc, actor, def, cat, None).await
+}
+
+/// Count a saved segment (any role that may see segments), with disclosure control.
+pub async fn count_saved(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<SegmentCount> {
+    actor.require(Permission::SegmentsCount)?;
+    let seg = load(svc, actor, id).await?;
+    let cat = catalogue(svc, svc.db(), actor).await?;
+    validate(&seg.definition, &cat)?;
+    run_count(svc, actor, &seg.definition, cat, Some(id)).await
+}
+
+async fn run_count(
+    svc: &Services,
+    actor: &Actor,
+    def: &SegmentDefinition,
+    cat: Catalogue,
+    saved: Option<Uuid>,
+) -> ServiceResult<SegmentCount> {
     let org = actor.organisation_id;
     let phi = uses_phi(def, &cat.fields);
+    if phi {
+        take_count_budget(svc, actor).await?;
+        let mut rec = AuditRecord::by(actor, AuditAction::SegmentCountedWithPhi)
+            .detail("conditions", seg::count_conditions(&def.root));
+        if let Some(id) = saved {
+            rec = rec.target("segment", id);
+        }
+        audit::record_now(svc, rec).await?;
+    }
     let started = std::time::Instant::now();
     let (matching, _) = eval::count(svc, org, &def.root, &cat.fields, cat.custom, svc.clock().now()).await?;
     let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -277,22 +394,48 @@ pub async fn count(svc: &Services, actor: &Actor, def: &SegmentDefinition) -> Se
         .map(|r| db::get(&r, "n"))
         .transpose()?
         .unwrap_or(0);
-    if phi {
-        audit::record_now(
-            svc,
-            AuditRecord::by(actor, AuditAction::SegmentCountedWithPhi)
-                .detail("conditions", seg::count_conditions(&def.root)),
-        )
-        .await?;
+    let (matching, total) = disclosure::segment_count(reader(actor), matching, total.max(0) as u64);
+    Ok(SegmentCount { matching, total, uses_phi: phi, elapsed_ms })
+}
+
+/// Take one count from the user's budget of counts that decrypt: one atomic upsert on the user's
+/// row, so parallel requests and several processes cannot overrun it. A refusal is audited.
+/// System actors (jobs, the command line) have no budget.
+async fn take_count_budget(svc: &Services, actor: &Actor) -> ServiceResult<()> {
+    let Some(user) = actor.user_id() else { return Ok(()) };
+    let now = svc.clock().now();
+    let window = chrono::Duration::minutes(COUNT_WINDOW_MINUTES);
+    let taken = db::one(
+        svc.db(),
+        "INSERT INTO segment_count_budget AS b (user_id, window_started_at, used) VALUES ($1, $2, 1)
+         ON CONFLICT (user_id) DO UPDATE SET
+            window_started_at = CASE WHEN b.window_started_at <= $3 THEN EXCLUDED.window_started_at ELSE b.window_started_at END,
+            used = CASE WHEN b.window_started_at <= $3 THEN 1 ELSE b.used + 1 END
+         WHERE b.window_started_at <= $3 OR b.used < $4
+         RETURNING used",
+        [user.0.into(), now.into(), (now - window).into(), COUNTS_PER_WINDOW.into()],
+    )
+    .await?;
+    if taken.is_some() {
+        return Ok(());
     }
-    let withhold = phi && !actor.can(Permission::SegmentsWrite) && matching > 0 && matching < SMALL_COUNT;
-    Ok(SegmentCount {
-        matching: (!withhold).then_some(matching),
-        withheld_below: SMALL_COUNT,
-        total: total.max(0) as u64,
-        uses_phi: phi,
-        elapsed_ms,
-    })
+    let started: Option<chrono::DateTime<chrono::Utc>> =
+        db::one(svc.db(), "SELECT window_started_at FROM segment_count_budget WHERE user_id = $1", [user.0.into()])
+            .await?
+            .map(|r| db::get(&r, "window_started_at"))
+            .transpose()?;
+    let retry_after_secs = started
+        .map(|s| (s + window - now).num_seconds())
+        .unwrap_or(window.num_seconds())
+        .clamp(1, window.num_seconds()) as u64;
+    audit::record_now(
+        svc,
+        AuditRecord::by(actor, AuditAction::SegmentCountThrottled)
+            .outcome(AuditOutcome::Failure)
+            .detail("retry_after_secs", retry_after_secs),
+    )
+    .await?;
+    Err(ServiceError::TooMany { what: "counts", retry_after_secs })
 }
 
 /// The first matches with names and emails (an audited PHI read).
@@ -387,7 +530,7 @@ pub async fn members(
     id: Uuid,
 ) -> ServiceResult<impl Stream<Item = ServiceResult<Vec<Uuid>>> + Send + 'static> {
     actor.require(Permission::CampaignsWrite)?;
-    let seg = load(svc.db(), actor, id).await?;
+    let seg = load(svc, actor, id).await?;
     let cat = catalogue(svc, svc.db(), actor).await?;
     validate(&seg.definition, &cat)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<ServiceResult<Vec<Uuid>>>(4);
@@ -413,4 +556,83 @@ pub async fn members(
         }
     });
     Ok(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
+}
+
+/// Seal segments saved before definitions were sealed: the whole definition goes into
+/// `sealed_definition` and the plain copy loses the literal values of its PHI conditions. Safe to
+/// run at any time and from several processes at once (a row is changed only while it is still
+/// unsealed); returns how many rows it changed. Segments of a deleted organisation (whose keys are
+/// gone) only lose the literals.
+pub async fn seal_legacy(svc: &Services) -> ServiceResult<u64> {
+    let mut changed = 0u64;
+    let mut after = Uuid::nil();
+    let mut catalogues: std::collections::HashMap<Uuid, Vec<SegmentField>> = std::collections::HashMap::new();
+    loop {
+        let rows = db::all(
+            svc.db(),
+            "SELECT s.id, s.organisation_id, s.definition, o.deleted_at IS NOT NULL AS deleted
+             FROM segment s JOIN organisation o ON o.id = s.organisation_id
+             WHERE s.sealed_definition IS NULL AND s.id > $1 ORDER BY s.id LIMIT 200",
+            [after.into()],
+        )
+        .await?;
+        let Some(last) = rows.last() else { break };
+        after = db::get(last, "id")?;
+        for r in rows {
+            let id: Uuid = db::get(&r, "id")?;
+            let org = OrganisationId(db::get(&r, "organisation_id")?);
+            let deleted: bool = db::get(&r, "deleted")?;
+            let Ok(def) = serde_json::from_value::<SegmentDefinition>(db::get(&r, "definition")?) else {
+                tracing::warn!(segment = %id, "stored segment is malformed; left unsealed");
+                continue;
+            };
+            let fields = match catalogues.get(&org.0) {
+                Some(f) => f.clone(),
+                None => {
+                    let f = seg::field_catalogue(&fields::catalogue(svc, svc.db(), org).await?);
+                    catalogues.insert(org.0, f.clone());
+                    f
+                }
+            };
+            let txn = svc.db().begin().await?;
+            let n = if deleted {
+                let masked = seg::mask_phi(&def, &fields);
+                if masked == def {
+                    continue;
+                }
+                db::exec(
+                    &txn,
+                    "UPDATE segment SET definition = $2 WHERE id = $1 AND sealed_definition IS NULL",
+                    [id.into(), definition_json(&masked)?.into()],
+                )
+                .await?
+            } else {
+                let (plain, sealed) = stored_forms(svc, &txn, org, id, &def, &fields).await?;
+                db::exec(
+                    &txn,
+                    "UPDATE segment SET definition = $2, sealed_definition = $3 WHERE id = $1 AND sealed_definition IS NULL",
+                    [id.into(), plain.into(), sealed.into()],
+                )
+                .await?
+            };
+            if n > 0 {
+                audit::record(
+                    svc,
+                    &txn,
+                    audit::AuditRecord::new(
+                        Some(org),
+                        audit::AuditActor::System,
+                        AuditAction::SegmentsSealed,
+                        AuditOutcome::Success,
+                    )
+                    .target("segment", id)
+                    .detail("sealed", !deleted),
+                )
+                .await?;
+            }
+            txn.commit().await?;
+            changed += n;
+        }
+    }
+    Ok(changed)
 }

@@ -153,6 +153,8 @@ impl Compiler<'_> {
                 let v = self.bind(Param::Bool(*value));
                 format!("({t} = {v})")
             }
+            // Never reaches evaluation (validation refuses it); matches nothing, like the evaluator.
+            FieldTest::Hidden { .. } => "FALSE".into(),
         }
     }
 
