@@ -622,3 +622,69 @@ fn unsafe_code_appears_only_where_the_root_key_leaves_the_environment() {
     }
     assert!(offenders.is_empty(), "unsafe outside the audited places: {offenders:?}");
 }
+
+/// Item 10a from the operator's side: the `server` binary, configured with the new root key as
+/// current and the old one as previous, rotates and reports where every live key is; a process
+/// with only the old key is then refused at start; hostile key files are refused without echo.
+#[tokio::test]
+async fn the_rotate_root_key_command_follows_the_rolling_procedure() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::new().await;
+    let ok = |c: &mut Command| {
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    ok(server_bin(&db).args(["admin", "create-org", "--name", "Clinic"]));
+    let dir = std::env::temp_dir().join(format!("hermetic-rotate-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str, mode: u32| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    };
+    let old_file = write("old.key", ROOT_KEY, 0o600);
+    let new_key = RootKey::generate().unwrap();
+    let new_text = new_key.to_base64();
+    // Step 2 of the procedure: new key current, old key previous. Nothing re-wrapped yet.
+    let both = || {
+        let mut c = server_bin(&db);
+        c.env("HERMETIC_ROOT_KEY", new_text.as_str()).env("HERMETIC_PREVIOUS_ROOT_KEY_FILES", &old_file);
+        c
+    };
+    ok(both().args(["admin", "verify-audit"]));
+    // Step 3.
+    let out = ok(both().args(["admin", "rotate-root-key"]));
+    assert!(out.contains(&format!("under root key {}", new_key.id())), "{out}");
+    assert!(out.contains(&format!("root key {} (current)", new_key.id())), "{out}");
+    let old_id = RootKey::from_encoded(ROOT_KEY).unwrap().id().to_string();
+    assert!(out.contains(&format!("previously current: {old_id}")), "{out}");
+    assert!(!out.contains(&format!("root key {old_id}:")), "no live key is left under the old root: {out}");
+    // A process with only the old key stops at start, naming the key it lacks.
+    let out = server_bin(&db).args(["admin", "verify-audit"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(new_key.id()) && !err.contains(ROOT_KEY), "{err}");
+    // Step 4: the new key alone.
+    ok(server_bin(&db).env("HERMETIC_ROOT_KEY", new_text.as_str()).args(["admin", "verify-audit"]));
+    // Hostile key files: readable by others, too large, not a key. Refused, never echoed.
+    let secret_like = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    for (name, text, mode, want) in [
+        ("open.key", secret_like, 0o644, "chmod 600"),
+        ("big.key", &"QUFB".repeat(2000)[..], 0o600, "too large"),
+        ("junk.key", "not a key at all, just words", 0o600, "32 bytes"),
+    ] {
+        let p = write(name, text, mode);
+        let out = server_bin(&db)
+            .env("HERMETIC_ROOT_KEY", new_text.as_str())
+            .env("HERMETIC_PREVIOUS_ROOT_KEY_FILES", &p)
+            .args(["admin", "verify-audit"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want) && !err.contains(text), "{name}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
