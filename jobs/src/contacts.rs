@@ -31,7 +31,11 @@ pub async fn optin_email(job: OptInEmail, svc: Data<Services>) -> Result<(), Box
 }
 
 pub async fn key_rotation(job: RotationJob, svc: Data<Services>) -> Result<(), BoxDynError> {
-    let n = service::crypto::rotation::process_data_rotation(&svc, job.rotation_id).await.map_err(failure)?;
-    tracing::info!(rotation_id = %job.rotation_id, values = n, "data key rotation finished");
+    let run = service::crypto::rotation::process_data_rotation(&svc, job.rotation_id).await.map_err(failure)?;
+    if run.completed {
+        tracing::info!(rotation_id = %job.rotation_id, values = run.resealed, "data key rotation finished");
+    } else {
+        tracing::info!(rotation_id = %job.rotation_id, values = run.resealed, "data key rotation continues later");
+    }
     Ok(())
 }

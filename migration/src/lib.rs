@@ -13,6 +13,7 @@ mod m20261217_000001_send_writes;
 mod m20261218_000001_delivery_indexes;
 mod m20261219_000001_send_queue;
 mod m20261220_000001_segment_disclosure;
+mod m20261221_000001_root_key_state;
 mod m20261223_000001_import_expiry;
 mod m20261223_000002_consent_withdrawals;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261218_000001_delivery_indexes::Migration),
             Box::new(m20261219_000001_send_queue::Migration),
             Box::new(m20261220_000001_segment_disclosure::Migration),
+            Box::new(m20261221_000001_root_key_state::Migration),
             Box::new(m20261223_000001_import_expiry::Migration),
             Box::new(m20261223_000002_consent_withdrawals::Migration),
         ]
@@ -50,6 +52,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20261218_000001_delivery_indexes.sql"),
     include_str!("m20261219_000001_send_queue.sql"),
     include_str!("m20261220_000001_segment_disclosure.sql"),
+    include_str!("m20261221_000001_root_key_state.sql"),
     include_str!("m20261223_000001_import_expiry.sql"),
     include_str!("m20261223_000002_consent_withdrawals.sql"),
 ];

@@ -81,12 +81,33 @@ pub async fn verify_audit(svc: &Services) -> Result<Vec<String>, ServerError> {
     Ok(lines)
 }
 
-pub async fn rotate_root_key(svc: &Services, new_key_file: &std::path::Path) -> Result<u64, ServerError> {
-    let key = crate::config::load_key_file(new_key_file)?;
-    if key.id() == svc.keys().root_key_id() {
-        return Err(ServerError::Service("the new root key is the current one".into()));
-    }
-    Ok(service::crypto::rotation::rotate_root(svc, key).await?)
+/// Re-wrap every key under the root key this process is configured with (the rolling procedure:
+/// the new key as `root_key_file`, the old one in `previous_root_key_files`), or under the key in
+/// `new_key_file` (the old procedure: every other process must then be restarted with it). Returns
+/// one line per root key still holding live keys afterwards.
+pub async fn rotate_root_key(
+    svc: &Services,
+    new_key_file: Option<&std::path::Path>,
+) -> Result<(service::crypto::rotation::RootRotation, Vec<String>), ServerError> {
+    let done = match new_key_file {
+        Some(path) => {
+            let key = crate::config::load_key_file(path)?;
+            let rewrapped = service::crypto::rotation::rotate_root(svc, key).await?;
+            let (current, _) = service::crypto::rotation::keys_per_root(svc).await?;
+            service::crypto::rotation::RootRotation {
+                rewrapped,
+                previous_root_key_id: svc.keys().root_key_id().to_string(),
+                root_key_id: current,
+            }
+        }
+        None => service::crypto::rotation::rotate_root_to_configured(svc).await?,
+    };
+    let (current, per_root) = service::crypto::rotation::keys_per_root(svc).await?;
+    let lines = per_root
+        .into_iter()
+        .map(|(id, n)| format!("root key {id}{}: {n} live keys", if id == current { " (current)" } else { "" }))
+        .collect();
+    Ok((done, lines))
 }
 
 pub async fn rotate_data_key(svc: &Services, org: Option<&str>) -> Result<uuid::Uuid, ServerError> {

@@ -4,7 +4,12 @@
 //! Sources, later wins: the TOML file named by `--config` or `HERMETIC_CONFIG`, then environment
 //! variables `HERMETIC_<KEY>` with `__` between nested keys (`HERMETIC_SESSION__IDLE_TIMEOUT_SECS`).
 //! `DATABASE_URL` is accepted for `database_url`. Secrets (the root key) come from a file or
-//! `HERMETIC_ROOT_KEY`, never from the file itself.
+//! `HERMETIC_ROOT_KEY`, never from the file itself. `main` takes `HERMETIC_ROOT_KEY` out of the
+//! process environment before anything else runs and hands it to [`from_process`]; every buffer
+//! that held root-key text or bytes is zeroized.
+//!
+//! During a root-key rotation, `previous_root_key_files` names the old key file(s): keys still
+//! wrapped under them keep opening until `server admin rotate-root-key` has re-wrapped them.
 
 use serde::Deserialize;
 use service::crypto::keyring::RootKey;
@@ -29,6 +34,9 @@ pub struct FileConfig {
     pub listen: Option<String>,
     pub public_url: Option<String>,
     pub root_key_file: Option<PathBuf>,
+    /// Previous root keys (during a root-key rotation): a list of files, or one string with the
+    /// paths separated by commas (HERMETIC_PREVIOUS_ROOT_KEY_FILES).
+    pub previous_root_key_files: Option<PathList>,
     pub site_root: Option<PathBuf>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
@@ -47,6 +55,23 @@ pub struct FileConfig {
     pub import: ImportFile,
     #[serde(default)]
     pub sending: SendingFile,
+}
+
+/// Paths as a TOML array, or as one comma-separated string (the form an environment variable has).
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum PathList {
+    One(String),
+    Many(Vec<PathBuf>),
+}
+
+impl PathList {
+    fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            PathList::One(s) => s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(PathBuf::from).collect(),
+            PathList::Many(v) => v.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -130,9 +155,11 @@ pub enum LogFormat {
     Json,
 }
 
-/// Validated configuration: the root key (not Clone, never printed) and everything else.
+/// Validated configuration: the root keys (not Clone, never printed) and everything else.
 pub struct Config {
     pub root_key: RootKey,
+    /// Previous root keys, kept during a root-key rotation to open keys not yet re-wrapped.
+    pub previous_root_keys: Vec<RootKey>,
     pub runtime: Runtime,
 }
 
@@ -160,7 +187,11 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config").field("root_key_id", &self.root_key.id()).field("runtime", &self.runtime).finish()
+        f.debug_struct("Config")
+            .field("root_key_id", &self.root_key.id())
+            .field("previous_root_key_ids", &self.previous_root_keys.iter().map(RootKey::id).collect::<Vec<_>>())
+            .field("runtime", &self.runtime)
+            .finish()
     }
 }
 
@@ -223,7 +254,19 @@ impl FileConfig {
         })
     }
 
+    /// Validate, taking the root key from `HERMETIC_ROOT_KEY` in `env` when it is there (tests
+    /// pass it this way; the binary takes it out of its environment first, see `from_process`).
     pub fn validate(self, cwd: &Path, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let root_text = env.iter().find(|(k, _)| k == ROOT_KEY_VAR).map(|(_, v)| v.as_str());
+        self.validate_with(cwd, env, root_text)
+    }
+
+    fn validate_with(
+        self,
+        cwd: &Path,
+        env: &[(String, String)],
+        root_text: Option<&str>,
+    ) -> Result<Config, ConfigError> {
         let database_url =
             self.database_url.ok_or_else(|| err("database_url is not set (HERMETIC_DATABASE_URL or DATABASE_URL)"))?;
         if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
@@ -238,8 +281,8 @@ impl FileConfig {
         {
             return Err(err("public_url must be an http:// or https:// URL"));
         }
-        let root_key = match env.iter().find(|(k, _)| k == "HERMETIC_ROOT_KEY") {
-            Some((_, v)) => RootKey::from_encoded(v).map_err(|e| err(format!("HERMETIC_ROOT_KEY: {e}")))?,
+        let root_key = match root_text {
+            Some(v) => RootKey::from_encoded(v).map_err(|e| err(format!("{ROOT_KEY_VAR}: {e}")))?,
             None => {
                 let path = self.root_key_file.ok_or_else(|| {
                     err("no root key: set root_key_file (HERMETIC_ROOT_KEY_FILE) or HERMETIC_ROOT_KEY")
@@ -248,6 +291,18 @@ impl FileConfig {
                 load_key_file(&path)?
             }
         };
+        let mut previous_root_keys: Vec<RootKey> = Vec::new();
+        for path in self.previous_root_key_files.as_ref().map(PathList::paths).unwrap_or_default() {
+            let path = if path.is_absolute() { path } else { cwd.join(path) };
+            let key = load_key_file(&path)?;
+            if key.id() == root_key.id() || previous_root_keys.iter().any(|k| k.id() == key.id()) {
+                return Err(err(format!(
+                    "previous_root_key_files: {} repeats a root key already configured",
+                    path.display()
+                )));
+            }
+            previous_root_keys.push(key);
+        }
         let log_format = match self.log_format.as_deref().unwrap_or("pretty") {
             "pretty" => LogFormat::Pretty,
             "json" => LogFormat::Json,
@@ -308,6 +363,7 @@ impl FileConfig {
         let site_root = self.site_root.unwrap_or_else(|| PathBuf::from("target/site"));
         Ok(Config {
             root_key,
+            previous_root_keys,
             runtime: Runtime {
                 database_url,
                 listen,
@@ -446,9 +502,18 @@ fn dkim_settings(m: &MailFile, cwd: &Path) -> Result<Option<std::sync::Arc<servi
     }
 }
 
-/// Load the root key file; refuse one that other users can read.
+/// The environment variable that may hold the root key (instead of `root_key_file`).
+pub const ROOT_KEY_VAR: &str = "HERMETIC_ROOT_KEY";
+
+/// The largest root key file read (a key is 44 characters of base64; whitespace allowed).
+const KEY_FILE_MAX: usize = 1024;
+
+/// Load a root key file; refuse one that other users can read. The text is read into one
+/// fixed buffer that is zeroized (no reallocation leaves a copy behind).
 pub fn load_key_file(path: &Path) -> Result<RootKey, ConfigError> {
-    let meta = std::fs::metadata(path).map_err(|e| err(format!("root key file {}: {e}", path.display())))?;
+    use std::io::Read;
+    let named = |e: &dyn std::fmt::Display| err(format!("root key file {}: {e}", path.display()));
+    let meta = std::fs::metadata(path).map_err(|e| named(&e))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -459,18 +524,35 @@ pub fn load_key_file(path: &Path) -> Result<RootKey, ConfigError> {
             )));
         }
     }
-    let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path).map_err(|e| err(format!("root key file {}: {e}", path.display())))?,
-    );
-    RootKey::from_encoded(&text).map_err(|e| err(format!("root key file {}: {e}", path.display())))
+    let mut file = std::fs::File::open(path).map_err(|e| named(&e))?;
+    let mut buf = zeroize::Zeroizing::new([0u8; KEY_FILE_MAX + 1]);
+    let mut len = 0;
+    loop {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(named(&e)),
+        }
+        if len > KEY_FILE_MAX {
+            return Err(named(&"is too large to be a root key"));
+        }
+    }
+    let text = std::str::from_utf8(&buf[..len]).map_err(|_| named(&"is not text"))?;
+    RootKey::from_encoded(text).map_err(|e| named(&e))
 }
 
-/// All settings from the process: `--config` path (or `HERMETIC_CONFIG`) and the environment.
-pub fn from_process(config_path: Option<PathBuf>) -> Result<Config, ConfigError> {
-    let env: Vec<(String, String)> = std::env::vars().collect();
+/// All settings from the process: `--config` path (or `HERMETIC_CONFIG`), the environment, and the
+/// root key text `main` took out of the environment (`HERMETIC_ROOT_KEY`), if any.
+pub fn from_process(
+    config_path: Option<PathBuf>,
+    root_key_text: Option<zeroize::Zeroizing<String>>,
+) -> Result<Config, ConfigError> {
+    // `main` removed the root key from the environment; a copy here would never be zeroized.
+    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k != ROOT_KEY_VAR).collect();
     let path = config_path.or_else(|| env.iter().find(|(k, _)| k == "HERMETIC_CONFIG").map(|(_, v)| PathBuf::from(v)));
     let cwd = std::env::current_dir().map_err(|e| err(format!("no working directory: {e}")))?;
-    FileConfig::load(path.as_deref(), &env)?.validate(&cwd, &env)
+    FileConfig::load(path.as_deref(), &env)?.validate_with(&cwd, &env, root_key_text.as_deref().map(String::as_str))
 }
 
 #[cfg(test)]
@@ -518,6 +600,48 @@ mod tests {
             ("HERMETIC_SESSION__IDLE_WARNING_SECS", "2000"),
         ]);
         assert!(FileConfig::load(None, &e).unwrap().validate(Path::new("/"), &e).is_err());
+    }
+
+    #[test]
+    fn previous_root_keys_come_from_private_files_and_never_repeat() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("hermetic-prev-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str, mode: u32| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p.display().to_string()
+        };
+        let other = RootKey::generate().unwrap();
+        let a = write("a.key", &other.to_base64(), 0o600);
+        let b = write("b.key", &RootKey::generate().unwrap().to_base64(), 0o600);
+        let same = write("same.key", KEY, 0o600);
+        let open = write("open.key", &RootKey::generate().unwrap().to_base64(), 0o644);
+        let big = write("big.key", &"A".repeat(5000), 0o600);
+        let base = [("DATABASE_URL", "postgres://x/db"), ("HERMETIC_ROOT_KEY", KEY)];
+        let with = |prev: &str| {
+            let mut e = env(&base);
+            e.push(("HERMETIC_PREVIOUS_ROOT_KEY_FILES".into(), prev.into()));
+            FileConfig::load(None, &e).unwrap().validate(Path::new("/"), &e)
+        };
+        let c = with(&format!("{a}, {b}")).unwrap();
+        assert_eq!(c.previous_root_keys.len(), 2);
+        assert_eq!(c.previous_root_keys[0].id(), other.id());
+        assert!(with(&format!("{a},{a}")).unwrap_err().to_string().contains("repeats"));
+        assert!(with(&same).unwrap_err().to_string().contains("repeats"));
+        assert!(with(&open).unwrap_err().to_string().contains("chmod 600"));
+        let msg = with(&big).unwrap_err().to_string();
+        assert!(msg.contains("too large") && !msg.contains("AAAA"), "{msg}");
+        assert!(with("/nonexistent/prev.key").is_err());
+        // A TOML array in the file.
+        let file = dir.join("c.toml");
+        std::fs::write(&file, format!("previous_root_key_files = [\"{a}\"]\n")).unwrap();
+        let e = env(&base);
+        let c = FileConfig::load(Some(&file), &e).unwrap().validate(Path::new("/"), &e).unwrap();
+        assert_eq!(c.previous_root_keys.len(), 1);
+        assert!(!format!("{c:?}").contains(KEY));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -63,9 +63,9 @@ pub async fn connect_and_migrate(rt: &Runtime) -> Result<sea_orm::DatabaseConnec
 
 /// Everything the app needs, built from configuration. Tests pass their own clock.
 pub async fn build_services(config: Config, clock: Arc<dyn Clock>) -> Result<(Services, Runtime), ServerError> {
-    let Config { root_key, runtime } = config;
+    let Config { root_key, previous_root_keys, runtime } = config;
     let db = connect_and_migrate(&runtime).await?;
-    let keys = KeyRing::new(root_key);
+    let keys = KeyRing::with_previous(root_key, previous_root_keys)?;
     let settings = service::Settings {
         auth: runtime.auth.clone(),
         import_max_bytes: runtime.import_max_bytes,
@@ -76,6 +76,20 @@ pub async fn build_services(config: Config, clock: Arc<dyn Clock>) -> Result<(Se
         totp_issuer: runtime.totp_issuer.clone(),
     };
     let services = Services::new(db, clock, keys, settings)?;
+    // Fail fast when this process does not hold the root key the database names as current.
+    let current = services.keys().establish(services.db(), services.clock()).await.map_err(|e| {
+        ServerError::Service(format!(
+            "{} — is HERMETIC_ROOT_KEY the key this database was created with?",
+            e.log_detail()
+        ))
+    })?;
+    if current != services.keys().root_key_id() {
+        tracing::warn!(
+            current_root_key_id = %current,
+            configured_root_key_id = %services.keys().root_key_id(),
+            "root key rotation pending: new keys are wrapped under the database's current root key, which this process holds as a previous key, until `server admin rotate-root-key` runs"
+        );
+    }
     // Fail fast on a wrong root key: unwrapping the audit key proves the key matches this database.
     services
         .keys()
@@ -110,6 +124,7 @@ pub async fn serve(
     let workers =
         with_workers.then(|| tokio::spawn(jobs::run(services.clone(), runtime.jobs.clone(), stop_rx.clone())));
     services.start_tracker(stop_rx.clone());
+    tokio::spawn(service::crypto::revocation::listen(services.clone(), stop_rx.clone()));
     if let Some(dev) = &runtime.dev_smtp {
         let tls = devsmtp::acceptor(&dev.cert, &dev.key).map_err(ServerError::Service)?;
         let l = TcpListener::bind(dev.listen).await?;
@@ -134,6 +149,7 @@ pub async fn serve(
 /// Run only the job workers (the `worker` subcommand) until `shutdown` completes.
 pub async fn work(services: Services, runtime: Runtime, shutdown: impl Future<Output = ()> + Send + 'static) {
     let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(service::crypto::revocation::listen(services.clone(), stop_rx.clone()));
     let handle = tokio::spawn(jobs::run(services, runtime.jobs, stop_rx));
     shutdown.await;
     let _ = stop_tx.send(true);

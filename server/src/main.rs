@@ -76,11 +76,14 @@ enum AdminCommand {
     },
     /// Verify every audit chain; exits non-zero if one is broken.
     VerifyAudit,
-    /// Re-wrap every key under a new root key (then point root_key_file at the new key and restart).
+    /// Re-wrap every key under the configured root key and make it the current one. Rolling
+    /// procedure: give every server and worker the new key as root_key_file and the old one in
+    /// previous_root_key_files, run this once, then remove the old key (see docs/operations.md).
     RotateRootKey {
-        /// File with the new key (32 random bytes, base64; mode 0600).
+        /// Re-wrap under this key file instead (32 random bytes, base64; mode 0600); every other
+        /// process must then be restarted with it.
         #[arg(long)]
-        new_key_file: PathBuf,
+        new_key_file: Option<PathBuf>,
     },
     /// Start re-encrypting an organisation's data under a new data key (runs as a background job).
     RotateDataKey {
@@ -114,10 +117,69 @@ fn read_password(generate: bool) -> anyhow::Result<(String, bool)> {
     Ok((line.trim_end_matches(['\r', '\n']).to_string(), false))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Takes the root key out of the process environment. The one place Hermetic uses `unsafe`: the
+/// environment is process-global C state that Rust cannot check (a test keeps `unsafe` out of
+/// every other file).
+#[allow(unsafe_code)]
+mod root_key_env {
+    use zeroize::Zeroizing;
+
+    #[cfg(unix)]
+    unsafe extern "C" {
+        fn getenv(name: *const std::ffi::c_char) -> *mut std::ffi::c_char;
+    }
+
+    /// Read `HERMETIC_ROOT_KEY`, overwrite its value in place in the environment block, and remove
+    /// it from the environment. The value in the initial environment block is what
+    /// `/proc/<pid>/environ` shows and what children would inherit; removing the variable alone
+    /// (`unsetenv`) only unlinks it and leaves the bytes there, so they are zeroed first.
+    ///
+    /// # Safety
+    /// No other thread may be running: the environment is not synchronised.
+    pub unsafe fn take() -> Option<Zeroizing<String>> {
+        let name = server::config::ROOT_KEY_VAR;
+        let value = Zeroizing::new(std::env::var_os(name)?.into_encoded_bytes());
+        #[cfg(unix)]
+        {
+            let cname = c"HERMETIC_ROOT_KEY";
+            debug_assert_eq!(cname.to_bytes(), name.as_bytes());
+            // SAFETY: single-threaded (the caller's contract). `getenv` returns a pointer to the
+            // NUL-terminated value inside the environment block, which the process owns and which
+            // is writable (the initial block lies in the process's stack; later ones are heap
+            // copies made by setenv). We overwrite exactly the value's bytes up to, not including,
+            // its terminator, so the block stays well-formed (the entry becomes `NAME=`).
+            unsafe {
+                let p = getenv(cname.as_ptr());
+                if !p.is_null() {
+                    let len = std::ffi::CStr::from_ptr(p).to_bytes().len();
+                    for i in 0..len {
+                        std::ptr::write_volatile(p.add(i), 0);
+                    }
+                }
+            }
+        }
+        // SAFETY: single-threaded (the caller's contract); nothing holds a reference into the
+        // environment.
+        unsafe { std::env::remove_var(name) };
+        match std::str::from_utf8(&value) {
+            Ok(s) => Some(Zeroizing::new(s.to_string())),
+            // Not text: an empty value, which configuration rejects without echoing it.
+            Err(_) => Some(Zeroizing::new(String::new())),
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+fn main() -> anyhow::Result<()> {
+    // SAFETY: first thing in `main`, before the async runtime (or anything else) starts a thread.
+    let root_key_text = unsafe { root_key_env::take() };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(run(root_key_text))
+}
+
+async fn run(root_key_text: Option<zeroize::Zeroizing<String>>) -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = match config::from_process(cli.config.clone()) {
+    let config = match config::from_process(cli.config.clone(), root_key_text) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("hermetic: {e}");
@@ -204,11 +266,24 @@ async fn run_admin(svc: &service::Services, cmd: AdminCommand) -> Result<(), Ser
             }
         }
         AdminCommand::RotateRootKey { new_key_file } => {
-            let n = admin::rotate_root_key(svc, &new_key_file).await?;
-            println!("re-wrapped {n} keys under the new root key.");
+            let legacy = new_key_file.is_some();
+            let (done, lines) = admin::rotate_root_key(svc, new_key_file.as_deref()).await?;
             println!(
-                "Now set root_key_file (or HERMETIC_ROOT_KEY) to the new key and restart every server and worker."
+                "re-wrapped {} keys under root key {} (previously current: {}).",
+                done.rewrapped, done.root_key_id, done.previous_root_key_id
             );
+            for line in lines {
+                println!("  {line}");
+            }
+            if legacy {
+                println!(
+                    "Now set root_key_file (or HERMETIC_ROOT_KEY) to the new key and restart every server and worker."
+                );
+            } else {
+                println!(
+                    "Every live key is under the current root key: remove the old key from previous_root_key_files."
+                );
+            }
         }
         AdminCommand::RotateDataKey { org } => {
             let id = admin::rotate_data_key(svc, org.as_deref()).await?;

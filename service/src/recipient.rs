@@ -74,11 +74,12 @@ async fn message_purpose(svc: &Services, claims: &LinkClaims) -> ServiceResult<O
 
 async fn page_for(svc: &Services, claims: &LinkClaims) -> ServiceResult<RecipientPage> {
     let org = claims.organisation;
-    let name: String = db::one(svc.db(), "SELECT name FROM organisation WHERE id = $1", [org.0.into()])
-        .await?
-        .map(|r| db::get(&r, "name"))
-        .transpose()?
-        .ok_or(ServiceError::NotFound)?;
+    let name: String =
+        db::one(svc.db(), "SELECT name FROM organisation WHERE id = $1 AND deleted_at IS NULL", [org.0.into()])
+            .await?
+            .map(|r| db::get(&r, "name"))
+            .transpose()?
+            .ok_or(ServiceError::NotFound)?;
     match claims.subject {
         LinkSubject::Test { .. } => {
             Ok(RecipientPage { organisation_name: name, test: true, purposes: vec![], message_purpose: None })

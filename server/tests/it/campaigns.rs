@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 const LINK: &str = "https://clinic.example/visit?utm=spring&amp;x=1";
 
-async fn start(smtp: &SmtpServer, extra: &[(&'static str, String)]) -> TestApp {
+pub(crate) async fn start(smtp: &SmtpServer, extra: &[(&'static str, String)]) -> TestApp {
     let mut env = smtp.env();
     env.push(("HERMETIC_MAIL__DKIM_SELECTOR", "test".into()));
     env.push(("HERMETIC_MAIL__DKIM_DOMAIN", "clinic.test".into()));
@@ -31,7 +31,7 @@ async fn start(smtp: &SmtpServer, extra: &[(&'static str, String)]) -> TestApp {
     TestApp::start_with(Options { env, workers: true }).await
 }
 
-async fn contact(svc: &Services, actor: &Actor, email: &str, name: &str, consent: bool) -> Uuid {
+pub(crate) async fn contact(svc: &Services, actor: &Actor, email: &str, name: &str, consent: bool) -> Uuid {
     let mut fields = std::collections::BTreeMap::new();
     fields.insert("email".to_string(), Phi::new(email.to_string()));
     fields.insert("first_name".to_string(), Phi::new(name.to_string()));
@@ -45,7 +45,7 @@ async fn contact(svc: &Services, actor: &Actor, email: &str, name: &str, consent
 }
 
 /// A template with a tracked link, a personalised greeting and the unsubscribe link.
-async fn template(svc: &Services, actor: &Actor) -> Uuid {
+pub(crate) async fn template(svc: &Services, actor: &Actor) -> Uuid {
     let id =
         service::templates::store::create(svc, actor, &format!("T {}", Uuid::new_v4().simple()), None).await.unwrap();
     let content: domain::template_views::TemplateContent = serde_json::from_value(json!({
@@ -60,7 +60,7 @@ async fn template(svc: &Services, actor: &Actor) -> Uuid {
     id
 }
 
-fn settings(name: &str, list: Uuid, template: Uuid) -> CampaignSettings {
+pub(crate) fn settings(name: &str, list: Uuid, template: Uuid) -> CampaignSettings {
     CampaignSettings {
         name: name.into(),
         purpose: ConsentPurpose::Marketing,
@@ -76,7 +76,7 @@ fn settings(name: &str, list: Uuid, template: Uuid) -> CampaignSettings {
     }
 }
 
-async fn list_with(svc: &Services, actor: &Actor, members: &[Uuid]) -> Uuid {
+pub(crate) async fn list_with(svc: &Services, actor: &Actor, members: &[Uuid]) -> Uuid {
     let list = service::contacts::lists::create(
         svc,
         actor,
@@ -105,18 +105,18 @@ async fn wait_status(app: &TestApp, actor: &Actor, id: Uuid, want: CampaignStatu
     panic!("campaign never reached {want:?}: {:?}", status(&app.services, actor, id).await);
 }
 
-fn header<'a>(m: &'a serde_json::Value, name: &str) -> &'a str {
+pub(crate) fn header<'a>(m: &'a serde_json::Value, name: &str) -> &'a str {
     m["headers"][name].as_str().unwrap_or_else(|| panic!("no {name} header in {m}"))
 }
 
-fn find_url(html: &str, path: &str) -> String {
+pub(crate) fn find_url(html: &str, path: &str) -> String {
     let i = html.find(path).unwrap_or_else(|| panic!("no {path} in message"));
     let start = html[..i].rfind("http").unwrap();
     let end = i + html[i..].find(['"', '\'', ' ', '<']).unwrap();
     html[start..end].to_string()
 }
 
-fn path_of(url: &str) -> String {
+pub(crate) fn path_of(url: &str) -> String {
     let rest = url.split_once("://").unwrap().1;
     rest[rest.find('/').unwrap()..].to_string()
 }

@@ -272,7 +272,11 @@ async fn rotation_reseals_and_deleting_the_organisation_shreds_it() {
     let (_, fresh) = create(&admin, json!({ "email": "fresh@clinic.test" })).await;
     let (_, d) = admin.call("get_contact", &[("id", &ids[3])]).await;
     assert_eq!(d["fields"]["fields"]["first_name"], "P3", "old rows open during the rotation");
-    let n = service::crypto::rotation::process_data_rotation(&app.services, rotation).await.unwrap();
+    // Completion waits until every process must have switched to the new key.
+    app.advance(service::crypto::rotation::SETTLE_SECS);
+    let run = service::crypto::rotation::process_data_rotation(&app.services, rotation).await.unwrap();
+    assert!(run.completed);
+    let n = run.resealed;
     assert!(n > 25, "contacts and the admin's authenticator secret were re-sealed: {n}");
     assert_eq!(
         scalar(&app, "SELECT count(*) FROM contact c WHERE substring(c.email FROM 2 FOR 16) IN (SELECT uuid_send(id) FROM wrapped_key WHERE retired_at IS NOT NULL)").await,

@@ -14,6 +14,7 @@ mod harness;
 mod headers;
 mod import;
 mod jobs;
+mod keys;
 mod pages;
 mod phi_leak;
 mod role_matrix;

@@ -611,6 +611,51 @@ pub async fn cancel(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<()
     Ok(())
 }
 
+/// The organisation is being deleted (inside its deletion's transaction): every campaign that is
+/// scheduled, sending or paused is cancelled through the status machine, like a user's cancel, and
+/// its waiting deliveries with it. Returns how many were cancelled.
+pub(crate) async fn cancel_for_deleted_organisation(
+    svc: &Services,
+    txn: &DatabaseTransaction,
+    org: OrganisationId,
+    now: DateTime<Utc>,
+) -> ServiceResult<u64> {
+    let rows = db::all(
+        txn,
+        &format!("SELECT {COLS} FROM campaign WHERE organisation_id = $1 AND status IN ('scheduled', 'sending', 'paused') FOR UPDATE"),
+        [org.0.into()],
+    )
+    .await?;
+    let mut n = 0;
+    for r in rows {
+        let row = row_from(&r)?;
+        let to = row.status.transition(CampaignEvent::Cancel)?;
+        set_status(txn, &row, to, None, now).await?;
+        db::exec(
+            txn,
+            "WITH q AS (DELETE FROM delivery_queue WHERE campaign_id = $1 AND claimed_by IS NULL RETURNING delivery_id)
+             UPDATE delivery d SET state = 'cancelled', updated_at = $2 FROM q WHERE d.id = q.delivery_id",
+            [row.id.into(), now.into()],
+        )
+        .await?;
+        audit::record(
+            svc,
+            txn,
+            AuditRecord::new(
+                Some(org),
+                audit::AuditActor::System,
+                AuditAction::CampaignCancelled,
+                domain::audit::AuditOutcome::Success,
+            )
+            .target("campaign", row.id)
+            .detail("reason", "organisation_deleted"),
+        )
+        .await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// Enqueue one dispatch job per slot for a generation (idempotent per generation and slot).
 pub(crate) async fn enqueue_dispatch<C: ConnectionTrait>(
     svc: &Services,

@@ -265,13 +265,15 @@ fn sqlx_err(e: sqlx::Error) -> ServiceError {
 /// (delivery, organisation, campaign, contact, accepted at, links in the campaign).
 type DeliveryFacts = (Uuid, Uuid, Uuid, Option<Uuid>, Option<DateTime<Utc>>, i64);
 
-/// Classify and insert a batch of hits (one query to read, one to write).
+/// Classify and insert a batch of hits (one query to read, one to write). Hits buffered before
+/// their organisation was deleted are dropped.
 pub async fn flush(svc: &Services, hits: Vec<Hit>) -> ServiceResult<()> {
     let ids: Vec<Uuid> = hits.iter().map(|h| h.claims.delivery).collect::<HashSet<_>>().into_iter().collect();
     let rows: Vec<DeliveryFacts> = sqlx::query_as(
         "SELECT d.id, d.organisation_id, d.campaign_id, d.contact_id, d.accepted_at,
                 (SELECT count(*) FROM campaign_link l WHERE l.campaign_id = d.campaign_id)
-         FROM delivery d WHERE d.id = ANY($1)",
+         FROM delivery d JOIN organisation o ON o.id = d.organisation_id AND o.deleted_at IS NULL
+         WHERE d.id = ANY($1)",
     )
     .bind(&ids)
     .fetch_all(&pool(svc))

@@ -138,12 +138,18 @@ where
         let column = format!("data:{seq}");
         let sealed = key.seal(&chunk_aad(org, id, &column), data).map(Sealed::into_bytes);
         async move {
-            db::exec(
+            // Only while the upload is still wanted: a cancellation (the organisation's deletion)
+            // takes the import's row lock, so no chunk is stored after it.
+            let n = db::exec(
                 svc.db(),
-                "INSERT INTO import_chunk (import_id, seq, data) VALUES ($1, $2, $3)",
+                "INSERT INTO import_chunk (import_id, seq, data)
+                 SELECT $1, $2, $3 FROM contact_import WHERE id = $1 AND status = 'uploading' FOR SHARE",
                 [id.into(), seq.into(), sealed?.into()],
             )
             .await?;
+            if n == 0 {
+                return Err(ServiceError::NotFound);
+            }
             Ok::<(), ServiceError>(())
         }
     };
@@ -209,12 +215,15 @@ where
         &serde_json::to_vec(&headers).map_err(|_| ServiceError::internal("headers"))?,
     )?;
     let txn = svc.db().begin().await?;
-    db::exec(
+    let n = db::exec(
         &txn,
-        "UPDATE contact_import SET status = 'uploaded', file_bytes = $2, file_sha256 = $3, chunks = $4, headers = $5, updated_at = $6 WHERE id = $1",
+        "UPDATE contact_import SET status = 'uploaded', file_bytes = $2, file_sha256 = $3, chunks = $4, headers = $5, updated_at = $6 WHERE id = $1 AND status = 'uploading'",
         [id.into(), (total as i64).into(), hasher.finalize().to_vec().into(), seq.into(), sealed_headers.into_bytes().into(), svc.clock().now().into()],
     )
     .await?;
+    if n == 0 {
+        return Err(ServiceError::NotFound);
+    }
     audit::record(
         svc,
         &txn,

@@ -1,63 +1,87 @@
 //! The key hierarchy: a root key-encryption key (from a file or the environment, never the database)
 //! wraps per-organisation data keys and system keys, which are stored wrapped in `wrapped_key`.
 //!
-//! Keys are not `Clone`, `Debug` or `Serialize`; their bytes are zeroized on drop. Unwrapped keys are
-//! cached in memory by id; the "active key" lookup is re-read after a short TTL so a rotation made by
-//! another process is picked up.
+//! Invariants:
+//! - Keys are not `Clone`, `Debug` or `Serialize`; their bytes live on the heap and are zeroized on
+//!   drop, and decoding a root key leaves no unzeroized copy in freed memory.
+//! - A process holds its current root key and, during a root-key rotation, previous ones. Each
+//!   wrapped key names the root key that wrapped it (`root_key_id`) and is unwrapped with that one.
+//!   New keys are wrapped only under the root key the database names as current
+//!   (`root_key_state`), checked in the very statement that inserts them and under a share lock
+//!   that `rotate-root-key` must wait for: no key is ever wrapped under a root key that is being
+//!   retired. A process that does not hold the current root key refuses to create keys.
+//! - A key of an organisation is used only while the organisation exists: the ring re-checks the
+//!   organisation against the database when its last check is older than `revalidate` (1 s), and
+//!   forgets it at once when `organisation_deleted` is called (the deleting process, and every
+//!   other process through the LISTEN/NOTIFY listener in `revocation`). A key is created
+//!   automatically only for an organisation that never had one of that purpose.
+//! - The cached "active key" is re-read after `revalidate`, so a data-key rotation made by another
+//!   process is picked up within a second.
 
 use super::seal::{self, Aad, Sealed};
 use crate::clock::Clock;
 use crate::db;
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{Internal, ServiceError, ServiceResult};
 use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce};
-use chrono::{DateTime, Duration, Utc};
-use data_encoding::{BASE64, BASE64URL_NOPAD, HEXLOWER_PERMISSIVE};
+use data_encoding::{BASE64, BASE64URL_NOPAD, Encoding, HEXLOWER_PERMISSIVE};
 use domain::ids::OrganisationId;
 use sea_orm::ConnectionTrait;
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-const ACTIVE_TTL_SECS: i64 = 60;
+/// How long a check that an organisation exists, or a read of the active key, is trusted.
+pub const REVALIDATE: Duration = Duration::from_secs(1);
 
 /// The root key-encryption key. Loaded once at start; never stored in the database.
 pub struct RootKey {
-    key: Zeroizing<[u8; 32]>,
+    // Boxed so that moving a `RootKey` moves a pointer, never the key bytes.
+    key: Box<Zeroizing<[u8; 32]>>,
     id: String,
 }
 
 impl RootKey {
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        let key = Zeroizing::new(bytes);
-        let fp = super::sha256(&[b"hermetic.root-key-id.v1".as_slice(), key.as_slice()].concat());
+    fn from_box(key: Box<Zeroizing<[u8; 32]>>) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"hermetic.root-key-id.v1");
+        h.update(key.as_slice());
+        let fp = h.finalize();
         let id = HEXLOWER_PERMISSIVE.encode(&fp[..8]);
         RootKey { key, id }
     }
 
     /// Accepts 32 bytes encoded as standard base64, URL-safe base64 or hex (surrounding whitespace
-    /// ignored). Error messages never echo the input.
+    /// ignored). Error messages never echo the input. Every decoding buffer is zeroized.
     pub fn from_encoded(text: &str) -> ServiceResult<Self> {
         let t = text.trim();
         // Some strings decode under several encodings (64 hex digits are also valid base64):
         // take the first decoding that yields exactly 32 bytes.
-        let candidates = [
-            BASE64.decode(t.as_bytes()).ok(),
-            BASE64URL_NOPAD.decode(t.trim_end_matches('=').as_bytes()).ok(),
-            HEXLOWER_PERMISSIVE.decode(t.as_bytes()).ok(),
-        ];
-        for c in candidates.into_iter().flatten() {
-            let c = Zeroizing::new(c);
-            if let Ok(arr) = <[u8; 32]>::try_from(c.as_slice()) {
-                return Ok(Self::from_bytes(arr));
+        let candidates: [(&Encoding, &str); 3] =
+            [(&BASE64, t), (&BASE64URL_NOPAD, t.trim_end_matches('=')), (&HEXLOWER_PERMISSIVE, t)];
+        for (encoding, input) in candidates {
+            let Ok(len) = encoding.decode_len(input.len()) else { continue };
+            if len > 64 {
+                continue;
+            }
+            let mut buf = Zeroizing::new(vec![0u8; len]);
+            if let Ok(n) = encoding.decode_mut(input.as_bytes(), &mut buf)
+                && n == 32
+            {
+                let mut key = Box::new(Zeroizing::new([0u8; 32]));
+                key.copy_from_slice(&buf[..32]);
+                return Ok(Self::from_box(key));
             }
         }
         Err(ServiceError::invalid("root key", "must be 32 bytes in base64 or hex"))
     }
 
     pub fn generate() -> ServiceResult<Self> {
-        Ok(Self::from_bytes(super::random_bytes::<32>()?))
+        Ok(Self::from_box(random_key()?))
     }
 
     /// A short public fingerprint recorded next to every key it wraps.
@@ -104,7 +128,7 @@ impl RootKey {
         org: Option<OrganisationId>,
         purpose: KeyPurpose,
         version: i32,
-    ) -> ServiceResult<Zeroizing<[u8; 32]>> {
+    ) -> ServiceResult<Box<Zeroizing<[u8; 32]>>> {
         if wrapped.len() != 12 + 32 + 16 {
             return Err(ServiceError::internal("wrapped key has the wrong length"));
         }
@@ -118,7 +142,10 @@ impl RootKey {
                 .decrypt(&Nonce::from(nonce_bytes), Payload { msg: &wrapped[12..], aad: &aad })
                 .map_err(|_| ServiceError::internal("a data key did not unwrap: wrong root key?"))?,
         );
-        let mut out = Zeroizing::new([0u8; 32]);
+        if pt.len() != 32 {
+            return Err(ServiceError::internal("unwrapped key has the wrong length"));
+        }
+        let mut out = Box::new(Zeroizing::new([0u8; 32]));
         out.copy_from_slice(&pt);
         Ok(out)
     }
@@ -142,6 +169,15 @@ impl KeyPurpose {
             KeyPurpose::AuditMac => "audit_mac",
         }
     }
+
+    pub fn parse(s: &str) -> ServiceResult<KeyPurpose> {
+        match s {
+            "data" => Ok(KeyPurpose::Data),
+            "blind_index" => Ok(KeyPurpose::BlindIndex),
+            "audit_mac" => Ok(KeyPurpose::AuditMac),
+            _ => Err(ServiceError::internal("unknown key purpose")),
+        }
+    }
 }
 
 /// An unwrapped key. Not Clone, not Debug; zeroized on drop.
@@ -150,7 +186,7 @@ pub struct DataKey {
     pub version: i32,
     pub organisation: Option<OrganisationId>,
     pub purpose: KeyPurpose,
-    key: Zeroizing<[u8; 32]>,
+    key: Box<Zeroizing<[u8; 32]>>,
 }
 
 impl DataKey {
@@ -161,7 +197,7 @@ impl DataKey {
             version: 1,
             organisation: None,
             purpose: KeyPurpose::Data,
-            key: Zeroizing::new(bytes),
+            key: Box::new(Zeroizing::new(bytes)),
         }
     }
 
@@ -184,27 +220,91 @@ impl DataKey {
 
 struct ActiveEntry {
     id: Uuid,
-    read_at: DateTime<Utc>,
+    read_at: Instant,
 }
 
-/// The key ring: the root key and a cache of unwrapped keys.
+fn internal_owned(msg: String) -> ServiceError {
+    ServiceError::Internal(Internal(Cow::Owned(msg)))
+}
+
+/// Why a guarded key insert wrote nothing.
+enum NotCreated {
+    /// The database's current root key changed between reading it and inserting: try again.
+    RootChanged,
+    /// Another process created the key first, or the organisation had a key of this purpose
+    /// before, or the organisation is deleted: the caller re-reads and decides.
+    Refused,
+}
+
+/// The key ring: the root keys and caches of unwrapped keys and of organisation checks.
 pub struct KeyRing {
-    root: RootKey,
+    /// `[0]` is the configured current root key; the rest are previous root keys, kept to open
+    /// keys wrapped before a rotation finished.
+    roots: Vec<RootKey>,
     by_id: RwLock<HashMap<Uuid, Arc<DataKey>>>,
     active: RwLock<HashMap<(Uuid, KeyPurpose), ActiveEntry>>,
+    /// When each organisation was last seen to exist (not deleted).
+    verified: RwLock<HashMap<Uuid, Instant>>,
+    /// Organisations known to be deleted: their keys are never used again by this process.
+    deleted: RwLock<HashSet<Uuid>>,
+    revalidate: Duration,
 }
 
 impl KeyRing {
     pub fn new(root: RootKey) -> Self {
-        KeyRing { root, by_id: RwLock::new(HashMap::new()), active: RwLock::new(HashMap::new()) }
+        KeyRing {
+            roots: vec![root],
+            by_id: RwLock::new(HashMap::new()),
+            active: RwLock::new(HashMap::new()),
+            verified: RwLock::new(HashMap::new()),
+            deleted: RwLock::new(HashSet::new()),
+            revalidate: REVALIDATE,
+        }
     }
 
+    /// A ring with the current root key and previous ones (during a root-key rotation).
+    pub fn with_previous(root: RootKey, previous: Vec<RootKey>) -> ServiceResult<Self> {
+        let mut ring = KeyRing::new(root);
+        for p in previous {
+            if ring.roots.iter().any(|r| r.id() == p.id()) {
+                return Err(ServiceError::invalid("previous root keys", "repeat a root key"));
+            }
+            ring.roots.push(p);
+        }
+        Ok(ring)
+    }
+
+    /// How long an organisation check or active-key read is trusted (tests lengthen it to prove
+    /// that the LISTEN/NOTIFY path alone evicts a deleted organisation).
+    pub fn with_revalidate_after(mut self, d: Duration) -> Self {
+        self.revalidate = d;
+        self
+    }
+
+    /// The configured current root key's id.
     pub fn root_key_id(&self) -> &str {
-        self.root.id()
+        self.roots[0].id()
+    }
+
+    /// Every root key this process holds (current first).
+    pub fn root_key_ids(&self) -> Vec<&str> {
+        self.roots.iter().map(RootKey::id).collect()
     }
 
     pub(crate) fn root(&self) -> &RootKey {
-        &self.root
+        &self.roots[0]
+    }
+
+    pub(crate) fn root_by_id(&self, id: &str) -> Option<&RootKey> {
+        self.roots.iter().find(|r| r.id() == id)
+    }
+
+    fn not_held(&self, id: &str) -> ServiceError {
+        internal_owned(format!(
+            "the database's current root key is {id}, which this process does not hold (it holds {}): \
+             configure it as root_key_file or in previous_root_key_files and restart",
+            self.root_key_ids().join(", ")
+        ))
     }
 
     /// Drop the cached "active key" so the next call re-reads it (after a rotation).
@@ -214,7 +314,7 @@ impl KeyRing {
         }
     }
 
-    /// Drop every cached key of an organisation (after its keys were destroyed).
+    /// Drop every cached key of an organisation.
     pub fn forget_organisation(&self, org: OrganisationId) {
         if let Ok(mut m) = self.by_id.write() {
             m.retain(|_, k| k.organisation != Some(org));
@@ -222,6 +322,139 @@ impl KeyRing {
         if let Ok(mut m) = self.active.write() {
             m.retain(|(o, _), _| *o != org.0);
         }
+        if let Ok(mut m) = self.verified.write() {
+            m.remove(&org.0);
+        }
+    }
+
+    /// The organisation was deleted: forget its keys and refuse them from now on.
+    pub fn organisation_deleted(&self, org: OrganisationId) {
+        if let Ok(mut d) = self.deleted.write() {
+            d.insert(org.0);
+        }
+        self.forget_organisation(org);
+    }
+
+    /// Forget every "organisation exists" check, so each is made again on next use (after the
+    /// deletion listener lost its connection and may have missed a notification).
+    pub fn forget_verifications(&self) {
+        if let Ok(mut m) = self.verified.write() {
+            m.clear();
+        }
+    }
+
+    fn is_deleted(&self, org: OrganisationId) -> bool {
+        // A poisoned lock fails closed.
+        self.deleted.read().map(|d| d.contains(&org.0)).unwrap_or(true)
+    }
+
+    /// Err(NotFound) unless the organisation exists and is not deleted; checked against the
+    /// database when the last check is older than `revalidate`.
+    pub async fn check_organisation<C: ConnectionTrait>(&self, conn: &C, org: OrganisationId) -> ServiceResult<()> {
+        if self.is_deleted(org) {
+            return Err(ServiceError::NotFound);
+        }
+        let fresh = self
+            .verified
+            .read()
+            .ok()
+            .and_then(|m| m.get(&org.0).copied())
+            .is_some_and(|at| at.elapsed() < self.revalidate);
+        if fresh {
+            return Ok(());
+        }
+        let checked_at = Instant::now();
+        let live = db::one(conn, "SELECT deleted_at IS NULL AS live FROM organisation WHERE id = $1", [org.0.into()])
+            .await?
+            .map(|r| db::get::<bool>(&r, "live"))
+            .transpose()?
+            .unwrap_or(false);
+        if !live {
+            tracing::warn!(organisation = %org, "a key of a deleted organisation was asked for; refused");
+            self.organisation_deleted(org);
+            return Err(ServiceError::NotFound);
+        }
+        // A notification that arrived while we were asking wins.
+        if self.is_deleted(org) {
+            return Err(ServiceError::NotFound);
+        }
+        if let Ok(mut m) = self.verified.write() {
+            m.insert(org.0, checked_at);
+        }
+        Ok(())
+    }
+
+    /// Make sure the database names a current root key and that this process holds it. On a
+    /// database from before root keys were recorded, the audit key's root is the current one; on
+    /// an empty database, this process's root key is. Returns the current root key's id.
+    pub async fn establish<C: ConnectionTrait>(&self, conn: &C, clock: &dyn Clock) -> ServiceResult<String> {
+        db::exec(
+            conn,
+            "INSERT INTO root_key_state (id, root_key_id, updated_at)
+             SELECT 1, coalesce((SELECT root_key_id FROM wrapped_key
+                                 WHERE organisation_id IS NULL AND purpose = 'audit_mac' AND destroyed_at IS NULL
+                                 ORDER BY version DESC LIMIT 1), $1), $2
+             ON CONFLICT (id) DO NOTHING",
+            [self.root_key_id().to_string().into(), clock.now().into()],
+        )
+        .await?;
+        let current = current_root_id(conn).await?;
+        if self.root_by_id(&current).is_none() {
+            return Err(self.not_held(&current));
+        }
+        Ok(current)
+    }
+
+    /// Wrap fresh key material under the database's current root key and insert it, in one
+    /// statement that holds a share lock on `root_key_state` (so `rotate-root-key`, which takes
+    /// it exclusively, waits for this key and re-wraps it) and checks that the organisation is
+    /// not deleted (a share lock on its row orders this against the deletion). With `first`, the
+    /// insert also requires that the organisation never had a key of this purpose.
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_key<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        id: Uuid,
+        org: Option<OrganisationId>,
+        purpose: KeyPurpose,
+        version: i32,
+        first: bool,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> ServiceResult<Result<(), NotCreated>> {
+        let current = current_root_id(conn).await?;
+        let root = self.root_by_id(&current).ok_or_else(|| self.not_held(&current))?;
+        let material = random_key()?;
+        let wrapped = root.wrap_key(&material, id, org, purpose, version)?;
+        let n = db::exec(
+            conn,
+            "INSERT INTO wrapped_key (id, organisation_id, purpose, version, wrapped, root_key_id, created_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7 FROM root_key_state s
+             WHERE s.id = 1 AND s.root_key_id = $6
+               AND ($2::uuid IS NULL OR EXISTS
+                     (SELECT 1 FROM organisation o WHERE o.id = $2 AND o.deleted_at IS NULL FOR SHARE))
+               AND (NOT $8 OR NOT EXISTS
+                     (SELECT 1 FROM wrapped_key k WHERE k.organisation_id IS NOT DISTINCT FROM $2 AND k.purpose = $3))
+             FOR SHARE OF s
+             ON CONFLICT DO NOTHING",
+            [
+                id.into(),
+                org.map(|o| o.0).into(),
+                purpose.as_str().into(),
+                version.into(),
+                wrapped.into(),
+                current.clone().into(),
+                now.into(),
+                first.into(),
+            ],
+        )
+        .await?;
+        if n == 1 {
+            return Ok(Ok(()));
+        }
+        if current_root_id(conn).await? != current {
+            return Ok(Err(NotCreated::RootChanged));
+        }
+        Ok(Err(NotCreated::Refused))
     }
 
     /// Retire the active key and create the next version (inside the caller's transaction).
@@ -234,31 +467,34 @@ impl KeyRing {
         old_id: Uuid,
         old_version: i32,
     ) -> ServiceResult<Uuid> {
+        self.check_organisation(conn, org).await?;
         let now = clock.now();
-        db::exec(
+        let retired = db::exec(
             conn,
-            "UPDATE wrapped_key SET retired_at = $2 WHERE id = $1 AND retired_at IS NULL",
+            "UPDATE wrapped_key SET retired_at = $2 WHERE id = $1 AND retired_at IS NULL AND destroyed_at IS NULL",
             [old_id.into(), now.into()],
         )
         .await?;
+        if retired == 0 {
+            return Err(ServiceError::conflict("The key changed meanwhile. Try again."));
+        }
         let id = Uuid::now_v7();
-        let version = old_version + 1;
-        let material = Zeroizing::new(super::random_bytes::<32>()?);
-        let wrapped = self.root.wrap_key(&material, id, Some(org), purpose, version)?;
-        db::exec(
-            conn,
-            "INSERT INTO wrapped_key (id, organisation_id, purpose, version, wrapped, root_key_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            [id.into(), org.0.into(), purpose.as_str().into(), version.into(), wrapped.into(), self.root.id().to_string().into(), now.into()],
-        )
-        .await?;
-        Ok(id)
+        for _ in 0..3 {
+            match self.insert_key(conn, id, Some(org), purpose, old_version + 1, false, now).await? {
+                Ok(()) => return Ok(id),
+                Err(NotCreated::RootChanged) => continue,
+                Err(NotCreated::Refused) => return Err(ServiceError::NotFound),
+            }
+        }
+        Err(ServiceError::internal("the current root key kept changing"))
     }
 
     fn cached(&self, id: Uuid) -> Option<Arc<DataKey>> {
         self.by_id.read().ok().and_then(|m| m.get(&id).cloned())
     }
 
-    /// The active key for (organisation, purpose), creating it on first use.
+    /// The active key for (organisation, purpose), creating it on first use — only for an
+    /// organisation that exists and never had a key of this purpose.
     pub async fn active_key<C: ConnectionTrait>(
         &self,
         conn: &C,
@@ -266,19 +502,23 @@ impl KeyRing {
         org: Option<OrganisationId>,
         purpose: KeyPurpose,
     ) -> ServiceResult<Arc<DataKey>> {
-        let now = clock.now();
+        if let Some(o) = org {
+            self.check_organisation(conn, o).await?;
+        }
         let slot = (org.map(|o| o.0).unwrap_or_default(), purpose);
-        let fresh =
-            self.active.read().ok().and_then(|m| {
-                m.get(&slot).filter(|e| now - e.read_at < Duration::seconds(ACTIVE_TTL_SECS)).map(|e| e.id)
-            });
-        if let Some(id) = fresh.and_then(|id| self.cached(id)) {
-            return Ok(id);
+        let fresh = self
+            .active
+            .read()
+            .ok()
+            .and_then(|m| m.get(&slot).filter(|e| e.read_at.elapsed() < self.revalidate).map(|e| e.id));
+        if let Some(key) = fresh.and_then(|id| self.cached(id)) {
+            return Ok(key);
         }
         for _ in 0..3 {
+            let read_at = Instant::now();
             let row = db::one(
                 conn,
-                "SELECT id, version, wrapped FROM wrapped_key
+                "SELECT id, version, wrapped, root_key_id FROM wrapped_key
                  WHERE organisation_id IS NOT DISTINCT FROM $1 AND purpose = $2
                    AND retired_at IS NULL AND destroyed_at IS NULL",
                 [org.map(|o| o.0).into(), purpose.as_str().into()],
@@ -288,56 +528,79 @@ impl KeyRing {
                 let id: Uuid = db::get(&row, "id")?;
                 let version: i32 = db::get(&row, "version")?;
                 let wrapped: Vec<u8> = db::get(&row, "wrapped")?;
-                let key = self.remember(id, version, org, purpose, &wrapped)?;
+                let root_id: String = db::get(&row, "root_key_id")?;
+                let key = self.remember(id, version, org, purpose, &wrapped, &root_id)?;
                 if let Ok(mut m) = self.active.write() {
-                    m.insert(slot, ActiveEntry { id, read_at: now });
+                    m.insert(slot, ActiveEntry { id, read_at });
                 }
                 return Ok(key);
             }
             // None yet: create one. A concurrent creator wins the partial unique index; we re-read.
-            let id = Uuid::now_v7();
-            let material = Zeroizing::new(super::random_bytes::<32>()?);
-            let wrapped = self.root.wrap_key(&material, id, org, purpose, 1)?;
-            db::exec(
-                conn,
-                "INSERT INTO wrapped_key (id, organisation_id, purpose, version, wrapped, root_key_id, created_at)
-                 VALUES ($1, $2, $3, 1, $4, $5, $6) ON CONFLICT DO NOTHING",
-                [
-                    id.into(),
-                    org.map(|o| o.0).into(),
-                    purpose.as_str().into(),
-                    wrapped.into(),
-                    self.root.id().to_string().into(),
-                    now.into(),
-                ],
-            )
-            .await?;
+            match self.insert_key(conn, Uuid::now_v7(), org, purpose, 1, true, clock.now()).await? {
+                Ok(()) | Err(NotCreated::RootChanged) => continue,
+                Err(NotCreated::Refused) => {
+                    if let Some(o) = org {
+                        // Deleted meanwhile?
+                        self.forget_verifications_of(o);
+                        self.check_organisation(conn, o).await?;
+                    }
+                    let had = db::one(
+                        conn,
+                        "SELECT 1 AS x FROM wrapped_key WHERE organisation_id IS NOT DISTINCT FROM $1 AND purpose = $2
+                           AND (retired_at IS NOT NULL OR destroyed_at IS NOT NULL)
+                           AND NOT EXISTS (SELECT 1 FROM wrapped_key a WHERE a.organisation_id IS NOT DISTINCT FROM $1
+                                           AND a.purpose = $2 AND a.retired_at IS NULL AND a.destroyed_at IS NULL)
+                         LIMIT 1",
+                        [org.map(|o| o.0).into(), purpose.as_str().into()],
+                    )
+                    .await?;
+                    if had.is_some() {
+                        tracing::error!(
+                            organisation = ?org.map(|o| o.0),
+                            purpose = purpose.as_str(),
+                            "no active key, and keys of this purpose existed: a new one is never created automatically"
+                        );
+                        return Err(ServiceError::internal(
+                            "the active key was retired or destroyed; a new key is never created automatically",
+                        ));
+                    }
+                    // Another process created it: read it on the next round.
+                }
+            }
         }
         Err(ServiceError::internal("could not create or read the active key"))
+    }
+
+    fn forget_verifications_of(&self, org: OrganisationId) {
+        if let Ok(mut m) = self.verified.write() {
+            m.remove(&org.0);
+        }
     }
 
     /// Any key (active or retired) by id, to open values sealed before a rotation.
     pub async fn key_by_id<C: ConnectionTrait>(&self, conn: &C, id: Uuid) -> ServiceResult<Arc<DataKey>> {
         if let Some(k) = self.cached(id) {
+            if let Some(org) = k.organisation {
+                self.check_organisation(conn, org).await?;
+            }
             return Ok(k);
         }
         let row = db::one(
             conn,
-            "SELECT organisation_id, purpose, version, wrapped FROM wrapped_key WHERE id = $1 AND destroyed_at IS NULL",
+            "SELECT organisation_id, purpose, version, wrapped, root_key_id FROM wrapped_key WHERE id = $1 AND destroyed_at IS NULL",
             [id.into()],
         )
         .await?
         .ok_or_else(|| ServiceError::internal("sealed value refers to an unknown or destroyed key"))?;
-        let org: Option<Uuid> = db::get(&row, "organisation_id")?;
-        let purpose = match db::get::<String>(&row, "purpose")?.as_str() {
-            "data" => KeyPurpose::Data,
-            "blind_index" => KeyPurpose::BlindIndex,
-            "audit_mac" => KeyPurpose::AuditMac,
-            _ => return Err(ServiceError::internal("unknown key purpose")),
-        };
+        let org: Option<OrganisationId> = db::get::<Option<Uuid>>(&row, "organisation_id")?.map(OrganisationId);
+        if let Some(o) = org {
+            self.check_organisation(conn, o).await?;
+        }
+        let purpose = KeyPurpose::parse(&db::get::<String>(&row, "purpose")?)?;
         let version: i32 = db::get(&row, "version")?;
         let wrapped: Vec<u8> = db::get(&row, "wrapped")?;
-        self.remember(id, version, org.map(OrganisationId), purpose, &wrapped)
+        let root_id: String = db::get(&row, "root_key_id")?;
+        self.remember(id, version, org, purpose, &wrapped, &root_id)
     }
 
     fn remember(
@@ -347,12 +610,24 @@ impl KeyRing {
         org: Option<OrganisationId>,
         purpose: KeyPurpose,
         wrapped: &[u8],
+        root_id: &str,
     ) -> ServiceResult<Arc<DataKey>> {
         if let Some(k) = self.cached(id) {
             return Ok(k);
         }
-        let key = self.root.unwrap_key(wrapped, id, org, purpose, version)?;
+        let root = self.root_by_id(root_id).ok_or_else(|| {
+            internal_owned(format!(
+                "a key is wrapped under root key {root_id}, which this process does not hold (it holds {})",
+                self.root_key_ids().join(", ")
+            ))
+        })?;
+        let key = root.unwrap_key(wrapped, id, org, purpose, version)?;
         let dk = Arc::new(DataKey { id, version, organisation: org, purpose, key });
+        if let Some(o) = org
+            && self.is_deleted(o)
+        {
+            return Err(ServiceError::NotFound);
+        }
         if let Ok(mut m) = self.by_id.write() {
             m.insert(id, dk.clone());
         }
@@ -401,6 +676,23 @@ impl KeyRing {
     }
 }
 
+/// 32 random bytes made in place on the heap (no copy left behind on the stack).
+fn random_key() -> ServiceResult<Box<Zeroizing<[u8; 32]>>> {
+    let mut key = Box::new(Zeroizing::new([0u8; 32]));
+    getrandom::fill(key.as_mut_slice())
+        .map_err(|_| ServiceError::internal("operating system randomness unavailable"))?;
+    Ok(key)
+}
+
+/// The root key new keys must be wrapped under, as the database records it.
+pub async fn current_root_id<C: ConnectionTrait>(conn: &C) -> ServiceResult<String> {
+    db::one(conn, "SELECT root_key_id FROM root_key_state WHERE id = 1", [])
+        .await?
+        .map(|r| db::get::<String>(&r, "root_key_id"))
+        .transpose()?
+        .ok_or_else(|| ServiceError::internal("no current root key is recorded (root_key_state is empty)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,11 +706,19 @@ mod tests {
         assert!(RootKey::from_encoded("short").is_err());
         assert!(RootKey::from_encoded(&"ab".repeat(31)).is_err());
         assert!(RootKey::from_encoded(&"ab".repeat(32)).is_ok());
+        assert!(RootKey::from_encoded(&"a".repeat(100_000)).is_err());
+        assert!(RootKey::from_encoded("").is_err());
+        // URL-safe, with or without padding, and surrounding whitespace.
+        let url = BASE64URL_NOPAD.encode(&[0xfbu8; 32]);
+        assert_eq!(
+            RootKey::from_encoded(&format!(" {url}\n")).unwrap().id(),
+            RootKey::from_encoded(&BASE64.encode(&[0xfbu8; 32])).unwrap().id()
+        );
 
         let id = Uuid::now_v7();
         let dk = [9u8; 32];
         let w = k.wrap_key(&dk, id, None, KeyPurpose::AuditMac, 1).unwrap();
-        assert_eq!(*k2.unwrap_key(&w, id, None, KeyPurpose::AuditMac, 1).unwrap(), dk);
+        assert_eq!(**k2.unwrap_key(&w, id, None, KeyPurpose::AuditMac, 1).unwrap(), dk);
         // bound to its id, purpose, version and organisation
         assert!(k.unwrap_key(&w, Uuid::now_v7(), None, KeyPurpose::AuditMac, 1).is_err());
         assert!(k.unwrap_key(&w, id, None, KeyPurpose::Data, 1).is_err());
@@ -426,5 +726,107 @@ mod tests {
         assert!(k.unwrap_key(&w, id, Some(OrganisationId::new()), KeyPurpose::AuditMac, 1).is_err());
         let other = RootKey::generate().unwrap();
         assert!(other.unwrap_key(&w, id, None, KeyPurpose::AuditMac, 1).is_err());
+    }
+
+    /// Decoding a root key leaves no copy of the key (or of its text) in freed heap memory: the
+    /// test binary's allocator looks into every block as it is freed.
+    #[test]
+    fn decoding_a_root_key_leaves_no_copy_in_freed_memory() {
+        let raw = super::super::random_bytes::<32>().unwrap();
+        for text in [
+            Zeroizing::new(BASE64.encode(&raw)),
+            Zeroizing::new(format!("  {}\n", BASE64URL_NOPAD.encode(&raw))),
+            Zeroizing::new(HEXLOWER_PERMISSIVE.encode(&raw)),
+        ] {
+            let found = probe::watch(&[raw.as_slice(), text.trim().as_bytes()], || {
+                let k = RootKey::from_encoded(&text).unwrap();
+                let again = RootKey::from_encoded(&k.to_base64()).unwrap();
+                assert_eq!(k.id(), again.id());
+                let ring = KeyRing::with_previous(k, vec![RootKey::generate().unwrap()]).unwrap();
+                drop(ring);
+                drop(again);
+            });
+            assert!(!found, "a copy of the root key was freed without being zeroized");
+        }
+    }
+
+    #[test]
+    fn the_probe_sees_an_unzeroized_copy() {
+        let raw = super::super::random_bytes::<32>().unwrap();
+        let found = probe::watch(&[raw.as_slice()], || {
+            let copy = std::hint::black_box(raw.to_vec());
+            drop(copy);
+        });
+        assert!(found, "the probe must notice a plain Vec holding the key");
+    }
+
+    #[test]
+    fn a_ring_refuses_a_repeated_previous_key() {
+        let k = RootKey::generate().unwrap();
+        let again = RootKey::from_encoded(&k.to_base64()).unwrap();
+        assert!(KeyRing::with_previous(k, vec![again]).is_err());
+        let ring = KeyRing::with_previous(RootKey::generate().unwrap(), vec![RootKey::generate().unwrap()]).unwrap();
+        assert_eq!(ring.root_key_ids().len(), 2);
+    }
+
+    /// A global allocator for this test binary that, while a watch is on, reports whether any
+    /// freed heap block still contains one of the watched byte strings. (Test-only `unsafe`: an
+    /// allocator cannot be written without it.)
+    #[allow(unsafe_code)]
+    mod probe {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::sync::Mutex;
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        struct Probe;
+
+        static ARMED: AtomicBool = AtomicBool::new(false);
+        static FOUND: AtomicBool = AtomicBool::new(false);
+        // The watched strings, copied into fixed storage (no allocation inside the allocator).
+        static NEEDLES: Mutex<([[u8; 128]; 4], [usize; 4], usize)> = Mutex::new(([[0; 128]; 4], [0; 4], 0));
+        // One watch at a time across the test threads.
+        static ONE: Mutex<()> = Mutex::new(());
+
+        #[global_allocator]
+        static GLOBAL: Probe = Probe;
+
+        unsafe impl GlobalAlloc for Probe {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                unsafe { System.alloc(layout) }
+            }
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                if ARMED.load(Ordering::SeqCst) {
+                    // Locking a std Mutex never allocates.
+                    let n = NEEDLES.lock().unwrap_or_else(|e| e.into_inner());
+                    let block = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
+                    for i in 0..n.2 {
+                        let needle = &n.0[i][..n.1[i]];
+                        if !needle.is_empty() && block.windows(needle.len()).any(|w| w == needle) {
+                            FOUND.store(true, Ordering::SeqCst);
+                        }
+                    }
+                }
+                unsafe { System.dealloc(ptr, layout) }
+            }
+        }
+
+        /// Run `f` and say whether a freed block held one of `needles` (at most 4, 128 bytes each).
+        pub fn watch(needles: &[&[u8]], f: impl FnOnce()) -> bool {
+            let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+            {
+                let mut n = NEEDLES.lock().unwrap();
+                n.2 = needles.len();
+                for (i, x) in needles.iter().enumerate() {
+                    n.0[i][..x.len()].copy_from_slice(x);
+                    n.1[i] = x.len();
+                }
+            }
+            FOUND.store(false, Ordering::SeqCst);
+            ARMED.store(true, Ordering::SeqCst);
+            f();
+            ARMED.store(false, Ordering::SeqCst);
+            *NEEDLES.lock().unwrap() = ([[0; 128]; 4], [0; 4], 0);
+            FOUND.load(Ordering::SeqCst)
+        }
     }
 }

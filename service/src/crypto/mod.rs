@@ -3,7 +3,9 @@
 //! Invariants: key material is never `Clone`, `Debug` or `Serialize` and is zeroized on drop; every
 //! sealed value is bound by its associated data to the exact place it belongs.
 
+pub mod columns;
 pub mod keyring;
+pub mod revocation;
 pub mod rotation;
 pub mod seal;
 

@@ -1,24 +1,34 @@
 //! Key rotation and crypto-shredding.
 //!
-//! - Root key: every wrapped key is unwrapped with the current root key and re-wrapped with the new
-//!   one in one transaction; data is untouched. The operator then switches the configuration.
+//! - Root key: `rotate_root` takes `root_key_state` exclusively (so no process can be inserting a
+//!   key under the old root meanwhile: inserts hold it shared), re-wraps every live key under the
+//!   target root key (unwrapping each with the root it names), and records the target as current,
+//!   all in one transaction; data is untouched. Processes hold the new key as current and the old
+//!   one as previous while this happens, so nothing stops; the old key is removed afterwards.
 //! - Data key: a new version becomes active at once (new writes use it); a background job re-seals
-//!   the organisation's rows in batches while the app keeps working (reads open either version), then
-//!   marks the rotation complete. The old key stays on record, retired.
-//! - Deleting an organisation destroys its keys: its sealed data can never be opened again.
+//!   the organisation's values in every sealed column (`columns::SEALED`) in batches while the app
+//!   keeps working (reads open either version). It reports completion only when a full pass finds
+//!   no value left under the old key, at least `SETTLE_SECS` after the start (every process has
+//!   switched to the new key by then) and when no import that began before the rotation is still
+//!   writing. The old key stays on record, retired.
+//! - Deleting an organisation destroys its keys, so its sealed data can never be opened again,
+//!   stops its work (campaigns cancelled through their state machine, imports and rotations
+//!   stopped) and tells every running process at once (NOTIFY, see `revocation`).
 
-use super::keyring::{KeyPurpose, KeyRing, RootKey};
-use super::seal::{Aad, Sealed};
+use super::columns::{self, SEALED};
+use super::keyring::{KeyPurpose, KeyRing, RootKey, current_root_id};
+use super::revocation::ORGANISATION_DELETED;
 use crate::actor::Actor;
 use crate::audit::{self, AuditActor, AuditRecord};
 use crate::db;
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::{Internal, ServiceError, ServiceResult};
 use crate::outbox;
 use crate::services::Services;
 use domain::audit::{AuditAction, AuditOutcome};
 use domain::ids::OrganisationId;
 use sea_orm::TransactionTrait;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use uuid::Uuid;
 
 /// The job payload: ids only.
@@ -27,45 +37,96 @@ pub struct RotationJob {
     pub rotation_id: Uuid,
 }
 
-/// Re-wrap every key under `new_root`. Returns how many keys were re-wrapped.
+/// What a root-key rotation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootRotation {
+    /// Keys re-wrapped under the target root key.
+    pub rewrapped: u64,
+    /// The root key that was current before.
+    pub previous_root_key_id: String,
+    pub root_key_id: String,
+}
+
+/// Re-wrap every key under `new_root` (a key file given on the command line) and make it current.
 pub async fn rotate_root(svc: &Services, new_root: RootKey) -> ServiceResult<u64> {
+    Ok(rotate_root_to(svc, &new_root).await?.rewrapped)
+}
+
+/// Re-wrap every key under this process's configured current root key and make it current: the
+/// rolling procedure, run once every process holds the new key (current) and the old (previous).
+pub async fn rotate_root_to_configured(svc: &Services) -> ServiceResult<RootRotation> {
+    rotate_root_to(svc, svc.keys().root()).await
+}
+
+async fn rotate_root_to(svc: &Services, target: &RootKey) -> ServiceResult<RootRotation> {
     let txn = svc.db().begin().await?;
+    // Exclusive: waits for every key insert in flight (they hold this row shared) and holds off
+    // new ones until the commit, after which they see the new current root key.
+    let previous = db::one(&txn, "SELECT root_key_id FROM root_key_state WHERE id = 1 FOR UPDATE", [])
+        .await?
+        .map(|r| db::get::<String>(&r, "root_key_id"))
+        .transpose()?
+        .ok_or_else(|| ServiceError::internal("no current root key is recorded (root_key_state is empty)"))?;
     let rows = db::all(
         &txn,
-        "SELECT id, organisation_id, purpose, version, wrapped FROM wrapped_key WHERE destroyed_at IS NULL FOR UPDATE",
+        "SELECT id, organisation_id, purpose, version, wrapped, root_key_id FROM wrapped_key
+         WHERE destroyed_at IS NULL ORDER BY id FOR UPDATE",
         [],
     )
     .await?;
     let mut n = 0;
     for r in rows {
+        let from: String = db::get(&r, "root_key_id")?;
+        if from == target.id() {
+            continue;
+        }
         let id: Uuid = db::get(&r, "id")?;
         let org: Option<Uuid> = db::get(&r, "organisation_id")?;
-        let purpose = match db::get::<String>(&r, "purpose")?.as_str() {
-            "data" => KeyPurpose::Data,
-            "blind_index" => KeyPurpose::BlindIndex,
-            _ => KeyPurpose::AuditMac,
-        };
+        let purpose = KeyPurpose::parse(&db::get::<String>(&r, "purpose")?)?;
         let version: i32 = db::get(&r, "version")?;
         let wrapped: Vec<u8> = db::get(&r, "wrapped")?;
-        let rewrapped = svc.keys().rewrap(&new_root, &wrapped, id, org.map(OrganisationId), purpose, version)?;
+        let rewrapped = svc.keys().rewrap(target, &from, &wrapped, id, org.map(OrganisationId), purpose, version)?;
         db::exec(
             &txn,
             "UPDATE wrapped_key SET wrapped = $2, root_key_id = $3 WHERE id = $1",
-            [id.into(), rewrapped.into(), new_root.id().to_string().into()],
+            [id.into(), rewrapped.into(), target.id().to_string().into()],
         )
         .await?;
         n += 1;
     }
+    db::exec(
+        &txn,
+        "UPDATE root_key_state SET root_key_id = $1, updated_at = $2 WHERE id = 1",
+        [target.id().to_string().into(), svc.clock().now().into()],
+    )
+    .await?;
     audit::record(
         svc,
         &txn,
         AuditRecord::new(None, AuditActor::System, AuditAction::RootKeyRotated, AuditOutcome::Success)
             .detail("keys", n)
-            .detail("new_root_key_id", new_root.id().to_string()),
+            .detail("previous_root_key_id", previous.clone())
+            .detail("new_root_key_id", target.id().to_string()),
     )
     .await?;
     txn.commit().await?;
-    Ok(n)
+    Ok(RootRotation { rewrapped: n, previous_root_key_id: previous, root_key_id: target.id().to_string() })
+}
+
+/// Live keys per root key id (what `rotate-root-key` leaves behind: all under the current one).
+pub async fn keys_per_root(svc: &Services) -> ServiceResult<(String, Vec<(String, i64)>)> {
+    let current = current_root_id(svc.db()).await?;
+    let rows = db::all(
+        svc.db(),
+        "SELECT root_key_id, count(*) AS n FROM wrapped_key WHERE destroyed_at IS NULL GROUP BY root_key_id ORDER BY root_key_id",
+        [],
+    )
+    .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push((db::get(&r, "root_key_id")?, db::get(&r, "n")?));
+    }
+    Ok((current, out))
 }
 
 /// Start rotating an organisation's data key: the new key is active immediately; the job re-seals.
@@ -110,104 +171,126 @@ pub async fn start_data_rotation(svc: &Services, actor: &Actor) -> ServiceResult
     Ok(rotation)
 }
 
-/// The sealed columns that live under an organisation's data key: (table, column). Rows are
-/// identified by `id` and belong to `organisation_id`.
-const SEALED: &[(&str, &str)] = &[
-    ("contact", "email"),
-    ("contact", "first_name"),
-    ("contact", "last_name"),
-    ("contact", "phone"),
-    ("contact", "date_of_birth"),
-    ("contact", "phi_attrs"),
-    ("app_user", "totp_secret"),
-    ("dev_mailbox", "recipient"),
-    ("dev_mailbox", "subject"),
-    ("dev_mailbox", "message"),
-    ("segment", "sealed_definition"),
-];
-
 const BATCH: i64 = 500;
 
+/// How long after a data-key rotation starts before it may complete: far longer than any process
+/// keeps using a cached active key (`keyring::REVALIDATE`) or than a request that sealed with it
+/// takes to commit.
+pub const SETTLE_SECS: i64 = 30;
+
+/// What one run of the rotation job did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataRotationRun {
+    pub resealed: u64,
+    /// False when the job must run again later (it has re-enqueued itself).
+    pub completed: bool,
+}
+
 /// Re-seal every value under the old key with the new one (the rotation job). Resumable: each batch
-/// commits on its own and only rows still under the old key are picked up.
-pub async fn process_data_rotation(svc: &Services, rotation: Uuid) -> ServiceResult<u64> {
+/// commits on its own and only values still under the old key are picked up.
+pub async fn process_data_rotation(svc: &Services, rotation: Uuid) -> ServiceResult<DataRotationRun> {
     let row = db::one(
         svc.db(),
-        "SELECT organisation_id, old_key_id, new_key_id, status FROM key_rotation WHERE id = $1",
+        "SELECT organisation_id, old_key_id, new_key_id, status, started_at FROM key_rotation WHERE id = $1",
         [rotation.into()],
     )
     .await?
     .ok_or(ServiceError::NotFound)?;
     if db::get::<String>(&row, "status")? != "running" {
-        return Ok(0);
+        return Ok(DataRotationRun { resealed: 0, completed: false });
     }
     let org = OrganisationId(db::get(&row, "organisation_id")?);
     let old_id: Uuid = db::get(&row, "old_key_id")?;
     let new_id: Uuid = db::get(&row, "new_key_id")?;
+    let started_at: chrono::DateTime<chrono::Utc> = db::get(&row, "started_at")?;
     let old = svc.keys().key_by_id(svc.db(), old_id).await?;
     let new = svc.keys().key_by_id(svc.db(), new_id).await?;
     let mut total = 0u64;
-    for (table, column) in SEALED {
-        loop {
-            let txn = svc.db().begin().await?;
-            let rows = db::all(
-                &txn,
-                &format!(
-                    "SELECT id, {column} AS v FROM {table} WHERE organisation_id = $1 AND {column} IS NOT NULL
-                       AND substring({column} FROM 2 FOR 16) = $2 LIMIT $3 FOR UPDATE SKIP LOCKED"
-                ),
-                [org.0.into(), old_id.as_bytes().to_vec().into(), BATCH.into()],
-            )
-            .await?;
-            if rows.is_empty() {
-                break;
-            }
-            for r in &rows {
-                let id: Uuid = db::get(r, "id")?;
-                let aad = Aad { organisation: org, table, column, row: id };
-                let plain = old.open(&aad, &Sealed::from_bytes(db::get(r, "v")?)?)?;
-                let resealed = new.seal(&aad, &plain)?;
+    loop {
+        // One pass over every sealed column.
+        let mut pass = 0u64;
+        for column in SEALED {
+            loop {
+                let txn = svc.db().begin().await?;
+                let n = columns::reseal_batch(&txn, org, column, &old, &new, BATCH).await?;
+                if n == 0 {
+                    break;
+                }
                 db::exec(
                     &txn,
-                    &format!("UPDATE {table} SET {column} = $2 WHERE id = $1"),
-                    [id.into(), resealed.into_bytes().into()],
+                    "UPDATE key_rotation SET rows_done = rows_done + $2 WHERE id = $1 AND status = 'running'",
+                    [rotation.into(), (n as i64).into()],
                 )
                 .await?;
+                txn.commit().await?;
+                pass += n;
             }
-            total += rows.len() as u64;
-            db::exec(
+        }
+        total += pass;
+        if pass > 0 {
+            continue;
+        }
+        // Nothing left that this pass could lock. Complete only once no process can still be
+        // sealing under the old key.
+        let now = svc.clock().now();
+        let settled = now >= started_at + chrono::Duration::seconds(SETTLE_SECS);
+        let import_writing = db::one(
+            svc.db(),
+            "SELECT 1 AS x FROM contact_import WHERE organisation_id = $1 AND created_at < $2
+               AND (status IN ('queued', 'running') OR (status = 'uploading' AND created_at > $2 - interval '1 day'))
+             LIMIT 1",
+            [org.0.into(), started_at.into()],
+        )
+        .await?
+        .is_some();
+        // Values locked by others during the pass were skipped: they must be gone too.
+        let txn = svc.db().begin().await?;
+        let left = columns::count_under_key(&txn, org, old_id).await?;
+        if !settled || import_writing || left > 0 {
+            let at = (started_at + chrono::Duration::seconds(SETTLE_SECS)).max(now + chrono::Duration::seconds(5));
+            outbox::enqueue_at(
                 &txn,
-                "UPDATE key_rotation SET rows_done = rows_done + $2 WHERE id = $1",
-                [rotation.into(), (rows.len() as i64).into()],
+                outbox::queue::KEY_ROTATION,
+                &RotationJob { rotation_id: rotation },
+                25,
+                Some(format!("rotation:{rotation}:{}", at.timestamp())),
+                Some(at),
             )
             .await?;
             txn.commit().await?;
+            return Ok(DataRotationRun { resealed: total, completed: false });
         }
+        let n = db::exec(
+            &txn,
+            "UPDATE key_rotation SET status = 'completed', finished_at = $2 WHERE id = $1 AND status = 'running'",
+            [rotation.into(), now.into()],
+        )
+        .await?;
+        if n == 0 {
+            return Ok(DataRotationRun { resealed: total, completed: false });
+        }
+        audit::record(
+            svc,
+            &txn,
+            AuditRecord::new(Some(org), AuditActor::System, AuditAction::DataKeyRotated, AuditOutcome::Success)
+                .target("key", new_id)
+                .detail("values_resealed", total)
+                .detail("columns", SEALED.len()),
+        )
+        .await?;
+        txn.commit().await?;
+        return Ok(DataRotationRun { resealed: total, completed: true });
     }
-    let txn = svc.db().begin().await?;
-    db::exec(
-        &txn,
-        "UPDATE key_rotation SET status = 'completed', finished_at = $2 WHERE id = $1",
-        [rotation.into(), svc.clock().now().into()],
-    )
-    .await?;
-    audit::record(
-        svc,
-        &txn,
-        AuditRecord::new(Some(org), AuditActor::System, AuditAction::DataKeyRotated, AuditOutcome::Success)
-            .target("key", new_id)
-            .detail("values_resealed", total),
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(total)
 }
 
-/// Delete an organisation: sessions end, and every key it owns is destroyed, so its sealed data
-/// (contacts, authenticator secrets, captured mail) can never be decrypted again.
+/// Delete an organisation: sessions end, users are disabled, its running work stops (campaigns
+/// cancelled, imports cancelled and their files deleted, key rotations failed), every key it owns
+/// is destroyed — so its sealed data (contacts, authenticator secrets, captured mail, events,
+/// uploads) can never be decrypted again — and every running process is told at once.
 pub async fn delete_organisation(svc: &Services, org: OrganisationId) -> ServiceResult<u64> {
     let txn = svc.db().begin().await?;
     let now = svc.clock().now();
+    // First: the row lock orders this against every key insert (which holds it shared).
     let n = db::exec(
         &txn,
         "UPDATE organisation SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL",
@@ -224,9 +307,13 @@ pub async fn delete_organisation(svc: &Services, org: OrganisationId) -> Service
         [org.0.into(), now.into()],
     )
     .await?;
-    let keys = db::exec(
+    let campaigns = crate::campaigns::cancel_for_deleted_organisation(svc, &txn, org, now).await?;
+    // The status first (row locks order this against an import's batch commit and chunk inserts),
+    // then the files.
+    let imports = db::exec(
         &txn,
-        "UPDATE wrapped_key SET wrapped = ''::bytea, destroyed_at = $2, retired_at = COALESCE(retired_at, $2) WHERE organisation_id = $1 AND destroyed_at IS NULL",
+        "UPDATE contact_import SET status = 'cancelled', failure = 'the organisation was deleted', finished_at = $2, updated_at = $2
+         WHERE organisation_id = $1 AND status IN ('uploading', 'uploaded', 'queued', 'running')",
         [org.0.into(), now.into()],
     )
     .await?;
@@ -236,31 +323,56 @@ pub async fn delete_organisation(svc: &Services, org: OrganisationId) -> Service
         [org.0.into()],
     )
     .await?;
+    db::exec(
+        &txn,
+        "UPDATE key_rotation SET status = 'failed', finished_at = $2 WHERE organisation_id = $1 AND status = 'running'",
+        [org.0.into(), now.into()],
+    )
+    .await?;
+    let keys = db::exec(
+        &txn,
+        "UPDATE wrapped_key SET wrapped = ''::bytea, destroyed_at = $2, retired_at = COALESCE(retired_at, $2) WHERE organisation_id = $1 AND destroyed_at IS NULL",
+        [org.0.into(), now.into()],
+    )
+    .await?;
+    // Delivered to every listening process when (and only if) this transaction commits.
+    db::exec(&txn, "SELECT pg_notify($1, $2)", [ORGANISATION_DELETED.into(), org.0.to_string().into()]).await?;
     audit::record(
         svc,
         &txn,
         AuditRecord::new(Some(org), AuditActor::System, AuditAction::OrganisationDeleted, AuditOutcome::Success)
             .target("organisation", org)
-            .detail("keys_destroyed", keys),
+            .detail("keys_destroyed", keys)
+            .detail("campaigns_cancelled", campaigns)
+            .detail("imports_cancelled", imports),
     )
     .await?;
     txn.commit().await?;
-    svc.keys().forget_organisation(org);
+    svc.keys().organisation_deleted(org);
     Ok(keys)
 }
 
 impl KeyRing {
-    /// Unwrap with this ring's root key and wrap with another (root rotation).
+    /// Unwrap with the root key that wrapped it (`from`, one this ring holds) and wrap with
+    /// `target` (root rotation).
+    #[allow(clippy::too_many_arguments)]
     pub fn rewrap(
         &self,
-        new_root: &RootKey,
+        target: &RootKey,
+        from: &str,
         wrapped: &[u8],
         id: Uuid,
         org: Option<OrganisationId>,
         purpose: KeyPurpose,
         version: i32,
     ) -> ServiceResult<Vec<u8>> {
-        let plain = self.root().unwrap_key(wrapped, id, org, purpose, version)?;
-        new_root.wrap_key(&plain, id, org, purpose, version)
+        let root = self.root_by_id(from).ok_or_else(|| {
+            ServiceError::Internal(Internal(Cow::Owned(format!(
+                "key {id} is wrapped under root key {from}, which this process does not hold: \
+                 add that key to previous_root_key_files and run the command again"
+            ))))
+        })?;
+        let plain = root.unwrap_key(wrapped, id, org, purpose, version)?;
+        target.wrap_key(&plain, id, org, purpose, version)
     }
 }
