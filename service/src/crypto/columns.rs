@@ -142,6 +142,7 @@ pub const NOT_SEALED: &[(&str, &str, &str)] = &[
     ("audit_verification", "last_mac", "audit chain MAC (audit key)"),
     ("contact", "email_bidx", "blind index (HMAC under the blind-index key)"),
     ("suppression", "email_bidx", "blind index (HMAC under the blind-index key)"),
+    ("consent_withdrawal_kept", "email_bidx", "blind index (HMAC under the blind-index key)"),
     ("consent_event", "text_hash", "hash of the consent wording"),
     ("contact_import", "file_sha256", "hash of the uploaded file"),
     ("contact_import", "consent_text_hash", "hash of the consent wording"),
