@@ -35,6 +35,7 @@ pub struct SmtpSettings {
     pub pool_size: u32,
     /// Development: add `X-Hermetic-Organisation` so the dev SMTP listener can file messages.
     pub tag_organisation: bool,
+    pub timeouts: crate::smtp::SmtpTimeouts,
 }
 
 impl std::fmt::Debug for SmtpSettings {

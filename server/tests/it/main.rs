@@ -12,6 +12,7 @@ mod harness;
 mod headers;
 mod import;
 mod jobs;
+mod mail;
 mod pages;
 mod phi_leak;
 mod role_matrix;
