@@ -17,6 +17,7 @@ const NOT_SETTINGS: &[&str] = &[
     "HERMETIC_CONFIG",
     "HERMETIC_LOG",
     "HERMETIC_ROOT_KEY",
+    "HERMETIC_SMTP_PASSWORD",
     "HERMETIC_NEW_USER_PASSWORD",
     "HERMETIC_DEMO_ADMIN_PASSWORD",
     "HERMETIC_DEMO_ADMIN_EMAIL",
@@ -373,18 +374,24 @@ fn mail_settings(
         }
     };
     let abs = |p: PathBuf| if p.is_absolute() { p } else { cwd.join(p) };
+    // The password goes straight into a zeroised buffer and a type that cannot be copied or printed.
     let password = match env.iter().find(|(k, _)| k == "HERMETIC_SMTP_PASSWORD") {
-        Some((_, v)) => Some(v.clone()),
+        Some((_, v)) => Some(zeroize::Zeroizing::new(v.clone())),
         None => match m.smtp_password_file {
-            Some(p) => Some(
-                std::fs::read_to_string(abs(p.clone()))
-                    .map_err(|e| err(format!("mail.smtp_password_file {}: {e}", p.display())))?
-                    .trim()
-                    .to_string(),
-            ),
+            Some(p) => {
+                let raw = zeroize::Zeroizing::new(
+                    std::fs::read_to_string(abs(p.clone()))
+                        .map_err(|e| err(format!("mail.smtp_password_file {}: {e}", p.display())))?,
+                );
+                Some(zeroize::Zeroizing::new(raw.trim().to_string()))
+            }
             None => None,
         },
-    };
+    }
+    .map(|p| std::sync::Arc::new(service::mail::SmtpPassword::new(p)));
+    if password.is_some() && m.smtp_username.is_none() {
+        return Err(err("mail.smtp_username: a password is set but no user name"));
+    }
     let ca_pem = match m.smtp_ca_file {
         Some(p) => {
             Some(std::fs::read(abs(p.clone())).map_err(|e| err(format!("mail.smtp_ca_file {}: {e}", p.display())))?)

@@ -10,7 +10,7 @@ use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use tokio_rustls::rustls::pki_types::PrivateKeyDer;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 
-/// The headers we sign, when present (RFC 8058 asks for both List-Unsubscribe headers).
+/// The headers we sign (RFC 8058 asks for both List-Unsubscribe headers), each over-signed.
 pub const SIGNED_HEADERS: [&str; 11] = [
     "from",
     "to",
@@ -59,16 +59,18 @@ impl Signer {
         let (head, body) = split(message);
         let bh = BASE64.encode(ring::digest::digest(&ring::digest::SHA256, &relaxed_body(body)).as_ref());
         let fields = header_fields(head);
-        // Bottom-up, each instance once (RFC 6376 5.4.2); only names present are listed.
-        let mut used = vec![false; fields.len()];
+        // Bottom-up, every instance (RFC 6376 5.4.2), and then the name once more: a name listed
+        // more often than it appears stands for an empty header, so a From, Subject or Reply-To
+        // added after signing — anywhere in the header block — changes the hash and breaks the
+        // signature (over-signing, RFC 6376 8.15). Absent headers are listed once for the same reason.
         let mut names: Vec<&str> = Vec::new();
         let mut hashed = Vec::with_capacity(1024);
         for want in SIGNED_HEADERS {
-            if let Some(i) = (0..fields.len()).rev().find(|i| !used[*i] && fields[*i].0.eq_ignore_ascii_case(want)) {
-                used[i] = true;
+            for i in (0..fields.len()).rev().filter(|i| fields[*i].0.eq_ignore_ascii_case(want)) {
                 names.push(want);
                 relaxed_header(fields[i].0, fields[i].1, &mut hashed);
             }
+            names.push(want);
         }
         let value = format!(
             "v=1; a=rsa-sha256; c=relaxed/relaxed; d={domain}; s={selector}; t={timestamp}; h={}; bh={bh}; b=",

@@ -23,13 +23,28 @@ pub enum TlsMode {
     Implicit,
 }
 
+/// The relay's AUTH password: not Clone, Debug or Serialize, zeroised when dropped. It is read
+/// once (from a file of its own or `HERMETIC_SMTP_PASSWORD`) and shared behind an `Arc`, never
+/// copied, down to the zeroised AUTH line (`smtp::SmtpPool`).
+pub struct SmtpPassword(zeroize::Zeroizing<String>);
+
+impl SmtpPassword {
+    pub fn new(password: zeroize::Zeroizing<String>) -> SmtpPassword {
+        SmtpPassword(password)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
 #[derive(Clone)]
 pub struct SmtpSettings {
     pub host: String,
     pub port: u16,
     pub tls: TlsMode,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Arc<SmtpPassword>>,
     /// Extra CA certificate (PEM) for private relays.
     pub ca_pem: Option<Vec<u8>>,
     pub pool_size: u32,
@@ -44,6 +59,8 @@ impl std::fmt::Debug for SmtpSettings {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
             .finish_non_exhaustive()
     }
 }
@@ -329,4 +346,46 @@ pub async fn captured_for(svc: &Services, actor: &crate::Actor, limit: i64) -> S
     crate::audit::record_now(svc, crate::audit::AuditRecord::by(actor, domain::audit::AuditAction::DevMailboxViewed))
         .await?;
     captured(svc, actor.organisation_id, limit.clamp(1, 200)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compile-time proof: `SmtpPassword` implements none of Clone, Debug, Serialize. Each check
+    /// is ambiguous — and does not compile — if the type gains the trait.
+    #[test]
+    fn the_smtp_password_cannot_be_copied_printed_or_serialised() {
+        trait NotClone<A> {
+            fn check() {}
+        }
+        impl<T: ?Sized> NotClone<()> for T {}
+        impl<T: ?Sized + Clone> NotClone<u8> for T {}
+        trait NotDebug<A> {
+            fn check() {}
+        }
+        impl<T: ?Sized> NotDebug<()> for T {}
+        impl<T: ?Sized + std::fmt::Debug> NotDebug<u8> for T {}
+        trait NotSerialize<A> {
+            fn check() {}
+        }
+        impl<T: ?Sized> NotSerialize<()> for T {}
+        impl<T: ?Sized + serde::Serialize> NotSerialize<u8> for T {}
+        <SmtpPassword as NotClone<_>>::check();
+        <SmtpPassword as NotDebug<_>>::check();
+        <SmtpPassword as NotSerialize<_>>::check();
+        let s = SmtpSettings {
+            host: "relay.example".into(),
+            port: 587,
+            tls: TlsMode::StartTls,
+            username: Some("hermetic".into()),
+            password: Some(Arc::new(SmtpPassword::new(zeroize::Zeroizing::new("hunter2-relay".into())))),
+            ca_pem: None,
+            pool_size: 1,
+            tag_organisation: false,
+            timeouts: crate::smtp::SmtpTimeouts::default(),
+        };
+        let printed = format!("{s:?} {:?}", MailSettings::Smtp { smtp: s.clone(), from: "a@b.test".into() });
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
 }

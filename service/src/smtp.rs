@@ -493,7 +493,7 @@ pub fn stuff(content: &[u8], out: &mut Vec<u8>) {
 /// Username and password for AUTH; zeroised when dropped, never printed.
 struct Credentials {
     user: Zeroizing<String>,
-    password: Zeroizing<String>,
+    password: Arc<crate::mail::SmtpPassword>,
 }
 
 pub struct SmtpPool {
@@ -550,9 +550,7 @@ impl SmtpPool {
             tls: TlsConnector::from(Arc::new(config)),
             server_name,
             credentials: match (&s.username, &s.password) {
-                (Some(u), Some(p)) => {
-                    Some(Credentials { user: Zeroizing::new(u.clone()), password: Zeroizing::new(p.clone()) })
-                }
+                (Some(u), Some(p)) => Some(Credentials { user: Zeroizing::new(u.clone()), password: p.clone() }),
                 _ => None,
             },
             hello: hostname_id().unwrap_or_else(|| "localhost".to_string()),
@@ -625,7 +623,7 @@ impl SmtpPool {
 
     async fn auth(&self, conn: &mut Connection, c: &Credentials) -> Result<(), ConnectError> {
         let ok = if conn.ext.auth_plain {
-            let token = Zeroizing::new(BASE64.encode(format!("\0{}\0{}", *c.user, *c.password).as_bytes()));
+            let token = Zeroizing::new(BASE64.encode(format!("\0{}\0{}", *c.user, c.password.expose()).as_bytes()));
             let line = Zeroizing::new(format!("AUTH PLAIN {}", *token));
             matches!(conn.command(&line).await, Ok(r) if r.code == 235)
         } else if conn.ext.auth_login {
@@ -635,7 +633,7 @@ impl SmtpPool {
                 ok = matches!(conn.command(&u).await, Ok(r) if r.code == 334);
             }
             if ok {
-                let p = Zeroizing::new(BASE64.encode(c.password.as_bytes()));
+                let p = Zeroizing::new(BASE64.encode(c.password.expose().as_bytes()));
                 ok = matches!(conn.command(&p).await, Ok(r) if r.code == 235);
             }
             ok

@@ -127,3 +127,99 @@ async fn a_pooled_connection_that_stops_answering_cannot_stop_mail() {
     let got = smtp.wait_for(4, 10).await;
     assert_eq!(got.len(), 4, "the deferred message never reached the server");
 }
+
+/// A message signed with the test key, as the wire carries it.
+fn signed(dkim: &service::mail::Dkim) -> String {
+    let m = lettre::Message::builder()
+        .from("Lakeside Clinic <news@clinic.test>".parse().unwrap())
+        .to("ann@patients.test".parse().unwrap())
+        .subject("Your appointment")
+        .body("See you on Monday.".to_string())
+        .unwrap();
+    String::from_utf8(dkim.sign(m.formatted(), 1_700_000_000).unwrap()).unwrap()
+}
+
+fn verifies(name: &str, message: &str) -> (bool, String) {
+    let dir = std::env::temp_dir().join(format!("hermetic-oversign-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.eml"));
+    std::fs::write(&path, message).unwrap();
+    let r = crate::smtp::dkim_verify("test", "clinic.test", &["From", "Subject"], &[path]);
+    let _ = std::fs::remove_dir_all(&dir);
+    r
+}
+
+#[tokio::test]
+async fn dkim_over_signs_from_and_subject_so_an_added_one_breaks_the_signature() {
+    let pem = std::fs::read_to_string(tools().dkim.join("dkim.pem")).unwrap();
+    let dkim = service::mail::Dkim::new("test", "clinic.test", &pem).unwrap();
+    let message = signed(&dkim);
+    let (ok, out) = verifies("as-sent", &message);
+    assert!(ok, "the message as signed must verify: {out}");
+    // h= names From and Subject once more than they appear: a header added after signing (at the
+    // top, where mail clients look first, or anywhere) is covered by the signature and breaks it.
+    let (head, body) = message.split_once("\r\n\r\n").unwrap();
+    for (name, tampered) in [
+        ("from-on-top", format!("From: Billing <pay@attacker.test>\r\n{message}")),
+        ("from-at-end", format!("{head}\r\nFrom: Billing <pay@attacker.test>\r\n\r\n{body}")),
+        ("subject-on-top", format!("Subject: Urgent: confirm your card\r\n{message}")),
+        ("subject-at-end", format!("{head}\r\nSubject: Urgent: confirm your card\r\n\r\n{body}")),
+    ] {
+        let (ok, out) = verifies(name, &tampered);
+        assert!(!ok, "{name}: a second From/Subject added after signing must fail DKIM: {out}");
+    }
+}
+
+fn config_env(extra: &[(&str, String)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = vec![
+        ("HERMETIC_DATABASE_URL".into(), "postgres://x@127.0.0.1/db".into()),
+        ("HERMETIC_ROOT_KEY".into(), crate::harness::ROOT_KEY.into()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    env
+}
+
+async fn send_with(env: &[(String, String)]) -> SendOutcome {
+    let config = server::config::FileConfig::load(None, env)
+        .unwrap()
+        .validate(std::path::Path::new(env!("CARGO_MANIFEST_DIR")), env)
+        .unwrap();
+    assert!(!format!("{config:?}").contains("s3cret-relay-pass"), "the SMTP password in a Debug print");
+    let service::mail::MailSettings::Smtp { smtp, .. } = &config.runtime.mail else { panic!("no relay configured") };
+    let pool = SmtpPool::new(smtp).unwrap();
+    let (e, raw) = message("auth@patients.test");
+    pool.send(&e, &raw).await
+}
+
+#[tokio::test]
+async fn the_smtp_password_comes_from_a_file_or_the_environment_and_authenticates() {
+    let dir = std::env::temp_dir().join(format!("hermetic-smtp-auth-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let right = dir.join("right");
+    let wrong = dir.join("wrong");
+    std::fs::write(&right, "s3cret-relay-pass\n").unwrap();
+    std::fs::write(&wrong, "not-the-password\n").unwrap();
+    let smtp = SmtpServer::start(
+        Tls::Required,
+        &["--auth-user", "hermetic", "--auth-password-file", right.to_str().unwrap()],
+    );
+    let base = |password: Option<(&str, String)>| {
+        let mut v: Vec<(&str, String)> = smtp.env();
+        v.push(("HERMETIC_MAIL__SMTP_USERNAME", "hermetic".into()));
+        v.extend(password);
+        config_env(&v)
+    };
+    let from_file = base(Some(("HERMETIC_MAIL__SMTP_PASSWORD_FILE", right.display().to_string())));
+    assert!(matches!(send_with(&from_file).await, SendOutcome::Accepted(_)));
+    let from_env = base(Some(("HERMETIC_SMTP_PASSWORD", "s3cret-relay-pass".into())));
+    assert!(matches!(send_with(&from_env).await, SendOutcome::Accepted(_)));
+    let bad = base(Some(("HERMETIC_MAIL__SMTP_PASSWORD_FILE", wrong.display().to_string())));
+    let outcome = send_with(&bad).await;
+    assert_eq!(outcome, SendOutcome::Deferred("the mail server refused our credentials".into()));
+    assert_eq!(smtp.wait_for(2, 10).await.len(), 2);
+    // A password in the settings file itself is refused: it belongs in a file of its own.
+    let inline = config_env(&[("HERMETIC_MAIL__SMTP_PASSWORD", "s3cret-relay-pass".into())]);
+    let e = server::config::FileConfig::load(None, &inline).unwrap_err().to_string();
+    assert!(!e.contains("s3cret-relay-pass"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
