@@ -133,6 +133,7 @@ async fn services_with(
         import_max_bytes: 10_000_000_000,
         mail,
         mail_dkim: dkim,
+        domains: service::sending_domains::DomainSettings::default(),
         sending: service::campaigns::SendingSettings::default(),
         public_url: "http://127.0.0.1".into(),
         totp_issuer: "Hermetic".into(),

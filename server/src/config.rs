@@ -76,6 +76,13 @@ pub struct MailFile {
     pub dkim_selector: Option<String>,
     pub dkim_domain: Option<String>,
     pub dkim_key_file: Option<PathBuf>,
+    /// The DNS resolver sending domains are checked with (`127.0.0.1:5353`, or an address for port
+    /// 53); without it, the system's resolver (/etc/resolv.conf).
+    pub dns_resolver: Option<String>,
+    /// What a sending domain's SPF record must include (`include:<this>`); default: the relay's host.
+    pub spf_include: Option<String>,
+    /// How often verified sending domains are re-checked through DNS (seconds, default 3600).
+    pub domain_recheck_secs: Option<u64>,
 }
 
 /// The campaign sending pipeline of this process.
@@ -153,6 +160,7 @@ pub struct Runtime {
     pub jobs: jobs::JobsConfig,
     pub mail: service::mail::MailSettings,
     pub mail_dkim: Option<std::sync::Arc<service::mail::Dkim>>,
+    pub domains: service::sending_domains::DomainSettings,
     /// The dev SMTP listener to run inside `serve` (development only).
     pub dev_smtp: Option<DevSmtp>,
     pub sending: service::campaigns::SendingSettings,
@@ -281,6 +289,8 @@ impl FileConfig {
         let import_max_bytes = secs(self.import.max_bytes, 200_000_000, "import.max_bytes", 1_000, 10_000_000_000)?;
         let mail_dkim = dkim_settings(&self.mail, cwd)?;
         let dev_smtp = dev_smtp_settings(&self.mail, cwd)?;
+        let recheck = secs(self.mail.domain_recheck_secs, 3600, "mail.domain_recheck_secs", 60, 7 * 86_400)?;
+        let domains = domain_settings(&self.mail, chrono::Duration::seconds(recheck as i64))?;
         let mail = mail_settings(self.mail, &listen, cwd, env)?;
         let sf = &self.sending;
         let sending = service::campaigns::SendingSettings {
@@ -337,6 +347,7 @@ impl FileConfig {
                 },
                 mail,
                 mail_dkim,
+                domains,
                 dev_smtp,
                 sending,
                 import_max_bytes,
@@ -412,6 +423,50 @@ fn mail_settings(
         },
         from,
     })
+}
+
+fn domain_settings(
+    m: &MailFile,
+    recheck: chrono::Duration,
+) -> Result<service::sending_domains::DomainSettings, ConfigError> {
+    let resolver = match m.dns_resolver.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(match s.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => SocketAddr::new(
+                s.parse::<std::net::IpAddr>().map_err(|_| {
+                    err("mail.dns_resolver: is not an address like 127.0.0.1:5353 or 192.0.2.53 (port 53)")
+                })?,
+                53,
+            ),
+        }),
+    };
+    let include = match m.spf_include.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        // SPF include targets often start with an underscore label (_spf.relay.example).
+        Some(s) => {
+            let s = s.trim_end_matches('.').to_ascii_lowercase();
+            let labels: Vec<&str> = s.split('.').collect();
+            let ok = s.len() <= 253
+                && labels.len() >= 2
+                && labels.iter().all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                });
+            if !ok {
+                return Err(err("mail.spf_include: is not a domain name (like _spf.relay.example)"));
+            }
+            Some(s)
+        }
+        // The relay's own name, when it is a domain name (not an address).
+        None => m
+            .smtp_host
+            .as_deref()
+            .map(str::trim)
+            .filter(|h| !h.is_empty() && h.parse::<std::net::IpAddr>().is_err())
+            .map(|h| h.to_ascii_lowercase()),
+    };
+    Ok(service::sending_domains::DomainSettings { resolver, spf_include: include, recheck })
 }
 
 #[derive(Debug, Clone)]

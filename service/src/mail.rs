@@ -124,6 +124,12 @@ impl Dkim {
         Ok(Dkim { signer, selector: selector.to_string(), domain: domain.to_string() })
     }
 
+    /// A sending domain's key (PKCS#8 DER, opened from its sealed column).
+    pub fn from_pkcs8_der(selector: &str, domain: &str, der: &[u8]) -> Result<Dkim, &'static str> {
+        let signer = crate::dkim::Signer::from_pkcs8_der(der)?;
+        Ok(Dkim { signer, selector: selector.to_string(), domain: domain.to_string() })
+    }
+
     /// The message's bytes with a DKIM-Signature header in front (`t=` is `now`, Unix seconds).
     pub fn sign(&self, raw: Vec<u8>, now: i64) -> Result<Vec<u8>, &'static str> {
         let mut out = self.signer.header(&raw, &self.domain, &self.selector, now)?;
@@ -158,6 +164,10 @@ pub enum SendOutcome {
 
 pub fn build_message(from: &str, msg: &Outgoing) -> ServiceResult<Message> {
     let from: Mailbox = from.parse().map_err(|_| ServiceError::internal("the configured From address is invalid"))?;
+    build_message_from(from, msg)
+}
+
+pub fn build_message_from(from: Mailbox, msg: &Outgoing) -> ServiceResult<Message> {
     let to: Mailbox =
         msg.to.expose().parse().map_err(|_| ServiceError::invalid("recipient", "is not a valid email address"))?;
     let mut b = Message::builder().from(from).to(to).subject(msg.subject.clone());
@@ -190,13 +200,25 @@ fn capture_aad(org: OrganisationId, column: &'static str, id: Uuid) -> Aad<'stat
     Aad { organisation: org, table: "dev_mailbox", column, row: id }
 }
 
-/// Send one message through the configured transport.
+/// Send one piece of system mail (double opt-in, invitations, notices) From `mail.from`, signed
+/// with the platform's DKIM key when one is configured.
 pub async fn send(svc: &Services, msg: Outgoing) -> ServiceResult<SendOutcome> {
     let message = build_message(svc.settings().mail.from_address(), &msg)?;
-    deliver(svc, msg.organisation, message, &msg.to, &msg.subject).await
+    let dkim = svc.settings().mail_dkim.clone();
+    deliver(svc, msg.organisation, message, &msg.to, &msg.subject, dkim.as_deref()).await
 }
 
-/// Hand a built message to the configured transport: DKIM-signed (when a key is configured) and
+/// Send one message From an address on a verified sending domain of the organisation, signed
+/// with that domain's key (d= the From domain). `from` is the whole mailbox (`Clinic <news@…>`).
+pub async fn send_as(svc: &Services, from: &Mailbox, msg: Outgoing) -> ServiceResult<SendOutcome> {
+    let d = crate::sending_domains::verified_domain_of(svc.db(), msg.organisation, "from", &from.email.to_string())
+        .await?;
+    let dkim = crate::sending_domains::signer(svc, &d).await?;
+    let message = build_message_from(from.clone(), &msg)?;
+    deliver(svc, msg.organisation, message, &msg.to, &msg.subject, Some(&dkim)).await
+}
+
+/// Hand a built message to the configured transport: DKIM-signed with `dkim` (when given) and
 /// sent over the SMTP pool, or captured (sealed) in the dev mailbox. `to` and `subject` are only
 /// used for the capture's index.
 pub async fn deliver(
@@ -205,8 +227,9 @@ pub async fn deliver(
     message: Message,
     to: &Phi<String>,
     subject: &str,
+    dkim: Option<&Dkim>,
 ) -> ServiceResult<SendOutcome> {
-    let raw = wire_bytes(svc, organisation, &message)?;
+    let raw = wire_bytes(svc, organisation, &message, dkim)?;
     match svc.mailer() {
         Mailer::DevMailbox => {
             capture(svc, organisation, &raw, to.expose(), subject).await?;
@@ -216,11 +239,16 @@ pub async fn deliver(
     }
 }
 
-/// The bytes of a message as they go out: formatted, DKIM-signed when a key is configured, and
+/// The bytes of a message as they go out: formatted, DKIM-signed with `dkim` when given, and
 /// (development only) tagged with its organisation for the dev SMTP listener.
-pub fn wire_bytes(svc: &Services, organisation: OrganisationId, message: &Message) -> ServiceResult<Vec<u8>> {
+pub fn wire_bytes(
+    svc: &Services,
+    organisation: OrganisationId,
+    message: &Message,
+    dkim: Option<&Dkim>,
+) -> ServiceResult<Vec<u8>> {
     let mut raw = message.formatted();
-    if let Some(d) = &svc.settings().mail_dkim {
+    if let Some(d) = dkim {
         raw = d.sign(raw, svc.clock().now().timestamp()).map_err(ServiceError::internal)?;
     }
     if let Mailer::Smtp(pool) = svc.mailer()
@@ -231,19 +259,20 @@ pub fn wire_bytes(svc: &Services, organisation: OrganisationId, message: &Messag
     Ok(raw)
 }
 
-/// `wire_bytes` for the send loop: with DKIM the RSA signature (a millisecond or more of CPU per
-/// message) is computed on the blocking pool, so the async threads keep serving the SMTP and
-/// database sockets meanwhile instead of stalling every lane behind one signature.
+/// `wire_bytes` for the send loop: the RSA signature (a millisecond or more of CPU per message)
+/// is computed on the blocking pool, so the async threads keep serving the SMTP and database
+/// sockets meanwhile instead of stalling every lane behind one signature.
 pub async fn wire_bytes_off_thread(
     svc: &Services,
     organisation: OrganisationId,
     message: &Message,
+    dkim: Option<Arc<Dkim>>,
 ) -> ServiceResult<Vec<u8>> {
-    if svc.settings().mail_dkim.is_none() {
-        return wire_bytes(svc, organisation, message);
-    }
+    let Some(dkim) = dkim else {
+        return wire_bytes(svc, organisation, message, None);
+    };
     let (svc, message) = (svc.clone(), message.clone());
-    tokio::task::spawn_blocking(move || wire_bytes(&svc, organisation, &message))
+    tokio::task::spawn_blocking(move || wire_bytes(&svc, organisation, &message, Some(&dkim)))
         .await
         .map_err(|_| ServiceError::internal("the message signing task stopped"))?
 }

@@ -1,5 +1,5 @@
 //! Housekeeping run by the scheduled maintenance job: expire and purge sessions, forget stale
-//! throttle counters, and verify every audit chain.
+//! throttle counters, verify every audit chain, and re-check verified sending domains' DNS records.
 
 use crate::audit;
 use crate::db;
@@ -15,6 +15,8 @@ pub struct MaintenanceReport {
     pub chains_verified: usize,
     pub chains_broken: usize,
     pub jobs_purged: u64,
+    pub domains_checked: u64,
+    pub domains_lost: u64,
 }
 
 pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
@@ -52,6 +54,14 @@ pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
     .await
     .unwrap_or(0);
     let reports = audit::verify_all(svc).await?;
+    // A domain whose records are gone stops sending; a failed re-check is logged, not fatal.
+    let domains = match crate::sending_domains::recheck_due(svc).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e.log_detail(), "sending domains could not be re-checked");
+            crate::sending_domains::RecheckReport::default()
+        }
+    };
     Ok(MaintenanceReport {
         sessions_expired: expired,
         sessions_purged: purged,
@@ -59,5 +69,7 @@ pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
         chains_verified: reports.len(),
         chains_broken: reports.iter().filter(|(_, r)| r.first_broken.is_some()).count(),
         jobs_purged: jobs,
+        domains_checked: domains.checked,
+        domains_lost: domains.lost,
     })
 }

@@ -17,6 +17,7 @@ mod pages;
 mod phi_leak;
 mod role_matrix;
 mod segments;
+mod sending_domains;
 mod smtp;
 mod templates;
 mod users;

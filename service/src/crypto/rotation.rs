@@ -123,6 +123,7 @@ const SEALED: &[(&str, &str)] = &[
     ("dev_mailbox", "recipient"),
     ("dev_mailbox", "subject"),
     ("dev_mailbox", "message"),
+    ("sending_domain", "dkim_key"),
 ];
 
 const BATCH: i64 = 500;
