@@ -22,5 +22,5 @@ pub use error::DomainError;
 pub use phi::Phi;
 pub mod secret;
 pub mod segment_views;
-pub mod sending_domains;
 pub mod segments;
+pub mod sending_domains;

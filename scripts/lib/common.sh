@@ -385,3 +385,34 @@ make_dkim_key() {
     chmod 644 "$dir/dkim.txt"
   ) || die "make_dkim_key $dir failed"
 }
+
+# start_dns_server ZONEFILE [PORT] — the local authoritative DNS server (scripts/lib/dns_server.py)
+# for sending-domain checks, serving ZONEFILE (read again on every query; created empty if
+# missing) on 127.0.0.1:PORT (default: a free port). Needs ensure_py_tools. Sets DNS_SERVER_PID
+# and DNS_SERVER_PORT; the caller stops it (kill "$DNS_SERVER_PID").
+start_dns_server() {
+  local zone="${1:?usage: start_dns_server ZONEFILE [PORT]}" port="${2:-0}"
+  mkdir -p "$(dirname "$zone")"
+  [ -e "$zone" ] || : > "$zone"
+  local ready="$zone.ready"
+  rm -f "$ready"
+  "$SMTP_TOOLS_PYTHON" "$SMTP_TOOLS_DNS" --zone "$zone" --listen "127.0.0.1:$port" > "$ready" 2> "$zone.log" &
+  DNS_SERVER_PID=$!
+  local _
+  for _ in $(seq 1 50); do
+    grep -q '^READY ' "$ready" 2>/dev/null && break
+    kill -0 "$DNS_SERVER_PID" 2>/dev/null || { cat "$zone.log" >&2; die "the DNS server did not start"; }
+    sleep 0.1
+  done
+  DNS_SERVER_PORT="$(awk '/^READY / {print $2}' "$ready")"
+  [ -n "$DNS_SERVER_PORT" ] || die "the DNS server did not start"
+}
+
+# publish_zone_lines ZONEFILE — append the zone-file lines read on stdin that the zone lacks.
+publish_zone_lines() {
+  local zone="$1" line
+  while IFS= read -r line; do
+    [ -n "$line" ] || continue
+    grep -qxF -- "$line" "$zone" 2>/dev/null || printf '%s\n' "$line" >> "$zone"
+  done
+}

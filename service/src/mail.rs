@@ -211,8 +211,7 @@ pub async fn send(svc: &Services, msg: Outgoing) -> ServiceResult<SendOutcome> {
 /// Send one message From an address on a verified sending domain of the organisation, signed
 /// with that domain's key (d= the From domain). `from` is the whole mailbox (`Clinic <news@…>`).
 pub async fn send_as(svc: &Services, from: &Mailbox, msg: Outgoing) -> ServiceResult<SendOutcome> {
-    let d = crate::sending_domains::verified_domain_of(svc.db(), msg.organisation, "from", &from.email.to_string())
-        .await?;
+    let d = crate::sending_domains::verified_domain_of(svc.db(), msg.organisation, "from", from.email.as_ref()).await?;
     let dkim = crate::sending_domains::signer(svc, &d).await?;
     let message = build_message_from(from.clone(), &msg)?;
     deliver(svc, msg.organisation, message, &msg.to, &msg.subject, Some(&dkim)).await
@@ -389,7 +388,7 @@ mod tests {
             fn check() {}
         }
         impl<T: ?Sized> NotClone<()> for T {}
-        impl<T: ?Sized + Clone> NotClone<u8> for T {}
+        impl<T: Clone> NotClone<u8> for T {}
         trait NotDebug<A> {
             fn check() {}
         }

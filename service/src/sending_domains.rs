@@ -314,8 +314,7 @@ fn judge_dkim(found: Txt, name: &str, public_b64: &str) -> Verdict {
         Txt::Nothing => return (k, Some(false), format!("No TXT record at {name}. Publish the DKIM record shown.")),
         Txt::Found(r) => r,
     };
-    let keys: Vec<Vec<(String, String)>> =
-        records.iter().map(|r| tags(r)).filter(|t| tag(t, "p").is_some()).collect();
+    let keys: Vec<Vec<(String, String)>> = records.iter().map(|r| tags(r)).filter(|t| tag(t, "p").is_some()).collect();
     if keys.is_empty() {
         return (k, Some(false), format!("The TXT record at {name} is not a DKIM key record (it has no p= tag)."));
     }
@@ -493,10 +492,7 @@ fn checks_from(v: &serde_json::Value) -> Vec<RecordCheck> {
 
 fn checks_json(checks: &[RecordCheck]) -> serde_json::Value {
     serde_json::Value::Array(
-        checks
-            .iter()
-            .map(|c| serde_json::json!({"kind": c.kind.as_str(), "ok": c.ok, "reason": c.reason}))
-            .collect(),
+        checks.iter().map(|c| serde_json::json!({"kind": c.kind.as_str(), "ok": c.ok, "reason": c.reason})).collect(),
     )
 }
 
@@ -574,13 +570,12 @@ pub async fn add(svc: &Services, actor: &Actor, domain: &str) -> ServiceResult<S
     actor.require(Permission::SettingsManage)?;
     let org = actor.organisation_id;
     let name = normalise(domain)?;
-    let count: i64 = db::one(svc.db(), "SELECT count(*) AS n FROM sending_domain WHERE organisation_id = $1", [
-        org.0.into(),
-    ])
-    .await?
-    .map(|r| db::get(&r, "n"))
-    .transpose()?
-    .unwrap_or(0);
+    let count: i64 =
+        db::one(svc.db(), "SELECT count(*) AS n FROM sending_domain WHERE organisation_id = $1", [org.0.into()])
+            .await?
+            .map(|r| db::get(&r, "n"))
+            .transpose()?
+            .unwrap_or(0);
     if count >= MAX_PER_ORGANISATION {
         return Err(ServiceError::conflict("An organisation may have at most 20 sending domains. Remove one first."));
     }
@@ -788,8 +783,7 @@ pub async fn recheck_due(svc: &Services) -> ServiceResult<RecheckReport> {
     let mut report = RecheckReport::default();
     for r in rows {
         let row = row_from(&r)?;
-        let (finding, checks) =
-            check_dns(&svc.settings().domains, &row.domain, &row.selector, &row.public_b64).await?;
+        let (finding, checks) = check_dns(&svc.settings().domains, &row.domain, &row.selector, &row.public_b64).await?;
         apply(svc, AuditActor::System, None, &row, finding.clone(), &checks).await?;
         report.checked += 1;
         match finding {
@@ -859,10 +853,11 @@ pub async fn still_verified<C: ConnectionTrait>(conn: &C, d: &VerifiedDomain) ->
 
 /// The domain's DKIM signer: its key opened from the sealed column (d= the domain).
 pub async fn signer(svc: &Services, d: &VerifiedDomain) -> ServiceResult<Arc<Dkim>> {
-    let r = db::one(svc.db(), "SELECT dkim_key FROM sending_domain WHERE id = $1 AND organisation_id = $2", [
-        d.id.into(),
-        d.organisation.0.into(),
-    ])
+    let r = db::one(
+        svc.db(),
+        "SELECT dkim_key FROM sending_domain WHERE id = $1 AND organisation_id = $2",
+        [d.id.into(), d.organisation.0.into()],
+    )
     .await?
     .ok_or(ServiceError::NotFound)?;
     let der = svc

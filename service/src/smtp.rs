@@ -662,10 +662,7 @@ impl SmtpPool {
                     // The health check has its own limit: a relay that hung with the socket open
                     // would otherwise hold this send, and every send after it, forever.
                     if idle > self.timeouts.idle_check
-                        && !matches!(
-                            tokio::time::timeout(self.timeouts.check, conn.test_connected()).await,
-                            Ok(true)
-                        )
+                        && !matches!(tokio::time::timeout(self.timeouts.check, conn.test_connected()).await, Ok(true))
                     {
                         conn.abort().await;
                         continue;
@@ -789,7 +786,8 @@ impl<T> Sequence<'_, T> {
             };
             if !conn.ext.pipelining {
                 // Nothing waits on such a connection: one whole transaction per message.
-                let outcome = match tokio::time::timeout(self.pool.timeouts.send, conn.transaction(envelope, raw)).await {
+                let outcome = match tokio::time::timeout(self.pool.timeouts.send, conn.transaction(envelope, raw)).await
+                {
                     Ok(r) => outcome_of(r),
                     Err(_) => {
                         conn.abort().await;

@@ -199,10 +199,8 @@ async fn the_smtp_password_comes_from_a_file_or_the_environment_and_authenticate
     let wrong = dir.join("wrong");
     std::fs::write(&right, "s3cret-relay-pass\n").unwrap();
     std::fs::write(&wrong, "not-the-password\n").unwrap();
-    let smtp = SmtpServer::start(
-        Tls::Required,
-        &["--auth-user", "hermetic", "--auth-password-file", right.to_str().unwrap()],
-    );
+    let smtp =
+        SmtpServer::start(Tls::Required, &["--auth-user", "hermetic", "--auth-password-file", right.to_str().unwrap()]);
     let base = |password: Option<(&str, String)>| {
         let mut v: Vec<(&str, String)> = smtp.env();
         v.push(("HERMETIC_MAIL__SMTP_USERNAME", "hermetic".into()));

@@ -202,7 +202,8 @@ async fn hostile_domain_names_and_another_organisations_domain() {
     assert_eq!(code, 409, "{body}");
     assert!(body["message"].as_str().unwrap().contains("another organisation"), "{body}");
     assert_eq!(
-        scalar(&app, "SELECT count(*) FROM sending_domain WHERE domain = 'shared.example' AND status = 'verified'").await,
+        scalar(&app, "SELECT count(*) FROM sending_domain WHERE domain = 'shared.example' AND status = 'verified'")
+            .await,
         1
     );
     // Another organisation's domain id is simply not found.

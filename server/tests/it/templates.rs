@@ -214,7 +214,10 @@ async fn previews_are_sandboxed_and_real_contact_previews_are_audited_and_test_s
     let from = m.raw.expose().lines().find(|l| l.starts_with("From: ")).unwrap();
     assert!(from.contains("@clinic.test>"), "{from}");
     let signature = m.raw.expose().lines().find(|l| l.starts_with("DKIM-Signature: ")).unwrap();
-    assert!(signature.contains("d=clinic.test;") && signature.contains(&format!("s={};", domain.selector)), "{signature}");
+    assert!(
+        signature.contains("d=clinic.test;") && signature.contains(&format!("s={};", domain.selector)),
+        "{signature}"
+    );
     let at = raw.find("/l/unsubscribe/").unwrap() + "/l/unsubscribe/".len();
     let token: String = raw[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
     let guest = app.client();

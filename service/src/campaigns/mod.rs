@@ -807,7 +807,6 @@ pub async fn test_send(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult
     let message = b
         .multipart(crate::mail::alternative(r.text.expose(), r.html.expose()))
         .map_err(|_| ServiceError::internal("the message could not be built"))?;
-    let outcome =
-        crate::mail::deliver(svc, org, message, &domain::Phi::new(to), &subject_line, Some(&dkim)).await?;
+    let outcome = crate::mail::deliver(svc, org, message, &domain::Phi::new(to), &subject_line, Some(&dkim)).await?;
     test_send_result(svc, actor, AuditAction::CampaignTestSent, "campaign", id, outcome).await
 }
