@@ -7,6 +7,7 @@
 pub mod api;
 pub mod api_campaigns;
 pub mod api_contacts;
+pub mod api_domains;
 pub mod api_segments;
 pub mod api_templates;
 pub mod components;
@@ -113,6 +114,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("settings") view=SettingsPage/>
                     <Route path=path!("settings/users") view=UsersPage/>
                     <Route path=path!("settings/mailbox") view=pages::mailbox::MailboxPage/>
+                    <Route path=path!("settings/domains") view=pages::domains::SendingDomainsPage/>
                 </ParentRoute>
             </Routes>
         </Router>

@@ -93,6 +93,23 @@ pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
     let svc = crate::services(&a.url).await?;
     let org = service::organisations::create(&svc, &format!("Send bench {}", uuid::Uuid::now_v7())).await?;
     let actor = service::Actor::system(org, "bench");
+    // Campaigns send only From a verified sending domain: add one the real way and verify it
+    // against the DNS server scripts/bench runs (BENCH_DNS, zone file BENCH_DNS_ZONE).
+    let domain = format!("run-{}.bench.example", uuid::Uuid::now_v7().simple());
+    let d = service::sending_domains::add(&svc, &actor, &domain).await?;
+    let zone = std::env::var("BENCH_DNS_ZONE").context("BENCH_DNS_ZONE: run it through scripts/bench send")?;
+    let mut text = std::fs::read_to_string(&zone).unwrap_or_default();
+    for r in &d.records {
+        text.push_str(&r.zone_line);
+        text.push('\n');
+    }
+    std::fs::write(&zone, text)?;
+    let v = service::sending_domains::verify(&svc, &actor, d.id).await?;
+    anyhow::ensure!(
+        v.status == domain::sending_domains::DomainStatus::Verified,
+        "the bench sending domain did not verify: {:?}",
+        v.checks
+    );
     let list = service::contacts::lists::create(
         &svc,
         &actor,
@@ -111,7 +128,7 @@ pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
         audience: Audience { segments: vec![], lists: vec![list] },
         template_id: Some(template),
         from_name: "Bench Clinic".into(),
-        from_email: "news@bench.example".into(),
+        from_email: format!("news@{domain}"),
         reply_to: None,
         policy: DeliveryPolicy::TlsRequired,
         schedule: Schedule::Now,

@@ -100,6 +100,10 @@ actions! {
     CampaignCancelled => "campaign.cancelled", "Campaign cancelled";
     CampaignCompleted => "campaign.completed", "Campaign finished sending";
     CampaignTestSent => "campaign.test_sent", "Campaign test sent to the signed-in user";
+    SendingDomainAdded => "sending_domain.added", "Sending domain added (DKIM key generated)";
+    SendingDomainChecked => "sending_domain.checked", "Sending domain DNS records checked";
+    SendingDomainRemoved => "sending_domain.removed", "Sending domain removed (DKIM key destroyed)";
+    CampaignPausedForDomain => "campaign.paused_sending_domain", "Campaign paused: its From domain is not verified";
 }
 
 /// Whether the recorded attempt succeeded.

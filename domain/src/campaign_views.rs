@@ -85,9 +85,12 @@ pub struct CampaignOptions {
     pub segments: Vec<crate::segment_views::Choice>,
     pub lists: Vec<crate::segment_views::Choice>,
     pub templates: Vec<TemplateChoice>,
-    /// The configured system sender, offered as the default From.
+    /// The default From: the system sender's local part on the organisation's first verified
+    /// sending domain (empty when it has none).
     pub default_from_email: String,
     pub default_from_name: String,
+    /// The organisation's verified sending domains: a From address must be on one of them.
+    pub sending_domains: Vec<String>,
 }
 
 /// The audience as it would be resolved now.

@@ -178,14 +178,17 @@ impl CampaignEvent {
 pub enum PauseReason {
     Manual,
     ErrorStreak,
+    /// The From address's domain is no longer a verified sending domain of the organisation.
+    SendingDomain,
 }
 
 impl PauseReason {
-    pub const ALL: [PauseReason; 2] = [PauseReason::Manual, PauseReason::ErrorStreak];
+    pub const ALL: [PauseReason; 3] = [PauseReason::Manual, PauseReason::ErrorStreak, PauseReason::SendingDomain];
     pub fn as_str(self) -> &'static str {
         match self {
             PauseReason::Manual => "manual",
             PauseReason::ErrorStreak => "error_streak",
+            PauseReason::SendingDomain => "sending_domain",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -195,6 +198,9 @@ impl PauseReason {
         match self {
             PauseReason::Manual => "Paused by a user",
             PauseReason::ErrorStreak => "Paused automatically after repeated sending errors",
+            PauseReason::SendingDomain => {
+                "Paused: the From address's domain is not a verified sending domain (its DNS records are missing or wrong). Fix them, verify the domain again under Settings → Sending domains, then resume"
+            }
         }
     }
 }

@@ -24,3 +24,4 @@ pub use phi::Phi;
 pub mod secret;
 pub mod segment_views;
 pub mod segments;
+pub mod sending_domains;

@@ -164,15 +164,17 @@ ensure_root_key() {
 # SMTP test and benchmark tools (scripts/lib/smtp_selftest.sh exercises all of them).
 #
 # ensure_smtp_tools installs, once per machine, into $TOOLS_DIR/smtp:
-#   venv/             Python venv with the pins below; SMTP_TOOLS_PYTHON=venv/bin/python
+#   venv-<hash>/      Python venv with the pins below (named after them, so checkouts with other
+#                     pins never delete each other's); SMTP_TOOLS_PYTHON=venv-<hash>/bin/python
 #   debs/             the downloaded postfix .deb (apt-get download: postfix is NOT installed or run)
 #   postfix/          that .deb extracted with dpkg -x
 #   bin/smtp-sink     wrappers setting LD_LIBRARY_PATH=postfix/usr/lib/postfix;
 #   bin/smtp-source   SMTP_TOOLS_SINK / SMTP_TOOLS_SOURCE point at them
-# and exports SMTP_TOOLS_CAPTURE, SMTP_TOOLS_DKIM_VERIFY and SMTP_TOOLS_MIME_CHECK (the scripts in
-# scripts/lib, to be run with $SMTP_TOOLS_PYTHON). As root the smtp-sink wrapper adds
+# and exports SMTP_TOOLS_CAPTURE, SMTP_TOOLS_DKIM_VERIFY, SMTP_TOOLS_MIME_CHECK and SMTP_TOOLS_DNS
+# (the scripts in scripts/lib, to be run with $SMTP_TOOLS_PYTHON). ensure_py_tools does only the
+# venv part (scripts/dev needs the DNS server, not Postfix). As root the smtp-sink wrapper adds
 # `-u nobody` (smtp-sink refuses to run as root without -u) unless a -u option is given.
-SMTP_PY_PINS="aiosmtpd==1.4.6 atpublic==9.0.0 attrs==26.1.0 dkimpy==1.1.8 dnspython==2.9.2"
+SMTP_PY_PINS="aiosmtpd==1.4.6 atpublic==9.0.0 attrs==26.1.0 dkimpy==1.1.8 dnspython==2.9.2 dnslib==0.9.26"
 SMTP_TOOLS_DIR="$TOOLS_DIR/smtp"
 
 # Prints the shared libraries that smtp-sink/smtp-source (or Postfix's own libraries) cannot find.
@@ -210,30 +212,13 @@ _smtp_postfix_deb() {
 
 # (Not HERMETIC_*: the server reads every HERMETIC_* variable as a setting and refuses unknown ones.)
 ensure_smtp_tools() {
+  ensure_py_tools
   local dir="$SMTP_TOOLS_DIR"
-  local venv="$dir/venv" pf="$dir/postfix" bin="$dir/bin" debs="$dir/debs"
-  mkdir -p "$dir"
+  local pf="$dir/postfix" bin="$dir/bin" debs="$dir/debs"
   # Serialise concurrent first runs (tests and benchmarks may start together).
   local lockfd
   exec {lockfd}>"$dir/.lock"
   flock "$lockfd"
-
-  # 1. Python venv with aiosmtpd and dkimpy (and their dependencies) pinned exactly.
-  if [ "$(cat "$venv/.hermetic-pins" 2>/dev/null)" != "$SMTP_PY_PINS" ] \
-      || ! "$venv/bin/python" -c 'import aiosmtpd, dkim' 2>/dev/null; then
-    log "creating the SMTP test venv in $venv ($SMTP_PY_PINS)"
-    rm -rf "$venv"
-    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
-      rm -rf "$venv"
-      apt_install python3-venv
-      python3 -m venv "$venv"
-    fi
-    # shellcheck disable=SC2086
-    "$venv/bin/pip" install -q --disable-pip-version-check --no-input $SMTP_PY_PINS >/dev/null \
-      || { rm -rf "$venv"; exec {lockfd}>&-; die "pip install of $SMTP_PY_PINS failed"; }
-    printf '%s\n' "$SMTP_PY_PINS" > "$venv/.hermetic-pins"
-  fi
-  export SMTP_TOOLS_PYTHON="$venv/bin/python"
 
   # 2. Postfix's smtp-sink and smtp-source, from the downloaded (not installed) postfix package.
   if [ ! -x "$pf/usr/sbin/smtp-sink" ] || [ ! -x "$pf/usr/sbin/smtp-source" ]; then
@@ -277,9 +262,37 @@ exec \"$pf/usr/sbin/smtp-source\" \"\$@\""
   # 3. openssl for make_test_certs / make_dkim_key.
   command -v openssl >/dev/null || apt_install openssl
 
+  exec {lockfd}>&-
+}
+
+# The Python venv (aiosmtpd, dkimpy, dnslib; pinned) and the scripts run with it.
+ensure_py_tools() {
+  local dir="$SMTP_TOOLS_DIR"
+  local venv
+  venv="$dir/venv-$(printf '%s' "$SMTP_PY_PINS" | sha256sum | cut -c1-12)"
+  mkdir -p "$dir"
+  local lockfd
+  exec {lockfd}>"$dir/.lock"
+  flock "$lockfd"
+  if [ "$(cat "$venv/.hermetic-pins" 2>/dev/null)" != "$SMTP_PY_PINS" ] \
+      || ! "$venv/bin/python" -c 'import aiosmtpd, dkim, dnslib' 2>/dev/null; then
+    log "creating the SMTP test venv in $venv ($SMTP_PY_PINS)"
+    rm -rf "$venv"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+      rm -rf "$venv"
+      apt_install python3-venv
+      python3 -m venv "$venv"
+    fi
+    # shellcheck disable=SC2086
+    "$venv/bin/pip" install -q --disable-pip-version-check --no-input $SMTP_PY_PINS >/dev/null \
+      || { rm -rf "$venv"; exec {lockfd}>&-; die "pip install of $SMTP_PY_PINS failed"; }
+    printf '%s\n' "$SMTP_PY_PINS" > "$venv/.hermetic-pins"
+  fi
+  export SMTP_TOOLS_PYTHON="$venv/bin/python"
   export SMTP_TOOLS_CAPTURE="$HERMETIC_ROOT/scripts/lib/smtp_capture.py"
   export SMTP_TOOLS_DKIM_VERIFY="$HERMETIC_ROOT/scripts/lib/dkim_verify.py"
   export SMTP_TOOLS_MIME_CHECK="$HERMETIC_ROOT/scripts/lib/mime_check.py"
+  export SMTP_TOOLS_DNS="$HERMETIC_ROOT/scripts/lib/dns_server.py"
   exec {lockfd}>&-
 }
 
@@ -371,4 +384,35 @@ make_dkim_key() {
     mv -f "$dir/dkim.txt.tmp" "$dir/dkim.txt" || exit 1
     chmod 644 "$dir/dkim.txt"
   ) || die "make_dkim_key $dir failed"
+}
+
+# start_dns_server ZONEFILE [PORT] — the local authoritative DNS server (scripts/lib/dns_server.py)
+# for sending-domain checks, serving ZONEFILE (read again on every query; created empty if
+# missing) on 127.0.0.1:PORT (default: a free port). Needs ensure_py_tools. Sets DNS_SERVER_PID
+# and DNS_SERVER_PORT; the caller stops it (kill "$DNS_SERVER_PID").
+start_dns_server() {
+  local zone="${1:?usage: start_dns_server ZONEFILE [PORT]}" port="${2:-0}"
+  mkdir -p "$(dirname "$zone")"
+  [ -e "$zone" ] || : > "$zone"
+  local ready="$zone.ready"
+  rm -f "$ready"
+  "$SMTP_TOOLS_PYTHON" "$SMTP_TOOLS_DNS" --zone "$zone" --listen "127.0.0.1:$port" > "$ready" 2> "$zone.log" &
+  DNS_SERVER_PID=$!
+  local _
+  for _ in $(seq 1 50); do
+    grep -q '^READY ' "$ready" 2>/dev/null && break
+    kill -0 "$DNS_SERVER_PID" 2>/dev/null || { cat "$zone.log" >&2; die "the DNS server did not start"; }
+    sleep 0.1
+  done
+  DNS_SERVER_PORT="$(awk '/^READY / {print $2}' "$ready")"
+  [ -n "$DNS_SERVER_PORT" ] || die "the DNS server did not start"
+}
+
+# publish_zone_lines ZONEFILE — append the zone-file lines read on stdin that the zone lacks.
+publish_zone_lines() {
+  local zone="$1" line
+  while IFS= read -r line; do
+    [ -n "$line" ] || continue
+    grep -qxF -- "$line" "$zone" 2>/dev/null || printf '%s\n' "$line" >> "$zone"
+  done
 }

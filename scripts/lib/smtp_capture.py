@@ -6,6 +6,7 @@ Run it with the venv python from `ensure_smtp_tools` (scripts/lib/common.sh):
     $SMTP_TOOLS_PYTHON scripts/lib/smtp_capture.py --listen 127.0.0.1:0 --out DIR \
         [--tls-cert server.pem --tls-key server.key [--require-starttls]] \
         [--tempfail-times K] [--tempfail-stage rcpt|data] [--no-pipelining] [--hostname NAME] [--verbose]
+        [--auth-user NAME --auth-password-file FILE]
 
 Once listening it prints exactly one line `READY <port>` on stdout (the real port when 0 was
 asked) and flushes; nothing else is written to stdout.
@@ -27,6 +28,10 @@ Only recipients that got 250 are in rcpt_tos.
 
 PIPELINING (RFC 2920) is offered unless --no-pipelining.
 
+AUTH: with --auth-user/--auth-password-file, AUTH PLAIN and LOGIN are offered (only after
+STARTTLS) and required before MAIL; only that name and the file's password (its first line) pass.
+Without them no AUTH is advertised.
+
 TLS: with --tls-cert/--tls-key STARTTLS is offered; --require-starttls answers 530 to MAIL (and
 anything but EHLO/HELO/NOOP/QUIT/STARTTLS) before STARTTLS. Without a certificate STARTTLS is not
 offered at all. SIGTERM/SIGINT stop it cleanly (exit status 0).
@@ -34,6 +39,7 @@ offered at all. SIGTERM/SIGINT stop it cleanly (exit status 0).
 
 import argparse
 import asyncio
+import hmac
 import json
 import logging
 import os
@@ -43,7 +49,7 @@ import ssl
 import sys
 import time
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult
 
 TEMPFAIL_REPLY = "451 4.3.0 try again later"
 REJECT_REPLY = "550 5.1.1 user unknown"
@@ -138,6 +144,18 @@ def parse_listen(value):
     return m.group(1) or "127.0.0.1", int(m.group(2))
 
 
+def authenticator_for(user, password):
+    """An aiosmtpd authenticator that accepts exactly one name and password (compared in constant time)."""
+
+    def authenticate(server, session, envelope, mechanism, auth_data):
+        login = getattr(auth_data, "login", None) or b""
+        given = getattr(auth_data, "password", None) or b""
+        ok = hmac.compare_digest(login, user.encode()) and hmac.compare_digest(given, password.encode())
+        return AuthResult(success=ok, handled=False)
+
+    return authenticate
+
+
 async def main_async(args):
     os.makedirs(args.out, exist_ok=True)
     handler = CaptureHandler(args.out, args.tempfail_times, args.tempfail_stage, args.verbose, not args.no_pipelining)
@@ -148,6 +166,15 @@ async def main_async(args):
 
     host, port = args.listen
     loop = asyncio.get_running_loop()
+    auth = {"auth_exclude_mechanism": ["LOGIN", "PLAIN"]}  # no AUTH advertised: tests send without it
+    if args.auth_user:
+        with open(args.auth_password_file, encoding="utf-8") as f:
+            password = f.readline().rstrip("\r\n")
+        auth = {
+            "authenticator": authenticator_for(args.auth_user, password),
+            "auth_required": True,
+            "auth_require_tls": True,
+        }
 
     def factory():
         return SMTP(
@@ -160,8 +187,8 @@ async def main_async(args):
             decode_data=False,
             data_size_limit=args.max_size,
             timeout=args.timeout,
-            auth_exclude_mechanism=["LOGIN", "PLAIN"],  # no AUTH advertised: tests send without it
             loop=loop,
+            **auth,
         )
 
     server = await loop.create_server(factory, host=host, port=port, backlog=1024, reuse_address=True)
@@ -198,7 +225,11 @@ def main():
     p.add_argument("--max-size", type=int, default=64 * 1024 * 1024, help="largest message in bytes (552 above)")
     p.add_argument("--timeout", type=float, default=300, help="idle session timeout in seconds")
     p.add_argument("--verbose", "-v", action="store_true", help="log sessions and messages to stderr")
+    p.add_argument("--auth-user", help="require AUTH (PLAIN/LOGIN, after STARTTLS) with this name")
+    p.add_argument("--auth-password-file", help="the password for --auth-user (first line of the file)")
     args = p.parse_args()
+    if bool(args.auth_user) != bool(args.auth_password_file):
+        p.error("--auth-user and --auth-password-file go together")
     if bool(args.tls_cert) != bool(args.tls_key):
         p.error("--tls-cert and --tls-key go together")
     if args.require_starttls and not args.tls_cert:

@@ -115,6 +115,35 @@ pub async fn rotate_data_key(svc: &Services, org: Option<&str>) -> Result<uuid::
     Ok(service::crypto::rotation::start_data_rotation(svc, &Actor::system(org, "cli")).await?)
 }
 
+/// The organisation's sending domain of that name, added (key and selector generated) unless it
+/// already has it.
+pub async fn add_sending_domain(
+    svc: &Services,
+    org: Option<&str>,
+    domain: &str,
+) -> Result<domain::sending_domains::SendingDomainView, ServerError> {
+    let org = org_by_name_or_only(svc, org).await?;
+    let actor = Actor::system(org, "cli");
+    if let Some(d) = service::sending_domains::find(svc, &actor, domain).await? {
+        return Ok(d);
+    }
+    Ok(service::sending_domains::add(svc, &actor, domain).await?)
+}
+
+/// Check a sending domain's DNS records now (the real check: through the configured resolver).
+pub async fn verify_sending_domain(
+    svc: &Services,
+    org: Option<&str>,
+    domain: &str,
+) -> Result<domain::sending_domains::SendingDomainView, ServerError> {
+    let org = org_by_name_or_only(svc, org).await?;
+    let actor = Actor::system(org, "cli");
+    let d = service::sending_domains::find(svc, &actor, domain)
+        .await?
+        .ok_or_else(|| ServerError::Service(format!("the organisation has no sending domain '{domain}'")))?;
+    Ok(service::sending_domains::verify(svc, &actor, d.id).await?)
+}
+
 pub async fn delete_org(svc: &Services, org: &str, confirm: &str) -> Result<u64, ServerError> {
     if org.trim() != confirm.trim() {
         return Err(ServerError::Service("--confirm must repeat the organisation name exactly".into()));

@@ -22,6 +22,7 @@ const NOT_SETTINGS: &[&str] = &[
     "HERMETIC_CONFIG",
     "HERMETIC_LOG",
     "HERMETIC_ROOT_KEY",
+    "HERMETIC_SMTP_PASSWORD",
     "HERMETIC_NEW_USER_PASSWORD",
     "HERMETIC_DEMO_ADMIN_PASSWORD",
     "HERMETIC_DEMO_ADMIN_EMAIL",
@@ -100,6 +101,13 @@ pub struct MailFile {
     pub dkim_selector: Option<String>,
     pub dkim_domain: Option<String>,
     pub dkim_key_file: Option<PathBuf>,
+    /// The DNS resolver sending domains are checked with (`127.0.0.1:5353`, or an address for port
+    /// 53); without it, the system's resolver (/etc/resolv.conf).
+    pub dns_resolver: Option<String>,
+    /// What a sending domain's SPF record must include (`include:<this>`); default: the relay's host.
+    pub spf_include: Option<String>,
+    /// How often verified sending domains are re-checked through DNS (seconds, default 3600).
+    pub domain_recheck_secs: Option<u64>,
 }
 
 /// The campaign sending pipeline of this process.
@@ -179,6 +187,7 @@ pub struct Runtime {
     pub jobs: jobs::JobsConfig,
     pub mail: service::mail::MailSettings,
     pub mail_dkim: Option<std::sync::Arc<service::mail::Dkim>>,
+    pub domains: service::sending_domains::DomainSettings,
     /// The dev SMTP listener to run inside `serve` (development only).
     pub dev_smtp: Option<DevSmtp>,
     pub sending: service::campaigns::SendingSettings,
@@ -335,6 +344,8 @@ impl FileConfig {
         let import_max_bytes = secs(self.import.max_bytes, 200_000_000, "import.max_bytes", 1_000, 10_000_000_000)?;
         let mail_dkim = dkim_settings(&self.mail, cwd)?;
         let dev_smtp = dev_smtp_settings(&self.mail, cwd)?;
+        let recheck = secs(self.mail.domain_recheck_secs, 3600, "mail.domain_recheck_secs", 60, 7 * 86_400)?;
+        let domains = domain_settings(&self.mail, chrono::Duration::seconds(recheck as i64))?;
         let mail = mail_settings(self.mail, &listen, cwd, env)?;
         let sf = &self.sending;
         let sending = service::campaigns::SendingSettings {
@@ -392,6 +403,7 @@ impl FileConfig {
                 },
                 mail,
                 mail_dkim,
+                domains,
                 dev_smtp,
                 sending,
                 import_max_bytes,
@@ -429,18 +441,24 @@ fn mail_settings(
         }
     };
     let abs = |p: PathBuf| if p.is_absolute() { p } else { cwd.join(p) };
+    // The password goes straight into a zeroised buffer and a type that cannot be copied or printed.
     let password = match env.iter().find(|(k, _)| k == "HERMETIC_SMTP_PASSWORD") {
-        Some((_, v)) => Some(v.clone()),
+        Some((_, v)) => Some(zeroize::Zeroizing::new(v.clone())),
         None => match m.smtp_password_file {
-            Some(p) => Some(
-                std::fs::read_to_string(abs(p.clone()))
-                    .map_err(|e| err(format!("mail.smtp_password_file {}: {e}", p.display())))?
-                    .trim()
-                    .to_string(),
-            ),
+            Some(p) => {
+                let raw = zeroize::Zeroizing::new(
+                    std::fs::read_to_string(abs(p.clone()))
+                        .map_err(|e| err(format!("mail.smtp_password_file {}: {e}", p.display())))?,
+                );
+                Some(zeroize::Zeroizing::new(raw.trim().to_string()))
+            }
             None => None,
         },
-    };
+    }
+    .map(|p| std::sync::Arc::new(service::mail::SmtpPassword::new(p)));
+    if password.is_some() && m.smtp_username.is_none() {
+        return Err(err("mail.smtp_username: a password is set but no user name"));
+    }
     let ca_pem = match m.smtp_ca_file {
         Some(p) => {
             Some(std::fs::read(abs(p.clone())).map_err(|e| err(format!("mail.smtp_ca_file {}: {e}", p.display())))?)
@@ -457,9 +475,54 @@ fn mail_settings(
             ca_pem,
             pool_size: m.smtp_pool_size.unwrap_or(8).clamp(1, 64),
             tag_organisation: m.smtp_tag_organisation.unwrap_or(false),
+            timeouts: service::smtp::SmtpTimeouts::default(),
         },
         from,
     })
+}
+
+fn domain_settings(
+    m: &MailFile,
+    recheck: chrono::Duration,
+) -> Result<service::sending_domains::DomainSettings, ConfigError> {
+    let resolver = match m.dns_resolver.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(match s.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => SocketAddr::new(
+                s.parse::<std::net::IpAddr>().map_err(|_| {
+                    err("mail.dns_resolver: is not an address like 127.0.0.1:5353 or 192.0.2.53 (port 53)")
+                })?,
+                53,
+            ),
+        }),
+    };
+    let include = match m.spf_include.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        // SPF include targets often start with an underscore label (_spf.relay.example).
+        Some(s) => {
+            let s = s.trim_end_matches('.').to_ascii_lowercase();
+            let labels: Vec<&str> = s.split('.').collect();
+            let ok = s.len() <= 253
+                && labels.len() >= 2
+                && labels.iter().all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                });
+            if !ok {
+                return Err(err("mail.spf_include: is not a domain name (like _spf.relay.example)"));
+            }
+            Some(s)
+        }
+        // The relay's own name, when it is a domain name (not an address).
+        None => m
+            .smtp_host
+            .as_deref()
+            .map(str::trim)
+            .filter(|h| !h.is_empty() && h.parse::<std::net::IpAddr>().is_err())
+            .map(|h| h.to_ascii_lowercase()),
+    };
+    Ok(service::sending_domains::DomainSettings { resolver, spf_include: include, recheck })
 }
 
 #[derive(Debug, Clone)]

@@ -71,6 +71,7 @@ pub async fn build_services(config: Config, clock: Arc<dyn Clock>) -> Result<(Se
         import_max_bytes: runtime.import_max_bytes,
         mail: runtime.mail.clone(),
         mail_dkim: runtime.mail_dkim.clone(),
+        domains: runtime.domains.clone(),
         sending: runtime.sending.clone(),
         public_url: runtime.public_url.clone(),
         totp_issuer: runtime.totp_issuer.clone(),

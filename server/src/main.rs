@@ -74,6 +74,25 @@ enum AdminCommand {
         #[arg(long, env = "HERMETIC_DEMO_ADMIN_EMAIL", default_value = "admin@demo.hermetic.test")]
         email: String,
     },
+    /// Add a sending domain to an organisation (or take the one it has) and print the DNS records
+    /// to publish.
+    AddSendingDomain {
+        /// Organisation name or id (optional when only one exists).
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long)]
+        domain: String,
+        /// Print only the records, as zone-file lines.
+        #[arg(long)]
+        zone: bool,
+    },
+    /// Check a sending domain's DNS records now; exits non-zero unless it is verified.
+    VerifySendingDomain {
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long)]
+        domain: String,
+    },
     /// Verify every audit chain; exits non-zero if one is broken.
     VerifyAudit,
     /// Re-wrap every key under the configured root key and make it the current one. Rolling
@@ -294,6 +313,29 @@ async fn run_admin(svc: &service::Services, cmd: AdminCommand) -> Result<(), Ser
         AdminCommand::DeleteOrg { org, confirm } => {
             let n = admin::delete_org(svc, &org, &confirm).await?;
             println!("organisation deleted: {n} keys destroyed; its encrypted data can no longer be read");
+        }
+        AdminCommand::AddSendingDomain { org, domain, zone } => {
+            let d = admin::add_sending_domain(svc, org.as_deref(), &domain).await?;
+            if zone {
+                for r in &d.records {
+                    println!("{}", r.zone_line);
+                }
+            } else {
+                println!("sending domain {} ({}): publish these TXT records, then verify:", d.domain, d.status.label());
+                for r in &d.records {
+                    println!("  {}  {}\n        {}", r.kind.label(), r.name, r.value);
+                }
+            }
+        }
+        AdminCommand::VerifySendingDomain { org, domain } => {
+            let d = admin::verify_sending_domain(svc, org.as_deref(), &domain).await?;
+            for c in &d.checks {
+                println!("  {}: {} — {}", c.kind.label(), if c.ok { "ok" } else { "FAILED" }, c.reason);
+            }
+            if d.status != domain::sending_domains::DomainStatus::Verified {
+                return Err(ServerError::Service(format!("{} is not verified: {}", d.domain, d.status.label())));
+            }
+            println!("{} is verified", d.domain);
         }
         AdminCommand::VerifyAudit => {
             for line in admin::verify_audit(svc).await? {

@@ -139,6 +139,10 @@ const API: &[(&str, Access)] = &[
     ("/api/test_send_campaign", Signed(P::CampaignsWrite)),
     ("/api/campaign_progress", Signed(P::CampaignsRead)),
     ("/api/campaign_report", Signed(P::ReportsRead)),
+    ("/api/list_sending_domains", Signed(P::SettingsManage)),
+    ("/api/add_sending_domain", Signed(P::SettingsManage)),
+    ("/api/verify_sending_domain", Signed(P::SettingsManage)),
+    ("/api/remove_sending_domain", Signed(P::SettingsManage)),
 ];
 
 /// Calls that must not count as activity (the idle warning polls it).

@@ -3,6 +3,7 @@
 //! signs with is open to the Marvin timing attack, RUSTSEC-2023-0071; with ring the DKIM benchmark sends about twice as fast).
 //!
 //! The key is never Clone, Debug or Serialize; it lives inside `mail::Dkim` behind an `Arc`.
+//! Sending domains' keys are generated here too ([`generate_key`]).
 
 use data_encoding::BASE64;
 use ring::rand::SystemRandom;
@@ -10,7 +11,7 @@ use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use tokio_rustls::rustls::pki_types::PrivateKeyDer;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 
-/// The headers we sign, when present (RFC 8058 asks for both List-Unsubscribe headers).
+/// The headers we sign (RFC 8058 asks for both List-Unsubscribe headers), each over-signed.
 pub const SIGNED_HEADERS: [&str; 11] = [
     "from",
     "to",
@@ -30,7 +31,38 @@ pub struct Signer {
     rng: SystemRandom,
 }
 
+/// A freshly generated DKIM key pair: the private key as PKCS#8 DER (zeroised when dropped) and
+/// the public key as base64 SubjectPublicKeyInfo, as a DKIM record's `p=` carries it.
+pub struct GeneratedKey {
+    pub private_pkcs8: zeroize::Zeroizing<Vec<u8>>,
+    pub public_b64: String,
+}
+
+/// Generate an RSA-2048 key (a second or so of CPU: call it on the blocking pool). ring signs but
+/// cannot generate RSA keys, so the `rsa` crate (0.10: constant-time big-integer arithmetic)
+/// generates it, with the operating system's random numbers; the result is checked by loading it
+/// into ring, which is what signs with it.
+pub fn generate_key() -> Result<GeneratedKey, &'static str> {
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey};
+    const FAILED: &str = "the DKIM key could not be generated";
+    let key = rsa::PrivateKey::new(&mut getrandom::SysRng, 2048).map_err(|_| FAILED)?;
+    let private = key.to_pkcs8_der().map_err(|_| FAILED)?;
+    let private_pkcs8 = zeroize::Zeroizing::new(private.as_bytes().to_vec());
+    let public = key.to_public_key().to_public_key_der().map_err(|_| FAILED)?;
+    Signer::from_pkcs8_der(&private_pkcs8)?;
+    Ok(GeneratedKey { private_pkcs8, public_b64: BASE64.encode(public.as_bytes()) })
+}
+
 impl Signer {
+    /// An RSA private key as PKCS#8 DER (a sending domain's stored key), 2048 bits or more.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Signer, &'static str> {
+        let key = RsaKeyPair::from_pkcs8(der).map_err(|_| "the DKIM key is not an RSA private key")?;
+        if key.public().modulus_len() < 256 {
+            return Err("the DKIM key must be RSA with at least 2048 bits");
+        }
+        Ok(Signer { key, rng: SystemRandom::new() })
+    }
+
     /// An RSA private key in PEM (PKCS#1 "RSA PRIVATE KEY" or PKCS#8 "PRIVATE KEY"), 2048 bits or more.
     pub fn from_pem(pem: &str) -> Result<Signer, &'static str> {
         const BAD: &str = "the DKIM key is not an RSA private key in PEM (PKCS#1 or PKCS#8)";
@@ -59,16 +91,18 @@ impl Signer {
         let (head, body) = split(message);
         let bh = BASE64.encode(ring::digest::digest(&ring::digest::SHA256, &relaxed_body(body)).as_ref());
         let fields = header_fields(head);
-        // Bottom-up, each instance once (RFC 6376 5.4.2); only names present are listed.
-        let mut used = vec![false; fields.len()];
+        // Bottom-up, every instance (RFC 6376 5.4.2), and then the name once more: a name listed
+        // more often than it appears stands for an empty header, so a From, Subject or Reply-To
+        // added after signing — anywhere in the header block — changes the hash and breaks the
+        // signature (over-signing, RFC 6376 8.15). Absent headers are listed once for the same reason.
         let mut names: Vec<&str> = Vec::new();
         let mut hashed = Vec::with_capacity(1024);
         for want in SIGNED_HEADERS {
-            if let Some(i) = (0..fields.len()).rev().find(|i| !used[*i] && fields[*i].0.eq_ignore_ascii_case(want)) {
-                used[i] = true;
+            for i in (0..fields.len()).rev().filter(|i| fields[*i].0.eq_ignore_ascii_case(want)) {
                 names.push(want);
                 relaxed_header(fields[i].0, fields[i].1, &mut hashed);
             }
+            names.push(want);
         }
         let value = format!(
             "v=1; a=rsa-sha256; c=relaxed/relaxed; d={domain}; s={selector}; t={timestamp}; h={}; bh={bh}; b=",
@@ -210,6 +244,18 @@ mod tests {
             relaxed_header(n, v, &mut out);
         }
         assert_eq!(out, b"a:X\r\nb:Y Z\r\n");
+    }
+
+    #[test]
+    fn a_generated_key_signs_and_every_signed_header_is_listed_once_more_than_it_appears() {
+        let k = generate_key().unwrap();
+        assert!(k.public_b64.len() > 350, "an RSA-2048 SubjectPublicKeyInfo");
+        let signer = Signer::from_pkcs8_der(&k.private_pkcs8).unwrap();
+        let msg = b"From: a@b.test\r\nTo: c@d.test\r\nSubject: Hi\r\n\r\nBody\r\n";
+        let h = String::from_utf8(signer.header(msg, "b.test", "s", 1).unwrap()).unwrap();
+        let list = h.split("h=").nth(1).unwrap().split(';').next().unwrap();
+        assert!(list.starts_with("from:from:to:to:subject:subject:date:"), "{list}");
+        assert!(Signer::from_pkcs8_der(b"not a key").is_err());
     }
 
     #[test]

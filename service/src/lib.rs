@@ -22,6 +22,7 @@ pub mod outbox;
 pub mod pgcopy;
 pub mod recipient;
 pub mod segments;
+pub mod sending_domains;
 pub mod services;
 pub mod smtp;
 pub mod templates;

@@ -23,18 +23,34 @@ pub enum TlsMode {
     Implicit,
 }
 
+/// The relay's AUTH password: not Clone, Debug or Serialize, zeroised when dropped. It is read
+/// once (from a file of its own or `HERMETIC_SMTP_PASSWORD`) and shared behind an `Arc`, never
+/// copied, down to the zeroised AUTH line (`smtp::SmtpPool`).
+pub struct SmtpPassword(zeroize::Zeroizing<String>);
+
+impl SmtpPassword {
+    pub fn new(password: zeroize::Zeroizing<String>) -> SmtpPassword {
+        SmtpPassword(password)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
 #[derive(Clone)]
 pub struct SmtpSettings {
     pub host: String,
     pub port: u16,
     pub tls: TlsMode,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Arc<SmtpPassword>>,
     /// Extra CA certificate (PEM) for private relays.
     pub ca_pem: Option<Vec<u8>>,
     pub pool_size: u32,
     /// Development: add `X-Hermetic-Organisation` so the dev SMTP listener can file messages.
     pub tag_organisation: bool,
+    pub timeouts: crate::smtp::SmtpTimeouts,
 }
 
 impl std::fmt::Debug for SmtpSettings {
@@ -43,6 +59,8 @@ impl std::fmt::Debug for SmtpSettings {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +124,12 @@ impl Dkim {
         Ok(Dkim { signer, selector: selector.to_string(), domain: domain.to_string() })
     }
 
+    /// A sending domain's key (PKCS#8 DER, opened from its sealed column).
+    pub fn from_pkcs8_der(selector: &str, domain: &str, der: &[u8]) -> Result<Dkim, &'static str> {
+        let signer = crate::dkim::Signer::from_pkcs8_der(der)?;
+        Ok(Dkim { signer, selector: selector.to_string(), domain: domain.to_string() })
+    }
+
     /// The message's bytes with a DKIM-Signature header in front (`t=` is `now`, Unix seconds).
     pub fn sign(&self, raw: Vec<u8>, now: i64) -> Result<Vec<u8>, &'static str> {
         let mut out = self.signer.header(&raw, &self.domain, &self.selector, now)?;
@@ -140,6 +164,10 @@ pub enum SendOutcome {
 
 pub fn build_message(from: &str, msg: &Outgoing) -> ServiceResult<Message> {
     let from: Mailbox = from.parse().map_err(|_| ServiceError::internal("the configured From address is invalid"))?;
+    build_message_from(from, msg)
+}
+
+pub fn build_message_from(from: Mailbox, msg: &Outgoing) -> ServiceResult<Message> {
     let to: Mailbox =
         msg.to.expose().parse().map_err(|_| ServiceError::invalid("recipient", "is not a valid email address"))?;
     let mut b = Message::builder().from(from).to(to).subject(msg.subject.clone());
@@ -172,13 +200,24 @@ fn capture_aad(org: OrganisationId, column: &'static str, id: Uuid) -> Aad<'stat
     Aad { organisation: org, table: "dev_mailbox", column, row: id }
 }
 
-/// Send one message through the configured transport.
+/// Send one piece of system mail (double opt-in, invitations, notices) From `mail.from`, signed
+/// with the platform's DKIM key when one is configured.
 pub async fn send(svc: &Services, msg: Outgoing) -> ServiceResult<SendOutcome> {
     let message = build_message(svc.settings().mail.from_address(), &msg)?;
-    deliver(svc, msg.organisation, message, &msg.to, &msg.subject).await
+    let dkim = svc.settings().mail_dkim.clone();
+    deliver(svc, msg.organisation, message, &msg.to, &msg.subject, dkim.as_deref()).await
 }
 
-/// Hand a built message to the configured transport: DKIM-signed (when a key is configured) and
+/// Send one message From an address on a verified sending domain of the organisation, signed
+/// with that domain's key (d= the From domain). `from` is the whole mailbox (`Clinic <news@…>`).
+pub async fn send_as(svc: &Services, from: &Mailbox, msg: Outgoing) -> ServiceResult<SendOutcome> {
+    let d = crate::sending_domains::verified_domain_of(svc.db(), msg.organisation, "from", from.email.as_ref()).await?;
+    let dkim = crate::sending_domains::signer(svc, &d).await?;
+    let message = build_message_from(from.clone(), &msg)?;
+    deliver(svc, msg.organisation, message, &msg.to, &msg.subject, Some(&dkim)).await
+}
+
+/// Hand a built message to the configured transport: DKIM-signed with `dkim` (when given) and
 /// sent over the SMTP pool, or captured (sealed) in the dev mailbox. `to` and `subject` are only
 /// used for the capture's index.
 pub async fn deliver(
@@ -187,8 +226,9 @@ pub async fn deliver(
     message: Message,
     to: &Phi<String>,
     subject: &str,
+    dkim: Option<&Dkim>,
 ) -> ServiceResult<SendOutcome> {
-    let raw = wire_bytes(svc, organisation, &message)?;
+    let raw = wire_bytes(svc, organisation, &message, dkim)?;
     match svc.mailer() {
         Mailer::DevMailbox => {
             capture(svc, organisation, &raw, to.expose(), subject).await?;
@@ -198,11 +238,16 @@ pub async fn deliver(
     }
 }
 
-/// The bytes of a message as they go out: formatted, DKIM-signed when a key is configured, and
+/// The bytes of a message as they go out: formatted, DKIM-signed with `dkim` when given, and
 /// (development only) tagged with its organisation for the dev SMTP listener.
-pub fn wire_bytes(svc: &Services, organisation: OrganisationId, message: &Message) -> ServiceResult<Vec<u8>> {
+pub fn wire_bytes(
+    svc: &Services,
+    organisation: OrganisationId,
+    message: &Message,
+    dkim: Option<&Dkim>,
+) -> ServiceResult<Vec<u8>> {
     let mut raw = message.formatted();
-    if let Some(d) = &svc.settings().mail_dkim {
+    if let Some(d) = dkim {
         raw = d.sign(raw, svc.clock().now().timestamp()).map_err(ServiceError::internal)?;
     }
     if let Mailer::Smtp(pool) = svc.mailer()
@@ -213,19 +258,20 @@ pub fn wire_bytes(svc: &Services, organisation: OrganisationId, message: &Messag
     Ok(raw)
 }
 
-/// `wire_bytes` for the send loop: with DKIM the RSA signature (a millisecond or more of CPU per
-/// message) is computed on the blocking pool, so the async threads keep serving the SMTP and
-/// database sockets meanwhile instead of stalling every lane behind one signature.
+/// `wire_bytes` for the send loop: the RSA signature (a millisecond or more of CPU per message)
+/// is computed on the blocking pool, so the async threads keep serving the SMTP and database
+/// sockets meanwhile instead of stalling every lane behind one signature.
 pub async fn wire_bytes_off_thread(
     svc: &Services,
     organisation: OrganisationId,
     message: &Message,
+    dkim: Option<Arc<Dkim>>,
 ) -> ServiceResult<Vec<u8>> {
-    if svc.settings().mail_dkim.is_none() {
-        return wire_bytes(svc, organisation, message);
-    }
+    let Some(dkim) = dkim else {
+        return wire_bytes(svc, organisation, message, None);
+    };
     let (svc, message) = (svc.clone(), message.clone());
-    tokio::task::spawn_blocking(move || wire_bytes(&svc, organisation, &message))
+    tokio::task::spawn_blocking(move || wire_bytes(&svc, organisation, &message, Some(&dkim)))
         .await
         .map_err(|_| ServiceError::internal("the message signing task stopped"))?
 }
@@ -328,4 +374,46 @@ pub async fn captured_for(svc: &Services, actor: &crate::Actor, limit: i64) -> S
     crate::audit::record_now(svc, crate::audit::AuditRecord::by(actor, domain::audit::AuditAction::DevMailboxViewed))
         .await?;
     captured(svc, actor.organisation_id, limit.clamp(1, 200)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compile-time proof: `SmtpPassword` implements none of Clone, Debug, Serialize. Each check
+    /// is ambiguous — and does not compile — if the type gains the trait.
+    #[test]
+    fn the_smtp_password_cannot_be_copied_printed_or_serialised() {
+        trait NotClone<A> {
+            fn check() {}
+        }
+        impl<T: ?Sized> NotClone<()> for T {}
+        impl<T: Clone> NotClone<u8> for T {}
+        trait NotDebug<A> {
+            fn check() {}
+        }
+        impl<T: ?Sized> NotDebug<()> for T {}
+        impl<T: ?Sized + std::fmt::Debug> NotDebug<u8> for T {}
+        trait NotSerialize<A> {
+            fn check() {}
+        }
+        impl<T: ?Sized> NotSerialize<()> for T {}
+        impl<T: ?Sized + serde::Serialize> NotSerialize<u8> for T {}
+        <SmtpPassword as NotClone<_>>::check();
+        <SmtpPassword as NotDebug<_>>::check();
+        <SmtpPassword as NotSerialize<_>>::check();
+        let s = SmtpSettings {
+            host: "relay.example".into(),
+            port: 587,
+            tls: TlsMode::StartTls,
+            username: Some("hermetic".into()),
+            password: Some(Arc::new(SmtpPassword::new(zeroize::Zeroizing::new("hunter2-relay".into())))),
+            ca_pem: None,
+            pool_size: 1,
+            tag_organisation: false,
+            timeouts: crate::smtp::SmtpTimeouts::default(),
+        };
+        let printed = format!("{s:?} {:?}", MailSettings::Smtp { smtp: s.clone(), from: "a@b.test".into() });
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
 }

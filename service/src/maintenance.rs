@@ -1,6 +1,7 @@
 //! Housekeeping run by the scheduled maintenance job: expire and purge sessions, forget stale
 //! throttle counters, delete uploads never started within a day, seal segment definitions saved
-//! before sealing existed, and verify every audit chain.
+//! before sealing existed, verify every audit chain, and re-check verified sending domains' DNS
+//! records.
 
 use crate::audit;
 use crate::db;
@@ -20,6 +21,8 @@ pub struct MaintenanceReport {
     pub imports_expired: u64,
     /// Legacy segment rows whose PHI literals were sealed (and stripped from the plain copy).
     pub segments_sealed: u64,
+    pub domains_checked: u64,
+    pub domains_lost: u64,
 }
 
 pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
@@ -60,6 +63,14 @@ pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
     let imports_expired = crate::contacts::import::expire_unstarted(svc).await?;
     let segments_sealed = crate::segments::seal_legacy(svc).await?;
     let reports = audit::verify_all(svc).await?;
+    // A domain whose records are gone stops sending; a failed re-check is logged, not fatal.
+    let domains = match crate::sending_domains::recheck_due(svc).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e.log_detail(), "sending domains could not be re-checked");
+            crate::sending_domains::RecheckReport::default()
+        }
+    };
     Ok(MaintenanceReport {
         sessions_expired: expired,
         sessions_purged: purged,
@@ -69,5 +80,7 @@ pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
         jobs_purged: jobs,
         imports_expired,
         segments_sealed,
+        domains_checked: domains.checked,
+        domains_lost: domains.lost,
     })
 }

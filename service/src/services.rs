@@ -56,8 +56,11 @@ pub struct Settings {
     /// Largest CSV upload accepted, in bytes (default 200 MB).
     pub import_max_bytes: u64,
     pub mail: crate::mail::MailSettings,
-    /// DKIM signing for every outgoing message, when a key is configured.
+    /// DKIM signing of system mail (invitations, opt-in, notices) from `mail.from`, when a key is
+    /// configured. Campaign mail is signed with its sending domain's own key.
     pub mail_dkim: Option<Arc<crate::mail::Dkim>>,
+    /// How sending domains are checked through DNS.
+    pub domains: crate::sending_domains::DomainSettings,
     /// How the campaign pipeline sends (batch sizes, connections, leases).
     pub sending: crate::campaigns::SendingSettings,
     /// Public origin of the web app (`https://hermetic.example.org`), used in invitation links.

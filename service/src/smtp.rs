@@ -30,14 +30,38 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use zeroize::Zeroizing;
 
-/// Longest a connection attempt (TCP, greeting, EHLO, STARTTLS, AUTH) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
-/// Longest one message transaction (MAIL … DATA … reply) may take.
-const SEND_TIMEOUT: Duration = Duration::from_secs(60);
-/// A pooled connection idle longer than this is checked with NOOP before reuse.
-const IDLE_CHECK: Duration = Duration::from_secs(5);
-/// Idle connections older than this are closed rather than reused.
-const IDLE_MAX: Duration = Duration::from_secs(50);
+/// How long each step may take. Every read and write on a connection has a limit, and so has the
+/// health check of a pooled connection: a relay that accepts and then never answers can delay one
+/// message by these limits, never stop all mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmtpTimeouts {
+    /// A connection attempt (TCP, greeting, EHLO, STARTTLS, AUTH).
+    pub connect: Duration,
+    /// One message transaction (MAIL … DATA … reply).
+    pub send: Duration,
+    /// Any single read or write on a connection.
+    pub io: Duration,
+    /// A pooled connection idle longer than this is checked with NOOP before reuse.
+    pub idle_check: Duration,
+    /// The NOOP health check; a connection that does not answer in time is dropped.
+    pub check: Duration,
+    /// Idle connections older than this are closed rather than reused.
+    pub idle_max: Duration,
+}
+
+impl Default for SmtpTimeouts {
+    fn default() -> Self {
+        SmtpTimeouts {
+            connect: Duration::from_secs(20),
+            send: Duration::from_secs(60),
+            io: Duration::from_secs(60),
+            idle_check: Duration::from_secs(5),
+            check: Duration::from_secs(10),
+            idle_max: Duration::from_secs(50),
+        }
+    }
+}
+
 /// Longest reply line we accept (RFC 5321 says 512; servers exceed it in EHLO lists).
 const MAX_LINE: usize = 4096;
 /// Largest whole reply (all lines) we accept.
@@ -151,16 +175,19 @@ pub struct Connection {
     broken: bool,
     /// Reused for every outgoing write (commands, the stuffed message).
     out: Vec<u8>,
+    /// Limit of each read and write; past it the connection counts as broken.
+    io_timeout: Duration,
 }
 
 impl Connection {
-    fn new(tcp: TcpStream) -> Connection {
+    fn new(tcp: TcpStream, io_timeout: Duration) -> Connection {
         Connection {
             io: Io::Plain(tcp),
             buf: Vec::with_capacity(1024),
             ext: Extensions::default(),
             broken: false,
             out: Vec::new(),
+            io_timeout,
         }
     }
 
@@ -174,17 +201,23 @@ impl Connection {
 
     async fn write_out(&mut self) -> Result<(), Fault> {
         let out = std::mem::take(&mut self.out);
-        let r = match &mut self.io {
-            Io::Plain(s) => match s.write_all(&out).await {
-                Ok(()) => s.flush().await,
-                Err(e) => Err(e),
-            },
-            Io::Tls(s) => match s.write_all(&out).await {
-                Ok(()) => s.flush().await,
-                Err(e) => Err(e),
-            },
-            Io::Closed => Err(std::io::ErrorKind::NotConnected.into()),
+        let write = async {
+            match &mut self.io {
+                Io::Plain(s) => match s.write_all(&out).await {
+                    Ok(()) => s.flush().await,
+                    Err(e) => Err(e),
+                },
+                Io::Tls(s) => match s.write_all(&out).await {
+                    Ok(()) => s.flush().await,
+                    Err(e) => Err(e),
+                },
+                Io::Closed => Err(std::io::ErrorKind::NotConnected.into()),
+            }
         };
+        // A peer that stops reading fills the socket buffer: the write would wait forever.
+        let r = tokio::time::timeout(self.io_timeout, write)
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
         self.out = out;
         self.out.clear();
         if r.is_err() {
@@ -203,11 +236,17 @@ impl Connection {
 
     async fn fill(&mut self) -> Result<(), Fault> {
         let mut chunk = [0u8; 4096];
-        let n = match &mut self.io {
-            Io::Plain(s) => s.read(&mut chunk).await,
-            Io::Tls(s) => s.read(&mut chunk).await,
-            Io::Closed => Err(std::io::ErrorKind::NotConnected.into()),
+        let read = async {
+            match &mut self.io {
+                Io::Plain(s) => s.read(&mut chunk).await,
+                Io::Tls(s) => s.read(&mut chunk).await,
+                Io::Closed => Err(std::io::ErrorKind::NotConnected.into()),
+            }
         };
+        // A peer that accepted and then went silent: the read gives up, the connection is broken.
+        let n = tokio::time::timeout(self.io_timeout, read)
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
         match n {
             Ok(0) | Err(_) => {
                 self.broken = true;
@@ -454,7 +493,7 @@ pub fn stuff(content: &[u8], out: &mut Vec<u8>) {
 /// Username and password for AUTH; zeroised when dropped, never printed.
 struct Credentials {
     user: Zeroizing<String>,
-    password: Zeroizing<String>,
+    password: Arc<crate::mail::SmtpPassword>,
 }
 
 pub struct SmtpPool {
@@ -465,6 +504,7 @@ pub struct SmtpPool {
     server_name: ServerName<'static>,
     credentials: Option<Credentials>,
     hello: String,
+    timeouts: SmtpTimeouts,
     idle: Mutex<Vec<(Connection, Instant)>>,
     slots: Semaphore,
     tag_organisation: bool,
@@ -510,12 +550,11 @@ impl SmtpPool {
             tls: TlsConnector::from(Arc::new(config)),
             server_name,
             credentials: match (&s.username, &s.password) {
-                (Some(u), Some(p)) => {
-                    Some(Credentials { user: Zeroizing::new(u.clone()), password: Zeroizing::new(p.clone()) })
-                }
+                (Some(u), Some(p)) => Some(Credentials { user: Zeroizing::new(u.clone()), password: p.clone() }),
                 _ => None,
             },
             hello: hostname_id().unwrap_or_else(|| "localhost".to_string()),
+            timeouts: s.timeouts,
             idle: Mutex::new(Vec::new()),
             slots: Semaphore::new(s.pool_size.max(1) as usize),
             tag_organisation: s.tag_organisation,
@@ -524,7 +563,7 @@ impl SmtpPool {
 
     /// Open a connection ready for MAIL FROM: encrypted and verified, authenticated when configured.
     pub async fn connect(&self) -> Result<Connection, ConnectError> {
-        tokio::time::timeout(CONNECT_TIMEOUT, self.connect_inner()).await.map_err(|_| ConnectError::Timeout)?
+        tokio::time::timeout(self.timeouts.connect, self.connect_inner()).await.map_err(|_| ConnectError::Timeout)?
     }
 
     async fn handshake(&self, conn: &mut Connection) -> Result<(), ConnectError> {
@@ -544,7 +583,7 @@ impl SmtpPool {
         let tcp = TcpStream::connect((self.host.as_str(), self.port)).await.map_err(|_| ConnectError::Unreachable)?;
         // No Nagle wait on every small command.
         let _ = tcp.set_nodelay(true);
-        let mut conn = Connection::new(tcp);
+        let mut conn = Connection::new(tcp, self.timeouts.io);
         if self.mode == TlsMode::Implicit {
             self.handshake(&mut conn).await?;
         }
@@ -584,7 +623,7 @@ impl SmtpPool {
 
     async fn auth(&self, conn: &mut Connection, c: &Credentials) -> Result<(), ConnectError> {
         let ok = if conn.ext.auth_plain {
-            let token = Zeroizing::new(BASE64.encode(format!("\0{}\0{}", *c.user, *c.password).as_bytes()));
+            let token = Zeroizing::new(BASE64.encode(format!("\0{}\0{}", *c.user, c.password.expose()).as_bytes()));
             let line = Zeroizing::new(format!("AUTH PLAIN {}", *token));
             matches!(conn.command(&line).await, Ok(r) if r.code == 235)
         } else if conn.ext.auth_login {
@@ -594,7 +633,7 @@ impl SmtpPool {
                 ok = matches!(conn.command(&u).await, Ok(r) if r.code == 334);
             }
             if ok {
-                let p = Zeroizing::new(BASE64.encode(c.password.as_bytes()));
+                let p = Zeroizing::new(BASE64.encode(c.password.expose().as_bytes()));
                 ok = matches!(conn.command(&p).await, Ok(r) if r.code == 235);
             }
             ok
@@ -616,11 +655,15 @@ impl SmtpPool {
                 None => return self.connect().await,
                 Some((mut conn, since)) => {
                     let idle = since.elapsed();
-                    if idle > IDLE_MAX || conn.has_broken() {
+                    if idle > self.timeouts.idle_max || conn.has_broken() {
                         conn.quit().await;
                         continue;
                     }
-                    if idle > IDLE_CHECK && !conn.test_connected().await {
+                    // The health check has its own limit: a relay that hung with the socket open
+                    // would otherwise hold this send, and every send after it, forever.
+                    if idle > self.timeouts.idle_check
+                        && !matches!(tokio::time::timeout(self.timeouts.check, conn.test_connected()).await, Ok(true))
+                    {
                         conn.abort().await;
                         continue;
                     }
@@ -649,7 +692,7 @@ impl SmtpPool {
             Ok(c) => c,
             Err(e) => return SendOutcome::Deferred(e.to_string()),
         };
-        let outcome = match tokio::time::timeout(SEND_TIMEOUT, conn.transaction(envelope, raw)).await {
+        let outcome = match tokio::time::timeout(self.timeouts.send, conn.transaction(envelope, raw)).await {
             Ok(r) => outcome_of(r),
             Err(_) => {
                 conn.abort().await;
@@ -743,7 +786,8 @@ impl<T> Sequence<'_, T> {
             };
             if !conn.ext.pipelining {
                 // Nothing waits on such a connection: one whole transaction per message.
-                let outcome = match tokio::time::timeout(SEND_TIMEOUT, conn.transaction(envelope, raw)).await {
+                let outcome = match tokio::time::timeout(self.pool.timeouts.send, conn.transaction(envelope, raw)).await
+                {
                     Ok(r) => outcome_of(r),
                     Err(_) => {
                         conn.abort().await;
@@ -758,7 +802,7 @@ impl<T> Sequence<'_, T> {
             conn.out.clear();
             let mut content_of = None;
             if let Some(w) = self.waiting.take() {
-                match tokio::time::timeout(SEND_TIMEOUT, conn.command_replies(w.commands)).await {
+                match tokio::time::timeout(self.pool.timeouts.send, conn.command_replies(w.commands)).await {
                     Ok(Ok(())) => {
                         conn.out.extend_from_slice(&w.content);
                         content_of = Some(w.tag);
@@ -779,13 +823,13 @@ impl<T> Sequence<'_, T> {
                 conn.out.extend_from_slice(c.as_bytes());
                 conn.out.extend_from_slice(b"\r\n");
             }
-            let written = matches!(tokio::time::timeout(SEND_TIMEOUT, conn.write_out()).await, Ok(Ok(())));
+            let written = matches!(tokio::time::timeout(self.pool.timeouts.send, conn.write_out()).await, Ok(Ok(())));
             if !written {
                 conn.abort().await;
             }
             if let Some(t) = content_of {
                 let reply = if written {
-                    match tokio::time::timeout(SEND_TIMEOUT, conn.reply()).await {
+                    match tokio::time::timeout(self.pool.timeouts.send, conn.reply()).await {
                         Ok(r) => outcome_of(r),
                         Err(_) => {
                             conn.abort().await;
@@ -828,7 +872,7 @@ impl<T> Sequence<'_, T> {
                 conn.write_out().await?;
                 conn.reply().await
             };
-            let outcome = match tokio::time::timeout(SEND_TIMEOUT, last).await {
+            let outcome = match tokio::time::timeout(self.pool.timeouts.send, last).await {
                 Ok(r) => outcome_of(r),
                 Err(_) => {
                     conn.abort().await;
@@ -1012,7 +1056,7 @@ mod tests {
     /// A session on `port` past the greeting and EHLO, in plaintext (the TLS rules are tested
     /// through `connect` above; this is about the message exchange).
     async fn session(port: u16) -> Connection {
-        let mut c = Connection::new(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+        let mut c = Connection::new(TcpStream::connect(("127.0.0.1", port)).await.unwrap(), Duration::from_secs(30));
         c.reply().await.unwrap();
         c.ehlo("client.test").await.unwrap();
         c
@@ -1093,6 +1137,7 @@ mod tests {
             ca_pem: None,
             pool_size: 1,
             tag_organisation: false,
+            timeouts: SmtpTimeouts::default(),
         }
     }
 }

@@ -351,7 +351,23 @@ fn Editor(options: CampaignOptions, campaign: Option<CampaignView>) -> impl Into
                 <fieldset>
                     <legend>"4. Sender"</legend>
                     {text_input("From name", "from-name", |s| s.from_name.clone(), |s, v| s.from_name = v)}
-                    {text_input("From address", "from-email", |s| s.from_email.clone(), |s, v| s.from_email = v)}
+                    <label>"From address"
+                        <input type="text" data-test="from-email" list="sending-addresses" autocomplete="off"
+                            prop:value=move || s.with(|x| x.from_email.clone()) disabled=move || !enabled.get()
+                            on:input=move |ev| { let v = event_target_value(&ev); s.update(|x| x.from_email = v); }/>
+                    </label>
+                    // The verified sending domains, offered as addresses (issue 19 builds on this).
+                    <datalist id="sending-addresses">
+                        {options.with_value(|o| {
+                            let local = o.default_from_email.split_once('@').map(|(l, _)| l.to_string()).unwrap_or_else(|| "no-reply".into());
+                            o.sending_domains.iter().map(|d| view! { <option value=format!("{local}@{d}")></option> }).collect_view()
+                        })}
+                    </datalist>
+                    <p class="hint" data-test="sending-domains">{options.with_value(|o| if o.sending_domains.is_empty() {
+                        "Your organisation has no verified sending domain yet: an administrator adds one under Settings → Sending domains. Until then campaigns cannot be saved or sent.".to_string()
+                    } else {
+                        format!("The From address must be on a verified sending domain: {}.", o.sending_domains.join(", "))
+                    })}</p>
                     {text_input("Reply-to (optional)", "reply-to", |s| s.reply_to.clone().unwrap_or_default(), |s, v| s.reply_to = (!v.trim().is_empty()).then_some(v))}
                 </fieldset>
                 <fieldset>

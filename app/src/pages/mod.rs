@@ -4,6 +4,7 @@ pub mod audit;
 pub mod auth;
 pub mod campaigns;
 pub mod contacts;
+pub mod domains;
 pub mod home;
 pub mod layout;
 pub mod mailbox;

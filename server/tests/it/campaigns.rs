@@ -5,7 +5,7 @@
 //! and non-consenting contacts never mailed, roles and tenant isolation.
 
 use crate::harness::*;
-use crate::smtp::{SmtpServer, Tls, dkim_verify, mime, tools};
+use crate::smtp::{SmtpServer, Tls, dkim_verify, dkim_verify_dns, mime, tools};
 use domain::campaigns::*;
 use domain::contacts::{ConsentPurpose, ContactInput, SuppressionReason};
 use domain::disclosure::Figure;
@@ -28,7 +28,15 @@ pub(crate) async fn start(smtp: &SmtpServer, extra: &[(&'static str, String)]) -
     // Workers, dispatch jobs and the test's own queries share the pool.
     env.push(("HERMETIC_DB_MAX_CONNECTIONS", "20".into()));
     env.extend(extra.iter().cloned());
-    TestApp::start_with(Options { env, workers: true }).await
+    TestApp::start_with(Options { env, workers: true, dns: true }).await
+}
+
+/// The sending organisation: its administrator, and clinic.test verified as its sending domain
+/// through the real path (records published in the test's DNS server, checked through DNS).
+async fn lakeside(app: &TestApp) -> OrganisationId {
+    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    app.verified_domain(org, "clinic.test").await;
+    org
 }
 
 pub(crate) async fn contact(svc: &Services, actor: &Actor, email: &str, name: &str, consent: bool) -> Uuid {
@@ -125,7 +133,7 @@ pub(crate) fn path_of(url: &str) -> String {
 async fn a_campaign_reaches_each_eligible_patient_once_signed_tracked_and_unsubscribable() {
     let smtp = SmtpServer::start(Tls::Required, &[]);
     let app = start(&smtp, &[]).await;
-    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    let org = lakeside(&app).await;
     let actor = Actor::system(org, "test");
     let svc = &app.services;
     let a = contact(svc, &actor, "ann@patients.test", "Ann", true).await;
@@ -177,13 +185,19 @@ async fn a_campaign_reaches_each_eligible_patient_once_signed_tracked_and_unsubs
     );
     assert_eq!(deliveries.len(), 3);
     let paths: Vec<_> = msgs.iter().map(|(p, _)| p.clone()).collect();
-    let (ok, out) = dkim_verify(
-        "test",
+    // Signed with the sending domain's own key (d= the From domain, so DMARC aligns), which dkimpy
+    // takes from the published zone — not with the platform key configured for system mail.
+    let selector = service::sending_domains::list(svc, &actor).await.unwrap()[0].selector.clone();
+    let (ok, out) = dkim_verify_dns(
+        app.dns.as_ref().unwrap(),
+        &selector,
         "clinic.test",
         &["From", "To", "Subject", "Message-ID", "Content-Type", "List-Unsubscribe", "List-Unsubscribe-Post"],
         &paths,
     );
     assert!(ok, "DKIM must verify with dkimpy: {out}");
+    let (platform, _) = dkim_verify("test", "clinic.test", &["From"], &paths);
+    assert!(!platform, "campaign mail is not signed with the platform's key");
 
     let p = status(svc, &actor, id).await;
     assert_eq!((p.counts.unwrap().sent, p.counts.unwrap().total()), (3, 3));
@@ -283,7 +297,7 @@ async fn tls_is_required_and_certificates_must_verify() {
     for tls in [Tls::None, Tls::Rogue] {
         let smtp = SmtpServer::start(tls, &[]);
         let app = start(&smtp, &[]).await;
-        let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+        let org = lakeside(&app).await;
         let (client, _) = app.sign_in("admin@lakeside.test", None).await;
         let actor = Actor::system(org, "test");
         let t = template(&app.services, &actor).await;
@@ -310,7 +324,7 @@ async fn temporary_failures_are_retried_and_hard_bounces_suppressed() {
 async fn retries_and_bounces(server_args: &[&str]) {
     let smtp = SmtpServer::start(Tls::Required, server_args);
     let app = start(&smtp, &[("HERMETIC_SENDING__RETRY_BASE_SECS", "1".into())]).await;
-    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    let org = lakeside(&app).await;
     let actor = Actor::system(org, "test");
     let svc = &app.services;
     let later = contact(svc, &actor, "tempfail+ann@patients.test", "Ann", true).await;
@@ -377,7 +391,7 @@ async fn retries_and_bounces(server_args: &[&str]) {
 async fn pause_resume_and_cancel_take_effect_within_seconds() {
     let smtp = SmtpServer::start(Tls::Required, &[]);
     let app = start(&smtp, &[]).await;
-    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    let org = lakeside(&app).await;
     let actor = Actor::system(org, "test");
     let svc = &app.services;
     let mut ids = vec![];
@@ -422,7 +436,7 @@ async fn pause_resume_and_cancel_take_effect_within_seconds() {
 async fn hostile_settings_roles_and_other_organisations() {
     let smtp = SmtpServer::start(Tls::Required, &[]);
     let app = start(&smtp, &[]).await;
-    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    let org = lakeside(&app).await;
     app.add_user(org, "analyst@lakeside.test", Role::Analyst).await;
     let other: OrganisationId = app.org_with_user("Other", "admin@other.test", Role::Admin).await;
     let actor = Actor::system(org, "test");
@@ -509,7 +523,7 @@ async fn hostile_settings_roles_and_other_organisations() {
 async fn local_time_schedules_follow_each_recipients_zone() {
     let smtp = SmtpServer::start(Tls::Required, &[]);
     let app = start(&smtp, &[]).await;
-    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    let org = lakeside(&app).await;
     let actor = Actor::system(org, "test");
     let svc = &app.services;
     let mut ids = vec![];
@@ -554,7 +568,7 @@ async fn repeated_errors_pause_the_campaign_and_domain_caps_hold_messages_back()
     // A relay without STARTTLS: every send is a temporary failure, so the campaign pauses itself.
     let plain = SmtpServer::start(Tls::None, &[]);
     let app = start(&plain, &[]).await;
-    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    let org = lakeside(&app).await;
     let actor = Actor::system(org, "test");
     let svc = &app.services;
     let mut ids = vec![];
@@ -576,7 +590,7 @@ async fn repeated_errors_pause_the_campaign_and_domain_caps_hold_messages_back()
     // A per-domain cap of 2 a minute: two go now, the rest wait their turn.
     let smtp = SmtpServer::start(Tls::Required, &[]);
     let app = start(&smtp, &[]).await;
-    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    let org = lakeside(&app).await;
     let actor = Actor::system(org, "test");
     let svc = &app.services;
     let mut ids = vec![];
@@ -607,7 +621,7 @@ async fn sending_starts_before_the_audience_is_complete_and_finishes_after() {
     use sea_orm::ConnectionTrait;
     let smtp = SmtpServer::start(Tls::Required, &[]);
     let app = start(&smtp, &[]).await;
-    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    let org = lakeside(&app).await;
     let actor = Actor::system(org, "test");
     let svc = &app.services;
     let mut ids = vec![];
@@ -666,4 +680,114 @@ async fn sending_starts_before_the_audience_is_complete_and_finishes_after() {
     tokio::time::timeout(Duration::from_secs(20), dispatcher).await.unwrap().unwrap().unwrap();
     assert_eq!(smtp.messages().len(), 3, "each recipient once");
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_from_address_must_be_on_a_verified_domain_of_the_organisation_at_save_launch_and_send() {
+    let smtp = SmtpServer::start(Tls::Required, &[]);
+    let app = start(&smtp, &[]).await;
+    let dns = app.dns.as_ref().unwrap();
+    let org = lakeside(&app).await;
+    let other = app.org_with_user("Other", "admin@other.test", Role::Admin).await;
+    app.verified_domain(other, "other.test").await;
+    let actor = Actor::system(org, "test");
+    let svc = &app.services;
+    let a = contact(svc, &actor, "ann@patients.test", "Ann", true).await;
+    let list = list_with(svc, &actor, &[a]).await;
+    let t = template(svc, &actor).await;
+    let (admin, secret) = app.sign_in("admin@lakeside.test", None).await;
+
+    // Save: an unknown domain, another organisation's verified domain and a look-alike are refused
+    // with the same plain answer; the organisation's own domain (any case) is accepted.
+    let mut answers = BTreeSet::new();
+    for from in ["news@unverified.test", "news@other.test", "news@clinic.test.evil.test", "news@sub.clinic.test"] {
+        let mut s = settings("Elsewhere", list, t);
+        s.from_email = from.into();
+        let (code, body) = admin.call_json("create_campaign", json!({ "settings": s })).await;
+        assert_eq!(code, 422, "{from}: {body}");
+        answers.insert(body["message"].as_str().unwrap().to_string());
+    }
+    assert_eq!(answers.len(), 1, "one answer for every refused domain: {answers:?}");
+    assert!(answers.first().unwrap().contains("Sending domains"), "{answers:?}");
+    let mut s = settings("Ours", list, t);
+    s.from_email = "News@CLINIC.test".into();
+    let (code, body) = admin.call_json("create_campaign", json!({ "settings": s })).await;
+    assert_eq!(code, 200, "{body}");
+    let id: Uuid = body.as_str().unwrap().parse().unwrap();
+    // The editor offers the verified domain, never another organisation's.
+    let (_, options) = admin.call("campaign_options", &[]).await;
+    assert_eq!(options["sending_domains"], json!(["clinic.test"]));
+    assert!(options["default_from_email"].as_str().unwrap().ends_with("@clinic.test"), "{options}");
+
+    // Launch: the domain's records disappear and a check notices; launch and test sends are refused.
+    let published = dns.zone_text();
+    dns.set("");
+    let domain_id = service::sending_domains::list(svc, &actor).await.unwrap()[0].id;
+    let (code, v) = admin.call("verify_sending_domain", &[("id", &domain_id.to_string())]).await;
+    assert_eq!((code, v["status"].as_str()), (200, Some("failed")), "{v}");
+    let (code, body) = admin.call("launch_campaign", &[("id", &id.to_string())]).await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(admin.call("test_send_campaign", &[("id", &id.to_string())]).await.0, 422);
+    let mut edit = settings("Ours", list, t);
+    edit.from_email = "news@clinic.test".into();
+    assert_eq!(admin.call_json("update_campaign", json!({ "id": id, "settings": edit })).await.0, 422);
+
+    // Send: verified again, scheduled, then the records go before it starts: nothing is sent and
+    // the campaign pauses with its own reason; resuming is refused until the domain checks out.
+    dns.set(&published);
+    assert_eq!(admin.call("verify_sending_domain", &[("id", &domain_id.to_string())]).await.0, 200);
+    let mut later = settings("Later", list, t);
+    later.schedule = Schedule::At { at: app.now() + chrono::Duration::hours(3) };
+    let later_id = service::campaigns::create(svc, &actor, &later).await.unwrap();
+    assert_eq!(service::campaigns::launch(svc, &actor, later_id).await.unwrap(), CampaignStatus::Scheduled);
+    // The periodic re-check (maintenance, hourly) finds both organisations' records gone.
+    dns.set("");
+    app.advance(2 * 3600);
+    let m = service::maintenance::run(svc).await.unwrap();
+    assert_eq!((m.domains_checked, m.domains_lost), (2, 2), "{m:?}");
+    app.advance(2 * 3600);
+    wait_status(&app, &actor, later_id, CampaignStatus::Paused, 60).await;
+    let p = status(svc, &actor, later_id).await;
+    assert_eq!(p.pause_reason, Some(PauseReason::SendingDomain));
+    assert_eq!(p.counts.as_ref().unwrap().sent, 0);
+    assert_eq!(smtp.count(), 0, "nothing was sent from an unverified domain");
+    // (Four hours passed on the app's clock: the session has timed out.)
+    let (admin, _) = app.sign_in("admin@lakeside.test", Some(&secret)).await;
+    let (code, body) = admin.call("resume_campaign", &[("id", &later_id.to_string())]).await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(
+        scalar_i64(&app, "SELECT count(*) FROM audit_event WHERE action = 'campaign.paused_sending_domain'").await,
+        1
+    );
+
+    dns.set(&published);
+    assert_eq!(admin.call("verify_sending_domain", &[("id", &domain_id.to_string())]).await.0, 200);
+    assert_eq!(admin.call("resume_campaign", &[("id", &later_id.to_string())]).await.0, 200);
+    wait_status(&app, &actor, later_id, CampaignStatus::Completed, 60).await;
+    let msgs = smtp.wait_for(1, 10).await;
+    let selector = service::sending_domains::list(svc, &actor).await.unwrap()[0].selector.clone();
+    let (ok, out) = dkim_verify_dns(dns, &selector, "clinic.test", &["From", "Subject"], &[msgs[0].0.clone()]);
+    assert!(ok, "{out}");
+
+    // A sending campaign stops at its next batch when its domain is removed.
+    let mut big = Vec::new();
+    for i in 0..40 {
+        big.push(contact(svc, &actor, &format!("p{i}@patients.test"), "P", true).await);
+    }
+    let big_list = list_with(svc, &actor, &big).await;
+    let mut slow = settings("Slow", big_list, t);
+    slow.throttle = Throttle { per_second: 2, per_domain_per_minute: None };
+    let slow_id = service::campaigns::create(svc, &actor, &slow).await.unwrap();
+    service::campaigns::launch(svc, &actor, slow_id).await.unwrap();
+    smtp.wait_for(3, 30).await;
+    assert_eq!(admin.call("remove_sending_domain", &[("id", &domain_id.to_string())]).await.0, 200);
+    wait_status(&app, &actor, slow_id, CampaignStatus::Paused, 30).await;
+    let p = status(svc, &actor, slow_id).await;
+    assert_eq!(p.pause_reason, Some(PauseReason::SendingDomain));
+    assert!(p.counts.as_ref().unwrap().sent < 40, "{p:?}");
+    app.stop().await;
+}
+
+async fn scalar_i64(app: &TestApp, sql: &str) -> i64 {
+    crate::contacts::scalar(app, sql).await
 }

@@ -19,6 +19,7 @@ async fn start() -> TestApp {
     TestApp::start_with(Options {
         workers: true,
         env: vec![("HERMETIC_JOBS__POLL_INTERVAL_SECS", "1".into()), ("HERMETIC_DB_MAX_CONNECTIONS", "20".into())],
+        dns: true,
     })
     .await
 }
@@ -134,6 +135,7 @@ async fn one_click(guest: &Client, path: &str) -> Resp {
 async fn a_patients_withdrawal_survives_reimports_staff_edits_and_deletion() {
     let app = start().await;
     let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    app.verified_domain(org, "clinic.test").await;
     let actor = Actor::system(org, "test");
     let (admin, _) = app.sign_in("admin@lakeside.test", None).await;
     let file = "email,first_name\npat@patients.test,Pat\nsam@patients.test,Sam\n";
@@ -243,6 +245,7 @@ async fn a_patients_withdrawal_survives_reimports_staff_edits_and_deletion() {
 async fn the_unsubscribe_page_names_and_withdraws_the_messages_own_purpose() {
     let app = start().await;
     let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    app.verified_domain(org, "clinic.test").await;
     let actor = Actor::system(org, "test");
     let svc = &app.services;
     let mut fields = std::collections::BTreeMap::new();

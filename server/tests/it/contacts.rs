@@ -186,9 +186,12 @@ async fn consent_and_suppression_decide_who_may_be_mailed() {
 
 #[tokio::test]
 async fn double_opt_in_sends_a_link_that_confirms_once() {
-    let app =
-        TestApp::start_with(Options { workers: true, env: vec![("HERMETIC_JOBS__POLL_INTERVAL_SECS", "1".into())] })
-            .await;
+    let app = TestApp::start_with(Options {
+        workers: true,
+        env: vec![("HERMETIC_JOBS__POLL_INTERVAL_SECS", "1".into())],
+        ..Default::default()
+    })
+    .await;
     let org = app.org_with_user("Clinic", "admin@clinic.test", Role::Admin).await;
     let (admin, _) = app.sign_in("admin@clinic.test", None).await;
     let (_, id) = create(&admin, json!({ "email": "new.patient@clinic.test" })).await;

@@ -434,8 +434,9 @@ fn campaign_settings(name: &str) -> CampaignSettings {
 
 #[tokio::test]
 async fn campaign_reports_hide_small_cells_from_analysts_with_complementary_suppression() {
-    let app = TestApp::start().await;
+    let app = TestApp::start_with(Options { dns: true, ..Default::default() }).await;
     let org = app.org_with_user("Clinic", "admin@clinic.test", Role::Admin).await;
+    app.verified_domain(org, "clinic.test").await;
     app.add_user(org, "marketer@clinic.test", Role::Marketer).await;
     app.add_user(org, "analyst@clinic.test", Role::Analyst).await;
     let svc = &app.services;

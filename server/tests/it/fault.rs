@@ -41,8 +41,9 @@ fn spawn_worker(app: &TestApp, smtp: &SmtpServer, log: &std::path::Path) -> Chil
 #[tokio::test]
 async fn killing_the_worker_ten_times_loses_nothing_and_duplicates_only_inside_the_window() {
     let smtp = SmtpServer::start(Tls::Required, &[]);
-    let app = TestApp::start().await;
+    let app = TestApp::start_with(Options { dns: true, ..Default::default() }).await;
     let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    app.verified_domain(org, "clinic.test").await;
     let actor = Actor::system(org, "test");
     let svc = &app.services;
     let list =

@@ -105,6 +105,8 @@ pub struct TestApp {
     stop: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
     _watchdog: Watchdog,
+    /// The DNS server sending domains are checked against (with `Options { dns: true, .. }`).
+    pub dns: Option<crate::smtp::DnsServer>,
 }
 
 /// Longest a test may hold its server. The slowest tests (the million-row import, ten worker kills)
@@ -141,6 +143,8 @@ impl Drop for Watchdog {
 pub struct Options {
     pub env: Vec<(&'static str, String)>,
     pub workers: bool,
+    /// Run a DNS server for sending-domain checks and point the app at it.
+    pub dns: bool,
 }
 
 impl TestApp {
@@ -161,6 +165,8 @@ impl TestApp {
             ("HERMETIC_PUBLIC_URL".into(), base.clone()),
             ("HERMETIC_DB_MAX_CONNECTIONS".into(), "12".into()),
         ];
+        let dns = opts.dns.then(crate::smtp::DnsServer::start);
+        env.extend(dns.iter().flat_map(|d| d.env()).map(|(k, v)| (k.to_string(), v)));
         env.extend(opts.env.iter().map(|(k, v)| (k.to_string(), v.clone())));
         let config =
             FileConfig::load(None, &env).unwrap().validate(Path::new(env!("CARGO_MANIFEST_DIR")), &env).unwrap();
@@ -176,7 +182,7 @@ impl TestApp {
             .await
             .unwrap();
         });
-        TestApp { base, services, clock, db, stop: Some(tx), handle: Some(handle), _watchdog: watchdog }
+        TestApp { base, services, clock, db, stop: Some(tx), handle: Some(handle), _watchdog: watchdog, dns }
     }
 
     pub fn client(&self) -> Client {
@@ -203,6 +209,22 @@ impl TestApp {
         let id = service::organisations::create(&self.services, org).await.unwrap();
         self.add_user(id, email, role).await;
         id
+    }
+
+    /// Give the organisation a verified sending domain the real way: add it (key and selector
+    /// generated), publish the records Hermetic shows in the test's DNS server, verify.
+    pub async fn verified_domain(
+        &self,
+        org: domain::ids::OrganisationId,
+        name: &str,
+    ) -> domain::sending_domains::SendingDomainView {
+        let dns = self.dns.as_ref().expect("start the app with Options { dns: true, .. }");
+        let actor = service::Actor::system(org, "test");
+        let d = service::sending_domains::add(&self.services, &actor, name).await.unwrap();
+        dns.publish(&d.records.iter().map(|r| r.zone_line.clone()).collect::<Vec<_>>());
+        let v = service::sending_domains::verify(&self.services, &actor, d.id).await.unwrap();
+        assert_eq!(v.status, domain::sending_domains::DomainStatus::Verified, "{:?}", v.checks);
+        v
     }
 
     pub async fn add_user(&self, org: domain::ids::OrganisationId, email: &str, role: domain::Role) {

@@ -33,9 +33,12 @@ fn hostile_csv() -> Vec<u8> {
 
 #[tokio::test]
 async fn hostile_csv_gives_row_errors_and_loses_nothing() {
-    let app =
-        TestApp::start_with(Options { workers: true, env: vec![("HERMETIC_JOBS__POLL_INTERVAL_SECS", "1".into())] })
-            .await;
+    let app = TestApp::start_with(Options {
+        workers: true,
+        env: vec![("HERMETIC_JOBS__POLL_INTERVAL_SECS", "1".into())],
+        ..Default::default()
+    })
+    .await;
     app.org_with_user("Clinic", "admin@clinic.test", Role::Admin).await;
     let (admin, _) = app.sign_in("admin@clinic.test", None).await;
     let (s, f) = admin

@@ -13,6 +13,7 @@ async fn scheduled_maintenance_expires_sessions_and_verifies_the_audit_chains() 
             ("HERMETIC_JOBS__POLL_INTERVAL_SECS", "1".into()),
         ],
         workers: true,
+        ..Default::default()
     })
     .await;
     app.org_with_user("Clinic", "ada@clinic.test", Role::Admin).await;

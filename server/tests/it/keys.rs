@@ -56,6 +56,7 @@ async fn deleting_an_organisation_shreds_it_in_the_running_server_within_seconds
     let app = start(&smtp, &[]).await;
     let svc = &app.services;
     let org = app.org_with_user("Doomed Clinic", "admin@doomed.test", Role::Admin).await;
+    app.verified_domain(org, "clinic.test").await;
     let other = app.org_with_user("Other Clinic", "admin@other.test", Role::Admin).await;
     let actor = Actor::system(org, "test");
     let other_actor = Actor::system(other, "test");
@@ -515,6 +516,9 @@ async fn data_key_rotation_reseals_every_sealed_column_so_the_old_key_can_be_des
     .unwrap();
     service::segments::create(svc, &Actor::system(org, "test"), "Lees", &def).await.unwrap();
     produced.insert("segment.sealed_definition".to_string());
+    // sending_domain.dkim_key: a domain added (its DKIM key generated and sealed), not yet verified.
+    service::sending_domains::add(svc, &actor, "clinic.test").await.unwrap();
+    produced.insert("sending_domain.dkim_key".to_string());
     // contact_import.headers and import_chunk.data: an upload waiting for its mapping.
     let csv = b"email,first_name\nquinn@patients.test,Quinn\n".to_vec();
     let upload = futures::stream::iter(vec![Ok::<_, service::ServiceError>(csv)]);

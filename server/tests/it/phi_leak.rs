@@ -34,9 +34,12 @@ fn pg_dump(url: &str) -> String {
 
 #[tokio::test]
 async fn marker_phi_never_appears_in_a_database_dump_or_the_logs() {
-    let app =
-        TestApp::start_with(Options { workers: true, env: vec![("HERMETIC_JOBS__POLL_INTERVAL_SECS", "1".into())] })
-            .await;
+    let app = TestApp::start_with(Options {
+        workers: true,
+        env: vec![("HERMETIC_JOBS__POLL_INTERVAL_SECS", "1".into())],
+        ..Default::default()
+    })
+    .await;
     app.org_with_user("Clinic", "admin@clinic.test", Role::Admin).await;
     let (admin, _) = app.sign_in("admin@clinic.test", None).await;
     // Through the form…

@@ -166,6 +166,8 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
         "/api/count_audience" => {
             ("application/json", r#"{"audience":{"segments":[],"lists":[]},"purpose":"marketing"}"#.into())
         }
+        "/api/add_sending_domain" => (form, format!("domain=matrix-{}.example", uuid::Uuid::new_v4().simple())),
+        "/api/verify_sending_domain" | "/api/remove_sending_domain" => (form, format!("id={none}")),
         "/l/unsubscribe/{token}" => (form, "List-Unsubscribe=One-Click".into()),
         "/l/preferences/{token}" => (form, "purpose=marketing&granted=false".into()),
         "/api/sign_out"
@@ -187,7 +189,8 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
         | "/api/segment_options"
         | "/api/list_segments"
         | "/api/campaign_options"
-        | "/api/list_campaigns" => (form, String::new()),
+        | "/api/list_campaigns"
+        | "/api/list_sending_domains" => (form, String::new()),
         _ => return None,
     })
 }

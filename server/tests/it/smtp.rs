@@ -12,6 +12,8 @@ pub struct Tools {
     pub capture: String,
     pub dkim_verify: String,
     pub mime_check: String,
+    /// The authoritative DNS server for sending-domain checks (scripts/lib/dns_server.py).
+    pub dns: String,
     /// Directory with ca.pem, server.pem/key, rogue.pem/key.
     pub certs: PathBuf,
     /// Directory with dkim.pem and dkim.txt.
@@ -29,7 +31,7 @@ pub fn tools() -> &'static Tools {
         std::fs::create_dir_all(&dir).unwrap();
         let script = format!(
             "set -e; source '{}/scripts/lib/common.sh'; ensure_smtp_tools >&2; make_test_certs '{}/certs' >&2; make_dkim_key '{}/dkim' >&2; \
-             echo \"$SMTP_TOOLS_PYTHON\"; echo \"$SMTP_TOOLS_CAPTURE\"; echo \"$SMTP_TOOLS_DKIM_VERIFY\"; echo \"$SMTP_TOOLS_MIME_CHECK\"",
+             echo \"$SMTP_TOOLS_PYTHON\"; echo \"$SMTP_TOOLS_CAPTURE\"; echo \"$SMTP_TOOLS_DKIM_VERIFY\"; echo \"$SMTP_TOOLS_MIME_CHECK\"; echo \"$SMTP_TOOLS_DNS\"",
             root().display(),
             dir.display(),
             dir.display()
@@ -37,12 +39,13 @@ pub fn tools() -> &'static Tools {
         let out = Command::new("bash").arg("-c").arg(script).stderr(Stdio::inherit()).output().unwrap();
         assert!(out.status.success(), "ensure_smtp_tools failed");
         let lines: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect();
-        assert_eq!(lines.len(), 4, "unexpected tool paths: {lines:?}");
+        assert_eq!(lines.len(), 5, "unexpected tool paths: {lines:?}");
         Tools {
             python: lines[0].clone(),
             capture: lines[1].clone(),
             dkim_verify: lines[2].clone(),
             mime_check: lines[3].clone(),
+            dns: lines[4].clone(),
             certs: dir.join("certs"),
             dkim: dir.join("dkim"),
         }
@@ -166,6 +169,97 @@ pub fn dkim_verify(selector: &str, domain: &str, expect_signed: &[&str], paths: 
         .arg(&t.dkim_verify)
         .arg("--txt")
         .arg(t.dkim.join("dkim.txt"))
+        .arg("--selector")
+        .arg(selector)
+        .arg("--domain")
+        .arg(domain)
+        .arg("--expect-signed")
+        .arg(expect_signed.join(","))
+        .args(paths)
+        .output()
+        .unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// A real authoritative DNS server process (scripts/lib/dns_server.py, dnslib) serving a zone file
+/// that it reads again on every query: publishing a record is writing the file.
+pub struct DnsServer {
+    pub port: u16,
+    pub zone: PathBuf,
+    _dir: tempdir::Dir,
+    child: Child,
+}
+
+impl DnsServer {
+    pub fn start() -> DnsServer {
+        let t = tools();
+        let dir = std::env::temp_dir().join(format!("hermetic-dns-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let zone = dir.join("zone");
+        std::fs::write(&zone, "").unwrap();
+        let mut child = Command::new(&t.python)
+            .arg(&t.dns)
+            .arg("--zone")
+            .arg(&zone)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        let port: u16 = line.trim().strip_prefix("READY ").expect("READY line").parse().unwrap();
+        DnsServer { port, zone, _dir: tempdir::Dir(dir), child }
+    }
+
+    /// The setting that points the app's sending-domain checks at this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![("HERMETIC_MAIL__DNS_RESOLVER", format!("127.0.0.1:{}", self.port))]
+    }
+
+    /// Add zone-file lines (as Hermetic shows them) to the zone.
+    pub fn publish(&self, lines: &[String]) {
+        let mut text = std::fs::read_to_string(&self.zone).unwrap();
+        for l in lines {
+            text.push_str(l);
+            text.push('\n');
+        }
+        std::fs::write(&self.zone, text).unwrap();
+    }
+
+    /// Replace the whole zone.
+    pub fn set(&self, text: &str) {
+        std::fs::write(&self.zone, text).unwrap();
+    }
+
+    pub fn zone_text(&self) -> String {
+        std::fs::read_to_string(&self.zone).unwrap()
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Verify DKIM signatures with dkimpy, taking each public key from DNS (`dns`, the published zone):
+/// the signature must be by `selector._domainkey.domain`.
+pub fn dkim_verify_dns(
+    dns: &DnsServer,
+    selector: &str,
+    domain: &str,
+    expect_signed: &[&str],
+    paths: &[PathBuf],
+) -> (bool, String) {
+    let t = tools();
+    let out = Command::new(&t.python)
+        .arg(&t.dkim_verify)
+        .arg("--dns")
+        .arg(format!("127.0.0.1:{}", dns.port))
         .arg("--selector")
         .arg(selector)
         .arg("--domain")

@@ -133,7 +133,7 @@ async fn templates_are_versioned_and_hostile_templates_are_refused_without_losin
 
 #[tokio::test]
 async fn previews_are_sandboxed_and_real_contact_previews_are_audited_and_test_sends_arrive() {
-    let app = TestApp::start().await;
+    let app = TestApp::start_with(Options { dns: true, ..Default::default() }).await;
     let org = app.org_with_user("Clinic", "admin@clinic.test", Role::Admin).await;
     app.add_user(org, "analyst@clinic.test", Role::Analyst).await;
     let (admin, _) = app.sign_in("admin@clinic.test", None).await;
@@ -194,7 +194,12 @@ async fn previews_are_sandboxed_and_real_contact_previews_are_audited_and_test_s
     );
     assert_eq!(app.client().get(&format!("/templates/{id}/preview/1")).await.status, 401);
 
-    // Test send: through the mail path to the user's own address, with one-click unsubscribe headers.
+    // Test send: only From the organisation's own verified sending domain — refused before it has one.
+    let (s, msg) = admin.call_json("test_send_template", json!({ "id": id, "content": content })).await;
+    assert_eq!(s, 422, "{msg}");
+    assert!(msg["message"].as_str().unwrap().contains("Sending domains"), "{msg}");
+    let domain = app.verified_domain(org, "clinic.test").await;
+    // Through the mail path to the user's own address, with one-click unsubscribe headers.
     let (s, msg) = admin.call_json("test_send_template", json!({ "id": id, "content": content })).await;
     assert_eq!(s, 200, "{msg}");
     let mail = service::mail::captured(&app.services, org, 10).await.unwrap();
@@ -205,6 +210,14 @@ async fn previews_are_sandboxed_and_real_contact_previews_are_audited_and_test_s
     assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"), "{raw}");
     assert!(raw.contains("Content-Type: text/plain") && raw.contains("Content-Type: text/html"));
     assert!(!raw.contains(MARKER_FIRST), "test sends use made-up data");
+    // (Headers from the message as it arrived: `raw` above has quoted-printable soft breaks removed.)
+    let from = m.raw.expose().lines().find(|l| l.starts_with("From: ")).unwrap();
+    assert!(from.contains("@clinic.test>"), "{from}");
+    let signature = m.raw.expose().lines().find(|l| l.starts_with("DKIM-Signature: ")).unwrap();
+    assert!(
+        signature.contains("d=clinic.test;") && signature.contains(&format!("s={};", domain.selector)),
+        "{signature}"
+    );
     let at = raw.find("/l/unsubscribe/").unwrap() + "/l/unsubscribe/".len();
     let token: String = raw[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
     let guest = app.client();

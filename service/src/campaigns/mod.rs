@@ -276,12 +276,12 @@ pub async fn options(svc: &Services, actor: &Actor) -> ServiceResult<CampaignOpt
         })
     })
     .collect::<ServiceResult<Vec<_>>>()?;
-    let from = svc.settings().mail.from_address().to_string();
-    let (default_from_name, default_from_email) = match from.parse::<lettre::message::Mailbox>() {
-        Ok(m) => (m.name.unwrap_or_default(), m.email.to_string()),
-        Err(_) => (String::new(), from),
-    };
-    Ok(CampaignOptions { segments, lists, templates, default_from_email, default_from_name })
+    // A From address must be on a verified sending domain: offer the system sender's local part
+    // on the organisation's first one.
+    let sending_domains = crate::sending_domains::verified_names(svc.db(), org).await?;
+    let (default_from_name, local) = crate::sending_domains::default_local_part(svc);
+    let default_from_email = sending_domains.first().map(|d| format!("{local}@{d}")).unwrap_or_default();
+    Ok(CampaignOptions { segments, lists, templates, default_from_email, default_from_name, sending_domains })
 }
 
 pub async fn list(svc: &Services, actor: &Actor) -> ServiceResult<Vec<CampaignSummary>> {
@@ -344,6 +344,7 @@ pub async fn create(svc: &Services, actor: &Actor, settings: &CampaignSettings) 
     let org = actor.organisation_id;
     let txn = svc.db().begin().await?;
     check_references(&txn, org, &s).await?;
+    crate::sending_domains::verified_domain_of(&txn, org, "from_email", &s.from_email).await?;
     let id = Uuid::now_v7();
     let now = svc.clock().now();
     let res = db::exec(
@@ -384,6 +385,7 @@ pub async fn update(svc: &Services, actor: &Actor, id: Uuid, settings: &Campaign
         return Err(ServiceError::conflict("Only a draft can be changed. Withdraw the schedule first."));
     }
     check_references(&txn, org, &s).await?;
+    crate::sending_domains::verified_domain_of(&txn, org, "from_email", &s.from_email).await?;
     let res = db::exec(
         &txn,
         "UPDATE campaign SET name = $3, settings = $4, updated_at = $5 WHERE id = $1 AND organisation_id = $2",
@@ -418,6 +420,7 @@ pub async fn delete(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<()
 /// Pin the template's latest version and check the launch rules. Returns (version id, uses PHI).
 async fn pin(txn: &DatabaseTransaction, row: &Row, now: DateTime<Utc>) -> ServiceResult<(Uuid, bool)> {
     check_references(txn, row.organisation, &row.settings).await?;
+    crate::sending_domains::verified_domain_of(txn, row.organisation, "from_email", &row.settings.from_email).await?;
     let template = row.settings.template_id.ok_or_else(|| ServiceError::invalid("template", "choose a template"))?;
     let v = db::one(
         txn,
@@ -566,6 +569,8 @@ pub async fn resume(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<()
     let txn = svc.db().begin().await?;
     let row = load(&txn, actor.organisation_id, id, true).await?;
     let to = row.status.transition(CampaignEvent::Resume)?;
+    // Resuming a campaign whose From domain is not verified would only pause it again.
+    crate::sending_domains::verified_domain_of(&txn, row.organisation, "from_email", &row.settings.from_email).await?;
     db::exec(
         &txn,
         "UPDATE campaign SET status = $2, pause_reason = NULL, error_streak = 0, generation = generation + 1,
@@ -852,6 +857,8 @@ pub async fn test_send(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult
         merge_data(synthetic_contact(&catalogue), &organisation_name(svc, org).await?, links_json),
     )?;
     let s = &row.settings;
+    let domain = crate::sending_domains::verified_domain_of(svc.db(), org, "from_email", &s.from_email).await?;
+    let dkim = crate::sending_domains::signer(svc, &domain).await?;
     let from_addr: lettre::Address =
         s.from_email.parse().map_err(|_| ServiceError::invalid("from_email", "is not a valid address"))?;
     let from = lettre::message::Mailbox::new((!s.from_name.is_empty()).then(|| s.from_name.clone()), from_addr);
@@ -876,6 +883,6 @@ pub async fn test_send(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult
     let message = b
         .multipart(crate::mail::alternative(r.text.expose(), r.html.expose()))
         .map_err(|_| ServiceError::internal("the message could not be built"))?;
-    let outcome = crate::mail::deliver(svc, org, message, &domain::Phi::new(to), &subject_line).await?;
+    let outcome = crate::mail::deliver(svc, org, message, &domain::Phi::new(to), &subject_line, Some(&dkim)).await?;
     test_send_result(svc, actor, AuditAction::CampaignTestSent, "campaign", id, outcome).await
 }

@@ -28,9 +28,10 @@ use crate::crypto::keyring::DataKey;
 use crate::db;
 use crate::error::{ServiceError, ServiceResult};
 use crate::links::{self, LinkKind, LinkSubject};
-use crate::mail::{self, Mailer, SendOutcome};
+use crate::mail::{self, Dkim, Mailer, SendOutcome};
 use crate::outbox::{self, queue};
 use crate::segments::eval::pool;
+use crate::sending_domains::VerifiedDomain;
 use crate::services::Services;
 use crate::templates::MergeFields;
 use crate::templates::store::{CompiledVersion, compiled, contact_json, merge_data, organisation_name};
@@ -151,9 +152,12 @@ struct Prepared {
     reply_to: Option<Mailbox>,
     from_domain: String,
     public_url: String,
+    /// The verified sending domain of the From address, and its DKIM signer (d= that domain).
+    domain: VerifiedDomain,
+    dkim: Arc<Dkim>,
 }
 
-async fn prepare(svc: &Services, row: Row) -> ServiceResult<Prepared> {
+async fn prepare(svc: &Services, row: Row, domain: VerifiedDomain) -> ServiceResult<Prepared> {
     let org = row.organisation;
     let vid = row.template_version_id.ok_or_else(|| ServiceError::internal("campaign without a pinned version"))?;
     let version = compiled(svc, org, vid).await?;
@@ -190,8 +194,42 @@ async fn prepare(svc: &Services, row: Row) -> ServiceResult<Prepared> {
         reply_to,
         from_domain,
         public_url,
+        dkim: crate::sending_domains::signer(svc, &domain).await?,
+        domain,
         row,
     })
+}
+
+/// Pause a sending campaign whose From address is not (or no longer) on a verified sending domain:
+/// nothing more goes out until the domain is verified again and someone resumes it.
+async fn pause_for_domain(svc: &Services, campaign: Uuid) -> ServiceResult<()> {
+    let txn = svc.db().begin().await?;
+    let row = load_any(&txn, campaign, true).await?;
+    if row.status != CampaignStatus::Sending {
+        return Ok(());
+    }
+    let to = row.status.transition(CampaignEvent::Pause)?;
+    db::exec(
+        &txn,
+        "UPDATE campaign SET status = $2, pause_reason = $3, updated_at = $4 WHERE id = $1",
+        [campaign.into(), to.as_str().into(), PauseReason::SendingDomain.as_str().into(), svc.clock().now().into()],
+    )
+    .await?;
+    audit::record(
+        svc,
+        &txn,
+        AuditRecord::new(
+            Some(row.organisation),
+            AuditActor::System,
+            AuditAction::CampaignPausedForDomain,
+            AuditOutcome::Failure,
+        )
+        .target("campaign", campaign),
+    )
+    .await?;
+    txn.commit().await?;
+    tracing::warn!(campaign = %campaign, "campaign paused: its From domain is not a verified sending domain");
+    Ok(())
 }
 
 /// A claimed delivery's contact: id, sealed columns, time zone, locale, plain attributes.
@@ -486,7 +524,8 @@ async fn lane(
             let o = match ready(svc, p, keys, &c).await {
                 Err(o) => o,
                 Ok(b) => {
-                    outcome_for(svc, c.id, c.attempts, mail::deliver(svc, org, b.message, &b.to, &b.subject).await)
+                    let sent = mail::deliver(svc, org, b.message, &b.to, &b.subject, Some(&p.dkim)).await;
+                    outcome_for(svc, c.id, c.attempts, sent)
                 }
             };
             let _ = out.send(o);
@@ -503,7 +542,7 @@ async fn lane(
                 continue;
             }
         };
-        let raw = match mail::wire_bytes_off_thread(svc, org, &built.message).await {
+        let raw = match mail::wire_bytes_off_thread(svc, org, &built.message, Some(p.dkim.clone())).await {
             Ok(r) => r,
             Err(e) => {
                 let _ = out.send(outcome_for(svc, c.id, c.attempts, Err(e)));
@@ -755,9 +794,22 @@ pub async fn dispatch(svc: &Services, job: &DispatchJob) -> ServiceResult<()> {
     if row.status != CampaignStatus::Sending || row.generation != job.generation {
         return Ok(());
     }
+    // Checked again at send time: only a verified domain of the organisation signs and sends.
+    let domain = match crate::sending_domains::verified_domain_of(
+        svc.db(),
+        row.organisation,
+        "from_email",
+        &row.settings.from_email,
+    )
+    .await
+    {
+        Ok(d) => d,
+        Err(ServiceError::Invalid(_)) => return pause_for_domain(svc, job.campaign_id).await,
+        Err(e) => return Err(e),
+    };
     let lease = lease(svc).await?;
     let settings = svc.settings().sending.clone();
-    let p = prepare(svc, row).await?;
+    let p = prepare(svc, row, domain).await?;
     let started = Instant::now();
     let per_second = p.row.settings.throttle.per_second.max(1);
     let batch = i64::from((per_second / 4).clamp(1, settings.max_batch.max(1)));
@@ -768,6 +820,10 @@ pub async fn dispatch(svc: &Services, job: &DispatchJob) -> ServiceResult<()> {
         }
         if !lease.alive().await {
             return Err(ServiceError::internal("the send lease was lost"));
+        }
+        // A domain whose records disappeared (or that was removed) stops the campaign at once.
+        if !crate::sending_domains::still_verified(svc.db(), &p.domain).await? {
+            return pause_for_domain(svc, job.campaign_id).await;
         }
         if started.elapsed() > Duration::from_secs(settings.job_secs) {
             return successor(svc, job, None).await;

@@ -116,6 +116,7 @@ pub const SEALED: &[SealedColumn] = &[
     SealedColumn::plain("dev_mailbox", "message"),
     SealedColumn::plain("patient_event", "properties"),
     SealedColumn::plain("segment", "sealed_definition"),
+    SealedColumn::plain("sending_domain", "dkim_key"),
     // The uploaded file's header row, sealed under the import's chunk AAD table.
     SealedColumn { aad_table: "import_chunk", ..SealedColumn::plain("contact_import", "headers") },
     // The uploaded file itself: chunk `seq` of import `import_id` is sealed as column `data:<seq>`

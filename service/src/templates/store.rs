@@ -833,9 +833,27 @@ pub async fn test_send(svc: &Services, actor: &Actor, id: Uuid, content: Templat
     let unsubscribe =
         links::url(svc, LinkKind::Unsubscribe, &links::token(svc, org, LinkKind::Unsubscribe, subject, now).await?);
     let org_name = organisation_name(svc, org).await?;
+    // Like every message of the organisation, a test goes From its own verified sending domain
+    // (the first verified), signed with that domain's key.
+    let from = {
+        let names = crate::sending_domains::verified_names(svc.db(), org).await?;
+        let domain = names.first().ok_or_else(|| {
+            ServiceError::invalid(
+                "from",
+                "test sends go From your organisation's verified sending domain, and it has none yet: an \
+                 administrator adds and verifies one under Settings → Sending domains",
+            )
+        })?;
+        let (_, local) = crate::sending_domains::default_local_part(svc);
+        let address = format!("{local}@{domain}")
+            .parse::<lettre::Address>()
+            .map_err(|_| ServiceError::internal("the test sender's address is invalid"))?;
+        lettre::message::Mailbox::new(Some(org_name.clone()), address)
+    };
     let r = svc.templates().sandbox.render(&p.checked, merge_data(synthetic_contact(&catalogue), &org_name, links))?;
-    let outcome = mail::send(
+    let outcome = mail::send_as(
         svc,
+        &from,
         Outgoing {
             organisation: org,
             to: Phi::new(to),
