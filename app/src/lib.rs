@@ -9,6 +9,7 @@ pub mod api_campaigns;
 pub mod api_contacts;
 pub mod api_segments;
 pub mod api_templates;
+pub mod background;
 pub mod components;
 pub mod csrf;
 pub mod error;
