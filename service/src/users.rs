@@ -91,7 +91,7 @@ pub async fn create_with_password(
     let email = EmailAddress::parse(email)?;
     let name = clean_name(display_name)?;
     auth::check_new_password(password, email.as_str())?;
-    let hash = auth::hash_password(password).await?;
+    let hash = auth::hash_password(svc, password).await?;
     let id = UserId::new();
     let now = svc.clock().now();
     let txn = svc.db().begin().await?;
@@ -270,7 +270,7 @@ pub async fn invite_info(svc: &Services, token: &str) -> ServiceResult<InviteInf
 pub async fn accept_invite(svc: &Services, token: &str, password: &str, ip: Option<String>) -> ServiceResult<()> {
     let (_, _, _, info) = find_invite(svc, svc.db(), token, false).await?;
     auth::check_new_password(password, &info.email)?;
-    let hash = auth::hash_password(password).await?;
+    let hash = auth::hash_password(svc, password).await?;
     let now = svc.clock().now();
     let txn = svc.db().begin().await?;
     let (invite_id, user_id, org, _) = find_invite(svc, &txn, token, true).await?;
