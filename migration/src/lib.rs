@@ -12,6 +12,7 @@ mod m20261216_000001_delivery_due;
 mod m20261217_000001_send_writes;
 mod m20261218_000001_delivery_indexes;
 mod m20261219_000001_send_queue;
+mod m20261222_000001_invites_per_organisation;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261217_000001_send_writes::Migration),
             Box::new(m20261218_000001_delivery_indexes::Migration),
             Box::new(m20261219_000001_send_queue::Migration),
+            Box::new(m20261222_000001_invites_per_organisation::Migration),
         ]
     }
 }
@@ -43,6 +45,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20261217_000001_send_writes.sql"),
     include_str!("m20261218_000001_delivery_indexes.sql"),
     include_str!("m20261219_000001_send_queue.sql"),
+    include_str!("m20261222_000001_invites_per_organisation.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.
