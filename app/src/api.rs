@@ -27,12 +27,14 @@ pub async fn sign_in(email: String, password: Secret) -> Result<SignInStep, AppE
     Ok(step)
 }
 
+/// The second step. Returns where to go next: `next` if it is a path on this site, else `/`
+/// (decided here, on the server, so a crafted link cannot send a person elsewhere after sign-in).
 #[server(client = CsrfClient, prefix = "/api", endpoint = "verify_mfa")]
-pub async fn verify_mfa(code: Secret) -> Result<(), AppError> {
+pub async fn verify_mfa(code: Secret, next: Option<String>) -> Result<String, AppError> {
     let (svc, req, token) = ssr::token()?;
     let issued = service::auth::verify_mfa(&svc, &token, code.expose(), &req.meta()).await?;
     ssr::set_session_cookie(&issued);
-    Ok(())
+    Ok(crate::pages_table::safe_next(next))
 }
 
 #[server(client = CsrfClient, prefix = "/api", endpoint = "begin_enrolment")]

@@ -57,6 +57,10 @@ mod ssr_impl {
                 && let Ok(status) = http::StatusCode::from_u16(e.http_status())
             {
                 res.set_status(status);
+                // Throttled (429) and busy (503) answers say when to come back (RFC 9110 §10.2.3).
+                if let Some(secs) = e.retry_after_secs() {
+                    res.insert_header(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+                }
             }
             AppError::new(e.code(), e.to_string())
         }

@@ -10,6 +10,7 @@ pub mod api_contacts;
 pub mod api_domains;
 pub mod api_segments;
 pub mod api_templates;
+pub mod background;
 pub mod components;
 pub mod csrf;
 pub mod error;

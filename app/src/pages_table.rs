@@ -91,21 +91,69 @@ pub const NAV: &[(&str, &str, Permission)] = &[
     ("/settings", "Settings", Permission::OwnAccount),
 ];
 
-/// A same-site path to continue to after sign-in; anything else (absolute URLs, `//host`,
-/// backslashes) falls back to `/` so the parameter cannot be used as an open redirect.
+/// Where to continue after sign-in: an absolute path on this site, or `/`.
+///
+/// Browsers are forgiving with URLs, and that is what an open redirect exploits: they drop tabs
+/// and newlines anywhere, read `\` as `/`, and take `//host` or `/\host` as another site — so
+/// `/%09/evil.example`, decoded to `/<tab>/evil.example`, leaves. The target is therefore accepted
+/// only when it is plainly one of our paths, before and after percent-decoding (repeated, so
+/// double encoding does not help): it starts with a single `/`; every character is printable
+/// ASCII (no whitespace, control or non-ASCII characters) and not a backslash; every `%` starts
+/// a valid escape; the path part has no `:` (no scheme), no empty segment (`//`) and no `.` or
+/// `..` segments. Anything else, or anything longer than 512 bytes, gives `/`.
 pub fn safe_next(next: Option<String>) -> String {
-    match next {
-        Some(n)
-            if n.starts_with('/')
-                && !n.starts_with("//")
-                && !n.contains('\\')
-                && !n.contains("://")
-                && n.len() < 512 =>
-        {
-            n
-        }
-        _ => "/".to_string(),
+    next.filter(|n| is_local_path(n)).unwrap_or_else(|| "/".to_string())
+}
+
+fn is_local_path(target: &str) -> bool {
+    if target.len() > 512 {
+        return false;
     }
+    let mut current = target.as_bytes().to_vec();
+    // Each round checks one level of encoding; a value still changing after four is refused.
+    for _ in 0..4 {
+        if !plain_local_path(&current) {
+            return false;
+        }
+        match percent_decode(&current) {
+            Some(decoded) if decoded == current => return true,
+            Some(decoded) => current = decoded,
+            None => return false,
+        }
+    }
+    false
+}
+
+fn plain_local_path(b: &[u8]) -> bool {
+    if b.first() != Some(&b'/') || !b.iter().all(|c| c.is_ascii_graphic() && *c != b'\\') {
+        return false;
+    }
+    let path_end = b.iter().position(|c| *c == b'?' || *c == b'#').unwrap_or(b.len());
+    let path = &b[..path_end];
+    if path.contains(&b':') {
+        return false;
+    }
+    // Segments after the leading `/`: none may be empty (`//`) or a dot segment; `/` alone is fine.
+    path.len() == 1 || path[1..].split(|c| *c == b'/').all(|seg| !seg.is_empty() && seg != b"." && seg != b"..")
+}
+
+/// One round of percent-decoding; `None` when a `%` does not start a two-hex-digit escape.
+fn percent_decode(b: &[u8]) -> Option<Vec<u8>> {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hi = hex(*b.get(i + 1)?)?;
+            let lo = hex(*b.get(i + 2)?)?;
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -114,10 +162,83 @@ mod tests {
 
     #[test]
     fn next_parameter_cannot_leave_the_site() {
-        assert_eq!(safe_next(Some("/audit?x=1".into())), "/audit?x=1");
-        for bad in ["https://evil.example", "//evil.example", "/\\evil.example", "javascript:alert(1)", "/x://y"] {
-            assert_eq!(safe_next(Some(bad.into())), "/", "{bad}");
+        for good in [
+            "/",
+            "/audit",
+            "/audit?x=1",
+            "/campaigns/0190aa00-0000-7000-8000-000000000000",
+            "/campaigns?page=2&sort=name",
+            "/contacts#top",
+            "/settings/users",
+            "/segments/new?from=%2Fsegments",
+        ] {
+            assert_eq!(safe_next(Some(good.into())), good, "{good}");
         }
+        // Values as they reach the page (the query string already decoded once by the router).
+        let evil = [
+            "https://evil.example",
+            "http://evil.example/",
+            "//evil.example",
+            "///evil.example",
+            "/\\evil.example",
+            "\\evil.example",
+            "/\\/evil.example",
+            "\\\\evil.example",
+            "javascript:alert(1)",
+            "JaVaScRiPt:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "/x://y",
+            "evil.example",
+            "",
+            " /audit",
+            "/audit ",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            "/\t\t//evil.example",
+            "\t//evil.example",
+            "/ /evil.example",
+            "/\u{0b}/evil.example",
+            "/\u{0c}/evil.example",
+            "/\u{00a0}/evil.example",
+            "/\u{2028}/evil.example",
+            "/\u{3000}/evil.example",
+            "/\u{0}/evil.example",
+            "/\u{7f}/evil.example",
+            "/%09/evil.example",
+            "/%0a/evil.example",
+            "/%0D%0A/evil.example",
+            "/%20/evil.example",
+            "/%2f/evil.example",
+            "/%2F%2Fevil.example",
+            "%2f%2fevil.example",
+            "%2F%2F%2Fevil.example",
+            "/%5cevil.example",
+            "/%5C%5Cevil.example",
+            "/%252f%252fevil.example",
+            "/%25252f%25252fevil.example",
+            "/%2509/evil.example",
+            "/%C2%A0/evil.example",
+            "/%E2%80%A8/evil.example",
+            "/%00/evil.example",
+            "/%zz",
+            "/%",
+            "/%2",
+            "/./evil.example",
+            "/.//evil.example",
+            "/..//evil.example",
+            "/a/../..//evil.example",
+            "/%2e%2e//evil.example",
+            "/audit\u{202e}",
+            "/\u{ff0f}\u{ff0f}evil.example",
+            "/https:/evil.example",
+        ];
+        assert!(evil.len() >= 30);
+        for bad in evil {
+            assert_eq!(safe_next(Some(bad.into())), "/", "{bad:?}");
+        }
+        let long = format!("/{}", "a".repeat(600));
+        assert_eq!(safe_next(Some(long)), "/");
         assert_eq!(safe_next(None), "/");
     }
 

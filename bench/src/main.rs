@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod send;
+mod signin;
 
 #[derive(Parser)]
 struct Cli {
@@ -72,6 +73,18 @@ enum Command {
         dkim_key: Option<std::path::PathBuf>,
         #[arg(long, default_value_t = 16)]
         connections: u32,
+    },
+    /// N simultaneous anonymous sign-ins (wrong passwords, real and unknown accounts) against the
+    /// release server in its own process: its peak memory, the answers, latency. Driven by
+    /// `scripts/bench signin`.
+    Signin {
+        #[arg(long, default_value_t = 300)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 100)]
+        accounts: usize,
+        /// The `server` binary to start.
+        #[arg(long)]
+        server_bin: std::path::PathBuf,
     },
     /// Render a realistic ~15 KB newsletter personalised for generated contacts, on one core.
     Render {
@@ -607,6 +620,15 @@ async fn main() -> Result<()> {
             }
             println!("{line}");
             Ok(())
+        }
+        Command::Signin { concurrency, accounts, server_bin } => {
+            signin::run(signin::SigninArgs {
+                url: cli.database_url.clone().context("--database-url is required")?,
+                server_bin,
+                concurrency,
+                accounts,
+            })
+            .await
         }
         Command::Segment { contacts } => {
             segment(cli.database_url.as_deref().context("--database-url is required")?, contacts).await

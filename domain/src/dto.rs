@@ -91,11 +91,12 @@ pub struct UserView {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// What the admin gets back from an invitation: the link to hand over, shown once.
+/// What the admin gets back from an invitation. The link itself went to the invited address by
+/// email; the admin never sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InviteCreated {
     pub user_id: Uuid,
-    pub invite_url: String,
+    pub email: String,
     pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 

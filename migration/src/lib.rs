@@ -14,6 +14,7 @@ mod m20261218_000001_delivery_indexes;
 mod m20261219_000001_send_queue;
 mod m20261220_000001_segment_disclosure;
 mod m20261221_000001_root_key_state;
+mod m20261222_000001_invites_per_organisation;
 mod m20261223_000001_import_expiry;
 mod m20261223_000002_consent_withdrawals;
 mod m20261224_000001_sending_domains;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261219_000001_send_queue::Migration),
             Box::new(m20261220_000001_segment_disclosure::Migration),
             Box::new(m20261221_000001_root_key_state::Migration),
+            Box::new(m20261222_000001_invites_per_organisation::Migration),
             Box::new(m20261223_000001_import_expiry::Migration),
             Box::new(m20261223_000002_consent_withdrawals::Migration),
             Box::new(m20261224_000001_sending_domains::Migration),
@@ -55,6 +57,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20261219_000001_send_queue.sql"),
     include_str!("m20261220_000001_segment_disclosure.sql"),
     include_str!("m20261221_000001_root_key_state.sql"),
+    include_str!("m20261222_000001_invites_per_organisation.sql"),
     include_str!("m20261223_000001_import_expiry.sql"),
     include_str!("m20261223_000002_consent_withdrawals.sql"),
     include_str!("m20261224_000001_sending_domains.sql"),

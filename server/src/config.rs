@@ -41,7 +41,13 @@ pub struct FileConfig {
     pub site_root: Option<PathBuf>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
-    pub trust_proxy_headers: Option<bool>,
+    /// Addresses or CIDR ranges of the reverse proxies in front of Hermetic (a list, or one
+    /// comma-separated string in `HERMETIC_TRUSTED_PROXIES`). `X-Forwarded-For` is read only on
+    /// connections from them, and only its hops they added.
+    pub trusted_proxies: Option<ProxyList>,
+    /// Removed (it trusted the client-written end of `X-Forwarded-For`). Still read, so that a
+    /// configuration that sets it stops with a message naming its replacement, `trusted_proxies`.
+    pub trust_proxy_headers: Option<toml::Value>,
     pub db_max_connections: Option<u32>,
     pub totp_issuer: Option<String>,
     #[serde(default)]
@@ -71,6 +77,23 @@ impl PathList {
         match self {
             PathList::One(s) => s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(PathBuf::from).collect(),
             PathList::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `trusted_proxies`: a TOML list, or a comma-separated string (the environment's form).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ProxyList {
+    List(Vec<String>),
+    Csv(String),
+}
+
+impl ProxyList {
+    fn entries(&self) -> Vec<String> {
+        match self {
+            ProxyList::List(v) => v.iter().map(|s| s.trim().to_string()).collect(),
+            ProxyList::Csv(s) => s.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect(),
         }
     }
 }
@@ -146,6 +169,10 @@ pub struct ThrottleFile {
     pub window_secs: Option<u64>,
     pub lockout_base_secs: Option<u64>,
     pub lockout_max_secs: Option<u64>,
+    /// Password hashes run at once by this process (46 MiB each); default: the number of CPUs.
+    pub hash_concurrency: Option<u64>,
+    /// How long a sign-in waits for a hashing slot before it is answered 503 (milliseconds).
+    pub hash_wait_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -180,7 +207,7 @@ pub struct Runtime {
     pub site_root: PathBuf,
     pub log_format: LogFormat,
     pub log_level: String,
-    pub trust_proxy_headers: bool,
+    pub trusted_proxies: crate::forwarded::TrustedProxies,
     pub db_max_connections: u32,
     pub auth: service::AuthSettings,
     pub totp_issuer: String,
@@ -276,6 +303,18 @@ impl FileConfig {
         env: &[(String, String)],
         root_text: Option<&str>,
     ) -> Result<Config, ConfigError> {
+        if self.trust_proxy_headers.is_some() {
+            return Err(err(
+                "trust_proxy_headers (HERMETIC_TRUST_PROXY_HEADERS) was removed: it trusted the address a client can \
+                 write into X-Forwarded-For. List your reverse proxies instead, as addresses or CIDR ranges: \
+                 trusted_proxies = [\"10.0.0.0/8\"] in the file, or HERMETIC_TRUSTED_PROXIES=10.0.0.5,10.0.1.0/24. \
+                 The client address is then the rightmost X-Forwarded-For hop that is not one of them.",
+            ));
+        }
+        let trusted_proxies = crate::forwarded::TrustedProxies::parse(
+            &self.trusted_proxies.as_ref().map(ProxyList::entries).unwrap_or_default(),
+        )
+        .map_err(|e| err(format!("trusted_proxies: {e}")))?;
         let database_url =
             self.database_url.ok_or_else(|| err("database_url is not set (HERMETIC_DATABASE_URL or DATABASE_URL)"))?;
         if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
@@ -337,6 +376,9 @@ impl FileConfig {
         let window = secs(t.window_secs, 900, "throttle.window_secs", 1, 86_400)?;
         let base = secs(t.lockout_base_secs, 60, "throttle.lockout_base_secs", 1, 86_400)?;
         let max = secs(t.lockout_max_secs, 900, "throttle.lockout_max_secs", base, 86_400)?;
+        let default_hashes = service::AuthSettings::default().hash_concurrency as u64;
+        let hash_concurrency = secs(t.hash_concurrency, default_hashes, "throttle.hash_concurrency", 1, 256)?;
+        let hash_wait_ms = secs(t.hash_wait_ms, 2_000, "throttle.hash_wait_ms", 0, 60_000)?;
         let maint = secs(self.jobs.maintenance_interval_secs, 300, "jobs.maintenance_interval_secs", 1, 86_400)?;
         let poll = secs(self.jobs.poll_interval_secs, 5, "jobs.poll_interval_secs", 1, 3_600)?;
         let heartbeat = secs(self.jobs.heartbeat_secs, 15, "jobs.heartbeat_secs", 1, 600)?;
@@ -369,6 +411,8 @@ impl FileConfig {
             throttle_window: d(window),
             lockout_base: d(base),
             lockout_max: d(max),
+            hash_concurrency: hash_concurrency as usize,
+            hash_wait: Duration::from_millis(hash_wait_ms),
             ..service::AuthSettings::default()
         };
         let site_root = self.site_root.unwrap_or_else(|| PathBuf::from("target/site"));
@@ -382,7 +426,7 @@ impl FileConfig {
                 site_root: if site_root.is_absolute() { site_root } else { cwd.join(site_root) },
                 log_format,
                 log_level: self.log_level.unwrap_or_else(|| "info".into()),
-                trust_proxy_headers: self.trust_proxy_headers.unwrap_or(false),
+                trusted_proxies,
                 // Each job queue holds one connection for LISTEN/NOTIFY, sending holds a lease
                 // connection, and dispatch jobs and web requests share the rest.
                 db_max_connections: u32::try_from(secs(
@@ -705,6 +749,57 @@ mod tests {
         assert_eq!(c.previous_root_keys.len(), 1);
         assert!(!format!("{c:?}").contains(KEY));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn trusted_proxies_replace_trust_proxy_headers() {
+        let base = [("DATABASE_URL", "postgres://x/db"), ("HERMETIC_ROOT_KEY", KEY)];
+        let load = |extra: &[(&str, &str)]| {
+            let e = env(&[&base[..], extra].concat());
+            FileConfig::load(None, &e).and_then(|f| f.validate(Path::new("/"), &e))
+        };
+        // The old switch stops the process and names its replacement, whatever its value.
+        for v in ["true", "false"] {
+            let msg = load(&[("HERMETIC_TRUST_PROXY_HEADERS", v)]).unwrap_err().to_string();
+            assert!(msg.contains("trust_proxy_headers") && msg.contains("trusted_proxies"), "{msg}");
+            assert!(msg.contains("HERMETIC_TRUSTED_PROXIES"), "{msg}");
+        }
+        let c = load(&[("HERMETIC_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7,2001:db8::/32")]).unwrap();
+        assert!(c.runtime.trusted_proxies.trusts("10.1.2.3".parse().unwrap()));
+        assert!(c.runtime.trusted_proxies.trusts("192.0.2.7".parse().unwrap()));
+        assert!(!c.runtime.trusted_proxies.trusts("192.0.2.8".parse().unwrap()));
+        assert!(load(&[]).unwrap().runtime.trusted_proxies.is_empty(), "nothing is trusted by default");
+        for bad in ["10.0.0.0/40", "proxy.internal", "10.0.0.1/8", "*"] {
+            let msg = load(&[("HERMETIC_TRUSTED_PROXIES", bad)]).unwrap_err().to_string();
+            assert!(msg.contains("trusted_proxies"), "{bad}: {msg}");
+        }
+        // The file form is a list.
+        let dir = std::env::temp_dir().join(format!("hermetic-proxies-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.toml");
+        std::fs::write(&p, "trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n").unwrap();
+        let e = env(&base);
+        let c = FileConfig::load(Some(&p), &e).unwrap().validate(Path::new("/"), &e).unwrap();
+        assert!(c.runtime.trusted_proxies.trusts("::1".parse().unwrap()));
+        std::fs::write(&p, "trust_proxy_headers = true\n").unwrap();
+        let msg = FileConfig::load(Some(&p), &e).unwrap().validate(Path::new("/"), &e).unwrap_err().to_string();
+        assert!(msg.contains("trusted_proxies"), "{msg}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn hashing_bounds_are_validated() {
+        let base = [("DATABASE_URL", "postgres://x/db"), ("HERMETIC_ROOT_KEY", KEY)];
+        let e = env(&[
+            &base[..],
+            &[("HERMETIC_THROTTLE__HASH_CONCURRENCY", "3"), ("HERMETIC_THROTTLE__HASH_WAIT_MS", "250")],
+        ]
+        .concat());
+        let c = FileConfig::load(None, &e).unwrap().validate(Path::new("/"), &e).unwrap();
+        assert_eq!(c.runtime.auth.hash_concurrency, 3);
+        assert_eq!(c.runtime.auth.hash_wait, Duration::from_millis(250));
+        let e = env(&[&base[..], &[("HERMETIC_THROTTLE__HASH_CONCURRENCY", "0")]].concat());
+        assert!(FileConfig::load(None, &e).unwrap().validate(Path::new("/"), &e).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod config;
 pub mod devsmtp;
 pub mod downloads;
+pub mod forwarded;
 pub mod middleware;
 pub mod recipient;
 pub mod routes;
@@ -132,7 +133,7 @@ pub async fn serve(
         tracing::info!(addr = %dev.listen, "dev SMTP listener (captures mail into the dev mailbox)");
         tokio::spawn(devsmtp::run(l, tls, services.clone(), stop_rx.clone()));
     }
-    let router = web::router(services, &runtime.site_root, &runtime.public_url, runtime.trust_proxy_headers);
+    let router = web::router(services, &runtime.site_root, &runtime.public_url, runtime.trusted_proxies.clone());
     tracing::info!(addr = %listener.local_addr()?, "serving");
     let result = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {

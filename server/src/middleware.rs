@@ -3,6 +3,7 @@
 //! headers (CSP with a per-request nonce, HSTS, frame-ancestors 'none', no-store on anything that
 //! can show data).
 
+use crate::forwarded::TrustedProxies;
 use crate::routes::{self, Access, Kind, RouteSpec};
 use app::ssr::{CSRF_COOKIE, RequestContext, SESSION_COOKIE, expired_cookie};
 use axum::body::Body;
@@ -21,7 +22,7 @@ pub struct WebState {
     pub services: Services,
     pub table: Arc<Vec<RouteSpec>>,
     pub public_origin: String,
-    pub trust_proxy_headers: bool,
+    pub trusted_proxies: TrustedProxies,
 }
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -38,19 +39,20 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         })
 }
 
-fn client_ip(req: &Request, trust_proxy: bool) -> Option<String> {
-    if trust_proxy
-        && let Some(ip) = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .and_then(|s| s.parse::<std::net::IpAddr>().ok())
-    {
-        return Some(ip.to_string());
+/// The client's address: the TCP peer, or behind configured proxies the rightmost
+/// `X-Forwarded-For` hop they did not add (see `forwarded`).
+fn client_ip(req: &Request, trusted: &TrustedProxies) -> Option<String> {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())?;
+    if trusted.is_empty() {
+        return Some(peer.to_canonical().to_string());
     }
-    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())
+    // A header line that is not visible ASCII is malformed: treat the whole header as such.
+    let lines: Option<Vec<&str>> = req.headers().get_all("x-forwarded-for").iter().map(|v| v.to_str().ok()).collect();
+    let ip = match lines {
+        Some(lines) => trusted.client_address(peer, lines),
+        None => peer.to_canonical(),
+    };
+    Some(ip.to_string())
 }
 
 fn is_state_changing(m: &Method) -> bool {
@@ -144,7 +146,7 @@ pub async fn pipeline(State(st): State<WebState>, mut req: Request, next: Next) 
         return res;
     }
 
-    let ip = client_ip(&req, st.trust_proxy_headers);
+    let ip = client_ip(&req, &st.trusted_proxies);
     let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
     let token = cookie(req.headers(), SESSION_COOKIE).map(str::to_string);
     let touch = spec.as_ref().is_none_or(|s| s.touches_session);

@@ -145,8 +145,12 @@ const API: &[(&str, Access)] = &[
     ("/api/remove_sending_domain", Signed(P::SettingsManage)),
 ];
 
-/// Calls that must not count as activity (the idle warning polls it).
-const NO_TOUCH: &[&str] = &["/api/session_status"];
+/// Server functions that never count as activity: exactly the app's background polls
+/// (`app::background::POLLS`: the idle-warning check, campaign and import progress). Only a
+/// person's actions keep a session alive; a page that merely polls is signed out when idle.
+fn touches_session(path: &str) -> bool {
+    !app::background::POLLS.contains(&path)
+}
 
 pub fn table() -> Vec<RouteSpec> {
     let mut t = Vec::new();
@@ -165,7 +169,7 @@ pub fn table() -> Vec<RouteSpec> {
             path,
             kind: Kind::ServerFn,
             access: *access,
-            touches_session: !NO_TOUCH.contains(path),
+            touches_session: touches_session(path),
         });
     }
     t.push(RouteSpec {
@@ -239,6 +243,25 @@ mod tests {
         assert_eq!(lookup(&t, &Method::GET, "/pkg/hermetic.css").map(|r| r.kind), Some(Kind::Static));
         assert_eq!(lookup(&t, &Method::GET, "/audit/").map(|r| r.path), Some("/audit"));
         assert!(lookup(&t, &Method::GET, "/api/sign_in").is_none());
+    }
+
+    /// Every call the app makes on a timer is in the table and does not touch the session; every
+    /// other server function does (a person called it).
+    #[test]
+    fn background_polls_never_count_as_activity() {
+        let t = table();
+        for poll in app::background::POLLS {
+            let r = t.iter().find(|r| r.path == *poll && r.kind == Kind::ServerFn);
+            assert_eq!(r.map(|r| r.touches_session), Some(false), "{poll} must be listed and marked no-touch");
+        }
+        for r in t.iter().filter(|r| r.kind == Kind::ServerFn && !r.touches_session) {
+            assert!(app::background::POLLS.contains(&r.path), "{} is no-touch but is not a background poll", r.path);
+        }
+        for p in ["/api/campaign_progress", "/api/import_status", "/api/session_status"] {
+            assert!(!lookup(&t, &Method::POST, p).unwrap().touches_session, "{p}");
+        }
+        assert!(lookup(&t, &Method::POST, "/api/keep_alive").unwrap().touches_session);
+        assert!(lookup(&t, &Method::POST, "/api/pause_campaign").unwrap().touches_session);
     }
 
     /// Every server function compiled into the app is in the table with the right method.

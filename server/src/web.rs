@@ -61,7 +61,12 @@ pub fn page_routes() -> Vec<AxumRouteListing> {
     PAGES.get_or_init(|| generate_route_list(App)).clone()
 }
 
-pub fn router(services: Services, site_root: &Path, public_url: &str, trust_proxy_headers: bool) -> Router {
+pub fn router(
+    services: Services,
+    site_root: &Path,
+    public_url: &str,
+    trusted_proxies: crate::forwarded::TrustedProxies,
+) -> Router {
     let options = leptos_options(site_root);
     let svc = services.clone();
     let context = move || app::ssr::provide_request_context(svc.clone());
@@ -70,7 +75,7 @@ pub fn router(services: Services, site_root: &Path, public_url: &str, trust_prox
         services: services.clone(),
         table: Arc::new(routes::table()),
         public_origin: origin_of(public_url),
-        trust_proxy_headers,
+        trusted_proxies,
     };
     let shell_options = options.clone();
     let upload_limit =

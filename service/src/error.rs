@@ -36,6 +36,9 @@ pub enum ServiceError {
     InvalidCode,
     #[error("That code has already been used. Wait for the next code.")]
     CodeReused,
+    /// Too much work of one kind at once (password hashing past its bound): try again shortly.
+    #[error("Hermetic is busy right now. Try again in a few seconds.")]
+    Busy { retry_after_secs: u64 },
     #[error("Something went wrong on our side. The problem has been logged.")]
     Internal(Internal),
 }
@@ -79,6 +82,7 @@ impl ServiceError {
             ServiceError::InvalidCredentials => "invalid_credentials",
             ServiceError::InvalidCode => "invalid_code",
             ServiceError::CodeReused => "code_reused",
+            ServiceError::Busy { .. } => "busy",
             ServiceError::Internal(_) => "internal",
         }
     }
@@ -93,7 +97,18 @@ impl ServiceError {
             ServiceError::Invalid(_) => 422,
             ServiceError::Conflict(_) => 409,
             ServiceError::Throttled { .. } | ServiceError::TooMany { .. } => 429,
+            ServiceError::Busy { .. } => 503,
             ServiceError::Internal(_) => 500,
+        }
+    }
+
+    /// Seconds a client should wait before trying again (the edge sends it as `Retry-After`).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ServiceError::Throttled { retry_after_secs }
+            | ServiceError::Busy { retry_after_secs }
+            | ServiceError::TooMany { retry_after_secs, .. } => Some((*retry_after_secs).max(1)),
+            _ => None,
         }
     }
 }

@@ -30,6 +30,10 @@ pub struct AuthSettings {
     pub mfa_max_failures: i32,
     /// How long an invitation link stays valid (72 hours).
     pub invite_ttl: Duration,
+    /// Password hashes (argon2, 46 MiB each) this process runs at once (default: one per CPU).
+    pub hash_concurrency: usize,
+    /// How long a sign-in waits for a hashing slot before it is answered 503 with `Retry-After`.
+    pub hash_wait: std::time::Duration,
 }
 
 impl Default for AuthSettings {
@@ -46,6 +50,8 @@ impl Default for AuthSettings {
             lockout_max: Duration::minutes(15),
             mfa_max_failures: 5,
             invite_ttl: Duration::hours(72),
+            hash_concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            hash_wait: std::time::Duration::from_secs(2),
         }
     }
 }
@@ -80,6 +86,8 @@ pub struct Inner {
     pub send_lease: tokio::sync::OnceCell<Arc<crate::campaigns::send::Lease>>,
     /// The tracking-event buffer, when the server runs one.
     pub tracker: std::sync::OnceLock<crate::campaigns::tracking::Recorder>,
+    /// Bounds the argon2 computations running at once (memory: 46 MiB each).
+    pub hashing: crate::auth::hashing::HashGate,
 }
 
 #[derive(Clone)]
@@ -93,6 +101,7 @@ impl Services {
         settings: Settings,
     ) -> crate::ServiceResult<Self> {
         let mailer = crate::mail::Mailer::build(&settings.mail)?;
+        let hashing = crate::auth::hashing::HashGate::new(settings.auth.hash_concurrency, settings.auth.hash_wait);
         Ok(Services(Arc::new(Inner {
             db,
             mailer,
@@ -102,6 +111,7 @@ impl Services {
             templates: crate::templates::Engine::default(),
             send_lease: tokio::sync::OnceCell::new(),
             tracker: std::sync::OnceLock::new(),
+            hashing,
         })))
     }
     pub fn mailer(&self) -> &crate::mail::Mailer {
@@ -132,6 +142,10 @@ impl Services {
     /// Start buffering tracking events (the web server does this once).
     pub fn start_tracker(&self, shutdown: tokio::sync::watch::Receiver<bool>) {
         let _ = self.0.tracker.set(crate::campaigns::tracking::Recorder::spawn(self.clone(), shutdown));
+    }
+    /// The password-hashing gate (its gauges are read by tests and benchmarks).
+    pub fn hashing(&self) -> &crate::auth::hashing::HashGate {
+        &self.0.hashing
     }
     pub fn auth(&self) -> &AuthSettings {
         &self.0.settings.auth

@@ -91,7 +91,7 @@ pub async fn create_with_password(
     let email = EmailAddress::parse(email)?;
     let name = clean_name(display_name)?;
     auth::check_new_password(password, email.as_str())?;
-    let hash = auth::hash_password(password).await?;
+    let hash = auth::hash_password(svc, password).await?;
     let id = UserId::new();
     let now = svc.clock().now();
     let txn = svc.db().begin().await?;
@@ -127,8 +127,16 @@ pub async fn create_with_password(
     Ok(id)
 }
 
-/// Invite someone by email. Returns a single-use link (valid `invite_ttl`) for the admin to pass on.
-/// The token sits in the URL fragment, which browsers never send to servers or proxies.
+/// Invite someone by email: a single-use link (valid `invite_ttl`) is mailed to the address; the
+/// admin never sees it. The token sits in the URL fragment, which browsers never send to servers
+/// or proxies.
+///
+/// Only the admin's own organisation is looked at. Whether the address has an account (or a
+/// pending invitation) in another organisation changes nothing here: the same row, audit entry,
+/// answer and email result either way, so an invitation cannot be used to learn who uses Hermetic
+/// elsewhere. Such an invitation simply can never be accepted (`find_invite` tells the person
+/// opening it why) and stays pending until it expires. Within the organisation, a current member
+/// is reported as such: the admin can see their own users anyway.
 pub async fn invite(
     svc: &Services,
     actor: &Actor,
@@ -140,19 +148,18 @@ pub async fn invite(
     let email = EmailAddress::parse(email)?;
     let name = clean_name(display_name)?;
     let now = svc.clock().now();
+    let already = || ServiceError::conflict("This person is already a member of your organisation.");
     let txn = svc.db().begin().await?;
     let existing = db::one(
         &txn,
-        "SELECT id, organisation_id, status FROM app_user WHERE email = $1 FOR UPDATE",
-        [email.as_str().to_string().into()],
+        "SELECT id, status FROM app_user WHERE email = $1 AND organisation_id = $2 FOR UPDATE",
+        [email.as_str().to_string().into(), actor.organisation_id.0.into()],
     )
     .await?;
     let user_id = match existing {
         Some(r) => {
-            let org: Uuid = db::get(&r, "organisation_id")?;
-            let status: String = db::get(&r, "status")?;
-            if org != actor.organisation_id.0 || status != "invited" {
-                return Err(ServiceError::conflict("A user with this email address already exists."));
+            if db::get::<String>(&r, "status")? != "invited" {
+                return Err(already());
             }
             // Re-inviting a pending user: the old link stops working.
             let id = UserId(db::get(&r, "id")?);
@@ -172,6 +179,8 @@ pub async fn invite(
         }
         None => {
             let id = UserId::new();
+            // A pending row never conflicts with another organisation's (see the migration
+            // m20261222): only a race within this organisation can.
             let res = db::exec(
                 &txn,
                 "INSERT INTO app_user (id, organisation_id, email, display_name, role, status, created_at, updated_at)
@@ -187,9 +196,7 @@ pub async fn invite(
             )
             .await;
             match res {
-                Err(e) if is_unique_violation(&e) => {
-                    return Err(ServiceError::conflict("A user with this email address already exists."));
-                }
+                Err(e) if is_unique_violation(&e) => return Err(already()),
                 r => r?,
             };
             id
@@ -212,6 +219,12 @@ pub async fn invite(
         ],
     )
     .await?;
+    let org_name: String =
+        db::one(&txn, "SELECT name FROM organisation WHERE id = $1", [actor.organisation_id.0.into()])
+            .await?
+            .map(|r| db::get(&r, "name"))
+            .transpose()?
+            .ok_or(ServiceError::NotFound)?;
     audit::record(
         svc,
         &txn,
@@ -219,8 +232,62 @@ pub async fn invite(
     )
     .await?;
     txn.commit().await?;
-    let base = svc.settings().public_url.trim_end_matches('/');
-    Ok(InviteCreated { user_id: user_id.0, invite_url: format!("{base}/invite#{token}"), expires_at })
+    let outcome = send_invitation(svc, actor.organisation_id, &email, &org_name, role, &token, expires_at).await?;
+    if !matches!(outcome, crate::mail::SendOutcome::Accepted(_)) {
+        tracing::warn!(user_id = %user_id.0, "the invitation email was not accepted by the mail server");
+        return Err(ServiceError::conflict(
+            "The invitation was saved, but its email could not be sent. Invite the address again later to send a new link.",
+        ));
+    }
+    Ok(InviteCreated { user_id: user_id.0, email: email.as_str().to_string(), expires_at })
+}
+
+/// The invitation email. It is the same whoever the address belongs to.
+async fn send_invitation(
+    svc: &Services,
+    org: OrganisationId,
+    email: &EmailAddress,
+    org_name: &str,
+    role: Role,
+    token: &str,
+    expires_at: chrono::DateTime<chrono::Utc>,
+) -> ServiceResult<crate::mail::SendOutcome> {
+    let url = format!("{}/invite#{token}", svc.settings().public_url.trim_end_matches('/'));
+    let until = expires_at.format("%-d %B %Y, %H:%M UTC");
+    let role = role.label();
+    let text = format!(
+        "Hello,\n\nAn administrator of {org_name} has invited you to Hermetic as {role}.\n\n\
+         To accept, open this link and choose a password. It works once, until {until}:\n{url}\n\n\
+         If you did not expect this invitation, ignore this message: nothing happens unless the link is opened.\n"
+    );
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let html = format!(
+        "<p>Hello,</p><p>An administrator of {} has invited you to Hermetic as {role}.</p>\
+         <p><a href=\"{}\">Accept the invitation</a> (the link works once, until {until}).</p>\
+         <p>If you did not expect this invitation, ignore this message: nothing happens unless the link is opened.</p>",
+        esc(org_name),
+        esc(&url)
+    );
+    crate::mail::send(
+        svc,
+        crate::mail::Outgoing {
+            organisation: org,
+            to: domain::Phi::new(email.as_str().to_string()),
+            subject: format!("Your invitation to {org_name} on Hermetic"),
+            text: domain::Phi::new(text),
+            html: Some(domain::Phi::new(html)),
+            headers: vec![],
+        },
+    )
+    .await
+}
+
+fn address_has_account() -> ServiceError {
+    ServiceError::invalid(
+        "invitation",
+        "cannot be used: this address already has a Hermetic account, and an address belongs to one \
+         organisation only. Sign in with that account, or ask whoever invited you to use another address.",
+    )
 }
 
 /// What the invitation page shows before the password is set.
@@ -242,7 +309,8 @@ async fn find_invite<C: ConnectionTrait>(
     let row = db::one(
         conn,
         &format!(
-            "SELECT i.id, i.user_id, i.organisation_id, u.email, o.name AS org_name
+            "SELECT i.id, i.user_id, i.organisation_id, u.email, o.name AS org_name,
+                    EXISTS (SELECT 1 FROM app_user a WHERE a.email = u.email AND a.status <> 'invited') AS has_account
              FROM invite i JOIN app_user u ON u.id = i.user_id JOIN organisation o ON o.id = i.organisation_id
              WHERE i.token_hash = $1 AND i.accepted_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > $2
                AND u.status = 'invited' AND o.deleted_at IS NULL{}",
@@ -254,6 +322,10 @@ async fn find_invite<C: ConnectionTrait>(
     .ok_or_else(|| {
         ServiceError::invalid("invitation", "link is not valid or has expired; ask your administrator for a new one")
     })?;
+    // Only the person holding the emailed link gets here; telling them is telling the address's owner.
+    if db::get::<bool>(&row, "has_account")? {
+        return Err(address_has_account());
+    }
     Ok((
         db::get(&row, "id")?,
         UserId(db::get(&row, "user_id")?),
@@ -270,17 +342,22 @@ pub async fn invite_info(svc: &Services, token: &str) -> ServiceResult<InviteInf
 pub async fn accept_invite(svc: &Services, token: &str, password: &str, ip: Option<String>) -> ServiceResult<()> {
     let (_, _, _, info) = find_invite(svc, svc.db(), token, false).await?;
     auth::check_new_password(password, &info.email)?;
-    let hash = auth::hash_password(password).await?;
+    let hash = auth::hash_password(svc, password).await?;
     let now = svc.clock().now();
     let txn = svc.db().begin().await?;
     let (invite_id, user_id, org, _) = find_invite(svc, &txn, token, true).await?;
     db::exec(&txn, "UPDATE invite SET accepted_at = $2 WHERE id = $1", [invite_id.into(), now.into()]).await?;
-    db::exec(
+    let activated = db::exec(
         &txn,
         "UPDATE app_user SET status = 'active', password_hash = $2, password_changed_at = $3, updated_at = $3 WHERE id = $1",
         [user_id.0.into(), hash.into(), now.into()],
     )
-    .await?;
+    .await;
+    match activated {
+        // Another organisation's invitation to this address was accepted a moment ago.
+        Err(e) if is_unique_violation(&e) => return Err(address_has_account()),
+        r => r?,
+    };
     audit::record(
         svc,
         &txn,
@@ -431,9 +508,10 @@ pub async fn reset_mfa(svc: &Services, actor: &Actor, user_id: UserId) -> Servic
 /// Find a user id by email within any organisation (command line only: operators name users by email).
 pub async fn find_for_operator(svc: &Services, email: &str) -> ServiceResult<(OrganisationId, UserId)> {
     let email = EmailAddress::parse(email)?;
+    // The account, if the address has one; otherwise a pending invitation.
     let row = db::one(
         svc.db(),
-        "SELECT id, organisation_id FROM app_user WHERE email = $1",
+        "SELECT id, organisation_id FROM app_user WHERE email = $1 ORDER BY status = 'invited', created_at LIMIT 1",
         [email.as_str().to_string().into()],
     )
     .await?

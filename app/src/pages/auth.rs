@@ -67,8 +67,8 @@ pub fn MfaPage() -> impl IntoView {
     let action = ServerAction::<VerifyMfa>::new();
     let value = action.value();
     Effect::new(move || {
-        if let Some(Ok(())) = value.get() {
-            hard_navigate(&safe_next(query.read_untracked().get("next")));
+        if let Some(Ok(target)) = value.get() {
+            hard_navigate(&safe_next(Some(target)));
         }
     });
     let error = Signal::derive(move || value.get().and_then(Result::err));
@@ -80,6 +80,7 @@ pub fn MfaPage() -> impl IntoView {
                 <label for="code">"Authentication code"</label>
                 <input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code"
                     maxlength="24" required autofocus/>
+                <input type="hidden" name="next" value=move || query.read().get("next").unwrap_or_default()/>
                 <p class="hint">"Lost your device? Enter one of your recovery codes instead."</p>
                 <button type="submit" class="primary" disabled=move || !hydrated.get() || action.pending().get()>
                     "Verify"

@@ -500,22 +500,19 @@ fn Progress(campaign: CampaignView) -> impl IntoView {
             }
         }
     });
-    // Poll while something can still change.
+    // Poll while something can still change (a background call: it never counts as activity).
     Effect::new(move || {
-        poll.dispatch(());
-        let handle = set_interval_with_handle(
-            move || {
-                if !progress.with_untracked(|p| p.status.is_terminal()) {
-                    poll.dispatch(());
-                }
-            },
+        crate::background::every(
             std::time::Duration::from_millis(PROGRESS_POLL_MS),
+            move || {
+                (!progress.with_untracked(|p| p.status.is_terminal()))
+                    .then_some(crate::api_campaigns::CampaignProgress { id })
+            },
+            move |r| match r {
+                Ok(p) => progress.set(p),
+                Err(e) => error.set(Some(e)),
+            },
         );
-        on_cleanup(move || {
-            if let Ok(h) = handle {
-                h.clear();
-            }
-        });
     });
     let act = Action::new(move |what: &&'static str| {
         let what = *what;

@@ -1,6 +1,6 @@
 //! The signed-in app shell: header, navigation, the idle-logout warning, and the page outlet.
 
-use crate::api::{current_user, get_session_status, keep_alive, sign_out};
+use crate::api::{current_user, keep_alive, sign_out};
 use crate::components::hard_navigate;
 use crate::pages_table::NAV;
 use domain::dto::Me;
@@ -94,44 +94,47 @@ fn IdleWarning(idle_secs: u64, warning_secs: u64) -> impl IntoView {
 
     Effect::new(move || {
         deadline.set(now_secs() + idle_secs as f64);
-        let tick = move || {
-            let left = (deadline.get_untracked() - now_secs()).ceil() as i64;
-            remaining.set(left.max(0));
-            if left <= warning_secs as i64 && !checking.get_untracked() {
-                checking.set(true);
-                leptos::task::spawn_local(async move {
-                    match get_session_status().await {
-                        Ok(s) if s.authenticated => {
-                            deadline.set(now_secs() + s.idle_remaining_secs as f64);
-                            let show = s.idle_remaining_secs <= warning_secs;
-                            if show && !open.get_untracked() {
-                                open.set(true);
-                                // Move keyboard focus into the dialog once it is displayed.
-                                set_timeout(
-                                    move || {
-                                        if let Some(b) = stay_ref.get_untracked() {
-                                            let _ = b.focus();
-                                        }
-                                    },
-                                    std::time::Duration::from_millis(30),
-                                );
-                            } else if !show {
-                                open.set(false);
-                            }
+        // A background call: asking how much time is left must not itself count as activity.
+        crate::background::every(
+            std::time::Duration::from_secs(1),
+            move || {
+                let left = (deadline.get_untracked() - now_secs()).ceil() as i64;
+                remaining.set(left.max(0));
+                if left <= 0 {
+                    hard_navigate("/login?reason=idle");
+                    return None;
+                }
+                (left <= warning_secs as i64 && !checking.get_untracked()).then(|| {
+                    checking.set(true);
+                    crate::api::GetSessionStatus {}
+                })
+            },
+            move |r| {
+                match r {
+                    Ok(s) if s.authenticated => {
+                        deadline.set(now_secs() + s.idle_remaining_secs as f64);
+                        let show = s.idle_remaining_secs <= warning_secs;
+                        if show && !open.get_untracked() {
+                            open.set(true);
+                            // Move keyboard focus into the dialog once it is displayed.
+                            set_timeout(
+                                move || {
+                                    if let Some(b) = stay_ref.get_untracked() {
+                                        let _ = b.focus();
+                                    }
+                                },
+                                std::time::Duration::from_millis(30),
+                            );
+                        } else if !show {
+                            open.set(false);
                         }
-                        Ok(_) => hard_navigate("/login?reason=idle"),
-                        Err(_) => {}
                     }
-                    checking.set(false);
-                });
-            }
-            if left <= 0 {
-                hard_navigate("/login?reason=idle");
-            }
-        };
-        if let Ok(handle) = set_interval_with_handle(tick, std::time::Duration::from_secs(1)) {
-            on_cleanup(move || handle.clear());
-        }
+                    Ok(_) => hard_navigate("/login?reason=idle"),
+                    Err(_) => {}
+                }
+                checking.set(false);
+            },
+        );
     });
 
     let stay = move |_| {

@@ -145,15 +145,13 @@ fn UsersAdmin() -> impl IntoView {
                     <option value="admin">"Administrator"</option>
                 </select>
                 <div></div>
-                <button type="submit" class="primary" disabled=move || !hydrated.get() || invite.pending().get()>"Create invitation"</button>
+                <button type="submit" class="primary" disabled=move || !hydrated.get() || invite.pending().get()>"Send invitation"</button>
             </ActionForm>
             <ErrorMessage error=invite_error/>
             {move || invite_value.get().and_then(Result::ok).map(|created| view! {
                 <div class="alert success" role="status" data-test="invite-created">
-                    <p>"Invitation created. Give this link to the person (it is shown only once):"</p>
-                    <label for="invite-link" class="visually-hidden">"Invitation link"</label>
-                    <input id="invite-link" class="code" readonly value=created.invite_url.clone() data-test="invite-link"/>
-                    <p class="hint">"Valid until " {format_time(created.expires_at)} "."</p>
+                    <p>"Invitation sent to " <strong>{created.email.clone()}</strong> "."</p>
+                    <p class="hint">"The link in it works once, until " {format_time(created.expires_at)} ". Inviting the address again sends a new link."</p>
                 </div>
             })}
         </section>

@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod auth_hardening;
 mod campaigns;
 mod cli;
 mod consent;

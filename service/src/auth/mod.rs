@@ -4,6 +4,7 @@
 //! Answers never reveal whether an account exists: unknown, disabled and wrong-password sign-ins all
 //! take the same argon2 time and return the same error, and are throttled alike.
 
+pub mod hashing;
 pub mod password;
 pub mod session;
 pub mod throttle;
@@ -22,7 +23,7 @@ use domain::dto::{MfaEnrolment, RecoveryCodes, SignInStep};
 use domain::ids::{OrganisationId, SessionId, UserId};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 use session::{ClientMeta, IssuedSession, SessionInfo, SessionStage};
-use throttle::KeyKind;
+use throttle::{Attempt, KeyKind};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -44,7 +45,10 @@ async fn find_user<C: ConnectionTrait>(conn: &C, email: &str) -> ServiceResult<O
         conn,
         "SELECT u.id, u.organisation_id, u.email, u.status, u.password_hash, u.totp_secret
          FROM app_user u JOIN organisation o ON o.id = u.organisation_id
-         WHERE u.email = $1 AND o.deleted_at IS NULL",
+         WHERE u.email = $1 AND o.deleted_at IS NULL
+         -- The account, if the address has one; else one of its pending invitations (m20261222).
+         ORDER BY u.status = 'invited', u.created_at
+         LIMIT 1",
         [email.to_string().into()],
     )
     .await?;
@@ -79,25 +83,24 @@ async fn user_by_id<C: ConnectionTrait>(conn: &C, id: UserId) -> ServiceResult<U
     })
 }
 
-/// Argon2 is deliberately slow (tens of milliseconds): run it off the async executor.
-async fn verify_password(password: &str, hash: Option<String>) -> bool {
+/// Argon2 is deliberately slow (tens of milliseconds) and takes 46 MiB: it runs off the async
+/// executor, through the process's hashing gate (`Busy` when no slot frees up in time).
+async fn verify_password(svc: &Services, password: &str, hash: Option<String>) -> ServiceResult<bool> {
     let pw = Zeroizing::new(password.to_string());
-    tokio::task::spawn_blocking(move || match hash {
-        Some(h) => password::verify(&pw, &h),
-        None => {
-            password::verify_dummy(&pw);
-            false
-        }
-    })
-    .await
-    .unwrap_or(false)
+    svc.hashing()
+        .run(move || match hash {
+            Some(h) => password::verify(&pw, &h),
+            None => {
+                password::verify_dummy(&pw);
+                false
+            }
+        })
+        .await
 }
 
-pub(crate) async fn hash_password(password: &str) -> ServiceResult<String> {
+pub(crate) async fn hash_password(svc: &Services, password: &str) -> ServiceResult<String> {
     let pw = Zeroizing::new(password.to_string());
-    tokio::task::spawn_blocking(move || password::hash(&pw))
-        .await
-        .map_err(|_| ServiceError::internal("password hashing task failed"))?
+    svc.hashing().run(move || password::hash(&pw)).await?
 }
 
 fn email_context(email: &str) -> Vec<String> {
@@ -123,6 +126,11 @@ fn pending_aad(org: OrganisationId, session: SessionId) -> Aad<'static> {
 }
 
 /// Step 1: email and password. Returns the next step and a pre-MFA session.
+///
+/// The attempt is counted against the account name and the client address before the password is
+/// checked (`throttle::attempt`), and the check runs through the hashing gate; so a burst of
+/// attempts can neither check more passwords than the throttle allows nor hold more argon2
+/// memory than the gate allows.
 pub async fn sign_in(
     svc: &Services,
     email: &str,
@@ -131,37 +139,39 @@ pub async fn sign_in(
 ) -> ServiceResult<(SignInStep, IssuedSession)> {
     let email_key = email.trim().to_lowercase();
     let ip_key = meta.ip.clone().unwrap_or_else(|| "unknown".into());
-    let now = svc.clock().now();
     let user = if email_key.len() <= 254 { find_user(svc.db(), &email_key).await? } else { None };
 
-    let locked = match throttle::locked_for(svc.db(), KeyKind::Ip, &ip_key, now).await? {
-        Some(s) => Some(s),
-        None => throttle::locked_for(svc.db(), KeyKind::Account, &email_key, now).await?,
+    // The account first: attempts on a locked account do not use up the address's allowance.
+    let counted = match throttle::attempt(svc, svc.db(), KeyKind::Account, &email_key).await? {
+        Attempt::Locked { retry_after_secs } => Err(retry_after_secs),
+        Attempt::Allowed(account) => match throttle::attempt(svc, svc.db(), KeyKind::Ip, &ip_key).await? {
+            Attempt::Allowed(ip) => Ok((account, ip)),
+            Attempt::Locked { retry_after_secs } => {
+                throttle::refund(svc, svc.db(), &account).await?;
+                Err(retry_after_secs)
+            }
+        },
     };
-    if let Some(retry_after_secs) = locked {
-        let mut rec = AuditRecord::new(
-            user.as_ref().map(|u| u.organisation_id),
-            AuditActor::Anonymous,
-            AuditAction::LoginThrottled,
-            AuditOutcome::Denied,
-        )
-        .ip(meta.ip.clone());
-        if let Some(u) = &user {
-            rec = rec.target("user", u.id);
-        }
-        audit::record_now(svc, rec).await?;
-        return Err(ServiceError::Throttled { retry_after_secs });
-    }
+    let (account_attempt, ip_attempt) = match counted {
+        Ok(both) => both,
+        Err(retry_after_secs) => return Err(throttled(svc, user.as_ref(), meta, retry_after_secs).await?),
+    };
 
     let too_long = password.len() > MAX_INPUT || email.len() > MAX_INPUT;
     let hash = user.as_ref().filter(|_| !too_long).and_then(|u| u.password_hash.clone());
-    let password_ok = verify_password(if too_long { "" } else { password }, hash).await;
+    let password_ok = match verify_password(svc, if too_long { "" } else { password }, hash).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            // Not checked (the server is busy): the attempt does not count.
+            throttle::refund(svc, svc.db(), &account_attempt).await?;
+            throttle::refund(svc, svc.db(), &ip_attempt).await?;
+            return Err(e);
+        }
+    };
     let active = user.as_ref().is_some_and(|u| u.status == "active");
 
     let txn = svc.db().begin().await?;
     if !(password_ok && active) {
-        throttle::record_failure(svc, &txn, KeyKind::Account, &email_key).await?;
-        throttle::record_failure(svc, &txn, KeyKind::Ip, &ip_key).await?;
         let reason = match &user {
             None => "unknown_account",
             Some(_) if !password_ok => "wrong_password",
@@ -184,6 +194,10 @@ pub async fn sign_in(
         return Err(ServiceError::InvalidCredentials);
     }
     let Some(user) = user else { return Err(ServiceError::InvalidCredentials) };
+    // A right password is not a failure. The account's counter is cleared only once the second
+    // factor passes, so re-entering the password does not wipe out wrong MFA codes.
+    throttle::refund(svc, &txn, &account_attempt).await?;
+    throttle::refund(svc, &txn, &ip_attempt).await?;
     let stage = if user.totp_secret.is_some() { SessionStage::Mfa } else { SessionStage::Enrol };
     let issued = session::create(svc, &txn, user.id, user.organisation_id, stage, meta).await?;
     audit::record(
@@ -207,6 +221,27 @@ pub async fn sign_in(
     Ok((step, issued))
 }
 
+/// Record a refused (locked) attempt and build its answer.
+async fn throttled(
+    svc: &Services,
+    user: Option<&UserRow>,
+    meta: &ClientMeta,
+    retry_after_secs: u64,
+) -> ServiceResult<ServiceError> {
+    let mut rec = AuditRecord::new(
+        user.map(|u| u.organisation_id),
+        AuditActor::Anonymous,
+        AuditAction::LoginThrottled,
+        AuditOutcome::Denied,
+    )
+    .ip(meta.ip.clone());
+    if let Some(u) = user {
+        rec = rec.target("user", u.id);
+    }
+    audit::record_now(svc, rec).await?;
+    Ok(ServiceError::Throttled { retry_after_secs })
+}
+
 async fn pending_session(svc: &Services, token: &str, want: SessionStage) -> ServiceResult<SessionInfo> {
     let s = session::resolve(svc, token, true).await?.ok_or(ServiceError::SessionExpired)?;
     if s.stage != want {
@@ -224,26 +259,39 @@ fn recovery_hash(user: UserId, normalised: &str) -> Vec<u8> {
     crate::crypto::sha256(format!("hermetic.recovery.v1:{}:{normalised}", user.0).as_bytes()).to_vec()
 }
 
-/// A wrong MFA code: count it on the session and the account; end the session after too many.
+/// Reserve one of the session's tries at a code *before* the code is checked: one conditional
+/// increment that also checks the limit, so parallel guesses on one session cannot get more than
+/// `mfa_max_failures` checks between them. Returns the try's number, or `None` when none is left.
+/// A success resets the count (`session::rotate`).
+async fn reserve_mfa_try(svc: &Services, s: &SessionInfo) -> ServiceResult<Option<i32>> {
+    let row = db::one(
+        svc.db(),
+        "UPDATE user_session SET mfa_failures = mfa_failures + 1
+         WHERE id = $1 AND revoked_at IS NULL AND mfa_failures < $2
+         RETURNING mfa_failures",
+        [s.id.0.into(), svc.auth().mfa_max_failures.into()],
+    )
+    .await?;
+    Ok(row.map(|r| db::get::<i32>(&r, "mfa_failures")).transpose()?)
+}
+
+/// No try left: the session ends.
+async fn mfa_exhausted(svc: &Services, s: &SessionInfo) -> ServiceResult<ServiceError> {
+    session::revoke(svc, svc.db(), s.id, "mfa_failures").await?;
+    Ok(ServiceError::SessionExpired)
+}
+
+/// A wrong code (its try and the account's attempt are already counted): audit it, and end the
+/// session if that was its last try.
 async fn mfa_failure(
     svc: &Services,
     s: &SessionInfo,
     meta: &ClientMeta,
+    tries: i32,
     action: AuditAction,
     err: ServiceError,
 ) -> ServiceResult<ServiceError> {
     let txn = svc.db().begin().await?;
-    let row = db::one(
-        &txn,
-        "UPDATE user_session SET mfa_failures = mfa_failures + 1 WHERE id = $1 RETURNING mfa_failures",
-        [s.id.0.into()],
-    )
-    .await?;
-    let failures: i32 = match row {
-        Some(r) => db::get(&r, "mfa_failures")?,
-        None => 0,
-    };
-    throttle::record_failure(svc, &txn, KeyKind::Account, &s.email).await?;
     audit::record(
         svc,
         &txn,
@@ -255,10 +303,10 @@ async fn mfa_failure(
         )
         .ip(meta.ip.clone())
         .target("user", s.user_id)
-        .detail("failures", failures),
+        .detail("failures", tries),
     )
     .await?;
-    let ended = failures >= svc.auth().mfa_max_failures;
+    let ended = tries >= svc.auth().mfa_max_failures;
     if ended {
         session::revoke(svc, &txn, s.id, "mfa_failures").await?;
     }
@@ -266,40 +314,53 @@ async fn mfa_failure(
     Ok(if ended { ServiceError::SessionExpired } else { err })
 }
 
-/// Step 2: a TOTP code (or a recovery code). Each TOTP time step is accepted at most once per user.
+/// Step 2: a TOTP code (or a recovery code). The session's try and the account's attempt are
+/// counted before the code is looked at; a TOTP time step is accepted at most once per user and
+/// a recovery code is consumed by one conditional update, so each works once even when the same
+/// code arrives twice at the same moment.
 pub async fn verify_mfa(svc: &Services, token: &str, code: &str, meta: &ClientMeta) -> ServiceResult<IssuedSession> {
     let s = pending_session(svc, token, SessionStage::Mfa).await?;
     let now = svc.clock().now();
-    if let Some(retry_after_secs) = throttle::locked_for(svc.db(), KeyKind::Account, &s.email, now).await? {
-        return Err(ServiceError::Throttled { retry_after_secs });
-    }
+    let account = match throttle::attempt(svc, svc.db(), KeyKind::Account, &s.email).await? {
+        Attempt::Locked { retry_after_secs } => return Err(ServiceError::Throttled { retry_after_secs }),
+        Attempt::Allowed(counted) => counted,
+    };
+    let Some(tries) = reserve_mfa_try(svc, &s).await? else {
+        throttle::refund(svc, svc.db(), &account).await?;
+        return Err(mfa_exhausted(svc, &s).await?);
+    };
+    let wrong = |action, err| mfa_failure(svc, &s, meta, tries, action, err);
     let user = user_by_id(svc.db(), s.user_id).await?;
     let txn = svc.db().begin().await?;
     let used_recovery = if code.len() > MAX_INPUT {
-        None
+        drop(txn);
+        return Err(wrong(AuditAction::MfaFailed, ServiceError::InvalidCode).await?);
     } else if let Some(rc) = normalise_recovery(code) {
-        let n = db::exec(
+        // Consumed here or not at all: the condition `used_at IS NULL` is re-checked on the row
+        // itself, so of two simultaneous uses the second finds it used.
+        let consumed = db::one(
             &txn,
             "UPDATE recovery_code SET used_at = $3
-             WHERE id = (SELECT id FROM recovery_code WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL LIMIT 1)",
+             WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL
+             RETURNING id",
             [s.user_id.0.into(), recovery_hash(s.user_id, &rc).into(), now.into()],
         )
         .await?;
-        if n == 0 {
+        if consumed.is_none() {
             drop(txn);
-            return Err(mfa_failure(svc, &s, meta, AuditAction::MfaFailed, ServiceError::InvalidCode).await?);
+            return Err(wrong(AuditAction::MfaFailed, ServiceError::InvalidCode).await?);
         }
-        Some(true)
+        true
     } else {
         let Some(code) = totp::parse_code(code) else {
             drop(txn);
-            return Err(mfa_failure(svc, &s, meta, AuditAction::MfaFailed, ServiceError::InvalidCode).await?);
+            return Err(wrong(AuditAction::MfaFailed, ServiceError::InvalidCode).await?);
         };
         let sealed = Sealed::from_bytes(user.totp_secret.clone().ok_or(ServiceError::Forbidden)?)?;
         let secret = svc.keys().open(&txn, &totp_aad(user.organisation_id, user.id), &sealed).await?;
         let Some(step) = totp::verify(&secret, code, now.timestamp()) else {
             drop(txn);
-            return Err(mfa_failure(svc, &s, meta, AuditAction::MfaFailed, ServiceError::InvalidCode).await?);
+            return Err(wrong(AuditAction::MfaFailed, ServiceError::InvalidCode).await?);
         };
         // Single use: only a step newer than the last accepted one passes, atomically.
         let n = db::exec(
@@ -310,14 +371,14 @@ pub async fn verify_mfa(svc: &Services, token: &str, code: &str, meta: &ClientMe
         .await?;
         if n == 0 {
             drop(txn);
-            return Err(mfa_failure(svc, &s, meta, AuditAction::MfaReplayed, ServiceError::CodeReused).await?);
+            return Err(wrong(AuditAction::MfaReplayed, ServiceError::CodeReused).await?);
         }
-        None
+        false
     };
     let issued = session::rotate(svc, &txn, s.id, SessionStage::Active).await?;
     db::exec(&txn, "UPDATE app_user SET last_sign_in_at = $2 WHERE id = $1", [user.id.0.into(), now.into()]).await?;
     throttle::clear(&txn, KeyKind::Account, &s.email).await?;
-    let action = if used_recovery.is_some() { AuditAction::MfaRecoveryCodeUsed } else { AuditAction::MfaSucceeded };
+    let action = if used_recovery { AuditAction::MfaRecoveryCodeUsed } else { AuditAction::MfaSucceeded };
     audit::record(
         svc,
         &txn,
@@ -411,9 +472,13 @@ pub async fn confirm_enrolment(
     let pending = pending.ok_or_else(|| ServiceError::invalid("code", "start enrolment first: reload the page"))?;
     let secret =
         svc.keys().open(svc.db(), &pending_aad(s.organisation_id, s.id), &Sealed::from_bytes(pending)?).await?;
+    let Some(tries) = reserve_mfa_try(svc, &s).await? else { return Err(mfa_exhausted(svc, &s).await?) };
     let step = totp::parse_code(code).and_then(|c| totp::verify(&secret, c, now.timestamp()));
     let Some(step) = step else {
-        return Err(mfa_failure(svc, &s, meta, AuditAction::MfaFailed, ServiceError::InvalidCode).await?);
+        // The enrolling user sees the secret, so a wrong code here is a typo, not a guess; it
+        // still counts against the account like any failure.
+        throttle::attempt(svc, svc.db(), KeyKind::Account, &s.email).await?;
+        return Err(mfa_failure(svc, &s, meta, tries, AuditAction::MfaFailed, ServiceError::InvalidCode).await?);
     };
     let txn = svc.db().begin().await?;
     let sealed = svc.keys().seal(&txn, svc.clock(), &totp_aad(s.organisation_id, s.user_id), &secret).await?;
@@ -454,18 +519,28 @@ pub async fn change_password(svc: &Services, actor: &Actor, current: &str, new: 
     };
     let user = user_by_id(svc.db(), user_id).await?;
     let now = svc.clock().now();
-    if let Some(retry_after_secs) = throttle::locked_for(svc.db(), KeyKind::Account, &user.email, now).await? {
-        return Err(ServiceError::Throttled { retry_after_secs });
-    }
-    if current.len() > MAX_INPUT || !verify_password(current, user.password_hash.clone()).await {
-        throttle::record_failure(svc, svc.db(), KeyKind::Account, &user.email).await?;
+    // Counted before the check, like a sign-in: parallel guesses cannot exceed the limit.
+    let attempt = match throttle::attempt(svc, svc.db(), KeyKind::Account, &user.email).await? {
+        Attempt::Locked { retry_after_secs } => return Err(ServiceError::Throttled { retry_after_secs }),
+        Attempt::Allowed(counted) => counted,
+    };
+    let current_ok = current.len() <= MAX_INPUT
+        && match verify_password(svc, current, user.password_hash.clone()).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                throttle::refund(svc, svc.db(), &attempt).await?;
+                return Err(e);
+            }
+        };
+    if !current_ok {
         return Err(ServiceError::invalid("current password", "is not correct"));
     }
+    throttle::refund(svc, svc.db(), &attempt).await?;
     if new == current {
         return Err(ServiceError::invalid("new password", "must differ from the current one"));
     }
     check_new_password(new, &user.email)?;
-    let hash = hash_password(new).await?;
+    let hash = hash_password(svc, new).await?;
     let txn = svc.db().begin().await?;
     db::exec(
         &txn,

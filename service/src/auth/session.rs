@@ -212,7 +212,8 @@ pub enum Expiry {
     Absolute,
 }
 
-/// Resolve a cookie token. `touch` records activity (every request except the idle-warning poll).
+/// Resolve a cookie token. `touch` records activity: every request a person makes, never the
+/// app's background polls (the route table marks them; see `app::background`).
 /// Expired sessions are revoked here, with an audit row, so expiry is enforced whether or not the
 /// cleanup job has run.
 pub async fn resolve(svc: &Services, token: &str, touch: bool) -> ServiceResult<Option<SessionInfo>> {

@@ -2,13 +2,19 @@
 //!
 //! Counters are keyed by a hash of the (normalised) name or address, so failures for accounts that
 //! do not exist are counted exactly like those that do: the answers never reveal which accounts exist.
-//! After `max` failures within the window a key is locked; each further failure doubles the lock up
-//! to `lockout_max`.
+//!
+//! An attempt is counted *before* its credential is checked, in one statement (`attempt`): the
+//! counter goes up and, when it reaches `max`, the key is locked in the same statement; a locked key
+//! is not counted and the attempt is refused without checking anything. The statement holds the
+//! row while it runs, so however many attempts arrive at once, at most `max` of them are checked
+//! per window. A success clears the account's counter (`clear`) and gives the address its attempt
+//! back (`refund`); an attempt refused for another reason before its check (the server was busy)
+//! is refunded too. Each further failure after a lock doubles the next lock, up to `lockout_max`.
 
 use crate::db;
 use crate::error::ServiceResult;
 use crate::services::{AuthSettings, Services};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use sea_orm::ConnectionTrait;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +36,24 @@ impl KeyKind {
             KeyKind::Ip => s.ip_max_failures,
         }
     }
+}
+
+/// Whether an attempt may go on to its check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// Counted; check the credential.
+    Allowed(Counted),
+    /// The key is locked: refuse without checking.
+    Locked { retry_after_secs: u64 },
+}
+
+/// A counted attempt, which `refund` can give back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counted {
+    kind: KeyKind,
+    key_hash: Vec<u8>,
+    /// The lock this attempt set (it was the one that reached the limit), if any.
+    locked_until: Option<DateTime<Utc>>,
 }
 
 pub fn key_hash(kind: KeyKind, raw: &str) -> Vec<u8> {
@@ -57,58 +81,78 @@ pub async fn locked_for<C: ConnectionTrait>(
     Ok(until.filter(|u| *u > now).map(|u| (u - now).num_seconds().max(1) as u64))
 }
 
-/// Count one failure; returns the lock length in seconds if this failure locked the key.
-pub async fn record_failure<C: ConnectionTrait>(
-    svc: &Services,
-    conn: &C,
-    kind: KeyKind,
-    raw: &str,
-) -> ServiceResult<Option<u64>> {
+/// Count an attempt before checking it (see the module comment). One statement: the increment,
+/// the window reset and the lock are decided together under the row's lock.
+pub async fn attempt<C: ConnectionTrait>(svc: &Services, conn: &C, kind: KeyKind, raw: &str) -> ServiceResult<Attempt> {
     let s = svc.auth();
     let now = svc.clock().now();
     let window_start = now - s.throttle_window;
-    let row = db::one(
-        conn,
-        "INSERT INTO login_throttle (key_kind, key_hash, failures, window_started_at, updated_at)
-         VALUES ($1, $2, 1, $3, $3)
+    let hash = key_hash(kind, raw);
+    // The counter after this attempt, as an expression over the old row.
+    const NEXT: &str = "(CASE WHEN t.window_started_at < $4 THEN 1 ELSE t.failures + 1 END)";
+    let sql = format!(
+        "INSERT INTO login_throttle AS t (key_kind, key_hash, failures, window_started_at, locked_until, updated_at)
+         VALUES ($1, $2, 1, $3, CASE WHEN 1 >= $5::int THEN $3 + make_interval(secs => LEAST($6::float8, $7::float8)) END, $3)
          ON CONFLICT (key_kind, key_hash) DO UPDATE SET
-            failures = CASE WHEN login_throttle.window_started_at < $4
-                             AND (login_throttle.locked_until IS NULL OR login_throttle.locked_until < $3)
-                            THEN 1 ELSE login_throttle.failures + 1 END,
-            window_started_at = CASE WHEN login_throttle.window_started_at < $4
-                             AND (login_throttle.locked_until IS NULL OR login_throttle.locked_until < $3)
-                            THEN $3 ELSE login_throttle.window_started_at END,
+            failures = {NEXT},
+            window_started_at = CASE WHEN t.window_started_at < $4 THEN $3 ELSE t.window_started_at END,
+            locked_until = CASE WHEN {NEXT} >= $5::int
+                THEN $3 + make_interval(secs => LEAST($6::float8 * power(2.0::float8, LEAST({NEXT} - $5::int, 20)), $7::float8))
+                ELSE NULL END,
             updated_at = $3
-         RETURNING failures",
-        [kind.as_str().into(), key_hash(kind, raw).into(), now.into(), window_start.into()],
-    )
-    .await?;
-    let failures: i32 = match row {
-        Some(r) => db::get(&r, "failures")?,
-        None => 1,
-    };
-    let max = kind.max(s);
-    if failures < max {
-        return Ok(None);
+         WHERE t.locked_until IS NULL OR t.locked_until <= $3
+         RETURNING locked_until"
+    );
+    for _ in 0..2 {
+        let counted = db::one(
+            conn,
+            &sql,
+            [
+                kind.as_str().into(),
+                hash.clone().into(),
+                now.into(),
+                window_start.into(),
+                kind.max(s).into(),
+                (s.lockout_base.num_seconds() as f64).into(),
+                (s.lockout_max.num_seconds() as f64).into(),
+            ],
+        )
+        .await?;
+        if let Some(row) = counted {
+            let locked_until: Option<DateTime<Utc>> = db::get(&row, "locked_until")?;
+            return Ok(Attempt::Allowed(Counted { kind, key_hash: hash, locked_until }));
+        }
+        if let Some(retry_after_secs) = locked_for(conn, kind, raw, now).await? {
+            return Ok(Attempt::Locked { retry_after_secs });
+        }
+        // Cleared by a success between the two statements: count again.
     }
-    let lock = lock_length(s, failures - max);
-    db::exec(
-        conn,
-        "UPDATE login_throttle SET locked_until = $3 WHERE key_kind = $1 AND key_hash = $2",
-        [kind.as_str().into(), key_hash(kind, raw).into(), (now + lock).into()],
-    )
-    .await?;
-    Ok(Some(lock.num_seconds().max(1) as u64))
+    Ok(Attempt::Allowed(Counted { kind, key_hash: hash, locked_until: None }))
 }
 
-fn lock_length(s: &AuthSettings, over: i32) -> Duration {
-    let factor = 1i32.checked_shl(over.clamp(0, 20) as u32).unwrap_or(i32::MAX);
-    let secs = s.lockout_base.num_seconds().saturating_mul(i64::from(factor));
-    Duration::seconds(secs.min(s.lockout_max.num_seconds()))
+/// Give back an attempt that was counted but did not fail: it succeeded, or it was never checked
+/// (the server was busy). The lock it set, if it was the one that reached the limit, goes with it;
+/// a lock set since by another attempt stays.
+pub async fn refund<C: ConnectionTrait>(svc: &Services, conn: &C, counted: &Counted) -> ServiceResult<()> {
+    db::exec(
+        conn,
+        "UPDATE login_throttle SET failures = GREATEST(failures - 1, 0),
+            locked_until = CASE WHEN locked_until = $3 THEN NULL ELSE locked_until END,
+            updated_at = $4
+         WHERE key_kind = $1 AND key_hash = $2",
+        [
+            counted.kind.as_str().into(),
+            counted.key_hash.clone().into(),
+            counted.locked_until.into(),
+            svc.clock().now().into(),
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// A successful sign-in clears the account's counter (not the address's: one good account must not
-/// launder failures against others).
+/// launder failures against others; the address gets only its own attempt back, `refund`).
 pub async fn clear<C: ConnectionTrait>(conn: &C, kind: KeyKind, raw: &str) -> ServiceResult<()> {
     db::exec(
         conn,
@@ -122,16 +166,6 @@ pub async fn clear<C: ConnectionTrait>(conn: &C, kind: KeyKind, raw: &str) -> Se
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lock_doubles_up_to_the_cap() {
-        let s = AuthSettings::default();
-        assert_eq!(lock_length(&s, 0), Duration::minutes(1));
-        assert_eq!(lock_length(&s, 1), Duration::minutes(2));
-        assert_eq!(lock_length(&s, 3), Duration::minutes(8));
-        assert_eq!(lock_length(&s, 10), Duration::minutes(15));
-        assert_eq!(lock_length(&s, 1000), Duration::minutes(15));
-    }
 
     #[test]
     fn keys_are_normalised_hashes() {

@@ -2,7 +2,7 @@
 //! consent, then follow the job's progress live. Errors are downloadable as a CSV report.
 
 use super::ContactsNav;
-use crate::api_contacts::{cancel_import, import_status, list_lists, recent_imports, start_import};
+use crate::api_contacts::{cancel_import, list_lists, recent_imports, start_import};
 use crate::components::{ErrorMessage, Guard, format_time, use_hydrated};
 use crate::error::AppError;
 use domain::Permission;
@@ -247,22 +247,19 @@ fn Progress(id: Uuid) -> impl IntoView {
     let view_state = RwSignal::new(None::<ImportView>);
     let error = RwSignal::new(None::<AppError>);
     let cancel = Action::new(move |_: &()| cancel_import(id));
+    // A background call: it never counts as activity.
     Effect::new(move || {
-        let poll = move || {
-            if view_state.with_untracked(|v| v.as_ref().is_some_and(ImportView::finished)) {
-                return;
-            }
-            leptos::task::spawn_local(async move {
-                match import_status(id).await {
-                    Ok(v) => view_state.set(Some(v)),
-                    Err(e) => error.set(Some(e)),
-                }
-            });
-        };
-        poll();
-        if let Ok(h) = set_interval_with_handle(poll, std::time::Duration::from_millis(1000)) {
-            on_cleanup(move || h.clear());
-        }
+        crate::background::every(
+            std::time::Duration::from_millis(1000),
+            move || {
+                (!view_state.with_untracked(|v| v.as_ref().is_some_and(ImportView::finished)))
+                    .then_some(crate::api_contacts::ImportStatus { id })
+            },
+            move |r| match r {
+                Ok(v) => view_state.set(Some(v)),
+                Err(e) => error.set(Some(e)),
+            },
+        );
     });
     view! {
         <div class="stack" data-test="import-progress">
