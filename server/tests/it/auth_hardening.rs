@@ -193,8 +193,9 @@ async fn the_next_parameter_after_mfa_stays_on_our_origin() {
 
 #[tokio::test]
 async fn a_page_that_only_polls_is_signed_out_after_the_idle_timeout() {
-    let app = TestApp::start().await;
-    app.org_with_user("Clinic", "ada@clinic.test", Role::Admin).await;
+    let app = TestApp::start_with(Options { dns: true, ..Default::default() }).await;
+    let org = app.org_with_user("Clinic", "ada@clinic.test", Role::Admin).await;
+    app.verified_domain(org, "clinic.test").await;
     let (c, _) = app.sign_in("ada@clinic.test", None).await;
     let settings: serde_json::Value = serde_json::from_str(&crate::role_matrix::sample_campaign("Polled")).unwrap();
     let (s, campaign) = c.call_json("create_campaign", serde_json::json!({ "settings": settings })).await;

@@ -164,6 +164,11 @@ async fn deleting_an_organisation_shreds_it_in_the_running_server_within_seconds
     assert_eq!(one_i64(&db, &format!("SELECT count(*) FROM import_chunk WHERE import_id = '{import}'")).await, 0);
     // The other organisation is untouched.
     assert!(service::contacts::detail(svc, &other_actor, survivor).await.is_ok());
+    assert_eq!(
+        one_i64(&db, &format!("SELECT count(*) FROM sending_domain WHERE organisation_id = '{}'", org.0)).await,
+        0,
+        "a deleted organisation keeps no claim on its sending domain"
+    );
     db.close().await.unwrap();
     app.stop().await;
 }
@@ -268,7 +273,8 @@ async fn every_process_hears_of_a_deletion_at_once_even_across_a_lost_listener_c
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(service::crypto::revocation::listen(other.clone(), stop_rx));
     let listeners = format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{}' AND query LIKE 'LISTEN%'",
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{}' AND query LIKE 'LISTEN%' \
+         AND datname = current_database()",
         service::crypto::revocation::APPLICATION_NAME
     );
     // The in-process server's listener and the second process's.
@@ -303,7 +309,8 @@ async fn every_process_hears_of_a_deletion_at_once_even_across_a_lost_listener_c
     exec(
         &db,
         &format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{}'",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{}' \
+             AND datname = current_database()",
             service::crypto::revocation::APPLICATION_NAME
         ),
     )
@@ -356,7 +363,7 @@ async fn the_rolling_root_key_rotation_waits_for_key_inserts_in_flight_and_needs
     let rotator = process_with(&app, KeyRing::with_previous(new(), vec![old()]).unwrap()).await;
     let task = tokio::spawn(async move { rotation::rotate_root_to_configured(&rotator).await });
     let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-                   AND query LIKE 'SELECT root_key_id FROM root_key_state WHERE id = 1 FOR UPDATE%'";
+                   AND datname = current_database() AND query LIKE 'SELECT root_key_id FROM root_key_state WHERE id = 1 FOR UPDATE%'";
     eventually(10, "the rotation waits for the insert in flight", || async { one_i64(&db, waiting).await == 1 }).await;
     assert!(!task.is_finished());
     txn.commit().await.unwrap();

@@ -323,6 +323,10 @@ pub async fn delete_organisation(svc: &Services, org: OrganisationId) -> Service
         [org.0.into()],
     )
     .await?;
+    // Its sending domains go: their DKIM keys are sealed under keys destroyed below, and a
+    // verified claim on a domain must not outlive the organisation (the domain's owner may verify
+    // it again elsewhere).
+    db::exec(&txn, "DELETE FROM sending_domain WHERE organisation_id = $1", [org.0.into()]).await?;
     db::exec(
         &txn,
         "UPDATE key_rotation SET status = 'failed', finished_at = $2 WHERE organisation_id = $1 AND status = 'running'",
