@@ -1,4 +1,4 @@
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { createUser, EnrolPage, LoginPage, signInAndEnrol, totp } from './support';
 
 test('an admin invites a marketer, who joins and enrols MFA', async ({ page, browser }) => {

@@ -1,4 +1,4 @@
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import {
   createUser, EnrolPage, LoginPage, MfaPage, nextCode, PASSWORD, signInAndEnrol, signInWithMfa, signOut, totp,
 } from './support';

@@ -1,4 +1,4 @@
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { createUser, signInAndEnrol } from './support';
 
 // A marketer builds a campaign (audience with a live count, a PHI template that forces TLS),

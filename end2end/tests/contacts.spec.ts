@@ -1,4 +1,4 @@
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { createUser, signInAndEnrol } from './support';
 
 test('a contact created with hostile input shows it as text, and viewing is audited', async ({ page }) => {

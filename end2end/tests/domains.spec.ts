@@ -1,5 +1,6 @@
 import { appendFileSync } from 'node:fs';
-import { expect, test, type Page } from '@playwright/test';
+import { type Page } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { createUser, signInAndEnrol } from './support';
 
 // The DNS zone the server's sending-domain checks read (scripts/test runs a local DNS server on it).

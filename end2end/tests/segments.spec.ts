@@ -1,4 +1,4 @@
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { createUser, signInAndEnrol } from './support';
 
 // A marketer builds a segment with a PHI condition, sees the live count, previews the members

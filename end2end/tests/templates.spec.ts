@@ -1,4 +1,4 @@
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { createUser, signInAndEnrol } from './support';
 
 // Script in template content never runs in the admin UI: not in the editor, not in the preview
