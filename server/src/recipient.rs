@@ -242,7 +242,7 @@ fn author_html(html: String) -> Response {
 
 /// Author HTML with a real contact's data: nothing remote, not even a DNS prefetch.
 fn real_contact_html(html: String) -> Response {
-    let mut res = (StatusCode::OK, Html(html)).into_response();
+    let mut res = (StatusCode::OK, Html(without_remote_images(&html))).into_response();
     set_csp(&mut res, REAL_CONTACT_CSP);
     res.headers_mut().insert("x-dns-prefetch-control", HeaderValue::from_static("off"));
     res
@@ -394,5 +394,121 @@ pub async fn click(
             res
         }
         Err(e) => failure(e),
+    }
+}
+
+/// What a remote image becomes in a real contact's message: a light grey box (its alt text stays).
+const IMAGE_PLACEHOLDER: &str = "data:image/svg+xml,%3Csvg xmlns=%27http://www.w3.org/2000/svg%27 viewBox=%270 0 4 3%27%3E%3Crect width=%274%27 height=%273%27 fill=%27%23e5e7eb%27/%3E%3C/svg%3E";
+
+/// A real contact's message loads nothing remote (`img-src data:`). Rather than leave every remote
+/// image — and the tracking pixel — for the browser to block and report as a policy violation, the
+/// `<img>` tags point at a placeholder and lose their `srcset`. The CSP still holds whatever this
+/// misses (an image in CSS, say): this is presentation, not the protection.
+pub(crate) fn without_remote_images(html: &str) -> String {
+    // ASCII lower-casing keeps byte offsets, so positions found in `lower` index `html`.
+    let lower = html.to_ascii_lowercase();
+    let mut out = String::with_capacity(html.len());
+    let mut at = 0;
+    while let Some(rel) = lower[at..].find("<img") {
+        let start = at + rel;
+        let end = lower[start..].find('>').map_or(html.len(), |e| start + e + 1);
+        out.push_str(&html[at..start]);
+        out.push_str(&rewrite_img(&html[start..end]));
+        at = end;
+    }
+    out.push_str(&html[at..]);
+    out
+}
+
+/// One `<img …>` tag with remote `src` replaced and any `srcset` removed.
+fn rewrite_img(tag: &str) -> String {
+    let mut out = String::with_capacity(tag.len());
+    let bytes = tag.as_bytes();
+    let lower = tag.to_ascii_lowercase();
+    let mut i = 0;
+    while i < tag.len() {
+        // An attribute name starts after whitespace.
+        let boundary = i > 0 && bytes[i - 1].is_ascii_whitespace();
+        let name = if boundary && lower[i..].starts_with("srcset") {
+            Some("srcset")
+        } else if boundary && lower[i..].starts_with("src") {
+            Some("src")
+        } else {
+            None
+        };
+        if let Some(name) = name {
+            let mut j = i + name.len();
+            while j < tag.len() && bytes[j].is_ascii_whitespace() {
+                j += 1;
+            }
+            if j < tag.len() && bytes[j] == b'=' {
+                j += 1;
+                while j < tag.len() && bytes[j].is_ascii_whitespace() {
+                    j += 1;
+                }
+                let (value_start, value_end, after) = match bytes.get(j) {
+                    Some(&q) if q == b'"' || q == b'\'' => {
+                        let close = tag[j + 1..].find(q as char).map_or(tag.len(), |c| j + 1 + c);
+                        (j + 1, close, (close + 1).min(tag.len()))
+                    }
+                    _ => {
+                        let stop =
+                            tag[j..].find(|c: char| c.is_ascii_whitespace() || c == '>').map_or(tag.len(), |c| j + c);
+                        (j, stop, stop)
+                    }
+                };
+                let value = tag[value_start..value_end].trim_start();
+                if name == "srcset" {
+                    // Dropped: candidates would be remote.
+                } else if value.to_ascii_lowercase().starts_with("data:") {
+                    out.push_str(&tag[i..after]);
+                } else {
+                    out.push_str("src=\"");
+                    out.push_str(IMAGE_PLACEHOLDER);
+                    out.push('"');
+                }
+                i = after;
+                continue;
+            }
+        }
+        let ch = tag[i..].chars().next().unwrap_or(' ');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{IMAGE_PLACEHOLDER, without_remote_images};
+
+    #[test]
+    fn remote_images_become_placeholders_and_nothing_else_changes() {
+        let p = IMAGE_PLACEHOLDER;
+        for (input, want) in [
+            (
+                r#"<p>Hi</p><img src="https://example.org/a.jpg" alt="Team">"#.to_string(),
+                format!(r#"<p>Hi</p><img src="{p}" alt="Team">"#),
+            ),
+            (r#"<IMG SRC='http://x.test/t/o/abc' width=1>"#.into(), format!(r#"<IMG src="{p}" width=1>"#)),
+            (r#"<img alt=x src=//cdn.test/a.png>"#.into(), format!(r#"<img alt=x src="{p}">"#)),
+            (
+                r#"<img src = "https://a.test/1.png" srcset="https://a.test/2.png 2x">"#.into(),
+                format!(r#"<img src="{p}" >"#),
+            ),
+            (
+                r#"<img src="data:image/png;base64,AAAA" data-src="https://a.test/x">"#.into(),
+                r#"<img src="data:image/png;base64,AAAA" data-src="https://a.test/x">"#.into(),
+            ),
+            ("<p>no images, ünïcode ✓</p>".into(), "<p>no images, ünïcode ✓</p>".into()),
+            // Truncated or hostile markup never panics and never keeps a remote source.
+            (r#"<img src="https://a.test/unterminated"#.into(), format!(r#"<img src="{p}""#)),
+            ("<img".into(), "<img".into()),
+            ("<img src=".into(), format!(r#"<img src="{p}""#)),
+        ] {
+            let got = without_remote_images(&input);
+            assert_eq!(got, want, "{input}");
+            assert!(!got.contains("https://a.test/1") && !got.contains("x.test/t/o"), "{got}");
+        }
     }
 }
