@@ -14,6 +14,25 @@ pub fn hard_navigate(_to: &str) {
     }
 }
 
+/// The current time: the browser's clock in the browser, the server's on the server. For defaults
+/// shown in forms only; the server decides what is valid.
+pub fn now_utc() -> chrono::DateTime<chrono::Utc> {
+    #[cfg(feature = "hydrate")]
+    {
+        chrono::DateTime::from_timestamp_millis(js_sys::Date::now() as i64).unwrap_or_default()
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        chrono::Utc::now()
+    }
+}
+
+/// Tomorrow at 09:00 (UTC): the default when someone chooses to schedule a send.
+pub fn tomorrow_morning() -> chrono::NaiveDateTime {
+    let date = now_utc().date_naive().succ_opt().unwrap_or_default();
+    date.and_time(chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default())
+}
+
 /// True once the WASM bundle has hydrated the page (forms are disabled until then, because a plain
 /// HTML post would not carry the CSRF header and would be refused).
 pub fn use_hydrated() -> ReadSignal<bool> {

@@ -457,6 +457,23 @@ async fn hostile_settings_roles_and_other_organisations() {
         let (code, body) = admin.call_json("create_campaign", json!({ "settings": s })).await;
         assert_eq!(code, 422, "{field}: {body}");
     }
+    // A schedule in the past is refused when the draft is saved, not only after the launch
+    // confirmation (issue 19 item 9): both kinds, on create and on update, in the field's words.
+    let yesterday = chrono::Utc::now() - chrono::Duration::days(1);
+    for schedule in [
+        json!({ "kind": "at", "at": yesterday }),
+        json!({ "kind": "local_time", "date": (yesterday - chrono::Duration::days(2)).date_naive(), "time": "09:00:00" }),
+    ] {
+        let mut s = serde_json::to_value(settings("Past", list, t)).unwrap();
+        s["schedule"] = schedule.clone();
+        let (code, body) = admin.call_json("create_campaign", json!({ "settings": s })).await;
+        assert_eq!(code, 422, "{schedule}: {body}");
+        assert!(body.to_string().contains("past") || body.to_string().contains("from now"), "{body}");
+        let draft =
+            service::campaigns::create(svc, &actor, &settings(&format!("Later {schedule}"), list, t)).await.unwrap();
+        let (code, body) = admin.call_json("update_campaign", json!({ "id": draft, "settings": s })).await;
+        assert_eq!(code, 422, "{schedule}: {body}");
+    }
     let mut s = serde_json::to_value(settings("Bad throttle", list, t)).unwrap();
     s["throttle"]["per_second"] = json!(0);
     assert_eq!(admin.call_json("create_campaign", json!({ "settings": s })).await.0, 422);

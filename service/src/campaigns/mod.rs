@@ -341,6 +341,8 @@ pub async fn create(svc: &Services, actor: &Actor, settings: &CampaignSettings) 
     actor.require(Permission::CampaignsWrite)?;
     let s = clean(settings);
     s.validate_draft()?;
+    // A schedule that has already passed is refused when the draft is saved, not only at launch.
+    s.schedule.validate(svc.clock().now())?;
     let org = actor.organisation_id;
     let txn = svc.db().begin().await?;
     check_references(&txn, org, &s).await?;
@@ -378,6 +380,8 @@ pub async fn update(svc: &Services, actor: &Actor, id: Uuid, settings: &Campaign
     actor.require(Permission::CampaignsWrite)?;
     let s = clean(settings);
     s.validate_draft()?;
+    // A schedule that has already passed is refused when the draft is saved, not only at launch.
+    s.schedule.validate(svc.clock().now())?;
     let org = actor.organisation_id;
     let txn = svc.db().begin().await?;
     let row = load(&txn, org, id, true).await?;
