@@ -7,7 +7,7 @@ use crate::error::AppError;
 // Aliased: `#[server]` names its argument structs after the functions (CampaignOptions, …).
 use domain::campaign_views::{
     AudienceCount, CampaignOptions as EditorOptions, CampaignProgress as Progress, CampaignReport as Report,
-    CampaignSummary, CampaignView,
+    CampaignSummary, CampaignView, GettingStarted as Checklist,
 };
 use domain::campaigns::{Audience, CampaignSettings, CampaignStatus};
 use domain::contacts::ConsentPurpose;
@@ -22,6 +22,13 @@ use crate::ssr;
 pub async fn campaign_options() -> Result<EditorOptions, AppError> {
     let (svc, actor) = ssr::actor()?;
     Ok(service::campaigns::options(&svc, &actor).await?)
+}
+
+/// The home page's checklist for a new organisation (for people who send campaigns).
+#[server(client = CsrfClient, prefix = "/api", endpoint = "getting_started")]
+pub async fn getting_started() -> Result<Checklist, AppError> {
+    let (svc, actor) = ssr::actor()?;
+    Ok(service::home::getting_started(&svc, &actor).await?)
 }
 
 #[server(client = CsrfClient, prefix = "/api", endpoint = "list_campaigns")]

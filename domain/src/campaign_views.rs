@@ -271,3 +271,26 @@ mod tests {
         assert_eq!(DeliveryFigures::of(Reader::Full, &c).bounced, Exact(3));
     }
 }
+
+/// The home page's getting-started checklist for a new organisation: which first steps are done.
+/// Yes/no about the organisation as a whole, never about a person.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GettingStarted {
+    pub contacts_added: bool,
+    pub sending_domain_verified: bool,
+    pub template_created: bool,
+    pub test_sent: bool,
+}
+
+impl GettingStarted {
+    pub fn done(&self) -> usize {
+        [self.contacts_added, self.sending_domain_verified, self.template_created, self.test_sent]
+            .into_iter()
+            .filter(|d| *d)
+            .count()
+    }
+
+    pub fn complete(&self) -> bool {
+        self.done() == 4
+    }
+}

@@ -6,10 +6,18 @@ import { expect, type Page } from '@playwright/test';
 export const PASSWORD = 'correct horse battery staple';
 const SERVER_BIN = process.env.E2E_SERVER_BIN ?? '../target/debug/server';
 
+/** Create an organisation with the operator CLI (a new organisation starts with nothing). */
+export function createOrg(name: string) {
+  execFileSync(SERVER_BIN, ['admin', 'create-org', '--name', name], {
+    env: { ...process.env, HERMETIC_LOG: 'error' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
 /** Create a user with the operator CLI (same database as the server under test). */
-export function createUser(role: 'admin' | 'marketer' | 'analyst', prefix = role): string {
+export function createUser(role: 'admin' | 'marketer' | 'analyst', prefix = role, org = 'E2E Clinic'): string {
   const email = `${prefix}-${randomUUID().slice(0, 8)}@e2e.hermetic.test`;
-  execFileSync(SERVER_BIN, ['admin', 'create-user', '--email', email, '--name', `E2E ${role}`, '--role', role, '--org', 'E2E Clinic'], {
+  execFileSync(SERVER_BIN, ['admin', 'create-user', '--email', email, '--name', `E2E ${role}`, '--role', role, '--org', org], {
     env: { ...process.env, HERMETIC_NEW_USER_PASSWORD: PASSWORD, HERMETIC_LOG: 'error' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

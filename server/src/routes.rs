@@ -125,6 +125,7 @@ const API: &[(&str, Access)] = &[
     ("/api/preview_segment", Signed(P::SegmentsWrite)),
     ("/api/segment_to_list", Signed(P::SegmentsWrite)),
     ("/api/campaign_options", Signed(P::CampaignsWrite)),
+    ("/api/getting_started", Signed(P::CampaignsWrite)),
     ("/api/list_campaigns", Signed(P::CampaignsRead)),
     ("/api/open_campaign", Signed(P::CampaignsRead)),
     ("/api/create_campaign", Signed(P::CampaignsWrite)),

@@ -13,6 +13,7 @@ pub mod db;
 pub mod dkim;
 pub mod error;
 pub mod events;
+pub mod home;
 pub mod links;
 pub mod mail;
 pub mod maintenance;

@@ -189,6 +189,7 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
         | "/api/segment_options"
         | "/api/list_segments"
         | "/api/campaign_options"
+        | "/api/getting_started"
         | "/api/list_campaigns"
         | "/api/list_sending_domains" => (form, String::new()),
         _ => return None,
