@@ -4,7 +4,9 @@ import { createUser, signInAndEnrol } from './support';
 // A marketer builds a segment with a PHI condition, sees the live count, previews the members
 // (names shown as text, never run), saves and duplicates it; an analyst sees the saved segment read
 // only: its conditions in words with PHI values hidden and a disclosure-controlled count.
-test('segment builder: live count, audited preview, save, duplicate; analysts read saved segments only', async ({ page, browser }) => {
+test('segment builder: live count, audited preview, save, duplicate; analysts read saved segments only', async ({ page, browser, allowConsole }) => {
+  // Deliberate: an invalid condition is explained by the server (422).
+  allowConsole(/segments\/new: .*status of 422/);
   const admin = createUser('admin');
   await signInAndEnrol(page, admin);
   let dialogs = 0;
@@ -83,7 +85,9 @@ test('segment builder: live count, audited preview, save, duplicate; analysts re
 });
 
 // Patient-event conditions with tests on the event's (encrypted) properties.
-test('segment builder: patient events with property conditions', async ({ page }) => {
+test('segment builder: patient events with property conditions', async ({ page, allowConsole }) => {
+  // Deliberate: an empty property name is explained by the server (422).
+  allowConsole(/segments\/new: .*status of 422/);
   const admin = createUser('admin');
   await signInAndEnrol(page, admin);
   await page.goto('/segments/new');
@@ -114,4 +118,54 @@ test('segment builder: patient events with property conditions', async ({ page }
   await expect(page.locator('[data-test=property-value]')).toHaveValue('7');
   await page.locator('[data-test=remove-property]').click();
   await expect(page.locator('[data-test=property-test]')).toHaveCount(0);
+});
+
+// The builder's layout: a choice field's "is one of" is a row of chips to tick, the group's AND / OR
+// is shown between its conditions, and saving says so.
+test('segment builder: chips for choice fields, visible AND / OR, saved confirmation', async ({ page }) => {
+  const admin = createUser('admin');
+  await signInAndEnrol(page, admin);
+  const n = Date.now();
+  await page.goto('/contacts/fields');
+  await expect(page.getByRole('button', { name: 'Add field' })).toBeEnabled();
+  await page.locator('#field-label').fill(`Plan ${n}`);
+  await page.locator('#field-key').fill(`plan_${n}`);
+  await page.locator('#field-type').selectOption('one_of');
+  await page.locator('#field-options').fill('Gold\nSilver\nBronze');
+  await page.getByRole('button', { name: 'Add field' }).click();
+  await expect(page.locator('[data-test=fields-table]')).toContainText(`Plan ${n}`);
+
+  await page.goto('/segments/new');
+  await expect(page.locator('[data-test=add-condition]')).toBeEnabled();
+  await page.locator('[data-test=segment-name]').fill(`Plans ${n}`);
+  await page.locator('[data-test=add-condition]').click();
+  await page.locator('[data-test=add-condition]').first().click();
+  const first = page.locator('[data-test=condition]').first();
+  await first.locator('[data-test=condition-field]').selectOption(`plan_${n}`);
+  const chips = first.locator('[data-test=condition-values]');
+  await expect(chips.locator('label')).toHaveText(['Gold', 'Silver', 'Bronze']);
+  await expect(first.locator('[data-test=condition-value]')).toHaveCount(0);
+  await chips.getByLabel('Gold').check();
+  await chips.getByLabel('Bronze').check();
+  await expect(page.locator('[data-test=live-count]')).toContainText('0 of', { timeout: 15_000 });
+  // Two conditions in an "all of" group: "and" between them; switching to "any of" says "or".
+  await expect(page.locator('[data-test=connector]')).toHaveText(['and']);
+  await page.locator('[data-test=group-match]').selectOption('any');
+  await expect(page.locator('[data-test=connector]')).toHaveText(['or']);
+  // The condition row lays field, operator and chips out side by side.
+  const fieldBox = await first.locator('[data-test=condition-field]').boundingBox();
+  const opBox = await first.locator('[data-test=condition-op]').boundingBox();
+  expect(fieldBox && opBox && Math.abs(fieldBox.y - opBox.y) < 8 && opBox.x > fieldBox.x).toBeTruthy();
+
+  await page.locator('[data-test=save-segment]').click();
+  await expect(page).toHaveURL(/\/segments\/[0-9a-f-]{36}$/);
+  const saved = page.locator('[data-test=condition]').first().locator('[data-test=condition-values]');
+  await expect(saved.getByLabel('Gold')).toBeChecked();
+  await expect(saved.getByLabel('Silver')).not.toBeChecked();
+  await expect(saved.getByLabel('Bronze')).toBeChecked();
+  await saved.getByLabel('Silver').check();
+  await page.locator('[data-test=save-segment]').click();
+  await expect(page.locator('[data-test=save-status]')).toHaveText('Segment saved.');
+  await page.reload();
+  await expect(page.locator('[data-test=condition]').first().locator('[data-test=condition-values]').getByLabel('Silver')).toBeChecked();
 });

@@ -359,10 +359,17 @@ fn group_view(ctx: Ctx, path: Vec<usize>, depth: usize) -> AnyView {
             let mut p = path.clone();
             p.push(i);
             let mut c = child.clone();
-            match inner(&mut c) {
+            let item = match inner(&mut c) {
                 Node::Condition { .. } => condition_view(ctx, p),
                 _ => group_view(ctx, p, depth + 1),
-            }
+            };
+            // The group's AND / OR, visible between its items.
+            let connector = (i > 0).then(|| {
+                view! {
+                    <div class="connector" data-test="connector">{if is_and { "and" } else { "or" }}</div>
+                }
+            });
+            view! { {connector} {item} }
         })
         .collect_view();
     let remove_group = move |_| {
@@ -377,7 +384,7 @@ fn group_view(ctx: Ctx, path: Vec<usize>, depth: usize) -> AnyView {
         });
     };
     view! {
-        <fieldset class="segment-group" data-test="group">
+        <fieldset class="segment-group" class:nested=!is_root data-test="group">
             <legend>
                 {if is_root { "Contacts matching " } else { "A group matching " }}
                 <select data-test="group-match" disabled=move || !ctx.enabled.get()
@@ -511,7 +518,32 @@ fn condition_view(ctx: Ctx, path: Vec<usize>) -> AnyView {
                     }>
                     {ops_for(ft).iter().map(|(code, label)| view! { <option value=*code selected=*code == op>{*label}</option> }).collect_view()}
                 </select>
-                {input_type(op).map(|ty| view! {
+                {(ft == FieldType::OneOf && op == "one_of").then(|| {
+                    // A choice field's "is one of": the field's own options as chips to tick.
+                    let picked = RwSignal::new(match &test { FieldTest::OneOf { values } => values.clone(), _ => vec![] });
+                    let field_for_chips = field.clone();
+                    let set_c = set.clone();
+                    view! {
+                        <div class="chips" role="group" aria-label="Values" data-test="condition-values">
+                            {f.as_ref().map(|f| f.options.clone()).unwrap_or_default().into_iter().map(|o| {
+                                let (field, set_c, o2, text) = (field_for_chips.clone(), set_c.clone(), o.clone(), o.clone());
+                                view! {
+                                    <label class="chip" class:picked=move || picked.with(|p| p.contains(&o2))>
+                                        <input type="checkbox" data-test="condition-chip" prop:checked=picked.with_untracked(|p| p.contains(&o))
+                                            disabled=move || !ctx.enabled.get()
+                                            on:change=move |ev| {
+                                                let on = event_target_checked(&ev);
+                                                picked.update(|p| { p.retain(|x| x != &o); if on { p.push(o.clone()); } });
+                                                set_c(Condition::Field { field: field.clone(), test: FieldTest::OneOf { values: picked.get_untracked() } });
+                                            }/>
+                                        {text}
+                                    </label>
+                                }
+                            }).collect_view()}
+                        </div>
+                    }
+                })}
+                {input_type(op).filter(|_| !(ft == FieldType::OneOf && op == "one_of")).map(|ty| view! {
                     <input type=ty data-test="condition-value" aria-label="Value" maxlength="200"
                         placeholder=choices.clone().unwrap_or_default()
                         prop:value=move || value.get()
@@ -832,7 +864,7 @@ fn Editor(options: BuilderOptions, seg: Option<SegmentView>) -> impl IntoView {
                 Ok(saved) if id.is_none() => hard_navigate(&format!("/segments/{saved}")),
                 Ok(_) => {
                     error.set(None);
-                    status.set(Some("Saved".into()));
+                    status.set(Some("Segment saved.".into()));
                 }
                 Err(e) => error.set(Some(e)),
             }
@@ -887,7 +919,7 @@ fn Editor(options: BuilderOptions, seg: Option<SegmentView>) -> impl IntoView {
                         <button type="button" data-test="duplicate-segment" disabled=move || !hydrated.get() on:click=move |_| { duplicate.dispatch(()); }>"Duplicate"</button>
                         <button type="button" class="danger" data-test="delete-segment" disabled=move || !hydrated.get() on:click=move |_| { delete.dispatch(()); }>"Delete"</button>
                     })}
-                    <span role="status" data-test="save-status">{move || status.get()}</span>
+                    <span role="status" data-test="save-status">{move || status.get().map(|t| view! { <span class="alert ok">{t}</span> })}</span>
                 </div>
             })}
         </section>
