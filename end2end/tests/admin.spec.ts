@@ -1,7 +1,10 @@
 import { expect, test } from './fixtures';
 import { createUser, EnrolPage, LoginPage, signInAndEnrol, totp } from './support';
 
-test('an admin invites a marketer, who joins and enrols MFA', async ({ page, browser }) => {
+test('an admin invites a marketer, who joins and enrols MFA', async ({ page, browser, allowConsole }) => {
+  // Deliberate: a common password is refused (422); a marketer opens the audit page (403).
+  allowConsole(/status of 422/);
+  allowConsole(/\/audit: .*status of 403/);
   const admin = createUser('admin');
   await signInAndEnrol(page, admin);
   await page.getByRole('link', { name: 'Settings' }).click();
@@ -53,7 +56,10 @@ test('an admin invites a marketer, who joins and enrols MFA', async ({ page, bro
   await page.reload();
   const row = page.locator(`[data-test=user-row][data-email="${invitee}"]`);
   await expect(row).toContainText('Active');
+  await expect(row.getByRole('combobox')).toBeEnabled();
+  const changed = page.waitForResponse((r) => r.url().includes('/api/change_role') && r.ok());
   await row.getByRole('combobox').selectOption('analyst');
+  await changed;
   await page.goto('/audit');
   await expect(page.locator('[data-test=audit-row][data-action="user.invited"]').first()).toBeVisible();
   await expect(page.locator('[data-test=audit-row][data-action="user.invite_accepted"]').first()).toBeVisible();

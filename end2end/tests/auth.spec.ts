@@ -3,7 +3,9 @@ import {
   createUser, EnrolPage, LoginPage, MfaPage, nextCode, PASSWORD, signInAndEnrol, signInWithMfa, signOut, totp,
 } from './support';
 
-test('a wrong password is refused with a plain message and no session', async ({ page, context }) => {
+test('a wrong password is refused with a plain message and no session', async ({ page, context, allowConsole }) => {
+  // Deliberate: the wrong password is answered 401.
+  allowConsole(/status of 401/);
   const email = createUser('marketer');
   const login = new LoginPage(page);
   await login.goto();
@@ -20,7 +22,9 @@ test('a wrong password is refused with a plain message and no session', async ({
   await expect(page).toHaveURL(/\/login\?next=(%2F|\/)settings$/);
 });
 
-test('first sign-in enrols an authenticator, then sign-in asks for the code', async ({ page }) => {
+test('first sign-in enrols an authenticator, then sign-in asks for the code', async ({ page, allowConsole }) => {
+  // Deliberate: a wrong code is answered 401.
+  allowConsole(/status of 401/);
   const email = createUser('marketer');
   const login = new LoginPage(page);
   await login.goto();
@@ -41,7 +45,9 @@ test('first sign-in enrols an authenticator, then sign-in asks for the code', as
   await expect(page.locator('[data-test=user-name]')).toContainText('Marketer');
 });
 
-test('a TOTP code cannot be used twice', async ({ page }) => {
+test('a TOTP code cannot be used twice', async ({ page, allowConsole }) => {
+  // Deliberate: the reused code is answered 401.
+  allowConsole(/status of 401/);
   const email = createUser('analyst');
   const secret = await signInAndEnrol(page, email);
   await signOut(page);
@@ -86,7 +92,9 @@ test('"Stay signed in" keeps the session alive', async ({ page }) => {
   await expect(page.getByRole('heading', { name: 'Settings' })).toBeVisible();
 });
 
-test('changing the password signs out the other sessions', async ({ browser }) => {
+test('changing the password signs out the other sessions', async ({ browser, allowConsole }) => {
+  // Deliberate: the old password and the signed-out session are answered 401.
+  allowConsole(/status of 401/);
   const email = createUser('marketer');
   const first = await browser.newContext();
   const a = await first.newPage();

@@ -69,7 +69,9 @@ test('a CSV import maps columns, shows progress and reports bad rows', async ({ 
   await expect(page.locator('[data-test=contact-row]')).toContainText('Bob "Bobby" Ng');
 });
 
-test('analysts never see contacts', async ({ page }) => {
+test('analysts never see contacts', async ({ page, allowConsole }) => {
+  // Deliberate: the analyst opens the contacts page (403).
+  allowConsole(/\/contacts: .*status of 403/);
   const analyst = createUser('analyst');
   await signInAndEnrol(page, analyst);
   const nav = page.getByRole('navigation', { name: 'Main' });

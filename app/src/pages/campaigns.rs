@@ -10,7 +10,9 @@ use crate::api_campaigns::{
     delete_campaign, launch_campaign, list_campaigns, open_campaign, pause_campaign, resume_campaign,
     test_send_campaign, unschedule_campaign, update_campaign,
 };
-use crate::components::{ErrorMessage, Guard, format_time, hard_navigate, use_hydrated, use_me};
+use crate::components::{
+    ErrorMessage, Guard, format_time, hard_navigate, now_utc, tomorrow_morning, use_hydrated, use_me,
+};
 use crate::error::AppError;
 use domain::Permission;
 use domain::campaign_views::{CampaignOptions, CampaignProgress, CampaignReport, CampaignView};
@@ -27,7 +29,7 @@ use uuid::Uuid;
 const COUNT_DEBOUNCE_MS: u64 = 400;
 const PROGRESS_POLL_MS: u64 = 2000;
 
-fn badge(s: CampaignStatus) -> impl IntoView {
+pub(crate) fn badge(s: CampaignStatus) -> impl IntoView {
     let class = match s {
         CampaignStatus::Sending => "badge ok",
         CampaignStatus::Paused | CampaignStatus::Scheduled => "badge warn",
@@ -402,12 +404,12 @@ fn Editor(options: CampaignOptions, campaign: Option<CampaignView>) -> impl Into
                         on:change=move |_| s.update(|x| x.schedule = Schedule::Now)/>"Send when launched"</label>
                     <label class="inline"><input type="radio" name="schedule" data-test="schedule-at" disabled=move || !enabled.get()
                         prop:checked=move || s.with(|x| matches!(x.schedule, Schedule::At { .. }))
-                        on:change=move |_| s.update(|x| x.schedule = Schedule::At { at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH })/>"At a time (UTC)"</label>
+                        on:change=move |_| s.update(|x| x.schedule = Schedule::At { at: tomorrow_morning().and_utc() })/>"At a time (UTC)"</label>
                     <label class="inline"><input type="radio" name="schedule" data-test="schedule-local" disabled=move || !enabled.get()
                         prop:checked=move || s.with(|x| matches!(x.schedule, Schedule::LocalTime { .. }))
                         on:change=move |_| s.update(|x| x.schedule = Schedule::LocalTime {
-                            date: chrono::NaiveDate::from_ymd_opt(2027, 1, 1).unwrap_or_default(),
-                            time: chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default(),
+                            date: tomorrow_morning().date(),
+                            time: tomorrow_morning().time(),
                         })/>"At a local time in each recipient's time zone"</label>
                     {move || match s.get().schedule {
                         Schedule::Now => ().into_any(),
@@ -433,6 +435,8 @@ fn Editor(options: CampaignOptions, campaign: Option<CampaignView>) -> impl Into
                         }.into_any(),
                     }}
                 </fieldset>
+                // Read-only roles see the draft, not controls they cannot use.
+                {can_write.then(|| view! {
                 <div class="actions">
                     <button type="submit" data-test="save-campaign" disabled=move || !enabled.get() || save.pending().get()>"Save draft"</button>
                     <button type="button" data-test="test-campaign" disabled=move || !enabled.get() || id.get().is_none() || test.pending().get()
@@ -442,6 +446,7 @@ fn Editor(options: CampaignOptions, campaign: Option<CampaignView>) -> impl Into
                     <button type="button" class="danger" data-test="delete-campaign" disabled=move || !enabled.get() || id.get().is_none()
                         on:click=move |_| { if let Some(i) = id.get_untracked() { delete.dispatch(i); } }>"Delete draft"</button>
                 </div>
+                })}
             </form>
             {move || confirming.get().then(|| {
                 let n = match count.value().get() { Some(Ok(c)) => c.eligible.to_string(), _ => "the eligible".to_string() };
@@ -464,14 +469,19 @@ fn Editor(options: CampaignOptions, campaign: Option<CampaignView>) -> impl Into
     }
 }
 
-fn bar(counts: DeliveryCounts) -> impl IntoView {
+pub(crate) fn bar(counts: DeliveryCounts) -> impl IntoView {
+    // SVG attributes, not inline styles: the Content Security Policy (`style-src 'self'`) blocks
+    // every `style=` the page would render.
     let total = counts.total().max(1) as f64;
-    let pct = |n: u64| format!("width:{:.2}%", n as f64 * 100.0 / total);
+    let share = |n: u64| n as f64 * 100.0 / total;
+    let sent = share(counts.sent);
+    let failed = share(counts.failed + counts.bounced);
     view! {
-        <div class="progress" role="img" aria-label=format!("{} sent, {} failed, {} remaining of {}", counts.sent, counts.failed + counts.bounced, counts.remaining(), counts.total())>
-            <span class="sent" style=pct(counts.sent)></span>
-            <span class="failed" style=pct(counts.failed + counts.bounced)></span>
-        </div>
+        <svg class="progress" viewBox="0 0 100 10" preserveAspectRatio="none" role="img" data-test="progress-bar"
+            aria-label=format!("{} sent, {} failed, {} remaining of {}", counts.sent, counts.failed + counts.bounced, counts.remaining(), counts.total())>
+            <rect class="sent" data-test="progress-sent" x="0" y="0" height="10" width=format!("{sent:.2}")></rect>
+            <rect class="failed" x=format!("{sent:.2}") y="0" height="10" width=format!("{failed:.2}")></rect>
+        </svg>
     }
 }
 
@@ -538,13 +548,17 @@ fn Progress(campaign: CampaignView) -> impl IntoView {
             }
         }
     });
+    // A control is rendered only for a role and a state that can use it.
     let button = move |what: &'static str, label: &'static str, when: fn(CampaignStatus) -> bool| {
-        view! {
-            <button type="button" data-test=format!("{what}-campaign")
-                class=if what == "cancel" { "danger" } else { "" }
-                disabled=move || !hydrated.get() || act.pending().get()
-                on:click=move |_| { act.dispatch(what); }
-                style=move || if can_write && when(progress.with(|p| p.status)) { "" } else { "display:none" }>{label}</button>
+        move || {
+            (can_write && when(progress.with(|p| p.status))).then(|| {
+                view! {
+                    <button type="button" data-test=format!("{what}-campaign")
+                        class=if what == "cancel" { "danger" } else { "" }
+                        disabled=move || !hydrated.get() || act.pending().get()
+                        on:click=move |_| { act.dispatch(what); }>{label}</button>
+                }
+            })
         }
     };
     view! {
@@ -651,7 +665,11 @@ fn report_view(r: CampaignReport) -> impl IntoView {
                             <td>{l.clicks.label()}</td>
                             <td>{l.unique.label()}</td>
                             <td>{l.machine.label()}</td>
-                            <td>{l.clicks.shown().map(|c| view! { <div class="hbar" style=format!("width:{:.1}%", c as f64 * 100.0 / max_clicks)></div> })}</td>
+                            <td>{l.clicks.shown().map(|c| view! {
+                                <svg class="hbar" viewBox="0 0 100 10" preserveAspectRatio="none" aria-hidden="true">
+                                    <rect x="0" y="0" height="10" width=format!("{:.1}", c as f64 * 100.0 / max_clicks)></rect>
+                                </svg>
+                            })}</td>
                         </tr>
                     }).collect_view()}
                 </tbody>

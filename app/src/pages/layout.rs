@@ -1,7 +1,7 @@
 //! The signed-in app shell: header, navigation, the idle-logout warning, and the page outlet.
 
 use crate::api::{current_user, keep_alive, sign_out};
-use crate::components::hard_navigate;
+use crate::components::{hard_navigate, use_hydrated};
 use crate::pages_table::NAV;
 use domain::dto::Me;
 use leptos::prelude::*;
@@ -35,6 +35,8 @@ fn Shell(me: Me) -> impl IntoView {
         .map(|(href, label, _)| view! { <li><A href=*href exact=true>{*label}</A></li> })
         .collect_view();
     let signing_out = RwSignal::new(false);
+    // Disabled until hydrated: before that a click would do nothing at all.
+    let hydrated = use_hydrated();
     let do_sign_out = move |_| {
         signing_out.set(true);
         leptos::task::spawn_local(async move {
@@ -53,7 +55,7 @@ fn Shell(me: Me) -> impl IntoView {
                         {if me.display_name.is_empty() { me.email.clone() } else { me.display_name.clone() }}
                         <span class="role">{me.role.label()}</span>
                     </span>
-                    <button class="link" on:click=do_sign_out disabled=move || signing_out.get() data-test="sign-out">
+                    <button class="link" on:click=do_sign_out disabled=move || signing_out.get() || !hydrated.get() data-test="sign-out">
                         "Sign out"
                     </button>
                 </div>
