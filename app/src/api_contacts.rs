@@ -6,7 +6,7 @@ use crate::error::AppError;
 use domain::Phi;
 use domain::contacts::{
     ConsentOutcome, ConsentPurpose, ContactDetail, ContactInput, ContactPage, CustomField, FieldType, ImportOptions,
-    ImportPreview, ImportView, ListView, SuppressionReason, SuppressionView,
+    ImportPreview, ImportView, ListView, SuppressionReason, SuppressionView, UnsubscribeView,
 };
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
@@ -121,6 +121,12 @@ pub async fn unsubscribe_from_list(list_id: Uuid, contact_id: Uuid) -> Result<()
 pub async fn list_suppressions() -> Result<Vec<SuppressionView>, AppError> {
     let (svc, actor) = ssr::actor()?;
     Ok(service::contacts::suppression::list(&svc, &actor, 200).await?)
+}
+
+#[server(client = CsrfClient, prefix = "/api", endpoint = "list_unsubscribes")]
+pub async fn list_unsubscribes() -> Result<Vec<UnsubscribeView>, AppError> {
+    let (svc, actor) = ssr::actor()?;
+    Ok(service::contacts::suppression::unsubscribes(&svc, &actor, 200).await?)
 }
 
 #[server(client = CsrfClient, prefix = "/api", endpoint = "add_suppression")]

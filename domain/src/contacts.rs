@@ -472,7 +472,12 @@ pub struct ContactInput {
 pub struct ListMembership {
     pub list_id: uuid::Uuid,
     pub list_name: String,
+    /// As every view shows it: unsubscribed when taken off the list or when consent for the
+    /// list's purpose is withdrawn.
     pub status: MemberStatus,
+    /// Unsubscribed because consent for the list's purpose is withdrawn (not taken off the list).
+    #[serde(default)]
+    pub consent_withdrawn: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -540,6 +545,18 @@ pub struct SuppressionView {
     pub reason: SuppressionReason,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub contact_id: Option<uuid::Uuid>,
+}
+
+/// A withdrawal of consent in force, for the suppression page: who (a contact, or the opaque
+/// reference of a deleted contact's address), which purpose, since when, from where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnsubscribeView {
+    pub contact_id: Option<uuid::Uuid>,
+    /// For a deleted contact: the reference of the address (prefix of its blind index).
+    pub reference: Option<String>,
+    pub purpose: ConsentPurpose,
+    pub withdrawn_at: chrono::DateTime<chrono::Utc>,
+    pub source: Option<ConsentSource>,
 }
 
 impl fmt::Display for ConsentPurpose {

@@ -92,6 +92,7 @@ const API: &[(&str, Access)] = &[
     ("/api/add_to_list", Signed(P::ContactsWrite)),
     ("/api/unsubscribe_from_list", Signed(P::ContactsWrite)),
     ("/api/list_suppressions", Signed(P::ContactsRead)),
+    ("/api/list_unsubscribes", Signed(P::ContactsRead)),
     ("/api/add_suppression", Signed(P::ContactsWrite)),
     ("/api/remove_suppression", Signed(P::ContactsWrite)),
     ("/api/preview_import", Signed(P::ContactsWrite)),

@@ -182,6 +182,7 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
         | "/api/list_fields"
         | "/api/list_lists"
         | "/api/list_suppressions"
+        | "/api/list_unsubscribes"
         | "/api/recent_imports"
         | "/api/dev_mailbox"
         | "/api/list_templates"

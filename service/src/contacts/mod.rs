@@ -261,14 +261,20 @@ pub async fn page(
     actor.require(Permission::ContactsRead)?;
     let org = actor.organisation_id;
     let limit = i64::from(limit.clamp(1, PAGE_MAX));
-    let total: i64 = db::one(svc.db(), "SELECT count(*) AS n FROM contact WHERE organisation_id = $1", [org.0.into()])
-        .await?
-        .map(|r| db::get(&r, "n"))
-        .transpose()?
-        .unwrap_or(0);
-    let rows = if let Some(q) = email.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+    let search = email.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    // The total describes the result set shown: every contact, or the matches of a search.
+    let total: i64 = if search.is_some() {
+        0
+    } else {
+        db::one(svc.db(), "SELECT count(*) AS n FROM contact WHERE organisation_id = $1", [org.0.into()])
+            .await?
+            .map(|r| db::get(&r, "n"))
+            .transpose()?
+            .unwrap_or(0)
+    };
+    let rows = if let Some(q) = search {
         let Ok(norm) = domain::contacts::normalise_email(q) else {
-            return Ok(ContactPage { rows: vec![], total, next: None });
+            return Ok(ContactPage { rows: vec![], total: 0, next: None });
         };
         let bkey = bidx_key(svc, svc.db(), org).await?;
         db::all(
@@ -320,6 +326,7 @@ pub async fn page(
     }
     let next =
         if has_more { out.last().map(|r| format!("{}_{}", r.created_at.timestamp_micros(), r.id)) } else { None };
+    let total = if search.is_some() { out.len() as i64 } else { total };
     Ok(ContactPage { rows: out, total, next })
 }
 

@@ -1,7 +1,7 @@
 //! The contacts table: pages through any number of contacts, decrypting only the visible page.
 
 use super::ContactsNav;
-use crate::api_contacts::{add_suppression, contacts_page, list_suppressions, remove_suppression};
+use crate::api_contacts::{add_suppression, contacts_page, list_suppressions, list_unsubscribes, remove_suppression};
 use crate::components::{ErrorMessage, Guard, format_time, use_hydrated, use_me};
 use crate::error::AppError;
 use domain::contacts::SuppressionReason;
@@ -68,8 +68,16 @@ fn ContactTable() -> impl IntoView {
                         None => view! { <p>"Loading…"</p> }.into_any(),
                         Some(Ok(p)) => {
                             let next = p.next.clone();
+                            let searching = query.with_untracked(|q| q.1.is_some());
+                            let total = match (searching, p.total) {
+                                (true, 0) => "No contact has this address.".to_string(),
+                                (true, 1) => "1 contact matches.".to_string(),
+                                (true, n) => format!("{n} contacts match."),
+                                (false, 1) => "1 contact".to_string(),
+                                (false, n) => format!("{n} contacts"),
+                            };
                             view! {
-                                <p class="muted" data-test="contact-total">{format!("{} contacts", p.total)}</p>
+                                <p class="muted" data-test="contact-total">{total}</p>
                                 <div class="table-wrap">
                                     <table data-test="contacts-table">
                                         <caption class="visually-hidden">"Contacts, newest first"</caption>
@@ -116,6 +124,7 @@ pub fn SuppressionPage() -> impl IntoView {
         <Guard permission=Permission::ContactsRead>
             <ContactsNav/>
             <Suppressions/>
+            <Unsubscribes/>
         </Guard>
     }
 }
@@ -152,7 +161,7 @@ fn Suppressions() -> impl IntoView {
     view! {
         <section class="panel">
             <h1>"Suppression list"</h1>
-            <p class="hint">"Addresses here never receive mail from this organisation, whatever list or campaign they are in. Unsubscribes, hard bounces and complaints are added automatically."</p>
+            <p class="hint">"Addresses here never receive mail from this organisation, whatever list or campaign they are in. Hard bounces and complaints are added automatically; unsubscribes are listed below."</p>
             <form class="filters" on:submit=submit>
                 <label for="sup-email">"Block an address"</label>
                 <input id="sup-email" type="email" required bind:value=email autocomplete="off"/>
@@ -169,6 +178,9 @@ fn Suppressions() -> impl IntoView {
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match list.await {
+                        Ok(items) if items.is_empty() => view! {
+                            <p class="muted" data-test="suppression-empty">"No address is blocked."</p>
+                        }.into_any(),
                         Ok(items) => view! {
                             <table data-test="suppression-table">
                                 <thead><tr><th scope="col">"Reference"</th><th scope="col">"Reason"</th><th scope="col">"Since"</th><th scope="col">"Contact"</th><th scope="col"></th></tr></thead>
@@ -186,6 +198,48 @@ fn Suppressions() -> impl IntoView {
                                                 })}</td>
                                             </tr>
                                         }
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any(),
+                        Err(e) => view! { <p class="alert error" role="alert">{e.message}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+/// Withdrawals of consent in force (unsubscribe links, the preferences page, staff-recorded
+/// withdrawals): the people who receive no email of that kind until they consent again themselves.
+#[component]
+fn Unsubscribes() -> impl IntoView {
+    let list = Resource::new(|| (), |_| list_unsubscribes());
+    view! {
+        <section class="panel">
+            <h2>"Unsubscribed"</h2>
+            <p class="hint">"People who withdrew consent for a kind of email — with an unsubscribe link, on their preferences page, or as recorded by staff. They receive no email of that kind, from any list or campaign, until they consent again themselves; imports and staff cannot undo it."</p>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match list.await {
+                        Ok(items) if items.is_empty() => view! {
+                            <p class="muted" data-test="unsubscribes-empty">"Nobody has unsubscribed."</p>
+                        }.into_any(),
+                        Ok(items) => view! {
+                            <table data-test="unsubscribes-table">
+                                <thead><tr><th scope="col">"Contact"</th><th scope="col">"Email they stopped"</th><th scope="col">"Since"</th><th scope="col">"How"</th></tr></thead>
+                                <tbody>
+                                    {items.into_iter().map(|u| view! {
+                                        <tr data-test="unsubscribe-row">
+                                            <td>{match (u.contact_id, u.reference) {
+                                                (Some(id), _) => view! { <A href=format!("/contacts/{id}")>"Open contact"</A> }.into_any(),
+                                                (None, Some(r)) => view! { <span>"Deleted contact " <code>{r}</code></span> }.into_any(),
+                                                (None, None) => "—".into_any(),
+                                            }}</td>
+                                            <td>{u.purpose.label()}</td>
+                                            <td>{format_time(u.withdrawn_at)}</td>
+                                            <td>{u.source.map(|s| s.label()).unwrap_or("—")}</td>
+                                        </tr>
                                     }).collect_view()}
                                 </tbody>
                             </table>
