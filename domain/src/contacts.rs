@@ -671,6 +671,9 @@ pub struct ImportPreview {
     /// A guess of the field for each column, from its header.
     pub suggested: Vec<Option<String>>,
     pub fields: Vec<FieldChoice>,
+    /// What separates the columns, in words ("commas", "semicolons", "tabs"), as detected.
+    #[serde(default)]
+    pub delimiter: String,
 }
 
 /// An import's state and counts for the progress bar.
