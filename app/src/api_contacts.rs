@@ -22,6 +22,17 @@ pub async fn contacts_page(after: Option<String>, email: Option<String>) -> Resu
     Ok(service::contacts::page(&svc, &actor, after, 50, email).await?)
 }
 
+/// A page of the contacts table: the exact email search, filters on list and consent, and the
+/// order (non-PHI columns only; see `service::contacts::browse`).
+#[server(client = CsrfClient, prefix = "/api", endpoint = "browse_contacts", input = Json)]
+pub async fn browse_contacts(
+    after: Option<String>,
+    query: domain::contacts::ContactQuery,
+) -> Result<ContactPage, AppError> {
+    let (svc, actor) = ssr::actor()?;
+    Ok(service::contacts::browse::page(&svc, &actor, after, 50, &query).await?)
+}
+
 #[server(client = CsrfClient, prefix = "/api", endpoint = "get_contact")]
 pub async fn get_contact(id: Uuid) -> Result<ContactDetail, AppError> {
     let (svc, actor) = ssr::actor()?;

@@ -102,8 +102,49 @@ test('the count above the contacts table describes the rows shown', async ({ pag
   await expect(page.locator('[data-test=contact-row]')).toHaveCount(1);
   await page.getByLabel('Find by email').fill(`nobody-${tag}@e2e-patients.example`);
   await page.getByRole('button', { name: 'Search' }).click();
-  await expect(total).toHaveText('No contact has this address.');
+  await expect(total).toHaveText('No contact matches.');
   await expect(page.locator('[data-test=contact-row]')).toHaveCount(0);
   await page.getByRole('button', { name: 'Clear' }).click();
   await expect(total).toHaveText(/^\d+ contacts$/);
+});
+
+// Issue 19 item 14: consent and list columns, filters and an order, done on the server.
+test('the contacts table shows consent and lists, and filters and orders them', async ({ page }) => {
+  await signInAndEnrol(page, createUser('admin'));
+  const tag = `Tbl${Date.now()}`;
+  await createList(page, `Clinic news ${tag}`);
+  for (const [n, consent] of [['first', true], ['second', false]] as const) {
+    await createContact(page, `${n}-${tag.toLowerCase()}@e2e-patients.example`);
+    await expect(page.getByRole('button', { name: 'Record' })).toBeEnabled();
+    if (consent) {
+      await page.getByRole('button', { name: 'Record' }).click();
+      await expect(page.locator('[data-test=mailable]')).toContainText('Marketing: yes');
+    }
+    await page.getByLabel('Add to list').selectOption({ label: `Clinic news ${tag}` });
+    await page.getByRole('button', { name: 'Add', exact: true }).click();
+    await expect(page.locator('[data-test=memberships]')).toContainText(`Clinic news ${tag} — subscribed`);
+  }
+  await page.goto('/contacts');
+  await expect(page.getByRole('button', { name: 'Search' })).toBeEnabled(); // hydrated
+  await expect(page.locator('#contact-list option', { hasText: `Clinic news ${tag}` })).toHaveCount(1);
+  await page.getByLabel('List', { exact: true }).selectOption({ label: `Clinic news ${tag}` });
+  const total = page.locator('[data-test=contact-total]');
+  await expect(total).toHaveText('2 contacts match.');
+  const rows = page.locator('[data-test=contact-row]');
+  await expect(rows).toHaveCount(2);
+  await expect(rows.nth(0)).toContainText(`second-${tag.toLowerCase()}`); // newest first
+  await expect(rows.nth(0).locator('[data-test=row-lists]')).toHaveText(`Clinic news ${tag}`);
+  await expect(rows.nth(1)).toContainText('Marketing: yes');
+  await page.getByLabel('Order').selectOption('created_asc');
+  await expect(rows.nth(0)).toContainText(`first-${tag.toLowerCase()}`);
+  await page.getByLabel('Consent', { exact: true }).selectOption('marketing:none');
+  await expect(total).toHaveText('1 contact matches.');
+  await expect(rows).toHaveCount(1);
+  await expect(rows.nth(0)).toContainText(`second-${tag.toLowerCase()}`);
+  await expect(rows.nth(0)).toContainText('Marketing: —');
+  await page.getByLabel('Consent', { exact: true }).selectOption('marketing:withdrawn');
+  await expect(total).toHaveText('No contact matches.');
+  await page.getByRole('button', { name: 'Clear' }).click();
+  await expect(total).toHaveText(/^\d+ contacts$/);
+  await expect(page.getByLabel('List', { exact: true })).toHaveValue('');
 });

@@ -78,6 +78,7 @@ const API: &[(&str, Access)] = &[
     ("/api/audit_verify", Signed(P::AuditRead)),
     ("/api/audit_last_report", Signed(P::AuditRead)),
     ("/api/contacts_page", Signed(P::ContactsRead)),
+    ("/api/browse_contacts", Signed(P::ContactsRead)),
     ("/api/get_contact", Signed(P::ContactsRead)),
     ("/api/create_contact", Signed(P::ContactsWrite)),
     ("/api/update_contact", Signed(P::ContactsWrite)),
