@@ -47,7 +47,7 @@ fn Lists() -> impl IntoView {
     view! {
         <section class="panel">
             <h1>"Lists"</h1>
-            <p class="hint">"A member is unsubscribed when taken off the list or when their consent for the list's purpose is withdrawn; only their own consent brings them back."</p>
+            <p class="hint">"A member counts as unsubscribed when taken off the list, or when their consent for the list's purpose is withdrawn — then only their own consent (for example confirming a double opt-in email) brings them back."</p>
             <ErrorMessage error=error/>
             {move || confirm.get().map(|(id, name, members)| view! {
                 <div class="alert error" role="alertdialog" aria-label="Confirm deletion" data-test="confirm-delete-list">
