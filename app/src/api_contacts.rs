@@ -6,7 +6,7 @@ use crate::error::AppError;
 use domain::Phi;
 use domain::contacts::{
     ConsentOutcome, ConsentPurpose, ContactDetail, ContactInput, ContactPage, CustomField, FieldType, ImportOptions,
-    ImportPreview, ImportView, ListView, SuppressionReason, SuppressionView,
+    ImportPreview, ImportView, ListView, SuppressionReason, SuppressionView, UnsubscribeView,
 };
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
@@ -20,6 +20,17 @@ use crate::ssr;
 pub async fn contacts_page(after: Option<String>, email: Option<String>) -> Result<ContactPage, AppError> {
     let (svc, actor) = ssr::actor()?;
     Ok(service::contacts::page(&svc, &actor, after, 50, email).await?)
+}
+
+/// A page of the contacts table: the exact email search, filters on list and consent, and the
+/// order (non-PHI columns only; see `service::contacts::browse`).
+#[server(client = CsrfClient, prefix = "/api", endpoint = "browse_contacts", input = Json)]
+pub async fn browse_contacts(
+    after: Option<String>,
+    query: domain::contacts::ContactQuery,
+) -> Result<ContactPage, AppError> {
+    let (svc, actor) = ssr::actor()?;
+    Ok(service::contacts::browse::page(&svc, &actor, after, 50, &query).await?)
 }
 
 #[server(client = CsrfClient, prefix = "/api", endpoint = "get_contact")]
@@ -121,6 +132,12 @@ pub async fn unsubscribe_from_list(list_id: Uuid, contact_id: Uuid) -> Result<()
 pub async fn list_suppressions() -> Result<Vec<SuppressionView>, AppError> {
     let (svc, actor) = ssr::actor()?;
     Ok(service::contacts::suppression::list(&svc, &actor, 200).await?)
+}
+
+#[server(client = CsrfClient, prefix = "/api", endpoint = "list_unsubscribes")]
+pub async fn list_unsubscribes() -> Result<Vec<UnsubscribeView>, AppError> {
+    let (svc, actor) = ssr::actor()?;
+    Ok(service::contacts::suppression::unsubscribes(&svc, &actor, 200).await?)
 }
 
 #[server(client = CsrfClient, prefix = "/api", endpoint = "add_suppression")]

@@ -451,6 +451,102 @@ pub struct ContactRow {
     pub name: Phi<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// Current consent per purpose on record (a purpose without a row has none on record).
+    #[serde(default)]
+    pub consent: Vec<RowConsent>,
+    /// The contact's lists with their status as every view shows it.
+    #[serde(default)]
+    pub lists: Vec<RowList>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowConsent {
+    pub purpose: ConsentPurpose,
+    pub granted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowList {
+    pub name: String,
+    pub status: MemberStatus,
+}
+
+/// How the contacts table is ordered: by non-PHI columns only (PHI is sealed, so the database
+/// cannot order by it, and sorting by decrypting everyone would read every patient's PHI).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactSort {
+    #[default]
+    CreatedDesc,
+    CreatedAsc,
+    UpdatedDesc,
+    UpdatedAsc,
+}
+
+impl ContactSort {
+    pub const ALL: [ContactSort; 4] =
+        [ContactSort::CreatedDesc, ContactSort::CreatedAsc, ContactSort::UpdatedDesc, ContactSort::UpdatedAsc];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContactSort::CreatedDesc => "created_desc",
+            ContactSort::CreatedAsc => "created_asc",
+            ContactSort::UpdatedDesc => "updated_desc",
+            ContactSort::UpdatedAsc => "updated_asc",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        ContactSort::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            ContactSort::CreatedDesc => "Newest first",
+            ContactSort::CreatedAsc => "Oldest first",
+            ContactSort::UpdatedDesc => "Recently updated first",
+            ContactSort::UpdatedAsc => "Least recently updated first",
+        }
+    }
+}
+
+/// A filter on the consent state for one purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentFilter {
+    Granted,
+    Withdrawn,
+    /// No consent decision on record for the purpose.
+    #[serde(rename = "none")]
+    NoneRecorded,
+}
+
+impl ConsentFilter {
+    pub const ALL: [ConsentFilter; 3] = [ConsentFilter::Granted, ConsentFilter::Withdrawn, ConsentFilter::NoneRecorded];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentFilter::Granted => "granted",
+            ConsentFilter::Withdrawn => "withdrawn",
+            ConsentFilter::NoneRecorded => "none",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        ConsentFilter::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            ConsentFilter::Granted => "granted",
+            ConsentFilter::Withdrawn => "withdrawn",
+            ConsentFilter::NoneRecorded => "none on record",
+        }
+    }
+}
+
+/// What the contacts table shows: filters (non-PHI, plus the exact email search) and the order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContactQuery {
+    pub email: Option<String>,
+    pub list: Option<uuid::Uuid>,
+    pub consent: Option<(ConsentPurpose, ConsentFilter)>,
+    pub sort: ContactSort,
 }
 
 /// A page of contacts, newest first (keyset pagination).
@@ -472,7 +568,12 @@ pub struct ContactInput {
 pub struct ListMembership {
     pub list_id: uuid::Uuid,
     pub list_name: String,
+    /// As every view shows it: unsubscribed when taken off the list or when consent for the
+    /// list's purpose is withdrawn.
     pub status: MemberStatus,
+    /// Unsubscribed because consent for the list's purpose is withdrawn (not taken off the list).
+    #[serde(default)]
+    pub consent_withdrawn: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -542,6 +643,18 @@ pub struct SuppressionView {
     pub contact_id: Option<uuid::Uuid>,
 }
 
+/// A withdrawal of consent in force, for the suppression page: who (a contact, or the opaque
+/// reference of a deleted contact's address), which purpose, since when, from where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnsubscribeView {
+    pub contact_id: Option<uuid::Uuid>,
+    /// For a deleted contact: the reference of the address (prefix of its blind index).
+    pub reference: Option<String>,
+    pub purpose: ConsentPurpose,
+    pub withdrawn_at: chrono::DateTime<chrono::Utc>,
+    pub source: Option<ConsentSource>,
+}
+
 impl fmt::Display for ConsentPurpose {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.label())
@@ -551,6 +664,18 @@ impl fmt::Display for ConsentPurpose {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_query_names_are_the_wire_names() {
+        for f in ConsentFilter::ALL {
+            assert_eq!(serde_json::to_value(f).unwrap(), f.as_str());
+            assert_eq!(ConsentFilter::parse(f.as_str()), Some(f));
+        }
+        for s in ContactSort::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(ContactSort::parse(s.as_str()), Some(s));
+        }
+    }
 
     #[test]
     fn values_parse_by_type_without_echoing_input() {
@@ -654,6 +779,9 @@ pub struct ImportPreview {
     /// A guess of the field for each column, from its header.
     pub suggested: Vec<Option<String>>,
     pub fields: Vec<FieldChoice>,
+    /// What separates the columns, in words ("commas", "semicolons", "tabs"), as detected.
+    #[serde(default)]
+    pub delimiter: String,
 }
 
 /// An import's state and counts for the progress bar.

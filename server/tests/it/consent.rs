@@ -294,3 +294,99 @@ async fn the_unsubscribe_page_names_and_withdraws_the_messages_own_purpose() {
     assert!(!page.body.contains("<form"), "{}", page.body);
     app.stop().await;
 }
+
+/// Issue 19 item 4: after a one-click unsubscribe the list still counted the patient as subscribed,
+/// the contact page said "subscribed" and the suppression page (which said unsubscribes are added
+/// automatically) stayed empty. Every view now says what the consent ledger holds.
+#[tokio::test]
+async fn an_unsubscribe_shows_in_the_list_the_contact_page_and_the_suppression_page() {
+    let app = start().await;
+    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    app.verified_domain(org, "clinic.test").await;
+    let actor = Actor::system(org, "test");
+    let svc = &app.services;
+    let mut ids = vec![];
+    for email in ["pat@patients.test", "sam@patients.test"] {
+        let mut fields = std::collections::BTreeMap::new();
+        fields.insert("email".to_string(), Phi::new(email.to_string()));
+        let id = service::contacts::create(svc, &actor, ContactInput { fields }).await.unwrap();
+        service::contacts::consent::record(svc, &actor, id, ConsentPurpose::Marketing, true, Some("Yes"))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let (pat, sam) = (ids[0], ids[1]);
+    let care =
+        service::contacts::lists::create(svc, &actor, "Reminders", "", false, ConsentPurpose::CareCommunications)
+            .await
+            .unwrap();
+    service::contacts::lists::add(svc, &actor, care, &[pat]).await.unwrap();
+    campaign(&app, &actor, ConsentPurpose::Marketing, &[pat, sam]).await;
+    let (admin, _) = app.sign_in("admin@lakeside.test", None).await;
+    let (_, unsubscribes) = admin.call("list_unsubscribes", &[]).await;
+    assert_eq!(unsubscribes, json!([]), "nobody has unsubscribed yet");
+
+    let guest = app.client();
+    let r = one_click(&guest, &unsubscribe_path(&app, org, "pat@patients.test").await).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // The marketing list counts Pat as unsubscribed; the care list (another purpose) is untouched.
+    let (_, lists) = admin.call("list_lists", &[]).await;
+    let by_name = |prefix: &str| {
+        lists.as_array().unwrap().iter().find(|l| l["name"].as_str().unwrap().starts_with(prefix)).cloned().unwrap()
+    };
+    let news = by_name("L ");
+    assert_eq!((news["subscribed"].as_i64(), news["unsubscribed"].as_i64()), (Some(1), Some(1)), "{lists}");
+    assert_eq!(
+        (by_name("Reminders")["subscribed"].as_i64(), by_name("Reminders")["unsubscribed"].as_i64()),
+        (Some(1), Some(0))
+    );
+
+    // The contact page says so, and why.
+    let (_, d) = admin.call("get_contact", &[("id", &pat.to_string())]).await;
+    let m = d["lists"].as_array().unwrap().iter().find(|m| m["list_id"] == news["id"]).cloned().unwrap();
+    assert_eq!((m["status"].as_str(), m["consent_withdrawn"].as_bool()), (Some("unsubscribed"), Some(true)), "{d}");
+    let m = d["lists"].as_array().unwrap().iter().find(|m| m["list_name"] == "Reminders").cloned().unwrap();
+    assert_eq!(m["status"], "subscribed", "{d}");
+
+    // The suppression page lists the withdrawal: who, which kind of email, from where.
+    let (s, unsubscribes) = admin.call("list_unsubscribes", &[]).await;
+    assert_eq!(s, 200, "{unsubscribes}");
+    assert_eq!(unsubscribes.as_array().unwrap().len(), 1, "{unsubscribes}");
+    assert_eq!(unsubscribes[0]["contact_id"], pat.to_string());
+    assert_eq!(
+        (unsubscribes[0]["purpose"].as_str(), unsubscribes[0]["source"].as_str()),
+        (Some("marketing"), Some("unsubscribe"))
+    );
+
+    // A staff grant does not make Pat subscribed again (the withdrawal holds), and a segment "in
+    // the list" leaves her out too.
+    app.advance(60);
+    let (_, r) = admin
+        .call(
+            "record_consent",
+            &[("contact_id", &pat.to_string()), ("purpose", "marketing"), ("granted", "true"), ("consent_text", "")],
+        )
+        .await;
+    assert_eq!(r["applied"], false, "{r}");
+    let (_, lists) = admin.call("list_lists", &[]).await;
+    let news = lists.as_array().unwrap().iter().find(|l| l["id"] == news["id"]).cloned().unwrap();
+    assert_eq!((news["subscribed"].as_i64(), news["unsubscribed"].as_i64()), (Some(1), Some(1)), "{lists}");
+    let in_list = json!({ "version": 1, "root": { "node": "and", "children": [
+        { "node": "condition", "condition": { "kind": "in_list", "list": news["id"] } } ] } });
+    let (s, r) = admin.call_json("count_segment", json!({ "definition": in_list })).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(
+        r["matching"],
+        serde_json::to_value(domain::disclosure::Figure::Exact(1)).unwrap(),
+        "the segment agrees with the list: {r}"
+    );
+    let _ = sam;
+
+    // Deleting Pat keeps her withdrawal on the suppression page, under her address's reference.
+    assert_eq!(admin.call("delete_contact", &[("id", &pat.to_string())]).await.0, 200);
+    let (_, unsubscribes) = admin.call("list_unsubscribes", &[]).await;
+    assert_eq!(unsubscribes[0]["contact_id"], serde_json::Value::Null, "{unsubscribes}");
+    assert_eq!(unsubscribes[0]["reference"].as_str().map(str::len), Some(16), "{unsubscribes}");
+    app.stop().await;
+}

@@ -142,6 +142,85 @@ async fn unusable_files_are_refused_clearly_and_leave_nothing() {
     app.stop().await;
 }
 
+/// Issue 19 item 7: a semicolon-separated file (what spreadsheets save in many locales) or a
+/// tab-separated one was read as one column, and a file with only a header row was accepted.
+#[tokio::test]
+async fn semicolon_and_tab_files_are_split_and_a_header_only_file_is_refused() {
+    let app = TestApp::start_with(Options {
+        workers: true,
+        env: vec![("HERMETIC_JOBS__POLL_INTERVAL_SECS", "1".into())],
+        ..Default::default()
+    })
+    .await;
+    app.org_with_user("Clinic", "admin@clinic.test", Role::Admin).await;
+    let (admin, _) = app.sign_in("admin@clinic.test", None).await;
+    let files: [(&[u8], &str, serde_json::Value, i64); 4] = [
+        // Semicolons, with a quoted value holding the delimiter, a BOM and CRLF.
+        (
+            b"\xEF\xBB\xBFEmail;First name;Last name\r\npat@x.test;Pat;\"Lee; Jr\"\r\nsam@x.test;Sam;Ng\r\n",
+            "semicolons",
+            json!(["Email", "First name", "Last name"]),
+            2,
+        ),
+        (
+            b"email\tfirst_name\tlast_name\nann@x.test\tAnn\tBo\n",
+            "tabs",
+            json!(["email", "first_name", "last_name"]),
+            1,
+        ),
+        // Commas, although the values hold semicolons and tabs.
+        (
+            b"email,first_name,last_name\ncy@x.test,\"a;b;c\",\"d\te\"\ndi@x.test,x;y,z\n",
+            "commas",
+            json!(["email", "first_name", "last_name"]),
+            2,
+        ),
+        // One column: nothing splits it, and it imports.
+        (b"email\nsolo@x.test\n", "commas", json!(["email"]), 1),
+    ];
+    for (body, delimiter, headers, created) in files {
+        let (s, up) = admin.upload(body.to_vec()).await;
+        assert_eq!(s, 200, "{up}");
+        let id = up["id"].as_str().unwrap().to_string();
+        let (s, p) = admin.call("preview_import", &[("id", &id)]).await;
+        assert_eq!(s, 200, "{p}");
+        assert_eq!(p["headers"], headers, "{p}");
+        assert_eq!(p["delimiter"], delimiter, "{p}");
+        let columns = headers.as_array().unwrap().len();
+        let mapping: Vec<&str> = ["email", "first_name", "last_name"].into_iter().take(columns).collect();
+        let (s, v) = admin
+            .call_json("start_import", json!({ "id": id, "options": { "mapping": mapping, "dedupe": "update", "list_ids": [], "consent_purpose": null, "consent_text": null } }))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let v = wait_done(&app, &admin, &id).await;
+        assert_eq!(
+            (v["status"].as_str(), v["rows_created"].as_i64(), v["rows_failed"].as_i64()),
+            (Some("completed"), Some(created), Some(0)),
+            "{delimiter}: {v}"
+        );
+    }
+    let (_, page) = admin.call("contacts_page", &[("email", "pat@x.test")]).await;
+    assert_eq!(page["rows"][0]["name"], "Pat Lee; Jr", "the quoted semicolon stays in the value");
+    let (_, page) = admin.call("contacts_page", &[("email", "cy@x.test")]).await;
+    assert_eq!(page["rows"][0]["name"], "a;b;c d\te");
+    // Issue 19 item 8: the count describes the rows shown (one match), not the organisation's 6.
+    assert_eq!(page["total"], 1, "{page}");
+    let (_, page) = admin.call("contacts_page", &[("email", "nobody@x.test")]).await;
+    assert_eq!((page["total"].as_i64(), page["rows"].as_array().map(Vec::len)), (Some(0), Some(0)), "{page}");
+    let (_, page) = admin.call("contacts_page", &[]).await;
+    assert_eq!(page["total"], 6, "{page}");
+
+    // A header with nothing under it (or only empty rows) is refused, and nothing is kept.
+    let before = scalar(&app, "SELECT count(*) FROM contact_import").await;
+    for body in [&b"email;first_name\r\n"[..], b"email,first_name", b"\xEF\xBB\xBFemail,first_name\n,\n , \n\n"] {
+        let (s, e) = admin.upload(body.to_vec()).await;
+        assert_eq!(s, 422, "{e}");
+        assert!(e["message"].as_str().unwrap().contains("no contacts under it"), "{e}");
+    }
+    assert_eq!(scalar(&app, "SELECT count(*) FROM contact_import").await, before);
+    app.stop().await;
+}
+
 /// A `server worker` process on the test database (killed with kill -9 by the tests).
 fn spawn_worker(app: &TestApp) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_server"))

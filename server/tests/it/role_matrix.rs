@@ -86,6 +86,7 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
         "/api/audit_list" => ("application/json", r#"{"filter":{}}"#.into()),
         "/imports/upload" => ("text/csv", "email,first_name\nperson@example.test,Pat\n".into()),
         "/api/contacts_page" => (form, String::new()),
+        "/api/browse_contacts" => ("application/json", r#"{"after":null,"query":{"sort":"updated_desc"}}"#.into()),
         "/api/get_contact"
         | "/api/delete_contact"
         | "/api/preview_import"
@@ -182,6 +183,7 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
         | "/api/list_fields"
         | "/api/list_lists"
         | "/api/list_suppressions"
+        | "/api/list_unsubscribes"
         | "/api/recent_imports"
         | "/api/dev_mailbox"
         | "/api/list_templates"

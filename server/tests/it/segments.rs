@@ -250,6 +250,10 @@ async fn sql_prefilter_and_decrypted_evaluation_agree_with_the_pure_evaluator_on
                 service::contacts::consent::record(svc, &actor, id, p, granted, None).await.unwrap();
                 if granted {
                     facts.consents.insert(p);
+                } else if p == ConsentPurpose::Marketing {
+                    // Issue 19: a member whose consent for the list's purpose (every list here is
+                    // for marketing) is withdrawn is unsubscribed, so not "in the list".
+                    facts.lists.clear();
                 }
             }
         }

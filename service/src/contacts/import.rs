@@ -200,7 +200,7 @@ where
         return Err(ServiceError::invalid("file", "is empty"));
     }
     let headers = match first_chunk.as_deref() {
-        Some(c) => read_headers(c),
+        Some(c) => read_headers(c, seq == 1),
         None => Err(ServiceError::invalid("file", "has no header row")),
     };
     let headers = match headers {
@@ -238,16 +238,62 @@ fn strip_bom(b: &[u8]) -> &[u8] {
     b.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(b)
 }
 
-fn csv_reader<R: Read>(r: R) -> csv::Reader<R> {
-    csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(r)
+fn csv_reader<R: Read>(r: R, delimiter: u8) -> csv::Reader<R> {
+    csv::ReaderBuilder::new().has_headers(false).flexible(true).delimiter(delimiter).from_reader(r)
 }
 
-/// The header row (column names) of the file.
-fn read_headers(first_chunk: &[u8]) -> ServiceResult<Vec<String>> {
+/// The delimiters a file may use, in order of preference when several fit as well.
+const DELIMITERS: [u8; 3] = [b',', b';', b'\t'];
+/// Rows (header included) looked at to tell the delimiter.
+const SNIFF_ROWS: usize = 20;
+
+/// Which delimiter the file uses (spreadsheets in many locales save CSV with semicolons; some
+/// tools export tabs). The file is not told which, so the first rows decide, read by the `csv`
+/// parser itself (quotes respected): a candidate must split the header into more than one column;
+/// among those, the one under which most of the first rows have the header's width wins, then the
+/// one with more columns, then the order above. When none splits the header, the file has one
+/// column and the comma reads it. The same bytes always give the same answer, so the upload, the
+/// preview and the job agree without storing it.
+pub fn detect_delimiter(first_chunk: &[u8]) -> u8 {
+    let mut best: Option<(usize, usize, u8)> = None;
+    for d in DELIMITERS {
+        let mut rdr = csv_reader(strip_bom(first_chunk), d);
+        let mut rec = csv::ByteRecord::new();
+        let mut width = 0;
+        let mut fitting = 0;
+        for i in 0..SNIFF_ROWS {
+            match rdr.read_byte_record(&mut rec) {
+                Ok(true) if i == 0 => {
+                    width = rec.len();
+                    fitting = 1;
+                }
+                Ok(true) => fitting += usize::from(rec.len() == width),
+                _ => break,
+            }
+        }
+        if width > 1 && best.is_none_or(|(f, w, _)| (fitting, width) > (f, w)) {
+            best = Some((fitting, width, d));
+        }
+    }
+    best.map_or(b',', |(_, _, d)| d)
+}
+
+/// The delimiter in words, for the mapping screen.
+pub fn delimiter_name(d: u8) -> &'static str {
+    match d {
+        b';' => "semicolons",
+        b'\t' => "tabs",
+        _ => "commas",
+    }
+}
+
+/// The header row (column names) of the file. `whole` says the chunk is the whole file: a file
+/// with a header row and nothing under it is refused (an import of nobody is a mistake).
+fn read_headers(first_chunk: &[u8], whole: bool) -> ServiceResult<Vec<String>> {
     if first_chunk.contains(&0) {
         return Err(ServiceError::invalid("file", "is not a text CSV file (it contains binary data)"));
     }
-    let mut rdr = csv_reader(strip_bom(first_chunk));
+    let mut rdr = csv_reader(strip_bom(first_chunk), detect_delimiter(first_chunk));
     let mut rec = csv::ByteRecord::new();
     match rdr.read_byte_record(&mut rec) {
         Ok(true) => {}
@@ -257,10 +303,26 @@ fn read_headers(first_chunk: &[u8]) -> ServiceResult<Vec<String>> {
     if rec.len() > MAX_COLUMNS {
         return Err(ServiceError::invalid("file", format!("has more than {MAX_COLUMNS} columns")));
     }
-    if rec.is_empty() || rec.iter().all(|f| f.is_empty()) {
+    if rec.is_empty() || rec.iter().all(|f| f.trim_ascii().is_empty()) {
         return Err(ServiceError::invalid("file", "has an empty header row"));
     }
-    Ok(rec.iter().map(|f| String::from_utf8_lossy(f).trim().chars().take(100).collect()).collect())
+    let headers = rec.iter().map(|f| String::from_utf8_lossy(f).trim().chars().take(100).collect()).collect();
+    if whole {
+        let mut data = false;
+        while let Ok(true) = rdr.read_byte_record(&mut rec) {
+            if rec.iter().any(|f| !f.trim_ascii().is_empty()) {
+                data = true;
+                break;
+            }
+        }
+        if !data {
+            return Err(ServiceError::invalid(
+                "file",
+                "has a header row but no contacts under it: add one row per contact below the header and upload it again",
+            ));
+        }
+    }
+    Ok(headers)
 }
 
 struct ImportRow {
@@ -351,13 +413,19 @@ pub async fn preview(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<I
     not_startable(&imp.status)?;
     audit::record_now(svc, AuditRecord::by(actor, AuditAction::ImportPreviewed).target("import", id)).await?;
     let mut data = Vec::new();
+    let mut first_len = 0;
     for seq in 0..imp.chunks.min(4) {
         data.extend(open_chunk(svc, imp.org, id, seq).await?);
+        if seq == 0 {
+            first_len = data.len();
+        }
         if data.iter().filter(|b| **b == b'\n').count() > PREVIEW_ROWS + 1 {
             break;
         }
     }
-    let mut rdr = csv_reader(strip_bom(&data));
+    // Told from the first chunk alone, as the upload and the job tell it.
+    let delimiter = detect_delimiter(&data[..first_len]);
+    let mut rdr = csv_reader(strip_bom(&data), delimiter);
     let mut rows = Vec::new();
     let mut rec = csv::ByteRecord::new();
     let mut first = true;
@@ -376,6 +444,7 @@ pub async fn preview(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<I
         headers: imp.headers.into_iter().map(Phi::new).collect(),
         rows,
         fields: field_choices(&catalogue),
+        delimiter: delimiter_name(delimiter).to_string(),
     })
 }
 
@@ -646,6 +715,7 @@ struct ParseCtx {
     bidx_key: Arc<DataKey>,
     skip: i64,
     dedupe: Dedupe,
+    delimiter: u8,
 }
 
 fn parse_row(ctx: &ParseCtx, row: i64, rec: &csv::ByteRecord) -> Result<Prepared, Vec<RowError>> {
@@ -678,7 +748,7 @@ fn parse_row(ctx: &ParseCtx, row: i64, rec: &csv::ByteRecord) -> Result<Prepared
 /// Parse the stream on a blocking thread, sending validated, sealed batches. Returns Err with a
 /// value-free message when the file cannot be read as CSV.
 fn parse_all(ctx: ParseCtx, reader: ChunkReader, out: mpsc::Sender<Batch>) -> Result<(), String> {
-    let mut rdr = csv_reader(reader);
+    let mut rdr = csv_reader(reader, ctx.delimiter);
     let mut rec = csv::ByteRecord::new();
     let mut row: i64 = -1; // the header row is row 0
     let mut batch = Batch::new(0);
@@ -1160,6 +1230,7 @@ pub async fn process(svc: &Services, id: Uuid) -> ServiceResult<()> {
         bidx_key: bidx_key(svc, svc.db(), org).await?,
         skip: imp.rows_done,
         dedupe: opts.dedupe,
+        delimiter: if imp.chunks > 0 { detect_delimiter(&open_chunk(svc, org, id, 0).await?) } else { b',' },
     };
     let errors_kept: i64 =
         db::one(svc.db(), "SELECT count(*) AS n FROM import_error WHERE import_id = $1", [id.into()])

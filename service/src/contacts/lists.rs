@@ -1,6 +1,14 @@
 //! Static lists with per-list subscription status, and double opt-in: adding a contact to a
 //! double-opt-in list leaves them pending and emails a confirmation link (a single-use token); the
 //! confirmation records consent in the ledger.
+//!
+//! What "unsubscribed" means (one definition, `EFFECTIVE_STATUS`, used by every view of a list):
+//! a member is unsubscribed when staff took them off the list (`list_member.status`) **or** their
+//! consent for the list's purpose is withdrawn in the consent ledger (an unsubscribe link, the
+//! preferences page, a withdrawal staff recorded). The withdrawal is not copied into the member
+//! rows: the ledger stays the one source, so its rule holds here too — a later grant from an
+//! import or staff changes nothing, and the patient's own consent (double opt-in, preferences
+//! page) makes them subscribed again without anyone editing the list.
 
 use crate::actor::Actor;
 use crate::audit::{self, AuditActor, AuditRecord};
@@ -35,6 +43,14 @@ fn clean(s: &str, max: usize, field: &str) -> ServiceResult<String> {
     Ok(t.to_string())
 }
 
+/// A member's status as every view shows it (see the module comment). Needs `list_member m`,
+/// `contact_list l` and `CONSENT_JOIN` in the query.
+pub(crate) const EFFECTIVE_STATUS: &str = "CASE WHEN m.status = 'pending' THEN 'pending' \
+     WHEN m.status = 'unsubscribed' OR cc.granted = false THEN 'unsubscribed' ELSE 'subscribed' END";
+/// The current consent for the list's purpose, next to a member row.
+pub(crate) const CONSENT_JOIN: &str =
+    "LEFT JOIN contact_consent cc ON cc.contact_id = m.contact_id AND cc.purpose = l.purpose";
+
 fn can_see_lists(actor: &Actor) -> ServiceResult<()> {
     if actor.can(Permission::ContactsRead)
         || actor.can(Permission::CampaignsRead)
@@ -50,12 +66,15 @@ pub async fn list(svc: &Services, actor: &Actor) -> ServiceResult<Vec<ListView>>
     can_see_lists(actor)?;
     let rows = db::all(
         svc.db(),
-        "SELECT l.id, l.name, l.description, l.double_opt_in, l.purpose, l.created_at,
-                count(m.contact_id) FILTER (WHERE m.status = 'subscribed') AS subscribed,
-                count(m.contact_id) FILTER (WHERE m.status = 'pending') AS pending,
-                count(m.contact_id) FILTER (WHERE m.status = 'unsubscribed') AS unsubscribed
-         FROM contact_list l LEFT JOIN list_member m ON m.list_id = l.id
-         WHERE l.organisation_id = $1 GROUP BY l.id ORDER BY l.name",
+        &format!(
+            "SELECT l.id, l.name, l.description, l.double_opt_in, l.purpose, l.created_at,
+                count(m.contact_id) FILTER (WHERE s.status = 'subscribed') AS subscribed,
+                count(m.contact_id) FILTER (WHERE s.status = 'pending') AS pending,
+                count(m.contact_id) FILTER (WHERE s.status = 'unsubscribed') AS unsubscribed
+         FROM contact_list l LEFT JOIN list_member m ON m.list_id = l.id {CONSENT_JOIN}
+         CROSS JOIN LATERAL (SELECT {EFFECTIVE_STATUS} AS status) s
+         WHERE l.organisation_id = $1 GROUP BY l.id ORDER BY l.name"
+        ),
         [actor.organisation_id.0.into()],
     )
     .await?;
@@ -233,8 +252,11 @@ pub async fn unsubscribe(svc: &Services, actor: &Actor, list_id: Uuid, contact: 
 pub async fn memberships(svc: &Services, org: OrganisationId, contact: Uuid) -> ServiceResult<Vec<ListMembership>> {
     let rows = db::all(
         svc.db(),
-        "SELECT l.id, l.name, m.status FROM list_member m JOIN contact_list l ON l.id = m.list_id
-         WHERE m.organisation_id = $1 AND m.contact_id = $2 ORDER BY l.name",
+        &format!(
+            "SELECT l.id, l.name, {EFFECTIVE_STATUS} AS status, m.status = 'subscribed' AND cc.granted = false AS withdrawn
+             FROM list_member m JOIN contact_list l ON l.id = m.list_id {CONSENT_JOIN}
+             WHERE m.organisation_id = $1 AND m.contact_id = $2 ORDER BY l.name"
+        ),
         [org.0.into(), contact.into()],
     )
     .await?;
@@ -245,6 +267,7 @@ pub async fn memberships(svc: &Services, org: OrganisationId, contact: Uuid) -> 
                 list_name: db::get(r, "name")?,
                 status: MemberStatus::parse(&db::get::<String>(r, "status")?)
                     .ok_or_else(|| ServiceError::internal("bad status"))?,
+                consent_withdrawn: db::get::<Option<bool>>(r, "withdrawn")?.unwrap_or(false),
             })
         })
         .collect()

@@ -2,6 +2,7 @@
 //! blind index (a separate key) for exact search and de-duplication. Every path that decrypts PHI
 //! for a person writes an audit row first (ids and counts only).
 
+pub mod browse;
 pub mod consent;
 pub mod export;
 pub mod fields;
@@ -20,7 +21,7 @@ use chrono::{DateTime, Utc};
 use domain::Permission;
 use domain::Phi;
 use domain::audit::AuditAction;
-use domain::contacts::{ConsentPurpose, ContactDetail, ContactInput, ContactPage, ContactRow, CustomField};
+use domain::contacts::{ConsentPurpose, ContactDetail, ContactInput, ContactPage, CustomField};
 use domain::ids::OrganisationId;
 use record::{ContactRecord, KeySet, Open, SealedContact};
 use sea_orm::{ConnectionTrait, QueryResult, TransactionTrait};
@@ -242,15 +243,8 @@ pub async fn detail(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<Co
     })
 }
 
-fn parse_cursor(c: &str) -> ServiceResult<(DateTime<Utc>, Uuid)> {
-    let bad = || ServiceError::invalid("page", "is not valid");
-    let (t, id) = c.split_once('_').ok_or_else(bad)?;
-    let micros: i64 = t.parse().map_err(|_| bad())?;
-    Ok((DateTime::from_timestamp_micros(micros).ok_or_else(bad)?, Uuid::parse_str(id).map_err(|_| bad())?))
-}
-
 /// One page of the contacts table, newest first, decrypting only that page (an audited read).
-/// `email` searches exactly through the blind index.
+/// `email` searches exactly through the blind index. (Filters and sorting: [`browse::page`].)
 pub async fn page(
     svc: &Services,
     actor: &Actor,
@@ -258,69 +252,7 @@ pub async fn page(
     limit: u32,
     email: Option<String>,
 ) -> ServiceResult<ContactPage> {
-    actor.require(Permission::ContactsRead)?;
-    let org = actor.organisation_id;
-    let limit = i64::from(limit.clamp(1, PAGE_MAX));
-    let total: i64 = db::one(svc.db(), "SELECT count(*) AS n FROM contact WHERE organisation_id = $1", [org.0.into()])
-        .await?
-        .map(|r| db::get(&r, "n"))
-        .transpose()?
-        .unwrap_or(0);
-    let rows = if let Some(q) = email.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-        let Ok(norm) = domain::contacts::normalise_email(q) else {
-            return Ok(ContactPage { rows: vec![], total, next: None });
-        };
-        let bkey = bidx_key(svc, svc.db(), org).await?;
-        db::all(
-            svc.db(),
-            &format!("SELECT id, {SEALED_COLS}, created_at, updated_at FROM contact WHERE organisation_id = $1 AND email_bidx = $2"),
-            [org.0.into(), email_bidx(&bkey, &norm).into()],
-        )
-        .await?
-    } else {
-        let (t, id) = match after.as_deref() {
-            Some(c) => parse_cursor(c)?,
-            None => (DateTime::<Utc>::MAX_UTC, Uuid::max()),
-        };
-        db::all(
-            svc.db(),
-            &format!(
-                "SELECT id, {SEALED_COLS}, created_at, updated_at FROM contact
-                 WHERE organisation_id = $1 AND (created_at, id) < ($2, $3)
-                 ORDER BY created_at DESC, id DESC LIMIT $4"
-            ),
-            [org.0.into(), t.into(), id.into(), (limit + 1).into()],
-        )
-        .await?
-    };
-    let has_more = rows.len() as i64 > limit;
-    let rows = &rows[..rows.len().min(limit as usize)];
-    let ids: Vec<Uuid> = rows.iter().map(|r| db::get::<Uuid>(r, "id")).collect::<Result<_, _>>()?;
-    if !ids.is_empty() {
-        audit::record_now(
-            svc,
-            AuditRecord::by(actor, AuditAction::ContactsListed)
-                .detail("count", ids.len())
-                .detail("contact_ids", ids.iter().map(|i| i.to_string()).collect::<Vec<_>>()),
-        )
-        .await?;
-    }
-    let sealed: Vec<SealedContact> = rows.iter().map(sealed_from_row).collect::<Result<_, _>>()?;
-    let keys = keys_for(svc, svc.db(), &sealed.iter().collect::<Vec<_>>()).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for ((r, s), id) in rows.iter().zip(&sealed).zip(&ids) {
-        let rec = record::open(&keys, org, *id, s, Open::Summary, &[])?;
-        out.push(ContactRow {
-            id: *id,
-            name: record::display_name(&rec),
-            email: rec.email,
-            created_at: db::get(r, "created_at")?,
-            updated_at: db::get(r, "updated_at")?,
-        });
-    }
-    let next =
-        if has_more { out.last().map(|r| format!("{}_{}", r.created_at.timestamp_micros(), r.id)) } else { None };
-    Ok(ContactPage { rows: out, total, next })
+    browse::page(svc, actor, after, limit, &domain::contacts::ContactQuery { email, ..Default::default() }).await
 }
 
 /// Look a contact up by email (exact, through the blind index). Internal: no audit (no PHI leaves).

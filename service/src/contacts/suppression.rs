@@ -1,5 +1,10 @@
 //! The organisation's suppression list, keyed by the email's blind index: it applies whether or not
 //! the contact still exists, and to any future import of the same address. Every send honours it.
+//!
+//! Unsubscribes are not suppression rows: an unsubscribe withdraws consent for one purpose (or
+//! every purpose) in the consent ledger, which only the patient can lift, and a suppression row
+//! would outlive the patient's own later consent. The suppression page shows them next to the
+//! blocks from the ledger (`unsubscribes`), so what it says and what holds are the same thing.
 
 use crate::actor::Actor;
 use crate::audit::{self, AuditRecord};
@@ -8,7 +13,7 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::services::Services;
 use domain::Permission;
 use domain::audit::AuditAction;
-use domain::contacts::{SuppressionReason, SuppressionView};
+use domain::contacts::{ConsentPurpose, ConsentSource, SuppressionReason, SuppressionView, UnsubscribeView};
 use domain::ids::OrganisationId;
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use uuid::Uuid;
@@ -96,6 +101,36 @@ pub async fn list(svc: &Services, actor: &Actor, limit: u32) -> ServiceResult<Ve
                     .ok_or_else(|| ServiceError::internal("bad reason"))?,
                 created_at: db::get(r, "created_at")?,
                 contact_id: db::get(r, "contact_id")?,
+            })
+        })
+        .collect()
+}
+
+/// The withdrawals of consent in force, newest first: contacts' (`contact_consent`) and those kept
+/// for deleted contacts' addresses (`consent_withdrawal_kept`, while no contact has the address).
+pub async fn unsubscribes(svc: &Services, actor: &Actor, limit: u32) -> ServiceResult<Vec<UnsubscribeView>> {
+    actor.require(Permission::ContactsRead)?;
+    let rows = db::all(
+        svc.db(),
+        "SELECT contact_id, NULL::bytea AS email_bidx, purpose, COALESCE(withdrawn_at, updated_at) AS withdrawn_at, withdrawn_source AS source
+         FROM contact_consent WHERE organisation_id = $1 AND NOT granted
+         UNION ALL
+         SELECT NULL, k.email_bidx, k.purpose, k.withdrawn_at, k.source FROM consent_withdrawal_kept k
+         WHERE k.organisation_id = $1
+           AND NOT EXISTS (SELECT 1 FROM contact c WHERE c.organisation_id = k.organisation_id AND c.email_bidx = k.email_bidx)
+         ORDER BY withdrawn_at DESC LIMIT $2",
+        [actor.organisation_id.0.into(), i64::from(limit.clamp(1, 500)).into()],
+    )
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(UnsubscribeView {
+                contact_id: db::get(r, "contact_id")?,
+                reference: db::get::<Option<Vec<u8>>>(r, "email_bidx")?.map(|b| reference(&b)),
+                purpose: ConsentPurpose::parse(&db::get::<String>(r, "purpose")?)
+                    .ok_or_else(|| ServiceError::internal("bad purpose"))?,
+                withdrawn_at: db::get(r, "withdrawn_at")?,
+                source: db::get::<Option<String>>(r, "source")?.and_then(|s| ConsentSource::parse(&s)),
             })
         })
         .collect()

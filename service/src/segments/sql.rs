@@ -189,8 +189,13 @@ impl Compiler<'_> {
             }
             Condition::InList { list } => {
                 let l = self.bind(Param::Uuid(*list));
+                // Subscribed as every view of a list says it (`contacts::lists::EFFECTIVE_STATUS`):
+                // a member whose consent for the list's purpose is withdrawn is not in it.
                 format!(
-                    "EXISTS (SELECT 1 FROM list_member m WHERE m.contact_id = c.id AND m.organisation_id = $1 AND m.list_id = {l} AND m.status = 'subscribed')"
+                    "EXISTS (SELECT 1 FROM list_member m JOIN contact_list l ON l.id = m.list_id {join}
+                     WHERE m.contact_id = c.id AND m.organisation_id = $1 AND m.list_id = {l} AND {status} = 'subscribed')",
+                    join = crate::contacts::lists::CONSENT_JOIN,
+                    status = crate::contacts::lists::EFFECTIVE_STATUS,
                 )
             }
             Condition::Consent { purpose } => {

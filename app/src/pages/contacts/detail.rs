@@ -335,7 +335,15 @@ fn ContactDetailBody() -> impl IntoView {
                         <ul data-test="memberships">
                             {d.lists.iter().map(|m| {
                                 let list = m.list_id;
-                                let status = match m.status { MemberStatus::Pending => "awaiting confirmation", MemberStatus::Subscribed => "subscribed", MemberStatus::Unsubscribed => "unsubscribed" };
+                                let status = match m.status {
+                                    MemberStatus::Pending => "awaiting confirmation".to_string(),
+                                    MemberStatus::Subscribed => "subscribed".to_string(),
+                                    MemberStatus::Unsubscribed if m.consent_withdrawn => {
+                                        let purpose = all_lists.iter().find(|l| l.id == m.list_id).map(|l| l.purpose.label().to_lowercase());
+                                        format!("unsubscribed (consent for {} withdrawn)", purpose.unwrap_or_else(|| "its purpose".into()))
+                                    }
+                                    MemberStatus::Unsubscribed => "unsubscribed".to_string(),
+                                };
                                 view! {
                                     <li>{m.list_name.clone()} " — " {status}
                                         {(can_write && m.status != MemberStatus::Unsubscribed).then(|| view! {

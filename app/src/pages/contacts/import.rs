@@ -89,7 +89,9 @@ fn Importer() -> impl IntoView {
             });
         }
     };
-    let recent = Resource::new(move || matches!(step.get(), Step::Choose), |_| recent_imports());
+    // Fetched again when the page returns to choosing a file and when an import finishes.
+    let finished = RwSignal::new(0u32);
+    let recent = Resource::new(move || (matches!(step.get(), Step::Choose), finished.get()), |_| recent_imports());
     view! {
         <section class="panel">
             <h1>"Import contacts"</h1>
@@ -106,7 +108,7 @@ fn Importer() -> impl IntoView {
                     </form>
                 }.into_any(),
                 Step::Map(p) => view! { <Mapping preview=p step=step error=error/> }.into_any(),
-                Step::Running(id) => view! { <Progress id=id/> }.into_any(),
+                Step::Running(id) => view! { <Progress id=id finished=finished step=step/> }.into_any(),
             }}
         </section>
         <section class="panel">
@@ -114,13 +116,16 @@ fn Importer() -> impl IntoView {
             <Transition fallback=|| ()>
                 {move || Suspend::new(async move {
                     let list = recent.await.unwrap_or_default();
+                    if list.is_empty() {
+                        return view! { <p class="muted" data-test="no-imports">"No imports yet."</p> }.into_any();
+                    }
                     view! {
                         <table data-test="recent-imports">
                             <thead><tr><th scope="col">"Uploaded"</th><th scope="col">"Status"</th><th scope="col">"Created"</th><th scope="col">"Updated"</th><th scope="col">"Skipped"</th><th scope="col">"Kept withdrawn"</th><th scope="col">"Errors"</th></tr></thead>
                             <tbody>
                                 {list.into_iter().map(|i| view! {
-                                    <tr>
-                                        <td>{format_time(i.created_at)}</td><td>{status_label(&i.status)}</td>
+                                    <tr data-test="recent-import" data-id=i.id.to_string()>
+                                        <td>{format_time(i.created_at)}</td><td data-test="recent-status">{status_label(&i.status)}</td>
                                         <td>{i.rows_created}</td><td>{i.rows_updated}</td><td>{i.rows_skipped}</td>
                                         <td data-test="kept-withdrawn">{i.rows_kept_withdrawn}</td>
                                         <td>{i.rows_failed}{(i.rows_failed > 0).then(|| view! { " " <a href=format!("/imports/{}/errors.csv", i.id) download="">"report"</a> })}</td>
@@ -128,7 +133,7 @@ fn Importer() -> impl IntoView {
                                 }).collect_view()}
                             </tbody>
                         </table>
-                    }
+                    }.into_any()
                 })}
             </Transition>
         </section>
@@ -192,7 +197,8 @@ fn Mapping(preview: ImportPreview, step: RwSignal<Step>, error: RwSignal<Option<
     view! {
         <form class="stack" on:submit=submit>
             <h2>"Match columns to fields"</h2>
-            <p class="hint">"The first rows of your file are shown so you can check the matching."</p>
+            <p class="hint" data-test="import-delimiter">{format!("The first rows of your file are shown so you can check the matching. Columns are separated by {}{}.",
+                preview.delimiter, if preview.headers.len() == 1 { " (one column found: if your file has more, save it as CSV with commas, semicolons or tabs between the columns)" } else { "" })}</p>
             <div class="table-wrap">
                 <table class="preview" data-test="import-preview"><thead><tr>{columns}</tr></thead><tbody>{rows}</tbody></table>
             </div>
@@ -243,7 +249,7 @@ fn status_label(status: &str) -> String {
 }
 
 #[component]
-fn Progress(id: Uuid) -> impl IntoView {
+fn Progress(id: Uuid, finished: RwSignal<u32>, step: RwSignal<Step>) -> impl IntoView {
     let view_state = RwSignal::new(None::<ImportView>);
     let error = RwSignal::new(None::<AppError>);
     let cancel = Action::new(move |_: &()| cancel_import(id));
@@ -256,7 +262,13 @@ fn Progress(id: Uuid) -> impl IntoView {
                     .then_some(crate::api_contacts::ImportStatus { id })
             },
             move |r| match r {
-                Ok(v) => view_state.set(Some(v)),
+                Ok(v) => {
+                    if v.finished() {
+                        // "Recent imports" below shows the outcome too.
+                        finished.update(|n| *n += 1);
+                    }
+                    view_state.set(Some(v));
+                }
                 Err(e) => error.set(Some(e)),
             },
         );
@@ -282,6 +294,7 @@ fn Progress(id: Uuid) -> impl IntoView {
                     {(v.rows_failed > 0).then(|| view! { <p><a class="button" href=format!("/imports/{}/errors.csv", v.id) download="">"Download the error report"</a></p> })}
                     {(!v.finished()).then(|| view! { <button class="danger" on:click=move |_| { cancel.dispatch(()); }>"Cancel import"</button> })}
                     {(v.status == "completed").then(|| view! { <p class="alert success" role="status" data-test="import-done">"Import complete."</p> })}
+                    {v.finished().then(|| view! { <p><button on:click=move |_| step.set(Step::Choose)>"Import another file"</button></p> })}
                 }
             })}
         </div>

@@ -29,6 +29,8 @@ fn Lists() -> impl IntoView {
     let create = ServerAction::<CreateList>::new();
     let remove = Action::new(|id: &uuid::Uuid| delete_list(*id));
     let error = RwSignal::new(None::<AppError>);
+    // The list waiting for "Delete list" in the confirmation (segments and contacts ask too).
+    let confirm = RwSignal::new(None::<(uuid::Uuid, String, i64)>);
     Effect::new(move || {
         if let Some(r) = create.value().get() {
             error.set(r.err());
@@ -38,13 +40,25 @@ fn Lists() -> impl IntoView {
     Effect::new(move || {
         if let Some(r) = remove.value().get() {
             error.set(r.err());
+            confirm.set(None);
             version.update(|v| *v += 1);
         }
     });
     view! {
         <section class="panel">
             <h1>"Lists"</h1>
+            <p class="hint">"A member counts as unsubscribed when taken off the list, or when their consent for the list's purpose is withdrawn — then only their own consent (for example confirming a double opt-in email) brings them back."</p>
             <ErrorMessage error=error/>
+            {move || confirm.get().map(|(id, name, members)| view! {
+                <div class="alert error" role="alertdialog" aria-label="Confirm deletion" data-test="confirm-delete-list">
+                    <p>{format!("Delete the list “{name}”? ")}
+                        {if members == 0 { "It has no members.".to_string() } else if members == 1 { "Its 1 member stays a contact; only the membership is removed.".to_string() } else { format!("Its {members} members stay contacts; only their memberships are removed.") }}
+                        " Consent and unsubscribes are kept."</p>
+                    <button class="danger" data-test="confirm-delete" disabled=move || remove.pending().get()
+                        on:click=move |_| { remove.dispatch(id); }>"Delete list"</button>
+                    <button on:click=move |_| confirm.set(None)>"Keep"</button>
+                </div>
+            })}
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match lists.await {
@@ -65,7 +79,11 @@ fn Lists() -> impl IntoView {
                                                 <td>{if l.double_opt_in { "Yes" } else { "No" }}</td>
                                                 <td>{l.subscribed}</td><td>{l.pending}</td><td>{l.unsubscribed}</td>
                                                 <td>{format_time(l.created_at)}</td>
-                                                <td>{can_write.then(|| view! { <button class="danger" on:click=move |_| { remove.dispatch(id); }>"Delete"</button> })}</td>
+                                                <td>{can_write.then(|| {
+                                                    let (name, members) = (l.name.clone(), l.subscribed + l.pending + l.unsubscribed);
+                                                    view! { <button class="danger" data-test="delete-list" disabled=move || !hydrated.get()
+                                                        on:click=move |_| confirm.set(Some((id, name.clone(), members)))>"Delete"</button> }
+                                                })}</td>
                                             </tr>
                                         }
                                     }).collect_view()}
