@@ -70,6 +70,8 @@ const API: &[(&str, Access)] = &[
     ("/api/accept_invite", Public),
     ("/api/list_users", Signed(P::UsersManage)),
     ("/api/invite_user", Signed(P::UsersManage)),
+    ("/api/resend_invite", Signed(P::UsersManage)),
+    ("/api/revoke_invite", Signed(P::UsersManage)),
     ("/api/change_role", Signed(P::UsersManage)),
     ("/api/disable_user", Signed(P::UsersManage)),
     ("/api/enable_user", Signed(P::UsersManage)),

@@ -82,7 +82,11 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
             (form, format!("email=new-{}%40example.test&display_name=New&role=analyst", uuid::Uuid::new_v4().simple()))
         }
         "/api/change_role" => (form, format!("user_id={none}&role=analyst")),
-        "/api/disable_user" | "/api/enable_user" | "/api/reset_user_mfa" => (form, format!("user_id={none}")),
+        "/api/disable_user"
+        | "/api/enable_user"
+        | "/api/reset_user_mfa"
+        | "/api/resend_invite"
+        | "/api/revoke_invite" => (form, format!("user_id={none}")),
         "/api/audit_list" => ("application/json", r#"{"filter":{}}"#.into()),
         "/imports/upload" => ("text/csv", "email,first_name\nperson@example.test,Pat\n".into()),
         "/api/contacts_page" => (form, String::new()),
