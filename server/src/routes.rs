@@ -104,6 +104,7 @@ const API: &[(&str, Access)] = &[
     ("/api/lookup_optin", Public),
     ("/api/confirm_optin", Public),
     ("/api/dev_mailbox", Signed(P::SettingsManage)),
+    ("/api/dev_mail", Signed(P::SettingsManage)),
     ("/api/list_templates", Signed(P::TemplatesRead)),
     ("/api/template_starters", Signed(P::TemplatesRead)),
     ("/api/create_template", Signed(P::TemplatesWrite)),

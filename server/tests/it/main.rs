@@ -16,6 +16,7 @@ mod headers;
 mod import;
 mod jobs;
 mod keys;
+mod mailbox;
 mod mail;
 mod pages;
 mod phi_leak;

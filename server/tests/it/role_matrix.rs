@@ -96,7 +96,8 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
         | "/api/import_status"
         | "/api/cancel_import"
         | "/api/delete_field"
-        | "/api/delete_list" => (form, format!("id={none}")),
+        | "/api/delete_list"
+        | "/api/dev_mail" => (form, format!("id={none}")),
         "/api/create_contact" => ("application/json", r#"{"input":{"fields":{"email":"matrix@example.test"}}}"#.into()),
         "/api/update_contact" => {
             ("application/json", format!(r#"{{"id":"{none}","input":{{"fields":{{"email":"matrix@example.test"}}}}}}"#))
