@@ -415,11 +415,12 @@ pub async fn captured_page(
     let org = actor.organisation_id;
     let per_page = per_page.clamp(1, 100);
     let offset = i64::from(page.clamp(1, 100_000) - 1) * i64::from(per_page);
-    let total: i64 = db::one(svc.db(), "SELECT count(*) AS n FROM dev_mailbox WHERE organisation_id = $1", [org.0.into()])
-        .await?
-        .map(|r| db::get(&r, "n"))
-        .transpose()?
-        .unwrap_or(0);
+    let total: i64 =
+        db::one(svc.db(), "SELECT count(*) AS n FROM dev_mailbox WHERE organisation_id = $1", [org.0.into()])
+            .await?
+            .map(|r| db::get(&r, "n"))
+            .transpose()?
+            .unwrap_or(0);
     let rows = db::all(
         svc.db(),
         "SELECT id, created_at, recipient, subject FROM dev_mailbox WHERE organisation_id = $1

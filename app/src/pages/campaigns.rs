@@ -11,6 +11,7 @@ use crate::api_campaigns::{
     test_send_campaign, unschedule_campaign, update_campaign,
 };
 use crate::components::{ErrorMessage, Guard, format_time, hard_navigate, use_hydrated, use_me};
+use crate::components::{NotFoundPanel, NotFoundStatus};
 use crate::error::AppError;
 use domain::Permission;
 use domain::campaign_views::{CampaignOptions, CampaignProgress, CampaignReport, CampaignView};
@@ -111,17 +112,22 @@ pub fn CampaignPage() -> impl IntoView {
     Effect::new(move || {
         load.dispatch(id());
     });
-    let creating = params.with_untracked(|p| p.get("id").is_none());
+    let raw_id = params.with_untracked(|p| p.get("id"));
+    let creating = raw_id.is_none();
+    let bad_id = raw_id.as_deref().is_some_and(|s| Uuid::parse_str(s).is_err());
     let permission = if creating { Permission::CampaignsWrite } else { Permission::CampaignsRead };
     view! {
         <Title text="Campaign · Hermetic"/>
         <Guard permission=permission>
+            // Unknown ids answer 404 from the server render too (the campaign loads in the browser).
+            <NotFoundStatus id=raw_id.clone() exists=|id| async move { open_campaign(id).await.map(|_| ()) }/>
             {move || match load.value().get() {
+                _ if bad_id => view! { <NotFoundPanel back_href="/campaigns" back_label="All campaigns"/> }.into_any(),
                 None => view! { <section class="panel"><p>"Loading…"</p></section> }.into_any(),
                 Some(Ok((Some(options), campaign))) => view! { <Editor options=options campaign=campaign/> }.into_any(),
                 Some(Ok((None, Some(campaign)))) => view! { <Progress campaign=campaign/> }.into_any(),
                 Some(Ok((None, None))) => ().into_any(),
-                Some(Err(e)) => view! { <section class="panel"><p class="alert error" role="alert">{e.message}</p></section> }.into_any(),
+                Some(Err(e)) => crate::components::load_error(e, "/campaigns", "All campaigns"),
             }}
         </Guard>
     }
@@ -600,13 +606,17 @@ pub fn CampaignReportPage() -> impl IntoView {
             load.dispatch(i);
         }
     });
+    let raw_id = params.with_untracked(|p| p.get("id"));
+    let bad_id = raw_id.as_deref().is_none_or(|s| Uuid::parse_str(s).is_err());
     view! {
         <Title text="Campaign report · Hermetic"/>
         <Guard permission=Permission::ReportsRead>
+            <NotFoundStatus id=raw_id.clone() exists=|id| async move { campaign_report(id).await.map(|_| ()) }/>
             {move || match load.value().get() {
+                _ if bad_id => view! { <NotFoundPanel back_href="/campaigns" back_label="All campaigns"/> }.into_any(),
                 None => view! { <section class="panel"><p>"Loading…"</p></section> }.into_any(),
                 Some(Ok(r)) => report_view(r).into_any(),
-                Some(Err(e)) => view! { <section class="panel"><p class="alert error" role="alert">{e.message}</p></section> }.into_any(),
+                Some(Err(e)) => crate::components::load_error(e, "/campaigns", "All campaigns"),
             }}
         </Guard>
     }

@@ -32,7 +32,8 @@ pub fn MailboxPage() -> impl IntoView {
 #[component]
 fn Mailbox() -> impl IntoView {
     let query = use_query_map();
-    let page = Memo::new(move |_| query.with(|q| q.get("page").and_then(|p| p.parse::<u32>().ok())).unwrap_or(1).max(1));
+    let page =
+        Memo::new(move |_| query.with(|q| q.get("page").and_then(|p| p.parse::<u32>().ok())).unwrap_or(1).max(1));
     let open = Memo::new(move |_| query.with(|q| q.get("open").and_then(|id| Uuid::parse_str(&id).ok())));
     let list = Resource::new(move || page.get(), |p| dev_mailbox(Some(p)));
     let opened = Resource::new(

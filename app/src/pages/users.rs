@@ -3,7 +3,7 @@
 use crate::api::{
     InviteUser, change_role, disable_user, enable_user, list_users, resend_invite, reset_user_mfa, revoke_invite,
 };
-use crate::components::{ErrorMessage, Guard, format_time, use_hydrated, use_me};
+use crate::components::{ErrorMessage, FieldError, Guard, format_time, unplaced, use_hydrated, use_me};
 use crate::error::AppError;
 use domain::dto::{UserStatus, UserView};
 use domain::{Permission, Role};
@@ -133,8 +133,8 @@ fn UsersAdmin() -> impl IntoView {
                         }.into_any(),
                         // A pending invitation: mail a new link (the old one stops working) or withdraw it.
                         UserStatus::Invited => view! {
-                            <button on:click=act(UserOp::Resend) disabled=move || op.pending().get()>"Send again"</button>
-                            <button class="danger" on:click=act(UserOp::Revoke) disabled=move || op.pending().get()>"Revoke invitation"</button>
+                            <button on:click=act(UserOp::Resend) disabled=move || !hydrated.get() || op.pending().get()>"Send again"</button>
+                            <button class="danger" on:click=act(UserOp::Revoke) disabled=move || !hydrated.get() || op.pending().get()>"Revoke invitation"</button>
                         }.into_any(),
                         UserStatus::Active => view! {
                             <button class="danger" on:click=act(UserOp::Disable)>"Disable"</button>
@@ -192,8 +192,10 @@ fn UsersAdmin() -> impl IntoView {
             <ActionForm action=invite attr:class="form-grid">
                 <label for="invite-email">"Email"</label>
                 <input id="invite-email" name="email" type="email" required autocomplete="off"/>
+                <FieldError error=invite_error field="email" label="Email"/>
                 <label for="invite-name">"Name"</label>
                 <input id="invite-name" name="display_name" type="text" maxlength="100" autocomplete="off"/>
+                <FieldError error=invite_error field="name" label="Name"/>
                 <label for="invite-role">"Role"</label>
                 <select id="invite-role" name="role">
                     <option value="marketer" selected>"Marketer"</option>
@@ -203,7 +205,7 @@ fn UsersAdmin() -> impl IntoView {
                 <div></div>
                 <button type="submit" class="primary" disabled=move || !hydrated.get() || invite.pending().get()>"Send invitation"</button>
             </ActionForm>
-            <ErrorMessage error=invite_error/>
+            <ErrorMessage error=unplaced(invite_error, &["email", "name"])/>
             {move || invite_value.get().and_then(Result::ok).map(|created| view! {
                 <div class="alert success" role="status" data-test="invite-created">
                     <p>"Invitation sent to " <strong>{created.email.clone()}</strong> "."</p>

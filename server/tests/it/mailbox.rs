@@ -48,7 +48,8 @@ async fn the_dev_mailbox_decodes_subjects_pages_and_opens_one_message_at_a_time(
     let (admin, _) = app.sign_in("admin@clinic.test", None).await;
 
     // An invitation (non-ASCII subject: lettre encodes it per RFC 2047) goes over SMTP to the listener.
-    let (s, b) = admin.call("invite_user", &[("email", "pat@clinic.test"), ("display_name", ""), ("role", "analyst")]).await;
+    let (s, b) =
+        admin.call("invite_user", &[("email", "pat@clinic.test"), ("display_name", ""), ("role", "analyst")]).await;
     assert_eq!(s, 200, "{b}");
     let before = views(&app).await;
     let (s, list) = admin.call("dev_mailbox", &[]).await;
@@ -63,8 +64,12 @@ async fn the_dev_mailbox_decodes_subjects_pages_and_opens_one_message_at_a_time(
     // More mail than a page holds (as the listener stores them: subjects still encoded).
     for i in 0..34 {
         let subject = format!("=?utf-8?b?{}?=", data_encoding::BASE64.encode(format!("Note {i:02} — hi").as_bytes()));
-        let raw = format!("Subject: {subject}\r\nTo: p{i}@clinic.test\r\nContent-Type: text/html\r\n\r\n<p>Hello {i}</p><footer>Footer {i}</footer>");
-        service::mail::capture(&app.services, org, raw.as_bytes(), &format!("p{i}@clinic.test"), &subject).await.unwrap();
+        let raw = format!(
+            "Subject: {subject}\r\nTo: p{i}@clinic.test\r\nContent-Type: text/html\r\n\r\n<p>Hello {i}</p><footer>Footer {i}</footer>"
+        );
+        service::mail::capture(&app.services, org, raw.as_bytes(), &format!("p{i}@clinic.test"), &subject)
+            .await
+            .unwrap();
         app.advance(1);
     }
     let (_, p1) = admin.call("dev_mailbox", &[("page", "1")]).await;

@@ -207,7 +207,7 @@ pub fn sample_campaign(name: &str) -> String {
     )
 }
 
-const SAMPLE_SEGMENT: &str = r#"{"version":1,"root":{"node":"and","children":[]}}"#;
+pub(crate) const SAMPLE_SEGMENT: &str = r#"{"version":1,"root":{"node":"and","children":[]}}"#;
 const SAMPLE_CONTENT: &str = r#"{"mode":"html","subject":"Hi","preheader":"","design":{"blocks":[]},"html":"<p>Hello</p>","text":"","text_edited":false}"#;
 
 fn concrete(path: &str) -> String {
