@@ -69,7 +69,7 @@ test('campaign: build, test send, launch, progress, dev mailbox, report; analyst
   // (Text inputs drop line breaks; header injection is refused by the server: see the IT.)
   await page.locator('[data-test=from-email]').fill('news at clinic <script>');
   await page.locator('[data-test=save-campaign]').click();
-  await expect(page.locator('.alert.error')).toContainText('from_email');
+  await expect(page.locator('.alert.error')).toContainText('From address');
   await expect(page.locator('[data-test=campaign-name]')).toHaveValue(`Spring ${tag}`);
   await page.locator('[data-test=from-email]').fill('news@e2e-clinic.example');
   await page.locator('[data-test=save-campaign]').click();
