@@ -132,6 +132,18 @@ pub async fn invite_user(email: String, display_name: String, role: Role) -> Res
     Ok(service::users::invite(&svc, &actor, &email, &display_name, role).await?)
 }
 
+#[server(client = CsrfClient, prefix = "/api", endpoint = "resend_invite")]
+pub async fn resend_invite(user_id: Uuid) -> Result<InviteCreated, AppError> {
+    let (svc, actor) = ssr::actor()?;
+    Ok(service::users::resend_invite(&svc, &actor, user_id.into()).await?)
+}
+
+#[server(client = CsrfClient, prefix = "/api", endpoint = "revoke_invite")]
+pub async fn revoke_invite(user_id: Uuid) -> Result<(), AppError> {
+    let (svc, actor) = ssr::actor()?;
+    Ok(service::users::revoke_invite(&svc, &actor, user_id.into()).await?)
+}
+
 #[server(client = CsrfClient, prefix = "/api", endpoint = "change_role")]
 pub async fn change_role(user_id: Uuid, role: Role) -> Result<UserView, AppError> {
     let (svc, actor) = ssr::actor()?;

@@ -204,7 +204,28 @@ pub async fn confirm_optin(token: domain::secret::Secret) -> Result<OptInPageInf
     Ok(OptInPageInfo { organisation_name: i.organisation_name, list_name: i.list_name, purpose: i.purpose })
 }
 
-/// A message captured by the dev mailbox.
+/// A line of the dev mailbox's list (only recipient and subject are decrypted for it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MailSummary {
+    pub id: Uuid,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub recipient: Phi<String>,
+    pub subject: Phi<String>,
+}
+
+/// A page of the dev mailbox, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MailboxPage {
+    pub items: Vec<MailSummary>,
+    pub page: u32,
+    pub pages: u32,
+    pub total: i64,
+}
+
+/// Messages per page of the dev mailbox.
+pub const MAILBOX_PAGE_SIZE: u32 = 30;
+
+/// One message captured by the dev mailbox, opened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CapturedMail {
     pub id: Uuid,
@@ -212,30 +233,43 @@ pub struct CapturedMail {
     pub recipient: Phi<String>,
     pub subject: Phi<String>,
     pub raw: Phi<String>,
-    /// The message's headers (To and others can hold PHI), its text part, and whether it has HTML.
+    /// The message's headers (To and others can hold PHI), decoded; its text part; whether it has HTML.
     pub headers: Phi<Vec<(String, String)>>,
     pub text: Phi<String>,
     pub has_html: bool,
 }
 
 #[server(client = CsrfClient, prefix = "/api", endpoint = "dev_mailbox")]
-pub async fn dev_mailbox() -> Result<Vec<CapturedMail>, AppError> {
+pub async fn dev_mailbox(page: Option<u32>) -> Result<MailboxPage, AppError> {
     let (svc, actor) = ssr::actor()?;
-    let list = service::mail::captured_for(&svc, &actor, 50).await?;
-    Ok(list
-        .into_iter()
-        .map(|m| {
-            let parts = service::mime::parse(m.raw.expose());
-            CapturedMail {
-                id: m.id,
-                created_at: m.created_at,
-                recipient: m.recipient,
-                subject: m.subject,
-                headers: Phi::new(parts.headers),
-                text: Phi::new(parts.text.unwrap_or_default()),
-                has_html: parts.html.is_some(),
-                raw: m.raw,
-            }
-        })
-        .collect())
+    let page = page.unwrap_or(1).max(1);
+    let (list, total) = service::mail::captured_page(&svc, &actor, page, MAILBOX_PAGE_SIZE).await?;
+    let per = i64::from(MAILBOX_PAGE_SIZE);
+    let pages = u32::try_from((total.max(1) + per - 1) / per).unwrap_or(u32::MAX);
+    Ok(MailboxPage {
+        items: list
+            .into_iter()
+            .map(|m| MailSummary { id: m.id, created_at: m.created_at, recipient: m.recipient, subject: m.subject })
+            .collect(),
+        page,
+        pages,
+        total,
+    })
+}
+
+#[server(client = CsrfClient, prefix = "/api", endpoint = "dev_mail")]
+pub async fn dev_mail(id: Uuid) -> Result<CapturedMail, AppError> {
+    let (svc, actor) = ssr::actor()?;
+    let m = service::mail::captured_one(&svc, &actor, id).await?;
+    let parts = service::mime::parse(m.raw.expose());
+    Ok(CapturedMail {
+        id: m.id,
+        created_at: m.created_at,
+        recipient: m.recipient,
+        subject: m.subject,
+        headers: Phi::new(parts.headers),
+        text: Phi::new(parts.text.unwrap_or_default()),
+        has_html: parts.html.is_some(),
+        raw: m.raw,
+    })
 }

@@ -9,12 +9,27 @@ use serde::{Deserialize, Serialize};
 #[error("{message}")]
 pub struct AppError {
     pub code: String,
+    /// A sentence to show (for a refused value, it names the field in plain words).
     pub message: String,
+    /// For a refused value: which field, and why — so a form can say it next to that field in
+    /// the field's own label (`components::FieldError`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<domain::error::FieldProblem>,
 }
 
 impl AppError {
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        AppError { code: code.to_string(), message: message.into() }
+        AppError { code: code.to_string(), message: message.into(), field: None }
+    }
+
+    /// The reason `field` was refused, said with `label` ("Time zone is not a known time zone.").
+    pub fn about_field(&self, field: &str, label: &str) -> Option<String> {
+        self.field.as_ref().filter(|p| p.field == field).map(|p| domain::error::field_sentence(label, &p.reason))
+    }
+
+    /// Whether the error is about one of `fields` (a form showing it there need not repeat it).
+    pub fn is_about_any(&self, fields: &[&str]) -> bool {
+        self.field.as_ref().is_some_and(|p| fields.contains(&p.field.as_str()))
     }
     pub fn is(&self, code: &str) -> bool {
         self.code == code
@@ -62,7 +77,14 @@ mod ssr_impl {
                     res.insert_header(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
                 }
             }
-            AppError::new(e.code(), e.to_string())
+            match e {
+                ServiceError::Invalid(domain::DomainError::Invalid { field, reason }) => AppError {
+                    code: "invalid".into(),
+                    message: domain::error::field_sentence(&domain::error::field_label(&field), &reason),
+                    field: Some(domain::error::FieldProblem { field, reason }),
+                },
+                e => AppError::new(e.code(), e.to_string()),
+            }
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod pages_table;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 
+use components::NotFoundPanel;
 use domain::Permission;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
@@ -58,15 +59,16 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// Unknown paths: the same not-found page as unknown ids (HTTP 404), outside the app's frame
+/// because nobody may be signed in.
 #[component]
 fn NotFound() -> impl IntoView {
-    #[cfg(feature = "ssr")]
-    ssr::set_status(404);
     view! {
+        <Title text="Page not found · Hermetic"/>
         <main class="auth-page" id="main">
             <div class="auth-card">
-                <h1>"Page not found"</h1>
-                <p><a href="/">"Go to the home page"</a></p>
+                <p class="brand">"Hermetic"</p>
+                <NotFoundPanel/>
             </div>
         </main>
     }

@@ -39,6 +39,8 @@ actions! {
     UserCreated => "user.created", "User created";
     UserInvited => "user.invited", "User invited";
     InviteAccepted => "user.invite_accepted", "Invitation accepted";
+    InviteResent => "user.invite_resent", "Invitation sent again";
+    InviteRevoked => "user.invite_revoked", "Invitation revoked";
     RoleChanged => "user.role_changed", "Role changed";
     UserDisabled => "user.disabled", "User disabled";
     UserEnabled => "user.enabled", "User enabled";

@@ -89,6 +89,8 @@ pub struct UserView {
     pub mfa_enrolled: bool,
     pub last_sign_in_at: Option<chrono::DateTime<chrono::Utc>>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// A pending invitation's link is valid until then (None: no pending link).
+    pub invite_expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What the admin gets back from an invitation. The link itself went to the invited address by

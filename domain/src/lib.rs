@@ -17,6 +17,7 @@ pub mod password;
 pub mod phi;
 pub mod template_views;
 pub mod templates;
+pub mod time_zones;
 
 pub use access::{Permission, Role};
 pub use error::DomainError;

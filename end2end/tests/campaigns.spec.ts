@@ -70,7 +70,9 @@ test('campaign: build, test send, launch, progress, dev mailbox, report; analyst
   // (Text inputs drop line breaks; header injection is refused by the server: see the IT.)
   await page.locator('[data-test=from-email]').fill('news at clinic <script>');
   await page.locator('[data-test=save-campaign]').click();
-  await expect(page.locator('.alert.error')).toContainText('from_email');
+  // Said next to the field, in its own words (not the internal key).
+  await expect(page.locator('[data-test=field-error-from_email]')).toContainText('From address');
+  await expect(page.locator('[data-test=field-error-from_email]')).not.toContainText('from_email');
   await expect(page.locator('[data-test=campaign-name]')).toHaveValue(`Spring ${tag}`);
   await page.locator('[data-test=from-email]').fill('news@e2e-clinic.example');
   await page.locator('[data-test=save-campaign]').click();
@@ -83,7 +85,7 @@ test('campaign: build, test send, launch, progress, dev mailbox, report; analyst
   expect(await at.inputValue() > new Date().toISOString().slice(0, 16)).toBeTruthy();
   await at.fill('2020-01-01T09:00');
   await page.locator('[data-test=save-campaign]').click();
-  await expect(page.locator('.alert.error')).toContainText('at least one minute from now');
+  await expect(page.locator('[data-test=field-error-schedule]')).toContainText('at least one minute from now');
   await page.locator('[data-test=schedule-now]').check();
   await page.locator('[data-test=save-campaign]').click();
   await expect(page.locator('[data-test=notice]')).toContainText('Draft saved');

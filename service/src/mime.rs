@@ -1,122 +1,50 @@
-//! A small reader for the messages this app itself builds (lettre output): headers, and the text
-//! and HTML parts of a `multipart/alternative` (or a single part), decoding quoted-printable and
-//! base64. Used only to show captured mail in the dev mailbox; never for mail from outside.
+//! Reading captured mail for the dev mailbox with `mail-parser` (a maintained MIME parser): the
+//! headers, unfolded with RFC 2047 encoded words decoded (`=?utf-8?b?…?=` shows as text), and the
+//! first text and HTML body parts, transfer encodings and charsets decoded. Used only to show mail
+//! in the dev mailbox; it never panics on malformed input.
 
-use data_encoding::BASE64_MIME;
+use mail_parser::{MessageParser, PartType};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Parts {
-    /// Top-level headers, unfolded, in order.
+    /// Top-level headers, unfolded and decoded, in order.
     pub headers: Vec<(String, String)>,
     pub text: Option<String>,
     pub html: Option<String>,
 }
 
-/// Split a message into unfolded headers and the body (at the first empty line).
-fn split(raw: &str) -> (Vec<(String, String)>, &str) {
-    let (head, body) = match raw.find("\r\n\r\n") {
-        Some(i) => (&raw[..i], &raw[i + 4..]),
-        None => match raw.find("\n\n") {
-            Some(i) => (&raw[..i], &raw[i + 2..]),
-            None => (raw, ""),
-        },
-    };
-    let mut headers: Vec<(String, String)> = Vec::new();
-    for line in head.lines() {
-        if line.starts_with([' ', '\t']) {
-            if let Some(last) = headers.last_mut() {
-                last.1.push(' ');
-                last.1.push_str(line.trim());
-            }
-        } else if let Some((k, v)) = line.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    (headers, body)
+/// A header value as a person reads it: folding removed, RFC 2047 encoded words decoded. Values
+/// that do not parse are shown unfolded as they are.
+pub fn decode_header(value: &str) -> String {
+    let unfolded = unfold(value);
+    // Unstructured-text parsing (as for Subject) decodes encoded words anywhere in the value,
+    // including display names in address headers.
+    let probe = format!("Subject: {unfolded}\r\n\r\n");
+    MessageParser::new()
+        .parse_headers(probe.as_bytes())
+        .and_then(|m| m.subject().map(str::to_string))
+        .unwrap_or(unfolded)
 }
 
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-}
-
-/// A parameter of a structured header value (`boundary="…"`).
-fn param(value: &str, name: &str) -> Option<String> {
-    value.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.trim().split_once('=')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().trim_matches('"').to_string())
-    })
-}
-
-fn decode_qp(s: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'=' {
-            if b.get(i + 1) == Some(&b'\r') && b.get(i + 2) == Some(&b'\n') {
-                i += 3;
-                continue;
-            }
-            if b.get(i + 1) == Some(&b'\n') {
-                i += 2;
-                continue;
-            }
-            if let (Some(h), Some(l)) = (b.get(i + 1), b.get(i + 2))
-                && let Ok(v) = u8::from_str_radix(&format!("{}{}", *h as char, *l as char), 16)
-            {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
-}
-
-fn decode(headers: &[(String, String)], body: &str) -> String {
-    let bytes = match header(headers, "Content-Transfer-Encoding").map(|v| v.to_ascii_lowercase()) {
-        Some(e) if e == "quoted-printable" => decode_qp(body),
-        Some(e) if e == "base64" => {
-            let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-            BASE64_MIME.decode(compact.as_bytes()).unwrap_or_else(|_| body.as_bytes().to_vec())
-        }
-        _ => body.as_bytes().to_vec(),
-    };
-    String::from_utf8_lossy(&bytes).into_owned()
+fn unfold(value: &str) -> String {
+    value.split(['\r', '\n']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 /// Read a message.
 pub fn parse(raw: &str) -> Parts {
-    let (headers, body) = split(raw);
-    let mut parts = Parts { headers: headers.clone(), ..Parts::default() };
-    let ctype = header(&headers, "Content-Type").unwrap_or("text/plain").to_string();
-    let mut leaves: Vec<(Vec<(String, String)>, String)> = Vec::new();
-    if ctype.to_ascii_lowercase().starts_with("multipart/") {
-        if let Some(b) = param(&ctype, "boundary") {
-            let delim = format!("--{b}");
-            for chunk in body.split(&delim).skip(1) {
-                if chunk.starts_with("--") {
-                    break;
-                }
-                let chunk = chunk.trim_start_matches(['\r', '\n']);
-                let (h, b) = split(chunk);
-                leaves.push((h, b.trim_end_matches(['\r', '\n']).to_string()));
-            }
-        }
-    } else {
-        leaves.push((headers, body.to_string()));
-    }
-    for (h, b) in leaves {
-        let t = header(&h, "Content-Type").unwrap_or("text/plain").to_ascii_lowercase();
-        if t.starts_with("text/html") && parts.html.is_none() {
-            parts.html = Some(decode(&h, &b));
-        } else if t.starts_with("text/plain") && parts.text.is_none() {
-            parts.text = Some(decode(&h, &b));
-        }
-    }
-    parts
+    let Some(m) = MessageParser::default().parse(raw.as_bytes()) else {
+        return Parts::default();
+    };
+    let headers = m.headers_raw().map(|(k, v)| (k.to_string(), decode_header(v))).collect();
+    let text = m.text_bodies().find_map(|p| match &p.body {
+        PartType::Text(t) => Some(t.to_string()),
+        _ => None,
+    });
+    let html = m.html_bodies().find_map(|p| match &p.body {
+        PartType::Html(h) => Some(h.to_string()),
+        _ => None,
+    });
+    Parts { headers, text, html }
 }
 
 #[cfg(test)]
@@ -138,5 +66,17 @@ mod tests {
         let _ = parse("no headers at all =ZZ =");
         let _ = parse("Content-Type: multipart/mixed\r\n\r\n--");
         let _ = parse("Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!");
+    }
+
+    #[test]
+    fn encoded_words_in_headers_are_decoded() {
+        assert_eq!(decode_header("=?utf-8?b?4oCU?="), "\u{2014}");
+        assert_eq!(decode_header("Spring =?utf-8?q?news_=E2=80=94?=\r\n for you"), "Spring news \u{2014} for you");
+        assert_eq!(decode_header("plain text"), "plain text");
+        let raw = "Subject: =?utf-8?b?SGVsbG8g4oCU?=\r\nFrom: =?utf-8?q?Cl=C3=ADnica?= <a@b.test>\r\n\r\nbody";
+        let p = parse(raw);
+        assert!(p.headers.contains(&("Subject".to_string(), "Hello \u{2014}".to_string())), "{:?}", p.headers);
+        assert!(p.headers.contains(&("From".to_string(), "Cl\u{ed}nica <a@b.test>".to_string())), "{:?}", p.headers);
+        assert_eq!(p.html, None, "a text-only message has no HTML part");
     }
 }

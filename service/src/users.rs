@@ -37,10 +37,13 @@ fn view(r: &sea_orm::QueryResult) -> ServiceResult<UserView> {
         mfa_enrolled: db::get::<Option<chrono::DateTime<chrono::Utc>>>(r, "totp_enrolled_at")?.is_some(),
         last_sign_in_at: db::get(r, "last_sign_in_at")?,
         created_at: db::get(r, "created_at")?,
+        invite_expires_at: db::get(r, "invite_expires_at")?,
     })
 }
 
-const USER_COLS: &str = "id, email, display_name, role, status, totp_enrolled_at, last_sign_in_at, created_at";
+const USER_COLS: &str = "id, email, display_name, role, status, totp_enrolled_at, last_sign_in_at, created_at,
+    (SELECT i.expires_at FROM invite i WHERE i.user_id = app_user.id AND i.accepted_at IS NULL AND i.revoked_at IS NULL
+     ORDER BY i.created_at DESC LIMIT 1) AS invite_expires_at";
 
 pub async fn list(svc: &Services, actor: &Actor) -> ServiceResult<Vec<UserView>> {
     actor.require(Permission::UsersManage)?;
@@ -161,18 +164,13 @@ pub async fn invite(
             if db::get::<String>(&r, "status")? != "invited" {
                 return Err(already());
             }
-            // Re-inviting a pending user: the old link stops working.
+            // Re-inviting a pending user: the new invitation replaces the old one (`new_link`
+            // revokes the old link).
             let id = UserId(db::get(&r, "id")?);
             db::exec(
                 &txn,
                 "UPDATE app_user SET role = $2, display_name = $3, updated_at = $4 WHERE id = $1",
                 [id.0.into(), role.as_str().into(), name.clone().into(), now.into()],
-            )
-            .await?;
-            db::exec(
-                &txn,
-                "UPDATE invite SET revoked_at = $2 WHERE user_id = $1 AND accepted_at IS NULL AND revoked_at IS NULL",
-                [id.0.into(), now.into()],
             )
             .await?;
             id
@@ -202,10 +200,38 @@ pub async fn invite(
             id
         }
     };
+    let (token, expires_at) = new_link(svc, &txn, actor, user_id).await?;
+    let org_name = organisation_name(&txn, actor.organisation_id).await?;
+    audit::record(
+        svc,
+        &txn,
+        AuditRecord::by(actor, AuditAction::UserInvited).target("user", user_id).detail("role", role.as_str()),
+    )
+    .await?;
+    txn.commit().await?;
+    mail_invitation(svc, actor.organisation_id, user_id, &email, &org_name, role, &token, expires_at).await?;
+    Ok(InviteCreated { user_id: user_id.0, email: email.as_str().to_string(), expires_at })
+}
+
+/// A fresh single-use link for a pending user: every earlier link of theirs stops working. The
+/// token is returned for the email only; only its hash is stored, and it is never logged.
+async fn new_link<C: ConnectionTrait>(
+    svc: &Services,
+    conn: &C,
+    actor: &Actor,
+    user_id: UserId,
+) -> ServiceResult<(String, chrono::DateTime<chrono::Utc>)> {
+    let now = svc.clock().now();
+    db::exec(
+        conn,
+        "UPDATE invite SET revoked_at = $2 WHERE user_id = $1 AND accepted_at IS NULL AND revoked_at IS NULL",
+        [user_id.0.into(), now.into()],
+    )
+    .await?;
     let token = crate::crypto::random_token()?;
     let expires_at = now + svc.auth().invite_ttl;
     db::exec(
-        &txn,
+        conn,
         "INSERT INTO invite (id, organisation_id, user_id, token_hash, created_by, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
         [
@@ -219,27 +245,76 @@ pub async fn invite(
         ],
     )
     .await?;
-    let org_name: String =
-        db::one(&txn, "SELECT name FROM organisation WHERE id = $1", [actor.organisation_id.0.into()])
-            .await?
-            .map(|r| db::get(&r, "name"))
-            .transpose()?
-            .ok_or(ServiceError::NotFound)?;
-    audit::record(
-        svc,
-        &txn,
-        AuditRecord::by(actor, AuditAction::UserInvited).target("user", user_id).detail("role", role.as_str()),
-    )
-    .await?;
-    txn.commit().await?;
-    let outcome = send_invitation(svc, actor.organisation_id, &email, &org_name, role, &token, expires_at).await?;
+    Ok((token, expires_at))
+}
+
+async fn organisation_name<C: ConnectionTrait>(conn: &C, org: OrganisationId) -> ServiceResult<String> {
+    db::one(conn, "SELECT name FROM organisation WHERE id = $1", [org.0.into()])
+        .await?
+        .map(|r| db::get(&r, "name"))
+        .transpose()?
+        .ok_or(ServiceError::NotFound)
+}
+
+/// Mail the link (after the commit: a mail server's answer never holds a transaction open). A
+/// refusal is reported to the admin, who can send the invitation again from the users page.
+#[allow(clippy::too_many_arguments)]
+async fn mail_invitation(
+    svc: &Services,
+    org: OrganisationId,
+    user_id: UserId,
+    email: &EmailAddress,
+    org_name: &str,
+    role: Role,
+    token: &str,
+    expires_at: chrono::DateTime<chrono::Utc>,
+) -> ServiceResult<()> {
+    let outcome = send_invitation(svc, org, email, org_name, role, token, expires_at).await?;
     if !matches!(outcome, crate::mail::SendOutcome::Accepted(_)) {
         tracing::warn!(user_id = %user_id.0, "the invitation email was not accepted by the mail server");
         return Err(ServiceError::conflict(
-            "The invitation was saved, but its email could not be sent. Invite the address again later to send a new link.",
+            "The invitation was saved, but its email could not be sent. Use \"Send again\" on the users page later to send a new link.",
         ));
     }
-    Ok(InviteCreated { user_id: user_id.0, email: email.as_str().to_string(), expires_at })
+    Ok(())
+}
+
+/// Send a pending invitation again with a new link; the earlier link stops working.
+pub async fn resend_invite(svc: &Services, actor: &Actor, user_id: UserId) -> ServiceResult<InviteCreated> {
+    actor.require(Permission::UsersManage)?;
+    let txn = svc.db().begin().await?;
+    let user = load(&txn, actor.organisation_id, user_id).await?;
+    if user.status != UserStatus::Invited {
+        return Err(ServiceError::conflict("Only a pending invitation can be sent again."));
+    }
+    let email = EmailAddress::parse(&user.email)?;
+    let (token, expires_at) = new_link(svc, &txn, actor, user_id).await?;
+    let org_name = organisation_name(&txn, actor.organisation_id).await?;
+    audit::record(
+        svc,
+        &txn,
+        AuditRecord::by(actor, AuditAction::InviteResent).target("user", user_id).detail("role", user.role.as_str()),
+    )
+    .await?;
+    txn.commit().await?;
+    mail_invitation(svc, actor.organisation_id, user_id, &email, &org_name, user.role, &token, expires_at).await?;
+    Ok(InviteCreated { user_id: user_id.0, email: user.email, expires_at })
+}
+
+/// Withdraw a pending invitation: its link stops working and the pending user is removed (it
+/// never signed in, so nothing else refers to it). Inviting the address again starts afresh.
+pub async fn revoke_invite(svc: &Services, actor: &Actor, user_id: UserId) -> ServiceResult<()> {
+    actor.require(Permission::UsersManage)?;
+    let txn = svc.db().begin().await?;
+    let user = load(&txn, actor.organisation_id, user_id).await?;
+    if user.status != UserStatus::Invited {
+        return Err(ServiceError::conflict("Only a pending invitation can be revoked; disable an account instead."));
+    }
+    // Invitations go with the user (ON DELETE CASCADE).
+    db::exec(&txn, "DELETE FROM app_user WHERE id = $1 AND status = 'invited'", [user_id.0.into()]).await?;
+    audit::record(svc, &txn, AuditRecord::by(actor, AuditAction::InviteRevoked).target("user", user_id)).await?;
+    txn.commit().await?;
+    Ok(())
 }
 
 /// The invitation email. It is the same whoever the address belongs to.

@@ -10,9 +10,8 @@ use crate::api_campaigns::{
     delete_campaign, launch_campaign, list_campaigns, open_campaign, pause_campaign, resume_campaign,
     test_send_campaign, unschedule_campaign, update_campaign,
 };
-use crate::components::{
-    ErrorMessage, Guard, format_time, hard_navigate, now_utc, tomorrow_morning, use_hydrated, use_me,
-};
+use crate::components::{ErrorMessage, Guard, format_time, hard_navigate, tomorrow_morning, use_hydrated, use_me};
+use crate::components::{FieldError, NotFoundPanel, NotFoundStatus, unplaced};
 use crate::error::AppError;
 use domain::Permission;
 use domain::campaign_views::{CampaignOptions, CampaignProgress, CampaignReport, CampaignView};
@@ -113,17 +112,22 @@ pub fn CampaignPage() -> impl IntoView {
     Effect::new(move || {
         load.dispatch(id());
     });
-    let creating = params.with_untracked(|p| p.get("id").is_none());
+    let raw_id = params.with_untracked(|p| p.get("id"));
+    let creating = raw_id.is_none();
+    let bad_id = raw_id.as_deref().is_some_and(|s| Uuid::parse_str(s).is_err());
     let permission = if creating { Permission::CampaignsWrite } else { Permission::CampaignsRead };
     view! {
         <Title text="Campaign · Hermetic"/>
         <Guard permission=permission>
+            // Unknown ids answer 404 from the server render too (the campaign loads in the browser).
+            <NotFoundStatus id=raw_id.clone() exists=|id| async move { open_campaign(id).await.map(|_| ()) }/>
             {move || match load.value().get() {
+                _ if bad_id => view! { <NotFoundPanel back_href="/campaigns" back_label="All campaigns"/> }.into_any(),
                 None => view! { <section class="panel"><p>"Loading…"</p></section> }.into_any(),
                 Some(Ok((Some(options), campaign))) => view! { <Editor options=options campaign=campaign/> }.into_any(),
                 Some(Ok((None, Some(campaign)))) => view! { <Progress campaign=campaign/> }.into_any(),
                 Some(Ok((None, None))) => ().into_any(),
-                Some(Err(e)) => view! { <section class="panel"><p class="alert error" role="alert">{e.message}</p></section> }.into_any(),
+                Some(Err(e)) => crate::components::load_error(e, "/campaigns", "All campaigns"),
             }}
         </Guard>
     }
@@ -273,12 +277,14 @@ fn Editor(options: CampaignOptions, campaign: Option<CampaignView>) -> impl Into
                 <h1>{move || if id.get().is_some() { "Edit campaign" } else { "New campaign" }}</h1>
                 <a href="/campaigns">"All campaigns"</a>
             </div>
-            <ErrorMessage error=error/>
+            // Problems with one field are shown next to it, in its own words; the rest up here.
+            <ErrorMessage error=unplaced(error.into(), &["name", "from_name", "from_email", "reply_to", "schedule"])/>
             {move || notice.get().map(|n| view! { <p class="alert ok" role="status" data-test="notice">{n}</p> })}
             <form on:submit=move |ev: leptos::ev::SubmitEvent| { ev.prevent_default(); save.dispatch((id.get_untracked(), s.get_untracked())); }>
                 <fieldset>
                     <legend>"1. Basics"</legend>
                     {text_input("Name", "campaign-name", |s| s.name.clone(), |s, v| s.name = v)}
+                    <FieldError error=error field="name" label="Name"/>
                     <label>"Purpose (recipients need consent for it)"
                         <select data-test="campaign-purpose" disabled=move || !enabled.get()
                             on:change=move |ev| { let v = event_target_value(&ev); if let Some(p) = ConsentPurpose::parse(&v) { s.update(|x| x.purpose = p); } }>
@@ -353,11 +359,13 @@ fn Editor(options: CampaignOptions, campaign: Option<CampaignView>) -> impl Into
                 <fieldset>
                     <legend>"4. Sender"</legend>
                     {text_input("From name", "from-name", |s| s.from_name.clone(), |s, v| s.from_name = v)}
+                    <FieldError error=error field="from_name" label="From name"/>
                     <label>"From address"
                         <input type="text" data-test="from-email" list="sending-addresses" autocomplete="off"
                             prop:value=move || s.with(|x| x.from_email.clone()) disabled=move || !enabled.get()
                             on:input=move |ev| { let v = event_target_value(&ev); s.update(|x| x.from_email = v); }/>
                     </label>
+                    <FieldError error=error field="from_email" label="From address"/>
                     // The verified sending domains, offered as addresses (issue 19 builds on this).
                     <datalist id="sending-addresses">
                         {options.with_value(|o| {
@@ -371,6 +379,7 @@ fn Editor(options: CampaignOptions, campaign: Option<CampaignView>) -> impl Into
                         format!("The From address must be on a verified sending domain: {}.", o.sending_domains.join(", "))
                     })}</p>
                     {text_input("Reply-to (optional)", "reply-to", |s| s.reply_to.clone().unwrap_or_default(), |s, v| s.reply_to = (!v.trim().is_empty()).then_some(v))}
+                    <FieldError error=error field="reply_to" label="Reply-to"/>
                 </fieldset>
                 <fieldset>
                     <legend>"5. Delivery"</legend>
@@ -399,6 +408,7 @@ fn Editor(options: CampaignOptions, campaign: Option<CampaignView>) -> impl Into
                 </fieldset>
                 <fieldset>
                     <legend>"6. Schedule"</legend>
+                    <FieldError error=error field="schedule" label="Schedule"/>
                     <label class="inline"><input type="radio" name="schedule" data-test="schedule-now" disabled=move || !enabled.get()
                         prop:checked=move || s.with(|x| matches!(x.schedule, Schedule::Now))
                         on:change=move |_| s.update(|x| x.schedule = Schedule::Now)/>"Send when launched"</label>
@@ -614,13 +624,17 @@ pub fn CampaignReportPage() -> impl IntoView {
             load.dispatch(i);
         }
     });
+    let raw_id = params.with_untracked(|p| p.get("id"));
+    let bad_id = raw_id.as_deref().is_none_or(|s| Uuid::parse_str(s).is_err());
     view! {
         <Title text="Campaign report · Hermetic"/>
         <Guard permission=Permission::ReportsRead>
+            <NotFoundStatus id=raw_id.clone() exists=|id| async move { campaign_report(id).await.map(|_| ()) }/>
             {move || match load.value().get() {
+                _ if bad_id => view! { <NotFoundPanel back_href="/campaigns" back_label="All campaigns"/> }.into_any(),
                 None => view! { <section class="panel"><p>"Loading…"</p></section> }.into_any(),
                 Some(Ok(r)) => report_view(r).into_any(),
-                Some(Err(e)) => view! { <section class="panel"><p class="alert error" role="alert">{e.message}</p></section> }.into_any(),
+                Some(Err(e)) => crate::components::load_error(e, "/campaigns", "All campaigns"),
             }}
         </Guard>
     }

@@ -12,6 +12,7 @@ use crate::api_segments::{
     preview_segment, segment_options, segment_to_list, update_segment,
 };
 use crate::components::{ErrorMessage, Guard, format_time, hard_navigate, use_hydrated, use_me};
+use crate::components::{NotFoundPanel, NotFoundStatus};
 use crate::error::AppError;
 use domain::Permission;
 use domain::contacts::{ConsentPurpose, FieldType, parse_date};
@@ -126,18 +127,23 @@ pub fn SegmentEditorPage() -> impl IntoView {
         load.dispatch(id());
     });
     // Creating needs the right to write segments; opening one only to count.
-    let creating = params.with_untracked(|p| p.get("id").is_none());
+    let raw_id = params.with_untracked(|p| p.get("id"));
+    let creating = raw_id.is_none();
+    let bad_id = raw_id.as_deref().is_some_and(|s| Uuid::parse_str(s).is_err());
     let permission = if creating { Permission::SegmentsWrite } else { Permission::SegmentsCount };
     // Without access to contacts: the saved segment read only (the service refuses ad-hoc counts).
     let restricted = !use_me().is_some_and(|m| m.can(Permission::ContactsRead));
     view! {
         <Title text="Segment · Hermetic"/>
         <Guard permission=permission>
+            // Unknown ids answer 404 from the server render too (the segment loads in the browser).
+            <NotFoundStatus id=raw_id.clone() exists=|id| async move { open_segment(id).await.map(|_| ()) }/>
             {move || match load.value().get() {
+                _ if bad_id => view! { <NotFoundPanel back_href="/segments" back_label="All segments"/> }.into_any(),
                 None => view! { <section class="panel"><p>"Loading…"</p></section> }.into_any(),
                 Some(Ok((options, Some(seg)))) if restricted => view! { <ReadOnly options=options seg=seg/> }.into_any(),
                 Some(Ok((options, seg))) => view! { <Editor options=options seg=seg/> }.into_any(),
-                Some(Err(e)) => view! { <section class="panel"><p class="alert error" role="alert">{e.message}</p></section> }.into_any(),
+                Some(Err(e)) => crate::components::load_error(e, "/segments", "All segments"),
             }}
         </Guard>
     }
@@ -873,7 +879,7 @@ fn Editor(options: BuilderOptions, seg: Option<SegmentView>) -> impl IntoView {
     let duplicate = Action::new(move |_: &()| async move {
         match id {
             Some(id) => duplicate_segment(id).await,
-            None => Err(AppError { code: "not_found".into(), message: "Save the segment first.".into() }),
+            None => Err(AppError::new("not_found", "Save the segment first.")),
         }
     });
     let delete = Action::new(move |_: &()| async move {

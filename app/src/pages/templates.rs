@@ -129,7 +129,7 @@ pub fn TemplateEditorPage() -> impl IntoView {
     let loaded = Resource::new(id, |id| async move {
         match id {
             Some(id) => open_template(id, None).await,
-            None => Err(AppError { code: "not_found".into(), message: "Not found.".into() }),
+            None => Err(AppError::new("not_found", "Not found.")),
         }
     });
     view! {
@@ -139,7 +139,7 @@ pub fn TemplateEditorPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match loaded.await {
                         Ok(t) => view! { <Editor t=t/> }.into_any(),
-                        Err(e) => view! { <section class="panel"><p class="alert error" role="alert">{e.message}</p></section> }.into_any(),
+                        Err(e) => crate::components::load_error(e, "/templates", "All templates"),
                     }
                 })}
             </Transition>
@@ -350,10 +350,7 @@ fn Editor(t: TemplateEditor) -> impl IntoView {
                         sample_error.set(None);
                         sample.set(PreviewSample::Contact(row.id));
                     }
-                    None => sample_error.set(Some(AppError {
-                        code: "not_found".into(),
-                        message: "No contact has that email address.".into(),
-                    })),
+                    None => sample_error.set(Some(AppError::new("not_found", "No contact has that email address."))),
                 },
                 Err(e) => sample_error.set(Some(e)),
             }

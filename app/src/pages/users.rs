@@ -1,7 +1,9 @@
 //! Administration of the organisation's users: invite, change roles, disable/enable, reset MFA.
 
-use crate::api::{InviteUser, change_role, disable_user, enable_user, list_users, reset_user_mfa};
-use crate::components::{ErrorMessage, Guard, format_time, use_hydrated, use_me};
+use crate::api::{
+    InviteUser, change_role, disable_user, enable_user, list_users, resend_invite, reset_user_mfa, revoke_invite,
+};
+use crate::components::{ErrorMessage, FieldError, Guard, format_time, unplaced, use_hydrated, use_me};
 use crate::error::AppError;
 use domain::dto::{UserStatus, UserView};
 use domain::{Permission, Role};
@@ -15,6 +17,16 @@ enum UserOp {
     Disable,
     Enable,
     ResetMfa,
+    Resend,
+    Revoke,
+}
+
+/// What the last row action did, for the status line above the table.
+#[derive(Clone)]
+enum Done {
+    Resent(String, chrono::DateTime<chrono::Utc>),
+    Revoked(String),
+    Other,
 }
 
 #[component]
@@ -34,20 +46,32 @@ fn UsersAdmin() -> impl IntoView {
     let version = RwSignal::new(0u32);
     let users = Resource::new(move || version.get(), |_| list_users());
     let op_error = RwSignal::new(None::<AppError>);
-    let op = Action::new(move |(id, op): &(Uuid, UserOp)| {
-        let (id, op) = (*id, *op);
+    let done = RwSignal::new(None::<Done>);
+    let op = Action::new(move |(id, op, email): &(Uuid, UserOp, String)| {
+        let (id, op, email) = (*id, *op, email.clone());
         async move {
             match op {
-                UserOp::Role(r) => change_role(id, r).await,
-                UserOp::Disable => disable_user(id).await,
-                UserOp::Enable => enable_user(id).await,
-                UserOp::ResetMfa => reset_user_mfa(id).await,
+                UserOp::Role(r) => change_role(id, r).await.map(|_| Done::Other),
+                UserOp::Disable => disable_user(id).await.map(|_| Done::Other),
+                UserOp::Enable => enable_user(id).await.map(|_| Done::Other),
+                UserOp::ResetMfa => reset_user_mfa(id).await.map(|_| Done::Other),
+                UserOp::Resend => resend_invite(id).await.map(|c| Done::Resent(c.email, c.expires_at)),
+                UserOp::Revoke => revoke_invite(id).await.map(|_| Done::Revoked(email)),
             }
         }
     });
     Effect::new(move || {
         if let Some(r) = op.value().get() {
-            op_error.set(r.err());
+            match r {
+                Ok(d) => {
+                    op_error.set(None);
+                    done.set(Some(d));
+                }
+                Err(e) => {
+                    op_error.set(Some(e));
+                    done.set(None);
+                }
+            }
             version.update(|v| *v += 1);
         }
     });
@@ -63,14 +87,27 @@ fn UsersAdmin() -> impl IntoView {
     let row = move |u: UserView| {
         let id = u.id;
         let is_me = Some(u.id) == my_id;
+        let email = u.email.clone();
         let status = match u.status {
-            UserStatus::Active => "Active",
-            UserStatus::Invited => "Invited",
-            UserStatus::Disabled => "Disabled",
+            UserStatus::Active => "Active".to_string(),
+            UserStatus::Invited => match u.invite_expires_at {
+                Some(t) => format!("Invited · link valid until {}", format_time(t)),
+                None => "Invited · link expired".to_string(),
+            },
+            UserStatus::Disabled => "Disabled".to_string(),
         };
-        let on_role = move |ev: leptos::ev::Event| {
-            if let Ok(r) = event_target_value(&ev).parse::<Role>() {
-                op.dispatch((id, UserOp::Role(r)));
+        let on_role = {
+            let email = email.clone();
+            move |ev: leptos::ev::Event| {
+                if let Ok(r) = event_target_value(&ev).parse::<Role>() {
+                    op.dispatch((id, UserOp::Role(r), email.clone()));
+                }
+            }
+        };
+        let act = move |o: UserOp| {
+            let email = email.clone();
+            move |_| {
+                op.dispatch((id, o, email.clone()));
             }
         };
         let role_options = Role::ALL
@@ -86,20 +123,25 @@ fn UsersAdmin() -> impl IntoView {
                         {role_options}
                     </select>
                 </td>
-                <td>{status}</td>
+                <td data-test="user-status">{status}</td>
                 <td>{if u.mfa_enrolled { "On" } else { "Not set up" }}</td>
                 <td>{u.last_sign_in_at.map(format_time).unwrap_or_else(|| "Never".into())}</td>
                 <td class="actions">
                     {(!is_me).then(|| match u.status {
                         UserStatus::Disabled => view! {
-                            <button on:click=move |_| { op.dispatch((id, UserOp::Enable)); }>"Enable"</button>
+                            <button on:click=act(UserOp::Enable)>"Enable"</button>
                         }.into_any(),
-                        _ => view! {
-                            <button class="danger" on:click=move |_| { op.dispatch((id, UserOp::Disable)); }>"Disable"</button>
+                        // A pending invitation: mail a new link (the old one stops working) or withdraw it.
+                        UserStatus::Invited => view! {
+                            <button on:click=act(UserOp::Resend) disabled=move || !hydrated.get() || op.pending().get()>"Send again"</button>
+                            <button class="danger" on:click=act(UserOp::Revoke) disabled=move || !hydrated.get() || op.pending().get()>"Revoke invitation"</button>
+                        }.into_any(),
+                        UserStatus::Active => view! {
+                            <button class="danger" on:click=act(UserOp::Disable)>"Disable"</button>
                         }.into_any(),
                     })}
                     {(!is_me && u.mfa_enrolled).then(|| view! {
-                        <button on:click=move |_| { op.dispatch((id, UserOp::ResetMfa)); }>"Reset MFA"</button>
+                        <button on:click=act(UserOp::ResetMfa)>"Reset MFA"</button>
                     })}
                 </td>
             </tr>
@@ -110,6 +152,20 @@ fn UsersAdmin() -> impl IntoView {
         <section class="panel">
             <h1>"Users"</h1>
             <ErrorMessage error=op_error/>
+            {move || match done.get() {
+                Some(Done::Resent(email, until)) => Some(view! {
+                    <p class="alert success" role="status" data-test="invite-resent">
+                        "A new invitation was sent to " <strong>{email}</strong> ". Its link works once, until "
+                        {format_time(until)} "; earlier links no longer work."
+                    </p>
+                }.into_any()),
+                Some(Done::Revoked(email)) => Some(view! {
+                    <p class="alert success" role="status" data-test="invite-revoked">
+                        "The invitation to " <strong>{email}</strong> " was revoked: its link no longer works."
+                    </p>
+                }.into_any()),
+                _ => None,
+            }}
             <Transition fallback=|| view! { <p>"Loading users…"</p> }>
                 {move || Suspend::new(async move {
                     match users.await {
@@ -136,8 +192,10 @@ fn UsersAdmin() -> impl IntoView {
             <ActionForm action=invite attr:class="form-grid">
                 <label for="invite-email">"Email"</label>
                 <input id="invite-email" name="email" type="email" required autocomplete="off"/>
+                <FieldError error=invite_error field="email" label="Email"/>
                 <label for="invite-name">"Name"</label>
                 <input id="invite-name" name="display_name" type="text" maxlength="100" autocomplete="off"/>
+                <FieldError error=invite_error field="name" label="Name"/>
                 <label for="invite-role">"Role"</label>
                 <select id="invite-role" name="role">
                     <option value="marketer" selected>"Marketer"</option>
@@ -147,11 +205,11 @@ fn UsersAdmin() -> impl IntoView {
                 <div></div>
                 <button type="submit" class="primary" disabled=move || !hydrated.get() || invite.pending().get()>"Send invitation"</button>
             </ActionForm>
-            <ErrorMessage error=invite_error/>
+            <ErrorMessage error=unplaced(invite_error, &["email", "name"])/>
             {move || invite_value.get().and_then(Result::ok).map(|created| view! {
                 <div class="alert success" role="status" data-test="invite-created">
                     <p>"Invitation sent to " <strong>{created.email.clone()}</strong> "."</p>
-                    <p class="hint">"The link in it works once, until " {format_time(created.expires_at)} ". Inviting the address again sends a new link."</p>
+                    <p class="hint">"The link in it works once, until " {format_time(created.expires_at)} ". Inviting the address again (or \"Send again\" above) sends a new link and the old one stops working."</p>
                 </div>
             })}
         </section>

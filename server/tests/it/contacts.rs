@@ -43,7 +43,9 @@ async fn contacts_are_sealed_audited_and_isolated() {
         create(&admin, json!({ "email": "not-an-email", "date_of_birth": "1990-02-30", "phone": "call me" })).await;
     assert_eq!(s, 422);
     let msg = bad["message"].as_str().unwrap();
-    assert!(msg.contains("email") && msg.contains("date_of_birth") && msg.contains("phone"), "{msg}");
+    // Each refused field in its own words, never its internal key (issue 19 item 11).
+    assert!(msg.contains("Email") && msg.contains("Date of birth") && msg.contains("Phone"), "{msg}");
+    assert!(!msg.contains("date_of_birth"), "{msg}");
     assert!(!msg.contains("call me"), "errors never repeat values");
 
     // Stored sealed: the columns are ciphertext, and the blind index is not the email's plain hash.

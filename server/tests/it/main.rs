@@ -17,6 +17,7 @@ mod import;
 mod jobs;
 mod keys;
 mod mail;
+mod mailbox;
 mod pages;
 mod phi_leak;
 mod role_matrix;

@@ -82,7 +82,11 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
             (form, format!("email=new-{}%40example.test&display_name=New&role=analyst", uuid::Uuid::new_v4().simple()))
         }
         "/api/change_role" => (form, format!("user_id={none}&role=analyst")),
-        "/api/disable_user" | "/api/enable_user" | "/api/reset_user_mfa" => (form, format!("user_id={none}")),
+        "/api/disable_user"
+        | "/api/enable_user"
+        | "/api/reset_user_mfa"
+        | "/api/resend_invite"
+        | "/api/revoke_invite" => (form, format!("user_id={none}")),
         "/api/audit_list" => ("application/json", r#"{"filter":{}}"#.into()),
         "/imports/upload" => ("text/csv", "email,first_name\nperson@example.test,Pat\n".into()),
         "/api/contacts_page" => (form, String::new()),
@@ -93,7 +97,8 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
         | "/api/import_status"
         | "/api/cancel_import"
         | "/api/delete_field"
-        | "/api/delete_list" => (form, format!("id={none}")),
+        | "/api/delete_list"
+        | "/api/dev_mail" => (form, format!("id={none}")),
         "/api/create_contact" => ("application/json", r#"{"input":{"fields":{"email":"matrix@example.test"}}}"#.into()),
         "/api/update_contact" => {
             ("application/json", format!(r#"{{"id":"{none}","input":{{"fields":{{"email":"matrix@example.test"}}}}}}"#))
@@ -205,7 +210,7 @@ pub fn sample_campaign(name: &str) -> String {
     )
 }
 
-const SAMPLE_SEGMENT: &str = r#"{"version":1,"root":{"node":"and","children":[]}}"#;
+pub(crate) const SAMPLE_SEGMENT: &str = r#"{"version":1,"root":{"node":"and","children":[]}}"#;
 const SAMPLE_CONTENT: &str = r#"{"mode":"html","subject":"Hi","preheader":"","design":{"blocks":[]},"html":"<p>Hello</p>","text":"","text_edited":false}"#;
 
 fn concrete(path: &str) -> String {

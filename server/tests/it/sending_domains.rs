@@ -180,7 +180,8 @@ async fn hostile_domain_names_and_another_organisations_domain() {
         let (code, body) = admin.call("add_sending_domain", &[("domain", bad)]).await;
         assert_eq!(code, 422, "{bad:.40}: {body}");
         let message = body["message"].as_str().unwrap();
-        assert!(message.starts_with("domain: "), "{message}");
+        assert_eq!(body["field"]["field"], "domain", "{body}");
+        assert!(message.starts_with("Domain"), "{message}");
         assert!(!message.contains("evil") && message.len() < 200, "the answer never echoes the input: {message}");
     }
     assert_eq!(scalar(&app, "SELECT count(*) FROM sending_domain").await, 0, "nothing hostile was stored");

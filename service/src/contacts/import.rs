@@ -517,11 +517,15 @@ pub async fn start(svc: &Services, actor: &Actor, id: Uuid, opts: ImportOptions)
     let choices = field_choices(&catalogue);
     let mut used = std::collections::HashSet::new();
     for key in opts.mapping.iter().flatten() {
-        if !choices.iter().any(|c| &c.key == key) {
-            return Err(ServiceError::invalid("mapping", format!("{key} is not a field of this organisation")));
-        }
+        let Some(choice) = choices.iter().find(|c| &c.key == key) else {
+            return Err(ServiceError::invalid("mapping", "a chosen field is not a field of this organisation"));
+        };
         if !used.insert(key.clone()) {
-            return Err(ServiceError::invalid("mapping", format!("{key} is chosen for more than one column")));
+            // Named by its label, as the column menus show it.
+            return Err(ServiceError::invalid(
+                "mapping",
+                format!("\"{}\" is chosen for more than one column", choice.label),
+            ));
         }
     }
     if !used.contains("email") {

@@ -99,8 +99,17 @@ pub(crate) async fn load<C: ConnectionTrait>(
     Ok((rec, db::get(&row, "created_at")?, db::get(&row, "updated_at")?))
 }
 
+/// One refused field travels as itself (the form shows it next to the field); several are named
+/// in plain words in one message.
 fn invalid(errors: Vec<record::FieldError>) -> ServiceError {
-    let msg = errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+    if let [one] = errors.as_slice() {
+        return ServiceError::invalid(&one.field, one.message.clone());
+    }
+    let msg = errors
+        .iter()
+        .map(|e| format!("{} {}", domain::error::field_label(&e.field), e.message))
+        .collect::<Vec<_>>()
+        .join("; ");
     ServiceError::invalid("contact", msg)
 }
 

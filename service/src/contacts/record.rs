@@ -372,6 +372,9 @@ mod tests {
         assert_eq!(r.attrs.get("tier"), Some(&FieldValue::Text("Gold".into())));
         assert!(r.phi_attrs.expose().contains_key("diagnosis"));
         assert!(!r.attrs.contains_key("diagnosis"));
+        for z in domain::time_zones::TIME_ZONES {
+            assert!(valid_time_zone(z), "{z} is offered in the time zone list but chrono-tz does not know it");
+        }
         assert!(valid_time_zone("Europe/Berlin"));
         assert!(!valid_time_zone("Mars/Olympus"));
     }

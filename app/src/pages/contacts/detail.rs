@@ -5,7 +5,7 @@ use crate::api_contacts::{
     add_to_list, create_contact, delete_contact, get_contact, list_fields, list_lists, record_consent,
     unsubscribe_from_list, update_contact,
 };
-use crate::components::{ErrorMessage, Guard, format_time, hard_navigate, use_hydrated, use_me};
+use crate::components::{ErrorMessage, FieldError, Guard, format_time, hard_navigate, use_hydrated, use_me};
 use crate::error::AppError;
 use domain::contacts::{
     BuiltinField, ConsentOutcome, ConsentPurpose, ContactInput, CustomField, FieldType, MemberStatus,
@@ -38,7 +38,13 @@ fn input_type(t: FieldType, key: &str) -> &'static str {
 
 /// A form over all fields; `values` holds the current strings.
 #[component]
-fn ContactForm(custom: Vec<CustomField>, values: RwSignal<BTreeMap<String, String>>) -> impl IntoView {
+fn ContactForm(
+    custom: Vec<CustomField>,
+    values: RwSignal<BTreeMap<String, String>>,
+    /// The last save's error: a refused field's reason shows next to it.
+    #[prop(into)]
+    error: Signal<Option<AppError>>,
+) -> impl IntoView {
     form_fields(&custom)
         .into_iter()
         .map(|(key, label, t, options, phi)| {
@@ -68,14 +74,31 @@ fn ContactForm(custom: Vec<CustomField>, values: RwSignal<BTreeMap<String, Strin
                     </select>
                 }
                 .into_any(),
+                // Time zones: type to filter the IANA list (the server checks the value).
+                _ if key == "time_zone" => view! {
+                    <input id=id.clone() type="text" list="time-zones" autocomplete="off" spellcheck="false"
+                        placeholder="Start typing, e.g. Europe/Berlin" on:input=set prop:value=get/>
+                    <datalist id="time-zones" data-test="time-zones">
+                        {domain::time_zones::TIME_ZONES.iter().map(|z| view! { <option value=*z></option> }).collect_view()}
+                    </datalist>
+                }
+                .into_any(),
                 _ => view! { <input id=id.clone() type=input_type(t, &key) on:input=set prop:value=get required=key == "email"/> }.into_any(),
             };
             view! {
-                <label for=id>{label}{phi.then(|| view! { <span class="phi-tag" title="Protected health information: encrypted at rest">"PHI"</span> })}</label>
+                <label for=id>{label.clone()}{phi.then(|| view! { <span class="phi-tag" title="Protected health information: encrypted at rest">"PHI"</span> })}</label>
                 {control}
+                <FieldError error=error field=key label=label/>
             }
         })
         .collect_view()
+}
+
+/// The error unless the form shows it next to a field (a refused value the person typed).
+fn off_form(error: Signal<Option<AppError>>, values: RwSignal<BTreeMap<String, String>>) -> Signal<Option<AppError>> {
+    Signal::derive(move || {
+        error.get().filter(|e| e.field.as_ref().is_none_or(|p| !values.with(|v| v.contains_key(&p.field))))
+    })
 }
 
 fn to_input(values: &BTreeMap<String, String>) -> ContactInput {
@@ -115,14 +138,14 @@ pub fn NewContactPage() -> impl IntoView {
                         let custom = custom.await.unwrap_or_default();
                         view! {
                             <form class="form-grid" on:submit=submit>
-                                <ContactForm custom=custom values=values/>
+                                <ContactForm custom=custom values=values error=error/>
                                 <div></div>
                                 <button type="submit" class="primary" disabled=move || !hydrated.get() || save.pending().get()>"Create contact"</button>
                             </form>
                         }
                     })}
                 </Suspense>
-                <ErrorMessage error=error/>
+                <ErrorMessage error=off_form(error, values)/>
             </section>
         </Guard>
     }
@@ -209,8 +232,7 @@ fn ContactDetailBody() -> impl IntoView {
                 let d = match detail.await {
                     Ok(d) => d,
                     Err(e) => {
-                        crate::components::redirect_if_signed_out(&e);
-                        return view! { <section class="panel"><p class="alert error" role="alert">{e.message}</p></section> }.into_any();
+                        return crate::components::load_error(e, "/contacts", "All contacts");
                     }
                 };
                 let custom = custom.await.unwrap_or_default();
@@ -238,7 +260,7 @@ fn ContactDetailBody() -> impl IntoView {
                                 <button on:click=move |_| confirm_delete.set(false)>"Keep"</button>
                             </div>
                         })}
-                        <ErrorMessage error=error/>
+                        <ErrorMessage error=off_form(error.into(), values)/>
                         {
                             let custom = custom.clone();
                             let current = current.clone();
@@ -249,7 +271,7 @@ fn ContactDetailBody() -> impl IntoView {
                                         ev.prevent_default();
                                         save.dispatch((cid, to_input(&values.get_untracked())));
                                     }>
-                                        <ContactForm custom=custom.clone() values=values/>
+                                        <ContactForm custom=custom.clone() values=values error=error/>
                                         <div></div>
                                         <div class="actions">
                                             <button type="submit" class="primary" disabled=move || save.pending().get()>"Save"</button>

@@ -2,7 +2,7 @@
 
 use super::ContactsNav;
 use crate::api_contacts::{create_field, delete_field, list_fields};
-use crate::components::{ErrorMessage, Guard, use_hydrated};
+use crate::components::{ErrorMessage, FieldError, Guard, unplaced, use_hydrated};
 use crate::error::AppError;
 use domain::Permission;
 use domain::contacts::FieldType;
@@ -95,20 +95,23 @@ fn Fields() -> impl IntoView {
             <form class="form-grid" on:submit=submit>
                 <label for="field-label">"Label"</label>
                 <input id="field-label" required maxlength="100" bind:value=label/>
+                <FieldError error=error field="label" label="Label"/>
                 <label for="field-key">"Merge field name"</label>
                 <input id="field-key" required maxlength="40" pattern="[a-z][a-z0-9_]*" placeholder="insurance_plan" bind:value=key/>
+                <FieldError error=error field="key" label="Merge field name"/>
                 <label for="field-type">"Type"</label>
                 <select id="field-type" on:change=move |ev| kind.set(event_target_value(&ev))>
                     {FieldType::ALL.iter().map(|t| view! { <option value=t.as_str()>{t.label()}</option> }).collect_view()}
                 </select>
                 <label for="field-options">"Options (one per line)"</label>
                 <textarea id="field-options" rows="3" bind:value=options disabled=move || kind.get() != "one_of"></textarea>
+                <FieldError error=error field="options" label="Options"/>
                 <label for="field-phi">"Holds PHI"</label>
                 <span><input id="field-phi" type="checkbox" class="checkbox" bind:checked=phi/>" Encrypt this field"</span>
                 <div></div>
                 <button type="submit" class="primary" disabled=move || !hydrated.get() || create.pending().get()>"Add field"</button>
             </form>
-            <ErrorMessage error=error/>
+            <ErrorMessage error=unplaced(error.into(), &["label", "key", "options"])/>
         </section>
     }
 }

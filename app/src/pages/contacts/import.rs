@@ -3,7 +3,7 @@
 
 use super::ContactsNav;
 use crate::api_contacts::{cancel_import, list_lists, recent_imports, start_import};
-use crate::components::{ErrorMessage, Guard, format_time, use_hydrated};
+use crate::components::{ErrorMessage, FieldError, Guard, format_time, unplaced, use_hydrated};
 use crate::error::AppError;
 use domain::Permission;
 use domain::contacts::{ConsentPurpose, Dedupe, ImportOptions, ImportPreview, ImportView};
@@ -95,7 +95,7 @@ fn Importer() -> impl IntoView {
     view! {
         <section class="panel">
             <h1>"Import contacts"</h1>
-            <ErrorMessage error=error/>
+            <ErrorMessage error=unplaced(error.into(), &["mapping", "lists", "consent"])/>
             {move || match step.get() {
                 Step::Choose => view! {
                     <p>"Upload a CSV file with a header row. Every value is encrypted on arrival; the file itself is never stored readable and is deleted after the import."</p>
@@ -202,6 +202,7 @@ fn Mapping(preview: ImportPreview, step: RwSignal<Step>, error: RwSignal<Option<
             <div class="table-wrap">
                 <table class="preview" data-test="import-preview"><thead><tr>{columns}</tr></thead><tbody>{rows}</tbody></table>
             </div>
+            <FieldError error=error field="mapping" label="Column matching"/>
             <fieldset>
                 <legend>"When an email address is already a contact"</legend>
                 <label class="inline"><input type="radio" name="dedupe" value="update" checked on:change=move |_| dedupe.set("update".into())/>" Update it with the file's values (empty cells keep what is stored)"</label>
@@ -222,6 +223,7 @@ fn Mapping(preview: ImportPreview, step: RwSignal<Step>, error: RwSignal<Option<
                         }).collect_view()
                     })}
                 </Suspense>
+                <FieldError error=error field="lists" label="Lists"/>
             </fieldset>
             <fieldset>
                 <legend>"Consent"</legend>
@@ -233,6 +235,7 @@ fn Mapping(preview: ImportPreview, step: RwSignal<Step>, error: RwSignal<Option<
                 </select>
                 <label for="import-consent-text">"Consent wording they agreed to"</label>
                 <textarea id="import-consent-text" rows="2" bind:value=consent_text></textarea>
+                <FieldError error=error field="consent" label="Consent wording"/>
             </fieldset>
             <button type="submit" class="primary" disabled=move || !hydrated.get() || start.pending().get()>"Start import"</button>
         </form>
