@@ -21,7 +21,9 @@ pub fn now_utc() -> chrono::DateTime<chrono::Utc> {
     {
         chrono::DateTime::from_timestamp_millis(js_sys::Date::now() as i64).unwrap_or_default()
     }
+    // Server rendering: a form's default, never a decision (those take the service's `Clock`).
     #[cfg(not(feature = "hydrate"))]
+    #[allow(clippy::disallowed_methods)]
     {
         chrono::Utc::now()
     }

@@ -459,7 +459,7 @@ async fn hostile_settings_roles_and_other_organisations() {
     }
     // A schedule in the past is refused when the draft is saved, not only after the launch
     // confirmation (issue 19 item 9): both kinds, on create and on update, in the field's words.
-    let yesterday = chrono::Utc::now() - chrono::Duration::days(1);
+    let yesterday = svc.clock().now() - chrono::Duration::days(1);
     for schedule in [
         json!({ "kind": "at", "at": yesterday }),
         json!({ "kind": "local_time", "date": (yesterday - chrono::Duration::days(2)).date_naive(), "time": "09:00:00" }),
