@@ -48,7 +48,7 @@ test('segment builder: live count, audited preview, save, duplicate; analysts re
   await expect(page.locator('[data-test=preview-row]')).toContainText(`${tag}<img src=x onerror=alert(1)>`);
   // A type mismatch cannot be built in the UI; a bad value is explained by the server.
   await inner.locator('[data-test=condition-value]').fill('');
-  await expect(page.locator('[data-test=count-error]')).toContainText('condition 2', { timeout: 15_000 });
+  await expect(page.locator('[data-test=count-error]')).toContainText('Condition 2', { timeout: 15_000 });
   await inner.locator('[data-test=condition-value]').fill(`${tag}b`);
   await expect(count).toContainText('1 of', { timeout: 15_000 });
 
@@ -102,7 +102,7 @@ test('segment builder: patient events with property conditions', async ({ page, 
   // An empty property name is explained, not sent as SQL or crashed on.
   await prop.locator('[data-test=property-op]').selectOption('equals');
   await prop.locator('[data-test=property-value]').fill('ready');
-  await expect(page.locator('[data-test=count-error]')).toContainText('condition 1', { timeout: 15_000 });
+  await expect(page.locator('[data-test=count-error]')).toContainText('Condition 1', { timeout: 15_000 });
   await prop.locator('[data-test=property-key]').fill('status');
   const count = page.locator('[data-test=live-count]');
   await expect(count).toContainText('0 of', { timeout: 15_000 });
