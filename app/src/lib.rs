@@ -22,7 +22,7 @@ pub mod ssr;
 use components::NotFoundPanel;
 use domain::Permission;
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_meta::{HashedStylesheet, MetaTags, Title, provide_meta_context};
 use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 use pages::audit::AuditPage;
@@ -48,6 +48,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="csrf-token" content=csrf/>
                 <meta name="referrer" content="no-referrer"/>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                // The style sheet's name carries its hash in a release build (cargo-leptos
+                // `hash-files`), read from the hash file the options name, like the scripts'.
+                <HashedStylesheet id="leptos" options=options.clone()/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
@@ -78,7 +81,6 @@ fn NotFound() -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     view! {
-        <Stylesheet id="leptos" href="/pkg/hermetic.css"/>
         <Title text="Hermetic"/>
         <Router>
             <Routes fallback=NotFound>

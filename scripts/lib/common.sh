@@ -63,6 +63,22 @@ ensure_node() {
   fi
 }
 
+# The release build: the server (target/release/server) and the site (target/site) with hashed
+# file names (hash-files in Cargo.toml; the names are in target/release/hash.txt, next to the
+# binary, where the server looks for them) and a brotli and a gzip copy of every file
+# (--precompress), which the server sends to browsers that accept them. wasm-opt (npm binaryen)
+# must be on PATH: `cargo leptos build --release` runs it, and it is not a Rust tool.
+build_release() {
+  ensure_rust_tools
+  ensure_node
+  # A stale sqlx DATABASE_URL would make the build check queries against it (STACK.md).
+  unset DATABASE_URL
+  log "release build (server and optimised WebAssembly; several minutes from cold)"
+  cargo leptos build --release --precompress --cargo-locked "$@"
+  [ -s "$HERMETIC_ROOT/target/release/hash.txt" ] || die "the release build wrote no target/release/hash.txt"
+  ls "$HERMETIC_ROOT"/target/site/pkg/*.wasm.br >/dev/null 2>&1 || die "the release build wrote no precompressed WebAssembly"
+}
+
 ensure_chromium() {
   [ -x /usr/bin/chromium ] || apt_install chromium
 }

@@ -39,6 +39,10 @@ pub struct FileConfig {
     /// paths separated by commas (HERMETIC_PREVIOUS_ROOT_KEY_FILES).
     pub previous_root_key_files: Option<PathList>,
     pub site_root: Option<PathBuf>,
+    /// The hash file cargo-leptos writes with `hash-files` (`hash.txt`, the hashed names of the
+    /// site's JavaScript, WebAssembly and style sheet). Default: `hash.txt` next to the server
+    /// binary, where cargo-leptos puts it, if it is there; without one the names are unhashed.
+    pub site_hash_file: Option<PathBuf>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
     /// Addresses or CIDR ranges of the reverse proxies in front of Hermetic (a list, or one
@@ -205,6 +209,8 @@ pub struct Runtime {
     pub listen: SocketAddr,
     pub public_url: String,
     pub site_root: PathBuf,
+    /// Absolute path of the hash file naming the hashed assets, if the site was built with them.
+    pub site_hash_file: Option<PathBuf>,
     pub log_format: LogFormat,
     pub log_level: String,
     pub trusted_proxies: crate::forwarded::TrustedProxies,
@@ -416,6 +422,14 @@ impl FileConfig {
             ..service::AuthSettings::default()
         };
         let site_root = self.site_root.unwrap_or_else(|| PathBuf::from("target/site"));
+        let site_hash_file = match self.site_hash_file.map(|f| if f.is_absolute() { f } else { cwd.join(f) }) {
+            Some(f) if f.is_file() => Some(f),
+            Some(f) => return Err(err(format!("site_hash_file {} is not a file", f.display()))),
+            None => std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|d| d.join("hash.txt")))
+                .filter(|f| f.is_file()),
+        };
         Ok(Config {
             root_key,
             previous_root_keys,
@@ -424,6 +438,7 @@ impl FileConfig {
                 listen,
                 public_url,
                 site_root: if site_root.is_absolute() { site_root } else { cwd.join(site_root) },
+                site_hash_file,
                 log_format,
                 log_level: self.log_level.unwrap_or_else(|| "info".into()),
                 trusted_proxies,

@@ -133,7 +133,13 @@ pub async fn serve(
         tracing::info!(addr = %dev.listen, "dev SMTP listener (captures mail into the dev mailbox)");
         tokio::spawn(devsmtp::run(l, tls, services.clone(), stop_rx.clone()));
     }
-    let router = web::router(services, &runtime.site_root, &runtime.public_url, runtime.trusted_proxies.clone());
+    let router = web::router(
+        services,
+        &runtime.site_root,
+        runtime.site_hash_file.as_deref(),
+        &runtime.public_url,
+        runtime.trusted_proxies.clone(),
+    );
     tracing::info!(addr = %listener.local_addr()?, "serving");
     let result = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {

@@ -23,6 +23,8 @@ pub struct WebState {
     pub table: Arc<Vec<RouteSpec>>,
     pub public_origin: String,
     pub trusted_proxies: TrustedProxies,
+    /// The site was built with hashed file names (cargo-leptos `hash-files`).
+    pub hashed_assets: bool,
 }
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -142,7 +144,8 @@ pub async fn pipeline(State(st): State<WebState>, mut req: Request, next: Next) 
     let kind = spec.as_ref().map(|s| s.kind);
     if kind == Some(Kind::Static) {
         let mut res = next.run(req).await;
-        static_headers(res.headers_mut());
+        let immutable = st.hashed_assets && res.status().is_success() && is_hashed_asset(&path);
+        static_headers(res.headers_mut(), immutable);
         return res;
     }
 
@@ -264,9 +267,32 @@ fn common_headers(h: &mut HeaderMap) {
     );
 }
 
-fn static_headers(h: &mut HeaderMap) {
+/// A file whose name carries its content hash never changes: browsers keep it for a year without
+/// asking again. Any other static file (the favicon, wasm-bindgen snippets, an unhashed build) is
+/// checked with the server on every use (`no-cache` revalidates with `If-Modified-Since`), so a new
+/// release is never mixed with an old cached script.
+fn static_headers(h: &mut HeaderMap, immutable: bool) {
     common_headers(h);
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    let cache = if immutable { "public, max-age=31536000, immutable" } else { "public, no-cache" };
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    // The body depends on Accept-Encoding (precompressed variants): shared caches must key on it.
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+}
+
+/// `/pkg/<stem>.<hash>.<ext>`: cargo-leptos' `hash-files` names (the MD5 of the file, 22 URL-safe
+/// base64 characters, `hermetic.5dXE…Q.wasm`; split chunks carry theirs in place of
+/// `______________________`). Files under `pkg/snippets` keep their names and are not hashed.
+pub fn is_hashed_asset(path: &str) -> bool {
+    let Some(name) = path.strip_prefix("/pkg/") else { return false };
+    if name.contains('/') {
+        return false;
+    }
+    let name = name.strip_suffix(".br").or_else(|| name.strip_suffix(".gz")).unwrap_or(name);
+    name.split('.').rev().skip(1).any(|part| {
+        part.len() == 22
+            && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !part.bytes().all(|b| b == b'_')
+    })
 }
 
 fn finish(res: &mut Response<Body>, nonce: Option<&str>, _kind: Option<Kind>) {

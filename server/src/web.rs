@@ -33,13 +33,26 @@ pub const HTTP_ROUTES: &[&str] = &[
 /// Largest request body accepted (forms and API calls; file uploads get their own limit).
 const BODY_LIMIT: usize = 1024 * 1024;
 
-pub fn leptos_options(site_root: &Path) -> LeptosOptions {
+/// With a hash file (see `config::Runtime::site_hash_file`), pages name the hashed JavaScript,
+/// WebAssembly and style sheet. Leptos joins the file name to the binary's directory, so an
+/// absolute path is used as it is.
+pub fn leptos_options(site_root: &Path, hash_file: Option<&Path>) -> LeptosOptions {
     LeptosOptions::builder()
         .output_name("hermetic")
         .site_root(site_root.to_string_lossy().to_string())
         .site_pkg_dir("pkg")
         .env(Env::PROD)
+        .hash_files(hash_file.is_some())
+        .hash_file(hash_file.map_or_else(|| "hash.txt".into(), |f| f.to_string_lossy().into()))
         .build()
+}
+
+/// The site's build output (`/pkg/…`): brotli or gzip files made at build time (`cargo leptos build
+/// --release --precompress` writes `x.br` and `x.gz` next to `x`) are sent to browsers that accept
+/// them, the plain file to the rest. Caching is set by the pipeline (hashed names are immutable).
+fn site_files(site_root: &Path) -> Router {
+    let pkg = tower_http::services::ServeDir::new(site_root.join("pkg")).precompressed_br().precompressed_gzip();
+    Router::new().nest_service("/pkg", pkg)
 }
 
 async fn healthz(State(svc): State<Services>) -> impl IntoResponse {
@@ -64,10 +77,11 @@ pub fn page_routes() -> Vec<AxumRouteListing> {
 pub fn router(
     services: Services,
     site_root: &Path,
+    hash_file: Option<&Path>,
     public_url: &str,
     trusted_proxies: crate::forwarded::TrustedProxies,
 ) -> Router {
-    let options = leptos_options(site_root);
+    let options = leptos_options(site_root, hash_file);
     let svc = services.clone();
     let context = move || app::ssr::provide_request_context(svc.clone());
     let pages = page_routes();
@@ -76,6 +90,7 @@ pub fn router(
         table: Arc::new(routes::table()),
         public_origin: origin_of(public_url),
         trusted_proxies,
+        hashed_assets: hash_file.is_some(),
     };
     let shell_options = options.clone();
     let upload_limit =
@@ -111,6 +126,7 @@ pub fn router(
     )
     .merge(plain)
     .merge(uploads)
+    .merge(site_files(site_root))
     .layer(axum::middleware::from_fn_with_state(state, pipeline))
 }
 
