@@ -8,6 +8,7 @@ pub mod audit;
 pub mod campaign_views;
 pub mod campaigns;
 pub mod contacts;
+pub mod delivery;
 pub mod disclosure;
 pub mod dto;
 pub mod email;

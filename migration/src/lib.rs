@@ -18,6 +18,7 @@ mod m20261222_000001_invites_per_organisation;
 mod m20261223_000001_import_expiry;
 mod m20261223_000002_consent_withdrawals;
 mod m20261224_000001_sending_domains;
+mod m20261225_000001_delivery_source;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261223_000001_import_expiry::Migration),
             Box::new(m20261223_000002_consent_withdrawals::Migration),
             Box::new(m20261224_000001_sending_domains::Migration),
+            Box::new(m20261225_000001_delivery_source::Migration),
         ]
     }
 }
@@ -61,6 +63,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20261223_000001_import_expiry.sql"),
     include_str!("m20261223_000002_consent_withdrawals.sql"),
     include_str!("m20261224_000001_sending_domains.sql"),
+    include_str!("m20261225_000001_delivery_source.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.

@@ -19,6 +19,7 @@ pub mod mail;
 pub mod maintenance;
 pub mod mime;
 pub mod organisations;
+pub mod outbound;
 pub mod outbox;
 pub mod pgcopy;
 pub mod recipient;

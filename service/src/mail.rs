@@ -145,8 +145,6 @@ pub struct Outgoing {
     pub subject: String,
     pub text: Phi<String>,
     pub html: Option<Phi<String>>,
-    /// Extra headers (List-Unsubscribe and the like); values must not contain PHI.
-    pub headers: Vec<(String, String)>,
 }
 
 /// What happened to a send.
@@ -160,28 +158,6 @@ pub enum SendOutcome {
     Deferred(String),
     /// A permanent refusal (5xx): do not retry. Holds only the status code or a fixed phrase.
     Rejected(String),
-}
-
-pub fn build_message(from: &str, msg: &Outgoing) -> ServiceResult<Message> {
-    let from: Mailbox = from.parse().map_err(|_| ServiceError::internal("the configured From address is invalid"))?;
-    build_message_from(from, msg)
-}
-
-pub fn build_message_from(from: Mailbox, msg: &Outgoing) -> ServiceResult<Message> {
-    let to: Mailbox =
-        msg.to.expose().parse().map_err(|_| ServiceError::invalid("recipient", "is not a valid email address"))?;
-    let mut b = Message::builder().from(from).to(to).subject(msg.subject.clone());
-    for (name, value) in &msg.headers {
-        b = b.raw_header(header::HeaderValue::new(
-            header::HeaderName::new_from_ascii(name.clone()).map_err(|_| ServiceError::internal("bad header name"))?,
-            value.clone(),
-        ));
-    }
-    let m = match &msg.html {
-        Some(html) => b.multipart(alternative(msg.text.expose(), html.expose())),
-        None => b.singlepart(text_part(msg.text.expose())),
-    };
-    m.map_err(|_| ServiceError::internal("the message could not be built"))
 }
 
 /// A `text/plain` part, encoded in one pass (`crate::body`).
@@ -201,20 +177,10 @@ fn capture_aad(org: OrganisationId, column: &'static str, id: Uuid) -> Aad<'stat
 }
 
 /// Send one piece of system mail (double opt-in, invitations, notices) From `mail.from`, signed
-/// with the platform's DKIM key when one is configured.
+/// with the platform's DKIM key when one is configured. Composed by `crate::outbound`.
 pub async fn send(svc: &Services, msg: Outgoing) -> ServiceResult<SendOutcome> {
-    let message = build_message(svc.settings().mail.from_address(), &msg)?;
-    let dkim = svc.settings().mail_dkim.clone();
-    deliver(svc, msg.organisation, message, &msg.to, &msg.subject, dkim.as_deref()).await
-}
-
-/// Send one message From an address on a verified sending domain of the organisation, signed
-/// with that domain's key (d= the From domain). `from` is the whole mailbox (`Clinic <news@…>`).
-pub async fn send_as(svc: &Services, from: &Mailbox, msg: Outgoing) -> ServiceResult<SendOutcome> {
-    let d = crate::sending_domains::verified_domain_of(svc.db(), msg.organisation, "from", from.email.as_ref()).await?;
-    let dkim = crate::sending_domains::signer(svc, &d).await?;
-    let message = build_message_from(from.clone(), &msg)?;
-    deliver(svc, msg.organisation, message, &msg.to, &msg.subject, Some(&dkim)).await
+    let content = crate::outbound::Content { subject: msg.subject, text: msg.text, html: msg.html };
+    crate::outbound::send_system(svc, msg.organisation, msg.to, content).await
 }
 
 /// Hand a built message to the configured transport: DKIM-signed with `dkim` (when given) and

@@ -351,7 +351,6 @@ async fn send_invitation(
             subject: format!("Your invitation to {org_name} on Hermetic"),
             text: domain::Phi::new(text),
             html: Some(domain::Phi::new(html)),
-            headers: vec![],
         },
     )
     .await

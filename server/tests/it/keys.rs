@@ -502,7 +502,6 @@ async fn data_key_rotation_reseals_every_sealed_column_so_the_old_key_can_be_des
             subject: "Your appointment".into(),
             text: Phi::new("See you on Monday".to_string()),
             html: None,
-            headers: vec![],
         },
     )
     .await

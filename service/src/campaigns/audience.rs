@@ -134,30 +134,35 @@ async fn insert_batch(svc: &Services, row: &Row, ids: &[Uuid], now: DateTime<Utc
                AND EXISTS (SELECT 1 FROM contact_consent cc WHERE cc.contact_id = c.id AND cc.purpose = $5 AND cc.granted)
                AND NOT EXISTS (SELECT 1 FROM suppression s WHERE s.organisation_id = $1 AND s.email_bidx = c.email_bidx)
              ON CONFLICT (campaign_id, contact_id) DO NOTHING
-             RETURNING id, campaign_id, not_before)
-             INSERT INTO delivery_queue (delivery_id, campaign_id, not_before)
-             SELECT id, campaign_id, not_before FROM d"
+             RETURNING id, campaign_id, not_before, source)
+             INSERT INTO delivery_queue (delivery_id, campaign_id, not_before, source)
+             SELECT id, campaign_id, not_before, source FROM d"
         };
     }
     let sql: &'static str = if date.is_some() {
         concat!(
             "WITH z AS MATERIALIZED (SELECT name FROM pg_timezone_names),
-             d AS (INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at)
+             d AS (INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at, source)
              SELECT gen_random_uuid(), $1, $2, c.id, 'queued',
-                    GREATEST($3, ($6::date + $7::time) AT TIME ZONE coalesce(z.name, 'UTC')), $3
+                    GREATEST($3, ($7::date + $8::time) AT TIME ZONE coalesce(z.name, 'UTC')), $3, $6
              FROM contact c LEFT JOIN z ON z.name = c.time_zone ",
             eligible!()
         )
     } else {
         concat!(
-            "WITH d AS (INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at)
-             SELECT gen_random_uuid(), $1, $2, c.id, 'queued', $3, $3
+            "WITH d AS (INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at, source)
+             SELECT gen_random_uuid(), $1, $2, c.id, 'queued', $3, $3, $6
              FROM contact c ",
             eligible!()
         )
     };
-    let q =
-        sqlx::query(sql).bind(row.organisation.0).bind(row.id).bind(now).bind(ids).bind(row.settings.purpose.as_str());
+    let q = sqlx::query(sql)
+        .bind(row.organisation.0)
+        .bind(row.id)
+        .bind(now)
+        .bind(ids)
+        .bind(row.settings.purpose.as_str())
+        .bind(domain::delivery::DeliverySource::Campaign.as_str());
     let q = if date.is_some() { q.bind(date).bind(time) } else { q };
     let res = q.execute(&pool(svc)).await.map_err(sqlx_err)?;
     Ok(res.rows_affected())

@@ -856,37 +856,16 @@ pub async fn test_send(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult
     let links_json = links::links_json(svc, org, subject, now).await?;
     let unsubscribe =
         links::url(svc, LinkKind::Unsubscribe, &links::token(svc, org, LinkKind::Unsubscribe, subject, now).await?);
-    let r = svc.templates().sandbox.render(
+    let content = crate::outbound::render(
+        svc,
         &c.checked,
         merge_data(synthetic_contact(&catalogue), &organisation_name(svc, org).await?, links_json),
     )?;
     let s = &row.settings;
-    let domain = crate::sending_domains::verified_domain_of(svc.db(), org, "from_email", &s.from_email).await?;
-    let dkim = crate::sending_domains::signer(svc, &domain).await?;
-    let from_addr: lettre::Address =
-        s.from_email.parse().map_err(|_| ServiceError::invalid("from_email", "is not a valid address"))?;
-    let from = lettre::message::Mailbox::new((!s.from_name.is_empty()).then(|| s.from_name.clone()), from_addr);
-    let to_box: lettre::message::Mailbox =
-        to.parse().map_err(|_| ServiceError::invalid("recipient", "is not a valid email address"))?;
-    let subject_line = format!("[Test] {}", r.subject.expose());
-    let mut b = lettre::Message::builder().from(from).to(to_box).subject(subject_line.clone());
-    if let Some(rt) = &s.reply_to {
-        b = b.reply_to(lettre::message::Mailbox::new(
-            None,
-            rt.parse().map_err(|_| ServiceError::invalid("reply_to", "is not a valid address"))?,
-        ));
-    }
-    use lettre::message::header;
-    for (name, value) in [
-        ("List-Unsubscribe", format!("<{unsubscribe}>")),
-        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".to_string()),
-        ("X-Hermetic-Test", "1".to_string()),
-    ] {
-        b = b.raw_header(header::HeaderValue::new(header::HeaderName::new_from_ascii_str(name), value));
-    }
-    let message = b
-        .multipart(crate::mail::alternative(r.text.expose(), r.html.expose()))
-        .map_err(|_| ServiceError::internal("the message could not be built"))?;
-    let outcome = crate::mail::deliver(svc, org, message, &domain::Phi::new(to), &subject_line, Some(&dkim)).await?;
+    let (from, reply_to) = crate::outbound::Sender::mailboxes(&s.from_name, &s.from_email, s.reply_to.as_deref())?;
+    let sender = crate::outbound::Sender::verified(svc, org, "from_email", from, reply_to).await?;
+    let kind = crate::outbound::Kind::Test { unsubscribe };
+    let m = crate::outbound::compose(&sender, &domain::Phi::new(to), content, &kind, None)?;
+    let outcome = crate::outbound::send_now(svc, org, &sender, m).await?;
     test_send_result(svc, actor, AuditAction::CampaignTestSent, "campaign", id, outcome).await
 }

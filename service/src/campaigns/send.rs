@@ -29,6 +29,7 @@ use crate::db;
 use crate::error::{ServiceError, ServiceResult};
 use crate::links::{self, LinkKind, LinkSubject};
 use crate::mail::{self, Dkim, Mailer, SendOutcome};
+use crate::outbound::{self, Sender};
 use crate::outbox::{self, queue};
 use crate::segments::eval::pool;
 use crate::sending_domains::VerifiedDomain;
@@ -39,8 +40,8 @@ use chrono::{DateTime, Utc};
 use domain::Phi;
 use domain::audit::{AuditAction, AuditOutcome};
 use domain::campaigns::{CampaignEvent, CampaignStatus, PauseReason, recipient_domain};
+use domain::delivery::{Attempt, DeliveryEvent, DeliveryState, after_attempt};
 use lettre::Message;
-use lettre::message::{Mailbox, header};
 use sea_orm::sqlx::{self, Connection, PgConnection};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use std::sync::Arc;
@@ -129,7 +130,7 @@ pub async fn reclaim_orphans(svc: &Services) -> ServiceResult<u64> {
 /// What one send produced, ready to record.
 struct Outcome {
     id: Uuid,
-    state: &'static str,
+    state: DeliveryState,
     status: Option<String>,
     detail: Option<&'static str>,
     not_before: Option<DateTime<Utc>>,
@@ -148,11 +149,10 @@ struct Prepared {
     key: Arc<DataKey>,
     bidx: Arc<DataKey>,
     links: Vec<super::tracking::TrackedLink>,
-    from: Mailbox,
-    reply_to: Option<Mailbox>,
-    from_domain: String,
     public_url: String,
-    /// The verified sending domain of the From address, and its DKIM signer (d= that domain).
+    /// From and Reply-To, with the DKIM signer of the From address's verified sending domain.
+    sender: Sender,
+    /// That verified sending domain (checked again before each batch).
     domain: VerifiedDomain,
     dkim: Arc<Dkim>,
 }
@@ -171,17 +171,8 @@ async fn prepare(svc: &Services, row: Row, domain: VerifiedDomain) -> ServiceRes
     let public_url = svc.settings().public_url.trim_end_matches('/').to_string();
     let links = super::tracking::tracked_links(&html, &public_url);
     let s = &row.settings;
-    let email: lettre::Address =
-        s.from_email.parse().map_err(|_| ServiceError::invalid("from_email", "is not a valid address"))?;
-    let from_domain = email.domain().to_string();
-    let from = Mailbox::new((!s.from_name.is_empty()).then(|| s.from_name.clone()), email);
-    let reply_to = match &s.reply_to {
-        Some(r) => Some(Mailbox::new(
-            None,
-            r.parse().map_err(|_| ServiceError::invalid("reply_to", "is not a valid address"))?,
-        )),
-        None => None,
-    };
+    let (from, reply_to) = Sender::mailboxes(&s.from_name, &s.from_email, s.reply_to.as_deref())?;
+    let dkim = crate::sending_domains::signer(svc, &domain).await?;
     Ok(Prepared {
         version,
         fields,
@@ -190,11 +181,9 @@ async fn prepare(svc: &Services, row: Row, domain: VerifiedDomain) -> ServiceRes
         key: contacts::data_key(svc, svc.db(), org).await?,
         bidx: contacts::bidx_key(svc, svc.db(), org).await?,
         links,
-        from,
-        reply_to,
-        from_domain,
         public_url,
-        dkim: crate::sending_domains::signer(svc, &domain).await?,
+        sender: Sender { from, reply_to, dkim: Some(dkim.clone()) },
+        dkim,
         domain,
         row,
     })
@@ -238,6 +227,8 @@ type ClaimedContact = (Uuid, record::SealedContact, Option<String>, Option<Strin
 /// A claimed delivery with its contact's sealed row and eligibility now.
 struct Claimed {
     id: Uuid,
+    /// The row's stored state (queued, or deferred for a retry).
+    state: DeliveryState,
     attempts: i32,
     contact: Option<ClaimedContact>,
     eligible: bool,
@@ -253,7 +244,7 @@ async fn claim(svc: &Services, p: &Prepared, lease: i64, n: i64, now: DateTime<U
              claimed AS (
                  UPDATE delivery_queue q SET claimed_by = $4
                  FROM due WHERE q.delivery_id = due.delivery_id RETURNING q.delivery_id)
-             SELECT d.id AS delivery_id, d.attempts + 1 AS attempts, c.id AS contact_id, {cols}, c.time_zone, c.locale, c.attrs,
+             SELECT d.id AS delivery_id, d.state, d.attempts + 1 AS attempts, c.id AS contact_id, {cols}, c.time_zone, c.locale, c.attrs,
                     (coalesce(cc.granted, false) AND s.email_bidx IS NULL) AS eligible
              FROM claimed k
              JOIN delivery d ON d.id = k.delivery_id
@@ -268,8 +259,11 @@ async fn claim(svc: &Services, p: &Prepared, lease: i64, n: i64, now: DateTime<U
     rows.iter()
         .map(|r| {
             let contact_id: Option<Uuid> = db::get(r, "contact_id")?;
+            let state: String = db::get(r, "state")?;
             Ok(Claimed {
                 id: db::get(r, "delivery_id")?,
+                state: DeliveryState::parse(&state)
+                    .ok_or_else(|| ServiceError::internal("a delivery row has an unknown state"))?,
                 attempts: db::get(r, "attempts")?,
                 eligible: db::get::<Option<bool>>(r, "eligible")?.unwrap_or(false),
                 contact: match contact_id {
@@ -287,8 +281,10 @@ async fn claim(svc: &Services, p: &Prepared, lease: i64, n: i64, now: DateTime<U
         .collect()
 }
 
-fn skipped(id: Uuid, why: &'static str) -> Outcome {
-    Outcome { id, state: "skipped", status: None, detail: Some(why), not_before: None, accepted_at: None, error: false }
+/// A claimed row that may not be sent: skipped, through the state machine from its stored state.
+fn skipped(c: &Claimed, why: &'static str) -> Outcome {
+    let state = c.state.transition(DeliveryEvent::Skip).unwrap_or(DeliveryState::Skipped);
+    Outcome { id: c.id, state, status: None, detail: Some(why), not_before: None, accepted_at: None, error: false }
 }
 
 /// A built message: envelope and bytes (DKIM-signed), plus what the dev mailbox indexes.
@@ -320,40 +316,15 @@ fn build(svc: &Services, p: &Prepared, keys: &record::KeySet, c: &Claimed, now: 
         &links::token_with(&p.key, org, LinkKind::Unsubscribe, subject, now)?,
     );
     let data = merge_data(contact_json(&rec, &p.fields).into_inner(), &p.org_name, serde_json::Value::Object(links));
-    let r = svc.templates().sandbox.render(&p.version.checked, data)?;
-    let html = super::tracking::instrument(r.html.expose(), &p.links, &p.public_url, &p.key, org, c.id, now)?;
-    let to: Mailbox =
-        rec.email.expose().parse().map_err(|_| ServiceError::invalid("recipient", "is not a valid email address"))?;
-    let mut b = Message::builder()
-        .from(p.from.clone())
-        .to(to)
-        .subject(r.subject.expose().clone())
-        .message_id(Some(format!("<{}@{}>", c.id, p.from_domain)));
-    if let Some(rt) = &p.reply_to {
-        b = b.reply_to(rt.clone());
-    }
-    for (name, value) in [
-        ("List-Unsubscribe", format!("<{unsubscribe}>")),
-        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".to_string()),
-        ("X-Hermetic-Delivery", c.id.to_string()),
-    ] {
-        b = b.raw_header(header::HeaderValue::new(header::HeaderName::new_from_ascii_str(name), value));
-    }
-    let message = b
-        .multipart(mail::alternative(r.text.expose(), &html))
-        .map_err(|_| ServiceError::internal("the message could not be built"))?;
+    let content = outbound::render(svc, &p.version.checked, data)?;
+    let tracking =
+        outbound::Tracking { links: &p.links, public_url: &p.public_url, key: &p.key, organisation: org, now };
+    let kind = outbound::Kind::Marketing { delivery: c.id, unsubscribe, tracking: Some(tracking) };
+    let m = outbound::compose(&p.sender, &rec.email, content, &kind, Some(c.id))?;
     let domain_key = recipient_domain(rec.email.expose())
         .map(|d| p.bidx.mac(&[b"hermetic.bidx.domain.v1", d.as_bytes()])[..16].to_vec())
         .unwrap_or_default();
-    Ok(Built { message, to: rec.email.clone(), subject: r.subject.expose().clone(), domain_key })
-}
-
-/// Which permanent replies mean the address does not exist (suppressed as a hard bounce).
-fn is_hard_bounce(status: &str) -> bool {
-    let mut parts = status.split_whitespace();
-    let code = parts.next().unwrap_or("");
-    let enhanced = parts.next().unwrap_or("");
-    enhanced.starts_with("5.1.") || (enhanced.is_empty() && matches!(code, "550" | "551" | "553"))
+    Ok(Built { message: m.message, to: m.to, subject: m.subject, domain_key })
 }
 
 /// Take a per-domain slot when one is free within a second (a GCRA clock per campaign and
@@ -395,25 +366,17 @@ async fn domain_slot(svc: &Services, campaign: Uuid, key: &[u8], per_minute: u32
 async fn ready(svc: &Services, p: &Prepared, keys: &record::KeySet, c: &Claimed) -> Result<Built, Outcome> {
     let id = c.id;
     if c.contact.is_none() {
-        return Err(skipped(id, "the contact was erased"));
+        return Err(skipped(c, "the contact was erased"));
     }
     if !c.eligible {
-        return Err(skipped(id, "unsubscribed, suppressed or without consent since launch"));
+        return Err(skipped(c, "unsubscribed, suppressed or without consent since launch"));
     }
     let now = svc.clock().now();
     let built = match build(svc, p, keys, c, now) {
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(delivery = %id, error = %e.log_detail(), "a campaign message could not be built");
-            return Err(Outcome {
-                id,
-                state: "failed",
-                status: None,
-                detail: Some("the message could not be built for this contact"),
-                not_before: None,
-                accepted_at: None,
-                error: true,
-            });
+            return Err(decided(svc, id, c.attempts, Attempt::Unbuildable, None));
         }
     };
     if let Some(cap) = p.row.settings.throttle.per_domain_per_minute {
@@ -422,7 +385,7 @@ async fn ready(svc: &Services, p: &Prepared, keys: &record::KeySet, c: &Claimed)
                 // Not this domain's turn: hand the row back for later, not counted as an attempt.
                 return Err(Outcome {
                     id,
-                    state: "queued",
+                    state: DeliveryState::Sending.transition(DeliveryEvent::Reclaim).unwrap_or(DeliveryState::Queued),
                     status: None,
                     detail: Some("waiting for the per-domain limit"),
                     not_before: Some(now + chrono::Duration::from_std(wait).unwrap_or_default()),
@@ -437,72 +400,34 @@ async fn ready(svc: &Services, p: &Prepared, keys: &record::KeySet, c: &Claimed)
     Ok(built)
 }
 
-/// The row's outcome from the transport's answer (read the moment it arrived).
+/// The row's outcome from the transport's answer (read the moment it arrived), decided by
+/// `domain::delivery::after_attempt` from the answer, the attempts and the retry policy.
 fn outcome_for(svc: &Services, id: Uuid, attempts: i32, outcome: ServiceResult<SendOutcome>) -> Outcome {
-    let at = svc.clock().now();
     match outcome {
-        Ok(SendOutcome::Accepted(status)) => Outcome {
-            id,
-            state: "sent",
-            status: Some(status),
-            detail: None,
-            not_before: None,
-            accepted_at: Some(at),
-            error: false,
-        },
+        Ok(SendOutcome::Accepted(status)) => decided(svc, id, attempts, Attempt::Accepted, Some(status)),
         Ok(SendOutcome::Rejected(status)) => {
-            let hard = is_hard_bounce(&status);
-            Outcome {
-                id,
-                state: if hard { "bounced" } else { "failed" },
-                detail: Some(if hard {
-                    "the address does not exist (hard bounce)"
-                } else {
-                    "the mail server refused the message"
-                }),
-                status: Some(status),
-                not_before: None,
-                accepted_at: None,
-                error: !hard,
-            }
+            decided(svc, id, attempts, Attempt::Rejected(&status), Some(status.clone()))
         }
-        Ok(SendOutcome::Deferred(status)) => {
-            let retry = &svc.settings().sending.retry;
-            if attempts as u32 >= retry.max_attempts {
-                Outcome {
-                    id,
-                    state: "failed",
-                    status: Some(status),
-                    detail: Some("temporary failures on every attempt"),
-                    not_before: None,
-                    accepted_at: None,
-                    error: true,
-                }
-            } else {
-                let jitter = f64::from(Uuid::new_v4().as_bytes()[0]) / 255.0;
-                Outcome {
-                    id,
-                    state: "deferred",
-                    status: Some(status),
-                    detail: Some("the mail server asked us to try later"),
-                    not_before: Some(at + retry.backoff(attempts as u32, jitter)),
-                    accepted_at: None,
-                    error: true,
-                }
-            }
-        }
+        Ok(SendOutcome::Deferred(status)) => decided(svc, id, attempts, Attempt::Deferred, Some(status)),
         Err(e) => {
             tracing::warn!(delivery = %id, error = %e.log_detail(), "a campaign message could not be handed over");
-            Outcome {
-                id,
-                state: "deferred",
-                status: None,
-                detail: Some("the message could not be handed to the mail transport"),
-                not_before: Some(at + chrono::Duration::seconds(60)),
-                accepted_at: None,
-                error: true,
-            }
+            decided(svc, id, attempts, Attempt::TransportUnavailable, None)
         }
+    }
+}
+
+fn decided(svc: &Services, id: Uuid, attempts: i32, attempt: Attempt<'_>, status: Option<String>) -> Outcome {
+    let at = svc.clock().now();
+    let jitter = f64::from(Uuid::new_v4().as_bytes()[0]) / 255.0;
+    let next = after_attempt(attempt, attempts.max(0) as u32, &svc.settings().sending.retry, jitter);
+    Outcome {
+        id,
+        state: next.state,
+        status,
+        detail: next.detail,
+        not_before: next.retry_in.map(|d| at + d),
+        accepted_at: (next.state == DeliveryState::Sent).then_some(at),
+        error: next.error,
     }
 }
 
@@ -585,16 +510,19 @@ async fn record(svc: &Services, campaign: Uuid, lease: i64, outs: &[Outcome]) ->
         return Ok(());
     }
     let ids: Vec<Uuid> = outs.iter().map(|o| o.id).collect();
-    let states: Vec<&str> = outs.iter().map(|o| o.state).collect();
+    let states: Vec<&str> = outs.iter().map(|o| o.state.as_str()).collect();
     let statuses: Vec<Option<String>> = outs.iter().map(|o| o.status.clone()).collect();
     let details: Vec<Option<&str>> = outs.iter().map(|o| o.detail).collect();
     let nbs: Vec<Option<DateTime<Utc>>> = outs.iter().map(|o| o.not_before).collect();
     let acc: Vec<Option<DateTime<Utc>>> = outs.iter().map(|o| o.accepted_at).collect();
     // A row handed back for the per-domain limit was not attempted.
-    let undo: Vec<i32> = outs.iter().map(|o| i32::from(o.state == "queued")).collect();
+    let undo: Vec<i32> = outs.iter().map(|o| i32::from(o.state == DeliveryState::Queued)).collect();
     // Auto-pause: the streak is the failures since the last success.
-    let errors_in_order: Vec<bool> =
-        outs.iter().filter(|o| o.state != "skipped" && o.state != "queued").map(|o| o.error).collect();
+    let errors_in_order: Vec<bool> = outs
+        .iter()
+        .filter(|o| !matches!(o.state, DeliveryState::Skipped | DeliveryState::Queued))
+        .map(|o| o.error)
+        .collect();
     let attempted = !errors_in_order.is_empty();
     let any_ok = errors_in_order.iter().any(|e| !e);
     let trailing = errors_in_order.iter().rev().take_while(|e| **e).count() as i32;

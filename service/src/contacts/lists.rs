@@ -440,7 +440,6 @@ pub async fn send_optin(svc: &Services, job: &OptInEmail) -> ServiceResult<crate
             subject: format!("Please confirm your subscription — {org_name}"),
             text: domain::Phi::new(text),
             html: Some(domain::Phi::new(html)),
-            headers: vec![],
         },
     )
     .await

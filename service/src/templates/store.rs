@@ -9,7 +9,8 @@ use crate::contacts::{self, fields, record};
 use crate::db;
 use crate::error::{ServiceError, ServiceResult, is_unique_violation};
 use crate::links::{self, LinkKind, LinkSubject};
-use crate::mail::{self, Outgoing, SendOutcome};
+use crate::mail::{self, SendOutcome};
+use crate::outbound;
 use crate::services::Services;
 use domain::audit::AuditAction;
 use domain::contacts::{CustomField, FieldType, FieldValue};
@@ -850,24 +851,10 @@ pub async fn test_send(svc: &Services, actor: &Actor, id: Uuid, content: Templat
             .map_err(|_| ServiceError::internal("the test sender's address is invalid"))?;
         lettre::message::Mailbox::new(Some(org_name.clone()), address)
     };
-    let r = svc.templates().sandbox.render(&p.checked, merge_data(synthetic_contact(&catalogue), &org_name, links))?;
-    let outcome = mail::send_as(
-        svc,
-        &from,
-        Outgoing {
-            organisation: org,
-            to: Phi::new(to),
-            subject: format!("[Test] {}", r.subject.expose()),
-            text: r.text,
-            html: Some(r.html),
-            headers: vec![
-                ("List-Unsubscribe".into(), format!("<{unsubscribe}>")),
-                ("List-Unsubscribe-Post".into(), "List-Unsubscribe=One-Click".into()),
-                ("X-Hermetic-Test".into(), "1".into()),
-            ],
-        },
-    )
-    .await?;
+    let sender = outbound::Sender::verified(svc, org, "from", from, None).await?;
+    let content = outbound::render(svc, &p.checked, merge_data(synthetic_contact(&catalogue), &org_name, links))?;
+    let m = outbound::compose(&sender, &Phi::new(to), content, &outbound::Kind::Test { unsubscribe }, None)?;
+    let outcome = outbound::send_now(svc, org, &sender, m).await?;
     test_send_result(svc, actor, AuditAction::TemplateTestSent, "template", id, outcome).await
 }
 
