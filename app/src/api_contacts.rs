@@ -261,7 +261,7 @@ pub async fn dev_mailbox(page: Option<u32>) -> Result<MailboxPage, AppError> {
 pub async fn dev_mail(id: Uuid) -> Result<CapturedMail, AppError> {
     let (svc, actor) = ssr::actor()?;
     let m = service::mail::captured_one(&svc, &actor, id).await?;
-    let parts = service::mime::parse(m.raw.expose());
+    let parts = service::mail::mime::parse(m.raw.expose());
     Ok(CapturedMail {
         id: m.id,
         created_at: m.created_at,

@@ -521,7 +521,7 @@ async fn worker(
         ca_pem: Some(std::fs::read(ca_file)?),
         pool_size: connections,
         tag_organisation: false,
-        timeouts: service::smtp::SmtpTimeouts::default(),
+        timeouts: service::mail::smtp::SmtpTimeouts::default(),
     };
     let dkim = match dkim_key {
         Some(k) => Some(Arc::new(

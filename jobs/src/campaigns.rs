@@ -5,7 +5,9 @@ use crate::JobsConfig;
 use crate::worker::failure;
 use apalis::prelude::*;
 use service::Services;
+use service::campaigns::send::SendWorker;
 use service::campaigns::{DispatchJob, PrepareJob};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -19,8 +21,8 @@ pub async fn prepare(job: PrepareJob, svc: Data<Services>) -> Result<(), BoxDynE
     })
 }
 
-pub async fn dispatch(job: DispatchJob, svc: Data<Services>) -> Result<(), BoxDynError> {
-    service::campaigns::send::dispatch(&svc, &job).await.map_err(|e| {
+pub async fn dispatch(job: DispatchJob, svc: Data<Services>, worker: Arc<SendWorker>) -> Result<(), BoxDynError> {
+    service::campaigns::send::dispatch(&svc, &worker, &job).await.map_err(|e| {
         tracing::error!(campaign = %job.campaign_id, error = %e.log_detail(), "dispatch job failed");
         failure(e)
     })

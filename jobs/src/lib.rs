@@ -12,6 +12,10 @@ pub mod worker;
 
 use apalis_postgres::PgPool;
 use service::Services;
+use service::campaigns::{DispatchJob, PrepareJob};
+use service::contacts::import::ImportJob;
+use service::contacts::lists::OptInEmail;
+use service::crypto::rotation::RotationJob;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -21,9 +25,12 @@ pub enum JobsError {
     Setup(String),
 }
 
-/// Create or upgrade apalis' own schema (`apalis.*`). Safe to call from every process at start.
+/// Create or upgrade apalis' own schema (`apalis.*`), then check it still has every column our
+/// job adapter writes (`service::outbox`). Safe to call from every process at start.
 pub async fn setup(pool: &PgPool) -> Result<(), JobsError> {
-    apalis_postgres::PostgresStorage::setup(pool).await.map_err(|e| JobsError::Setup(e.to_string()))
+    apalis_postgres::PostgresStorage::setup(pool).await.map_err(|e| JobsError::Setup(e.to_string()))?;
+    let db = sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone());
+    service::outbox::check_apalis_schema(&db).await.map_err(|e| JobsError::Setup(e.log_detail().into_owned()))
 }
 
 #[derive(Debug, Clone)]
@@ -55,71 +62,23 @@ pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bo
         tracing::error!("job workers need a PostgreSQL connection pool");
         return;
     };
-    use service::outbox::queue;
-    use worker::supervise;
     let scheduler = tokio::spawn(maintenance::schedule(svc.clone(), config.clone(), shutdown.clone()));
     let ticker = tokio::spawn(campaigns::tick(svc.clone(), config.clone(), shutdown.clone()));
-    let workers = [
-        tokio::spawn(supervise(
-            svc.clone(),
-            pool.clone(),
-            queue::MAINTENANCE,
-            config.clone(),
-            1,
-            shutdown.clone(),
-            maintenance::handle,
-        )),
-        tokio::spawn(supervise(
-            svc.clone(),
-            pool.clone(),
-            queue::IMPORT,
-            config.clone(),
-            1,
-            shutdown.clone(),
-            contacts::import,
-        )),
-        tokio::spawn(supervise(
-            svc.clone(),
-            pool.clone(),
-            queue::OPTIN_EMAIL,
-            config.clone(),
-            4,
-            shutdown.clone(),
-            contacts::optin_email,
-        )),
-        tokio::spawn(supervise(
-            svc.clone(),
-            pool.clone(),
-            queue::KEY_ROTATION,
-            config.clone(),
-            1,
-            shutdown.clone(),
-            contacts::key_rotation,
-        )),
-        tokio::spawn(supervise(
-            svc.clone(),
-            pool.clone(),
-            queue::CAMPAIGN_PREPARE,
-            config.clone(),
-            1,
-            shutdown.clone(),
-            campaigns::prepare,
-        )),
-        tokio::spawn(supervise(
-            svc.clone(),
-            pool,
-            queue::CAMPAIGN_DISPATCH,
-            config,
-            svc.settings().sending.slots.max(1) as usize,
-            shutdown,
-            campaigns::dispatch,
-        )),
-    ];
+    // This process's sending lease: one per process, shared by its dispatch jobs.
+    let send_worker = std::sync::Arc::new(service::campaigns::send::SendWorker::default());
+    let dispatch = move |job, svc| campaigns::dispatch(job, svc, send_worker.clone());
+    let slots = svc.settings().sending.slots.max(1) as usize;
+    let mut workers = worker::Workers::new(svc, pool, config, shutdown);
+    workers
+        .add::<maintenance::Maintenance, _, _>(1, maintenance::handle)
+        .add::<ImportJob, _, _>(1, contacts::import)
+        .add::<OptInEmail, _, _>(4, contacts::optin_email)
+        .add::<RotationJob, _, _>(1, contacts::key_rotation)
+        .add::<PrepareJob, _, _>(1, campaigns::prepare)
+        .add::<DispatchJob, _, _>(slots, dispatch);
     let _ = scheduler.await;
     let _ = ticker.await;
-    for w in workers {
-        let _ = w.await;
-    }
+    workers.join().await;
 }
 
 fn pool_of(svc: &Services) -> Option<PgPool> {

@@ -1,34 +1,101 @@
-//! A supervised apalis worker on one Postgres queue: restarted under a fresh name if the backend
-//! fails, stopped gracefully (in-flight jobs finish) when shutdown is signalled.
+//! The worker registry: one supervised apalis worker per job type, on the queue its `Job` impl
+//! names (restarted under a fresh name if the backend fails, stopped gracefully — in-flight jobs
+//! finish — when shutdown is signalled), and the periodic scheduler.
 
 use crate::JobsConfig;
 use apalis::prelude::*;
 use apalis_postgres::{Config, PgPool, PostgresStorage};
-use serde::{Serialize, de::DeserializeOwned};
 use service::Services;
+use service::outbox::Job;
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
 
-pub async fn supervise<T, F, Fut>(
+/// The workers of one process: add one per job type, then wait for them all.
+pub struct Workers {
     svc: Services,
     pool: PgPool,
-    queue: &'static str,
+    config: JobsConfig,
+    shutdown: watch::Receiver<bool>,
+    running: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    pub fn new(svc: Services, pool: PgPool, config: JobsConfig, shutdown: watch::Receiver<bool>) -> Workers {
+        Workers { svc, pool, config, shutdown, running: Vec::new() }
+    }
+
+    /// Run `handler` for jobs of type `J`, `concurrency` at a time, on `J::QUEUE`.
+    pub fn add<J, F, Fut>(&mut self, concurrency: usize, handler: F) -> &mut Self
+    where
+        J: Job,
+        F: Fn(J, Data<Services>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxDynError>> + Send + 'static,
+    {
+        self.running.push(tokio::spawn(supervise::<J, F, Fut>(
+            self.svc.clone(),
+            self.pool.clone(),
+            self.config.clone(),
+            concurrency,
+            self.shutdown.clone(),
+            handler,
+        )));
+        self
+    }
+
+    /// Wait until every worker has stopped (after shutdown, once in-flight jobs finished).
+    pub async fn join(self) {
+        for w in self.running {
+            let _ = w.await;
+        }
+    }
+}
+
+/// At each boundary of `period` (on the service clock), push the job `at_slot(slot)` makes for
+/// that boundary (seconds since the epoch). Every process runs this; the job's idempotency key
+/// (naming its slot) keeps it to one job per boundary, which exactly one worker claims.
+pub async fn every<J: Job>(
+    svc: Services,
+    period: Duration,
+    shutdown: watch::Receiver<bool>,
+    at_slot: impl Fn(i64) -> J + Send + 'static,
+) {
+    let period = period.as_secs().max(1) as i64;
+    loop {
+        let now = svc.clock().now();
+        let slot = (now.timestamp() / period + 1) * period;
+        let wait = Duration::from_millis((slot * 1000 - now.timestamp_millis()).max(0) as u64);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = crate::stopped(shutdown.clone()) => return,
+        }
+        match service::outbox::push(svc.db(), &at_slot(slot)).await {
+            Ok(true) => tracing::debug!(queue = J::QUEUE, slot, "periodic job pushed"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(queue = J::QUEUE, error = %e.log_detail(), "could not push a periodic job"),
+        }
+    }
+}
+
+async fn supervise<J, F, Fut>(
+    svc: Services,
+    pool: PgPool,
     config: JobsConfig,
     concurrency: usize,
     shutdown: watch::Receiver<bool>,
     handler: F,
 ) where
-    T: Serialize + DeserializeOwned + Send + Sync + Unpin + Clone + 'static,
-    F: Fn(T, Data<Services>) -> Fut + Clone + Send + Sync + 'static,
+    J: Job,
+    F: Fn(J, Data<Services>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<(), BoxDynError>> + Send + 'static,
 {
+    let queue = J::QUEUE;
     loop {
         if *shutdown.borrow() {
             return;
         }
         let name = format!("{queue}-{}", uuid::Uuid::now_v7());
-        let backend = PostgresStorage::<T>::new(&pool)
+        let backend = PostgresStorage::<J>::new(&pool)
             .with_config(
                 Config::default()
                     .queue(queue)

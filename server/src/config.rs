@@ -534,7 +534,7 @@ fn mail_settings(
             ca_pem,
             pool_size: m.smtp_pool_size.unwrap_or(8).clamp(1, 64),
             tag_organisation: m.smtp_tag_organisation.unwrap_or(false),
-            timeouts: service::smtp::SmtpTimeouts::default(),
+            timeouts: service::mail::smtp::SmtpTimeouts::default(),
         },
         from,
     })

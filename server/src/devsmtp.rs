@@ -199,7 +199,7 @@ async fn capture(svc: &Services, raw: &[u8], rcpt: &[String]) -> Result<(), &'st
         .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
         .ok_or("no organisation header: not a message from this Hermetic")?;
     // Kept as a person reads it (RFC 2047 encoded words decoded).
-    let subject = service::mime::decode_header(&header(raw, "Subject").unwrap_or_default());
+    let subject = service::mail::mime::decode_header(&header(raw, "Subject").unwrap_or_default());
     mail::capture(svc, domain::ids::OrganisationId(org), raw, &rcpt.join(", "), &subject).await.map_err(|e| {
         tracing::warn!(error = %e.log_detail(), "dev SMTP could not store a message");
         "the message could not be stored"

@@ -125,7 +125,8 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let workers =
         with_workers.then(|| tokio::spawn(jobs::run(services.clone(), runtime.jobs.clone(), stop_rx.clone())));
-    services.start_tracker(stop_rx.clone());
+    // The tracking-event buffer: owned here, handed to the pixel and click handlers.
+    let recorder = Arc::new(service::campaigns::tracking::Recorder::spawn(services.clone(), stop_rx.clone()));
     tokio::spawn(service::crypto::revocation::listen(services.clone(), stop_rx.clone()));
     if let Some(dev) = &runtime.dev_smtp {
         let tls = devsmtp::acceptor(&dev.cert, &dev.key).map_err(ServerError::Service)?;
@@ -139,7 +140,8 @@ pub async fn serve(
         runtime.site_hash_file.as_deref(),
         &runtime.public_url,
         runtime.trusted_proxies.clone(),
-    );
+    )
+    .layer(axum::Extension(recorder));
     tracing::info!(addr = %listener.local_addr()?, "serving");
     let result = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {

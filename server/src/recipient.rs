@@ -331,6 +331,7 @@ fn user_agent(headers: &http::HeaderMap) -> Option<String> {
 /// valid tokens record an open (buffered, classified human or machine).
 pub async fn open_pixel(
     State(svc): State<Services>,
+    recorder: Option<axum::Extension<std::sync::Arc<service::campaigns::tracking::Recorder>>>,
     method: http::Method,
     headers: http::HeaderMap,
     Path(token): Path<String>,
@@ -346,7 +347,7 @@ pub async fn open_pixel(
             head: method == http::Method::HEAD,
             at: now,
         };
-        if let Err(e) = tracking::record(&svc, hit).await {
+        if let Err(e) = tracking::record(&svc, recorder.as_deref().map(|r| r.as_ref()), hit).await {
             tracing::warn!(error = %e.log_detail(), "open not recorded");
         }
     }
@@ -360,6 +361,7 @@ pub async fn open_pixel(
 /// else is a plain "not valid" page with no redirect at all (never an open redirect).
 pub async fn click(
     State(svc): State<Services>,
+    recorder: Option<axum::Extension<std::sync::Arc<service::campaigns::tracking::Recorder>>>,
     method: http::Method,
     headers: http::HeaderMap,
     Path(token): Path<String>,
@@ -381,7 +383,7 @@ pub async fn click(
                 head: method == http::Method::HEAD,
                 at: now,
             };
-            if let Err(e) = tracking::record(&svc, hit).await {
+            if let Err(e) = tracking::record(&svc, recorder.as_deref().map(|r| r.as_ref()), hit).await {
                 tracing::warn!(error = %e.log_detail(), "click not recorded");
             }
             let Ok(location) = HeaderValue::from_str(&url) else {

@@ -35,3 +35,15 @@ pub async fn all<C: ConnectionTrait>(
 pub fn get<T: sea_orm::TryGetable>(row: &QueryResult, col: &str) -> Result<T, DbErr> {
     row.try_get("", col)
 }
+
+/// The sqlx pool under sea-orm, for the paths that need PostgreSQL features sea-orm does not
+/// carry: array binds (`unnest`), `COPY`, a connection of its own (the sending lease). The one
+/// place those paths reach raw sqlx.
+pub(crate) fn pool(conn: &sea_orm::DatabaseConnection) -> sea_orm::sqlx::PgPool {
+    conn.get_postgres_connection_pool().clone()
+}
+
+/// A raw sqlx error as the service's database error.
+pub(crate) fn sqlx_err(e: sea_orm::sqlx::Error) -> crate::error::ServiceError {
+    crate::error::ServiceError::from(DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e))))
+}

@@ -52,13 +52,7 @@ pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
     )
     .await?;
     // Finished job rows are kept a week.
-    let jobs = db::exec(
-        svc.db(),
-        "DELETE FROM apalis.jobs WHERE status IN ('Done', 'Killed') AND done_at < $1",
-        [(now - Duration::days(7)).into()],
-    )
-    .await
-    .unwrap_or(0);
+    let jobs = crate::outbox::purge_finished(svc.db(), now - Duration::days(7)).await.unwrap_or(0);
     // A file uploaded but never imported is PHI kept for no purpose: deleted after a day.
     let imports_expired = crate::contacts::import::expire_unstarted(svc).await?;
     let segments_sealed = crate::segments::seal_legacy(svc).await?;

@@ -193,14 +193,20 @@ pub async fn send_now(
     mail::deliver(svc, organisation, m.message, &m.to, &m.subject, sender.dkim.as_deref()).await
 }
 
-/// Compose and send one piece of system mail From the platform's address.
-pub async fn send_system(
-    svc: &Services,
-    organisation: OrganisationId,
-    to: Phi<String>,
-    content: Content,
-) -> ServiceResult<SendOutcome> {
+/// A piece of system mail to one person (an invitation, an opt-in confirmation, a staff notice).
+pub struct Outgoing {
+    pub organisation: OrganisationId,
+    pub to: Phi<String>,
+    pub subject: String,
+    pub text: Phi<String>,
+    pub html: Option<Phi<String>>,
+}
+
+/// Compose and send one piece of system mail From the platform's address (`mail.from`), signed
+/// with the platform's DKIM key when one is configured.
+pub async fn send_system(svc: &Services, msg: Outgoing) -> ServiceResult<SendOutcome> {
     let sender = Sender::platform(svc)?;
-    let m = compose(&sender, &to, content, &Kind::System, None)?;
-    send_now(svc, organisation, &sender, m).await
+    let content = Content { subject: msg.subject, text: msg.text, html: msg.html };
+    let m = compose(&sender, &msg.to, content, &Kind::System, None)?;
+    send_now(svc, msg.organisation, &sender, m).await
 }

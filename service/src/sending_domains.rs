@@ -31,28 +31,11 @@ use domain::audit::{AuditAction, AuditOutcome};
 use domain::ids::OrganisationId;
 use domain::sending_domains::{DnsRecord, DomainStatus, RecordCheck, RecordKind, SendingDomainView};
 use sea_orm::{ConnectionTrait, TransactionTrait};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// How sending domains are checked.
-#[derive(Debug, Clone)]
-pub struct DomainSettings {
-    /// The DNS resolver to ask (`mail.dns_resolver`); `None` is the system's (/etc/resolv.conf).
-    pub resolver: Option<SocketAddr>,
-    /// What the SPF record must include (`include:<this>`): `mail.spf_include`, else the relay's
-    /// host name. `None`: any SPF record passes.
-    pub spf_include: Option<String>,
-    /// How often the maintenance job re-checks a verified domain.
-    pub recheck: chrono::Duration,
-}
-
-impl Default for DomainSettings {
-    fn default() -> Self {
-        DomainSettings { resolver: None, spf_include: None, recheck: chrono::Duration::hours(1) }
-    }
-}
+pub use crate::config::DomainSettings;
 
 /// Most domains one organisation may hold (each costs a key generation).
 pub const MAX_PER_ORGANISATION: i64 = 20;
@@ -580,7 +563,7 @@ pub async fn add(svc: &Services, actor: &Actor, domain: &str) -> ServiceResult<S
         return Err(ServiceError::conflict("An organisation may have at most 20 sending domains. Remove one first."));
     }
     // A second or so of CPU: on the blocking pool, not on the threads serving requests.
-    let key = tokio::task::spawn_blocking(crate::dkim::generate_key)
+    let key = tokio::task::spawn_blocking(crate::mail::dkim::generate_key)
         .await
         .map_err(|_| ServiceError::internal("the DKIM key generation task stopped"))?
         .map_err(ServiceError::internal)?;

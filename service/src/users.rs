@@ -343,9 +343,9 @@ async fn send_invitation(
         esc(org_name),
         esc(&url)
     );
-    crate::mail::send(
+    crate::outbound::send_system(
         svc,
-        crate::mail::Outgoing {
+        crate::outbound::Outgoing {
             organisation: org,
             to: domain::Phi::new(email.as_str().to_string()),
             subject: format!("Your invitation to {org_name} on Hermetic"),

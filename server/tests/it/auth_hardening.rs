@@ -392,7 +392,7 @@ async fn invitation_mails(app: &TestApp, org: domain::ids::OrganisationId) -> Ve
             let at = raw.find("/invite#").expect("an invitation link") + "/invite#".len();
             let token: String =
                 raw[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
-            let parts = service::mime::parse(m.raw.expose());
+            let parts = service::mail::mime::parse(m.raw.expose());
             let text = parts.text.unwrap_or_default().replace(&token, "TOKEN");
             (m.recipient.expose().clone(), m.subject.expose().clone(), text, token)
         })

@@ -676,7 +676,8 @@ async fn sending_starts_before_the_audience_is_complete_and_finishes_after() {
     let job = service::campaigns::DispatchJob { campaign_id: id, generation: 0, chain: "t".into(), seq: 0 };
     let dispatcher = {
         let svc = svc.clone();
-        tokio::spawn(async move { service::campaigns::send::dispatch(&svc, &job).await })
+        let worker = service::campaigns::send::SendWorker::default();
+        tokio::spawn(async move { service::campaigns::send::dispatch(&svc, &worker, &job).await })
     };
     for _ in 0..200 {
         if smtp.messages().len() >= 2 || dispatcher.is_finished() {

@@ -114,7 +114,7 @@ async fn campaign(app: &TestApp, actor: &Actor, purpose: ConsentPurpose, members
 async fn unsubscribe_path(app: &TestApp, org: OrganisationId, to: &str) -> String {
     let mail = service::mail::captured(&app.services, org, 50).await.unwrap();
     let m = mail.iter().find(|m| m.recipient.expose() == to).unwrap_or_else(|| panic!("no message to {to}"));
-    let parts = service::mime::parse(m.raw.expose());
+    let parts = service::mail::mime::parse(m.raw.expose());
     let url = parts
         .headers
         .iter()

@@ -494,9 +494,9 @@ async fn data_key_rotation_reseals_every_sealed_column_so_the_old_key_can_be_des
     assert_eq!(c.page("/login/enrol").await.0, 200);
     produced.insert("user_session.pending_totp_secret".to_string());
     // dev_mailbox.*: mail captured because no relay is configured.
-    let out = service::mail::send(
+    let out = service::outbound::send_system(
         svc,
-        service::mail::Outgoing {
+        service::outbound::Outgoing {
             organisation: org,
             to: Phi::new("pat@patients.test".to_string()),
             subject: "Your appointment".into(),

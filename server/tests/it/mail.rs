@@ -2,8 +2,8 @@
 //! (a real TCP peer that accepts and then never replies) cannot stop mail.
 
 use crate::smtp::{SmtpServer, Tls, tools};
+use service::mail::smtp::{SmtpPool, SmtpTimeouts};
 use service::mail::{SendOutcome, SmtpSettings, TlsMode};
-use service::smtp::{SmtpPool, SmtpTimeouts};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;

@@ -11,7 +11,6 @@ use super::{Row, load_any};
 use crate::actor::Actor;
 use crate::db;
 use crate::error::{ServiceError, ServiceResult};
-use crate::segments::eval::pool;
 use crate::services::Services;
 use chrono::{DateTime, Utc};
 use domain::Permission;
@@ -26,10 +25,6 @@ use uuid::Uuid;
 
 /// Contacts handed to one INSERT.
 const BATCH: usize = 1000;
-
-fn sqlx_err(e: sqlx::Error) -> ServiceError {
-    ServiceError::from(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e))))
-}
 
 /// Hand every candidate id (segments, then lists; before suppression and consent) to `f` in
 /// batches as they are found. An id in several segments or lists comes more than once.
@@ -61,9 +56,9 @@ where
             .bind(org.0)
             .bind(&audience.lists)
             .bind(after)
-            .fetch_all(&pool(svc))
+            .fetch_all(&db::pool(svc.db()))
             .await
-            .map_err(sqlx_err)?;
+            .map_err(db::sqlx_err)?;
             let Some(last) = page.last().copied() else { break };
             after = last;
             f(page).await?;
@@ -108,9 +103,9 @@ pub async fn count(
         .bind(org.0)
         .bind(chunk)
         .bind(purpose.as_str())
-        .fetch_one(&pool(svc))
+        .fetch_one(&db::pool(svc.db()))
         .await
-        .map_err(sqlx_err)?;
+        .map_err(db::sqlx_err)?;
         total.matched += row.0.max(0) as u64;
         total.suppressed += row.1.max(0) as u64;
         total.without_consent += row.2.max(0) as u64;
@@ -164,7 +159,7 @@ async fn insert_batch(svc: &Services, row: &Row, ids: &[Uuid], now: DateTime<Utc
         .bind(row.settings.purpose.as_str())
         .bind(domain::delivery::DeliverySource::Campaign.as_str());
     let q = if date.is_some() { q.bind(date).bind(time) } else { q };
-    let res = q.execute(&pool(svc)).await.map_err(sqlx_err)?;
+    let res = q.execute(&db::pool(svc.db())).await.map_err(db::sqlx_err)?;
     Ok(res.rows_affected())
 }
 

@@ -14,7 +14,7 @@ use crate::actor::Actor;
 use crate::audit::{self, AuditRecord};
 use crate::db;
 use crate::error::{ServiceError, ServiceResult};
-use crate::outbox::{self, queue};
+use crate::outbox;
 use crate::services::Services;
 use chrono::{DateTime, Utc};
 use domain::Permission;
@@ -24,7 +24,7 @@ use domain::campaign_views::{
     ReportCounts, TemplateChoice,
 };
 use domain::campaigns::{
-    CampaignEvent, CampaignSettings, CampaignStatus, DeliveryCounts, DeliveryState, PauseReason, RetryPolicy, Schedule,
+    CampaignEvent, CampaignSettings, CampaignStatus, DeliveryCounts, DeliveryState, PauseReason, Schedule,
 };
 use domain::disclosure::Reader;
 use domain::ids::OrganisationId;
@@ -34,34 +34,35 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use uuid::Uuid;
 
-/// How the sending pipeline works in this process. Defaults suit a small relay; benchmarks and
-/// tests change them.
-#[derive(Debug, Clone)]
-pub struct SendingSettings {
-    /// Dispatch jobs per campaign: each runs its own send loop, and any worker process may run any
-    /// of them, so several workers share a campaign.
-    pub slots: u32,
-    /// Sending lanes per dispatch job: each sends its share of a batch over one pooled SMTP
-    /// connection, pipelined across messages.
-    pub concurrency: u32,
-    /// Most deliveries one claim takes (each claim is at most ~¼ s of the campaign's rate too).
-    pub max_batch: u32,
-    /// A dispatch job hands over to a fresh job after this long (a checkpoint: a crash loses
-    /// nothing either way, but jobs stay short).
-    pub job_secs: u64,
-    pub retry: RetryPolicy,
-}
-
-impl Default for SendingSettings {
-    fn default() -> Self {
-        SendingSettings { slots: 4, concurrency: 8, max_batch: 200, job_secs: 30, retry: RetryPolicy::default() }
-    }
-}
+pub use crate::config::SendingSettings;
 
 /// Job payloads (ids only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrepareJob {
     pub campaign_id: Uuid,
+    /// Set when a paused campaign resumes before its audience was complete: the generation it
+    /// resumes as (one preparation per start and per resume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_generation: Option<i32>,
+}
+
+impl outbox::Job for PrepareJob {
+    const QUEUE: &'static str = outbox::queue::CAMPAIGN_PREPARE;
+    const MAX_ATTEMPTS: i32 = 25;
+    fn idempotency_key(&self) -> Option<String> {
+        Some(match self.resume_generation {
+            None => format!("prepare:{}", self.campaign_id),
+            Some(g) => format!("prepare:{}:{g}", self.campaign_id),
+        })
+    }
+}
+
+impl outbox::Job for DispatchJob {
+    const QUEUE: &'static str = outbox::queue::CAMPAIGN_DISPATCH;
+    const MAX_ATTEMPTS: i32 = 1000;
+    fn idempotency_key(&self) -> Option<String> {
+        Some(dispatch_key(self))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -527,14 +528,7 @@ async fn start(svc: &Services, txn: &DatabaseTransaction, row: &Row, now: DateTi
     )
     .await?;
     let _ = svc;
-    outbox::enqueue(
-        txn,
-        queue::CAMPAIGN_PREPARE,
-        &PrepareJob { campaign_id: row.id },
-        25,
-        Some(format!("prepare:{}", row.id)),
-    )
-    .await?;
+    outbox::push(txn, &PrepareJob { campaign_id: row.id, resume_generation: None }).await?;
     Ok(())
 }
 
@@ -585,14 +579,7 @@ pub async fn resume(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<()
     if row.audience_ready {
         enqueue_dispatch(svc, &txn, id, row.generation + 1).await?;
     } else {
-        outbox::enqueue(
-            &txn,
-            queue::CAMPAIGN_PREPARE,
-            &PrepareJob { campaign_id: id },
-            25,
-            Some(format!("prepare:{id}:{}", row.generation + 1)),
-        )
-        .await?;
+        outbox::push(&txn, &PrepareJob { campaign_id: id, resume_generation: Some(row.generation + 1) }).await?;
     }
     audit::record(svc, &txn, AuditRecord::by(actor, AuditAction::CampaignResumed).target("campaign", id)).await?;
     txn.commit().await?;
@@ -674,7 +661,7 @@ pub(crate) async fn enqueue_dispatch<C: ConnectionTrait>(
 ) -> ServiceResult<()> {
     for slot in 0..svc.settings().sending.slots.max(1) {
         let job = DispatchJob { campaign_id: id, generation, chain: format!("s{slot}"), seq: 0 };
-        outbox::enqueue(conn, queue::CAMPAIGN_DISPATCH, &job, 1000, Some(dispatch_key(&job))).await?;
+        outbox::push(conn, &job).await?;
     }
     Ok(())
 }

@@ -20,7 +20,7 @@
 //! pool. Suppression and consent are checked again in the claim, so someone who unsubscribes after
 //! launch is skipped.
 
-use super::{DispatchJob, Row, dispatch_key, load_any};
+use super::{DispatchJob, Row, load_any};
 use crate::audit::{self, AuditActor, AuditRecord};
 use crate::contacts::record::{self, Open};
 use crate::contacts::{self, fields};
@@ -30,8 +30,7 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::links::{self, LinkKind, LinkSubject};
 use crate::mail::{self, Dkim, Mailer, SendOutcome};
 use crate::outbound::{self, Sender};
-use crate::outbox::{self, queue};
-use crate::segments::eval::pool;
+use crate::outbox;
 use crate::sending_domains::VerifiedDomain;
 use crate::services::Services;
 use crate::templates::MergeFields;
@@ -49,10 +48,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-fn sqlx_err(e: sqlx::Error) -> ServiceError {
-    ServiceError::from(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(Arc::new(e))))
-}
-
 /// This process's sending lease: an advisory lock on a connection of its own.
 pub struct Lease {
     pub key: i64,
@@ -61,8 +56,8 @@ pub struct Lease {
 
 impl Lease {
     async fn acquire(svc: &Services) -> ServiceResult<Lease> {
-        let opts = pool(svc).connect_options();
-        let mut conn = PgConnection::connect_with(&*opts).await.map_err(sqlx_err)?;
+        let opts = db::pool(svc.db()).connect_options();
+        let mut conn = PgConnection::connect_with(&*opts).await.map_err(db::sqlx_err)?;
         loop {
             let b = *Uuid::new_v4().as_bytes();
             let key = i64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
@@ -70,7 +65,7 @@ impl Lease {
                 .bind(key)
                 .fetch_one(&mut conn)
                 .await
-                .map_err(sqlx_err)?;
+                .map_err(db::sqlx_err)?;
             if got {
                 return Ok(Lease { key, conn: Mutex::new(conn) });
             }
@@ -91,38 +86,46 @@ impl Lease {
     }
 }
 
-/// The process's lease, taken on first use.
-pub async fn lease(svc: &Services) -> ServiceResult<Arc<Lease>> {
-    svc.send_lease().get_or_try_init(|| async { Lease::acquire(svc).await.map(Arc::new) }).await.cloned()
+/// A process's sending state, owned by whoever runs dispatch jobs (the `jobs` crate's worker) and
+/// passed to each: the lease, taken on first use and kept for the process's life.
+#[derive(Default)]
+pub struct SendWorker {
+    lease: tokio::sync::OnceCell<Arc<Lease>>,
+}
+
+impl SendWorker {
+    pub async fn lease(&self, svc: &Services) -> ServiceResult<Arc<Lease>> {
+        self.lease.get_or_try_init(|| async { Lease::acquire(svc).await.map(Arc::new) }).await.cloned()
+    }
 }
 
 /// Hand back deliveries held by processes that died (their advisory lock is free).
 pub async fn reclaim_orphans(svc: &Services) -> ServiceResult<u64> {
     let holders: Vec<i64> =
         sqlx::query_scalar("SELECT DISTINCT claimed_by FROM delivery_queue WHERE claimed_by IS NOT NULL")
-            .fetch_all(&pool(svc))
+            .fetch_all(&db::pool(svc.db()))
             .await
-            .map_err(sqlx_err)?;
+            .map_err(db::sqlx_err)?;
     let mut n = 0;
     for k in holders {
-        let mut tx = pool(svc).begin().await.map_err(sqlx_err)?;
+        let mut tx = db::pool(svc.db()).begin().await.map_err(db::sqlx_err)?;
         let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
             .bind(k)
             .fetch_one(&mut *tx)
             .await
-            .map_err(sqlx_err)?;
+            .map_err(db::sqlx_err)?;
         if free {
             let r = sqlx::query("UPDATE delivery_queue SET claimed_by = NULL WHERE claimed_by = $1")
                 .bind(k)
                 .execute(&mut *tx)
                 .await
-                .map_err(sqlx_err)?;
+                .map_err(db::sqlx_err)?;
             n += r.rows_affected();
             if r.rows_affected() > 0 {
                 tracing::warn!(rows = r.rows_affected(), "deliveries of a stopped send worker handed back");
             }
         }
-        tx.commit().await.map_err(sqlx_err)?;
+        tx.commit().await.map_err(db::sqlx_err)?;
     }
     Ok(n)
 }
@@ -332,7 +335,7 @@ fn build(svc: &Services, p: &Prepared, keys: &record::KeySet, c: &Claimed, now: 
 /// slot when taken, until the domain is free again when not (nothing is reserved then).
 async fn domain_slot(svc: &Services, campaign: Uuid, key: &[u8], per_minute: u32) -> ServiceResult<(bool, Duration)> {
     let step = 60.0 / f64::from(per_minute.max(1));
-    let mut tx = pool(svc).begin().await.map_err(sqlx_err)?;
+    let mut tx = db::pool(svc.db()).begin().await.map_err(db::sqlx_err)?;
     sqlx::query(
         "INSERT INTO campaign_domain_clock (campaign_id, domain_key, clock) VALUES ($1, $2, clock_timestamp())
          ON CONFLICT (campaign_id, domain_key) DO NOTHING",
@@ -341,7 +344,7 @@ async fn domain_slot(svc: &Services, campaign: Uuid, key: &[u8], per_minute: u32
     .bind(key)
     .execute(&mut *tx)
     .await
-    .map_err(sqlx_err)?;
+    .map_err(db::sqlx_err)?;
     let (granted, wait): (bool, f64) = sqlx::query_as(
         "WITH old AS (SELECT clock, clock_timestamp() AS now FROM campaign_domain_clock
                       WHERE campaign_id = $1 AND domain_key = $2 FOR UPDATE)
@@ -356,8 +359,8 @@ async fn domain_slot(svc: &Services, campaign: Uuid, key: &[u8], per_minute: u32
     .bind(step)
     .fetch_one(&mut *tx)
     .await
-    .map_err(sqlx_err)?;
-    tx.commit().await.map_err(sqlx_err)?;
+    .map_err(db::sqlx_err)?;
+    tx.commit().await.map_err(db::sqlx_err)?;
     Ok((granted, Duration::from_secs_f64(wait.clamp(0.0, 86_400.0))))
 }
 
@@ -573,9 +576,9 @@ async fn record(svc: &Services, campaign: Uuid, lease: i64, outs: &[Outcome]) ->
     .bind(any_ok)
     .bind(trailing)
     .bind(attempted)
-    .fetch_one(&pool(svc))
+    .fetch_one(&db::pool(svc.db()))
     .await
-    .map_err(sqlx_err)?;
+    .map_err(db::sqlx_err)?;
     if let Some(streak) = streak.filter(|s| *s > 0) {
         auto_pause_if_needed(svc, campaign, streak).await?;
     }
@@ -675,9 +678,9 @@ async fn reserve(svc: &Services, campaign: Uuid, n: i64, per_second: u32) -> Ser
     )
     .bind(campaign)
     .bind(span)
-    .fetch_one(&pool(svc))
+    .fetch_one(&db::pool(svc.db()))
     .await
-    .map_err(sqlx_err)?;
+    .map_err(db::sqlx_err)?;
     Ok(Duration::from_secs_f64(wait.clamp(0.0, 3600.0)))
 }
 
@@ -688,9 +691,9 @@ async fn refund(svc: &Services, campaign: Uuid, n: i64, per_second: u32) -> Serv
     sqlx::query("UPDATE campaign SET send_clock = send_clock - make_interval(secs => $2) WHERE id = $1")
         .bind(campaign)
         .bind(n as f64 / f64::from(per_second.max(1)))
-        .execute(&pool(svc))
+        .execute(&db::pool(svc.db()))
         .await
-        .map_err(sqlx_err)?;
+        .map_err(db::sqlx_err)?;
     Ok(())
 }
 
@@ -716,7 +719,7 @@ async fn sleep_until(svc: &Services, t: DateTime<Utc>) {
 
 /// Run one dispatch job: send batches until the campaign stops, nothing is due, or the job's time
 /// is up (then a successor job continues).
-pub async fn dispatch(svc: &Services, job: &DispatchJob) -> ServiceResult<()> {
+pub async fn dispatch(svc: &Services, worker: &SendWorker, job: &DispatchJob) -> ServiceResult<()> {
     let row = load_any(svc.db(), job.campaign_id, false).await?;
     // The audience may still be resolving: its rows arrive in batches and are sent as they come.
     if row.status != CampaignStatus::Sending || row.generation != job.generation {
@@ -735,7 +738,7 @@ pub async fn dispatch(svc: &Services, job: &DispatchJob) -> ServiceResult<()> {
         Err(ServiceError::Invalid(_)) => return pause_for_domain(svc, job.campaign_id).await,
         Err(e) => return Err(e),
     };
-    let lease = lease(svc).await?;
+    let lease = worker.lease(svc).await?;
     let settings = svc.settings().sending.clone();
     let p = prepare(svc, row, domain).await?;
     let started = Instant::now();
@@ -844,26 +847,17 @@ pub async fn dispatch(svc: &Services, job: &DispatchJob) -> ServiceResult<()> {
 /// Hand over to the next job of this slot (at `at`, or now).
 async fn successor(svc: &Services, job: &DispatchJob, at: Option<DateTime<Utc>>) -> ServiceResult<()> {
     let next = DispatchJob { seq: job.seq + 1, ..job.clone() };
-    outbox::enqueue_at(svc.db(), queue::CAMPAIGN_DISPATCH, &next, 1000, Some(dispatch_key(&next)), at).await?;
+    match at {
+        Some(at) => outbox::push_at(svc.db(), &next, at).await?,
+        None => outbox::push(svc.db(), &next).await?,
+    };
     Ok(())
 }
 
 /// Make sure a sending campaign with work left has a live dispatch job (after a crash, or when
 /// every job ended while rows were deferred). `stale` is how long a silent worker counts as dead.
 pub async fn ensure_dispatch(svc: &Services, campaign: Uuid, stale: Duration) -> ServiceResult<()> {
-    let live: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM apalis.jobs j
-         WHERE j.job_type = $1 AND j.idempotency_key LIKE $2
-           AND ((j.status IN ('Pending', 'Queued') AND j.run_at <= now() + interval '5 seconds')
-                OR (j.status = 'Running' AND j.lock_by IN
-                    (SELECT w.id FROM apalis.workers w WHERE w.last_seen > now() - make_interval(secs => $3))))",
-    )
-    .bind(queue::CAMPAIGN_DISPATCH)
-    .bind(format!("dispatch:{campaign}:%"))
-    .bind(stale.as_secs_f64())
-    .fetch_one(&pool(svc))
-    .await
-    .map_err(sqlx_err)?;
+    let live = outbox::live::<_, DispatchJob>(svc.db(), &format!("dispatch:{campaign}:"), stale).await?;
     if live > 0 {
         return Ok(());
     }
@@ -875,9 +869,9 @@ pub async fn ensure_dispatch(svc: &Services, campaign: Uuid, stale: Duration) ->
     ))
     .bind(campaign)
     .bind(svc.clock().now())
-    .fetch_one(&pool(svc))
+    .fetch_one(&db::pool(svc.db()))
     .await
-    .map_err(sqlx_err)?;
+    .map_err(db::sqlx_err)?;
     if pending == 0 {
         finish_if_done(svc, campaign).await?;
         return Ok(());
@@ -892,7 +886,7 @@ pub async fn ensure_dispatch(svc: &Services, campaign: Uuid, stale: Duration) ->
         chain: format!("r{}", Uuid::now_v7().simple()),
         seq: 0,
     };
-    outbox::enqueue_at(svc.db(), queue::CAMPAIGN_DISPATCH, &job, 1000, Some(dispatch_key(&job)), None).await?;
+    outbox::push(svc.db(), &job).await?;
     tracing::info!(campaign = %campaign, "dispatch restarted for a campaign with work left");
     Ok(())
 }

@@ -14,7 +14,6 @@ use crate::crypto::keyring::DataKey;
 use crate::crypto::seal::Aad;
 use crate::db;
 use crate::error::{ServiceError, ServiceResult};
-use crate::segments::eval::pool;
 use crate::services::Services;
 use chrono::{DateTime, Duration, Utc};
 use data_encoding::BASE64URL_NOPAD;
@@ -209,15 +208,29 @@ pub async fn click_target(svc: &Services, c: &Claims) -> ServiceResult<String> {
     if l.starts_with("https://") || l.starts_with("http://") { Ok(url) } else { Err(ServiceError::NotFound) }
 }
 
-/// The process's event buffer: the web edge pushes, a background task flushes in batches.
+/// The process's event buffer: the web edge pushes, a background task flushes in batches. Owned
+/// by the web server that runs it and handed to the tracking handlers.
 pub struct Recorder {
     tx: tokio::sync::mpsc::Sender<Hit>,
+    /// Hits dropped because the buffer was full (the pixel and the redirect never wait).
+    dropped: std::sync::atomic::AtomicU64,
 }
 
 impl Recorder {
-    /// Start the flusher. Without one (tests that never call this), hits are written at once.
-    pub fn spawn(svc: Services, mut shutdown: tokio::sync::watch::Receiver<bool>) -> Recorder {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Hit>(FLUSH_EVENTS * 10);
+    /// Start the flusher with the default buffer (ten flushes' worth of hits). Without a
+    /// recorder (tests that never start one), hits are written at once.
+    pub fn spawn(svc: Services, shutdown: tokio::sync::watch::Receiver<bool>) -> Recorder {
+        Recorder::with_capacity(svc, shutdown, FLUSH_EVENTS * 10)
+    }
+
+    /// Hits dropped so far because the buffer was full (logged as they happen, in counts only).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Start the flusher with a buffer of `capacity` hits.
+    pub fn with_capacity(svc: Services, mut shutdown: tokio::sync::watch::Receiver<bool>, capacity: usize) -> Recorder {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Hit>(capacity.max(1));
         tokio::spawn(async move {
             let mut buf = Vec::with_capacity(FLUSH_EVENTS);
             loop {
@@ -242,24 +255,26 @@ impl Recorder {
                 }
             }
         });
-        Recorder { tx }
+        Recorder { tx, dropped: std::sync::atomic::AtomicU64::new(0) }
     }
 }
 
 /// Record a hit: through the buffer when one runs, else at once.
-pub async fn record(svc: &Services, hit: Hit) -> ServiceResult<()> {
-    match svc.tracker() {
+pub async fn record(svc: &Services, recorder: Option<&Recorder>, hit: Hit) -> ServiceResult<()> {
+    match recorder {
         Some(r) => {
-            // A full buffer drops the event rather than slowing the pixel or the redirect.
-            let _ = r.tx.try_send(hit);
+            // A full buffer drops the event rather than slowing the pixel or the redirect; the
+            // drop is counted and logged (every 100th, to keep a flood from flooding the log).
+            if r.tx.try_send(hit).is_err() {
+                let n = r.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if n == 1 || n.is_multiple_of(100) {
+                    tracing::warn!(dropped = n, "tracking buffer full: engagement events dropped");
+                }
+            }
             Ok(())
         }
         None => flush(svc, vec![hit]).await,
     }
-}
-
-fn sqlx_err(e: sqlx::Error) -> ServiceError {
-    ServiceError::from(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e))))
 }
 
 /// (delivery, organisation, campaign, contact, accepted at, links in the campaign).
@@ -276,9 +291,9 @@ pub async fn flush(svc: &Services, hits: Vec<Hit>) -> ServiceResult<()> {
          WHERE d.id = ANY($1)",
     )
     .bind(&ids)
-    .fetch_all(&pool(svc))
+    .fetch_all(&db::pool(svc.db()))
     .await
-    .map_err(sqlx_err)?;
+    .map_err(db::sqlx_err)?;
     let info: HashMap<Uuid, _> = rows.into_iter().map(|r| (r.0, r)).collect();
     let earliest = hits.iter().map(|h| h.at).min().unwrap_or_else(|| svc.clock().now());
     // Clicks already recorded on these messages in the scan window.
@@ -288,9 +303,9 @@ pub async fn flush(svc: &Services, hits: Vec<Hit>) -> ServiceResult<()> {
     )
     .bind(&ids)
     .bind(earliest - Duration::seconds(domain::campaigns::PREFETCH_SECS))
-    .fetch_all(&pool(svc))
+    .fetch_all(&db::pool(svc.db()))
     .await
-    .map_err(sqlx_err)?;
+    .map_err(db::sqlx_err)?;
     let mut clicks: HashMap<Uuid, Vec<(u16, DateTime<Utc>)>> = HashMap::new();
     for (d, p, at) in prior {
         clicks.entry(d).or_default().push((p.max(0) as u16, at));
@@ -348,7 +363,7 @@ pub async fn flush(svc: &Services, hits: Vec<Hit>) -> ServiceResult<()> {
             Track::Open => None,
         });
     }
-    let mut tx = pool(svc).begin().await.map_err(sqlx_err)?;
+    let mut tx = db::pool(svc.db()).begin().await.map_err(db::sqlx_err)?;
     if !org.is_empty() {
         sqlx::query(
             "INSERT INTO engagement_event
@@ -366,7 +381,7 @@ pub async fn flush(svc: &Services, hits: Vec<Hit>) -> ServiceResult<()> {
         .bind(&position)
         .execute(&mut *tx)
         .await
-        .map_err(sqlx_err)?;
+        .map_err(db::sqlx_err)?;
     }
     if !scanned.is_empty() {
         sqlx::query(
@@ -377,9 +392,9 @@ pub async fn flush(svc: &Services, hits: Vec<Hit>) -> ServiceResult<()> {
         .bind(earliest - Duration::seconds(domain::campaigns::PREFETCH_SECS))
         .execute(&mut *tx)
         .await
-        .map_err(sqlx_err)?;
+        .map_err(db::sqlx_err)?;
     }
-    tx.commit().await.map_err(sqlx_err)?;
+    tx.commit().await.map_err(db::sqlx_err)?;
     Ok(())
 }
 

@@ -52,6 +52,14 @@ pub struct ImportJob {
     pub import_id: Uuid,
 }
 
+impl crate::outbox::Job for ImportJob {
+    const QUEUE: &'static str = crate::outbox::queue::IMPORT;
+    const MAX_ATTEMPTS: i32 = 25;
+    fn idempotency_key(&self) -> Option<String> {
+        Some(format!("import:{}", self.import_id))
+    }
+}
+
 fn sqlx_err(e: sqlx::Error) -> ServiceError {
     ServiceError::from(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(Arc::new(e))))
 }

@@ -35,6 +35,15 @@ pub struct OptInEmail {
     pub contact_id: Uuid,
 }
 
+impl crate::outbox::Job for OptInEmail {
+    const QUEUE: &'static str = crate::outbox::queue::OPTIN_EMAIL;
+    const MAX_ATTEMPTS: i32 = 5;
+    /// Every request for a confirmation sends one.
+    fn idempotency_key(&self) -> Option<String> {
+        None
+    }
+}
+
 fn clean(s: &str, max: usize, field: &str) -> ServiceResult<String> {
     let t = s.trim();
     if t.chars().count() > max || t.chars().any(char::is_control) {
@@ -387,7 +396,8 @@ pub async fn confirm_optin(svc: &Services, token: &str, ip: Option<String>) -> S
 /// Email a pending member their confirmation link (the `optin-email` job). Does nothing when the
 /// member is no longer pending or the address is suppressed.
 pub async fn send_optin(svc: &Services, job: &OptInEmail) -> ServiceResult<crate::mail::SendOutcome> {
-    use crate::mail::{Outgoing, SendOutcome};
+    use crate::mail::SendOutcome;
+    use crate::outbound::Outgoing;
     let org = OrganisationId(job.organisation_id);
     let row = db::one(
         svc.db(),
@@ -431,7 +441,7 @@ pub async fn send_optin(svc: &Services, job: &OptInEmail) -> ServiceResult<crate
         esc(&list),
         esc(&url)
     );
-    crate::mail::send(
+    crate::outbound::send_system(
         svc,
         Outgoing {
             organisation: org,

@@ -37,6 +37,14 @@ pub struct RotationJob {
     pub rotation_id: Uuid,
 }
 
+impl crate::outbox::Job for RotationJob {
+    const QUEUE: &'static str = crate::outbox::queue::KEY_ROTATION;
+    const MAX_ATTEMPTS: i32 = 25;
+    fn idempotency_key(&self) -> Option<String> {
+        Some(format!("rotation:{}", self.rotation_id))
+    }
+}
+
 /// What a root-key rotation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootRotation {

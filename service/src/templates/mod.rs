@@ -3,8 +3,9 @@
 //! rendering capped in time and size. `store` keeps templates as immutable versions, previews and
 //! test-sends them, and caches compiled versions.
 
+pub mod engine;
 pub mod sandbox;
 pub mod store;
 
+pub use engine::Engine;
 pub use sandbox::{Checked, FieldInfo, MergeFields, Rendered, Sandbox, TemplateParts};
-pub use store::Engine;

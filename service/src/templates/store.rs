@@ -23,8 +23,7 @@ use domain::templates::{Design, html_to_text, starters};
 use domain::{Permission, Phi};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::{Value as Json, json};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Largest editor state kept as a draft (the checks cap each body at 256 KB).
@@ -32,49 +31,7 @@ const MAX_DRAFT_BYTES: usize = 1024 * 1024;
 /// Test sends allowed per user in `TEST_SEND_WINDOW_MINUTES`.
 pub const TEST_SENDS_PER_WINDOW: i64 = 10;
 pub const TEST_SEND_WINDOW_MINUTES: i64 = 10;
-/// Compiled versions kept in memory per process.
-const CACHE_CAPACITY: usize = 512;
-
-/// A stored version, compiled once and shared (versions never change, so entries never go stale).
-pub struct CompiledVersion {
-    pub id: Uuid,
-    pub organisation: OrganisationId,
-    pub template_id: Uuid,
-    pub version: i32,
-    pub checked: Checked,
-}
-
-/// The process's template engine: the sandbox and the compiled-version cache.
-pub struct Engine {
-    pub sandbox: super::Sandbox,
-    cache: Mutex<HashMap<Uuid, Arc<CompiledVersion>>>,
-}
-
-impl Default for Engine {
-    fn default() -> Self {
-        Engine { sandbox: super::Sandbox::new(), cache: Mutex::new(HashMap::new()) }
-    }
-}
-
-impl Engine {
-    fn cached(&self, id: Uuid) -> Option<Arc<CompiledVersion>> {
-        self.cache.lock().ok().and_then(|m| m.get(&id).cloned())
-    }
-    fn remember(&self, v: CompiledVersion) -> Arc<CompiledVersion> {
-        let v = Arc::new(v);
-        if let Ok(mut m) = self.cache.lock() {
-            if m.len() >= CACHE_CAPACITY {
-                m.clear();
-            }
-            m.insert(v.id, v.clone());
-        }
-        v
-    }
-    /// How many compiled versions are cached (for tests and metrics).
-    pub fn cached_len(&self) -> usize {
-        self.cache.lock().map(|m| m.len()).unwrap_or(0)
-    }
-}
+pub use super::engine::{CompiledVersion, Engine};
 
 fn clean_name(name: &str) -> ServiceResult<String> {
     let t = name.trim();

@@ -15,7 +15,6 @@
 //! Replies are reduced to status codes before they leave this module: reply texts can quote the
 //! address.
 
-use crate::mail::{SendOutcome, SmtpSettings, TlsMode};
 use data_encoding::BASE64;
 use lettre::address::Envelope;
 use std::sync::{Arc, Mutex};
@@ -29,6 +28,69 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use zeroize::Zeroizing;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain connection upgraded with STARTTLS, which must succeed.
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+}
+
+/// The relay's AUTH password: not Clone, Debug or Serialize, zeroised when dropped. It is read
+/// once (from a file of its own or `HERMETIC_SMTP_PASSWORD`) and shared behind an `Arc`, never
+/// copied, down to the zeroised AUTH line (`smtp::SmtpPool`).
+pub struct SmtpPassword(zeroize::Zeroizing<String>);
+
+impl SmtpPassword {
+    pub fn new(password: zeroize::Zeroizing<String>) -> SmtpPassword {
+        SmtpPassword(password)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: Option<String>,
+    pub password: Option<Arc<SmtpPassword>>,
+    /// Extra CA certificate (PEM) for private relays.
+    pub ca_pem: Option<Vec<u8>>,
+    pub pool_size: u32,
+    /// Development: add `X-Hermetic-Organisation` so the dev SMTP listener can file messages.
+    pub tag_organisation: bool,
+    pub timeouts: SmtpTimeouts,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What happened to a send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Accepted by the relay (or captured), with the relay's reply.
+    Accepted(String),
+    /// A temporary refusal (4xx, connection trouble): try again later. Holds only the status
+    /// code or a fixed phrase — never the reply text, which can quote the recipient — so it may be
+    /// logged.
+    Deferred(String),
+    /// A permanent refusal (5xx): do not retry. Holds only the status code or a fixed phrase.
+    Rejected(String),
+}
 
 /// How long each step may take. Every read and write on a connection has a limit, and so has the
 /// health check of a pooled connection: a relay that accepts and then never answers can delay one
@@ -909,6 +971,47 @@ fn hostname_id() -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    /// Compile-time proof: `SmtpPassword` implements none of Clone, Debug, Serialize. Each check
+    /// is ambiguous — and does not compile — if the type gains the trait.
+    #[test]
+    fn the_smtp_password_cannot_be_copied_printed_or_serialised() {
+        trait NotClone<A> {
+            fn check() {}
+        }
+        impl<T: ?Sized> NotClone<()> for T {}
+        impl<T: Clone> NotClone<u8> for T {}
+        trait NotDebug<A> {
+            fn check() {}
+        }
+        impl<T: ?Sized> NotDebug<()> for T {}
+        impl<T: ?Sized + std::fmt::Debug> NotDebug<u8> for T {}
+        trait NotSerialize<A> {
+            fn check() {}
+        }
+        impl<T: ?Sized> NotSerialize<()> for T {}
+        impl<T: ?Sized + serde::Serialize> NotSerialize<u8> for T {}
+        <SmtpPassword as NotClone<_>>::check();
+        <SmtpPassword as NotDebug<_>>::check();
+        <SmtpPassword as NotSerialize<_>>::check();
+        let s = SmtpSettings {
+            host: "relay.example".into(),
+            port: 587,
+            tls: TlsMode::StartTls,
+            username: Some("hermetic".into()),
+            password: Some(Arc::new(SmtpPassword::new(zeroize::Zeroizing::new("hunter2-relay".into())))),
+            ca_pem: None,
+            pool_size: 1,
+            tag_organisation: false,
+            timeouts: SmtpTimeouts::default(),
+        };
+        let printed = format!(
+            "{s:?} {:?}",
+            super::super::transport::MailSettings::Smtp { smtp: s.clone(), from: "a@b.test".into() }
+        );
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
+
     use super::*;
 
     #[test]
