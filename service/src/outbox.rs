@@ -105,7 +105,11 @@ pub async fn push_all<J: Job>(conn: &mut sea_orm::sqlx::PgConnection, jobs: &[J]
 
 /// How many jobs of a type, with idempotency keys starting with `key_prefix`, are alive: waiting
 /// and due within five seconds, or running on a worker seen within `stale`.
-pub async fn live<C: ConnectionTrait, J: Job>(conn: &C, key_prefix: &str, stale: std::time::Duration) -> ServiceResult<i64> {
+pub async fn live<C: ConnectionTrait, J: Job>(
+    conn: &C,
+    key_prefix: &str,
+    stale: std::time::Duration,
+) -> ServiceResult<i64> {
     #[derive(sea_orm::FromQueryResult)]
     struct Count {
         n: i64,

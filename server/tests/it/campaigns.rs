@@ -371,6 +371,19 @@ async fn retries_and_bounces(server_args: &[&str]) {
     assert!(r.try_get::<String>("", "smtp_status").unwrap().starts_with("550"));
     let sup = service::contacts::suppression::list(svc, &actor, 100).await.unwrap();
     assert!(sup.iter().any(|s| s.reason == SuppressionReason::HardBounce), "the bounced address is suppressed");
+    // The suppression made by the send path is audited like one made by staff (same transaction).
+    let audited = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!(
+                "SELECT count(*) AS n FROM audit_event WHERE action = 'suppression.added' AND actor_kind = 'system'
+                   AND target_kind = 'contact' AND target_id = '{gone}' AND details::text LIKE '%hard_bounce%'"
+            ),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(audited.try_get::<i64>("", "n").unwrap(), 1, "one audit row for the hard-bounce suppression");
     // Segments see who received the campaign (its accepted deliveries: not the hard bounce).
     use domain::segments::{Activity, Condition, FORMAT_VERSION, Node, SegmentDefinition};
     let received = |campaign, within_days| SegmentDefinition {
@@ -577,6 +590,57 @@ async fn local_time_schedules_follow_each_recipients_zone() {
     let both = smtp.wait_for(2, 30).await;
     assert_eq!(header(&mime(&both[1].0), "to"), "west@patients.test");
     wait_status(&app, &actor, id, CampaignStatus::Completed, 30).await;
+    app.stop().await;
+}
+
+/// Daylight-saving transitions on controlled dates (America/New_York, 2027): a local time that
+/// does not exist (02:30 on 14 March, clocks jump from 02:00 to 03:00) is sent once, at 03:30 EDT
+/// (PostgreSQL reads the gap as standard time: 07:30 UTC); a local time that happens twice (01:30
+/// on 7 November) is sent once, at the second one (01:30 EST, 06:30 UTC). Never skipped, never twice.
+#[tokio::test]
+async fn local_time_schedules_in_daylight_saving_gaps_and_overlaps_send_once() {
+    let smtp = SmtpServer::start(Tls::Required, &[]);
+    let app = start(&smtp, &[]).await;
+    let org = lakeside(&app).await;
+    let actor = Actor::system(org, "test");
+    let svc = &app.services;
+    let mut fields = std::collections::BTreeMap::new();
+    fields.insert("email".to_string(), Phi::new("ny@patients.test".to_string()));
+    fields.insert("time_zone".to_string(), Phi::new("America/New_York".to_string()));
+    let id = service::contacts::create(svc, &actor, ContactInput { fields }).await.unwrap();
+    service::contacts::consent::record(svc, &actor, id, ConsentPurpose::Marketing, true, None).await.unwrap();
+    let list = list_with(svc, &actor, &[id]).await;
+    let t = template(svc, &actor).await;
+    let at =
+        |y, m, d, h, min| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap().and_hms_opt(h, min, 0).unwrap().and_utc();
+    let cases = [
+        // (local date, local time, the one UTC instant it goes out)
+        ((2027, 3, 14), (2, 30), at(2027, 3, 14, 7, 30)),
+        ((2027, 11, 7), (1, 30), at(2027, 11, 7, 6, 30)),
+    ];
+    for (n, ((y, m, d), (h, min), due)) in cases.into_iter().enumerate() {
+        app.clock.set(due - chrono::Duration::days(3));
+        let mut s = settings(&format!("Transition {n}"), list, t);
+        s.schedule = Schedule::LocalTime {
+            date: chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap(),
+            time: chrono::NaiveTime::from_hms_opt(h, min, 0).unwrap(),
+        };
+        let cid = service::campaigns::create(svc, &actor, &s).await.unwrap();
+        assert_eq!(service::campaigns::launch(svc, &actor, cid).await.unwrap(), CampaignStatus::Scheduled);
+        // An hour before (the first 01:30 of the overlap, for the second case): nothing.
+        app.clock.set(due - chrono::Duration::minutes(61));
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(smtp.messages().len(), n, "case {n}: nothing before {due}");
+        app.clock.set(due - chrono::Duration::minutes(2));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(smtp.messages().len(), n, "case {n}: still nothing just before {due}");
+        app.clock.set(due + chrono::Duration::minutes(1));
+        smtp.wait_for(n + 1, 30).await;
+        wait_status(&app, &actor, cid, CampaignStatus::Completed, 30).await;
+        app.clock.set(due + chrono::Duration::hours(3));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(smtp.messages().len(), n + 1, "case {n}: sent exactly once");
+    }
     app.stop().await;
 }
 

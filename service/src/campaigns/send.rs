@@ -512,14 +512,21 @@ async fn record(svc: &Services, campaign: Uuid, lease: i64, outs: &[Outcome]) ->
     if outs.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = outs.iter().map(|o| o.id).collect();
-    let states: Vec<&str> = outs.iter().map(|o| o.state.as_str()).collect();
-    let statuses: Vec<Option<String>> = outs.iter().map(|o| o.status.clone()).collect();
-    let details: Vec<Option<&str>> = outs.iter().map(|o| o.detail).collect();
-    let nbs: Vec<Option<DateTime<Utc>>> = outs.iter().map(|o| o.not_before).collect();
-    let acc: Vec<Option<DateTime<Utc>>> = outs.iter().map(|o| o.accepted_at).collect();
     // A row handed back for the per-domain limit was not attempted.
-    let undo: Vec<i32> = outs.iter().map(|o| i32::from(o.state == DeliveryState::Queued)).collect();
+    let rows: Vec<serde_json::Value> = outs
+        .iter()
+        .map(|o| {
+            serde_json::json!({
+                "id": o.id,
+                "state": o.state.as_str(),
+                "status": o.status,
+                "detail": o.detail,
+                "nb": o.not_before,
+                "acc": o.accepted_at,
+                "undo": i32::from(o.state == DeliveryState::Queued),
+            })
+        })
+        .collect();
     // Auto-pause: the streak is the failures since the last success.
     let errors_in_order: Vec<bool> = outs
         .iter()
@@ -529,56 +536,93 @@ async fn record(svc: &Services, campaign: Uuid, lease: i64, outs: &[Outcome]) ->
     let attempted = !errors_in_order.is_empty();
     let any_ok = errors_in_order.iter().any(|e| !e);
     let trailing = errors_in_order.iter().rev().take_while(|e| **e).count() as i32;
-    let streak: Option<i32> = sqlx::query_scalar(
+    let now = svc.clock().now();
+    #[derive(sea_orm::FromQueryResult)]
+    struct Recorded {
+        streak: Option<i32>,
+        /// `[{"organisation": …, "contact": …}]`: contacts whose address this batch suppressed.
+        suppressed: serde_json::Value,
+    }
+    #[derive(serde::Deserialize)]
+    struct SuppressedContact {
+        organisation: Uuid,
+        contact: Uuid,
+    }
+    // One statement and, with the audit rows of the suppressions it made, one transaction.
+    // `recorded_at` is the database's clock at the write on purpose: `recorded_at - accepted_at`
+    // measures the window in which a crash would resend an accepted message.
+    let txn = svc.db().begin().await?;
+    let r = <Recorded as sea_orm::FromQueryResult>::find_by_statement(db::stmt(
         "WITH o AS MATERIALIZED (
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::int[])
-                  AS o(id, state, status, detail, nb, acc, undo)),
+             SELECT * FROM jsonb_to_recordset($1::jsonb)
+                  AS o(id uuid, state text, status text, detail text, nb timestamptz, acc timestamptz, undo int)),
          done AS (
              DELETE FROM delivery_queue q USING o
-             WHERE q.delivery_id = o.id AND q.claimed_by IS NOT DISTINCT FROM $8 AND o.state NOT IN ('queued', 'deferred')
+             WHERE q.delivery_id = o.id AND q.claimed_by IS NOT DISTINCT FROM $2 AND o.state NOT IN ('queued', 'deferred')
              RETURNING q.delivery_id),
          again AS (
              UPDATE delivery_queue q SET claimed_by = NULL, not_before = coalesce(o.nb, q.not_before) FROM o
-             WHERE q.delivery_id = o.id AND q.claimed_by IS NOT DISTINCT FROM $8 AND o.state IN ('queued', 'deferred')
+             WHERE q.delivery_id = o.id AND q.claimed_by IS NOT DISTINCT FROM $2 AND o.state IN ('queued', 'deferred')
              RETURNING q.delivery_id),
          u AS (
              UPDATE delivery d SET state = o.state, smtp_status = coalesce(o.status, d.smtp_status), detail = o.detail,
                  not_before = coalesce(o.nb, d.not_before), accepted_at = o.acc,
                  recorded_at = CASE WHEN o.state = 'sent' THEN clock_timestamp() END,
-                 attempts = d.attempts + 1 - o.undo, updated_at = now()
+                 attempts = d.attempts + 1 - o.undo, updated_at = $7
              FROM o
              WHERE d.id = o.id AND o.id IN (SELECT delivery_id FROM done UNION ALL SELECT delivery_id FROM again)
              RETURNING d.id, d.organisation_id, d.contact_id, d.campaign_id, d.state, d.accepted_at),
          events AS (
              INSERT INTO engagement_event (organisation_id, contact_id, campaign_id, activity, machine, occurred_at, delivery_id)
-             SELECT organisation_id, contact_id, campaign_id, 'bounced', false, now(), id
+             SELECT organisation_id, contact_id, campaign_id, 'bounced', false, $7, id
              FROM u WHERE contact_id IS NOT NULL AND state = 'bounced'),
          suppressed AS (
              INSERT INTO suppression (organisation_id, email_bidx, reason, created_at)
-             SELECT c.organisation_id, c.email_bidx, 'hard_bounce', now()
+             SELECT DISTINCT c.organisation_id, c.email_bidx, 'hard_bounce', $7::timestamptz
              FROM u JOIN contact c ON c.id = u.contact_id WHERE u.state = 'bounced'
-             ON CONFLICT DO NOTHING),
+             ON CONFLICT DO NOTHING
+             RETURNING organisation_id, email_bidx),
          streak AS (
-             UPDATE campaign SET error_streak = CASE WHEN $10 THEN $11 ELSE error_streak + $11 END
-             WHERE id = $9 AND $12 AND NOT ($10 AND $11 = 0 AND error_streak = 0)
+             UPDATE campaign SET error_streak = CASE WHEN $4 THEN $5 ELSE error_streak + $5 END
+             WHERE id = $3 AND $6 AND NOT ($4 AND $5 = 0 AND error_streak = 0)
              RETURNING error_streak)
-         SELECT (SELECT error_streak FROM streak)",
-    )
-    .bind(&ids)
-    .bind(&states)
-    .bind(&statuses)
-    .bind(&details)
-    .bind(&nbs)
-    .bind(&acc)
-    .bind(&undo)
-    .bind(lease)
-    .bind(campaign)
-    .bind(any_ok)
-    .bind(trailing)
-    .bind(attempted)
-    .fetch_one(&db::pool(svc.db()))
-    .await
-    .map_err(db::sqlx_err)?;
+         SELECT (SELECT error_streak FROM streak) AS streak,
+                (SELECT coalesce(jsonb_agg(DISTINCT jsonb_build_object('organisation', u.organisation_id, 'contact', u.contact_id)), '[]')
+                 FROM u JOIN contact c ON c.id = u.contact_id
+                 JOIN suppressed s ON s.organisation_id = c.organisation_id AND s.email_bidx = c.email_bidx
+                 WHERE u.state = 'bounced') AS suppressed",
+        [
+            serde_json::Value::Array(rows).into(),
+            lease.into(),
+            campaign.into(),
+            any_ok.into(),
+            trailing.into(),
+            attempted.into(),
+            now.into(),
+        ],
+    ))
+    .one(&txn)
+    .await?
+    .ok_or_else(|| ServiceError::internal("recording outcomes returned nothing"))?;
+    let suppressed: Vec<SuppressedContact> = serde_json::from_value(r.suppressed)
+        .map_err(|_| ServiceError::internal("recording outcomes returned an unreadable list"))?;
+    for s in suppressed {
+        audit::record(
+            svc,
+            &txn,
+            AuditRecord::new(
+                Some(domain::ids::OrganisationId(s.organisation)),
+                AuditActor::System,
+                AuditAction::SuppressionAdded,
+                AuditOutcome::Success,
+            )
+            .target("contact", s.contact)
+            .detail("reason", "hard_bounce"),
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    let streak = r.streak;
     if let Some(streak) = streak.filter(|s| *s > 0) {
         auto_pause_if_needed(svc, campaign, streak).await?;
     }
