@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod disclosure;
 pub mod dto;
 pub mod email;
+pub mod engagement;
 pub mod error;
 pub mod ids;
 pub mod password;

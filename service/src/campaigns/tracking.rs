@@ -17,7 +17,7 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::services::Services;
 use chrono::{DateTime, Duration, Utc};
 use data_encoding::BASE64URL_NOPAD;
-use domain::campaigns::{MachineReason, classify_click, classify_open};
+use domain::engagement::{MachineReason, PREFETCH_SECS, classify_click, classify_open};
 use domain::ids::OrganisationId;
 use sea_orm::sqlx;
 use std::collections::{HashMap, HashSet};
@@ -302,7 +302,7 @@ pub async fn flush(svc: &Services, hits: Vec<Hit>) -> ServiceResult<()> {
          WHERE delivery_id = ANY($1) AND activity = 'clicked' AND occurred_at > $2",
     )
     .bind(&ids)
-    .bind(earliest - Duration::seconds(domain::campaigns::PREFETCH_SECS))
+    .bind(earliest - Duration::seconds(PREFETCH_SECS))
     .fetch_all(&db::pool(svc.db()))
     .await
     .map_err(db::sqlx_err)?;
@@ -328,7 +328,7 @@ pub async fn flush(svc: &Services, hits: Vec<Hit>) -> ServiceResult<()> {
         let (act, why) = match h.kind {
             Track::Open => ("opened", classify_open(ua, secs)),
             Track::Click => {
-                let window = h.at - Duration::seconds(domain::campaigns::PREFETCH_SECS);
+                let window = h.at - Duration::seconds(PREFETCH_SECS);
                 let distinct = clicks
                     .get(&h.claims.delivery)
                     .map(|v| {
@@ -389,7 +389,7 @@ pub async fn flush(svc: &Services, hits: Vec<Hit>) -> ServiceResult<()> {
              WHERE delivery_id = ANY($1) AND activity = 'clicked' AND occurred_at > $2 AND NOT machine",
         )
         .bind(&scanned)
-        .bind(earliest - Duration::seconds(domain::campaigns::PREFETCH_SECS))
+        .bind(earliest - Duration::seconds(PREFETCH_SECS))
         .execute(&mut *tx)
         .await
         .map_err(db::sqlx_err)?;
