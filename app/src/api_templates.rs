@@ -62,11 +62,11 @@ pub async fn preview_template(
     sample: PreviewSample,
 ) -> Result<PreviewView, AppError> {
     let (svc, actor) = ssr::actor()?;
-    Ok(service::templates::store::preview(&svc, &actor, id, content, sample).await?)
+    Ok(service::templates::preview::preview(&svc, &actor, id, content, sample).await?)
 }
 
 #[server(client = CsrfClient, prefix = "/api", endpoint = "test_send_template", input = Json)]
 pub async fn test_send_template(id: Uuid, content: TemplateContent) -> Result<String, AppError> {
     let (svc, actor) = ssr::actor()?;
-    Ok(service::templates::store::test_send(&svc, &actor, id, content).await?)
+    Ok(service::templates::test_send::test_send(&svc, &actor, id, content).await?)
 }

@@ -845,5 +845,131 @@ pub fn starters() -> Vec<Starter> {
     ]
 }
 
+/// Refuse what email clients never run and what would be dangerous on the view-in-browser page:
+/// scripts, event-handler attributes, `javascript:` URLs, frames, forms and embedded objects.
+pub fn lint_raw_html(html: &str) -> Result<(), DomainError> {
+    let lower = html.to_ascii_lowercase();
+    for (needle, what) in [
+        ("<script", "a <script> element"),
+        ("<iframe", "an <iframe>"),
+        ("<frame", "a <frame>"),
+        ("<object", "an <object>"),
+        ("<embed", "an <embed>"),
+        ("<form", "a <form>"),
+        ("<meta http-equiv", "a <meta http-equiv> redirect"),
+        ("<base", "a <base> element"),
+    ] {
+        if lower.contains(needle) {
+            return Err(DomainError::invalid(
+                "html",
+                format!(
+                    "contains {what}. Email apps do not run scripts or active content, so it is not allowed in a template."
+                ),
+            ));
+        }
+    }
+    // Schemes that run code, however they are spelled (`jav&#x61;script:`, `java\tscript:`).
+    let squashed = squash_for_scheme_scan(html);
+    for (needle, what) in [
+        ("javascript:", "a javascript: link"),
+        ("vbscript:", "a vbscript: link"),
+        ("data:text/html", "a data:text/html link"),
+    ] {
+        if squashed.contains(needle) {
+            return Err(DomainError::invalid(
+                "html",
+                format!(
+                    "contains {what} (possibly disguised with character references). Email apps do not run scripts, so it is not allowed in a template."
+                ),
+            ));
+        }
+    }
+    // Event handlers: an attribute starting with "on" inside a tag (onload=, onerror= …).
+    let b = lower.as_bytes();
+    let mut in_tag = false;
+    let mut quote: Option<u8> = None;
+    for i in 0..b.len() {
+        let c = b[i];
+        match (in_tag, quote) {
+            (false, _) => in_tag = c == b'<',
+            (true, Some(q)) => {
+                if c == q {
+                    quote = None;
+                }
+            }
+            (true, None) => match c {
+                b'>' => in_tag = false,
+                b'"' | b'\'' => quote = Some(c),
+                b'o' if i > 0
+                    && (b[i - 1].is_ascii_whitespace() || b[i - 1] == b'/')
+                    && b.get(i + 1) == Some(&b'n')
+                    && b[i + 2..].iter().take_while(|x| x.is_ascii_alphabetic()).count() > 0 =>
+                {
+                    let name_end = i + 2 + b[i + 2..].iter().take_while(|x| x.is_ascii_alphabetic()).count();
+                    let rest = b[name_end..].iter().find(|x| !x.is_ascii_whitespace());
+                    if rest == Some(&b'=') {
+                        return Err(DomainError::invalid(
+                            "html",
+                            "contains an event-handler attribute (such as onclick or onerror). Email apps do not run scripts, so it is not allowed in a template.",
+                        ));
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod lint_tests {
+    use super::lint_raw_html;
+
+    #[test]
+    fn active_content_is_refused_however_it_is_spelled() {
+        for bad in [
+            "<p>Hi</p><script>alert(1)</script>",
+            "<SCRIPT src=x></SCRIPT>",
+            "<iframe src=https://x.test></iframe>",
+            "<frame src=x>",
+            "<object data=x></object>",
+            "<embed src=x>",
+            "<form action=https://x.test><input></form>",
+            "<meta http-equiv=\"refresh\" content=\"0;url=https://x.test\">",
+            "<base href=https://x.test/>",
+            "<a href=\"javascript:alert(1)\">x</a>",
+            "<a href=\"jav&#x61;script:alert(1)\">x</a>",
+            "<a href=\"java\tscript:alert(1)\">x</a>",
+            "<a href=\"JaVaScRiPt:alert(1)\">x</a>",
+            "<a href=\"vbscript:msgbox\">x</a>",
+            "<a href=\"data:text/html;base64,PHNjcmlwdD4=\">x</a>",
+            "<img src=x onerror=alert(1)>",
+            "<img src=x ONERROR = \"alert(1)\">",
+            "<body onload='x()'>",
+            "<svg/onload=alert(1)>",
+        ] {
+            let e = lint_raw_html(bad).expect_err(bad);
+            let msg = e.to_string();
+            assert!(msg.starts_with("html: contains"), "{bad}: {msg}");
+            assert!(!msg.contains("alert"), "the message never repeats the input: {msg}");
+        }
+    }
+
+    #[test]
+    fn ordinary_email_html_passes() {
+        for good in [
+            "<p>Hello {{contact.first_name}}</p>",
+            "<table><tr><td style=\"color:red\">Clinic news</td></tr></table>",
+            "<a href=\"https://clinic.example/online\">Book online</a>",
+            "<p>Call us on weekdays; the javascript course is online.</p>",
+            "<p title=\"onion=good\">Words with on: onboarding, online, one</p>",
+            "<img src=\"https://clinic.example/logo.png\" alt=\"Logo\">",
+            "",
+        ] {
+            assert!(lint_raw_html(good).is_ok(), "{good}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

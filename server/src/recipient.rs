@@ -17,7 +17,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use service::links::LinkKind;
 use service::recipient::{Preference, RecipientPage, UnsubscribeScope};
-use service::templates::store::BrowserView;
+use service::templates::preview::BrowserView;
 use service::{ServiceError, Services};
 use uuid::Uuid;
 
@@ -249,7 +249,7 @@ fn real_contact_html(html: String) -> Response {
 }
 
 pub async fn view_in_browser(State(svc): State<Services>, Path(token): Path<String>) -> Response {
-    match service::templates::store::view_in_browser(&svc, &token).await {
+    match service::templates::preview::view_in_browser(&svc, &token).await {
         Ok(BrowserView::Message { html, .. }) => {
             let mut res = author_html(html);
             // Author HTML framed by nobody.
@@ -292,7 +292,7 @@ pub async fn preview_frame(
             Err(_) => return (StatusCode::BAD_REQUEST, "Bad sample.").into_response(),
         },
     };
-    match service::templates::store::preview_frame(&svc, &actor, id, version, sample).await {
+    match service::templates::preview::preview_frame(&svc, &actor, id, version, sample).await {
         Ok(doc) if doc.remote_content => author_html(doc.html),
         Ok(doc) => real_contact_html(doc.html),
         Err(e) => json_error(e),

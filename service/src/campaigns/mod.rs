@@ -803,9 +803,9 @@ pub async fn tick(svc: &Services, stale: std::time::Duration) -> ServiceResult<(
 /// List-Unsubscribe). Rate-limited like template test sends.
 pub async fn test_send(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<String> {
     use crate::links::{self, LinkKind, LinkSubject};
-    use crate::templates::store::{
-        compiled, merge_data, organisation_name, synthetic_contact, test_send_allowed, test_send_result,
-    };
+    use crate::templates::merge::{merge_data, organisation_name, synthetic_contact};
+    use crate::templates::store::compiled;
+    use crate::templates::test_send::{test_send_allowed, test_send_result};
     actor.require(Permission::CampaignsWrite)?;
     let org = actor.organisation_id;
     let user = actor.user_id().ok_or(ServiceError::Forbidden)?;

@@ -4,8 +4,11 @@
 //! test-sends them, and caches compiled versions.
 
 pub mod engine;
+pub mod merge;
+pub mod preview;
 pub mod sandbox;
 pub mod store;
+pub mod test_send;
 
 pub use engine::Engine;
 pub use sandbox::{Checked, FieldInfo, MergeFields, Rendered, Sandbox, TemplateParts};

@@ -1,36 +1,31 @@
 //! Templates and their versions: create (blank or from a starter), save (every accepted save is an
 //! immutable version; content that does not pass the checks is kept as a draft so autosave never
-//! loses work), preview, test send, and the compiled-template cache used at send time.
+//! loses work), rename, archive, and a stored version compiled for sending (cached in `engine`).
+//! Merge data is `merge`, previews `preview`, test sends `test_send`; the HTML lint is the
+//! domain's (`domain::templates::lint_raw_html`).
 
 use super::sandbox::{Checked, MergeFields, TemplateParts};
 use crate::actor::Actor;
 use crate::audit::{self, AuditRecord};
-use crate::contacts::{self, fields, record};
+use crate::contacts::fields;
 use crate::db;
 use crate::error::{ServiceError, ServiceResult, is_unique_violation};
-use crate::links::{self, LinkKind, LinkSubject};
-use crate::mail::{self, SendOutcome};
-use crate::outbound;
 use crate::services::Services;
+use domain::Permission;
 use domain::audit::AuditAction;
-use domain::contacts::{CustomField, FieldType, FieldValue};
 use domain::ids::OrganisationId;
 use domain::template_views::{
-    DraftView, EditorMode, MergeFieldView, PreviewSample, PreviewView, SaveOutcome, StarterView, TemplateContent,
-    TemplateEditor, TemplateSummary, VersionMeta,
+    DraftView, EditorMode, MergeFieldView, SaveOutcome, StarterView, TemplateContent, TemplateEditor, TemplateSummary,
+    VersionMeta,
 };
 use domain::templates::{Design, html_to_text, starters};
-use domain::{Permission, Phi};
 use sea_orm::{ConnectionTrait, TransactionTrait};
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 use std::sync::Arc;
 use uuid::Uuid;
 
 /// Largest editor state kept as a draft (the checks cap each body at 256 KB).
 const MAX_DRAFT_BYTES: usize = 1024 * 1024;
-/// Test sends allowed per user in `TEST_SEND_WINDOW_MINUTES`.
-pub const TEST_SENDS_PER_WINDOW: i64 = 10;
-pub const TEST_SEND_WINDOW_MINUTES: i64 = 10;
 pub use super::engine::{CompiledVersion, Engine};
 
 fn clean_name(name: &str) -> ServiceResult<String> {
@@ -85,94 +80,18 @@ fn field_views(fields: &MergeFields) -> Vec<MergeFieldView> {
 }
 
 /// Content ready to store: the generated parts filled in and the whole checked.
-struct Prepared {
-    mode: EditorMode,
-    subject: String,
-    preheader: String,
-    design: Option<Json>,
-    html: String,
-    text: String,
-    text_edited: bool,
-    checked: Checked,
+pub(super) struct Prepared {
+    pub(super) mode: EditorMode,
+    pub(super) subject: String,
+    pub(super) preheader: String,
+    pub(super) design: Option<Json>,
+    pub(super) html: String,
+    pub(super) text: String,
+    pub(super) text_edited: bool,
+    pub(super) checked: Checked,
 }
 
-/// Refuse what email clients never run and what would be dangerous on the view-in-browser page:
-/// scripts, event-handler attributes, `javascript:` URLs, frames, forms and embedded objects.
-fn lint_raw_html(html: &str) -> ServiceResult<()> {
-    let lower = html.to_ascii_lowercase();
-    for (needle, what) in [
-        ("<script", "a <script> element"),
-        ("<iframe", "an <iframe>"),
-        ("<frame", "a <frame>"),
-        ("<object", "an <object>"),
-        ("<embed", "an <embed>"),
-        ("<form", "a <form>"),
-        ("<meta http-equiv", "a <meta http-equiv> redirect"),
-        ("<base", "a <base> element"),
-    ] {
-        if lower.contains(needle) {
-            return Err(ServiceError::invalid(
-                "html",
-                format!(
-                    "contains {what}. Email apps do not run scripts or active content, so it is not allowed in a template."
-                ),
-            ));
-        }
-    }
-    // Schemes that run code, however they are spelled (`jav&#x61;script:`, `java\tscript:`).
-    let squashed = domain::templates::squash_for_scheme_scan(html);
-    for (needle, what) in [
-        ("javascript:", "a javascript: link"),
-        ("vbscript:", "a vbscript: link"),
-        ("data:text/html", "a data:text/html link"),
-    ] {
-        if squashed.contains(needle) {
-            return Err(ServiceError::invalid(
-                "html",
-                format!(
-                    "contains {what} (possibly disguised with character references). Email apps do not run scripts, so it is not allowed in a template."
-                ),
-            ));
-        }
-    }
-    // Event handlers: an attribute starting with "on" inside a tag (onload=, onerror= …).
-    let b = lower.as_bytes();
-    let mut in_tag = false;
-    let mut quote: Option<u8> = None;
-    for i in 0..b.len() {
-        let c = b[i];
-        match (in_tag, quote) {
-            (false, _) => in_tag = c == b'<',
-            (true, Some(q)) => {
-                if c == q {
-                    quote = None;
-                }
-            }
-            (true, None) => match c {
-                b'>' => in_tag = false,
-                b'"' | b'\'' => quote = Some(c),
-                b'o' if i > 0
-                    && (b[i - 1].is_ascii_whitespace() || b[i - 1] == b'/')
-                    && b.get(i + 1) == Some(&b'n')
-                    && b[i + 2..].iter().take_while(|x| x.is_ascii_alphabetic()).count() > 0 =>
-                {
-                    let name_end = i + 2 + b[i + 2..].iter().take_while(|x| x.is_ascii_alphabetic()).count();
-                    let rest = b[name_end..].iter().find(|x| !x.is_ascii_whitespace());
-                    if rest == Some(&b'=') {
-                        return Err(ServiceError::invalid(
-                            "html",
-                            "contains an event-handler attribute (such as onclick or onerror). Email apps do not run scripts, so it is not allowed in a template.",
-                        ));
-                    }
-                }
-                _ => {}
-            },
-        }
-    }
-    Ok(())
-}
-
-fn prepare(svc: &Services, content: &TemplateContent, fields: &MergeFields) -> ServiceResult<Prepared> {
+pub(super) fn prepare(svc: &Services, content: &TemplateContent, fields: &MergeFields) -> ServiceResult<Prepared> {
     let (design, html, generated_text) = match content.mode {
         EditorMode::Blocks => {
             content.design.validate()?;
@@ -188,7 +107,7 @@ fn prepare(svc: &Services, content: &TemplateContent, fields: &MergeFields) -> S
                     format!("is larger than {} KB", super::sandbox::MAX_BODY_BYTES / 1024),
                 ));
             }
-            lint_raw_html(&content.html)?;
+            domain::templates::lint_raw_html(&content.html)?;
             (None, content.html.clone(), html_to_text(&content.html))
         }
     };
@@ -579,77 +498,7 @@ pub async fn archive(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<(
     Ok(())
 }
 
-/// Made-up values for every merge field, so previews and test sends involve no real person.
-pub fn synthetic_contact(catalogue: &[CustomField]) -> Json {
-    let mut c = serde_json::Map::new();
-    for (k, v) in [
-        ("email", json!("alex.sample@example.org")),
-        ("first_name", json!("Alex")),
-        ("last_name", json!("Sample")),
-        ("phone", json!("+1 555 010 0199")),
-        ("date_of_birth", json!("1984-06-15")),
-        ("time_zone", json!("America/New_York")),
-        ("locale", json!("en")),
-    ] {
-        c.insert(k.into(), v);
-    }
-    for f in catalogue {
-        let v = match f.field_type {
-            FieldType::Text => json!(format!("Sample {}", f.label.to_lowercase())),
-            FieldType::Number => json!(42),
-            FieldType::Date => json!("2026-12-01"),
-            FieldType::Boolean => json!(true),
-            FieldType::OneOf => json!(f.options.first().cloned().unwrap_or_default()),
-        };
-        c.insert(f.key.clone(), v);
-    }
-    Json::Object(c)
-}
-
-fn field_json(v: &FieldValue) -> Json {
-    match v {
-        FieldValue::Text(s) => json!(s),
-        FieldValue::Number(n) => json!(n),
-        FieldValue::Date(d) => json!(d.format("%Y-%m-%d").to_string()),
-        FieldValue::Boolean(b) => json!(b),
-    }
-}
-
-/// A contact as merge data: every field present (null when empty), typed values.
-pub fn contact_json(rec: &record::ContactRecord, fields: &MergeFields) -> Phi<Json> {
-    let mut c = serde_json::Map::new();
-    for f in fields.fields() {
-        c.insert(f.key.clone(), Json::Null);
-    }
-    let text = |v: &Option<Phi<String>>| v.as_ref().map(|p| json!(p.expose())).unwrap_or(Json::Null);
-    c.insert("email".into(), json!(rec.email.expose()));
-    c.insert("first_name".into(), text(&rec.first_name));
-    c.insert("last_name".into(), text(&rec.last_name));
-    c.insert("phone".into(), text(&rec.phone));
-    c.insert(
-        "date_of_birth".into(),
-        rec.date_of_birth.as_ref().map(|d| json!(d.expose().format("%Y-%m-%d").to_string())).unwrap_or(Json::Null),
-    );
-    c.insert("time_zone".into(), rec.time_zone.as_ref().map(|v| json!(v)).unwrap_or(Json::Null));
-    c.insert("locale".into(), rec.locale.as_ref().map(|v| json!(v)).unwrap_or(Json::Null));
-    for (k, v) in rec.attrs.iter().chain(rec.phi_attrs.expose().iter()) {
-        c.insert(k.clone(), field_json(v));
-    }
-    Phi::new(Json::Object(c))
-}
-
-pub(crate) async fn organisation_name(svc: &Services, org: OrganisationId) -> ServiceResult<String> {
-    let r = db::one(svc.db(), "SELECT name FROM organisation WHERE id = $1", [org.0.into()])
-        .await?
-        .ok_or(ServiceError::NotFound)?;
-    Ok(db::get(&r, "name")?)
-}
-
-pub(crate) fn merge_data(contact: Json, org_name: &str, links: Json) -> Phi<Json> {
-    Phi::new(json!({ "contact": contact, "organisation": { "name": org_name }, "links": links }))
-}
-
-async fn template_exists(svc: &Services, org: OrganisationId, id: Uuid) -> ServiceResult<()> {
+pub(super) async fn template_exists(svc: &Services, org: OrganisationId, id: Uuid) -> ServiceResult<()> {
     db::one(
         svc.db(),
         "SELECT 1 AS x FROM template WHERE id = $1 AND organisation_id = $2 AND archived_at IS NULL",
@@ -658,221 +507,6 @@ async fn template_exists(svc: &Services, org: OrganisationId, id: Uuid) -> Servi
     .await?
     .ok_or(ServiceError::NotFound)?;
     Ok(())
-}
-
-/// The merge data of a preview: synthetic, or a real contact (an audited PHI read).
-async fn sample_data(
-    svc: &Services,
-    actor: &Actor,
-    template: Uuid,
-    catalogue: &[CustomField],
-    fields: &MergeFields,
-    sample: PreviewSample,
-) -> ServiceResult<Phi<Json>> {
-    let org = actor.organisation_id;
-    match sample {
-        PreviewSample::Synthetic => Ok(Phi::new(synthetic_contact(catalogue))),
-        PreviewSample::Contact(contact) => {
-            actor.require(Permission::ContactsRead)?;
-            db::one(
-                svc.db(),
-                "SELECT 1 AS x FROM contact WHERE id = $1 AND organisation_id = $2",
-                [contact.into(), org.0.into()],
-            )
-            .await?
-            .ok_or(ServiceError::NotFound)?;
-            audit::record_now(
-                svc,
-                AuditRecord::by(actor, AuditAction::TemplatePreviewedForContact)
-                    .target("contact", contact)
-                    .detail("template_id", template.to_string()),
-            )
-            .await?;
-            let (rec, _, _) = contacts::load(svc, svc.db(), org, contact, catalogue).await?;
-            Ok(contact_json(&rec, fields))
-        }
-    }
-}
-
-/// A preview document for the editor's frame.
-pub struct FrameDocument {
-    pub html: String,
-    /// Made-up data: remote images may load. With a real contact's data nothing remote may load
-    /// (the edge serves it under a policy that allows only inline styles and `data:` images), so
-    /// opening a preview tells no outside server anything about the patient.
-    pub remote_content: bool,
-}
-
-/// The HTML of a stored version rendered for the preview frame (served on its own URL with a
-/// sandboxing CSP, so the admin app's policy stays strict).
-pub async fn preview_frame(
-    svc: &Services,
-    actor: &Actor,
-    id: Uuid,
-    version: i32,
-    sample: PreviewSample,
-) -> ServiceResult<FrameDocument> {
-    actor.require(Permission::TemplatesRead)?;
-    let org = actor.organisation_id;
-    let version_id: Uuid = db::one(
-        svc.db(),
-        "SELECT v.id FROM template_version v JOIN template t ON t.id = v.template_id
-         WHERE v.template_id = $1 AND v.organisation_id = $2 AND v.version = $3 AND t.archived_at IS NULL",
-        [id.into(), org.0.into(), version.into()],
-    )
-    .await?
-    .map(|r| db::get(&r, "id"))
-    .transpose()?
-    .ok_or(ServiceError::NotFound)?;
-    let c = compiled(svc, org, version_id).await?;
-    let catalogue = fields::catalogue(svc, svc.db(), org).await?;
-    let fields = MergeFields::new(&catalogue);
-    let contact = sample_data(svc, actor, id, &catalogue, &fields, sample).await?;
-    let user = actor.user_id().map(|u| u.0).unwrap_or_default();
-    let links = links::links_json(svc, org, LinkSubject::Test { user, message: id }, svc.clock().now()).await?;
-    let org_name = organisation_name(svc, org).await?;
-    let r = svc.templates().sandbox.render(&c.checked, merge_data(contact.into_inner(), &org_name, links))?;
-    Ok(FrameDocument { html: r.html.into_inner(), remote_content: matches!(sample, PreviewSample::Synthetic) })
-}
-
-/// Render the editor's current (possibly unsaved) content for the preview pane. With a real sample
-/// contact this is an audited PHI read; the links in a preview are test links that change nothing.
-pub async fn preview(
-    svc: &Services,
-    actor: &Actor,
-    id: Uuid,
-    content: TemplateContent,
-    sample: PreviewSample,
-) -> ServiceResult<PreviewView> {
-    actor.require(Permission::TemplatesRead)?;
-    let org = actor.organisation_id;
-    template_exists(svc, org, id).await?;
-    let catalogue = fields::catalogue(svc, svc.db(), org).await?;
-    let fields = MergeFields::new(&catalogue);
-    let p = prepare(svc, &content, &fields)?;
-    let contact = sample_data(svc, actor, id, &catalogue, &fields, sample).await?;
-    let user = actor.user_id().map(|u| u.0).unwrap_or_default();
-    let links = links::links_json(svc, org, LinkSubject::Test { user, message: id }, svc.clock().now()).await?;
-    let org_name = organisation_name(svc, org).await?;
-    let data = merge_data(contact.into_inner(), &org_name, links);
-    let r = svc.templates().sandbox.render(&p.checked, data)?;
-    Ok(PreviewView {
-        subject: r.subject,
-        preheader: r.preheader,
-        html: r.html,
-        text: r.text,
-        uses_phi: p.checked.uses_phi,
-    })
-}
-
-/// Send the editor's current content, personalised with synthetic data, to the signed-in user's
-/// own address through the configured transport (the path campaigns use). Returns a short status.
-pub async fn test_send(svc: &Services, actor: &Actor, id: Uuid, content: TemplateContent) -> ServiceResult<String> {
-    actor.require(Permission::TemplatesWrite)?;
-    let org = actor.organisation_id;
-    let user = actor.user_id().ok_or(ServiceError::Forbidden)?;
-    template_exists(svc, org, id).await?;
-    let now = svc.clock().now();
-    test_send_allowed(svc, user, now).await?;
-    let catalogue = fields::catalogue(svc, svc.db(), org).await?;
-    let fields = MergeFields::new(&catalogue);
-    let p = prepare(svc, &content, &fields)?;
-    let to: String = db::one(
-        svc.db(),
-        "SELECT email FROM app_user WHERE id = $1 AND organisation_id = $2",
-        [user.0.into(), org.0.into()],
-    )
-    .await?
-    .map(|r| db::get(&r, "email"))
-    .transpose()?
-    .ok_or(ServiceError::NotFound)?;
-    let subject = LinkSubject::Test { user: user.0, message: id };
-    let links = links::links_json(svc, org, subject, now).await?;
-    let unsubscribe =
-        links::url(svc, LinkKind::Unsubscribe, &links::token(svc, org, LinkKind::Unsubscribe, subject, now).await?);
-    let org_name = organisation_name(svc, org).await?;
-    // Like every message of the organisation, a test goes From its own verified sending domain
-    // (the first verified), signed with that domain's key.
-    let from = {
-        let names = crate::sending_domains::verified_names(svc.db(), org).await?;
-        let domain = names.first().ok_or_else(|| {
-            ServiceError::invalid(
-                "from",
-                "test sends go From your organisation's verified sending domain, and it has none yet: an \
-                 administrator adds and verifies one under Settings → Sending domains",
-            )
-        })?;
-        let (_, local) = crate::sending_domains::default_local_part(svc);
-        let address = format!("{local}@{domain}")
-            .parse::<lettre::Address>()
-            .map_err(|_| ServiceError::internal("the test sender's address is invalid"))?;
-        lettre::message::Mailbox::new(Some(org_name.clone()), address)
-    };
-    let sender = outbound::Sender::verified(svc, org, "from", from, None).await?;
-    let content = outbound::render(svc, &p.checked, merge_data(synthetic_contact(&catalogue), &org_name, links))?;
-    let m = outbound::compose(&sender, &Phi::new(to), content, &outbound::Kind::Test { unsubscribe }, None)?;
-    let outcome = outbound::send_now(svc, org, &sender, m).await?;
-    test_send_result(svc, actor, AuditAction::TemplateTestSent, "template", id, outcome).await
-}
-
-/// Test sends (of templates and campaigns) are limited per user: `TEST_SENDS_PER_WINDOW` in
-/// `TEST_SEND_WINDOW_MINUTES`, counted from the audit trail.
-pub(crate) async fn test_send_allowed(
-    svc: &Services,
-    user: domain::ids::UserId,
-    now: chrono::DateTime<chrono::Utc>,
-) -> ServiceResult<()> {
-    let recent = db::one(
-        svc.db(),
-        "SELECT count(*) AS n FROM audit_event WHERE actor_user_id = $1 AND action IN ($2, $3) AND occurred_at > $4",
-        [
-            user.0.into(),
-            AuditAction::TemplateTestSent.code().into(),
-            AuditAction::CampaignTestSent.code().into(),
-            (now - chrono::Duration::minutes(TEST_SEND_WINDOW_MINUTES)).into(),
-        ],
-    )
-    .await?
-    .map(|r| db::get::<i64>(&r, "n"))
-    .transpose()?
-    .unwrap_or(0);
-    if recent >= TEST_SENDS_PER_WINDOW {
-        return Err(ServiceError::Throttled { retry_after_secs: (TEST_SEND_WINDOW_MINUTES * 60) as u64 });
-    }
-    Ok(())
-}
-
-/// Audit a test send and turn its outcome into the message the user sees.
-pub(crate) async fn test_send_result(
-    svc: &Services,
-    actor: &Actor,
-    action: AuditAction,
-    target: &'static str,
-    id: Uuid,
-    outcome: SendOutcome,
-) -> ServiceResult<String> {
-    let (ok, status) = match &outcome {
-        SendOutcome::Accepted(_) => (true, "sent".to_string()),
-        SendOutcome::Deferred(code) => (false, format!("the mail server asked us to try later ({code})")),
-        SendOutcome::Rejected(code) => (false, format!("the mail server refused it ({code})")),
-    };
-    audit::record_now(
-        svc,
-        AuditRecord::by(actor, action).target(target, id).outcome(if ok {
-            domain::audit::AuditOutcome::Success
-        } else {
-            domain::audit::AuditOutcome::Failure
-        }),
-    )
-    .await?;
-    if ok {
-        Ok(match svc.mailer() {
-            mail::Mailer::DevMailbox => "Test sent to your address — captured in the dev mailbox.".into(),
-            mail::Mailer::Smtp(_) => "Test sent to your address.".into(),
-        })
-    } else {
-        Err(ServiceError::Conflict(format!("The test was not sent: {status}.").into()))
-    }
 }
 
 /// A stored version, compiled (from the cache when it is there).
@@ -901,77 +535,4 @@ pub async fn compiled(svc: &Services, org: OrganisationId, version_id: Uuid) -> 
         version: db::get(&r, "version")?,
         checked,
     }))
-}
-
-/// The page behind a "view in browser" link.
-pub enum BrowserView {
-    /// The message, rendered again (nothing rendered is stored).
-    Message { subject: String, html: String },
-    /// The message uses PHI fields: it is only shown in the recipient's email app.
-    Protected,
-}
-
-/// Render the message behind a view-in-browser token. Only messages without PHI fields are shown:
-/// a link can be forwarded, and a browser page must not disclose health information.
-pub async fn view_in_browser(svc: &Services, token: &str) -> ServiceResult<BrowserView> {
-    let now = svc.clock().now();
-    let claims = links::open(svc, LinkKind::ViewInBrowser, token, now).await?;
-    let org = claims.organisation;
-    let (message, contact) = match claims.subject {
-        LinkSubject::Contact { contact, message } => (message, Some(contact)),
-        LinkSubject::Test { message, .. } => (message, None),
-    };
-    // `message` is a template id (test sends, previews), a template version id, or a campaign
-    // delivery (campaign sends: the campaign's pinned version).
-    let version_id = match db::one(
-        svc.db(),
-        "SELECT v.id FROM template_version v JOIN template t ON t.id = v.template_id
-         WHERE v.organisation_id = $2 AND (v.id = $1 OR (t.id = $1 AND v.version = t.latest_version))
-         UNION ALL
-         SELECT c.template_version_id FROM delivery d JOIN campaign c ON c.id = d.campaign_id
-         WHERE d.id = $1 AND d.organisation_id = $2 AND c.template_version_id IS NOT NULL
-         LIMIT 1",
-        [message.into(), org.0.into()],
-    )
-    .await?
-    {
-        Some(r) => db::get::<Uuid>(&r, "id")?,
-        None => return Err(ServiceError::NotFound),
-    };
-    let c = compiled(svc, org, version_id).await?;
-    if c.checked.uses_phi {
-        return Ok(BrowserView::Protected);
-    }
-    let catalogue = fields::catalogue(svc, svc.db(), org).await?;
-    let fields = MergeFields::new(&catalogue);
-    // Only non-PHI fields can appear (the template uses none): no contact is decrypted.
-    let contact_data = match contact {
-        None => synthetic_contact(&catalogue),
-        Some(contact) => {
-            let r = db::one(
-                svc.db(),
-                "SELECT time_zone, locale, attrs FROM contact WHERE id = $1 AND organisation_id = $2",
-                [contact.into(), org.0.into()],
-            )
-            .await?
-            .ok_or(ServiceError::NotFound)?;
-            let mut m = serde_json::Map::new();
-            for f in fields.fields() {
-                m.insert(f.key.clone(), Json::Null);
-            }
-            m.insert(
-                "time_zone".into(),
-                db::get::<Option<String>>(&r, "time_zone")?.map(Json::from).unwrap_or(Json::Null),
-            );
-            m.insert("locale".into(), db::get::<Option<String>>(&r, "locale")?.map(Json::from).unwrap_or(Json::Null));
-            for (k, v) in record::attrs_from_json(&db::get::<Json>(&r, "attrs")?, &catalogue) {
-                m.insert(k, field_json(&v));
-            }
-            Json::Object(m)
-        }
-    };
-    let links = links::links_json(svc, org, claims.subject, now).await?;
-    let org_name = organisation_name(svc, org).await?;
-    let r = svc.templates().sandbox.render(&c.checked, merge_data(contact_data, &org_name, links))?;
-    Ok(BrowserView::Message { subject: r.subject.into_inner(), html: r.html.into_inner() })
 }
