@@ -47,3 +47,33 @@ pub(crate) fn pool(conn: &sea_orm::DatabaseConnection) -> sea_orm::sqlx::PgPool 
 pub(crate) fn sqlx_err(e: sea_orm::sqlx::Error) -> crate::error::ServiceError {
     crate::error::ServiceError::from(DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e))))
 }
+
+/// Read the first row of a query into a typed row (`#[derive(FromQueryResult)]`).
+pub async fn one_as<T: sea_orm::FromQueryResult, C: ConnectionTrait>(
+    conn: &C,
+    sql: &str,
+    values: impl IntoIterator<Item = Value>,
+) -> Result<Option<T>, DbErr> {
+    T::find_by_statement(stmt(sql, values)).one(conn).await
+}
+
+/// Read every row of a query into typed rows.
+pub async fn all_as<T: sea_orm::FromQueryResult, C: ConnectionTrait>(
+    conn: &C,
+    sql: &str,
+    values: impl IntoIterator<Item = Value>,
+) -> Result<Vec<T>, DbErr> {
+    T::find_by_statement(stmt(sql, values)).all(conn).await
+}
+
+/// A one-column row of a count (`SELECT count(*) AS n …`).
+#[derive(Debug, sea_orm::FromQueryResult)]
+pub struct Count {
+    pub n: i64,
+}
+
+/// A one-column row of an id (`SELECT id …`).
+#[derive(Debug, sea_orm::FromQueryResult)]
+pub struct Id {
+    pub id: uuid::Uuid,
+}

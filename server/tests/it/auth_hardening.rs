@@ -385,7 +385,7 @@ async fn one_recovery_code_used_in_parallel_works_once() {
 
 /// The invitation mails captured for `org`: (recipient, subject, text with the token blanked, token).
 async fn invitation_mails(app: &TestApp, org: domain::ids::OrganisationId) -> Vec<(String, String, String, String)> {
-    let mail = service::mail::captured(&app.services, org, 50).await.unwrap();
+    let mail = service::mail::captured(&app.services, &service::Actor::system(org, "test"), 50).await.unwrap();
     mail.iter()
         .map(|m| {
             let raw = m.raw.expose().replace("=\r\n", "");

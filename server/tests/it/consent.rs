@@ -112,7 +112,7 @@ async fn campaign(app: &TestApp, actor: &Actor, purpose: ConsentPurpose, members
 
 /// The `List-Unsubscribe` URL (as a path) of the newest captured message to `to`.
 async fn unsubscribe_path(app: &TestApp, org: OrganisationId, to: &str) -> String {
-    let mail = service::mail::captured(&app.services, org, 50).await.unwrap();
+    let mail = service::mail::captured(&app.services, &service::Actor::system(org, "test"), 50).await.unwrap();
     let m = mail.iter().find(|m| m.recipient.expose() == to).unwrap_or_else(|| panic!("no message to {to}"));
     let parts = service::mail::mime::parse(m.raw.expose());
     let url = parts
@@ -219,7 +219,7 @@ async fn a_patients_withdrawal_survives_reimports_staff_edits_and_deletion() {
     assert_eq!(s, 200);
     let mut token = String::new();
     for _ in 0..60 {
-        let mail = service::mail::captured(&app.services, org, 50).await.unwrap();
+        let mail = service::mail::captured(&app.services, &service::Actor::system(org, "test"), 50).await.unwrap();
         if let Some(m) = mail.iter().find(|m| m.raw.expose().contains("/optin#")) {
             let unfolded = m.raw.expose().replace("=\r\n", "");
             let at = unfolded.find("/optin#").unwrap() + "/optin#".len();

@@ -212,7 +212,7 @@ async fn double_opt_in_sends_a_link_that_confirms_once() {
     // The job sends the confirmation (captured by the dev mailbox here).
     let mut raw = String::new();
     for _ in 0..40 {
-        let mail = service::mail::captured(&app.services, org, 10).await.unwrap();
+        let mail = service::mail::captured(&app.services, &service::Actor::system(org, "test"), 10).await.unwrap();
         if let Some(m) = mail.first() {
             raw = m.raw.expose().clone();
             assert!(!m.subject.expose().contains("Diabetes"), "the subject never names the list");

@@ -202,7 +202,7 @@ async fn previews_are_sandboxed_and_real_contact_previews_are_audited_and_test_s
     // Through the mail path to the user's own address, with one-click unsubscribe headers.
     let (s, msg) = admin.call_json("test_send_template", json!({ "id": id, "content": content })).await;
     assert_eq!(s, 200, "{msg}");
-    let mail = service::mail::captured(&app.services, org, 10).await.unwrap();
+    let mail = service::mail::captured(&app.services, &service::Actor::system(org, "test"), 10).await.unwrap();
     let m = mail.first().expect("a captured test message");
     assert_eq!(m.recipient.expose(), "admin@clinic.test");
     assert!(m.subject.expose().starts_with("[Test] "));

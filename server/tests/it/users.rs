@@ -14,7 +14,7 @@ async fn an_admin_invites_a_marketer_who_joins_with_mfa() {
     assert!(created.get("invite_url").is_none(), "the link goes to the person, not to the admin");
     // The link arrives by email (captured by the dev mailbox here).
     let org = service::users::find_for_operator(&app.services, "admin@clinic.test").await.unwrap().0;
-    let mail = service::mail::captured(&app.services, org, 10).await.unwrap();
+    let mail = service::mail::captured(&app.services, &service::Actor::system(org, "test"), 10).await.unwrap();
     assert_eq!(mail.len(), 1);
     assert_eq!(mail[0].recipient.expose(), "mia@clinic.test");
     let raw = mail[0].raw.expose().replace("=\r\n", "");

@@ -166,11 +166,8 @@ async fn insert_batch(svc: &Services, row: &Row, ids: &[Uuid], now: DateTime<Utc
 /// Record the pinned version's static links by position (click tokens point at positions).
 async fn store_links(svc: &Services, row: &Row) -> ServiceResult<()> {
     let vid = row.template_version_id.ok_or_else(|| ServiceError::internal("launched campaign without a version"))?;
-    let html: String = db::one(svc.db(), "SELECT html FROM template_version WHERE id = $1", [vid.into()])
-        .await?
-        .map(|r| db::get(&r, "html"))
-        .transpose()?
-        .ok_or_else(|| ServiceError::internal("pinned version missing"))?;
+    let html: String =
+        super::version_html(svc.db(), vid).await?.ok_or_else(|| ServiceError::internal("pinned version missing"))?;
     let public = svc.settings().public_url.trim_end_matches('/').to_string();
     for (pos, url) in super::tracking::trackable_links(&html, &public).into_iter().enumerate() {
         db::exec(

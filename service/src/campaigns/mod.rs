@@ -96,25 +96,48 @@ pub(crate) struct Row {
 const COLS: &str = "id, organisation_id, status, pause_reason, settings, template_version_id, uses_phi, scheduled_at, \
                     audience_ready, generation, started_at, finished_at, updated_at";
 
-fn row_from(r: &sea_orm::QueryResult) -> ServiceResult<Row> {
-    let status: String = db::get(r, "status")?;
-    let pause: Option<String> = db::get(r, "pause_reason")?;
-    Ok(Row {
-        id: db::get(r, "id")?,
-        organisation: OrganisationId(db::get(r, "organisation_id")?),
-        status: CampaignStatus::parse(&status).ok_or_else(|| ServiceError::internal("stored campaign status"))?,
-        pause_reason: pause.as_deref().and_then(PauseReason::parse),
-        settings: serde_json::from_value(db::get::<Json>(r, "settings")?)
-            .map_err(|_| ServiceError::internal("stored campaign settings are malformed"))?,
-        template_version_id: db::get(r, "template_version_id")?,
-        uses_phi: db::get(r, "uses_phi")?,
-        scheduled_at: db::get(r, "scheduled_at")?,
-        audience_ready: db::get(r, "audience_ready")?,
-        generation: db::get(r, "generation")?,
-        started_at: db::get(r, "started_at")?,
-        finished_at: db::get(r, "finished_at")?,
-        updated_at: db::get(r, "updated_at")?,
-    })
+/// The `campaign` columns of `COLS`, as stored.
+#[derive(sea_orm::FromQueryResult)]
+struct Stored {
+    id: Uuid,
+    organisation_id: Uuid,
+    status: String,
+    pause_reason: Option<String>,
+    settings: Json,
+    template_version_id: Option<Uuid>,
+    uses_phi: bool,
+    scheduled_at: Option<DateTime<Utc>>,
+    audience_ready: bool,
+    generation: i32,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<Stored> for Row {
+    type Error = ServiceError;
+    fn try_from(r: Stored) -> ServiceResult<Row> {
+        Ok(Row {
+            id: r.id,
+            organisation: OrganisationId(r.organisation_id),
+            status: CampaignStatus::parse(&r.status).ok_or_else(|| ServiceError::internal("stored campaign status"))?,
+            pause_reason: r.pause_reason.as_deref().and_then(PauseReason::parse),
+            settings: serde_json::from_value(r.settings)
+                .map_err(|_| ServiceError::internal("stored campaign settings are malformed"))?,
+            template_version_id: r.template_version_id,
+            uses_phi: r.uses_phi,
+            scheduled_at: r.scheduled_at,
+            audience_ready: r.audience_ready,
+            generation: r.generation,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+async fn rows<C: ConnectionTrait>(conn: &C, sql: &str, values: Vec<sea_orm::Value>) -> ServiceResult<Vec<Row>> {
+    db::all_as::<Stored, _>(conn, sql, values).await?.into_iter().map(Row::try_from).collect()
 }
 
 /// Load a campaign of the organisation (NotFound for another organisation's id).
@@ -128,15 +151,13 @@ pub(crate) async fn load<C: ConnectionTrait>(
         "SELECT {COLS} FROM campaign WHERE id = $1 AND organisation_id = $2{}",
         if lock { " FOR UPDATE" } else { "" }
     );
-    let r = db::one(conn, &sql, [id.into(), org.0.into()]).await?.ok_or(ServiceError::NotFound)?;
-    row_from(&r)
+    rows(conn, &sql, vec![id.into(), org.0.into()]).await?.pop().ok_or(ServiceError::NotFound)
 }
 
 /// Load by id alone (jobs: the payload names the campaign; the row names the organisation).
 pub(crate) async fn load_any<C: ConnectionTrait>(conn: &C, id: Uuid, lock: bool) -> ServiceResult<Row> {
     let sql = format!("SELECT {COLS} FROM campaign WHERE id = $1{}", if lock { " FOR UPDATE" } else { "" });
-    let r = db::one(conn, &sql, [id.into()]).await?.ok_or(ServiceError::NotFound)?;
-    row_from(&r)
+    rows(conn, &sql, vec![id.into()]).await?.pop().ok_or(ServiceError::NotFound)
 }
 
 /// Whether the actor sees exact figures (may read contacts) or disclosure-controlled ones.
@@ -157,7 +178,12 @@ async fn counts_for<C: ConnectionTrait>(
 }
 
 pub(crate) async fn counts<C: ConnectionTrait>(conn: &C, id: Uuid) -> ServiceResult<DeliveryCounts> {
-    let rows = db::all(
+    #[derive(sea_orm::FromQueryResult)]
+    struct StateCount {
+        state: String,
+        n: i64,
+    }
+    let rows = db::all_as::<StateCount, _>(
         conn,
         // A row is in flight while a sender holds its queue row.
         "SELECT CASE WHEN q.claimed_by IS NOT NULL THEN 'sending' ELSE d.state END AS state, count(*) AS n
@@ -168,9 +194,8 @@ pub(crate) async fn counts<C: ConnectionTrait>(conn: &C, id: Uuid) -> ServiceRes
     .await?;
     let mut c = DeliveryCounts::default();
     for r in rows {
-        let state: String = db::get(&r, "state")?;
-        let n = db::get::<i64>(&r, "n")?.max(0) as u64;
-        match DeliveryState::parse(&state) {
+        let n = r.n.max(0) as u64;
+        match DeliveryState::parse(&r.state) {
             Some(DeliveryState::Queued) => c.queued = n,
             Some(DeliveryState::Sending) => c.sending = n,
             Some(DeliveryState::Sent) => c.sent = n,
@@ -217,27 +242,27 @@ async fn check_references<C: ConnectionTrait>(
     s: &CampaignSettings,
 ) -> ServiceResult<()> {
     for id in &s.audience.segments {
-        db::one(
+        db::one_as::<db::Id, _>(
             conn,
-            "SELECT 1 AS x FROM segment WHERE id = $1 AND organisation_id = $2",
+            "SELECT id FROM segment WHERE id = $1 AND organisation_id = $2",
             [(*id).into(), org.0.into()],
         )
         .await?
         .ok_or_else(|| ServiceError::invalid("audience", "a chosen segment no longer exists"))?;
     }
     for id in &s.audience.lists {
-        db::one(
+        db::one_as::<db::Id, _>(
             conn,
-            "SELECT 1 AS x FROM contact_list WHERE id = $1 AND organisation_id = $2",
+            "SELECT id FROM contact_list WHERE id = $1 AND organisation_id = $2",
             [(*id).into(), org.0.into()],
         )
         .await?
         .ok_or_else(|| ServiceError::invalid("audience", "a chosen list no longer exists"))?;
     }
     if let Some(t) = s.template_id {
-        db::one(
+        db::one_as::<db::Id, _>(
             conn,
-            "SELECT 1 AS x FROM template WHERE id = $1 AND organisation_id = $2 AND archived_at IS NULL",
+            "SELECT id FROM template WHERE id = $1 AND organisation_id = $2 AND archived_at IS NULL",
             [t.into(), org.0.into()],
         )
         .await?
@@ -250,16 +275,30 @@ async fn check_references<C: ConnectionTrait>(
 pub async fn options(svc: &Services, actor: &Actor) -> ServiceResult<CampaignOptions> {
     actor.require(Permission::CampaignsWrite)?;
     let org = actor.organisation_id;
+    #[derive(sea_orm::FromQueryResult)]
+    struct Named {
+        id: Uuid,
+        name: String,
+    }
     let choices = |sql: &'static str| async move {
-        db::all(svc.db(), sql, [org.0.into()])
-            .await?
-            .iter()
-            .map(|r| Ok(Choice { id: db::get(r, "id")?, name: db::get(r, "name")? }))
-            .collect::<ServiceResult<Vec<_>>>()
+        Ok::<_, ServiceError>(
+            db::all_as::<Named, _>(svc.db(), sql, [org.0.into()])
+                .await?
+                .into_iter()
+                .map(|r| Choice { id: r.id, name: r.name })
+                .collect::<Vec<_>>(),
+        )
     };
     let segments = choices("SELECT id, name FROM segment WHERE organisation_id = $1 ORDER BY lower(name)").await?;
     let lists = choices("SELECT id, name FROM contact_list WHERE organisation_id = $1 ORDER BY lower(name)").await?;
-    let templates = db::all(
+    #[derive(sea_orm::FromQueryResult)]
+    struct Tpl {
+        id: Uuid,
+        name: String,
+        latest_version: i32,
+        uses_phi: bool,
+    }
+    let templates = db::all_as::<Tpl, _>(
         svc.db(),
         "SELECT t.id, t.name, t.latest_version, coalesce(v.uses_phi, false) AS uses_phi
          FROM template t LEFT JOIN template_version v ON v.template_id = t.id AND v.version = t.latest_version
@@ -267,16 +306,9 @@ pub async fn options(svc: &Services, actor: &Actor) -> ServiceResult<CampaignOpt
         [org.0.into()],
     )
     .await?
-    .iter()
-    .map(|r| {
-        Ok(TemplateChoice {
-            id: db::get(r, "id")?,
-            name: db::get(r, "name")?,
-            latest_version: db::get(r, "latest_version")?,
-            uses_phi: db::get(r, "uses_phi")?,
-        })
-    })
-    .collect::<ServiceResult<Vec<_>>>()?;
+    .into_iter()
+    .map(|r| TemplateChoice { id: r.id, name: r.name, latest_version: r.latest_version, uses_phi: r.uses_phi })
+    .collect();
     // A From address must be on a verified sending domain: offer the system sender's local part
     // on the organisation's first one.
     let sending_domains = crate::sending_domains::verified_names(svc.db(), org).await?;
@@ -287,15 +319,14 @@ pub async fn options(svc: &Services, actor: &Actor) -> ServiceResult<CampaignOpt
 
 pub async fn list(svc: &Services, actor: &Actor) -> ServiceResult<Vec<CampaignSummary>> {
     actor.require(Permission::CampaignsRead)?;
-    let rows = db::all(
+    let found = rows(
         svc.db(),
         &format!("SELECT {COLS} FROM campaign WHERE organisation_id = $1 ORDER BY created_at DESC LIMIT 500"),
-        [actor.organisation_id.0.into()],
+        vec![actor.organisation_id.0.into()],
     )
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let row = row_from(&r)?;
+    let mut out = Vec::with_capacity(found.len());
+    for row in found {
         let (counts, figures) = counts_for(svc.db(), actor, row.id).await?;
         out.push(CampaignSummary {
             id: row.id,
@@ -310,12 +341,26 @@ pub async fn list(svc: &Services, actor: &Actor) -> ServiceResult<Vec<CampaignSu
     Ok(out)
 }
 
+/// The HTML of a stored template version (tracked links are read from it).
+pub(crate) async fn version_html<C: ConnectionTrait>(conn: &C, id: Uuid) -> ServiceResult<Option<String>> {
+    #[derive(sea_orm::FromQueryResult)]
+    struct Html {
+        html: String,
+    }
+    Ok(db::one_as::<Html, _>(conn, "SELECT html FROM template_version WHERE id = $1", [id.into()])
+        .await?
+        .map(|r| r.html))
+}
+
 async fn version_number<C: ConnectionTrait>(conn: &C, id: Option<Uuid>) -> ServiceResult<Option<i32>> {
     let Some(id) = id else { return Ok(None) };
-    Ok(db::one(conn, "SELECT version FROM template_version WHERE id = $1", [id.into()])
+    #[derive(sea_orm::FromQueryResult)]
+    struct Version {
+        version: i32,
+    }
+    Ok(db::one_as::<Version, _>(conn, "SELECT version FROM template_version WHERE id = $1", [id.into()])
         .await?
-        .map(|r| db::get::<i32>(&r, "version"))
-        .transpose()?)
+        .map(|r| r.version))
 }
 
 pub async fn get(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<CampaignView> {
@@ -427,7 +472,12 @@ async fn pin(txn: &DatabaseTransaction, row: &Row, now: DateTime<Utc>) -> Servic
     check_references(txn, row.organisation, &row.settings).await?;
     crate::sending_domains::verified_domain_of(txn, row.organisation, "from_email", &row.settings.from_email).await?;
     let template = row.settings.template_id.ok_or_else(|| ServiceError::invalid("template", "choose a template"))?;
-    let v = db::one(
+    #[derive(sea_orm::FromQueryResult)]
+    struct Pinned {
+        id: Uuid,
+        uses_phi: bool,
+    }
+    let v = db::one_as::<Pinned, _>(
         txn,
         "SELECT v.id, v.uses_phi FROM template t JOIN template_version v ON v.template_id = t.id AND v.version = t.latest_version
          WHERE t.id = $1 AND t.organisation_id = $2",
@@ -435,7 +485,7 @@ async fn pin(txn: &DatabaseTransaction, row: &Row, now: DateTime<Utc>) -> Servic
     )
     .await?
     .ok_or_else(|| ServiceError::invalid("template", "the chosen template has no saved version yet"))?;
-    let (vid, uses_phi): (Uuid, bool) = (db::get(&v, "id")?, db::get(&v, "uses_phi")?);
+    let (vid, uses_phi) = (v.id, v.uses_phi);
     row.settings.validate_for_launch(uses_phi, now)?;
     Ok((vid, uses_phi))
 }
@@ -616,15 +666,14 @@ pub(crate) async fn cancel_for_deleted_organisation(
     org: OrganisationId,
     now: DateTime<Utc>,
 ) -> ServiceResult<u64> {
-    let rows = db::all(
+    let live = rows(
         txn,
         &format!("SELECT {COLS} FROM campaign WHERE organisation_id = $1 AND status IN ('scheduled', 'sending', 'paused') FOR UPDATE"),
-        [org.0.into()],
+        vec![org.0.into()],
     )
     .await?;
     let mut n = 0;
-    for r in rows {
-        let row = row_from(&r)?;
+    for row in live {
         let to = row.status.transition(CampaignEvent::Cancel)?;
         set_status(txn, &row, to, None, now).await?;
         db::exec(
@@ -674,14 +723,13 @@ pub async fn progress(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<
     actor.require(Permission::CampaignsRead)?;
     let row = load(svc.db(), actor.organisation_id, id, false).await?;
     let now = svc.clock().now();
-    let recent: i64 = db::one(
+    let recent: i64 = db::one_as::<db::Count, _>(
         svc.db(),
         "SELECT count(*) AS n FROM delivery WHERE campaign_id = $1 AND state = 'sent' AND accepted_at > $2",
         [id.into(), (now - chrono::Duration::seconds(60)).into()],
     )
     .await?
-    .map(|r| db::get(&r, "n"))
-    .transpose()?
+    .map(|r| r.n)
     .unwrap_or(0);
     let (counts, figures) = counts_for(svc.db(), actor, id).await?;
     Ok(CampaignProgress {
@@ -701,7 +749,27 @@ pub async fn report(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<Ca
     actor.require(Permission::ReportsRead)?;
     let row = load(svc.db(), actor.organisation_id, id, false).await?;
     let counts = counts(svc.db(), id).await?;
-    let e = db::one(
+    #[derive(sea_orm::FromQueryResult)]
+    struct Engagement {
+        human_opens: i64,
+        machine_opens: i64,
+        machine_openers: i64,
+        unique_clicks: i64,
+        clicks: i64,
+        machine_clicks: i64,
+        machine_clickers: i64,
+        unsubscribes: i64,
+    }
+    #[derive(sea_orm::FromQueryResult)]
+    struct LinkRow {
+        url: String,
+        clicks: i64,
+        uniq: i64,
+        machine: i64,
+        machine_uniq: i64,
+    }
+    let n = |v: i64| v.max(0) as u64;
+    let e = db::one_as::<Engagement, _>(
         svc.db(),
         "SELECT
             count(DISTINCT delivery_id) FILTER (WHERE activity = 'opened' AND NOT machine) AS human_opens,
@@ -717,8 +785,7 @@ pub async fn report(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<Ca
     )
     .await?
     .ok_or_else(|| ServiceError::internal("report query"))?;
-    let n = |c: &str| -> ServiceResult<u64> { Ok(db::get::<i64>(&e, c)?.max(0) as u64) };
-    let links = db::all(
+    let links = db::all_as::<LinkRow, _>(
         svc.db(),
         "SELECT l.url,
             count(e.id) FILTER (WHERE NOT e.machine) AS clicks,
@@ -731,29 +798,26 @@ pub async fn report(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<Ca
         [id.into()],
     )
     .await?
-    .iter()
-    .map(|r| {
-        let n = |c: &str| -> ServiceResult<u64> { Ok(db::get::<i64>(r, c)?.max(0) as u64) };
-        Ok(LinkCounts {
-            url: db::get(r, "url")?,
-            clicks: n("clicks")?,
-            clickers: n("uniq")?,
-            machine: n("machine")?,
-            machine_clickers: n("machine_uniq")?,
-        })
+    .into_iter()
+    .map(|r| LinkCounts {
+        url: r.url,
+        clicks: n(r.clicks),
+        clickers: n(r.uniq),
+        machine: n(r.machine),
+        machine_clickers: n(r.machine_uniq),
     })
-    .collect::<ServiceResult<Vec<_>>>()?;
+    .collect();
     let raw = ReportCounts {
         delivered: counts.sent,
         bounced: counts.bounced,
-        human_openers: n("human_opens")?,
-        machine_opens: n("machine_opens")?,
-        machine_openers: n("machine_openers")?,
-        human_clickers: n("unique_clicks")?,
-        human_clicks: n("clicks")?,
-        machine_clicks: n("machine_clicks")?,
-        machine_clickers: n("machine_clickers")?,
-        unsubscribes: n("unsubscribes")?,
+        human_openers: n(e.human_opens),
+        machine_opens: n(e.machine_opens),
+        machine_openers: n(e.machine_openers),
+        human_clickers: n(e.unique_clicks),
+        human_clicks: n(e.clicks),
+        machine_clicks: n(e.machine_clicks),
+        machine_clickers: n(e.machine_clickers),
+        unsubscribes: n(e.unsubscribes),
         links,
     };
     Ok(CampaignReport::build(reader(actor), row.settings.name, row.status, &raw))
@@ -764,11 +828,13 @@ pub async fn report(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<Ca
 /// work left has a live dispatch job, and complete campaigns with nothing left.
 pub async fn tick(svc: &Services, stale: std::time::Duration) -> ServiceResult<()> {
     let now = svc.clock().now();
-    let due =
-        db::all(svc.db(), "SELECT id FROM campaign WHERE status = 'scheduled' AND scheduled_at <= $1", [now.into()])
-            .await?;
-    for r in due {
-        let id: Uuid = db::get(&r, "id")?;
+    let due = db::all_as::<db::Id, _>(
+        svc.db(),
+        "SELECT id FROM campaign WHERE status = 'scheduled' AND scheduled_at <= $1",
+        [now.into()],
+    )
+    .await?;
+    for db::Id { id } in due {
         let txn = svc.db().begin().await?;
         let row = load_any(&txn, id, true).await?;
         if row.status == CampaignStatus::Scheduled {
@@ -790,9 +856,10 @@ pub async fn tick(svc: &Services, stale: std::time::Duration) -> ServiceResult<(
         txn.commit().await?;
     }
     send::reclaim_orphans(svc).await?;
-    let sending = db::all(svc.db(), "SELECT id FROM campaign WHERE status = 'sending' AND audience_ready", []).await?;
-    for r in sending {
-        let id: Uuid = db::get(&r, "id")?;
+    let sending =
+        db::all_as::<db::Id, _>(svc.db(), "SELECT id FROM campaign WHERE status = 'sending' AND audience_ready", [])
+            .await?;
+    for db::Id { id } in sending {
         send::ensure_dispatch(svc, id, stale).await?;
     }
     Ok(())
@@ -816,28 +883,19 @@ pub async fn test_send(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult
         Some(v) => v,
         None => {
             let t = row.settings.template_id.ok_or_else(|| ServiceError::invalid("template", "choose a template"))?;
-            db::one(
+            db::one_as::<db::Id, _>(
                 svc.db(),
                 "SELECT v.id FROM template t JOIN template_version v ON v.template_id = t.id AND v.version = t.latest_version
                  WHERE t.id = $1 AND t.organisation_id = $2",
                 [t.into(), org.0.into()],
             )
             .await?
-            .map(|r| db::get::<Uuid>(&r, "id"))
-            .transpose()?
+            .map(|r| r.id)
             .ok_or_else(|| ServiceError::invalid("template", "the chosen template has no saved version yet"))?
         }
     };
     let c = compiled(svc, org, version).await?;
-    let to: String = db::one(
-        svc.db(),
-        "SELECT email FROM app_user WHERE id = $1 AND organisation_id = $2",
-        [user.0.into(), org.0.into()],
-    )
-    .await?
-    .map(|r| db::get(&r, "email"))
-    .transpose()?
-    .ok_or(ServiceError::NotFound)?;
+    let to = crate::templates::test_send::own_address(svc, user, org).await?;
     let catalogue = crate::contacts::fields::catalogue(svc, svc.db(), org).await?;
     let subject = LinkSubject::Test { user: user.0, message: id };
     let links_json = links::links_json(svc, org, subject, now).await?;

@@ -167,11 +167,7 @@ async fn prepare(svc: &Services, row: Row, domain: VerifiedDomain) -> ServiceRes
     let version = compiled(svc, org, vid).await?;
     let catalogue = fields::catalogue(svc, svc.db(), org).await?;
     let fields = MergeFields::new(&catalogue);
-    let html: String = db::one(svc.db(), "SELECT html FROM template_version WHERE id = $1", [vid.into()])
-        .await?
-        .map(|r| db::get(&r, "html"))
-        .transpose()?
-        .ok_or(ServiceError::NotFound)?;
+    let html: String = super::version_html(svc.db(), vid).await?.ok_or(ServiceError::NotFound)?;
     let public_url = svc.settings().public_url.trim_end_matches('/').to_string();
     let links = super::tracking::tracked_links(&html, &public_url);
     let s = &row.settings;
@@ -260,23 +256,34 @@ async fn claim(svc: &Services, p: &Prepared, lease: i64, n: i64, now: DateTime<U
         [p.row.id.into(), now.into(), n.into(), lease.into(), p.row.settings.purpose.as_str().into()],
     )
     .await?;
+    // The claim's own columns; the contact's sealed columns are read by `contacts`.
+    #[derive(sea_orm::FromQueryResult)]
+    struct ClaimRow {
+        delivery_id: Uuid,
+        state: String,
+        attempts: i32,
+        contact_id: Option<Uuid>,
+        time_zone: Option<String>,
+        locale: Option<String>,
+        attrs: Option<serde_json::Value>,
+        eligible: Option<bool>,
+    }
     rows.iter()
         .map(|r| {
-            let contact_id: Option<Uuid> = db::get(r, "contact_id")?;
-            let state: String = db::get(r, "state")?;
+            let c = <ClaimRow as sea_orm::FromQueryResult>::from_query_result(r, "")?;
             Ok(Claimed {
-                id: db::get(r, "delivery_id")?,
-                state: DeliveryState::parse(&state)
+                id: c.delivery_id,
+                state: DeliveryState::parse(&c.state)
                     .ok_or_else(|| ServiceError::internal("a delivery row has an unknown state"))?,
-                attempts: db::get(r, "attempts")?,
-                eligible: db::get::<Option<bool>>(r, "eligible")?.unwrap_or(false),
-                contact: match contact_id {
+                attempts: c.attempts,
+                eligible: c.eligible.unwrap_or(false),
+                contact: match c.contact_id {
                     Some(cid) => Some((
                         cid,
                         contacts::sealed_from_row(r)?,
-                        db::get(r, "time_zone")?,
-                        db::get(r, "locale")?,
-                        db::get(r, "attrs")?,
+                        c.time_zone,
+                        c.locale,
+                        c.attrs.unwrap_or(serde_json::Value::Null),
                     )),
                     None => None,
                 },
@@ -678,10 +685,9 @@ pub async fn finish_if_done(svc: &Services, campaign: Uuid) -> ServiceResult<boo
     if row.status != CampaignStatus::Sending || !row.audience_ready {
         return Ok(row.status.is_terminal());
     }
-    let left = db::one(&txn, concat!("SELECT ", work_left!(), " AS n"), [campaign.into()])
+    let left = db::one_as::<db::Count, _>(&txn, concat!("SELECT ", work_left!(), " AS n"), [campaign.into()])
         .await?
-        .map(|r| db::get::<i64>(&r, "n"))
-        .transpose()?
+        .map(|r| r.n)
         .unwrap_or(0);
     if left > 0 {
         return Ok(false);
@@ -744,15 +750,14 @@ async fn refund(svc: &Services, campaign: Uuid, n: i64, per_second: u32) -> Serv
 
 /// Whether the job should keep going: the campaign is still sending in this generation.
 async fn still_sending<C: ConnectionTrait>(conn: &C, campaign: Uuid, generation: i32) -> ServiceResult<bool> {
-    Ok(db::one(conn, "SELECT status, generation FROM campaign WHERE id = $1", [campaign.into()])
+    #[derive(sea_orm::FromQueryResult)]
+    struct Now {
+        status: String,
+        generation: i32,
+    }
+    Ok(db::one_as::<Now, _>(conn, "SELECT status, generation FROM campaign WHERE id = $1", [campaign.into()])
         .await?
-        .map(|r| {
-            Ok::<_, ServiceError>(
-                db::get::<String>(&r, "status")? == "sending" && db::get::<i32>(&r, "generation")? == generation,
-            )
-        })
-        .transpose()?
-        .unwrap_or(false))
+        .is_some_and(|r| r.status == CampaignStatus::Sending.as_str() && r.generation == generation))
 }
 
 async fn sleep_until(svc: &Services, t: DateTime<Utc>) {
@@ -825,15 +830,17 @@ pub async fn dispatch(svc: &Services, worker: &SendWorker, job: &DispatchJob) ->
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
-            let next: Option<DateTime<Utc>> = db::one(
+            #[derive(sea_orm::FromQueryResult)]
+            struct Next {
+                t: Option<DateTime<Utc>>,
+            }
+            let next = db::one_as::<Next, _>(
                 svc.db(),
                 "SELECT min(not_before) AS t FROM delivery_queue WHERE campaign_id = $1 AND claimed_by IS NULL",
                 [job.campaign_id.into()],
             )
             .await?
-            .map(|r| db::get(&r, "t"))
-            .transpose()?
-            .flatten();
+            .and_then(|r| r.t);
             match next {
                 // Rows are in flight in other jobs; they finish the campaign.
                 None => return Ok(()),

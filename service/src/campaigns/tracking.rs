@@ -194,15 +194,18 @@ pub struct Hit {
 /// Where a click goes: the stored URL at the token's position, when the delivery belongs to the
 /// token's organisation. Only http(s) targets are ever returned.
 pub async fn click_target(svc: &Services, c: &Claims) -> ServiceResult<String> {
-    let url: String = db::one(
+    #[derive(sea_orm::FromQueryResult)]
+    struct Target {
+        url: String,
+    }
+    let url: String = db::one_as::<Target, _>(
         svc.db(),
         "SELECT l.url FROM delivery d JOIN campaign_link l ON l.campaign_id = d.campaign_id AND l.position = $3
          WHERE d.id = $1 AND d.organisation_id = $2",
         [c.delivery.into(), c.organisation.0.into(), i32::from(c.position).into()],
     )
     .await?
-    .map(|r| db::get(&r, "url"))
-    .transpose()?
+    .map(|r| r.url)
     .ok_or(ServiceError::NotFound)?;
     let l = url.to_ascii_lowercase();
     if l.starts_with("https://") || l.starts_with("http://") { Ok(url) } else { Err(ServiceError::NotFound) }

@@ -51,26 +51,46 @@ pub struct Captured {
     pub raw: Phi<String>,
 }
 
-pub async fn captured(svc: &Services, org: OrganisationId, limit: i64) -> ServiceResult<Vec<Captured>> {
-    let rows = db::all(
+/// A captured message as stored (each PHI column sealed).
+#[derive(sea_orm::FromQueryResult)]
+struct Stored {
+    id: Uuid,
+    created_at: chrono::DateTime<chrono::Utc>,
+    recipient: Vec<u8>,
+    subject: Vec<u8>,
+    message: Vec<u8>,
+}
+
+/// The newest `limit` messages, opened whole: an audited PHI read (one row for the lot), for an
+/// actor who manages settings.
+pub async fn captured(svc: &Services, actor: &crate::Actor, limit: i64) -> ServiceResult<Vec<Captured>> {
+    actor.require(domain::Permission::SettingsManage)?;
+    let org = actor.organisation_id;
+    let rows = db::all_as::<Stored, _>(
         svc.db(),
         "SELECT id, created_at, recipient, subject, message FROM dev_mailbox WHERE organisation_id = $1 ORDER BY created_at DESC LIMIT $2",
         [org.0.into(), limit.into()],
     )
     .await?;
+    crate::audit::record_now(
+        svc,
+        crate::audit::AuditRecord::by(actor, domain::audit::AuditAction::DevMailboxViewed)
+            .detail("messages", rows.len()),
+    )
+    .await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let id: Uuid = db::get(&r, "id")?;
+        let id = r.id;
         let open = |column: &'static str, b: Vec<u8>| async move {
             let plain = svc.keys().open(svc.db(), &capture_aad(org, column, id), &Sealed::from_bytes(b)?).await?;
             Ok::<String, ServiceError>(String::from_utf8_lossy(&plain).into_owned())
         };
         out.push(Captured {
             id,
-            created_at: db::get(&r, "created_at")?,
-            recipient: Phi::new(open("recipient", db::get(&r, "recipient")?).await?),
-            subject: Phi::new(open("subject", db::get(&r, "subject")?).await?),
-            raw: Phi::new(open("message", db::get(&r, "message")?).await?),
+            created_at: r.created_at,
+            recipient: Phi::new(open("recipient", r.recipient).await?),
+            subject: Phi::new(open("subject", r.subject).await?),
+            raw: Phi::new(open("message", r.message).await?),
         });
     }
     Ok(out)
@@ -94,22 +114,26 @@ pub async fn captured_html(svc: &Services, actor: &crate::Actor, id: Uuid) -> Se
 const OPEN_WINDOW_MINUTES: i64 = 10;
 
 async fn open_message(svc: &Services, org: OrganisationId, id: Uuid) -> ServiceResult<zeroize::Zeroizing<Vec<u8>>> {
-    let r = db::one(
+    #[derive(sea_orm::FromQueryResult)]
+    struct Message {
+        message: Vec<u8>,
+    }
+    let r = db::one_as::<Message, _>(
         svc.db(),
         "SELECT message FROM dev_mailbox WHERE id = $1 AND organisation_id = $2",
         [id.into(), org.0.into()],
     )
     .await?
     .ok_or(ServiceError::NotFound)?;
-    svc.keys().open(svc.db(), &capture_aad(org, "message", id), &Sealed::from_bytes(db::get(&r, "message")?)?).await
+    svc.keys().open(svc.db(), &capture_aad(org, "message", id), &Sealed::from_bytes(r.message)?).await
 }
 
 async fn recently_opened(svc: &Services, actor: &crate::Actor, id: Uuid) -> ServiceResult<bool> {
     let Some(user) = actor.user_id() else { return Ok(false) };
     let since = svc.clock().now() - chrono::Duration::minutes(OPEN_WINDOW_MINUTES);
-    Ok(db::one(
+    Ok(db::one_as::<db::Count, _>(
         svc.db(),
-        "SELECT 1 AS x FROM audit_event WHERE organisation_id = $1 AND actor_user_id = $2 AND action = $3
+        "SELECT 1::int8 AS n FROM audit_event WHERE organisation_id = $1 AND actor_user_id = $2 AND action = $3
            AND target_kind = 'dev_mailbox' AND target_id = $4 AND occurred_at > $5 LIMIT 1",
         [
             actor.organisation_id.0.into(),
@@ -153,13 +177,22 @@ pub async fn captured_page(
     let org = actor.organisation_id;
     let per_page = per_page.clamp(1, 100);
     let offset = i64::from(page.clamp(1, 100_000) - 1) * i64::from(per_page);
-    let total: i64 =
-        db::one(svc.db(), "SELECT count(*) AS n FROM dev_mailbox WHERE organisation_id = $1", [org.0.into()])
-            .await?
-            .map(|r| db::get(&r, "n"))
-            .transpose()?
-            .unwrap_or(0);
-    let rows = db::all(
+    #[derive(sea_orm::FromQueryResult)]
+    struct Line {
+        id: Uuid,
+        created_at: chrono::DateTime<chrono::Utc>,
+        recipient: Vec<u8>,
+        subject: Vec<u8>,
+    }
+    let total: i64 = db::one_as::<db::Count, _>(
+        svc.db(),
+        "SELECT count(*) AS n FROM dev_mailbox WHERE organisation_id = $1",
+        [org.0.into()],
+    )
+    .await?
+    .map(|r| r.n)
+    .unwrap_or(0);
+    let rows = db::all_as::<Line, _>(
         svc.db(),
         "SELECT id, created_at, recipient, subject FROM dev_mailbox WHERE organisation_id = $1
          ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
@@ -175,16 +208,16 @@ pub async fn captured_page(
     .await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let id: Uuid = db::get(&r, "id")?;
+        let id = r.id;
         let open = |column: &'static str, b: Vec<u8>| async move {
             let plain = svc.keys().open(svc.db(), &capture_aad(org, column, id), &Sealed::from_bytes(b)?).await?;
             Ok::<String, ServiceError>(String::from_utf8_lossy(&plain).into_owned())
         };
         out.push(CapturedSummary {
             id,
-            created_at: db::get(&r, "created_at")?,
-            recipient: Phi::new(open("recipient", db::get(&r, "recipient")?).await?),
-            subject: Phi::new(super::mime::decode_header(&open("subject", db::get(&r, "subject")?).await?)),
+            created_at: r.created_at,
+            recipient: Phi::new(open("recipient", r.recipient).await?),
+            subject: Phi::new(super::mime::decode_header(&open("subject", r.subject).await?)),
         });
     }
     Ok((out, total))
@@ -195,7 +228,7 @@ pub async fn captured_page(
 pub async fn captured_one(svc: &Services, actor: &crate::Actor, id: Uuid) -> ServiceResult<Captured> {
     actor.require(domain::Permission::SettingsManage)?;
     let org = actor.organisation_id;
-    let r = db::one(
+    let r = db::one_as::<Stored, _>(
         svc.db(),
         "SELECT id, created_at, recipient, subject, message FROM dev_mailbox WHERE id = $1 AND organisation_id = $2",
         [id.into(), org.0.into()],
@@ -209,9 +242,9 @@ pub async fn captured_one(svc: &Services, actor: &crate::Actor, id: Uuid) -> Ser
     };
     Ok(Captured {
         id,
-        created_at: db::get(&r, "created_at")?,
-        recipient: Phi::new(open("recipient", db::get(&r, "recipient")?).await?),
-        subject: Phi::new(super::mime::decode_header(&open("subject", db::get(&r, "subject")?).await?)),
-        raw: Phi::new(open("message", db::get(&r, "message")?).await?),
+        created_at: r.created_at,
+        recipient: Phi::new(open("recipient", r.recipient).await?),
+        subject: Phi::new(super::mime::decode_header(&open("subject", r.subject).await?)),
+        raw: Phi::new(open("message", r.message).await?),
     })
 }

@@ -71,10 +71,14 @@ pub fn contact_json(rec: &record::ContactRecord, fields: &MergeFields) -> Phi<Js
 }
 
 pub(crate) async fn organisation_name(svc: &Services, org: OrganisationId) -> ServiceResult<String> {
-    let r = db::one(svc.db(), "SELECT name FROM organisation WHERE id = $1", [org.0.into()])
+    #[derive(sea_orm::FromQueryResult)]
+    struct Name {
+        name: String,
+    }
+    db::one_as::<Name, _>(svc.db(), "SELECT name FROM organisation WHERE id = $1", [org.0.into()])
         .await?
-        .ok_or(ServiceError::NotFound)?;
-    Ok(db::get(&r, "name")?)
+        .map(|r| r.name)
+        .ok_or(ServiceError::NotFound)
 }
 
 pub(crate) fn merge_data(contact: Json, org_name: &str, links: Json) -> Phi<Json> {

@@ -72,15 +72,14 @@ pub async fn preview_frame(
 ) -> ServiceResult<FrameDocument> {
     actor.require(Permission::TemplatesRead)?;
     let org = actor.organisation_id;
-    let version_id: Uuid = db::one(
+    let version_id: Uuid = db::one_as::<db::Id, _>(
         svc.db(),
         "SELECT v.id FROM template_version v JOIN template t ON t.id = v.template_id
          WHERE v.template_id = $1 AND v.organisation_id = $2 AND v.version = $3 AND t.archived_at IS NULL",
         [id.into(), org.0.into(), version.into()],
     )
     .await?
-    .map(|r| db::get(&r, "id"))
-    .transpose()?
+    .map(|r| r.id)
     .ok_or(ServiceError::NotFound)?;
     let c = compiled(svc, org, version_id).await?;
     let catalogue = fields::catalogue(svc, svc.db(), org).await?;
@@ -143,7 +142,7 @@ pub async fn view_in_browser(svc: &Services, token: &str) -> ServiceResult<Brows
     };
     // `message` is a template id (test sends, previews), a template version id, or a campaign
     // delivery (campaign sends: the campaign's pinned version).
-    let version_id = match db::one(
+    let version_id = match db::one_as::<db::Id, _>(
         svc.db(),
         "SELECT v.id FROM template_version v JOIN template t ON t.id = v.template_id
          WHERE v.organisation_id = $2 AND (v.id = $1 OR (t.id = $1 AND v.version = t.latest_version))
@@ -155,7 +154,7 @@ pub async fn view_in_browser(svc: &Services, token: &str) -> ServiceResult<Brows
     )
     .await?
     {
-        Some(r) => db::get::<Uuid>(&r, "id")?,
+        Some(r) => r.id,
         None => return Err(ServiceError::NotFound),
     };
     let c = compiled(svc, org, version_id).await?;
@@ -168,7 +167,13 @@ pub async fn view_in_browser(svc: &Services, token: &str) -> ServiceResult<Brows
     let contact_data = match contact {
         None => synthetic_contact(&catalogue),
         Some(contact) => {
-            let r = db::one(
+            #[derive(sea_orm::FromQueryResult)]
+            struct Plain {
+                time_zone: Option<String>,
+                locale: Option<String>,
+                attrs: Json,
+            }
+            let r = db::one_as::<Plain, _>(
                 svc.db(),
                 "SELECT time_zone, locale, attrs FROM contact WHERE id = $1 AND organisation_id = $2",
                 [contact.into(), org.0.into()],
@@ -179,12 +184,9 @@ pub async fn view_in_browser(svc: &Services, token: &str) -> ServiceResult<Brows
             for f in fields.fields() {
                 m.insert(f.key.clone(), Json::Null);
             }
-            m.insert(
-                "time_zone".into(),
-                db::get::<Option<String>>(&r, "time_zone")?.map(Json::from).unwrap_or(Json::Null),
-            );
-            m.insert("locale".into(), db::get::<Option<String>>(&r, "locale")?.map(Json::from).unwrap_or(Json::Null));
-            for (k, v) in record::attrs_from_json(&db::get::<Json>(&r, "attrs")?, &catalogue) {
+            m.insert("time_zone".into(), r.time_zone.map(Json::from).unwrap_or(Json::Null));
+            m.insert("locale".into(), r.locale.map(Json::from).unwrap_or(Json::Null));
+            for (k, v) in record::attrs_from_json(&r.attrs, &catalogue) {
                 m.insert(k, field_json(&v));
             }
             Json::Object(m)

@@ -133,7 +133,17 @@ pub(super) fn prepare(svc: &Services, content: &TemplateContent, fields: &MergeF
 
 pub async fn list(svc: &Services, actor: &Actor) -> ServiceResult<Vec<TemplateSummary>> {
     actor.require(Permission::TemplatesRead)?;
-    let rows = db::all(
+    #[derive(sea_orm::FromQueryResult)]
+    struct Summary {
+        id: Uuid,
+        name: String,
+        latest_version: i32,
+        subject: String,
+        uses_phi: bool,
+        has_draft: bool,
+        updated_at: chrono::DateTime<chrono::Utc>,
+    }
+    let rows = db::all_as::<Summary, _>(
         svc.db(),
         "SELECT t.id, t.name, t.latest_version, t.updated_at, t.draft IS NOT NULL AS has_draft, v.subject, v.uses_phi
          FROM template t JOIN template_version v ON v.template_id = t.id AND v.version = t.latest_version
@@ -141,19 +151,18 @@ pub async fn list(svc: &Services, actor: &Actor) -> ServiceResult<Vec<TemplateSu
         [actor.organisation_id.0.into()],
     )
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(TemplateSummary {
-                id: db::get(r, "id")?,
-                name: db::get(r, "name")?,
-                latest_version: db::get(r, "latest_version")?,
-                subject: db::get(r, "subject")?,
-                uses_phi: db::get(r, "uses_phi")?,
-                has_draft: db::get(r, "has_draft")?,
-                updated_at: db::get(r, "updated_at")?,
-            })
+    Ok(rows
+        .into_iter()
+        .map(|r| TemplateSummary {
+            id: r.id,
+            name: r.name,
+            latest_version: r.latest_version,
+            subject: r.subject,
+            uses_phi: r.uses_phi,
+            has_draft: r.has_draft,
+            updated_at: r.updated_at,
         })
-        .collect()
+        .collect())
 }
 
 pub fn starter_list(actor: &Actor) -> ServiceResult<Vec<StarterView>> {
@@ -280,21 +289,34 @@ async fn insert_version<C: ConnectionTrait>(
     Ok(id)
 }
 
-fn content_from_row(r: &sea_orm::QueryResult) -> ServiceResult<TemplateContent> {
-    let mode = EditorMode::parse(&db::get::<String>(r, "mode")?).ok_or_else(|| ServiceError::internal("bad mode"))?;
-    let design: Option<Json> = db::get(r, "design")?;
-    let design = match design {
+/// A stored version (`VERSION_COLS`).
+#[derive(sea_orm::FromQueryResult)]
+struct VersionRow {
+    id: Uuid,
+    mode: String,
+    subject: String,
+    preheader: String,
+    design: Option<Json>,
+    html: String,
+    text_body: String,
+    text_edited: bool,
+    uses_phi: bool,
+}
+
+fn content_from_row(r: VersionRow) -> ServiceResult<TemplateContent> {
+    let mode = EditorMode::parse(&r.mode).ok_or_else(|| ServiceError::internal("bad mode"))?;
+    let design = match r.design {
         Some(d) => serde_json::from_value(d).map_err(|_| ServiceError::internal("stored design is malformed"))?,
         None => Design::default(),
     };
     Ok(TemplateContent {
         mode,
-        subject: db::get(r, "subject")?,
-        preheader: db::get(r, "preheader")?,
+        subject: r.subject,
+        preheader: r.preheader,
         design,
-        html: db::get(r, "html")?,
-        text: db::get(r, "text_body")?,
-        text_edited: db::get(r, "text_edited")?,
+        html: r.html,
+        text: r.text_body,
+        text_edited: r.text_edited,
     })
 }
 
@@ -306,7 +328,23 @@ const VERSION_COLS: &str =
 pub async fn editor(svc: &Services, actor: &Actor, id: Uuid, version: Option<i32>) -> ServiceResult<TemplateEditor> {
     actor.require(Permission::TemplatesRead)?;
     let org = actor.organisation_id;
-    let t = db::one(
+    #[derive(sea_orm::FromQueryResult)]
+    struct TemplateRow {
+        name: String,
+        latest_version: i32,
+        draft: Option<Json>,
+        draft_error: Option<String>,
+        draft_saved_at: Option<chrono::DateTime<chrono::Utc>>,
+    }
+    #[derive(sea_orm::FromQueryResult)]
+    struct VersionListed {
+        id: Uuid,
+        version: i32,
+        created_at: chrono::DateTime<chrono::Utc>,
+        uses_phi: bool,
+        display_name: Option<String>,
+    }
+    let t = db::one_as::<TemplateRow, _>(
         svc.db(),
         "SELECT name, latest_version, draft, draft_error, draft_saved_at FROM template
          WHERE id = $1 AND organisation_id = $2 AND archived_at IS NULL",
@@ -314,28 +352,27 @@ pub async fn editor(svc: &Services, actor: &Actor, id: Uuid, version: Option<i32
     )
     .await?
     .ok_or(ServiceError::NotFound)?;
-    let latest: i32 = db::get(&t, "latest_version")?;
+    let latest = t.latest_version;
     let want = version.unwrap_or(latest);
-    let v = db::one(
+    let v = db::one_as::<VersionRow, _>(
         svc.db(),
         &format!("SELECT {VERSION_COLS} FROM template_version v WHERE v.template_id = $1 AND v.organisation_id = $2 AND v.version = $3"),
         [id.into(), org.0.into(), want.into()],
     )
     .await?
     .ok_or(ServiceError::NotFound)?;
-    let draft = match (db::get::<Option<Json>>(&t, "draft")?, version) {
+    let draft = match (t.draft, version) {
         (Some(d), None) => match serde_json::from_value::<TemplateContent>(d) {
             Ok(content) => Some(DraftView {
                 content,
-                error: db::get::<Option<String>>(&t, "draft_error")?.unwrap_or_default(),
-                saved_at: db::get::<Option<chrono::DateTime<chrono::Utc>>>(&t, "draft_saved_at")?
-                    .ok_or_else(|| ServiceError::internal("draft without time"))?,
+                error: t.draft_error.unwrap_or_default(),
+                saved_at: t.draft_saved_at.ok_or_else(|| ServiceError::internal("draft without time"))?,
             }),
             Err(_) => None,
         },
         _ => None,
     };
-    let versions = db::all(
+    let versions = db::all_as::<VersionListed, _>(
         svc.db(),
         "SELECT v.id, v.version, v.created_at, v.uses_phi, u.display_name FROM template_version v
          LEFT JOIN app_user u ON u.id = v.created_by
@@ -343,26 +380,24 @@ pub async fn editor(svc: &Services, actor: &Actor, id: Uuid, version: Option<i32
         [id.into(), org.0.into()],
     )
     .await?
-    .iter()
-    .map(|r| {
-        Ok(VersionMeta {
-            version: db::get(r, "version")?,
-            id: db::get(r, "id")?,
-            created_at: db::get(r, "created_at")?,
-            created_by: db::get(r, "display_name")?,
-            uses_phi: db::get(r, "uses_phi")?,
-        })
+    .into_iter()
+    .map(|r| VersionMeta {
+        version: r.version,
+        id: r.id,
+        created_at: r.created_at,
+        created_by: r.display_name,
+        uses_phi: r.uses_phi,
     })
-    .collect::<ServiceResult<Vec<_>>>()?;
+    .collect();
     let fields = merge_fields(svc, svc.db(), org).await?;
     Ok(TemplateEditor {
         id,
-        name: db::get(&t, "name")?,
+        name: t.name,
         version: want,
-        version_id: db::get(&v, "id")?,
+        version_id: v.id,
         latest_version: latest,
-        content: content_from_row(&v)?,
-        uses_phi: db::get(&v, "uses_phi")?,
+        uses_phi: v.uses_phi,
+        content: content_from_row(v)?,
         draft,
         versions,
         fields: field_views(&fields),
@@ -381,14 +416,18 @@ pub async fn save(
     actor.require(Permission::TemplatesWrite)?;
     let org = actor.organisation_id;
     let txn = svc.db().begin().await?;
-    let t = db::one(
+    #[derive(sea_orm::FromQueryResult)]
+    struct Latest {
+        latest_version: i32,
+    }
+    let latest = db::one_as::<Latest, _>(
         &txn,
         "SELECT latest_version FROM template WHERE id = $1 AND organisation_id = $2 AND archived_at IS NULL FOR UPDATE",
         [id.into(), org.0.into()],
     )
     .await?
-    .ok_or(ServiceError::NotFound)?;
-    let latest: i32 = db::get(&t, "latest_version")?;
+    .ok_or(ServiceError::NotFound)?
+    .latest_version;
     if latest != base_version {
         return Err(ServiceError::Conflict(
             format!("Version {latest} of this template was saved in another window. Reload to continue from it.")
@@ -415,20 +454,20 @@ pub async fn save(
         }
         Err(e) => return Err(e),
     };
-    let current = db::one(
+    let current = db::one_as::<VersionRow, _>(
         &txn,
         &format!("SELECT {VERSION_COLS} FROM template_version v WHERE v.template_id = $1 AND v.version = $2"),
         [id.into(), latest.into()],
     )
     .await?
     .ok_or_else(|| ServiceError::internal("latest version missing"))?;
-    let same = db::get::<String>(&current, "mode")? == p.mode.as_str()
-        && db::get::<String>(&current, "subject")? == p.subject
-        && db::get::<String>(&current, "preheader")? == p.preheader
-        && db::get::<Option<Json>>(&current, "design")? == p.design
-        && db::get::<String>(&current, "html")? == p.html
-        && db::get::<String>(&current, "text_body")? == p.text
-        && db::get::<bool>(&current, "text_edited")? == p.text_edited;
+    let same = current.mode == p.mode.as_str()
+        && current.subject == p.subject
+        && current.preheader == p.preheader
+        && current.design == p.design
+        && current.html == p.html
+        && current.text_body == p.text
+        && current.text_edited == p.text_edited;
     if same {
         db::exec(
             &txn,
@@ -499,9 +538,9 @@ pub async fn archive(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<(
 }
 
 pub(super) async fn template_exists(svc: &Services, org: OrganisationId, id: Uuid) -> ServiceResult<()> {
-    db::one(
+    db::one_as::<db::Id, _>(
         svc.db(),
-        "SELECT 1 AS x FROM template WHERE id = $1 AND organisation_id = $2 AND archived_at IS NULL",
+        "SELECT id FROM template WHERE id = $1 AND organisation_id = $2 AND archived_at IS NULL",
         [id.into(), org.0.into()],
     )
     .await?
@@ -514,7 +553,16 @@ pub async fn compiled(svc: &Services, org: OrganisationId, version_id: Uuid) -> 
     if let Some(c) = svc.templates().cached(version_id).filter(|c| c.organisation == org) {
         return Ok(c);
     }
-    let r = db::one(
+    #[derive(sea_orm::FromQueryResult)]
+    struct Stored {
+        template_id: Uuid,
+        version: i32,
+        subject: String,
+        preheader: String,
+        html: String,
+        text_body: String,
+    }
+    let r = db::one_as::<Stored, _>(
         svc.db(),
         "SELECT template_id, version, subject, preheader, html, text_body FROM template_version WHERE id = $1 AND organisation_id = $2",
         [version_id.into(), org.0.into()],
@@ -522,17 +570,15 @@ pub async fn compiled(svc: &Services, org: OrganisationId, version_id: Uuid) -> 
     .await?
     .ok_or(ServiceError::NotFound)?;
     let fields = merge_fields(svc, svc.db(), org).await?;
-    let (subject, preheader, html, text): (String, String, String, String) =
-        (db::get(&r, "subject")?, db::get(&r, "preheader")?, db::get(&r, "html")?, db::get(&r, "text_body")?);
-    let checked = svc
-        .templates()
-        .sandbox
-        .check(TemplateParts { subject: &subject, preheader: &preheader, html: &html, text: &text }, &fields)?;
+    let checked = svc.templates().sandbox.check(
+        TemplateParts { subject: &r.subject, preheader: &r.preheader, html: &r.html, text: &r.text_body },
+        &fields,
+    )?;
     Ok(svc.templates().remember(CompiledVersion {
         id: version_id,
         organisation: org,
-        template_id: db::get(&r, "template_id")?,
-        version: db::get(&r, "version")?,
+        template_id: r.template_id,
+        version: r.version,
         checked,
     }))
 }

@@ -34,15 +34,7 @@ pub async fn test_send(svc: &Services, actor: &Actor, id: Uuid, content: Templat
     let catalogue = fields::catalogue(svc, svc.db(), org).await?;
     let fields = MergeFields::new(&catalogue);
     let p = prepare(svc, &content, &fields)?;
-    let to: String = db::one(
-        svc.db(),
-        "SELECT email FROM app_user WHERE id = $1 AND organisation_id = $2",
-        [user.0.into(), org.0.into()],
-    )
-    .await?
-    .map(|r| db::get(&r, "email"))
-    .transpose()?
-    .ok_or(ServiceError::NotFound)?;
+    let to = own_address(svc, user, org).await?;
     let subject = LinkSubject::Test { user: user.0, message: id };
     let links = links::links_json(svc, org, subject, now).await?;
     let unsubscribe =
@@ -79,7 +71,7 @@ pub(crate) async fn test_send_allowed(
     user: domain::ids::UserId,
     now: chrono::DateTime<chrono::Utc>,
 ) -> ServiceResult<()> {
-    let recent = db::one(
+    let recent = db::one_as::<db::Count, _>(
         svc.db(),
         "SELECT count(*) AS n FROM audit_event WHERE actor_user_id = $1 AND action IN ($2, $3) AND occurred_at > $4",
         [
@@ -90,8 +82,7 @@ pub(crate) async fn test_send_allowed(
         ],
     )
     .await?
-    .map(|r| db::get::<i64>(&r, "n"))
-    .transpose()?
+    .map(|r| r.n)
     .unwrap_or(0);
     if recent >= TEST_SENDS_PER_WINDOW {
         return Err(ServiceError::Throttled { retry_after_secs: (TEST_SEND_WINDOW_MINUTES * 60) as u64 });
@@ -130,4 +121,24 @@ pub(crate) async fn test_send_result(
     } else {
         Err(ServiceError::Conflict(format!("The test was not sent: {status}.").into()))
     }
+}
+
+/// The signed-in user's own address: where test sends go (never a contact's).
+pub(crate) async fn own_address(
+    svc: &Services,
+    user: domain::ids::UserId,
+    org: domain::ids::OrganisationId,
+) -> ServiceResult<String> {
+    #[derive(sea_orm::FromQueryResult)]
+    struct Email {
+        email: String,
+    }
+    db::one_as::<Email, _>(
+        svc.db(),
+        "SELECT email FROM app_user WHERE id = $1 AND organisation_id = $2",
+        [user.0.into(), org.0.into()],
+    )
+    .await?
+    .map(|r| r.email)
+    .ok_or(ServiceError::NotFound)
 }
