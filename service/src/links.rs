@@ -121,7 +121,7 @@ pub fn token_with(
 }
 
 /// The three system links for one message, as the `links` object a template renders with.
-pub async fn links_json(
+pub(crate) async fn links_json(
     svc: &Services,
     org: OrganisationId,
     subject: LinkSubject,

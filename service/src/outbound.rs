@@ -184,7 +184,7 @@ pub fn compose(
 
 /// Send a composed message now, outside the delivery queue (test sends and system mail, whose
 /// outcome the person waiting for it sees): signed with the sender's key, handed to the transport.
-pub async fn send_now(
+pub(crate) async fn send_now(
     svc: &Services,
     organisation: OrganisationId,
     sender: &Sender,

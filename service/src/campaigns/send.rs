@@ -101,7 +101,7 @@ impl SendWorker {
 }
 
 /// Hand back deliveries held by processes that died (their advisory lock is free).
-pub async fn reclaim_orphans(svc: &Services) -> ServiceResult<u64> {
+pub(crate) async fn reclaim_orphans(svc: &Services) -> ServiceResult<u64> {
     let holders: Vec<i64> =
         sqlx::query_scalar("SELECT DISTINCT claimed_by FROM delivery_queue WHERE claimed_by IS NOT NULL")
             .fetch_all(&db::pool(svc.db()))
@@ -679,7 +679,7 @@ macro_rules! work_left {
 }
 
 /// Complete a sending campaign with nothing left to send. Returns whether it is (now) finished.
-pub async fn finish_if_done(svc: &Services, campaign: Uuid) -> ServiceResult<bool> {
+pub(crate) async fn finish_if_done(svc: &Services, campaign: Uuid) -> ServiceResult<bool> {
     let txn = svc.db().begin().await?;
     let row = load_any(&txn, campaign, true).await?;
     if row.status != CampaignStatus::Sending || !row.audience_ready {
@@ -908,7 +908,7 @@ async fn successor(svc: &Services, job: &DispatchJob, at: Option<DateTime<Utc>>)
 
 /// Make sure a sending campaign with work left has a live dispatch job (after a crash, or when
 /// every job ended while rows were deferred). `stale` is how long a silent worker counts as dead.
-pub async fn ensure_dispatch(svc: &Services, campaign: Uuid, stale: Duration) -> ServiceResult<()> {
+pub(crate) async fn ensure_dispatch(svc: &Services, campaign: Uuid, stale: Duration) -> ServiceResult<()> {
     let live = outbox::live::<_, DispatchJob>(svc.db(), &format!("dispatch:{campaign}:"), stale).await?;
     if live > 0 {
         return Ok(());

@@ -38,7 +38,7 @@ pub fn alternative(text: &str, html: &str) -> MultiPart {
 /// Hand a built message to the configured transport: DKIM-signed with `dkim` (when given) and
 /// sent over the SMTP pool, or captured (sealed) in the dev mailbox. `to` and `subject` are only
 /// used for the capture's index.
-pub async fn deliver(
+pub(crate) async fn deliver(
     svc: &Services,
     organisation: OrganisationId,
     message: Message,
@@ -58,7 +58,7 @@ pub async fn deliver(
 
 /// The bytes of a message as they go out: formatted, DKIM-signed with `dkim` when given, and
 /// (development only) tagged with its organisation for the dev SMTP listener.
-pub fn wire_bytes(
+pub(crate) fn wire_bytes(
     svc: &Services,
     organisation: OrganisationId,
     message: &Message,
@@ -79,7 +79,7 @@ pub fn wire_bytes(
 /// `wire_bytes` for the send loop: the RSA signature (a millisecond or more of CPU per message)
 /// is computed on the blocking pool, so the async threads keep serving the SMTP and database
 /// sockets meanwhile instead of stalling every lane behind one signature.
-pub async fn wire_bytes_off_thread(
+pub(crate) async fn wire_bytes_off_thread(
     svc: &Services,
     organisation: OrganisationId,
     message: &Message,
