@@ -157,7 +157,11 @@ async fn services_with(
         public_url: "http://127.0.0.1".into(),
         totp_issuer: "Hermetic".into(),
     };
-    Ok(service::Services::new(db, Arc::new(SystemClock), KeyRing::new(root_key()?), settings)?)
+    let svc = service::Services::new(db, Arc::new(SystemClock), KeyRing::new(root_key()?), settings)?;
+    // As the server does at start: record (or check) the root key this database is sealed under;
+    // the key ring refuses to wrap or open keys before that.
+    svc.keys().establish(svc.db(), svc.clock()).await.context("establishing the root key")?;
+    Ok(svc)
 }
 
 /// The run's root key: generated once per benchmark process and handed to its worker processes

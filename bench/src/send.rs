@@ -91,12 +91,14 @@ pub struct RunResult {
 pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
     use domain::campaigns::*;
     let svc = crate::services(&a.url).await?;
-    let org = service::organisations::create(&svc, &format!("Send bench {}", uuid::Uuid::now_v7())).await?;
+    let org = service::organisations::create(&svc, &format!("Send bench {}", uuid::Uuid::now_v7()))
+        .await
+        .context("creating the organisation")?;
     let actor = service::Actor::system(org, "bench");
     // Campaigns send only From a verified sending domain: add one the real way and verify it
     // against the DNS server scripts/bench runs (BENCH_DNS, zone file BENCH_DNS_ZONE).
     let domain = format!("run-{}.bench.example", uuid::Uuid::now_v7().simple());
-    let d = service::sending_domains::add(&svc, &actor, &domain).await?;
+    let d = service::sending_domains::add(&svc, &actor, &domain).await.context("adding the sending domain")?;
     let zone = std::env::var("BENCH_DNS_ZONE").context("BENCH_DNS_ZONE: run it through scripts/bench send")?;
     let mut text = std::fs::read_to_string(&zone).unwrap_or_default();
     for r in &d.records {
@@ -104,7 +106,7 @@ pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
         text.push('\n');
     }
     std::fs::write(&zone, text)?;
-    let v = service::sending_domains::verify(&svc, &actor, d.id).await?;
+    let v = service::sending_domains::verify(&svc, &actor, d.id).await.context("verifying the sending domain")?;
     anyhow::ensure!(
         v.status == domain::sending_domains::DomainStatus::Verified,
         "the bench sending domain did not verify: {:?}",
@@ -118,7 +120,8 @@ pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
         false,
         domain::contacts::ConsentPurpose::Marketing,
     )
-    .await?;
+    .await
+    .context("creating the list")?;
     eprintln!("loading {} contacts", a.recipients);
     crate::load_contacts_into(&svc, &actor, a.recipients, "send", Some(list)).await?;
     let template = service::templates::store::create(&svc, &actor, "Newsletter", Some("newsletter")).await?;
