@@ -16,7 +16,7 @@
 
 use crate::actor::Actor;
 use crate::audit::{self, AuditRecord};
-use crate::db;
+use crate::db::{self, sqlx_err};
 use crate::error::{ServiceError, ServiceResult};
 use crate::services::Services;
 use chrono::{DateTime, Utc};
@@ -126,10 +126,6 @@ pub(crate) async fn apply_on(conn: &mut sqlx::PgConnection, ev: &Event, contacts
 
 fn applied_from(recorded: i64, kept: i64) -> ServiceResult<Applied> {
     Ok(Applied { recorded: recorded.max(0) as u64, kept_withdrawn: kept.max(0) as u64 })
-}
-
-fn sqlx_err(e: sqlx::Error) -> ServiceError {
-    ServiceError::from(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e))))
 }
 
 /// Record one consent event for one contact (inside the caller's transaction).
