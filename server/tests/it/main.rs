@@ -11,6 +11,7 @@ mod consent;
 mod contacts;
 mod csrf;
 mod disclosure;
+mod entities;
 mod fault;
 mod harness;
 mod headers;
