@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use domain::Permission;
 use domain::audit::{AuditAction, AuditEntryView, AuditFilter, AuditOutcome, AuditPage, BrokenLink, ChainReport};
 use domain::ids::{OrganisationId, SessionId, UserId};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, FromQueryResult, TransactionTrait, Value};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -164,19 +164,53 @@ fn lock_key(chain_id: Uuid) -> i64 {
     hi ^ lo ^ 0x4845_524d_4554_4943 // "HERMETIC"
 }
 
+/// The last row of a chain.
+#[derive(FromQueryResult)]
+struct ChainHead {
+    chain_seq: i64,
+    mac: Vec<u8>,
+}
+
+/// A stored row, as the verification reads it back.
+#[derive(FromQueryResult)]
+struct StoredEvent {
+    seq: i64,
+    chain_seq: i64,
+    organisation_id: Option<Uuid>,
+    occurred_at: DateTime<Utc>,
+    actor_kind: String,
+    actor_user_id: Option<Uuid>,
+    actor_session_id: Option<Uuid>,
+    action: String,
+    outcome: String,
+    target_kind: Option<String>,
+    target_id: Option<String>,
+    ip: Option<String>,
+    details: String,
+    prev_mac: Vec<u8>,
+    mac: Vec<u8>,
+}
+
+/// The head a verification saw.
+#[derive(FromQueryResult)]
+struct VerifiedHead {
+    last_chain_seq: i64,
+    last_mac: Option<Vec<u8>>,
+}
+
 /// Append an event inside the caller's transaction (the change and its audit row commit together).
 pub async fn record(svc: &Services, txn: &DatabaseTransaction, rec: AuditRecord) -> ServiceResult<()> {
     let chain_id = rec.organisation.map(|o| o.0).unwrap_or(SYSTEM_CHAIN);
     db::exec(txn, "SELECT pg_advisory_xact_lock($1)", [lock_key(chain_id).into()]).await?;
     let key = svc.keys().active_key(txn, svc.clock(), None, KeyPurpose::AuditMac).await?;
-    let last = db::one(
+    let last: Option<ChainHead> = db::one_as(
         txn,
         "SELECT chain_seq, mac FROM audit_event WHERE chain_id = $1 ORDER BY chain_seq DESC LIMIT 1",
         [chain_id.into()],
     )
     .await?;
     let (prev_seq, prev_mac) = match last {
-        Some(r) => (db::get::<i64>(&r, "chain_seq")?, db::get::<Vec<u8>>(&r, "mac")?),
+        Some(r) => (r.chain_seq, r.mac),
         None => (0, GENESIS.to_vec()),
     };
     let details = serde_json::to_string(&rec.details).map_err(|_| ServiceError::internal("audit details"))?;
@@ -248,7 +282,7 @@ pub async fn verify_chain<C: ConnectionTrait>(svc: &Services, conn: &C, chain_id
     let mut first_broken: Option<BrokenLink> = None;
     let mut after = 0i64;
     'outer: loop {
-        let rows = db::all(
+        let rows: Vec<StoredEvent> = db::all_as(
             conn,
             "SELECT seq, chain_seq, organisation_id, occurred_at, actor_kind, actor_user_id, actor_session_id,
                     action, outcome, target_kind, target_id, ip, details, prev_mac, mac
@@ -260,40 +294,30 @@ pub async fn verify_chain<C: ConnectionTrait>(svc: &Services, conn: &C, chain_id
             break;
         }
         for r in &rows {
-            let seq: i64 = db::get(r, "seq")?;
-            let chain_seq: i64 = db::get(r, "chain_seq")?;
+            let (seq, chain_seq) = (r.seq, r.chain_seq);
             after = chain_seq;
             rows_checked += 1;
-            let stored_prev: Vec<u8> = db::get(r, "prev_mac")?;
-            let stored_mac: Vec<u8> = db::get(r, "mac")?;
-            let actor_kind: String = db::get(r, "actor_kind")?;
-            let action: String = db::get(r, "action")?;
-            let outcome: String = db::get(r, "outcome")?;
-            let target_kind: Option<String> = db::get(r, "target_kind")?;
-            let target_id: Option<String> = db::get(r, "target_id")?;
-            let ip: Option<String> = db::get(r, "ip")?;
-            let details: String = db::get(r, "details")?;
             let input = MacInput {
                 chain_id,
                 chain_seq,
-                organisation: db::get(r, "organisation_id")?,
-                occurred_at: db::get(r, "occurred_at")?,
-                actor_kind: &actor_kind,
-                actor_user_id: db::get(r, "actor_user_id")?,
-                actor_session_id: db::get(r, "actor_session_id")?,
-                action: &action,
-                outcome: &outcome,
-                target_kind: target_kind.as_deref(),
-                target_id: target_id.as_deref(),
-                ip: ip.as_deref(),
-                details: &details,
-                prev_mac: &stored_prev,
+                organisation: r.organisation_id,
+                occurred_at: r.occurred_at,
+                actor_kind: &r.actor_kind,
+                actor_user_id: r.actor_user_id,
+                actor_session_id: r.actor_session_id,
+                action: &r.action,
+                outcome: &r.outcome,
+                target_kind: r.target_kind.as_deref(),
+                target_id: r.target_id.as_deref(),
+                ip: r.ip.as_deref(),
+                details: &r.details,
+                prev_mac: &r.prev_mac,
             };
             let reason = if chain_seq != expected_seq {
                 Some(format!("row(s) missing before chain position {chain_seq} (expected {expected_seq})"))
-            } else if stored_prev != prev_mac {
+            } else if r.prev_mac != prev_mac {
                 Some("link to the previous row does not match (a row before it was changed or removed)".into())
-            } else if !crate::crypto::ct_eq(&input.mac(&key), &stored_mac) {
+            } else if !crate::crypto::ct_eq(&input.mac(&key), &r.mac) {
                 Some("row contents do not match their MAC (the row was edited)".into())
             } else {
                 None
@@ -302,14 +326,14 @@ pub async fn verify_chain<C: ConnectionTrait>(svc: &Services, conn: &C, chain_id
                 first_broken = Some(BrokenLink { seq, reason });
                 break 'outer;
             }
-            prev_mac = stored_mac;
+            prev_mac = r.mac.clone();
             expected_seq = chain_seq + 1;
         }
     }
     if first_broken.is_none() {
         // Rows cut off the end leave a shorter but internally valid chain: compare with the head we
         // saw last time.
-        let last = db::one(
+        let last: Option<VerifiedHead> = db::one_as(
             conn,
             "SELECT last_chain_seq, last_mac FROM audit_verification
              WHERE chain_id = $1 AND first_broken_seq IS NULL ORDER BY checked_at DESC, id DESC LIMIT 1",
@@ -317,8 +341,7 @@ pub async fn verify_chain<C: ConnectionTrait>(svc: &Services, conn: &C, chain_id
         )
         .await?;
         if let Some(r) = last {
-            let last_seq: i64 = db::get(&r, "last_chain_seq")?;
-            let last_mac: Option<Vec<u8>> = db::get(&r, "last_mac")?;
+            let (last_seq, last_mac) = (r.last_chain_seq, r.last_mac);
             if last_seq > expected_seq - 1 {
                 first_broken = Some(BrokenLink {
                     seq: -1,
@@ -328,16 +351,12 @@ pub async fn verify_chain<C: ConnectionTrait>(svc: &Services, conn: &C, chain_id
                     ),
                 });
             } else if last_seq > 0 {
-                let at = db::one(
+                let mac_then: Option<Vec<u8>> = db::scalar(
                     conn,
                     "SELECT mac FROM audit_event WHERE chain_id = $1 AND chain_seq = $2",
                     [chain_id.into(), last_seq.into()],
                 )
                 .await?;
-                let mac_then: Option<Vec<u8>> = match at {
-                    Some(row) => Some(db::get(&row, "mac")?),
-                    None => None,
-                };
                 if mac_then != last_mac {
                     first_broken = Some(BrokenLink {
                         seq: -1,
@@ -374,10 +393,10 @@ pub async fn verify_chain<C: ConnectionTrait>(svc: &Services, conn: &C, chain_id
 
 /// Verify every chain (the scheduled maintenance job).
 pub async fn verify_all(svc: &Services) -> ServiceResult<Vec<(Uuid, ChainReport)>> {
-    let chains = db::all(svc.db(), "SELECT DISTINCT chain_id FROM audit_event ORDER BY chain_id", []).await?;
+    let chains: Vec<Uuid> =
+        db::scalars(svc.db(), "SELECT DISTINCT chain_id FROM audit_event ORDER BY chain_id", []).await?;
     let mut out = Vec::with_capacity(chains.len());
-    for row in chains {
-        let chain_id: Uuid = db::get(&row, "chain_id")?;
+    for chain_id in chains {
         out.push((chain_id, verify_chain(svc, svc.db(), chain_id).await?));
     }
     Ok(out)
@@ -399,7 +418,14 @@ pub async fn verify_for(svc: &Services, actor: &Actor) -> ServiceResult<ChainRep
 /// The most recent verification of the actor's organisation chain, if any.
 pub async fn last_report(svc: &Services, actor: &Actor) -> ServiceResult<Option<ChainReport>> {
     actor.require(Permission::AuditRead)?;
-    let row = db::one(
+    #[derive(FromQueryResult)]
+    struct Verification {
+        checked_at: DateTime<Utc>,
+        rows_checked: i64,
+        first_broken_seq: Option<i64>,
+        reason: Option<String>,
+    }
+    let row: Option<Verification> = db::one_as(
         svc.db(),
         "SELECT checked_at, rows_checked, first_broken_seq, reason FROM audit_verification
          WHERE chain_id = $1 ORDER BY checked_at DESC, id DESC LIMIT 1",
@@ -407,12 +433,10 @@ pub async fn last_report(svc: &Services, actor: &Actor) -> ServiceResult<Option<
     )
     .await?;
     let Some(r) = row else { return Ok(None) };
-    let seq: Option<i64> = db::get(&r, "first_broken_seq")?;
-    let reason: Option<String> = db::get(&r, "reason")?;
     Ok(Some(ChainReport {
-        checked_at: db::get(&r, "checked_at")?,
-        rows_checked: db::get(&r, "rows_checked")?,
-        first_broken: seq.map(|seq| BrokenLink { seq, reason: reason.unwrap_or_default() }),
+        checked_at: r.checked_at,
+        rows_checked: r.rows_checked,
+        first_broken: r.first_broken_seq.map(|seq| BrokenLink { seq, reason: r.reason.unwrap_or_default() }),
     }))
 }
 
@@ -457,27 +481,40 @@ pub async fn list(svc: &Services, actor: &Actor, filter: AuditFilter) -> Service
     }
     values.push((limit + 1).into());
     sql.push_str(&format!(" ORDER BY e.seq DESC LIMIT ${}", values.len()));
-    let rows = db::all(svc.db(), &sql, values).await?;
+    #[derive(FromQueryResult)]
+    struct Entry {
+        seq: i64,
+        occurred_at: DateTime<Utc>,
+        action: String,
+        outcome: String,
+        actor_user_id: Option<Uuid>,
+        actor_email: Option<String>,
+        target_kind: Option<String>,
+        target_id: Option<String>,
+        ip: Option<String>,
+        details: String,
+    }
+    let rows: Vec<Entry> = db::all_as(svc.db(), &sql, values).await?;
+    let more = rows.len() as i64 > limit;
     let mut entries = Vec::with_capacity(rows.len());
-    for r in rows.iter().take(limit as usize) {
-        let action: String = db::get(r, "action")?;
+    for r in rows.into_iter().take(limit as usize) {
         entries.push(AuditEntryView {
-            seq: db::get(r, "seq")?,
-            occurred_at: db::get(r, "occurred_at")?,
-            action_label: AuditAction::from_code(&action)
+            seq: r.seq,
+            occurred_at: r.occurred_at,
+            action_label: AuditAction::from_code(&r.action)
                 .map(|a| a.label().to_string())
-                .unwrap_or_else(|| action.clone()),
-            action,
-            outcome: db::get(r, "outcome")?,
-            actor_user_id: db::get(r, "actor_user_id")?,
-            actor_email: db::get(r, "actor_email")?,
-            target_kind: db::get(r, "target_kind")?,
-            target_id: db::get(r, "target_id")?,
-            ip: db::get(r, "ip")?,
-            details: db::get(r, "details")?,
+                .unwrap_or_else(|| r.action.clone()),
+            action: r.action,
+            outcome: r.outcome,
+            actor_user_id: r.actor_user_id,
+            actor_email: r.actor_email,
+            target_kind: r.target_kind,
+            target_id: r.target_id,
+            ip: r.ip,
+            details: r.details,
         });
     }
-    let next_before_seq = if rows.len() as i64 > limit { entries.last().map(|e| e.seq) } else { None };
+    let next_before_seq = if more { entries.last().map(|e| e.seq) } else { None };
     if filter.before_seq.is_none() {
         record_now(svc, AuditRecord::by(actor, AuditAction::AuditViewed)).await?;
     }
