@@ -360,10 +360,8 @@ pub async fn may_mail<C: ConnectionTrait>(
     .await?
     .ok_or(ServiceError::NotFound)?;
     let (granted, suppressed) = (row.granted, row.suppressed);
-    let by_patient = row
-        .withdrawn_source
-        .and_then(|s| ConsentSource::parse(&s))
-        .is_some_and(ConsentSource::is_patients_own);
+    let by_patient =
+        row.withdrawn_source.and_then(|s| ConsentSource::parse(&s)).is_some_and(ConsentSource::is_patients_own);
     Ok(match (suppressed, granted) {
         (Some(_), _) => Decision { allowed: false, reason: "the address is on the suppression list" },
         (None, Some(true)) => Decision { allowed: true, reason: "consent granted" },
