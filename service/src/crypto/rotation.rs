@@ -26,7 +26,7 @@ use crate::outbox;
 use crate::services::Services;
 use domain::audit::{AuditAction, AuditOutcome};
 use domain::ids::OrganisationId;
-use sea_orm::TransactionTrait;
+use sea_orm::{EntityTrait, FromQueryResult, TransactionTrait};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use uuid::Uuid;
@@ -62,12 +62,19 @@ async fn rotate_root_to(svc: &Services, target: &RootKey) -> ServiceResult<RootR
     let txn = svc.db().begin().await?;
     // Exclusive: waits for every key insert in flight (they hold this row shared) and holds off
     // new ones until the commit, after which they see the new current root key.
-    let previous = db::one(&txn, "SELECT root_key_id FROM root_key_state WHERE id = 1 FOR UPDATE", [])
+    let previous: String = db::scalar(&txn, "SELECT root_key_id FROM root_key_state WHERE id = 1 FOR UPDATE", [])
         .await?
-        .map(|r| db::get::<String>(&r, "root_key_id"))
-        .transpose()?
         .ok_or_else(|| ServiceError::internal("no current root key is recorded (root_key_state is empty)"))?;
-    let rows = db::all(
+    #[derive(FromQueryResult)]
+    struct Wrapped {
+        id: Uuid,
+        organisation_id: Option<Uuid>,
+        purpose: String,
+        version: i32,
+        wrapped: Vec<u8>,
+        root_key_id: String,
+    }
+    let rows: Vec<Wrapped> = db::all_as(
         &txn,
         "SELECT id, organisation_id, purpose, version, wrapped, root_key_id FROM wrapped_key
          WHERE destroyed_at IS NULL ORDER BY id FOR UPDATE",
@@ -76,16 +83,14 @@ async fn rotate_root_to(svc: &Services, target: &RootKey) -> ServiceResult<RootR
     .await?;
     let mut n = 0;
     for r in rows {
-        let from: String = db::get(&r, "root_key_id")?;
+        let from = r.root_key_id;
         if from == target.id() {
             continue;
         }
-        let id: Uuid = db::get(&r, "id")?;
-        let org: Option<Uuid> = db::get(&r, "organisation_id")?;
-        let purpose = KeyPurpose::parse(&db::get::<String>(&r, "purpose")?)?;
-        let version: i32 = db::get(&r, "version")?;
-        let wrapped: Vec<u8> = db::get(&r, "wrapped")?;
-        let rewrapped = svc.keys().rewrap(target, &from, &wrapped, id, org.map(OrganisationId), purpose, version)?;
+        let id = r.id;
+        let purpose = KeyPurpose::parse(&r.purpose)?;
+        let rewrapped =
+            svc.keys().rewrap(target, &from, &r.wrapped, id, r.organisation_id.map(OrganisationId), purpose, r.version)?;
         db::exec(
             &txn,
             "UPDATE wrapped_key SET wrapped = $2, root_key_id = $3 WHERE id = $1",
@@ -116,17 +121,18 @@ async fn rotate_root_to(svc: &Services, target: &RootKey) -> ServiceResult<RootR
 /// Live keys per root key id (what `rotate-root-key` leaves behind: all under the current one).
 pub async fn keys_per_root(svc: &Services) -> ServiceResult<(String, Vec<(String, i64)>)> {
     let current = current_root_id(svc.db()).await?;
-    let rows = db::all(
+    #[derive(FromQueryResult)]
+    struct PerRoot {
+        root_key_id: String,
+        n: i64,
+    }
+    let rows: Vec<PerRoot> = db::all_as(
         svc.db(),
         "SELECT root_key_id, count(*) AS n FROM wrapped_key WHERE destroyed_at IS NULL GROUP BY root_key_id ORDER BY root_key_id",
         [],
     )
     .await?;
-    let mut out = Vec::new();
-    for r in rows {
-        out.push((db::get(&r, "root_key_id")?, db::get(&r, "n")?));
-    }
-    Ok((current, out))
+    Ok((current, rows.into_iter().map(|r| (r.root_key_id, r.n)).collect()))
 }
 
 /// Start rotating an organisation's data key: the new key is active immediately; the job re-seals.
@@ -189,20 +195,12 @@ pub struct DataRotationRun {
 /// Re-seal every value under the old key with the new one (the rotation job). Resumable: each batch
 /// commits on its own and only values still under the old key are picked up.
 pub async fn process_data_rotation(svc: &Services, rotation: Uuid) -> ServiceResult<DataRotationRun> {
-    let row = db::one(
-        svc.db(),
-        "SELECT organisation_id, old_key_id, new_key_id, status, started_at FROM key_rotation WHERE id = $1",
-        [rotation.into()],
-    )
-    .await?
-    .ok_or(ServiceError::NotFound)?;
-    if db::get::<String>(&row, "status")? != "running" {
+    let row = entity::key_rotation::Entity::find_by_id(rotation).one(svc.db()).await?.ok_or(ServiceError::NotFound)?;
+    if row.status != "running" {
         return Ok(DataRotationRun { resealed: 0, completed: false });
     }
-    let org = OrganisationId(db::get(&row, "organisation_id")?);
-    let old_id: Uuid = db::get(&row, "old_key_id")?;
-    let new_id: Uuid = db::get(&row, "new_key_id")?;
-    let started_at: chrono::DateTime<chrono::Utc> = db::get(&row, "started_at")?;
+    let org = OrganisationId(row.organisation_id);
+    let (old_id, new_id, started_at) = (row.old_key_id, row.new_key_id, row.started_at);
     let old = svc.keys().key_by_id(svc.db(), old_id).await?;
     let new = svc.keys().key_by_id(svc.db(), new_id).await?;
     let mut total = 0u64;
