@@ -35,13 +35,13 @@ pub async fn create(svc: &Services, name: &str) -> ServiceResult<OrganisationId>
 }
 
 pub async fn find_by_name(svc: &Services, name: &str) -> ServiceResult<Option<OrganisationId>> {
-    let row = db::one(
+    let id: Option<uuid::Uuid> = db::scalar(
         svc.db(),
         "SELECT id FROM organisation WHERE name = $1 AND deleted_at IS NULL ORDER BY created_at LIMIT 1",
         [name.trim().to_string().into()],
     )
     .await?;
-    row.map(|r| Ok(OrganisationId(db::get(&r, "id")?))).transpose()
+    Ok(id.map(OrganisationId))
 }
 
 #[derive(Debug, PartialEq, Eq)]

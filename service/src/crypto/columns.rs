@@ -207,7 +207,8 @@ pub(crate) async fn reseal_batch<C: ConnectionTrait>(
 pub async fn count_under_key<C: ConnectionTrait>(conn: &C, org: OrganisationId, key: Uuid) -> ServiceResult<u64> {
     let mut n = 0u64;
     for c in SEALED {
-        let count: Option<i64> = db::scalar(conn, &c.count_sql(), [org.0.into(), key.as_bytes().to_vec().into()]).await?;
+        let count: Option<i64> =
+            db::scalar(conn, &c.count_sql(), [org.0.into(), key.as_bytes().to_vec().into()]).await?;
         n += count.unwrap_or(0).max(0) as u64;
     }
     Ok(n)

@@ -89,8 +89,15 @@ async fn rotate_root_to(svc: &Services, target: &RootKey) -> ServiceResult<RootR
         }
         let id = r.id;
         let purpose = KeyPurpose::parse(&r.purpose)?;
-        let rewrapped =
-            svc.keys().rewrap(target, &from, &r.wrapped, id, r.organisation_id.map(OrganisationId), purpose, r.version)?;
+        let rewrapped = svc.keys().rewrap(
+            target,
+            &from,
+            &r.wrapped,
+            id,
+            r.organisation_id.map(OrganisationId),
+            purpose,
+            r.version,
+        )?;
         db::exec(
             &txn,
             "UPDATE wrapped_key SET wrapped = $2, root_key_id = $3 WHERE id = $1",

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use domain::Phi;
 use domain::contacts::{ConsentSource, CustomField, Dedupe, ImportOptions};
 use domain::ids::{OrganisationId, UserId};
-use sea_orm::sqlx::{self, PgPool, Postgres, Row, Transaction};
+use sea_orm::sqlx::{self, PgPool, Postgres, Transaction};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -119,14 +119,14 @@ impl Writer {
         let chosen: Vec<usize> = (0..batch.rows.len()).collect();
         let bidxs: Vec<Vec<u8>> = batch.rows.iter().map(|p| p.bidx.clone()).collect();
         let existing: HashMap<Vec<u8>, (Uuid, Option<Vec<u8>>)> =
-            sqlx::query("SELECT id, email_bidx, phi_attrs FROM contact WHERE organisation_id = $1 AND email_bidx = ANY($2) FOR UPDATE")
+            sqlx::query_as::<_, (Uuid, Vec<u8>, Option<Vec<u8>>)>("SELECT id, email_bidx, phi_attrs FROM contact WHERE organisation_id = $1 AND email_bidx = ANY($2) FOR UPDATE")
                 .bind(self.org.0)
                 .bind(&bidxs)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(sqlx_err)?
                 .into_iter()
-                .map(|r| (r.get::<Vec<u8>, _>(1), (r.get::<Uuid, _>(0), r.get::<Option<Vec<u8>>, _>(2))))
+                .map(|(id, bidx, phi)| (bidx, (id, phi)))
                 .collect();
 
         let mut new_buf = CopyBuf::with_capacity(chosen.len() * 700);
