@@ -15,7 +15,7 @@ use domain::contacts::{CustomField, FieldValue, parse_date};
 use domain::ids::OrganisationId;
 use domain::segments::{Condition, EventFact, Node, SegmentField, evaluate_with, event_matches};
 use futures::stream::{FuturesOrdered, StreamExt};
-use sea_orm::sqlx::{self, PgPool, Postgres, Row, postgres::PgArguments, query::Query};
+use sea_orm::sqlx::{self, Postgres, Row, postgres::PgArguments, query::Query};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,13 +23,10 @@ use uuid::Uuid;
 
 pub const PAGE: i64 = 4096;
 
-fn sqlx_err(e: sqlx::Error) -> ServiceError {
-    ServiceError::from(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(Arc::new(e))))
-}
-
-pub(crate) fn pool(svc: &Services) -> PgPool {
-    svc.db().get_postgres_connection_pool().clone()
-}
+/// The sqlx pool and error mapping live in `db` (one place for the sqlx-only paths); `pool` is
+/// re-exported here for the modules that import it from the segment evaluator.
+pub(crate) use crate::db::pool;
+use crate::db::sqlx_err;
 
 pub(crate) fn bind<'q>(mut q: Query<'q, Postgres, PgArguments>, params: &[Param]) -> Query<'q, Postgres, PgArguments> {
     for p in params {
