@@ -443,18 +443,24 @@ async fn store_recovery_codes(
     org: OrganisationId,
     user: UserId,
 ) -> ServiceResult<Vec<String>> {
-    db::exec(txn, "DELETE FROM recovery_code WHERE user_id = $1", [user.0.into()]).await?;
+    use entity::recovery_code::{ActiveModel, Column, Entity};
+    use sea_orm::{ActiveValue::NotSet, ColumnTrait, EntityTrait, QueryFilter, Set};
+    Entity::delete_many().filter(Column::UserId.eq(user.0)).exec(txn).await?;
     let codes = new_recovery_codes()?;
     let now = svc.clock().now();
+    let mut rows = Vec::with_capacity(codes.len());
     for c in &codes {
         let norm = normalise_recovery(c).ok_or_else(|| ServiceError::internal("recovery code format"))?;
-        db::exec(
-            txn,
-            "INSERT INTO recovery_code (id, organisation_id, user_id, code_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
-            [Uuid::now_v7().into(), org.0.into(), user.0.into(), recovery_hash(user, &norm).into(), now.into()],
-        )
-        .await?;
+        rows.push(ActiveModel {
+            id: Set(Uuid::now_v7()),
+            organisation_id: Set(org.0),
+            user_id: Set(user.0),
+            code_hash: Set(recovery_hash(user, &norm)),
+            used_at: NotSet,
+            created_at: Set(now),
+        });
     }
+    Entity::insert_many(rows).exec_without_returning(txn).await?;
     Ok(codes)
 }
 

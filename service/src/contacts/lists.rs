@@ -21,7 +21,9 @@ use domain::Permission;
 use domain::audit::{AuditAction, AuditOutcome};
 use domain::contacts::{ConsentPurpose, ConsentSource, ListMembership, ListView, MemberStatus};
 use domain::ids::OrganisationId;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, TransactionTrait};
+use sea_orm::{
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, Set, TransactionTrait,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -294,18 +296,16 @@ pub async fn new_optin_token(
 ) -> ServiceResult<String> {
     let token = crate::crypto::random_token()?;
     let now = svc.clock().now();
-    db::exec(
-        svc.db(),
-        "INSERT INTO optin_token (token_hash, organisation_id, list_id, contact_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        [
-            crate::crypto::sha256(token.as_bytes()).to_vec().into(),
-            org.0.into(),
-            list_id.into(),
-            contact.into(),
-            now.into(),
-            (now + Duration::days(OPTIN_TTL_DAYS)).into(),
-        ],
-    )
+    entity::optin_token::Entity::insert(entity::optin_token::ActiveModel {
+        token_hash: Set(crate::crypto::sha256(token.as_bytes()).to_vec()),
+        organisation_id: Set(org.0),
+        list_id: Set(list_id),
+        contact_id: Set(contact),
+        created_at: Set(now),
+        expires_at: Set(now + Duration::days(OPTIN_TTL_DAYS)),
+        used_at: NotSet,
+    })
+    .exec_without_returning(svc.db())
     .await?;
     Ok(token)
 }
