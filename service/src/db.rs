@@ -1,5 +1,8 @@
 //! Small helpers for hand-written SQL (used where PostgreSQL features matter: upserts, advisory
 //! locks, `FOR UPDATE`). Every value travels as a bind parameter, never spliced into SQL text.
+//! Results are read into typed rows: a `#[derive(FromQueryResult)]` struct (`one_as`, `all_as`;
+//! columns matched by name in one place, the derive) or, for a query of one value, `scalar` /
+//! `scalars`. Plain reads and writes of one table go through the `entity` crate instead.
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, QueryResult, Statement, TryGetable, Value};
 
@@ -72,7 +75,8 @@ pub async fn scalars<T: TryGetable, C: ConnectionTrait>(
     conn.query_all_raw(stmt(sql, values)).await?.iter().map(|row| row.try_get_by_index(0)).collect()
 }
 
-/// Read a column by name from a raw row.
+/// Read a column by name from a raw row. Being replaced by typed rows (`one_as` / `all_as` /
+/// `scalar`, or entities): new code does not use it.
 pub fn get<T: sea_orm::TryGetable>(row: &QueryResult, col: &str) -> Result<T, DbErr> {
     row.try_get("", col)
 }
