@@ -405,13 +405,17 @@ pub async fn verify_all(svc: &Services) -> ServiceResult<Vec<(Uuid, ChainReport)
 /// Verify the actor's organisation chain on demand (audit page button). Audited.
 pub async fn verify_for(svc: &Services, actor: &Actor) -> ServiceResult<ChainReport> {
     actor.require(Permission::AuditRead)?;
-    let report = verify_chain(svc, svc.db(), actor.organisation_id.0).await?;
+    // The verification's record and its audit row commit together.
+    let txn = svc.db().begin().await?;
+    let report = verify_chain(svc, &txn, actor.organisation_id.0).await?;
     let outcome = if report.first_broken.is_none() { AuditOutcome::Success } else { AuditOutcome::Failure };
-    record_now(
+    record(
         svc,
+        &txn,
         AuditRecord::by(actor, AuditAction::AuditVerified).outcome(outcome).detail("rows_checked", report.rows_checked),
     )
     .await?;
+    txn.commit().await?;
     Ok(report)
 }
 
