@@ -198,69 +198,142 @@ struct VerifiedHead {
     last_mac: Option<Vec<u8>>,
 }
 
+/// An event as it will be stored, but for its place in the chain (position and link).
+struct NewRow {
+    chain_id: Uuid,
+    organisation: Option<Uuid>,
+    occurred_at: DateTime<Utc>,
+    actor_kind: &'static str,
+    actor_user_id: Option<Uuid>,
+    actor_session_id: Option<Uuid>,
+    action: &'static str,
+    outcome: &'static str,
+    target_kind: Option<&'static str>,
+    target_id: Option<String>,
+    ip: Option<String>,
+    details: String,
+}
+
+impl NewRow {
+    fn new(svc: &Services, rec: AuditRecord) -> ServiceResult<NewRow> {
+        let details = serde_json::to_string(&rec.details).map_err(|_| ServiceError::internal("audit details"))?;
+        let (actor_user_id, actor_session_id) = match rec.actor {
+            AuditActor::User { user_id, session_id } => (Some(user_id.0), session_id.map(|s| s.0)),
+            _ => (None, None),
+        };
+        Ok(NewRow {
+            chain_id: rec.organisation.map(|o| o.0).unwrap_or(SYSTEM_CHAIN),
+            organisation: rec.organisation.map(|o| o.0),
+            occurred_at: svc.clock().now(),
+            actor_kind: rec.actor.kind(),
+            actor_user_id,
+            actor_session_id,
+            action: rec.action.code(),
+            outcome: rec.outcome.as_str(),
+            target_kind: rec.target.as_ref().map(|t| t.0),
+            target_id: rec.target.map(|t| t.1),
+            ip: rec.ip,
+            details,
+        })
+    }
+
+    /// The MAC of this row at `chain_seq`, linked to the previous row's MAC.
+    fn mac(&self, key: &crate::crypto::keyring::DataKey, chain_seq: i64, prev_mac: &[u8]) -> [u8; 32] {
+        MacInput {
+            chain_id: self.chain_id,
+            chain_seq,
+            organisation: self.organisation,
+            occurred_at: self.occurred_at,
+            actor_kind: self.actor_kind,
+            actor_user_id: self.actor_user_id,
+            actor_session_id: self.actor_session_id,
+            action: self.action,
+            outcome: self.outcome,
+            target_kind: self.target_kind,
+            target_id: self.target_id.as_deref(),
+            ip: self.ip.as_deref(),
+            details: &self.details,
+            prev_mac,
+        }
+        .mac(key)
+    }
+}
+
+const LOCK_SQL: &str = "SELECT pg_advisory_xact_lock($1)";
+const HEAD_SQL: &str = "SELECT chain_seq, mac FROM audit_event WHERE chain_id = $1 ORDER BY chain_seq DESC LIMIT 1";
+const INSERT_SQL: &str =
+    "INSERT INTO audit_event (chain_id, chain_seq, organisation_id, occurred_at, actor_kind, actor_user_id,
+        actor_session_id, action, outcome, target_kind, target_id, ip, details, prev_mac, mac)
+     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)";
+
 /// Append an event inside the caller's transaction (the change and its audit row commit together).
 pub async fn record(svc: &Services, txn: &DatabaseTransaction, rec: AuditRecord) -> ServiceResult<()> {
-    let chain_id = rec.organisation.map(|o| o.0).unwrap_or(SYSTEM_CHAIN);
-    db::exec(txn, "SELECT pg_advisory_xact_lock($1)", [lock_key(chain_id).into()]).await?;
+    let mut row = NewRow::new(svc, rec)?;
+    db::exec(txn, LOCK_SQL, [lock_key(row.chain_id).into()]).await?;
     let key = svc.keys().active_key(txn, svc.clock(), None, KeyPurpose::AuditMac).await?;
-    let last: Option<ChainHead> = db::one_as(
-        txn,
-        "SELECT chain_seq, mac FROM audit_event WHERE chain_id = $1 ORDER BY chain_seq DESC LIMIT 1",
-        [chain_id.into()],
-    )
-    .await?;
+    // Stamped under the chain's lock, so stamps follow the chain's order.
+    row.occurred_at = svc.clock().now();
+    let last: Option<ChainHead> = db::one_as(txn, HEAD_SQL, [row.chain_id.into()]).await?;
     let (prev_seq, prev_mac) = match last {
         Some(r) => (r.chain_seq, r.mac),
         None => (0, GENESIS.to_vec()),
     };
-    let details = serde_json::to_string(&rec.details).map_err(|_| ServiceError::internal("audit details"))?;
-    let (user_id, session_id) = match rec.actor {
-        AuditActor::User { user_id, session_id } => (Some(user_id.0), session_id.map(|s| s.0)),
-        _ => (None, None),
-    };
-    let occurred_at = svc.clock().now();
-    let input = MacInput {
-        chain_id,
-        chain_seq: prev_seq + 1,
-        organisation: rec.organisation.map(|o| o.0),
-        occurred_at,
-        actor_kind: rec.actor.kind(),
-        actor_user_id: user_id,
-        actor_session_id: session_id,
-        action: rec.action.code(),
-        outcome: rec.outcome.as_str(),
-        target_kind: rec.target.as_ref().map(|t| t.0),
-        target_id: rec.target.as_ref().map(|t| t.1.as_str()),
-        ip: rec.ip.as_deref(),
-        details: &details,
-        prev_mac: &prev_mac,
-    };
-    let mac = input.mac(&key);
+    let chain_seq = prev_seq + 1;
+    let mac = row.mac(&key, chain_seq, &prev_mac);
     let values: Vec<Value> = vec![
-        chain_id.into(),
-        input.chain_seq.into(),
-        input.organisation.into(),
-        occurred_at.into(),
-        input.actor_kind.into(),
-        user_id.into(),
-        session_id.into(),
-        input.action.into(),
-        input.outcome.into(),
-        input.target_kind.map(str::to_string).into(),
-        input.target_id.map(str::to_string).into(),
-        rec.ip.clone().into(),
-        details.clone().into(),
-        prev_mac.clone().into(),
+        row.chain_id.into(),
+        chain_seq.into(),
+        row.organisation.into(),
+        row.occurred_at.into(),
+        row.actor_kind.into(),
+        row.actor_user_id.into(),
+        row.actor_session_id.into(),
+        row.action.into(),
+        row.outcome.into(),
+        row.target_kind.map(str::to_string).into(),
+        row.target_id.into(),
+        row.ip.into(),
+        row.details.into(),
+        prev_mac.into(),
         mac.to_vec().into(),
     ];
-    db::exec(
-        txn,
-        "INSERT INTO audit_event (chain_id, chain_seq, organisation_id, occurred_at, actor_kind, actor_user_id,
-            actor_session_id, action, outcome, target_kind, target_id, ip, details, prev_mac, mac)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
-        values,
-    )
-    .await?;
+    db::exec(txn, INSERT_SQL, values).await?;
+    Ok(())
+}
+
+/// `record` for the sqlx-only paths (a COPY batch, a statement on the raw pool): the same row, the
+/// same chain and lock, inside the caller's sqlx transaction. The audit MAC key is read (or
+/// created, once) through the service's own connection.
+pub async fn record_on(svc: &Services, conn: &mut sea_orm::sqlx::PgConnection, rec: AuditRecord) -> ServiceResult<()> {
+    use sea_orm::sqlx;
+    let mut row = NewRow::new(svc, rec)?;
+    sqlx::query(LOCK_SQL).bind(lock_key(row.chain_id)).execute(&mut *conn).await.map_err(db::sqlx_err)?;
+    let key = svc.keys().active_key(svc.db(), svc.clock(), None, KeyPurpose::AuditMac).await?;
+    row.occurred_at = svc.clock().now();
+    let last: Option<(i64, Vec<u8>)> =
+        sqlx::query_as(HEAD_SQL).bind(row.chain_id).fetch_optional(&mut *conn).await.map_err(db::sqlx_err)?;
+    let (prev_seq, prev_mac) = last.unwrap_or((0, GENESIS.to_vec()));
+    let chain_seq = prev_seq + 1;
+    let mac = row.mac(&key, chain_seq, &prev_mac);
+    sqlx::query(INSERT_SQL)
+        .bind(row.chain_id)
+        .bind(chain_seq)
+        .bind(row.organisation)
+        .bind(row.occurred_at)
+        .bind(row.actor_kind)
+        .bind(row.actor_user_id)
+        .bind(row.actor_session_id)
+        .bind(row.action)
+        .bind(row.outcome)
+        .bind(row.target_kind)
+        .bind(row.target_id)
+        .bind(row.ip)
+        .bind(row.details)
+        .bind(prev_mac)
+        .bind(mac.to_vec())
+        .execute(&mut *conn)
+        .await
+        .map_err(db::sqlx_err)?;
     Ok(())
 }
 

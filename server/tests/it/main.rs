@@ -3,6 +3,7 @@
 
 mod assets;
 mod audit;
+mod audit_paths;
 mod auth;
 mod auth_hardening;
 mod campaigns;
