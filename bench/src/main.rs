@@ -246,12 +246,14 @@ async fn import(url: &str, rows: usize) -> Result<()> {
     let _ = workers.await;
     let _ = std::fs::remove_file(&path);
     anyhow::ensure!(view.status == "completed", "import ended {}: {:?}", view.status, view.failure);
-    let stored =
-        service::db::one(svc.db(), "SELECT count(*) AS n FROM contact WHERE organisation_id = $1", [org.0.into()])
-            .await?
-            .map(|r| service::db::get::<i64>(&r, "n"))
-            .transpose()?
-            .unwrap_or(0);
+    let stored = service::db::one_as::<service::db::Count, _>(
+        svc.db(),
+        "SELECT count(*) AS n FROM contact WHERE organisation_id = $1",
+        [org.0.into()],
+    )
+    .await?
+    .map(|r| r.n)
+    .unwrap_or(0);
     anyhow::ensure!(stored == rows as i64, "expected {rows} contacts, found {stored}");
     eprintln!(
         "upload {:.1}s, total {:.1}s; created {} updated {} failed {}",

@@ -22,11 +22,12 @@ async fn org_by_name_or_only(svc: &Services, org: Option<&str>) -> Result<Organi
             .await?
             .ok_or_else(|| ServerError::Service(format!("no organisation named '{o}'")));
     }
-    let rows = service::db::all(svc.db(), "SELECT id FROM organisation WHERE deleted_at IS NULL LIMIT 2", [])
-        .await
-        .map_err(service::ServiceError::from)?;
-    match rows.as_slice() {
-        [one] => Ok(OrganisationId(service::db::get(one, "id").map_err(service::ServiceError::from)?)),
+    let ids: Vec<uuid::Uuid> =
+        service::db::scalars(svc.db(), "SELECT id FROM organisation WHERE deleted_at IS NULL LIMIT 2", [])
+            .await
+            .map_err(service::ServiceError::from)?;
+    match ids.as_slice() {
+        [one] => Ok(OrganisationId(*one)),
         [] => Err(ServerError::Service("there is no organisation yet: run `server admin create-org --name …`".into())),
         _ => Err(ServerError::Service("several organisations exist: name one with --org".into())),
     }

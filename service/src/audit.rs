@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use domain::Permission;
 use domain::audit::{AuditAction, AuditEntryView, AuditFilter, AuditOutcome, AuditPage, BrokenLink, ChainReport};
 use domain::ids::{OrganisationId, SessionId, UserId};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, FromQueryResult, TransactionTrait, Value};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -164,69 +164,176 @@ fn lock_key(chain_id: Uuid) -> i64 {
     hi ^ lo ^ 0x4845_524d_4554_4943 // "HERMETIC"
 }
 
+/// The last row of a chain.
+#[derive(FromQueryResult)]
+struct ChainHead {
+    chain_seq: i64,
+    mac: Vec<u8>,
+}
+
+/// A stored row, as the verification reads it back.
+#[derive(FromQueryResult)]
+struct StoredEvent {
+    seq: i64,
+    chain_seq: i64,
+    organisation_id: Option<Uuid>,
+    occurred_at: DateTime<Utc>,
+    actor_kind: String,
+    actor_user_id: Option<Uuid>,
+    actor_session_id: Option<Uuid>,
+    action: String,
+    outcome: String,
+    target_kind: Option<String>,
+    target_id: Option<String>,
+    ip: Option<String>,
+    details: String,
+    prev_mac: Vec<u8>,
+    mac: Vec<u8>,
+}
+
+/// The head a verification saw.
+#[derive(FromQueryResult)]
+struct VerifiedHead {
+    last_chain_seq: i64,
+    last_mac: Option<Vec<u8>>,
+}
+
+/// An event as it will be stored, but for its place in the chain (position and link).
+struct NewRow {
+    chain_id: Uuid,
+    organisation: Option<Uuid>,
+    occurred_at: DateTime<Utc>,
+    actor_kind: &'static str,
+    actor_user_id: Option<Uuid>,
+    actor_session_id: Option<Uuid>,
+    action: &'static str,
+    outcome: &'static str,
+    target_kind: Option<&'static str>,
+    target_id: Option<String>,
+    ip: Option<String>,
+    details: String,
+}
+
+impl NewRow {
+    fn new(svc: &Services, rec: AuditRecord) -> ServiceResult<NewRow> {
+        let details = serde_json::to_string(&rec.details).map_err(|_| ServiceError::internal("audit details"))?;
+        let (actor_user_id, actor_session_id) = match rec.actor {
+            AuditActor::User { user_id, session_id } => (Some(user_id.0), session_id.map(|s| s.0)),
+            _ => (None, None),
+        };
+        Ok(NewRow {
+            chain_id: rec.organisation.map(|o| o.0).unwrap_or(SYSTEM_CHAIN),
+            organisation: rec.organisation.map(|o| o.0),
+            occurred_at: svc.clock().now(),
+            actor_kind: rec.actor.kind(),
+            actor_user_id,
+            actor_session_id,
+            action: rec.action.code(),
+            outcome: rec.outcome.as_str(),
+            target_kind: rec.target.as_ref().map(|t| t.0),
+            target_id: rec.target.map(|t| t.1),
+            ip: rec.ip,
+            details,
+        })
+    }
+
+    /// The MAC of this row at `chain_seq`, linked to the previous row's MAC.
+    fn mac(&self, key: &crate::crypto::keyring::DataKey, chain_seq: i64, prev_mac: &[u8]) -> [u8; 32] {
+        MacInput {
+            chain_id: self.chain_id,
+            chain_seq,
+            organisation: self.organisation,
+            occurred_at: self.occurred_at,
+            actor_kind: self.actor_kind,
+            actor_user_id: self.actor_user_id,
+            actor_session_id: self.actor_session_id,
+            action: self.action,
+            outcome: self.outcome,
+            target_kind: self.target_kind,
+            target_id: self.target_id.as_deref(),
+            ip: self.ip.as_deref(),
+            details: &self.details,
+            prev_mac,
+        }
+        .mac(key)
+    }
+}
+
+const LOCK_SQL: &str = "SELECT pg_advisory_xact_lock($1)";
+const HEAD_SQL: &str = "SELECT chain_seq, mac FROM audit_event WHERE chain_id = $1 ORDER BY chain_seq DESC LIMIT 1";
+const INSERT_SQL: &str =
+    "INSERT INTO audit_event (chain_id, chain_seq, organisation_id, occurred_at, actor_kind, actor_user_id,
+        actor_session_id, action, outcome, target_kind, target_id, ip, details, prev_mac, mac)
+     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)";
+
 /// Append an event inside the caller's transaction (the change and its audit row commit together).
 pub async fn record(svc: &Services, txn: &DatabaseTransaction, rec: AuditRecord) -> ServiceResult<()> {
-    let chain_id = rec.organisation.map(|o| o.0).unwrap_or(SYSTEM_CHAIN);
-    db::exec(txn, "SELECT pg_advisory_xact_lock($1)", [lock_key(chain_id).into()]).await?;
+    let mut row = NewRow::new(svc, rec)?;
+    db::exec(txn, LOCK_SQL, [lock_key(row.chain_id).into()]).await?;
     let key = svc.keys().active_key(txn, svc.clock(), None, KeyPurpose::AuditMac).await?;
-    let last = db::one(
-        txn,
-        "SELECT chain_seq, mac FROM audit_event WHERE chain_id = $1 ORDER BY chain_seq DESC LIMIT 1",
-        [chain_id.into()],
-    )
-    .await?;
+    // Stamped under the chain's lock, so stamps follow the chain's order.
+    row.occurred_at = svc.clock().now();
+    let last: Option<ChainHead> = db::one_as(txn, HEAD_SQL, [row.chain_id.into()]).await?;
     let (prev_seq, prev_mac) = match last {
-        Some(r) => (db::get::<i64>(&r, "chain_seq")?, db::get::<Vec<u8>>(&r, "mac")?),
+        Some(r) => (r.chain_seq, r.mac),
         None => (0, GENESIS.to_vec()),
     };
-    let details = serde_json::to_string(&rec.details).map_err(|_| ServiceError::internal("audit details"))?;
-    let (user_id, session_id) = match rec.actor {
-        AuditActor::User { user_id, session_id } => (Some(user_id.0), session_id.map(|s| s.0)),
-        _ => (None, None),
-    };
-    let occurred_at = svc.clock().now();
-    let input = MacInput {
-        chain_id,
-        chain_seq: prev_seq + 1,
-        organisation: rec.organisation.map(|o| o.0),
-        occurred_at,
-        actor_kind: rec.actor.kind(),
-        actor_user_id: user_id,
-        actor_session_id: session_id,
-        action: rec.action.code(),
-        outcome: rec.outcome.as_str(),
-        target_kind: rec.target.as_ref().map(|t| t.0),
-        target_id: rec.target.as_ref().map(|t| t.1.as_str()),
-        ip: rec.ip.as_deref(),
-        details: &details,
-        prev_mac: &prev_mac,
-    };
-    let mac = input.mac(&key);
+    let chain_seq = prev_seq + 1;
+    let mac = row.mac(&key, chain_seq, &prev_mac);
     let values: Vec<Value> = vec![
-        chain_id.into(),
-        input.chain_seq.into(),
-        input.organisation.into(),
-        occurred_at.into(),
-        input.actor_kind.into(),
-        user_id.into(),
-        session_id.into(),
-        input.action.into(),
-        input.outcome.into(),
-        input.target_kind.map(str::to_string).into(),
-        input.target_id.map(str::to_string).into(),
-        rec.ip.clone().into(),
-        details.clone().into(),
-        prev_mac.clone().into(),
+        row.chain_id.into(),
+        chain_seq.into(),
+        row.organisation.into(),
+        row.occurred_at.into(),
+        row.actor_kind.into(),
+        row.actor_user_id.into(),
+        row.actor_session_id.into(),
+        row.action.into(),
+        row.outcome.into(),
+        row.target_kind.map(str::to_string).into(),
+        row.target_id.into(),
+        row.ip.into(),
+        row.details.into(),
+        prev_mac.into(),
         mac.to_vec().into(),
     ];
-    db::exec(
-        txn,
-        "INSERT INTO audit_event (chain_id, chain_seq, organisation_id, occurred_at, actor_kind, actor_user_id,
-            actor_session_id, action, outcome, target_kind, target_id, ip, details, prev_mac, mac)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
-        values,
-    )
-    .await?;
+    db::exec(txn, INSERT_SQL, values).await?;
+    Ok(())
+}
+
+/// `record` for the sqlx-only paths (a COPY batch, a statement on the raw pool): the same row, the
+/// same chain and lock, inside the caller's sqlx transaction. The audit MAC key is read (or
+/// created, once) through the service's own connection.
+pub async fn record_on(svc: &Services, conn: &mut sea_orm::sqlx::PgConnection, rec: AuditRecord) -> ServiceResult<()> {
+    use sea_orm::sqlx;
+    let mut row = NewRow::new(svc, rec)?;
+    sqlx::query(LOCK_SQL).bind(lock_key(row.chain_id)).execute(&mut *conn).await.map_err(db::sqlx_err)?;
+    let key = svc.keys().active_key(svc.db(), svc.clock(), None, KeyPurpose::AuditMac).await?;
+    row.occurred_at = svc.clock().now();
+    let last: Option<(i64, Vec<u8>)> =
+        sqlx::query_as(HEAD_SQL).bind(row.chain_id).fetch_optional(&mut *conn).await.map_err(db::sqlx_err)?;
+    let (prev_seq, prev_mac) = last.unwrap_or((0, GENESIS.to_vec()));
+    let chain_seq = prev_seq + 1;
+    let mac = row.mac(&key, chain_seq, &prev_mac);
+    sqlx::query(INSERT_SQL)
+        .bind(row.chain_id)
+        .bind(chain_seq)
+        .bind(row.organisation)
+        .bind(row.occurred_at)
+        .bind(row.actor_kind)
+        .bind(row.actor_user_id)
+        .bind(row.actor_session_id)
+        .bind(row.action)
+        .bind(row.outcome)
+        .bind(row.target_kind)
+        .bind(row.target_id)
+        .bind(row.ip)
+        .bind(row.details)
+        .bind(prev_mac)
+        .bind(mac.to_vec())
+        .execute(&mut *conn)
+        .await
+        .map_err(db::sqlx_err)?;
     Ok(())
 }
 
@@ -248,7 +355,7 @@ pub async fn verify_chain<C: ConnectionTrait>(svc: &Services, conn: &C, chain_id
     let mut first_broken: Option<BrokenLink> = None;
     let mut after = 0i64;
     'outer: loop {
-        let rows = db::all(
+        let rows: Vec<StoredEvent> = db::all_as(
             conn,
             "SELECT seq, chain_seq, organisation_id, occurred_at, actor_kind, actor_user_id, actor_session_id,
                     action, outcome, target_kind, target_id, ip, details, prev_mac, mac
@@ -260,40 +367,30 @@ pub async fn verify_chain<C: ConnectionTrait>(svc: &Services, conn: &C, chain_id
             break;
         }
         for r in &rows {
-            let seq: i64 = db::get(r, "seq")?;
-            let chain_seq: i64 = db::get(r, "chain_seq")?;
+            let (seq, chain_seq) = (r.seq, r.chain_seq);
             after = chain_seq;
             rows_checked += 1;
-            let stored_prev: Vec<u8> = db::get(r, "prev_mac")?;
-            let stored_mac: Vec<u8> = db::get(r, "mac")?;
-            let actor_kind: String = db::get(r, "actor_kind")?;
-            let action: String = db::get(r, "action")?;
-            let outcome: String = db::get(r, "outcome")?;
-            let target_kind: Option<String> = db::get(r, "target_kind")?;
-            let target_id: Option<String> = db::get(r, "target_id")?;
-            let ip: Option<String> = db::get(r, "ip")?;
-            let details: String = db::get(r, "details")?;
             let input = MacInput {
                 chain_id,
                 chain_seq,
-                organisation: db::get(r, "organisation_id")?,
-                occurred_at: db::get(r, "occurred_at")?,
-                actor_kind: &actor_kind,
-                actor_user_id: db::get(r, "actor_user_id")?,
-                actor_session_id: db::get(r, "actor_session_id")?,
-                action: &action,
-                outcome: &outcome,
-                target_kind: target_kind.as_deref(),
-                target_id: target_id.as_deref(),
-                ip: ip.as_deref(),
-                details: &details,
-                prev_mac: &stored_prev,
+                organisation: r.organisation_id,
+                occurred_at: r.occurred_at,
+                actor_kind: &r.actor_kind,
+                actor_user_id: r.actor_user_id,
+                actor_session_id: r.actor_session_id,
+                action: &r.action,
+                outcome: &r.outcome,
+                target_kind: r.target_kind.as_deref(),
+                target_id: r.target_id.as_deref(),
+                ip: r.ip.as_deref(),
+                details: &r.details,
+                prev_mac: &r.prev_mac,
             };
             let reason = if chain_seq != expected_seq {
                 Some(format!("row(s) missing before chain position {chain_seq} (expected {expected_seq})"))
-            } else if stored_prev != prev_mac {
+            } else if r.prev_mac != prev_mac {
                 Some("link to the previous row does not match (a row before it was changed or removed)".into())
-            } else if !crate::crypto::ct_eq(&input.mac(&key), &stored_mac) {
+            } else if !crate::crypto::ct_eq(&input.mac(&key), &r.mac) {
                 Some("row contents do not match their MAC (the row was edited)".into())
             } else {
                 None
@@ -302,14 +399,14 @@ pub async fn verify_chain<C: ConnectionTrait>(svc: &Services, conn: &C, chain_id
                 first_broken = Some(BrokenLink { seq, reason });
                 break 'outer;
             }
-            prev_mac = stored_mac;
+            prev_mac = r.mac.clone();
             expected_seq = chain_seq + 1;
         }
     }
     if first_broken.is_none() {
         // Rows cut off the end leave a shorter but internally valid chain: compare with the head we
         // saw last time.
-        let last = db::one(
+        let last: Option<VerifiedHead> = db::one_as(
             conn,
             "SELECT last_chain_seq, last_mac FROM audit_verification
              WHERE chain_id = $1 AND first_broken_seq IS NULL ORDER BY checked_at DESC, id DESC LIMIT 1",
@@ -317,8 +414,7 @@ pub async fn verify_chain<C: ConnectionTrait>(svc: &Services, conn: &C, chain_id
         )
         .await?;
         if let Some(r) = last {
-            let last_seq: i64 = db::get(&r, "last_chain_seq")?;
-            let last_mac: Option<Vec<u8>> = db::get(&r, "last_mac")?;
+            let (last_seq, last_mac) = (r.last_chain_seq, r.last_mac);
             if last_seq > expected_seq - 1 {
                 first_broken = Some(BrokenLink {
                     seq: -1,
@@ -328,16 +424,12 @@ pub async fn verify_chain<C: ConnectionTrait>(svc: &Services, conn: &C, chain_id
                     ),
                 });
             } else if last_seq > 0 {
-                let at = db::one(
+                let mac_then: Option<Vec<u8>> = db::scalar(
                     conn,
                     "SELECT mac FROM audit_event WHERE chain_id = $1 AND chain_seq = $2",
                     [chain_id.into(), last_seq.into()],
                 )
                 .await?;
-                let mac_then: Option<Vec<u8>> = match at {
-                    Some(row) => Some(db::get(&row, "mac")?),
-                    None => None,
-                };
                 if mac_then != last_mac {
                     first_broken = Some(BrokenLink {
                         seq: -1,
@@ -374,10 +466,10 @@ pub async fn verify_chain<C: ConnectionTrait>(svc: &Services, conn: &C, chain_id
 
 /// Verify every chain (the scheduled maintenance job).
 pub async fn verify_all(svc: &Services) -> ServiceResult<Vec<(Uuid, ChainReport)>> {
-    let chains = db::all(svc.db(), "SELECT DISTINCT chain_id FROM audit_event ORDER BY chain_id", []).await?;
+    let chains: Vec<Uuid> =
+        db::scalars(svc.db(), "SELECT DISTINCT chain_id FROM audit_event ORDER BY chain_id", []).await?;
     let mut out = Vec::with_capacity(chains.len());
-    for row in chains {
-        let chain_id: Uuid = db::get(&row, "chain_id")?;
+    for chain_id in chains {
         out.push((chain_id, verify_chain(svc, svc.db(), chain_id).await?));
     }
     Ok(out)
@@ -386,20 +478,31 @@ pub async fn verify_all(svc: &Services) -> ServiceResult<Vec<(Uuid, ChainReport)
 /// Verify the actor's organisation chain on demand (audit page button). Audited.
 pub async fn verify_for(svc: &Services, actor: &Actor) -> ServiceResult<ChainReport> {
     actor.require(Permission::AuditRead)?;
-    let report = verify_chain(svc, svc.db(), actor.organisation_id.0).await?;
+    // The verification's record and its audit row commit together.
+    let txn = svc.db().begin().await?;
+    let report = verify_chain(svc, &txn, actor.organisation_id.0).await?;
     let outcome = if report.first_broken.is_none() { AuditOutcome::Success } else { AuditOutcome::Failure };
-    record_now(
+    record(
         svc,
+        &txn,
         AuditRecord::by(actor, AuditAction::AuditVerified).outcome(outcome).detail("rows_checked", report.rows_checked),
     )
     .await?;
+    txn.commit().await?;
     Ok(report)
 }
 
 /// The most recent verification of the actor's organisation chain, if any.
 pub async fn last_report(svc: &Services, actor: &Actor) -> ServiceResult<Option<ChainReport>> {
     actor.require(Permission::AuditRead)?;
-    let row = db::one(
+    #[derive(FromQueryResult)]
+    struct Verification {
+        checked_at: DateTime<Utc>,
+        rows_checked: i64,
+        first_broken_seq: Option<i64>,
+        reason: Option<String>,
+    }
+    let row: Option<Verification> = db::one_as(
         svc.db(),
         "SELECT checked_at, rows_checked, first_broken_seq, reason FROM audit_verification
          WHERE chain_id = $1 ORDER BY checked_at DESC, id DESC LIMIT 1",
@@ -407,12 +510,10 @@ pub async fn last_report(svc: &Services, actor: &Actor) -> ServiceResult<Option<
     )
     .await?;
     let Some(r) = row else { return Ok(None) };
-    let seq: Option<i64> = db::get(&r, "first_broken_seq")?;
-    let reason: Option<String> = db::get(&r, "reason")?;
     Ok(Some(ChainReport {
-        checked_at: db::get(&r, "checked_at")?,
-        rows_checked: db::get(&r, "rows_checked")?,
-        first_broken: seq.map(|seq| BrokenLink { seq, reason: reason.unwrap_or_default() }),
+        checked_at: r.checked_at,
+        rows_checked: r.rows_checked,
+        first_broken: r.first_broken_seq.map(|seq| BrokenLink { seq, reason: r.reason.unwrap_or_default() }),
     }))
 }
 
@@ -457,27 +558,40 @@ pub async fn list(svc: &Services, actor: &Actor, filter: AuditFilter) -> Service
     }
     values.push((limit + 1).into());
     sql.push_str(&format!(" ORDER BY e.seq DESC LIMIT ${}", values.len()));
-    let rows = db::all(svc.db(), &sql, values).await?;
+    #[derive(FromQueryResult)]
+    struct Entry {
+        seq: i64,
+        occurred_at: DateTime<Utc>,
+        action: String,
+        outcome: String,
+        actor_user_id: Option<Uuid>,
+        actor_email: Option<String>,
+        target_kind: Option<String>,
+        target_id: Option<String>,
+        ip: Option<String>,
+        details: String,
+    }
+    let rows: Vec<Entry> = db::all_as(svc.db(), &sql, values).await?;
+    let more = rows.len() as i64 > limit;
     let mut entries = Vec::with_capacity(rows.len());
-    for r in rows.iter().take(limit as usize) {
-        let action: String = db::get(r, "action")?;
+    for r in rows.into_iter().take(limit as usize) {
         entries.push(AuditEntryView {
-            seq: db::get(r, "seq")?,
-            occurred_at: db::get(r, "occurred_at")?,
-            action_label: AuditAction::from_code(&action)
+            seq: r.seq,
+            occurred_at: r.occurred_at,
+            action_label: AuditAction::from_code(&r.action)
                 .map(|a| a.label().to_string())
-                .unwrap_or_else(|| action.clone()),
-            action,
-            outcome: db::get(r, "outcome")?,
-            actor_user_id: db::get(r, "actor_user_id")?,
-            actor_email: db::get(r, "actor_email")?,
-            target_kind: db::get(r, "target_kind")?,
-            target_id: db::get(r, "target_id")?,
-            ip: db::get(r, "ip")?,
-            details: db::get(r, "details")?,
+                .unwrap_or_else(|| r.action.clone()),
+            action: r.action,
+            outcome: r.outcome,
+            actor_user_id: r.actor_user_id,
+            actor_email: r.actor_email,
+            target_kind: r.target_kind,
+            target_id: r.target_id,
+            ip: r.ip,
+            details: r.details,
         });
     }
-    let next_before_seq = if rows.len() as i64 > limit { entries.last().map(|e| e.seq) } else { None };
+    let next_before_seq = if more { entries.last().map(|e| e.seq) } else { None };
     if filter.before_seq.is_none() {
         record_now(svc, AuditRecord::by(actor, AuditAction::AuditViewed)).await?;
     }

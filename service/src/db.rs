@@ -1,7 +1,10 @@
 //! Small helpers for hand-written SQL (used where PostgreSQL features matter: upserts, advisory
 //! locks, `FOR UPDATE`). Every value travels as a bind parameter, never spliced into SQL text.
+//! Results are read into typed rows: a `#[derive(FromQueryResult)]` struct (`one_as`, `all_as`;
+//! columns matched by name in one place, the derive) or, for a query of one value, `scalar` /
+//! `scalars`. Plain reads and writes of one table go through the `entity` crate instead.
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, QueryResult, Statement, TryGetable, Value};
 
 pub fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
@@ -31,25 +34,9 @@ pub async fn all<C: ConnectionTrait>(
     conn.query_all_raw(stmt(sql, values)).await
 }
 
-/// Read a column by name from a raw row.
-pub fn get<T: sea_orm::TryGetable>(row: &QueryResult, col: &str) -> Result<T, DbErr> {
-    row.try_get("", col)
-}
-
-/// The sqlx pool under sea-orm, for the paths that need PostgreSQL features sea-orm does not
-/// carry: array binds (`unnest`), `COPY`, a connection of its own (the sending lease). The one
-/// place those paths reach raw sqlx.
-pub(crate) fn pool(conn: &sea_orm::DatabaseConnection) -> sea_orm::sqlx::PgPool {
-    conn.get_postgres_connection_pool().clone()
-}
-
-/// A raw sqlx error as the service's database error.
-pub(crate) fn sqlx_err(e: sea_orm::sqlx::Error) -> crate::error::ServiceError {
-    crate::error::ServiceError::from(DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e))))
-}
-
-/// Read the first row of a query into a typed row (`#[derive(FromQueryResult)]`).
-pub async fn one_as<T: sea_orm::FromQueryResult, C: ConnectionTrait>(
+/// Read the one row (if any) of a hand-written query into a typed row
+/// (`#[derive(FromQueryResult)]`): columns are matched by name at one place, the derive.
+pub async fn one_as<T: FromQueryResult, C: ConnectionTrait>(
     conn: &C,
     sql: &str,
     values: impl IntoIterator<Item = Value>,
@@ -57,13 +44,50 @@ pub async fn one_as<T: sea_orm::FromQueryResult, C: ConnectionTrait>(
     T::find_by_statement(stmt(sql, values)).one(conn).await
 }
 
-/// Read every row of a query into typed rows.
-pub async fn all_as<T: sea_orm::FromQueryResult, C: ConnectionTrait>(
+/// Read every row of a hand-written query into typed rows (`#[derive(FromQueryResult)]`).
+pub async fn all_as<T: FromQueryResult, C: ConnectionTrait>(
     conn: &C,
     sql: &str,
     values: impl IntoIterator<Item = Value>,
 ) -> Result<Vec<T>, DbErr> {
     T::find_by_statement(stmt(sql, values)).all(conn).await
+}
+
+/// The first column of the one row (if any) of a query that selects a single value
+/// (`SELECT count(*) …`, `… RETURNING id`).
+pub async fn scalar<T: TryGetable, C: ConnectionTrait>(
+    conn: &C,
+    sql: &str,
+    values: impl IntoIterator<Item = Value>,
+) -> Result<Option<T>, DbErr> {
+    match conn.query_one_raw(stmt(sql, values)).await? {
+        Some(row) => Ok(Some(row.try_get_by_index(0)?)),
+        None => Ok(None),
+    }
+}
+
+/// The first column of every row of a query that selects a single value.
+pub async fn scalars<T: TryGetable, C: ConnectionTrait>(
+    conn: &C,
+    sql: &str,
+    values: impl IntoIterator<Item = Value>,
+) -> Result<Vec<T>, DbErr> {
+    conn.query_all_raw(stmt(sql, values)).await?.iter().map(|row| row.try_get_by_index(0)).collect()
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// The sqlx-only paths (array binds, binary COPY, transactions held across tasks, the lease
+// connection) reach sqlx through sea-orm's re-export; their errors become `ServiceError`s here.
+
+/// sea-orm's sqlx pool, for the paths sea-orm cannot take.
+pub(crate) fn pool(conn: &sea_orm::DatabaseConnection) -> sea_orm::sqlx::PgPool {
+    conn.get_postgres_connection_pool().clone()
+}
+
+/// A sqlx error as the service's error (the same path sea-orm's own errors take).
+pub(crate) fn sqlx_err(e: sea_orm::sqlx::Error) -> crate::error::ServiceError {
+    crate::error::ServiceError::from(DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e))))
 }
 
 /// A one-column row of a count (`SELECT count(*) AS n …`).

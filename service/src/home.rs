@@ -12,7 +12,14 @@ use domain::campaign_views::GettingStarted;
 /// template created, a test message sent. For the people who take them (campaign writers).
 pub async fn getting_started(svc: &Services, actor: &Actor) -> ServiceResult<GettingStarted> {
     actor.require(Permission::CampaignsWrite)?;
-    let row = db::one(
+    #[derive(sea_orm::FromQueryResult)]
+    struct Steps {
+        contacts_added: bool,
+        sending_domain_verified: bool,
+        template_created: bool,
+        test_sent: bool,
+    }
+    let row: Steps = db::one_as(
         svc.db(),
         "SELECT EXISTS (SELECT 1 FROM contact WHERE organisation_id = $1) AS contacts_added,
                 EXISTS (SELECT 1 FROM sending_domain WHERE organisation_id = $1 AND status = 'verified') AS sending_domain_verified,
@@ -28,9 +35,9 @@ pub async fn getting_started(svc: &Services, actor: &Actor) -> ServiceResult<Get
     .await?
     .ok_or_else(|| sea_orm::DbErr::RecordNotFound("getting started".into()))?;
     Ok(GettingStarted {
-        contacts_added: db::get(&row, "contacts_added")?,
-        sending_domain_verified: db::get(&row, "sending_domain_verified")?,
-        template_created: db::get(&row, "template_created")?,
-        test_sent: db::get(&row, "test_sent")?,
+        contacts_added: row.contacts_added,
+        sending_domain_verified: row.sending_domain_verified,
+        template_created: row.template_created,
+        test_sent: row.test_sent,
     })
 }

@@ -8,7 +8,7 @@ use crate::services::Services;
 use domain::Role;
 use domain::audit::AuditAction;
 use domain::ids::OrganisationId;
-use sea_orm::TransactionTrait;
+use sea_orm::{ActiveValue::NotSet, EntityTrait, Set, TransactionTrait};
 
 /// Create an organisation. Only operators (the command line) do this; there is no public sign-up.
 pub async fn create(svc: &Services, name: &str) -> ServiceResult<OrganisationId> {
@@ -18,11 +18,13 @@ pub async fn create(svc: &Services, name: &str) -> ServiceResult<OrganisationId>
     }
     let id = OrganisationId::new();
     let txn = svc.db().begin().await?;
-    db::exec(
-        &txn,
-        "INSERT INTO organisation (id, name, created_at) VALUES ($1, $2, $3)",
-        [id.0.into(), name.to_string().into(), svc.clock().now().into()],
-    )
+    entity::organisation::Entity::insert(entity::organisation::ActiveModel {
+        id: Set(id.0),
+        name: Set(name.to_string()),
+        created_at: Set(svc.clock().now()),
+        deleted_at: NotSet,
+    })
+    .exec_without_returning(&txn)
     .await?;
     audit::record(
         svc,
@@ -35,13 +37,13 @@ pub async fn create(svc: &Services, name: &str) -> ServiceResult<OrganisationId>
 }
 
 pub async fn find_by_name(svc: &Services, name: &str) -> ServiceResult<Option<OrganisationId>> {
-    let row = db::one(
+    let id: Option<uuid::Uuid> = db::scalar(
         svc.db(),
         "SELECT id FROM organisation WHERE name = $1 AND deleted_at IS NULL ORDER BY created_at LIMIT 1",
         [name.trim().to_string().into()],
     )
     .await?;
-    row.map(|r| Ok(OrganisationId(db::get(&r, "id")?))).transpose()
+    Ok(id.map(OrganisationId))
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -179,35 +179,3 @@ pub mod queue {
     pub const CAMPAIGN_DISPATCH: &str = "campaign-dispatch";
     pub const MAINTENANCE: &str = "maintenance";
 }
-
-/// Push a job of a queue not yet typed. Kept for the callers converted with the import split.
-pub async fn enqueue<C: ConnectionTrait, T: Serialize>(
-    conn: &C,
-    queue: &str,
-    payload: &T,
-    max_attempts: i32,
-    idempotency_key: Option<String>,
-) -> ServiceResult<bool> {
-    enqueue_at(conn, queue, payload, max_attempts, idempotency_key, None).await
-}
-
-/// `enqueue` at a time.
-pub async fn enqueue_at<C: ConnectionTrait, T: Serialize>(
-    conn: &C,
-    queue: &str,
-    payload: &T,
-    max_attempts: i32,
-    idempotency_key: Option<String>,
-    run_at: Option<DateTime<Utc>>,
-) -> ServiceResult<bool> {
-    let bytes = serde_json::to_vec(payload).map_err(|_| ServiceError::internal("job encoding"))?;
-    let n = db::exec(
-        conn,
-        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, idempotency_key)
-         VALUES (apalis.generate_ulid(), $1, $2, 'Pending', 0, $3, coalesce($5, now()), 0, $4)
-         ON CONFLICT (job_type, idempotency_key) DO NOTHING",
-        [queue.to_string().into(), bytes.into(), max_attempts.into(), idempotency_key.into(), run_at.into()],
-    )
-    .await?;
-    Ok(n > 0)
-}

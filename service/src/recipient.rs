@@ -59,15 +59,13 @@ pub enum Preference {
 /// The purpose a message was sent under: a campaign delivery's campaign purpose.
 async fn message_purpose(svc: &Services, claims: &LinkClaims) -> ServiceResult<Option<ConsentPurpose>> {
     let LinkSubject::Contact { contact, message } = claims.subject else { return Ok(None) };
-    Ok(db::one(
+    Ok(db::scalar::<Option<String>, _>(
         svc.db(),
         "SELECT c.settings->>'purpose' AS purpose FROM delivery d JOIN campaign c ON c.id = d.campaign_id
          WHERE d.id = $1 AND d.contact_id = $2 AND d.organisation_id = $3",
         [message.into(), contact.into(), claims.organisation.0.into()],
     )
     .await?
-    .map(|r| db::get::<Option<String>>(&r, "purpose"))
-    .transpose()?
     .flatten()
     .and_then(|p| ConsentPurpose::parse(&p)))
 }
@@ -75,10 +73,8 @@ async fn message_purpose(svc: &Services, claims: &LinkClaims) -> ServiceResult<O
 async fn page_for(svc: &Services, claims: &LinkClaims) -> ServiceResult<RecipientPage> {
     let org = claims.organisation;
     let name: String =
-        db::one(svc.db(), "SELECT name FROM organisation WHERE id = $1 AND deleted_at IS NULL", [org.0.into()])
+        db::scalar(svc.db(), "SELECT name FROM organisation WHERE id = $1 AND deleted_at IS NULL", [org.0.into()])
             .await?
-            .map(|r| db::get(&r, "name"))
-            .transpose()?
             .ok_or(ServiceError::NotFound)?;
     match claims.subject {
         LinkSubject::Test { .. } => {
@@ -112,14 +108,12 @@ async fn consent_granted<C: sea_orm::ConnectionTrait>(
     contact: uuid::Uuid,
     purpose: ConsentPurpose,
 ) -> ServiceResult<bool> {
-    Ok(db::one(
+    Ok(db::scalar::<bool, _>(
         conn,
         "SELECT granted FROM contact_consent WHERE contact_id = $1 AND purpose = $2",
         [contact.into(), purpose.as_str().into()],
     )
     .await?
-    .map(|r| db::get::<bool>(&r, "granted"))
-    .transpose()?
     .unwrap_or(false))
 }
 

@@ -30,7 +30,7 @@ use domain::Permission;
 use domain::audit::{AuditAction, AuditOutcome};
 use domain::ids::OrganisationId;
 use domain::sending_domains::{DnsRecord, DomainStatus, RecordCheck, RecordKind, SendingDomainView};
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::{ConnectionTrait, FromQueryResult, TransactionTrait};
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -479,19 +479,33 @@ fn checks_json(checks: &[RecordCheck]) -> serde_json::Value {
     )
 }
 
-fn row_from(r: &sea_orm::QueryResult) -> ServiceResult<Row> {
-    let status: String = db::get(r, "status")?;
+/// `sending_domain` as `COLS` reads it.
+#[derive(FromQueryResult)]
+struct Stored {
+    id: Uuid,
+    organisation_id: Uuid,
+    domain: String,
+    selector: String,
+    dkim_public: String,
+    status: String,
+    checks: serde_json::Value,
+    last_checked_at: Option<chrono::DateTime<chrono::Utc>>,
+    verified_at: Option<chrono::DateTime<chrono::Utc>>,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn row_from(r: Stored) -> ServiceResult<Row> {
     Ok(Row {
-        id: db::get(r, "id")?,
-        organisation: OrganisationId(db::get(r, "organisation_id")?),
-        domain: db::get(r, "domain")?,
-        selector: db::get(r, "selector")?,
-        public_b64: db::get(r, "dkim_public")?,
-        status: DomainStatus::parse(&status).ok_or_else(|| ServiceError::internal("stored sending domain status"))?,
-        checks: checks_from(&db::get::<serde_json::Value>(r, "checks")?),
-        last_checked_at: db::get(r, "last_checked_at")?,
-        verified_at: db::get(r, "verified_at")?,
-        created_at: db::get(r, "created_at")?,
+        id: r.id,
+        organisation: OrganisationId(r.organisation_id),
+        domain: r.domain,
+        selector: r.selector,
+        public_b64: r.dkim_public,
+        status: DomainStatus::parse(&r.status).ok_or_else(|| ServiceError::internal("stored sending domain status"))?,
+        checks: checks_from(&r.checks),
+        last_checked_at: r.last_checked_at,
+        verified_at: r.verified_at,
+        created_at: r.created_at,
     })
 }
 
@@ -516,7 +530,7 @@ async fn load<C: ConnectionTrait>(conn: &C, org: OrganisationId, id: Uuid, lock:
         "SELECT {COLS} FROM sending_domain WHERE id = $1 AND organisation_id = $2{}",
         if lock { " FOR UPDATE" } else { "" }
     );
-    row_from(&db::one(conn, &sql, [id.into(), org.0.into()]).await?.ok_or(ServiceError::NotFound)?)
+    row_from(db::one_as(conn, &sql, [id.into(), org.0.into()]).await?.ok_or(ServiceError::NotFound)?)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -525,26 +539,26 @@ async fn load<C: ConnectionTrait>(conn: &C, org: OrganisationId, id: Uuid, lock:
 
 pub async fn list(svc: &Services, actor: &Actor) -> ServiceResult<Vec<SendingDomainView>> {
     actor.require(Permission::SettingsManage)?;
-    let rows = db::all(
+    let rows: Vec<Stored> = db::all_as(
         svc.db(),
         &format!("SELECT {COLS} FROM sending_domain WHERE organisation_id = $1 ORDER BY domain"),
         [actor.organisation_id.0.into()],
     )
     .await?;
-    rows.iter().map(|r| row_from(r).map(|row| view(svc, row))).collect()
+    rows.into_iter().map(|r| row_from(r).map(|row| view(svc, row))).collect()
 }
 
 /// The organisation's domain of that name, if it has one.
 pub async fn find(svc: &Services, actor: &Actor, domain: &str) -> ServiceResult<Option<SendingDomainView>> {
     actor.require(Permission::SettingsManage)?;
     let name = normalise(domain)?;
-    let r = db::one(
+    let r: Option<Stored> = db::one_as(
         svc.db(),
         &format!("SELECT {COLS} FROM sending_domain WHERE organisation_id = $1 AND domain = $2"),
         [actor.organisation_id.0.into(), name.ascii.into()],
     )
     .await?;
-    r.map(|r| row_from(&r).map(|row| view(svc, row))).transpose()
+    r.map(|r| row_from(r).map(|row| view(svc, row))).transpose()
 }
 
 /// Add a domain: validate it, generate its DKIM key and selector. Returns the new domain's view
@@ -554,10 +568,8 @@ pub async fn add(svc: &Services, actor: &Actor, domain: &str) -> ServiceResult<S
     let org = actor.organisation_id;
     let name = normalise(domain)?;
     let count: i64 =
-        db::one(svc.db(), "SELECT count(*) AS n FROM sending_domain WHERE organisation_id = $1", [org.0.into()])
+        db::scalar(svc.db(), "SELECT count(*) AS n FROM sending_domain WHERE organisation_id = $1", [org.0.into()])
             .await?
-            .map(|r| db::get(&r, "n"))
-            .transpose()?
             .unwrap_or(0);
     if count >= MAX_PER_ORGANISATION {
         return Err(ServiceError::conflict("An organisation may have at most 20 sending domains. Remove one first."));
@@ -754,7 +766,7 @@ pub struct RecheckReport {
 /// job). A domain whose records are definitely gone or wrong becomes `failed`.
 pub async fn recheck_due(svc: &Services) -> ServiceResult<RecheckReport> {
     let now = svc.clock().now();
-    let rows = db::all(
+    let rows: Vec<Stored> = db::all_as(
         svc.db(),
         &format!(
             "SELECT {COLS} FROM sending_domain WHERE status = 'verified' AND (last_checked_at IS NULL OR last_checked_at < $1)
@@ -765,7 +777,7 @@ pub async fn recheck_due(svc: &Services) -> ServiceResult<RecheckReport> {
     .await?;
     let mut report = RecheckReport::default();
     for r in rows {
-        let row = row_from(&r)?;
+        let row = row_from(r)?;
         let (finding, checks) = check_dns(&svc.settings().domains, &row.domain, &row.selector, &row.public_b64).await?;
         apply(svc, AuditActor::System, None, &row, finding.clone(), &checks).await?;
         report.checked += 1;
@@ -808,19 +820,20 @@ pub async fn verified_domain_of<C: ConnectionTrait>(
     address: &str,
 ) -> ServiceResult<VerifiedDomain> {
     let domain = address_domain(address).ok_or_else(|| not_verified(field))?;
-    let r = db::one(
+    #[derive(FromQueryResult)]
+    struct Verified {
+        id: Uuid,
+        domain: String,
+        selector: String,
+    }
+    let r: Verified = db::one_as(
         conn,
         "SELECT id, domain, selector FROM sending_domain WHERE organisation_id = $1 AND domain = $2 AND status = 'verified'",
         [org.0.into(), domain.into()],
     )
     .await?
     .ok_or_else(|| not_verified(field))?;
-    Ok(VerifiedDomain {
-        id: db::get(&r, "id")?,
-        organisation: org,
-        domain: db::get(&r, "domain")?,
-        selector: db::get(&r, "selector")?,
-    })
+    Ok(VerifiedDomain { id: r.id, organisation: org, domain: r.domain, selector: r.selector })
 }
 
 /// Whether a domain is still verified (checked before each batch of a campaign).
@@ -836,17 +849,14 @@ pub async fn still_verified<C: ConnectionTrait>(conn: &C, d: &VerifiedDomain) ->
 
 /// The domain's DKIM signer: its key opened from the sealed column (d= the domain).
 pub async fn signer(svc: &Services, d: &VerifiedDomain) -> ServiceResult<Arc<Dkim>> {
-    let r = db::one(
+    let sealed: Vec<u8> = db::scalar(
         svc.db(),
         "SELECT dkim_key FROM sending_domain WHERE id = $1 AND organisation_id = $2",
         [d.id.into(), d.organisation.0.into()],
     )
     .await?
     .ok_or(ServiceError::NotFound)?;
-    let der = svc
-        .keys()
-        .open(svc.db(), &key_aad(d.organisation, d.id), &Sealed::from_bytes(db::get(&r, "dkim_key")?)?)
-        .await?;
+    let der = svc.keys().open(svc.db(), &key_aad(d.organisation, d.id), &Sealed::from_bytes(sealed)?).await?;
     Ok(Arc::new(
         Dkim::from_pkcs8_der(&d.selector, &d.domain, &der).map_err(|_| ServiceError::internal("stored DKIM key"))?,
     ))
@@ -855,15 +865,12 @@ pub async fn signer(svc: &Services, d: &VerifiedDomain) -> ServiceResult<Arc<Dki
 /// The organisation's verified domains, oldest verification first (the campaign editor offers
 /// them; the first is the default for test sends of templates).
 pub async fn verified_names<C: ConnectionTrait>(conn: &C, org: OrganisationId) -> ServiceResult<Vec<String>> {
-    db::all(
+    Ok(db::scalars(
         conn,
         "SELECT domain FROM sending_domain WHERE organisation_id = $1 AND status = 'verified' ORDER BY verified_at, domain",
         [org.0.into()],
     )
-    .await?
-    .iter()
-    .map(|r| Ok(db::get::<String>(r, "domain")?))
-    .collect()
+    .await?)
 }
 
 /// The local part of the system sender (`no-reply` of `Hermetic <no-reply@…>`), used to offer

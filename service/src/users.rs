@@ -15,7 +15,7 @@ use domain::dto::{InviteCreated, UserStatus, UserView};
 use domain::email::EmailAddress;
 use domain::ids::{OrganisationId, UserId};
 use domain::{Permission, Role};
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::{ConnectionTrait, FromQueryResult, TransactionTrait};
 use uuid::Uuid;
 
 fn clean_name(name: &str) -> ServiceResult<String> {
@@ -26,18 +26,31 @@ fn clean_name(name: &str) -> ServiceResult<String> {
     Ok(n)
 }
 
-fn view(r: &sea_orm::QueryResult) -> ServiceResult<UserView> {
+/// A user as `USER_COLS` reads it.
+#[derive(FromQueryResult)]
+struct UserRow {
+    id: Uuid,
+    email: String,
+    display_name: String,
+    role: String,
+    status: String,
+    totp_enrolled_at: Option<chrono::DateTime<chrono::Utc>>,
+    last_sign_in_at: Option<chrono::DateTime<chrono::Utc>>,
+    created_at: chrono::DateTime<chrono::Utc>,
+    invite_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn view(r: UserRow) -> ServiceResult<UserView> {
     Ok(UserView {
-        id: db::get(r, "id")?,
-        email: db::get(r, "email")?,
-        display_name: db::get(r, "display_name")?,
-        role: db::get::<String>(r, "role")?.parse().map_err(|_| ServiceError::internal("bad role"))?,
-        status: UserStatus::parse(&db::get::<String>(r, "status")?)
-            .ok_or_else(|| ServiceError::internal("bad status"))?,
-        mfa_enrolled: db::get::<Option<chrono::DateTime<chrono::Utc>>>(r, "totp_enrolled_at")?.is_some(),
-        last_sign_in_at: db::get(r, "last_sign_in_at")?,
-        created_at: db::get(r, "created_at")?,
-        invite_expires_at: db::get(r, "invite_expires_at")?,
+        id: r.id,
+        email: r.email,
+        display_name: r.display_name,
+        role: r.role.parse().map_err(|_| ServiceError::internal("bad role"))?,
+        status: UserStatus::parse(&r.status).ok_or_else(|| ServiceError::internal("bad status"))?,
+        mfa_enrolled: r.totp_enrolled_at.is_some(),
+        last_sign_in_at: r.last_sign_in_at,
+        created_at: r.created_at,
+        invite_expires_at: r.invite_expires_at,
     })
 }
 
@@ -47,38 +60,35 @@ const USER_COLS: &str = "id, email, display_name, role, status, totp_enrolled_at
 
 pub async fn list(svc: &Services, actor: &Actor) -> ServiceResult<Vec<UserView>> {
     actor.require(Permission::UsersManage)?;
-    let rows = db::all(
+    let rows: Vec<UserRow> = db::all_as(
         svc.db(),
         &format!("SELECT {USER_COLS} FROM app_user WHERE organisation_id = $1 ORDER BY lower(display_name), email"),
         [actor.organisation_id.0.into()],
     )
     .await?;
-    rows.iter().map(view).collect()
+    rows.into_iter().map(view).collect()
 }
 
 /// A user of the actor's organisation, or NotFound (ids from other organisations look nonexistent).
 async fn load<C: ConnectionTrait>(conn: &C, org: OrganisationId, id: UserId) -> ServiceResult<UserView> {
-    let row = db::one(
+    let row: UserRow = db::one_as(
         conn,
         &format!("SELECT {USER_COLS} FROM app_user WHERE id = $1 AND organisation_id = $2 FOR UPDATE"),
         [id.0.into(), org.0.into()],
     )
     .await?
     .ok_or(ServiceError::NotFound)?;
-    view(&row)
+    view(row)
 }
 
 async fn other_active_admins<C: ConnectionTrait>(conn: &C, org: OrganisationId, except: UserId) -> ServiceResult<i64> {
-    let row = db::one(
+    Ok(db::scalar(
         conn,
         "SELECT count(*) AS n FROM app_user WHERE organisation_id = $1 AND role = 'admin' AND status = 'active' AND id <> $2",
         [org.0.into(), except.0.into()],
     )
-    .await?;
-    Ok(match row {
-        Some(r) => db::get(&r, "n")?,
-        None => 0,
-    })
+    .await?
+    .unwrap_or(0))
 }
 
 /// Create a user with a password directly (command line and seeding; the UI invites instead).
@@ -153,20 +163,25 @@ pub async fn invite(
     let now = svc.clock().now();
     let already = || ServiceError::conflict("This person is already a member of your organisation.");
     let txn = svc.db().begin().await?;
-    let existing = db::one(
+    #[derive(FromQueryResult)]
+    struct Existing {
+        id: Uuid,
+        status: String,
+    }
+    let existing: Option<Existing> = db::one_as(
         &txn,
         "SELECT id, status FROM app_user WHERE email = $1 AND organisation_id = $2 FOR UPDATE",
         [email.as_str().to_string().into(), actor.organisation_id.0.into()],
     )
     .await?;
     let user_id = match existing {
-        Some(r) => {
-            if db::get::<String>(&r, "status")? != "invited" {
+        Some(Existing { id, status }) => {
+            if status != "invited" {
                 return Err(already());
             }
             // Re-inviting a pending user: the new invitation replaces the old one (`new_link`
             // revokes the old link).
-            let id = UserId(db::get(&r, "id")?);
+            let id = UserId(id);
             db::exec(
                 &txn,
                 "UPDATE app_user SET role = $2, display_name = $3, updated_at = $4 WHERE id = $1",
@@ -249,11 +264,7 @@ async fn new_link<C: ConnectionTrait>(
 }
 
 async fn organisation_name<C: ConnectionTrait>(conn: &C, org: OrganisationId) -> ServiceResult<String> {
-    db::one(conn, "SELECT name FROM organisation WHERE id = $1", [org.0.into()])
-        .await?
-        .map(|r| db::get(&r, "name"))
-        .transpose()?
-        .ok_or(ServiceError::NotFound)
+    db::scalar(conn, "SELECT name FROM organisation WHERE id = $1", [org.0.into()]).await?.ok_or(ServiceError::NotFound)
 }
 
 /// Mail the link (after the commit: a mail server's answer never holds a transaction open). A
@@ -380,7 +391,16 @@ async fn find_invite<C: ConnectionTrait>(
     if token.is_empty() || token.len() > 128 {
         return Err(ServiceError::invalid("invitation", "link is not valid"));
     }
-    let row = db::one(
+    #[derive(FromQueryResult)]
+    struct Invitation {
+        id: Uuid,
+        user_id: Uuid,
+        organisation_id: Uuid,
+        email: String,
+        org_name: String,
+        has_account: bool,
+    }
+    let row: Invitation = db::one_as(
         conn,
         &format!(
             "SELECT i.id, i.user_id, i.organisation_id, u.email, o.name AS org_name,
@@ -397,14 +417,14 @@ async fn find_invite<C: ConnectionTrait>(
         ServiceError::invalid("invitation", "link is not valid or has expired; ask your administrator for a new one")
     })?;
     // Only the person holding the emailed link gets here; telling them is telling the address's owner.
-    if db::get::<bool>(&row, "has_account")? {
+    if row.has_account {
         return Err(address_has_account());
     }
     Ok((
-        db::get(&row, "id")?,
-        UserId(db::get(&row, "user_id")?),
-        OrganisationId(db::get(&row, "organisation_id")?),
-        InviteInfo { email: db::get(&row, "email")?, organisation_name: db::get(&row, "org_name")? },
+        row.id,
+        UserId(row.user_id),
+        OrganisationId(row.organisation_id),
+        InviteInfo { email: row.email, organisation_name: row.org_name },
     ))
 }
 
@@ -536,10 +556,8 @@ pub async fn enable(svc: &Services, actor: &Actor, user_id: UserId) -> ServiceRe
         return Ok(before);
     }
     let has_password =
-        db::one(&txn, "SELECT password_hash IS NOT NULL AS p FROM app_user WHERE id = $1", [user_id.0.into()])
+        db::scalar(&txn, "SELECT password_hash IS NOT NULL AS p FROM app_user WHERE id = $1", [user_id.0.into()])
             .await?
-            .map(|r| db::get::<bool>(&r, "p"))
-            .transpose()?
             .unwrap_or(false);
     let status = if has_password { "active" } else { "invited" };
     db::exec(
@@ -583,12 +601,17 @@ pub async fn reset_mfa(svc: &Services, actor: &Actor, user_id: UserId) -> Servic
 pub async fn find_for_operator(svc: &Services, email: &str) -> ServiceResult<(OrganisationId, UserId)> {
     let email = EmailAddress::parse(email)?;
     // The account, if the address has one; otherwise a pending invitation.
-    let row = db::one(
+    #[derive(FromQueryResult)]
+    struct Found {
+        id: Uuid,
+        organisation_id: Uuid,
+    }
+    let found: Found = db::one_as(
         svc.db(),
         "SELECT id, organisation_id FROM app_user WHERE email = $1 ORDER BY status = 'invited', created_at LIMIT 1",
         [email.as_str().to_string().into()],
     )
     .await?
     .ok_or(ServiceError::NotFound)?;
-    Ok((OrganisationId(db::get(&row, "organisation_id")?), UserId(db::get(&row, "id")?)))
+    Ok((OrganisationId(found.organisation_id), UserId(found.id)))
 }

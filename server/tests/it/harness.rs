@@ -287,14 +287,21 @@ impl TestApp {
     }
 }
 
-/// Send every log line of the test run (debug level) to `TEST_LOG_FILE` when set, so the PHI
-/// checks can prove no log line carries patient data.
+/// Where every log line of the test run goes: `TEST_LOG_FILE` when set (scripts/test searches
+/// it), else a file of this run in the temporary directory, so the PHI checks always have a log.
+pub fn log_file() -> std::path::PathBuf {
+    match std::env::var_os("TEST_LOG_FILE") {
+        Some(p) => p.into(),
+        None => std::env::temp_dir().join(format!("hermetic-it-{}.log", std::process::id())),
+    }
+}
+
+/// Send every log line of the test run (debug level) to [`log_file`], so the PHI checks can prove
+/// no log line carries patient data.
 pub fn init_log_capture() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        if let Ok(path) = std::env::var("TEST_LOG_FILE")
-            && let Ok(file) = std::fs::OpenOptions::new().create(true).append(true).open(&path)
-        {
+        if let Ok(file) = std::fs::OpenOptions::new().create(true).append(true).open(log_file()) {
             {
                 let _ = tracing_subscriber::fmt()
                     .with_env_filter(tracing_subscriber::EnvFilter::new("debug,hyper=info,h2=info"))

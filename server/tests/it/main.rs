@@ -3,6 +3,7 @@
 
 mod assets;
 mod audit;
+mod audit_paths;
 mod auth;
 mod auth_hardening;
 mod campaigns;
@@ -11,6 +12,7 @@ mod consent;
 mod contacts;
 mod csrf;
 mod disclosure;
+mod entities;
 mod fault;
 mod harness;
 mod headers;

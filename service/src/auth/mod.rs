@@ -21,7 +21,7 @@ use domain::Permission;
 use domain::audit::{AuditAction, AuditOutcome};
 use domain::dto::{MfaEnrolment, RecoveryCodes, SignInStep};
 use domain::ids::{OrganisationId, SessionId, UserId};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, FromQueryResult, TransactionTrait};
 use session::{ClientMeta, IssuedSession, SessionInfo, SessionStage};
 use throttle::{Attempt, KeyKind};
 use uuid::Uuid;
@@ -40,8 +40,32 @@ struct UserRow {
     totp_secret: Option<Vec<u8>>,
 }
 
+/// `app_user` as the sign-in reads it.
+#[derive(FromQueryResult)]
+struct StoredUser {
+    id: Uuid,
+    organisation_id: Uuid,
+    email: String,
+    status: String,
+    password_hash: Option<String>,
+    totp_secret: Option<Vec<u8>>,
+}
+
+impl From<StoredUser> for UserRow {
+    fn from(r: StoredUser) -> Self {
+        UserRow {
+            id: UserId(r.id),
+            organisation_id: OrganisationId(r.organisation_id),
+            email: r.email,
+            status: r.status,
+            password_hash: r.password_hash,
+            totp_secret: r.totp_secret,
+        }
+    }
+}
+
 async fn find_user<C: ConnectionTrait>(conn: &C, email: &str) -> ServiceResult<Option<UserRow>> {
-    let row = db::one(
+    let row: Option<StoredUser> = db::one_as(
         conn,
         "SELECT u.id, u.organisation_id, u.email, u.status, u.password_hash, u.totp_secret
          FROM app_user u JOIN organisation o ON o.id = u.organisation_id
@@ -52,35 +76,18 @@ async fn find_user<C: ConnectionTrait>(conn: &C, email: &str) -> ServiceResult<O
         [email.to_string().into()],
     )
     .await?;
-    row.map(|r| {
-        Ok(UserRow {
-            id: UserId(db::get(&r, "id")?),
-            organisation_id: OrganisationId(db::get(&r, "organisation_id")?),
-            email: db::get(&r, "email")?,
-            status: db::get(&r, "status")?,
-            password_hash: db::get(&r, "password_hash")?,
-            totp_secret: db::get(&r, "totp_secret")?,
-        })
-    })
-    .transpose()
+    Ok(row.map(UserRow::from))
 }
 
 async fn user_by_id<C: ConnectionTrait>(conn: &C, id: UserId) -> ServiceResult<UserRow> {
-    let row = db::one(
+    let row: StoredUser = db::one_as(
         conn,
         "SELECT id, organisation_id, email, status, password_hash, totp_secret FROM app_user WHERE id = $1",
         [id.0.into()],
     )
     .await?
     .ok_or(ServiceError::NotFound)?;
-    Ok(UserRow {
-        id: UserId(db::get(&row, "id")?),
-        organisation_id: OrganisationId(db::get(&row, "organisation_id")?),
-        email: db::get(&row, "email")?,
-        status: db::get(&row, "status")?,
-        password_hash: db::get(&row, "password_hash")?,
-        totp_secret: db::get(&row, "totp_secret")?,
-    })
+    Ok(row.into())
 }
 
 /// Argon2 is deliberately slow (tens of milliseconds) and takes 46 MiB: it runs off the async
@@ -264,15 +271,14 @@ fn recovery_hash(user: UserId, normalised: &str) -> Vec<u8> {
 /// `mfa_max_failures` checks between them. Returns the try's number, or `None` when none is left.
 /// A success resets the count (`session::rotate`).
 async fn reserve_mfa_try(svc: &Services, s: &SessionInfo) -> ServiceResult<Option<i32>> {
-    let row = db::one(
+    Ok(db::scalar::<i32, _>(
         svc.db(),
         "UPDATE user_session SET mfa_failures = mfa_failures + 1
          WHERE id = $1 AND revoked_at IS NULL AND mfa_failures < $2
          RETURNING mfa_failures",
         [s.id.0.into(), svc.auth().mfa_max_failures.into()],
     )
-    .await?;
-    Ok(row.map(|r| db::get::<i32>(&r, "mfa_failures")).transpose()?)
+    .await?)
 }
 
 /// No try left: the session ends.
@@ -400,12 +406,10 @@ pub async fn verify_mfa(svc: &Services, token: &str, code: &str, meta: &ClientMe
 pub async fn begin_enrolment(svc: &Services, token: &str) -> ServiceResult<MfaEnrolment> {
     let s = pending_session(svc, token, SessionStage::Enrol).await?;
     let aad = pending_aad(s.organisation_id, s.id);
-    let existing =
-        db::one(svc.db(), "SELECT pending_totp_secret FROM user_session WHERE id = $1", [s.id.0.into()]).await?;
-    let existing: Option<Vec<u8>> = match existing {
-        Some(r) => db::get(&r, "pending_totp_secret")?,
-        None => None,
-    };
+    let existing: Option<Vec<u8>> =
+        db::scalar(svc.db(), "SELECT pending_totp_secret FROM user_session WHERE id = $1", [s.id.0.into()])
+            .await?
+            .flatten();
     let secret = match existing {
         Some(bytes) => svc.keys().open(svc.db(), &aad, &Sealed::from_bytes(bytes)?).await?,
         None => {
@@ -439,18 +443,24 @@ async fn store_recovery_codes(
     org: OrganisationId,
     user: UserId,
 ) -> ServiceResult<Vec<String>> {
-    db::exec(txn, "DELETE FROM recovery_code WHERE user_id = $1", [user.0.into()]).await?;
+    use entity::recovery_code::{ActiveModel, Column, Entity};
+    use sea_orm::{ActiveValue::NotSet, ColumnTrait, EntityTrait, QueryFilter, Set};
+    Entity::delete_many().filter(Column::UserId.eq(user.0)).exec(txn).await?;
     let codes = new_recovery_codes()?;
     let now = svc.clock().now();
+    let mut rows = Vec::with_capacity(codes.len());
     for c in &codes {
         let norm = normalise_recovery(c).ok_or_else(|| ServiceError::internal("recovery code format"))?;
-        db::exec(
-            txn,
-            "INSERT INTO recovery_code (id, organisation_id, user_id, code_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
-            [Uuid::now_v7().into(), org.0.into(), user.0.into(), recovery_hash(user, &norm).into(), now.into()],
-        )
-        .await?;
+        rows.push(ActiveModel {
+            id: Set(Uuid::now_v7()),
+            organisation_id: Set(org.0),
+            user_id: Set(user.0),
+            code_hash: Set(recovery_hash(user, &norm)),
+            used_at: NotSet,
+            created_at: Set(now),
+        });
     }
+    Entity::insert_many(rows).exec_without_returning(txn).await?;
     Ok(codes)
 }
 
@@ -464,11 +474,10 @@ pub async fn confirm_enrolment(
 ) -> ServiceResult<(IssuedSession, RecoveryCodes)> {
     let s = pending_session(svc, token, SessionStage::Enrol).await?;
     let now = svc.clock().now();
-    let row = db::one(svc.db(), "SELECT pending_totp_secret FROM user_session WHERE id = $1", [s.id.0.into()]).await?;
-    let pending: Option<Vec<u8>> = match row {
-        Some(r) => db::get(&r, "pending_totp_secret")?,
-        None => None,
-    };
+    let pending: Option<Vec<u8>> =
+        db::scalar(svc.db(), "SELECT pending_totp_secret FROM user_session WHERE id = $1", [s.id.0.into()])
+            .await?
+            .flatten();
     let pending = pending.ok_or_else(|| ServiceError::invalid("code", "start enrolment first: reload the page"))?;
     let secret =
         svc.keys().open(svc.db(), &pending_aad(s.organisation_id, s.id), &Sealed::from_bytes(pending)?).await?;

@@ -10,7 +10,7 @@ use crate::services::Services;
 use chrono::{DateTime, Duration, Utc};
 use domain::Role;
 use domain::ids::{OrganisationId, SessionId, UserId};
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, FromQueryResult};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -220,7 +220,23 @@ pub async fn resolve(svc: &Services, token: &str, touch: bool) -> ServiceResult<
     if token.is_empty() || token.len() > 128 {
         return Ok(None);
     }
-    let row = db::one(
+    #[derive(FromQueryResult)]
+    struct Resolved {
+        id: Uuid,
+        user_id: Uuid,
+        organisation_id: Uuid,
+        stage: String,
+        csrf_token: String,
+        created_at: DateTime<Utc>,
+        last_seen_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        email: String,
+        display_name: String,
+        role: String,
+        status: String,
+        org_name: String,
+    }
+    let row: Option<Resolved> = db::one_as(
         svc.db(),
         "SELECT s.id, s.user_id, s.organisation_id, s.stage, s.csrf_token, s.created_at, s.last_seen_at,
                 s.expires_at, u.email, u.display_name, u.role, u.status, o.name AS org_name
@@ -233,21 +249,20 @@ pub async fn resolve(svc: &Services, token: &str, touch: bool) -> ServiceResult<
     .await?;
     let Some(r) = row else { return Ok(None) };
     let info = SessionInfo {
-        id: SessionId(db::get(&r, "id")?),
-        user_id: UserId(db::get(&r, "user_id")?),
-        organisation_id: OrganisationId(db::get(&r, "organisation_id")?),
-        organisation_name: db::get(&r, "org_name")?,
-        email: db::get(&r, "email")?,
-        display_name: db::get(&r, "display_name")?,
-        role: db::get::<String>(&r, "role")?.parse().map_err(|_| ServiceError::internal("bad role in database"))?,
-        stage: SessionStage::parse(&db::get::<String>(&r, "stage")?)
-            .ok_or_else(|| ServiceError::internal("bad session stage"))?,
-        csrf_token: db::get(&r, "csrf_token")?,
-        created_at: db::get(&r, "created_at")?,
-        last_seen_at: db::get(&r, "last_seen_at")?,
-        expires_at: db::get(&r, "expires_at")?,
+        id: SessionId(r.id),
+        user_id: UserId(r.user_id),
+        organisation_id: OrganisationId(r.organisation_id),
+        organisation_name: r.org_name,
+        email: r.email,
+        display_name: r.display_name,
+        role: r.role.parse().map_err(|_| ServiceError::internal("bad role in database"))?,
+        stage: SessionStage::parse(&r.stage).ok_or_else(|| ServiceError::internal("bad session stage"))?,
+        csrf_token: r.csrf_token,
+        created_at: r.created_at,
+        last_seen_at: r.last_seen_at,
+        expires_at: r.expires_at,
     };
-    let status: String = db::get(&r, "status")?;
+    let status = r.status;
     let now = svc.clock().now();
     if status != "active" {
         revoke(svc, svc.db(), info.id, "user_disabled").await?;
@@ -332,7 +347,15 @@ pub async fn status(svc: &Services, token: &str) -> ServiceResult<domain::dto::S
 pub async fn list_own(svc: &Services, actor: &Actor) -> ServiceResult<Vec<domain::dto::SessionView>> {
     actor.require(domain::Permission::OwnAccount)?;
     let Some(user_id) = actor.user_id() else { return Ok(vec![]) };
-    let rows = db::all(
+    #[derive(FromQueryResult)]
+    struct Own {
+        id: Uuid,
+        created_at: DateTime<Utc>,
+        last_seen_at: DateTime<Utc>,
+        ip: Option<String>,
+        user_agent: Option<String>,
+    }
+    let rows: Vec<Own> = db::all_as(
         svc.db(),
         "SELECT id, created_at, last_seen_at, ip, user_agent FROM user_session
          WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND stage = 'active'
@@ -340,17 +363,15 @@ pub async fn list_own(svc: &Services, actor: &Actor) -> ServiceResult<Vec<domain
         [user_id.0.into(), svc.clock().now().into()],
     )
     .await?;
-    rows.iter()
-        .map(|r| {
-            let id: Uuid = db::get(r, "id")?;
-            Ok(domain::dto::SessionView {
-                id,
-                created_at: db::get(r, "created_at")?,
-                last_seen_at: db::get(r, "last_seen_at")?,
-                ip: db::get(r, "ip")?,
-                user_agent: db::get(r, "user_agent")?,
-                current: Some(SessionId(id)) == actor.session_id(),
-            })
+    Ok(rows
+        .into_iter()
+        .map(|r| domain::dto::SessionView {
+            id: r.id,
+            created_at: r.created_at,
+            last_seen_at: r.last_seen_at,
+            ip: r.ip,
+            user_agent: r.user_agent,
+            current: Some(SessionId(r.id)) == actor.session_id(),
         })
-        .collect()
+        .collect())
 }

@@ -68,16 +68,13 @@ pub async fn locked_for<C: ConnectionTrait>(
     raw: &str,
     now: DateTime<Utc>,
 ) -> ServiceResult<Option<u64>> {
-    let row = db::one(
+    let until: Option<DateTime<Utc>> = db::scalar(
         conn,
         "SELECT locked_until FROM login_throttle WHERE key_kind = $1 AND key_hash = $2",
         [kind.as_str().into(), key_hash(kind, raw).into()],
     )
-    .await?;
-    let until: Option<DateTime<Utc>> = match row {
-        Some(r) => db::get(&r, "locked_until")?,
-        None => None,
-    };
+    .await?
+    .flatten();
     Ok(until.filter(|u| *u > now).map(|u| (u - now).num_seconds().max(1) as u64))
 }
 
@@ -104,7 +101,8 @@ pub async fn attempt<C: ConnectionTrait>(svc: &Services, conn: &C, kind: KeyKind
          RETURNING locked_until"
     );
     for _ in 0..2 {
-        let counted = db::one(
+        // `RETURNING locked_until`: no row when a lock was in force; a row (its lock, if any) when counted.
+        let counted: Option<Option<DateTime<Utc>>> = db::scalar(
             conn,
             &sql,
             [
@@ -118,8 +116,7 @@ pub async fn attempt<C: ConnectionTrait>(svc: &Services, conn: &C, kind: KeyKind
             ],
         )
         .await?;
-        if let Some(row) = counted {
-            let locked_until: Option<DateTime<Utc>> = db::get(&row, "locked_until")?;
+        if let Some(locked_until) = counted {
             return Ok(Attempt::Allowed(Counted { kind, key_hash: hash, locked_until }));
         }
         if let Some(retry_after_secs) = locked_for(conn, kind, raw, now).await? {

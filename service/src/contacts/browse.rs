@@ -9,7 +9,7 @@
 
 use super::lists::{CONSENT_JOIN, EFFECTIVE_STATUS};
 use super::record::{self, Open, SealedContact};
-use super::{PAGE_MAX, SEALED_COLS, bidx_key, email_bidx, keys_for, sealed_from_row};
+use super::{PAGE_MAX, SEALED_COLS, bidx_key, email_bidx, keys_for};
 use crate::actor::Actor;
 use crate::audit::{self, AuditRecord};
 use crate::db;
@@ -22,7 +22,7 @@ use domain::contacts::{
     ConsentFilter, ConsentPurpose, ContactPage, ContactQuery, ContactRow, ContactSort, MemberStatus, RowConsent,
     RowList,
 };
-use sea_orm::Value;
+use sea_orm::{FromQueryResult, Value};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -82,10 +82,8 @@ pub async fn page(
         });
     }
     let total: i64 =
-        db::one(svc.db(), &format!("SELECT count(*) AS n FROM contact c WHERE {}", f.sql), f.values.clone())
+        db::scalar(svc.db(), &format!("SELECT count(*) AS n FROM contact c WHERE {}", f.sql), f.values.clone())
             .await?
-            .map(|r| db::get(&r, "n"))
-            .transpose()?
             .unwrap_or(0);
 
     let (col, desc) = match query.sort {
@@ -101,7 +99,15 @@ pub async fn page(
         f.sql.push_str(&format!(" AND (c.{col}, c.id) {cmp} ({pt}, {pid})"));
     }
     let pl = f.bind(limit + 1);
-    let rows = db::all(
+    #[derive(FromQueryResult)]
+    struct Listed {
+        id: Uuid,
+        #[sea_orm(nested)]
+        sealed: SealedContact,
+        created_at: chrono::DateTime<chrono::Utc>,
+        updated_at: chrono::DateTime<chrono::Utc>,
+    }
+    let rows: Vec<Listed> = db::all_as(
         svc.db(),
         &format!(
             "SELECT c.id, {cols}, c.created_at, c.updated_at FROM contact c WHERE {w}
@@ -114,7 +120,7 @@ pub async fn page(
     .await?;
     let has_more = rows.len() as i64 > limit;
     let rows = &rows[..rows.len().min(limit as usize)];
-    let ids: Vec<Uuid> = rows.iter().map(|r| db::get::<Uuid>(r, "id")).collect::<Result<_, _>>()?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     if ids.is_empty() {
         return Ok(ContactPage { rows: vec![], total, next: None });
     }
@@ -128,22 +134,31 @@ pub async fn page(
 
     // Consent and lists of the page's contacts (not PHI; two queries for the whole page).
     let mut consent: HashMap<Uuid, Vec<RowConsent>> = HashMap::new();
-    for r in db::all(
+    #[derive(FromQueryResult)]
+    struct Consent {
+        contact_id: Uuid,
+        purpose: String,
+        granted: bool,
+    }
+    for r in db::all_as::<Consent, _>(
         svc.db(),
         "SELECT contact_id, purpose, granted FROM contact_consent WHERE organisation_id = $1 AND contact_id = ANY($2)",
         [org.0.into(), ids.clone().into()],
     )
     .await?
     {
-        if let Some(purpose) = ConsentPurpose::parse(&db::get::<String>(&r, "purpose")?) {
-            consent
-                .entry(db::get(&r, "contact_id")?)
-                .or_default()
-                .push(RowConsent { purpose, granted: db::get(&r, "granted")? });
+        if let Some(purpose) = ConsentPurpose::parse(&r.purpose) {
+            consent.entry(r.contact_id).or_default().push(RowConsent { purpose, granted: r.granted });
         }
     }
     let mut lists: HashMap<Uuid, Vec<RowList>> = HashMap::new();
-    for r in db::all(
+    #[derive(FromQueryResult)]
+    struct Member {
+        contact_id: Uuid,
+        name: String,
+        status: String,
+    }
+    for r in db::all_as::<Member, _>(
         svc.db(),
         &format!(
             "SELECT m.contact_id, l.name, {EFFECTIVE_STATUS} AS status FROM list_member m JOIN contact_list l ON l.id = m.list_id {CONSENT_JOIN}
@@ -153,24 +168,23 @@ pub async fn page(
     )
     .await?
     {
-        if let Some(status) = MemberStatus::parse(&db::get::<String>(&r, "status")?) {
-            lists.entry(db::get(&r, "contact_id")?).or_default().push(RowList { name: db::get(&r, "name")?, status });
+        if let Some(status) = MemberStatus::parse(&r.status) {
+            lists.entry(r.contact_id).or_default().push(RowList { name: r.name, status });
         }
     }
 
-    let sealed: Vec<SealedContact> = rows.iter().map(sealed_from_row).collect::<Result<_, _>>()?;
-    let keys = keys_for(svc, svc.db(), &sealed.iter().collect::<Vec<_>>()).await?;
+    let keys = keys_for(svc, svc.db(), &rows.iter().map(|r| &r.sealed).collect::<Vec<_>>()).await?;
     let mut out = Vec::with_capacity(rows.len());
-    for ((r, s), id) in rows.iter().zip(&sealed).zip(&ids) {
-        let rec = record::open(&keys, org, *id, s, Open::Summary, &[])?;
+    for (r, id) in rows.iter().zip(&ids) {
+        let rec = record::open(&keys, org, *id, &r.sealed, Open::Summary, &[])?;
         let mut c = consent.remove(id).unwrap_or_default();
         c.sort_by_key(|x| ConsentPurpose::ALL.iter().position(|p| *p == x.purpose));
         out.push(ContactRow {
             id: *id,
             name: record::display_name(&rec),
             email: rec.email,
-            created_at: db::get(r, "created_at")?,
-            updated_at: db::get(r, "updated_at")?,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
             consent: c,
             lists: lists.remove(id).unwrap_or_default(),
         });

@@ -16,7 +16,7 @@
 
 use crate::actor::Actor;
 use crate::audit::{self, AuditRecord};
-use crate::db;
+use crate::db::{self, sqlx_err};
 use crate::error::{ServiceError, ServiceResult};
 use crate::services::Services;
 use chrono::{DateTime, Utc};
@@ -25,7 +25,7 @@ use domain::audit::AuditAction;
 use domain::contacts::{ConsentEntry, ConsentOutcome, ConsentPurpose, ConsentSource, Withdrawal};
 use domain::ids::{OrganisationId, UserId};
 use sea_orm::sqlx;
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, TransactionTrait};
 use uuid::Uuid;
 
 /// The answer, with the reason in words for the UI and the audit of a send.
@@ -83,7 +83,7 @@ FROM input i LEFT JOIN applied a ON a.contact_id = i.contact_id";
 
 /// Record a consent event for contacts of `ev.organisation` (inside the caller's transaction).
 pub async fn apply<C: ConnectionTrait>(conn: &C, ev: &Event, contacts: &[Uuid]) -> ServiceResult<Applied> {
-    let row = db::one(
+    let row: Counted = db::one_as(
         conn,
         APPLY_SQL,
         [
@@ -101,13 +101,20 @@ pub async fn apply<C: ConnectionTrait>(conn: &C, ev: &Event, contacts: &[Uuid]) 
     )
     .await?
     .ok_or_else(|| ServiceError::internal("consent statement returned nothing"))?;
-    applied_from(db::get(&row, "recorded")?, db::get(&row, "kept")?)
+    applied_from(row.recorded, row.kept)
+}
+
+/// What `APPLY_SQL` returns.
+#[derive(FromQueryResult)]
+struct Counted {
+    recorded: i64,
+    kept: i64,
 }
 
 /// `apply` on a raw connection (the import writer's COPY transaction).
 pub(crate) async fn apply_on(conn: &mut sqlx::PgConnection, ev: &Event, contacts: &[Uuid]) -> ServiceResult<Applied> {
-    use sqlx::Row;
-    let row = sqlx::query(APPLY_SQL)
+    // sqlx reads the two counts by position: `SELECT … AS recorded, … AS kept`.
+    let (recorded, kept): (i64, i64) = sqlx::query_as(APPLY_SQL)
         .bind(ev.organisation.0)
         .bind(contacts)
         .bind(ev.purpose.as_str())
@@ -121,15 +128,11 @@ pub(crate) async fn apply_on(conn: &mut sqlx::PgConnection, ev: &Event, contacts
         .fetch_one(conn)
         .await
         .map_err(sqlx_err)?;
-    applied_from(row.try_get("recorded").map_err(sqlx_err)?, row.try_get("kept").map_err(sqlx_err)?)
+    applied_from(recorded, kept)
 }
 
 fn applied_from(recorded: i64, kept: i64) -> ServiceResult<Applied> {
     Ok(Applied { recorded: recorded.max(0) as u64, kept_withdrawn: kept.max(0) as u64 })
-}
-
-fn sqlx_err(e: sqlx::Error) -> ServiceError {
-    ServiceError::from(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e))))
 }
 
 /// Record one consent event for one contact (inside the caller's transaction).
@@ -276,7 +279,17 @@ pub async fn record(
 }
 
 pub async fn history(svc: &Services, org: OrganisationId, contact: Uuid) -> ServiceResult<Vec<ConsentEntry>> {
-    let rows = db::all(
+    #[derive(FromQueryResult)]
+    struct Entry {
+        purpose: String,
+        granted: bool,
+        source: String,
+        occurred_at: DateTime<Utc>,
+        text_hash: Option<Vec<u8>>,
+        effective: bool,
+        actor_email: Option<String>,
+    }
+    let rows: Vec<Entry> = db::all_as(
         svc.db(),
         "SELECT e.purpose, e.granted, e.source, e.occurred_at, e.text_hash, e.effective, u.email AS actor_email
          FROM consent_event e LEFT JOIN app_user u ON u.id = e.actor_user_id
@@ -284,18 +297,16 @@ pub async fn history(svc: &Services, org: OrganisationId, contact: Uuid) -> Serv
         [org.0.into(), contact.into()],
     )
     .await?;
-    rows.iter()
+    rows.into_iter()
         .map(|r| {
             Ok(ConsentEntry {
-                purpose: ConsentPurpose::parse(&db::get::<String>(r, "purpose")?)
-                    .ok_or_else(|| ServiceError::internal("bad purpose"))?,
-                granted: db::get(r, "granted")?,
-                source: ConsentSource::parse(&db::get::<String>(r, "source")?)
-                    .ok_or_else(|| ServiceError::internal("bad source"))?,
-                occurred_at: db::get(r, "occurred_at")?,
-                actor_email: db::get(r, "actor_email")?,
-                text_hash: db::get::<Option<Vec<u8>>>(r, "text_hash")?.map(|h| data_encoding::HEXLOWER.encode(&h)),
-                effective: db::get(r, "effective")?,
+                purpose: ConsentPurpose::parse(&r.purpose).ok_or_else(|| ServiceError::internal("bad purpose"))?,
+                granted: r.granted,
+                source: ConsentSource::parse(&r.source).ok_or_else(|| ServiceError::internal("bad source"))?,
+                occurred_at: r.occurred_at,
+                actor_email: r.actor_email,
+                text_hash: r.text_hash.map(|h| data_encoding::HEXLOWER.encode(&h)),
+                effective: r.effective,
             })
         })
         .collect()
@@ -303,20 +314,20 @@ pub async fn history(svc: &Services, org: OrganisationId, contact: Uuid) -> Serv
 
 /// The withdrawals in force for a contact.
 pub async fn withdrawals(svc: &Services, org: OrganisationId, contact: Uuid) -> ServiceResult<Vec<Withdrawal>> {
-    let rows = db::all(
-        svc.db(),
-        "SELECT purpose, withdrawn_at, withdrawn_source FROM contact_consent
-         WHERE organisation_id = $1 AND contact_id = $2 AND NOT granted ORDER BY purpose",
-        [org.0.into(), contact.into()],
-    )
-    .await?;
-    rows.iter()
+    use entity::contact_consent::{Column, Entity};
+    let rows = Entity::find()
+        .filter(Column::OrganisationId.eq(org.0))
+        .filter(Column::ContactId.eq(contact))
+        .filter(Column::Granted.eq(false))
+        .order_by_asc(Column::Purpose)
+        .all(svc.db())
+        .await?;
+    rows.into_iter()
         .map(|r| {
             Ok(Withdrawal {
-                purpose: ConsentPurpose::parse(&db::get::<String>(r, "purpose")?)
-                    .ok_or_else(|| ServiceError::internal("bad purpose"))?,
-                withdrawn_at: db::get(r, "withdrawn_at")?,
-                source: db::get::<Option<String>>(r, "withdrawn_source")?.and_then(|s| ConsentSource::parse(&s)),
+                purpose: ConsentPurpose::parse(&r.purpose).ok_or_else(|| ServiceError::internal("bad purpose"))?,
+                withdrawn_at: r.withdrawn_at.ok_or_else(|| ServiceError::internal("withdrawal without a time"))?,
+                source: r.withdrawn_source.and_then(|s| ConsentSource::parse(&s)),
             })
         })
         .collect()
@@ -332,7 +343,13 @@ pub async fn may_mail<C: ConnectionTrait>(
     purpose: ConsentPurpose,
     _now: DateTime<Utc>,
 ) -> ServiceResult<Decision> {
-    let row = db::one(
+    #[derive(FromQueryResult)]
+    struct State {
+        granted: Option<bool>,
+        withdrawn_source: Option<String>,
+        suppressed: Option<String>,
+    }
+    let row: State = db::one_as(
         conn,
         "SELECT c.id, cc.granted, cc.withdrawn_source,
                 (SELECT reason FROM suppression s WHERE s.organisation_id = c.organisation_id AND s.email_bidx = c.email_bidx) AS suppressed
@@ -342,11 +359,9 @@ pub async fn may_mail<C: ConnectionTrait>(
     )
     .await?
     .ok_or(ServiceError::NotFound)?;
-    let granted: Option<bool> = db::get(&row, "granted")?;
-    let suppressed: Option<String> = db::get(&row, "suppressed")?;
-    let by_patient = db::get::<Option<String>>(&row, "withdrawn_source")?
-        .and_then(|s| ConsentSource::parse(&s))
-        .is_some_and(ConsentSource::is_patients_own);
+    let (granted, suppressed) = (row.granted, row.suppressed);
+    let by_patient =
+        row.withdrawn_source.and_then(|s| ConsentSource::parse(&s)).is_some_and(ConsentSource::is_patients_own);
     Ok(match (suppressed, granted) {
         (Some(_), _) => Decision { allowed: false, reason: "the address is on the suppression list" },
         (None, Some(true)) => Decision { allowed: true, reason: "consent granted" },

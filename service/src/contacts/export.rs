@@ -2,7 +2,7 @@
 //! the first byte leaves, and cells are neutralised against spreadsheet formula injection.
 
 use super::record::{self, Open};
-use super::{SEALED_COLS, fields, keys_for, sealed_from_row};
+use super::{SEALED_COLS, fields, keys_for};
 use crate::actor::Actor;
 use crate::audit::{self, AuditRecord};
 use crate::db;
@@ -23,6 +23,17 @@ fn csv_line(cells: &[String]) -> ServiceResult<Vec<u8>> {
     w.into_inner().map_err(|_| ServiceError::internal("csv"))
 }
 
+/// A contact as the export reads it.
+#[derive(sea_orm::FromQueryResult)]
+struct Exported {
+    id: Uuid,
+    #[sea_orm(nested)]
+    sealed: record::SealedContact,
+    time_zone: Option<String>,
+    locale: Option<String>,
+    attrs: serde_json::Value,
+}
+
 /// Stream the organisation's contacts as CSV, in batches (bounded memory).
 pub async fn export(
     svc: &Services,
@@ -30,11 +41,10 @@ pub async fn export(
 ) -> ServiceResult<impl Stream<Item = ServiceResult<Vec<u8>>> + Send + 'static> {
     actor.require(Permission::ContactsExport)?;
     let org = actor.organisation_id;
-    let count: i64 = db::one(svc.db(), "SELECT count(*) AS n FROM contact WHERE organisation_id = $1", [org.0.into()])
-        .await?
-        .map(|r| db::get(&r, "n"))
-        .transpose()?
-        .unwrap_or(0);
+    let count: i64 =
+        db::scalar(svc.db(), "SELECT count(*) AS n FROM contact WHERE organisation_id = $1", [org.0.into()])
+            .await?
+            .unwrap_or(0);
     audit::record_now(svc, AuditRecord::by(actor, AuditAction::ContactsExported).detail("count", count)).await?;
     let catalogue = fields::catalogue(svc, svc.db(), org).await?;
     let mut header: Vec<String> = BuiltinField::ALL.iter().map(|f| f.key().to_string()).collect();
@@ -59,7 +69,7 @@ pub async fn export(
                 return None;
             }
             let out: ServiceResult<Vec<u8>> = async {
-                let rows = db::all(
+                let rows: Vec<Exported> = db::all_as(
                     svc.db(),
                     &format!("SELECT id, {SEALED_COLS}, time_zone, locale, attrs FROM contact WHERE organisation_id = $1 AND id > $2 ORDER BY id LIMIT $3"),
                     [org.0.into(), st.after.into(), BATCH.into()],
@@ -68,15 +78,14 @@ pub async fn export(
                 if (rows.len() as i64) < BATCH {
                     st.done = true;
                 }
-                let sealed: Vec<_> = rows.iter().map(sealed_from_row).collect::<Result<_, _>>()?;
-                let keys = keys_for(&svc, svc.db(), &sealed.iter().collect::<Vec<_>>()).await?;
+                let keys = keys_for(&svc, svc.db(), &rows.iter().map(|r| &r.sealed).collect::<Vec<_>>()).await?;
                 let mut buf = Vec::new();
-                for (r, s) in rows.iter().zip(&sealed) {
-                    let id: Uuid = db::get(r, "id")?;
-                    let mut rec = record::open(&keys, org, id, s, Open::All, &catalogue)?;
-                    rec.time_zone = db::get(r, "time_zone")?;
-                    rec.locale = db::get(r, "locale")?;
-                    rec.attrs = record::attrs_from_json(&db::get::<serde_json::Value>(r, "attrs")?, &catalogue);
+                for r in rows {
+                    let id = r.id;
+                    let mut rec = record::open(&keys, org, id, &r.sealed, Open::All, &catalogue)?;
+                    rec.time_zone = r.time_zone;
+                    rec.locale = r.locale;
+                    rec.attrs = record::attrs_from_json(&r.attrs, &catalogue);
                     let fields = record::to_fields(&rec);
                     let cells: Vec<String> = header.iter().map(|k| fields.get(k).map(|v| v.expose().clone()).unwrap_or_default()).collect();
                     buf.extend(csv_line(&cells)?);

@@ -10,7 +10,7 @@ use domain::Permission;
 use domain::audit::AuditAction;
 use domain::contacts::{CustomField, FieldType, MAX_CUSTOM_FIELDS, validate_field_def};
 use domain::ids::OrganisationId;
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
 use uuid::Uuid;
 
 pub async fn catalogue<C: ConnectionTrait>(
@@ -18,26 +18,26 @@ pub async fn catalogue<C: ConnectionTrait>(
     conn: &C,
     org: OrganisationId,
 ) -> ServiceResult<Vec<CustomField>> {
-    let rows = db::all(
-        conn,
-        "SELECT id, key, label, field_type, options, is_phi FROM contact_field WHERE organisation_id = $1 ORDER BY label, key",
-        [org.0.into()],
-    )
-    .await?;
-    rows.iter()
+    use entity::contact_field::{Column, Entity};
+    let rows = Entity::find()
+        .filter(Column::OrganisationId.eq(org.0))
+        .order_by_asc(Column::Label)
+        .order_by_asc(Column::Key)
+        .all(conn)
+        .await?;
+    rows.into_iter()
         .map(|r| {
-            let options: serde_json::Value = db::get(r, "options")?;
             Ok(CustomField {
-                id: db::get(r, "id")?,
-                key: db::get(r, "key")?,
-                label: db::get(r, "label")?,
-                field_type: FieldType::parse(&db::get::<String>(r, "field_type")?)
-                    .ok_or_else(|| ServiceError::internal("bad field type"))?,
-                options: options
+                id: r.id,
+                key: r.key,
+                label: r.label,
+                field_type: FieldType::parse(&r.field_type).ok_or_else(|| ServiceError::internal("bad field type"))?,
+                options: r
+                    .options
                     .as_array()
                     .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
                     .unwrap_or_default(),
-                is_phi: db::get(r, "is_phi")?,
+                is_phi: r.is_phi,
             })
         })
         .collect()
@@ -68,14 +68,12 @@ pub async fn create(
     let options: Vec<String> = options.into_iter().map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect();
     validate_field_def(&key, label, field_type, &options)?;
     let txn = svc.db().begin().await?;
-    let count: i64 = db::one(
+    let count: i64 = db::scalar(
         &txn,
         "SELECT count(*) AS n FROM contact_field WHERE organisation_id = $1",
         [actor.organisation_id.0.into()],
     )
     .await?
-    .map(|r| db::get(&r, "n"))
-    .transpose()?
     .unwrap_or(0);
     if count as usize >= MAX_CUSTOM_FIELDS {
         return Err(ServiceError::invalid(

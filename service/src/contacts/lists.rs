@@ -21,7 +21,9 @@ use domain::Permission;
 use domain::audit::{AuditAction, AuditOutcome};
 use domain::contacts::{ConsentPurpose, ConsentSource, ListMembership, ListView, MemberStatus};
 use domain::ids::OrganisationId;
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::{
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, Set, TransactionTrait,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -73,7 +75,19 @@ fn can_see_lists(actor: &Actor) -> ServiceResult<()> {
 
 pub async fn list(svc: &Services, actor: &Actor) -> ServiceResult<Vec<ListView>> {
     can_see_lists(actor)?;
-    let rows = db::all(
+    #[derive(FromQueryResult)]
+    struct Listed {
+        id: Uuid,
+        name: String,
+        description: String,
+        double_opt_in: bool,
+        purpose: String,
+        subscribed: i64,
+        pending: i64,
+        unsubscribed: i64,
+        created_at: chrono::DateTime<chrono::Utc>,
+    }
+    let rows: Vec<Listed> = db::all_as(
         svc.db(),
         &format!(
             "SELECT l.id, l.name, l.description, l.double_opt_in, l.purpose, l.created_at,
@@ -87,19 +101,18 @@ pub async fn list(svc: &Services, actor: &Actor) -> ServiceResult<Vec<ListView>>
         [actor.organisation_id.0.into()],
     )
     .await?;
-    rows.iter()
+    rows.into_iter()
         .map(|r| {
             Ok(ListView {
-                id: db::get(r, "id")?,
-                name: db::get(r, "name")?,
-                description: db::get(r, "description")?,
-                double_opt_in: db::get(r, "double_opt_in")?,
-                purpose: ConsentPurpose::parse(&db::get::<String>(r, "purpose")?)
-                    .ok_or_else(|| ServiceError::internal("bad purpose"))?,
-                subscribed: db::get(r, "subscribed")?,
-                pending: db::get(r, "pending")?,
-                unsubscribed: db::get(r, "unsubscribed")?,
-                created_at: db::get(r, "created_at")?,
+                id: r.id,
+                name: r.name,
+                description: r.description,
+                double_opt_in: r.double_opt_in,
+                purpose: ConsentPurpose::parse(&r.purpose).ok_or_else(|| ServiceError::internal("bad purpose"))?,
+                subscribed: r.subscribed,
+                pending: r.pending,
+                unsubscribed: r.unsubscribed,
+                created_at: r.created_at,
             })
         })
         .collect()
@@ -162,18 +175,13 @@ async fn list_row<C: ConnectionTrait>(
     org: OrganisationId,
     id: Uuid,
 ) -> ServiceResult<(bool, ConsentPurpose)> {
-    let row = db::one(
-        conn,
-        "SELECT double_opt_in, purpose FROM contact_list WHERE id = $1 AND organisation_id = $2",
-        [id.into(), org.0.into()],
-    )
-    .await?
-    .ok_or(ServiceError::NotFound)?;
-    Ok((
-        db::get(&row, "double_opt_in")?,
-        ConsentPurpose::parse(&db::get::<String>(&row, "purpose")?)
-            .ok_or_else(|| ServiceError::internal("bad purpose"))?,
-    ))
+    use entity::contact_list;
+    let l = contact_list::Entity::find_by_id(id)
+        .filter(contact_list::Column::OrganisationId.eq(org.0))
+        .one(conn)
+        .await?
+        .ok_or(ServiceError::NotFound)?;
+    Ok((l.double_opt_in, ConsentPurpose::parse(&l.purpose).ok_or_else(|| ServiceError::internal("bad purpose"))?))
 }
 
 /// Add contacts to a list (inside the caller's transaction). Double-opt-in lists leave new members
@@ -201,14 +209,7 @@ pub async fn add_members<C: ConnectionTrait>(
         )
         .await?;
         if n > 0 && doi {
-            outbox::enqueue(
-                conn,
-                outbox::queue::OPTIN_EMAIL,
-                &OptInEmail { organisation_id: org.0, list_id, contact_id: *c },
-                5,
-                None,
-            )
-            .await?;
+            outbox::push(conn, &OptInEmail { organisation_id: org.0, list_id, contact_id: *c }).await?;
         }
         added += n;
     }
@@ -259,7 +260,14 @@ pub async fn unsubscribe(svc: &Services, actor: &Actor, list_id: Uuid, contact: 
 }
 
 pub async fn memberships(svc: &Services, org: OrganisationId, contact: Uuid) -> ServiceResult<Vec<ListMembership>> {
-    let rows = db::all(
+    #[derive(FromQueryResult)]
+    struct Membership {
+        id: Uuid,
+        name: String,
+        status: String,
+        withdrawn: Option<bool>,
+    }
+    let rows: Vec<Membership> = db::all_as(
         svc.db(),
         &format!(
             "SELECT l.id, l.name, {EFFECTIVE_STATUS} AS status, m.status = 'subscribed' AND cc.granted = false AS withdrawn
@@ -269,14 +277,13 @@ pub async fn memberships(svc: &Services, org: OrganisationId, contact: Uuid) -> 
         [org.0.into(), contact.into()],
     )
     .await?;
-    rows.iter()
+    rows.into_iter()
         .map(|r| {
             Ok(ListMembership {
-                list_id: db::get(r, "id")?,
-                list_name: db::get(r, "name")?,
-                status: MemberStatus::parse(&db::get::<String>(r, "status")?)
-                    .ok_or_else(|| ServiceError::internal("bad status"))?,
-                consent_withdrawn: db::get::<Option<bool>>(r, "withdrawn")?.unwrap_or(false),
+                list_id: r.id,
+                list_name: r.name,
+                status: MemberStatus::parse(&r.status).ok_or_else(|| ServiceError::internal("bad status"))?,
+                consent_withdrawn: r.withdrawn.unwrap_or(false),
             })
         })
         .collect()
@@ -291,18 +298,16 @@ pub async fn new_optin_token(
 ) -> ServiceResult<String> {
     let token = crate::crypto::random_token()?;
     let now = svc.clock().now();
-    db::exec(
-        svc.db(),
-        "INSERT INTO optin_token (token_hash, organisation_id, list_id, contact_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        [
-            crate::crypto::sha256(token.as_bytes()).to_vec().into(),
-            org.0.into(),
-            list_id.into(),
-            contact.into(),
-            now.into(),
-            (now + Duration::days(OPTIN_TTL_DAYS)).into(),
-        ],
-    )
+    entity::optin_token::Entity::insert(entity::optin_token::ActiveModel {
+        token_hash: Set(crate::crypto::sha256(token.as_bytes()).to_vec()),
+        organisation_id: Set(org.0),
+        list_id: Set(list_id),
+        contact_id: Set(contact),
+        created_at: Set(now),
+        expires_at: Set(now + Duration::days(OPTIN_TTL_DAYS)),
+        used_at: NotSet,
+    })
+    .exec_without_returning(svc.db())
     .await?;
     Ok(token)
 }
@@ -325,7 +330,16 @@ async fn optin_row<C: ConnectionTrait>(
         return Err(ServiceError::invalid("link", "is not valid"));
     }
     let hash = crate::crypto::sha256(token.as_bytes()).to_vec();
-    let row = db::one(
+    #[derive(FromQueryResult)]
+    struct Token {
+        organisation_id: Uuid,
+        list_id: Uuid,
+        contact_id: Uuid,
+        list_name: String,
+        purpose: String,
+        org_name: String,
+    }
+    let row: Token = db::one_as(
         conn,
         &format!(
             "SELECT t.organisation_id, t.list_id, t.contact_id, l.name AS list_name, l.purpose, o.name AS org_name
@@ -339,14 +353,13 @@ async fn optin_row<C: ConnectionTrait>(
     .ok_or_else(|| ServiceError::invalid("link", "is not valid or has expired"))?;
     Ok((
         hash,
-        OrganisationId(db::get(&row, "organisation_id")?),
-        db::get(&row, "list_id")?,
-        db::get(&row, "contact_id")?,
+        OrganisationId(row.organisation_id),
+        row.list_id,
+        row.contact_id,
         OptInInfo {
-            organisation_name: db::get(&row, "org_name")?,
-            list_name: db::get(&row, "list_name")?,
-            purpose: ConsentPurpose::parse(&db::get::<String>(&row, "purpose")?)
-                .ok_or_else(|| ServiceError::internal("bad purpose"))?,
+            organisation_name: row.org_name,
+            list_name: row.list_name,
+            purpose: ConsentPurpose::parse(&row.purpose).ok_or_else(|| ServiceError::internal("bad purpose"))?,
         },
     ))
 }
@@ -399,7 +412,15 @@ pub async fn send_optin(svc: &Services, job: &OptInEmail) -> ServiceResult<crate
     use crate::mail::SendOutcome;
     use crate::outbound::Outgoing;
     let org = OrganisationId(job.organisation_id);
-    let row = db::one(
+    #[derive(FromQueryResult)]
+    struct Pending {
+        status: String,
+        list_name: String,
+        org_name: String,
+        email: Vec<u8>,
+        suppressed: bool,
+    }
+    let row: Option<Pending> = db::one_as(
         svc.db(),
         "SELECT m.status, l.name AS list_name, o.name AS org_name, c.email, c.email_bidx,
                 EXISTS (SELECT 1 FROM suppression s WHERE s.organisation_id = c.organisation_id AND s.email_bidx = c.email_bidx) AS suppressed
@@ -410,13 +431,13 @@ pub async fn send_optin(svc: &Services, job: &OptInEmail) -> ServiceResult<crate
     )
     .await?;
     let Some(row) = row else { return Ok(SendOutcome::Rejected("the member no longer exists".into())) };
-    if db::get::<String>(&row, "status")? != "pending" {
+    if row.status != "pending" {
         return Ok(SendOutcome::Accepted("already confirmed or unsubscribed".into()));
     }
-    if db::get::<bool>(&row, "suppressed")? {
+    if row.suppressed {
         return Ok(SendOutcome::Rejected("the address is suppressed".into()));
     }
-    let sealed = crate::crypto::seal::Sealed::from_bytes(db::get(&row, "email")?)?;
+    let sealed = crate::crypto::seal::Sealed::from_bytes(row.email)?;
     let aad = crate::crypto::seal::Aad {
         organisation: org,
         table: super::record::TABLE,
@@ -427,8 +448,7 @@ pub async fn send_optin(svc: &Services, job: &OptInEmail) -> ServiceResult<crate
         .map_err(|_| ServiceError::internal("email"))?;
     let token = new_optin_token(svc, org, job.list_id, job.contact_id).await?;
     let url = format!("{}/optin#{token}", svc.settings().public_url.trim_end_matches('/'));
-    let list: String = db::get(&row, "list_name")?;
-    let org_name: String = db::get(&row, "org_name")?;
+    let (list, org_name) = (row.list_name, row.org_name);
     let text = format!(
         "Hello,\n\nPlease confirm that you want to receive email from {org_name} ({list}).\n\nConfirm: {url}\n\n\
          If you did not ask for this, ignore this message and you will not be subscribed.\n"

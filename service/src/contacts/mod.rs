@@ -24,7 +24,7 @@ use domain::audit::AuditAction;
 use domain::contacts::{ConsentPurpose, ContactDetail, ContactInput, ContactPage, CustomField};
 use domain::ids::OrganisationId;
 use record::{ContactRecord, KeySet, Open, SealedContact};
-use sea_orm::{ConnectionTrait, QueryResult, TransactionTrait};
+use sea_orm::{ConnectionTrait, FromQueryResult, QueryResult, TransactionTrait};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -54,15 +54,18 @@ pub async fn data_key<C: ConnectionTrait>(
 
 pub(crate) const SEALED_COLS: &str = "email, first_name, last_name, phone, date_of_birth, phi_attrs";
 
+/// The sealed columns of a raw row (through `SealedContact`'s typed derive). For callers that still
+/// read raw rows; typed rows nest `SealedContact` instead.
 pub(crate) fn sealed_from_row(r: &QueryResult) -> ServiceResult<SealedContact> {
-    Ok(SealedContact {
-        email: db::get(r, "email")?,
-        first_name: db::get(r, "first_name")?,
-        last_name: db::get(r, "last_name")?,
-        phone: db::get(r, "phone")?,
-        date_of_birth: db::get(r, "date_of_birth")?,
-        phi_attrs: db::get(r, "phi_attrs")?,
-    })
+    Ok(SealedContact::from_query_result(r, "")?)
+}
+
+/// A contact row with its sealed columns and id (`SELECT id, {SEALED_COLS} …`).
+#[derive(FromQueryResult)]
+pub(crate) struct SealedRow {
+    pub id: Uuid,
+    #[sea_orm(nested)]
+    pub sealed: SealedContact,
 }
 
 /// Preload every key a batch of sealed rows needs.
@@ -83,20 +86,29 @@ pub(crate) async fn load<C: ConnectionTrait>(
     id: Uuid,
     catalogue: &[CustomField],
 ) -> ServiceResult<(ContactRecord, DateTime<Utc>, DateTime<Utc>)> {
-    let row = db::one(
+    #[derive(FromQueryResult)]
+    struct Loaded {
+        #[sea_orm(nested)]
+        sealed: SealedContact,
+        time_zone: Option<String>,
+        locale: Option<String>,
+        attrs: serde_json::Value,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    }
+    let row: Loaded = db::one_as(
         conn,
         &format!("SELECT {SEALED_COLS}, time_zone, locale, attrs, created_at, updated_at FROM contact WHERE id = $1 AND organisation_id = $2"),
         [id.into(), org.0.into()],
     )
     .await?
     .ok_or(ServiceError::NotFound)?;
-    let sealed = sealed_from_row(&row)?;
-    let keys = keys_for(svc, conn, &[&sealed]).await?;
-    let mut rec = record::open(&keys, org, id, &sealed, Open::All, catalogue)?;
-    rec.time_zone = db::get(&row, "time_zone")?;
-    rec.locale = db::get(&row, "locale")?;
-    rec.attrs = record::attrs_from_json(&db::get::<serde_json::Value>(&row, "attrs")?, catalogue);
-    Ok((rec, db::get(&row, "created_at")?, db::get(&row, "updated_at")?))
+    let keys = keys_for(svc, conn, &[&row.sealed]).await?;
+    let mut rec = record::open(&keys, org, id, &row.sealed, Open::All, catalogue)?;
+    rec.time_zone = row.time_zone;
+    rec.locale = row.locale;
+    rec.attrs = record::attrs_from_json(&row.attrs, catalogue);
+    Ok((rec, row.created_at, row.updated_at))
 }
 
 /// One refused field travels as itself (the form shows it next to the field); several are named
@@ -273,13 +285,12 @@ pub async fn find_id_by_email<C: ConnectionTrait>(
 ) -> ServiceResult<Option<Uuid>> {
     let Ok(norm) = domain::contacts::normalise_email(email) else { return Ok(None) };
     let bkey = bidx_key(svc, conn, org).await?;
-    let row = db::one(
+    Ok(db::scalar(
         conn,
         "SELECT id FROM contact WHERE organisation_id = $1 AND email_bidx = $2",
         [org.0.into(), email_bidx(&bkey, &norm).into()],
     )
-    .await?;
-    row.map(|r| db::get(&r, "id").map_err(ServiceError::from)).transpose()
+    .await?)
 }
 
 /// Fields keyed for the UI form, blank for a new contact.

@@ -184,8 +184,9 @@ pub fn attrs_from_json(j: &Json, catalogue: &[CustomField]) -> BTreeMap<String, 
     out
 }
 
-/// The sealed columns of one contact row.
-#[derive(Debug, Clone, PartialEq)]
+/// The sealed columns of one contact row (read by name from any query that selects them; nest it
+/// with `#[sea_orm(nested)]` in a row that selects more).
+#[derive(Debug, Clone, PartialEq, sea_orm::FromQueryResult)]
 pub struct SealedContact {
     pub email: Vec<u8>,
     pub first_name: Option<Vec<u8>>,

@@ -15,7 +15,7 @@ use domain::Permission;
 use domain::audit::AuditAction;
 use domain::contacts::{ConsentPurpose, ConsentSource, SuppressionReason, SuppressionView, UnsubscribeView};
 use domain::ids::OrganisationId;
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::{ConnectionTrait, FromQueryResult, TransactionTrait};
 use uuid::Uuid;
 
 pub async fn reason_for<C: ConnectionTrait>(
@@ -24,16 +24,13 @@ pub async fn reason_for<C: ConnectionTrait>(
     org: OrganisationId,
     bidx: &[u8],
 ) -> ServiceResult<Option<SuppressionReason>> {
-    let row = db::one(
+    let reason: Option<String> = db::scalar(
         conn,
         "SELECT reason FROM suppression WHERE organisation_id = $1 AND email_bidx = $2",
         [org.0.into(), bidx.to_vec().into()],
     )
     .await?;
-    Ok(match row {
-        Some(r) => SuppressionReason::parse(&db::get::<String>(&r, "reason")?),
-        None => None,
-    })
+    Ok(reason.and_then(|r| SuppressionReason::parse(&r)))
 }
 
 /// Suppress an address (inside the caller's transaction). An existing entry keeps its first reason
@@ -85,7 +82,14 @@ pub fn reference(bidx: &[u8]) -> String {
 
 pub async fn list(svc: &Services, actor: &Actor, limit: u32) -> ServiceResult<Vec<SuppressionView>> {
     actor.require(Permission::ContactsRead)?;
-    let rows = db::all(
+    #[derive(FromQueryResult)]
+    struct Entry {
+        email_bidx: Vec<u8>,
+        reason: String,
+        created_at: chrono::DateTime<chrono::Utc>,
+        contact_id: Option<Uuid>,
+    }
+    let rows: Vec<Entry> = db::all_as(
         svc.db(),
         "SELECT s.email_bidx, s.reason, s.created_at, c.id AS contact_id
          FROM suppression s LEFT JOIN contact c ON c.organisation_id = s.organisation_id AND c.email_bidx = s.email_bidx
@@ -93,14 +97,13 @@ pub async fn list(svc: &Services, actor: &Actor, limit: u32) -> ServiceResult<Ve
         [actor.organisation_id.0.into(), i64::from(limit.clamp(1, 500)).into()],
     )
     .await?;
-    rows.iter()
+    rows.into_iter()
         .map(|r| {
             Ok(SuppressionView {
-                reference: reference(&db::get::<Vec<u8>>(r, "email_bidx")?),
-                reason: SuppressionReason::parse(&db::get::<String>(r, "reason")?)
-                    .ok_or_else(|| ServiceError::internal("bad reason"))?,
-                created_at: db::get(r, "created_at")?,
-                contact_id: db::get(r, "contact_id")?,
+                reference: reference(&r.email_bidx),
+                reason: SuppressionReason::parse(&r.reason).ok_or_else(|| ServiceError::internal("bad reason"))?,
+                created_at: r.created_at,
+                contact_id: r.contact_id,
             })
         })
         .collect()
@@ -110,7 +113,15 @@ pub async fn list(svc: &Services, actor: &Actor, limit: u32) -> ServiceResult<Ve
 /// for deleted contacts' addresses (`consent_withdrawal_kept`, while no contact has the address).
 pub async fn unsubscribes(svc: &Services, actor: &Actor, limit: u32) -> ServiceResult<Vec<UnsubscribeView>> {
     actor.require(Permission::ContactsRead)?;
-    let rows = db::all(
+    #[derive(FromQueryResult)]
+    struct Withdrawn {
+        contact_id: Option<Uuid>,
+        email_bidx: Option<Vec<u8>>,
+        purpose: String,
+        withdrawn_at: chrono::DateTime<chrono::Utc>,
+        source: Option<String>,
+    }
+    let rows: Vec<Withdrawn> = db::all_as(
         svc.db(),
         "SELECT contact_id, NULL::bytea AS email_bidx, purpose, COALESCE(withdrawn_at, updated_at) AS withdrawn_at, withdrawn_source AS source
          FROM contact_consent WHERE organisation_id = $1 AND NOT granted
@@ -122,15 +133,14 @@ pub async fn unsubscribes(svc: &Services, actor: &Actor, limit: u32) -> ServiceR
         [actor.organisation_id.0.into(), i64::from(limit.clamp(1, 500)).into()],
     )
     .await?;
-    rows.iter()
+    rows.into_iter()
         .map(|r| {
             Ok(UnsubscribeView {
-                contact_id: db::get(r, "contact_id")?,
-                reference: db::get::<Option<Vec<u8>>>(r, "email_bidx")?.map(|b| reference(&b)),
-                purpose: ConsentPurpose::parse(&db::get::<String>(r, "purpose")?)
-                    .ok_or_else(|| ServiceError::internal("bad purpose"))?,
-                withdrawn_at: db::get(r, "withdrawn_at")?,
-                source: db::get::<Option<String>>(r, "source")?.and_then(|s| ConsentSource::parse(&s)),
+                contact_id: r.contact_id,
+                reference: r.email_bidx.map(|b| reference(&b)),
+                purpose: ConsentPurpose::parse(&r.purpose).ok_or_else(|| ServiceError::internal("bad purpose"))?,
+                withdrawn_at: r.withdrawn_at,
+                source: r.source.and_then(|s| ConsentSource::parse(&s)),
             })
         })
         .collect()
@@ -147,20 +157,25 @@ pub async fn remove(svc: &Services, actor: &Actor, reference_hex: &str) -> Servi
         return Err(ServiceError::NotFound);
     }
     let txn = svc.db().begin().await?;
-    let row = db::one(
+    #[derive(FromQueryResult)]
+    struct Block {
+        email_bidx: Vec<u8>,
+        reason: String,
+    }
+    let row: Block = db::one_as(
         &txn,
         "SELECT email_bidx, reason FROM suppression WHERE organisation_id = $1 AND substring(email_bidx FROM 1 FOR 8) = $2",
         [actor.organisation_id.0.into(), prefix.into()],
     )
     .await?
     .ok_or(ServiceError::NotFound)?;
-    if db::get::<String>(&row, "reason")? != "manual" {
+    if row.reason != "manual" {
         return Err(ServiceError::invalid(
             "suppression",
             "only manual blocks can be removed; the person must opt in again",
         ));
     }
-    let bidx: Vec<u8> = db::get(&row, "email_bidx")?;
+    let bidx = row.email_bidx;
     db::exec(
         &txn,
         "DELETE FROM suppression WHERE organisation_id = $1 AND email_bidx = $2",

@@ -12,7 +12,7 @@ use super::seal::{Aad, Sealed};
 use crate::db;
 use crate::error::{Internal, ServiceError, ServiceResult};
 use domain::ids::OrganisationId;
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, FromQueryResult};
 use std::borrow::Cow;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -161,6 +161,23 @@ fn failed(c: &SealedColumn, what: &str) -> ServiceError {
 
 /// Re-seal up to `limit` values of `c` sealed under `old` with `new`, in the caller's
 /// transaction (rows locked; rows other transactions hold are skipped). Returns how many.
+/// A sealed value as `select_sql` reads it: where it is (`tid`), what its AAD names, the value.
+#[derive(FromQueryResult)]
+struct SealedValue {
+    tid: String,
+    aad_row: Uuid,
+    aad_column: String,
+    v: Vec<u8>,
+}
+
+/// The same without the row's place (`select_sql(false)`).
+#[derive(FromQueryResult)]
+struct SealedValueAt {
+    aad_row: Uuid,
+    aad_column: String,
+    v: Vec<u8>,
+}
+
 pub(crate) async fn reseal_batch<C: ConnectionTrait>(
     conn: &C,
     org: OrganisationId,
@@ -169,32 +186,30 @@ pub(crate) async fn reseal_batch<C: ConnectionTrait>(
     new: &DataKey,
     limit: i64,
 ) -> ServiceResult<u64> {
-    let rows =
-        db::all(conn, &c.select_sql(true), [org.0.into(), old.id.as_bytes().to_vec().into(), limit.into()]).await?;
-    for r in &rows {
-        let tid: String = db::get(r, "tid")?;
-        let row: Uuid = db::get(r, "aad_row")?;
-        let column: String = db::get(r, "aad_column")?;
-        let a = aad(org, c, &column, row);
-        let plain =
-            old.open(&a, &Sealed::from_bytes(db::get(r, "v")?)?).map_err(|_| failed(c, "a value did not open"))?;
+    let rows: Vec<SealedValue> =
+        db::all_as(conn, &c.select_sql(true), [org.0.into(), old.id.as_bytes().to_vec().into(), limit.into()]).await?;
+    let n = rows.len() as u64;
+    for r in rows {
+        let a = aad(org, c, &r.aad_column, r.aad_row);
+        let plain = old.open(&a, &Sealed::from_bytes(r.v)?).map_err(|_| failed(c, "a value did not open"))?;
         let resealed = new.seal(&a, &plain)?;
         db::exec(
             conn,
             &format!("UPDATE {} SET {} = $2 WHERE ctid = $1::tid", c.table, c.column),
-            [tid.into(), resealed.into_bytes().into()],
+            [r.tid.into(), resealed.into_bytes().into()],
         )
         .await?;
     }
-    Ok(rows.len() as u64)
+    Ok(n)
 }
 
 /// How many values of the organisation, over every sealed column, are still sealed under `key`.
 pub async fn count_under_key<C: ConnectionTrait>(conn: &C, org: OrganisationId, key: Uuid) -> ServiceResult<u64> {
     let mut n = 0u64;
     for c in SEALED {
-        let r = db::one(conn, &c.count_sql(), [org.0.into(), key.as_bytes().to_vec().into()]).await?;
-        n += r.map(|r| db::get::<i64>(&r, "n")).transpose()?.unwrap_or(0).max(0) as u64;
+        let count: Option<i64> =
+            db::scalar(conn, &c.count_sql(), [org.0.into(), key.as_bytes().to_vec().into()]).await?;
+        n += count.unwrap_or(0).max(0) as u64;
     }
     Ok(n)
 }
@@ -208,11 +223,12 @@ pub async fn open_all<C: ConnectionTrait>(
 ) -> ServiceResult<Vec<(&'static SealedColumn, u64)>> {
     let mut out = Vec::new();
     for c in SEALED {
-        let rows = db::all(conn, &c.select_sql(false), [org.0.into(), None::<Vec<u8>>.into(), i64::MAX.into()]).await?;
-        for r in &rows {
-            let row: Uuid = db::get(r, "aad_row")?;
-            let column: String = db::get(r, "aad_column")?;
-            let sealed = Sealed::from_bytes(db::get(r, "v")?)?;
+        let rows: Vec<SealedValueAt> =
+            db::all_as(conn, &c.select_sql(false), [org.0.into(), None::<Vec<u8>>.into(), i64::MAX.into()]).await?;
+        let n = rows.len() as u64;
+        for r in rows {
+            let (row, column) = (r.aad_row, r.aad_column);
+            let sealed = Sealed::from_bytes(r.v)?;
             let key: Arc<DataKey> =
                 ring.key_by_id(conn, sealed.key_id()).await.map_err(|_| failed(c, "a value's key is missing"))?;
             if key.organisation != Some(org) || key.purpose != super::keyring::KeyPurpose::Data {
@@ -220,7 +236,7 @@ pub async fn open_all<C: ConnectionTrait>(
             }
             key.open(&aad(org, c, &column, row), &sealed).map_err(|_| failed(c, "a value did not open"))?;
         }
-        out.push((c, rows.len() as u64));
+        out.push((c, n));
     }
     Ok(out)
 }

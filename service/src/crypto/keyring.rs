@@ -26,7 +26,7 @@ use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce};
 use data_encoding::{BASE64, BASE64URL_NOPAD, Encoding, HEXLOWER_PERMISSIVE};
 use domain::ids::OrganisationId;
-use sea_orm::ConnectionTrait;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -364,11 +364,10 @@ impl KeyRing {
             return Ok(());
         }
         let checked_at = Instant::now();
-        let live = db::one(conn, "SELECT deleted_at IS NULL AS live FROM organisation WHERE id = $1", [org.0.into()])
-            .await?
-            .map(|r| db::get::<bool>(&r, "live"))
-            .transpose()?
-            .unwrap_or(false);
+        let live: bool =
+            db::scalar(conn, "SELECT deleted_at IS NULL AS live FROM organisation WHERE id = $1", [org.0.into()])
+                .await?
+                .unwrap_or(false);
         if !live {
             tracing::warn!(organisation = %org, "a key of a deleted organisation was asked for; refused");
             self.organisation_deleted(org);
@@ -516,7 +515,14 @@ impl KeyRing {
         }
         for _ in 0..3 {
             let read_at = Instant::now();
-            let row = db::one(
+            #[derive(FromQueryResult)]
+            struct Active {
+                id: Uuid,
+                version: i32,
+                wrapped: Vec<u8>,
+                root_key_id: String,
+            }
+            let row: Option<Active> = db::one_as(
                 conn,
                 "SELECT id, version, wrapped, root_key_id FROM wrapped_key
                  WHERE organisation_id IS NOT DISTINCT FROM $1 AND purpose = $2
@@ -525,11 +531,8 @@ impl KeyRing {
             )
             .await?;
             if let Some(row) = row {
-                let id: Uuid = db::get(&row, "id")?;
-                let version: i32 = db::get(&row, "version")?;
-                let wrapped: Vec<u8> = db::get(&row, "wrapped")?;
-                let root_id: String = db::get(&row, "root_key_id")?;
-                let key = self.remember(id, version, org, purpose, &wrapped, &root_id)?;
+                let id = row.id;
+                let key = self.remember(id, row.version, org, purpose, &row.wrapped, &row.root_key_id)?;
                 if let Ok(mut m) = self.active.write() {
                     m.insert(slot, ActiveEntry { id, read_at });
                 }
@@ -585,22 +588,18 @@ impl KeyRing {
             }
             return Ok(k);
         }
-        let row = db::one(
-            conn,
-            "SELECT organisation_id, purpose, version, wrapped, root_key_id FROM wrapped_key WHERE id = $1 AND destroyed_at IS NULL",
-            [id.into()],
-        )
-        .await?
-        .ok_or_else(|| ServiceError::internal("sealed value refers to an unknown or destroyed key"))?;
-        let org: Option<OrganisationId> = db::get::<Option<Uuid>>(&row, "organisation_id")?.map(OrganisationId);
+        use entity::wrapped_key::{Column, Entity};
+        let row = Entity::find_by_id(id)
+            .filter(Column::DestroyedAt.is_null())
+            .one(conn)
+            .await?
+            .ok_or_else(|| ServiceError::internal("sealed value refers to an unknown or destroyed key"))?;
+        let org: Option<OrganisationId> = row.organisation_id.map(OrganisationId);
         if let Some(o) = org {
             self.check_organisation(conn, o).await?;
         }
-        let purpose = KeyPurpose::parse(&db::get::<String>(&row, "purpose")?)?;
-        let version: i32 = db::get(&row, "version")?;
-        let wrapped: Vec<u8> = db::get(&row, "wrapped")?;
-        let root_id: String = db::get(&row, "root_key_id")?;
-        self.remember(id, version, org, purpose, &wrapped, &root_id)
+        let purpose = KeyPurpose::parse(&row.purpose)?;
+        self.remember(id, row.version, org, purpose, &row.wrapped, &row.root_key_id)
     }
 
     fn remember(
@@ -686,10 +685,8 @@ fn random_key() -> ServiceResult<Box<Zeroizing<[u8; 32]>>> {
 
 /// The root key new keys must be wrapped under, as the database records it.
 pub async fn current_root_id<C: ConnectionTrait>(conn: &C) -> ServiceResult<String> {
-    db::one(conn, "SELECT root_key_id FROM root_key_state WHERE id = 1", [])
+    db::scalar::<String, _>(conn, "SELECT root_key_id FROM root_key_state WHERE id = 1", [])
         .await?
-        .map(|r| db::get::<String>(&r, "root_key_id"))
-        .transpose()?
         .ok_or_else(|| ServiceError::internal("no current root key is recorded (root_key_state is empty)"))
 }
 

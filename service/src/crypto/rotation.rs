@@ -26,7 +26,7 @@ use crate::outbox;
 use crate::services::Services;
 use domain::audit::{AuditAction, AuditOutcome};
 use domain::ids::OrganisationId;
-use sea_orm::TransactionTrait;
+use sea_orm::{EntityTrait, FromQueryResult, TransactionTrait};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use uuid::Uuid;
@@ -35,13 +35,19 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RotationJob {
     pub rotation_id: Uuid,
+    /// A later pass of the same rotation (Unix seconds it was scheduled for): one job per pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_at: Option<i64>,
 }
 
 impl crate::outbox::Job for RotationJob {
     const QUEUE: &'static str = crate::outbox::queue::KEY_ROTATION;
     const MAX_ATTEMPTS: i32 = 25;
     fn idempotency_key(&self) -> Option<String> {
-        Some(format!("rotation:{}", self.rotation_id))
+        Some(match self.pass_at {
+            None => format!("rotation:{}", self.rotation_id),
+            Some(t) => format!("rotation:{}:{t}", self.rotation_id),
+        })
     }
 }
 
@@ -70,12 +76,19 @@ async fn rotate_root_to(svc: &Services, target: &RootKey) -> ServiceResult<RootR
     let txn = svc.db().begin().await?;
     // Exclusive: waits for every key insert in flight (they hold this row shared) and holds off
     // new ones until the commit, after which they see the new current root key.
-    let previous = db::one(&txn, "SELECT root_key_id FROM root_key_state WHERE id = 1 FOR UPDATE", [])
+    let previous: String = db::scalar(&txn, "SELECT root_key_id FROM root_key_state WHERE id = 1 FOR UPDATE", [])
         .await?
-        .map(|r| db::get::<String>(&r, "root_key_id"))
-        .transpose()?
         .ok_or_else(|| ServiceError::internal("no current root key is recorded (root_key_state is empty)"))?;
-    let rows = db::all(
+    #[derive(FromQueryResult)]
+    struct Wrapped {
+        id: Uuid,
+        organisation_id: Option<Uuid>,
+        purpose: String,
+        version: i32,
+        wrapped: Vec<u8>,
+        root_key_id: String,
+    }
+    let rows: Vec<Wrapped> = db::all_as(
         &txn,
         "SELECT id, organisation_id, purpose, version, wrapped, root_key_id FROM wrapped_key
          WHERE destroyed_at IS NULL ORDER BY id FOR UPDATE",
@@ -84,16 +97,21 @@ async fn rotate_root_to(svc: &Services, target: &RootKey) -> ServiceResult<RootR
     .await?;
     let mut n = 0;
     for r in rows {
-        let from: String = db::get(&r, "root_key_id")?;
+        let from = r.root_key_id;
         if from == target.id() {
             continue;
         }
-        let id: Uuid = db::get(&r, "id")?;
-        let org: Option<Uuid> = db::get(&r, "organisation_id")?;
-        let purpose = KeyPurpose::parse(&db::get::<String>(&r, "purpose")?)?;
-        let version: i32 = db::get(&r, "version")?;
-        let wrapped: Vec<u8> = db::get(&r, "wrapped")?;
-        let rewrapped = svc.keys().rewrap(target, &from, &wrapped, id, org.map(OrganisationId), purpose, version)?;
+        let id = r.id;
+        let purpose = KeyPurpose::parse(&r.purpose)?;
+        let rewrapped = svc.keys().rewrap(
+            target,
+            &from,
+            &r.wrapped,
+            id,
+            r.organisation_id.map(OrganisationId),
+            purpose,
+            r.version,
+        )?;
         db::exec(
             &txn,
             "UPDATE wrapped_key SET wrapped = $2, root_key_id = $3 WHERE id = $1",
@@ -124,17 +142,18 @@ async fn rotate_root_to(svc: &Services, target: &RootKey) -> ServiceResult<RootR
 /// Live keys per root key id (what `rotate-root-key` leaves behind: all under the current one).
 pub async fn keys_per_root(svc: &Services) -> ServiceResult<(String, Vec<(String, i64)>)> {
     let current = current_root_id(svc.db()).await?;
-    let rows = db::all(
+    #[derive(FromQueryResult)]
+    struct PerRoot {
+        root_key_id: String,
+        n: i64,
+    }
+    let rows: Vec<PerRoot> = db::all_as(
         svc.db(),
         "SELECT root_key_id, count(*) AS n FROM wrapped_key WHERE destroyed_at IS NULL GROUP BY root_key_id ORDER BY root_key_id",
         [],
     )
     .await?;
-    let mut out = Vec::new();
-    for r in rows {
-        out.push((db::get(&r, "root_key_id")?, db::get(&r, "n")?));
-    }
-    Ok((current, out))
+    Ok((current, rows.into_iter().map(|r| (r.root_key_id, r.n)).collect()))
 }
 
 /// Start rotating an organisation's data key: the new key is active immediately; the job re-seals.
@@ -158,14 +177,7 @@ pub async fn start_data_rotation(svc: &Services, actor: &Actor) -> ServiceResult
         [rotation.into(), org.0.into(), old.id.into(), new_id.into(), svc.clock().now().into()],
     )
     .await?;
-    outbox::enqueue(
-        &txn,
-        outbox::queue::KEY_ROTATION,
-        &RotationJob { rotation_id: rotation },
-        25,
-        Some(format!("rotation:{rotation}")),
-    )
-    .await?;
+    outbox::push(&txn, &RotationJob { rotation_id: rotation, pass_at: None }).await?;
     audit::record(
         svc,
         &txn,
@@ -197,20 +209,12 @@ pub struct DataRotationRun {
 /// Re-seal every value under the old key with the new one (the rotation job). Resumable: each batch
 /// commits on its own and only values still under the old key are picked up.
 pub async fn process_data_rotation(svc: &Services, rotation: Uuid) -> ServiceResult<DataRotationRun> {
-    let row = db::one(
-        svc.db(),
-        "SELECT organisation_id, old_key_id, new_key_id, status, started_at FROM key_rotation WHERE id = $1",
-        [rotation.into()],
-    )
-    .await?
-    .ok_or(ServiceError::NotFound)?;
-    if db::get::<String>(&row, "status")? != "running" {
+    let row = entity::key_rotation::Entity::find_by_id(rotation).one(svc.db()).await?.ok_or(ServiceError::NotFound)?;
+    if row.status != "running" {
         return Ok(DataRotationRun { resealed: 0, completed: false });
     }
-    let org = OrganisationId(db::get(&row, "organisation_id")?);
-    let old_id: Uuid = db::get(&row, "old_key_id")?;
-    let new_id: Uuid = db::get(&row, "new_key_id")?;
-    let started_at: chrono::DateTime<chrono::Utc> = db::get(&row, "started_at")?;
+    let org = OrganisationId(row.organisation_id);
+    let (old_id, new_id, started_at) = (row.old_key_id, row.new_key_id, row.started_at);
     let old = svc.keys().key_by_id(svc.db(), old_id).await?;
     let new = svc.keys().key_by_id(svc.db(), new_id).await?;
     let mut total = 0u64;
@@ -256,15 +260,7 @@ pub async fn process_data_rotation(svc: &Services, rotation: Uuid) -> ServiceRes
         let left = columns::count_under_key(&txn, org, old_id).await?;
         if !settled || import_writing || left > 0 {
             let at = (started_at + chrono::Duration::seconds(SETTLE_SECS)).max(now + chrono::Duration::seconds(5));
-            outbox::enqueue_at(
-                &txn,
-                outbox::queue::KEY_ROTATION,
-                &RotationJob { rotation_id: rotation },
-                25,
-                Some(format!("rotation:{rotation}:{}", at.timestamp())),
-                Some(at),
-            )
-            .await?;
+            outbox::push_at(&txn, &RotationJob { rotation_id: rotation, pass_at: Some(at.timestamp()) }, at).await?;
             txn.commit().await?;
             return Ok(DataRotationRun { resealed: total, completed: false });
         }

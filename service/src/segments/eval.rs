@@ -15,7 +15,7 @@ use domain::contacts::{CustomField, FieldValue, parse_date};
 use domain::ids::OrganisationId;
 use domain::segments::{Condition, EventFact, Node, SegmentField, evaluate_with, event_matches};
 use futures::stream::{FuturesOrdered, StreamExt};
-use sea_orm::sqlx::{self, PgPool, Postgres, Row, postgres::PgArguments, query::Query};
+use sea_orm::sqlx::{self, Postgres, Row, postgres::PgArguments, query::Query};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,13 +23,8 @@ use uuid::Uuid;
 
 pub const PAGE: i64 = 4096;
 
-fn sqlx_err(e: sqlx::Error) -> ServiceError {
-    ServiceError::from(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(Arc::new(e))))
-}
-
-pub(crate) fn pool(svc: &Services) -> PgPool {
-    svc.db().get_postgres_connection_pool().clone()
-}
+use crate::db::pool;
+use crate::db::sqlx_err;
 
 pub(crate) fn bind<'q>(mut q: Query<'q, Postgres, PgArguments>, params: &[Param]) -> Query<'q, Postgres, PgArguments> {
     for p in params {
@@ -188,7 +183,7 @@ async fn load_events(
     .bind(ctx.org.0)
     .bind(ids)
     .bind(&ctx.plan.event_types)
-    .fetch_all(&pool(svc))
+    .fetch_all(&pool(svc.db()))
     .await
     .map_err(sqlx_err)?;
     let mut out = Vec::with_capacity(rows.len());
@@ -244,7 +239,7 @@ pub async fn scan(
     let exact = plan.exact;
     let ctx = Arc::new(Ctx { org, root: root.clone(), plan, catalogue, now, decrypted: AtomicU64::new(0) });
     let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let pool = pool(svc);
+    let pool = pool(svc.db());
     let mut stats = ScanStats::default();
     let mut after = Uuid::nil();
     let mut inflight = FuturesOrdered::new();
@@ -349,7 +344,7 @@ pub async fn count(
     if plan.exact {
         let sql = format!("SELECT count(*) FROM contact c WHERE c.organisation_id = $1 AND {}", plan.prefilter);
         let n: i64 = bind(sqlx::query(sqlx::AssertSqlSafe(sql.as_str())), &plan.params)
-            .fetch_one(&pool(svc))
+            .fetch_one(&pool(svc.db()))
             .await
             .map_err(sqlx_err)?
             .try_get(0)

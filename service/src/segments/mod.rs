@@ -31,7 +31,7 @@ use domain::ids::OrganisationId;
 use domain::segment_views::{BuilderOptions, Choice, SegmentCount, SegmentMember, SegmentSummary, SegmentView};
 use domain::segments::{self as seg, SegmentDefinition, SegmentField};
 use futures::Stream;
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, TransactionTrait};
 use serde_json::Value as Json;
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -55,19 +55,29 @@ struct Catalogue {
     lists: Vec<Choice>,
 }
 
+/// A list or campaign to choose in the builder.
+#[derive(FromQueryResult)]
+struct Named {
+    id: Uuid,
+    name: String,
+}
+
+fn choices(rows: Vec<Named>) -> Vec<Choice> {
+    rows.into_iter().map(|r| Choice { id: r.id, name: r.name }).collect()
+}
+
 async fn catalogue<C: ConnectionTrait>(svc: &Services, conn: &C, actor: &Actor) -> ServiceResult<Catalogue> {
     let org = actor.organisation_id;
     let custom = fields::catalogue(svc, conn, org).await?;
     let fields = seg::field_catalogue(&custom);
-    let lists = db::all(
-        conn,
-        "SELECT id, name FROM contact_list WHERE organisation_id = $1 ORDER BY lower(name)",
-        [org.0.into()],
-    )
-    .await?
-    .iter()
-    .map(|r| Ok(Choice { id: db::get(r, "id")?, name: db::get(r, "name")? }))
-    .collect::<ServiceResult<Vec<_>>>()?;
+    let lists = choices(
+        db::all_as(
+            conn,
+            "SELECT id, name FROM contact_list WHERE organisation_id = $1 ORDER BY lower(name)",
+            [org.0.into()],
+        )
+        .await?,
+    );
     Ok(Catalogue { custom, fields, lists })
 }
 
@@ -130,19 +140,18 @@ struct Row {
 }
 
 async fn row<C: ConnectionTrait>(conn: &C, actor: &Actor, id: Uuid) -> ServiceResult<Row> {
-    let r = db::one(
-        conn,
-        "SELECT id, name, definition, sealed_definition, updated_at FROM segment WHERE id = $1 AND organisation_id = $2",
-        [id.into(), actor.organisation_id.0.into()],
-    )
-    .await?
-    .ok_or(ServiceError::NotFound)?;
+    use entity::segment;
+    let r = segment::Entity::find_by_id(id)
+        .filter(segment::Column::OrganisationId.eq(actor.organisation_id.0))
+        .one(conn)
+        .await?
+        .ok_or(ServiceError::NotFound)?;
     Ok(Row {
-        id: db::get(&r, "id")?,
-        name: db::get(&r, "name")?,
-        plain: stored(db::get(&r, "definition")?)?,
-        sealed: db::get(&r, "sealed_definition")?,
-        updated_at: db::get(&r, "updated_at")?,
+        id: r.id,
+        name: r.name,
+        plain: stored(r.definition)?,
+        sealed: r.sealed_definition,
+        updated_at: r.updated_at,
     })
 }
 
@@ -163,50 +172,53 @@ pub async fn options(svc: &Services, actor: &Actor) -> ServiceResult<BuilderOpti
     let event_types = if reader(actor) != Reader::Full {
         vec![]
     } else {
-        db::all(
+        db::scalars(
             svc.db(),
             "SELECT DISTINCT event_type FROM patient_event WHERE organisation_id = $1 ORDER BY event_type LIMIT 200",
             [actor.organisation_id.0.into()],
         )
         .await?
-        .iter()
-        .map(|r| db::get(r, "event_type"))
-        .collect::<Result<Vec<String>, _>>()?
     };
     // Campaigns that have sent (or are sending): the ones engagement can refer to.
-    let campaigns = db::all(
-        svc.db(),
-        "SELECT id, name FROM campaign WHERE organisation_id = $1 AND started_at IS NOT NULL ORDER BY started_at DESC LIMIT 200",
-        [actor.organisation_id.0.into()],
-    )
-    .await?
-    .iter()
-    .map(|r| Ok(Choice { id: db::get(r, "id")?, name: db::get(r, "name")? }))
-    .collect::<ServiceResult<Vec<_>>>()?;
+    let campaigns = choices(
+        db::all_as(
+            svc.db(),
+            "SELECT id, name FROM campaign WHERE organisation_id = $1 AND started_at IS NOT NULL ORDER BY started_at DESC LIMIT 200",
+            [actor.organisation_id.0.into()],
+        )
+        .await?,
+    );
     Ok(BuilderOptions { fields: cat.fields, lists: cat.lists, campaigns, event_types })
 }
 
 pub async fn list(svc: &Services, actor: &Actor) -> ServiceResult<Vec<SegmentSummary>> {
     actor.require(Permission::SegmentsCount)?;
     let cat = catalogue(svc, svc.db(), actor).await?;
-    db::all(
+    #[derive(FromQueryResult)]
+    struct Listed {
+        id: Uuid,
+        name: String,
+        definition: Json,
+        updated_at: chrono::DateTime<chrono::Utc>,
+    }
+    let rows: Vec<Listed> = db::all_as(
         svc.db(),
         "SELECT id, name, definition, updated_at FROM segment WHERE organisation_id = $1 ORDER BY lower(name)",
         [actor.organisation_id.0.into()],
     )
-    .await?
-    .into_iter()
-    .map(|r| {
-        let def = stored(db::get(&r, "definition")?)?;
-        Ok(SegmentSummary {
-            id: db::get(&r, "id")?,
-            name: db::get(&r, "name")?,
-            conditions: seg::count_conditions(&def.root),
-            uses_phi: uses_phi(&def, &cat.fields),
-            updated_at: db::get(&r, "updated_at")?,
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let def = stored(r.definition)?;
+            Ok(SegmentSummary {
+                id: r.id,
+                name: r.name,
+                conditions: seg::count_conditions(&def.root),
+                uses_phi: uses_phi(&def, &cat.fields),
+                updated_at: r.updated_at,
+            })
         })
-    })
-    .collect()
+        .collect()
 }
 
 /// A saved segment with its whole definition (for evaluation, copying and people who may read
@@ -389,11 +401,10 @@ async fn run_count(
     let started = std::time::Instant::now();
     let (matching, _) = eval::count(svc, org, &def.root, &cat.fields, cat.custom, svc.clock().now()).await?;
     let elapsed_ms = started.elapsed().as_millis() as u64;
-    let total: i64 = db::one(svc.db(), "SELECT count(*) AS n FROM contact WHERE organisation_id = $1", [org.0.into()])
-        .await?
-        .map(|r| db::get(&r, "n"))
-        .transpose()?
-        .unwrap_or(0);
+    let total: i64 =
+        db::scalar(svc.db(), "SELECT count(*) AS n FROM contact WHERE organisation_id = $1", [org.0.into()])
+            .await?
+            .unwrap_or(0);
     let (matching, total) = disclosure::segment_count(reader(actor), matching, total.max(0) as u64);
     Ok(SegmentCount { matching, total, uses_phi: phi, elapsed_ms })
 }
@@ -419,11 +430,8 @@ async fn take_count_budget(svc: &Services, actor: &Actor) -> ServiceResult<()> {
     if taken.is_some() {
         return Ok(());
     }
-    let started: Option<chrono::DateTime<chrono::Utc>> =
-        db::one(svc.db(), "SELECT window_started_at FROM segment_count_budget WHERE user_id = $1", [user.0.into()])
-            .await?
-            .map(|r| db::get(&r, "window_started_at"))
-            .transpose()?;
+    let started =
+        entity::segment_count_budget::Entity::find_by_id(user.0).one(svc.db()).await?.map(|b| b.window_started_at);
     let retry_after_secs = started
         .map(|s| (s + window - now).num_seconds())
         .unwrap_or(window.num_seconds())
@@ -459,16 +467,14 @@ pub async fn preview(svc: &Services, actor: &Actor, def: &SegmentDefinition) -> 
             .detail("contacts", ids.iter().map(|i| i.to_string()).collect::<Vec<_>>()),
     )
     .await?;
-    let rows = db::all(
+    let rows: Vec<contacts::SealedRow> = db::all_as(
         svc.db(),
         &format!("SELECT id, {} FROM contact WHERE organisation_id = $1 AND id = ANY($2)", contacts::SEALED_COLS),
         [org.0.into(), ids.clone().into()],
     )
     .await?;
-    let mut by_id = std::collections::HashMap::new();
-    for r in &rows {
-        by_id.insert(db::get::<Uuid>(r, "id")?, contacts::sealed_from_row(r)?);
-    }
+    let by_id: std::collections::HashMap<Uuid, crate::contacts::record::SealedContact> =
+        rows.into_iter().map(|r| (r.id, r.sealed)).collect();
     let keys = contacts::keys_for(svc, svc.db(), &by_id.values().collect::<Vec<_>>()).await?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
@@ -568,7 +574,14 @@ pub async fn seal_legacy(svc: &Services) -> ServiceResult<u64> {
     let mut after = Uuid::nil();
     let mut catalogues: std::collections::HashMap<Uuid, Vec<SegmentField>> = std::collections::HashMap::new();
     loop {
-        let rows = db::all(
+        #[derive(FromQueryResult)]
+        struct Legacy {
+            id: Uuid,
+            organisation_id: Uuid,
+            definition: Json,
+            deleted: bool,
+        }
+        let rows: Vec<Legacy> = db::all_as(
             svc.db(),
             "SELECT s.id, s.organisation_id, s.definition, o.deleted_at IS NOT NULL AS deleted
              FROM segment s JOIN organisation o ON o.id = s.organisation_id
@@ -577,12 +590,10 @@ pub async fn seal_legacy(svc: &Services) -> ServiceResult<u64> {
         )
         .await?;
         let Some(last) = rows.last() else { break };
-        after = db::get(last, "id")?;
+        after = last.id;
         for r in rows {
-            let id: Uuid = db::get(&r, "id")?;
-            let org = OrganisationId(db::get(&r, "organisation_id")?);
-            let deleted: bool = db::get(&r, "deleted")?;
-            let Ok(def) = serde_json::from_value::<SegmentDefinition>(db::get(&r, "definition")?) else {
+            let (id, org, deleted) = (r.id, OrganisationId(r.organisation_id), r.deleted);
+            let Ok(def) = serde_json::from_value::<SegmentDefinition>(r.definition) else {
                 tracing::warn!(segment = %id, "stored segment is malformed; left unsealed");
                 continue;
             };
