@@ -338,7 +338,7 @@ pub async fn record_on(svc: &Services, conn: &mut sea_orm::sqlx::PgConnection, r
 }
 
 /// Append an event in a transaction of its own (for events that accompany no other change).
-pub async fn record_now(svc: &Services, rec: AuditRecord) -> ServiceResult<()> {
+pub(crate) async fn record_now(svc: &Services, rec: AuditRecord) -> ServiceResult<()> {
     let txn = svc.db().begin().await?;
     record(svc, &txn, rec).await?;
     txn.commit().await?;

@@ -75,7 +75,6 @@ pub async fn scalars<T: TryGetable, C: ConnectionTrait>(
     conn.query_all_raw(stmt(sql, values)).await?.iter().map(|row| row.try_get_by_index(0)).collect()
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // The sqlx-only paths (array binds, binary COPY, transactions held across tasks, the lease
 // connection) reach sqlx through sea-orm's re-export; their errors become `ServiceError`s here.

@@ -813,7 +813,7 @@ fn not_verified(field: &str) -> ServiceError {
 
 /// The organisation's verified domain that `address` is on; a plain error on `field` otherwise
 /// (another organisation's domain, an unverified one and an unknown one get the same answer).
-pub async fn verified_domain_of<C: ConnectionTrait>(
+pub(crate) async fn verified_domain_of<C: ConnectionTrait>(
     conn: &C,
     org: OrganisationId,
     field: &str,
@@ -837,7 +837,7 @@ pub async fn verified_domain_of<C: ConnectionTrait>(
 }
 
 /// Whether a domain is still verified (checked before each batch of a campaign).
-pub async fn still_verified<C: ConnectionTrait>(conn: &C, d: &VerifiedDomain) -> ServiceResult<bool> {
+pub(crate) async fn still_verified<C: ConnectionTrait>(conn: &C, d: &VerifiedDomain) -> ServiceResult<bool> {
     Ok(db::one(
         conn,
         "SELECT 1 AS x FROM sending_domain WHERE id = $1 AND organisation_id = $2 AND status = 'verified'",
@@ -848,7 +848,7 @@ pub async fn still_verified<C: ConnectionTrait>(conn: &C, d: &VerifiedDomain) ->
 }
 
 /// The domain's DKIM signer: its key opened from the sealed column (d= the domain).
-pub async fn signer(svc: &Services, d: &VerifiedDomain) -> ServiceResult<Arc<Dkim>> {
+pub(crate) async fn signer(svc: &Services, d: &VerifiedDomain) -> ServiceResult<Arc<Dkim>> {
     let sealed: Vec<u8> = db::scalar(
         svc.db(),
         "SELECT dkim_key FROM sending_domain WHERE id = $1 AND organisation_id = $2",
@@ -864,7 +864,7 @@ pub async fn signer(svc: &Services, d: &VerifiedDomain) -> ServiceResult<Arc<Dki
 
 /// The organisation's verified domains, oldest verification first (the campaign editor offers
 /// them; the first is the default for test sends of templates).
-pub async fn verified_names<C: ConnectionTrait>(conn: &C, org: OrganisationId) -> ServiceResult<Vec<String>> {
+pub(crate) async fn verified_names<C: ConnectionTrait>(conn: &C, org: OrganisationId) -> ServiceResult<Vec<String>> {
     Ok(db::scalars(
         conn,
         "SELECT domain FROM sending_domain WHERE organisation_id = $1 AND status = 'verified' ORDER BY verified_at, domain",
@@ -875,7 +875,7 @@ pub async fn verified_names<C: ConnectionTrait>(conn: &C, org: OrganisationId) -
 
 /// The local part of the system sender (`no-reply` of `Hermetic <no-reply@…>`), used to offer
 /// addresses on the organisation's own domains.
-pub fn default_local_part(svc: &Services) -> (String, String) {
+pub(crate) fn default_local_part(svc: &Services) -> (String, String) {
     match svc.settings().mail.from_address().parse::<lettre::message::Mailbox>() {
         Ok(m) => (m.name.unwrap_or_default(), m.email.user().to_string()),
         Err(_) => (String::new(), "no-reply".to_string()),

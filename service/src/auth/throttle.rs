@@ -62,7 +62,7 @@ pub fn key_hash(kind: KeyKind, raw: &str) -> Vec<u8> {
 }
 
 /// Seconds until the key is unlocked, if it is locked now.
-pub async fn locked_for<C: ConnectionTrait>(
+pub(crate) async fn locked_for<C: ConnectionTrait>(
     conn: &C,
     kind: KeyKind,
     raw: &str,
@@ -130,7 +130,7 @@ pub async fn attempt<C: ConnectionTrait>(svc: &Services, conn: &C, kind: KeyKind
 /// Give back an attempt that was counted but did not fail: it succeeded, or it was never checked
 /// (the server was busy). The lock it set, if it was the one that reached the limit, goes with it;
 /// a lock set since by another attempt stays.
-pub async fn refund<C: ConnectionTrait>(svc: &Services, conn: &C, counted: &Counted) -> ServiceResult<()> {
+pub(crate) async fn refund<C: ConnectionTrait>(svc: &Services, conn: &C, counted: &Counted) -> ServiceResult<()> {
     db::exec(
         conn,
         "UPDATE login_throttle SET failures = GREATEST(failures - 1, 0),

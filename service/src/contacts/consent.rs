@@ -137,7 +137,7 @@ fn applied_from(recorded: i64, kept: i64) -> ServiceResult<Applied> {
 
 /// Record one consent event for one contact (inside the caller's transaction).
 #[allow(clippy::too_many_arguments)]
-pub async fn record_event<C: ConnectionTrait>(
+pub(crate) async fn record_event<C: ConnectionTrait>(
     conn: &C,
     org: OrganisationId,
     contact: Uuid,

@@ -186,7 +186,7 @@ async fn list_row<C: ConnectionTrait>(
 
 /// Add contacts to a list (inside the caller's transaction). Double-opt-in lists leave new members
 /// pending and queue the confirmation email. Already subscribed members are left as they are.
-pub async fn add_members<C: ConnectionTrait>(
+pub(crate) async fn add_members<C: ConnectionTrait>(
     svc: &Services,
     conn: &C,
     org: OrganisationId,
@@ -290,7 +290,7 @@ pub async fn memberships(svc: &Services, org: OrganisationId, contact: Uuid) -> 
 }
 
 /// Create the single-use confirmation token for a pending member (called by the email job).
-pub async fn new_optin_token(
+pub(crate) async fn new_optin_token(
     svc: &Services,
     org: OrganisationId,
     list_id: Uuid,

@@ -36,7 +36,7 @@ pub fn email_bidx(key: &DataKey, normalised_email: &str) -> Vec<u8> {
     key.mac(&[b"hermetic.bidx.email.v1", normalised_email.as_bytes()]).to_vec()
 }
 
-pub async fn bidx_key<C: ConnectionTrait>(
+pub(crate) async fn bidx_key<C: ConnectionTrait>(
     svc: &Services,
     conn: &C,
     org: OrganisationId,
@@ -44,7 +44,7 @@ pub async fn bidx_key<C: ConnectionTrait>(
     svc.keys().active_key(conn, svc.clock(), Some(org), KeyPurpose::BlindIndex).await
 }
 
-pub async fn data_key<C: ConnectionTrait>(
+pub(crate) async fn data_key<C: ConnectionTrait>(
     svc: &Services,
     conn: &C,
     org: OrganisationId,
@@ -274,23 +274,6 @@ pub async fn page(
     email: Option<String>,
 ) -> ServiceResult<ContactPage> {
     browse::page(svc, actor, after, limit, &domain::contacts::ContactQuery { email, ..Default::default() }).await
-}
-
-/// Look a contact up by email (exact, through the blind index). Internal: no audit (no PHI leaves).
-pub async fn find_id_by_email<C: ConnectionTrait>(
-    svc: &Services,
-    conn: &C,
-    org: OrganisationId,
-    email: &str,
-) -> ServiceResult<Option<Uuid>> {
-    let Ok(norm) = domain::contacts::normalise_email(email) else { return Ok(None) };
-    let bkey = bidx_key(svc, conn, org).await?;
-    Ok(db::scalar(
-        conn,
-        "SELECT id FROM contact WHERE organisation_id = $1 AND email_bidx = $2",
-        [org.0.into(), email_bidx(&bkey, &norm).into()],
-    )
-    .await?)
 }
 
 /// Fields keyed for the UI form, blank for a new contact.

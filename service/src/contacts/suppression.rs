@@ -18,7 +18,7 @@ use domain::ids::OrganisationId;
 use sea_orm::{ConnectionTrait, FromQueryResult, TransactionTrait};
 use uuid::Uuid;
 
-pub async fn reason_for<C: ConnectionTrait>(
+pub(crate) async fn reason_for<C: ConnectionTrait>(
     _svc: &Services,
     conn: &C,
     org: OrganisationId,
@@ -35,7 +35,7 @@ pub async fn reason_for<C: ConnectionTrait>(
 
 /// Suppress an address (inside the caller's transaction). An existing entry keeps its first reason
 /// unless the new one is stronger (a complaint or hard bounce outranks an unsubscribe).
-pub async fn add_bidx<C: ConnectionTrait>(
+pub(crate) async fn add_bidx<C: ConnectionTrait>(
     conn: &C,
     org: OrganisationId,
     bidx: Vec<u8>,

@@ -684,7 +684,7 @@ fn random_key() -> ServiceResult<Box<Zeroizing<[u8; 32]>>> {
 }
 
 /// The root key new keys must be wrapped under, as the database records it.
-pub async fn current_root_id<C: ConnectionTrait>(conn: &C) -> ServiceResult<String> {
+pub(crate) async fn current_root_id<C: ConnectionTrait>(conn: &C) -> ServiceResult<String> {
     db::scalar::<String, _>(conn, "SELECT root_key_id FROM root_key_state WHERE id = 1", [])
         .await?
         .ok_or_else(|| ServiceError::internal("no current root key is recorded (root_key_state is empty)"))

@@ -39,7 +39,7 @@ fn clean_name(name: &str) -> ServiceResult<String> {
     Ok(t.to_string())
 }
 
-pub async fn merge_fields<C: ConnectionTrait>(
+pub(crate) async fn merge_fields<C: ConnectionTrait>(
     svc: &Services,
     conn: &C,
     org: OrganisationId,

@@ -19,7 +19,8 @@ pub mod usecases;
 mod writer;
 
 pub use parse::{delimiter_name, detect_delimiter};
-pub use usecases::{cancel, error_report, expire_unstarted, preview, process, recent, start, status, upload};
+pub(crate) use usecases::expire_unstarted;
+pub use usecases::{cancel, error_report, preview, process, recent, start, status, upload};
 
 use crate::crypto::seal::{Aad, Sealed};
 use crate::db;

@@ -282,7 +282,7 @@ struct Expired {
     created_by: Option<Uuid>,
 }
 
-pub async fn expire_unstarted(svc: &Services) -> ServiceResult<u64> {
+pub(crate) async fn expire_unstarted(svc: &Services) -> ServiceResult<u64> {
     let now = svc.clock().now();
     let txn = svc.db().begin().await?;
     let rows: Vec<Expired> = db::all_as(
