@@ -24,6 +24,8 @@ use domain::Permission;
 use leptos::prelude::*;
 use leptos_meta::{HashedStylesheet, MetaTags, Title, provide_meta_context};
 use leptos_router::components::{ParentRoute, Route, Router, Routes};
+#[cfg(any(feature = "ssr", feature = "split"))]
+use leptos_router::{LazyRoute, lazy_route};
 use leptos_router::{SsrMode, path};
 use pages::audit::AuditPage;
 use pages::auth::{EnrolPage, InvitePage, LoginPage, MfaPage};
@@ -78,6 +80,97 @@ fn NotFound() -> impl IntoView {
 }
 
 #[component]
+fn SequencesPage() -> impl IntoView {
+    view! {
+        <AreaPage title="Sequences" permission=Permission::SequencesRead
+            about="Follow-up emails triggered by patient events from your systems."/>
+    }
+}
+
+#[component]
+fn ReportsPage() -> impl IntoView {
+    view! {
+        <AreaPage title="Reports" permission=Permission::ReportsRead
+            about="Deliveries, opens, clicks and unsubscribes, without patient details."/>
+    }
+}
+
+/// Every page but the sign-in page (and the not-found page) is a Leptos lazy route, so a release
+/// build with `cargo leptos build --split` and the `split` feature (scripts/lib/common.sh
+/// `build_release`) puts its code in WebAssembly chunks of its own, fetched when the page is
+/// first shown; the sign-in page loads only the main module (docs/architecture.md, "The
+/// production bundle"). `page!(Route, Page)` is the route's view: `Lazy::<Route>` where the lazy
+/// route exists, the plain component elsewhere. The browser build has lazy routes only with
+/// `split`, because without the splitting step (debug builds) the module would import the chunk
+/// loader from a placeholder module the browser cannot resolve. The server always renders through
+/// them: the HTML is the same as the plain component's, and with a split site the server adds
+/// preload links for the chunks the page needs, fetched in parallel with the main module.
+#[cfg(any(feature = "ssr", feature = "split"))]
+macro_rules! page {
+    ($route:ident, $page:path) => {
+        leptos_router::Lazy::<$route>::new()
+    };
+}
+#[cfg(not(any(feature = "ssr", feature = "split")))]
+macro_rules! page {
+    ($route:ident, $page:path) => {
+        $page
+    };
+}
+
+/// The lazy routes behind `page!`: no route data of their own (pages load their data in
+/// resources), a view that is the page's component.
+#[cfg(any(feature = "ssr", feature = "split"))]
+macro_rules! lazy_pages {
+    ($($route:ident => $page:path,)*) => {$(
+        #[derive(Debug)]
+        struct $route;
+
+        #[lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+
+            fn view(_this: Self) -> AnyView {
+                $page().into_any()
+            }
+        }
+    )*};
+}
+
+#[cfg(any(feature = "ssr", feature = "split"))]
+lazy_pages! {
+    HomeRoute => HomePage,
+    ContactsRoute => pages::contacts::table::ContactsPage,
+    NewContactRoute => pages::contacts::detail::NewContactPage,
+    ImportRoute => pages::contacts::import::ImportPage,
+    ListsRoute => pages::contacts::lists::ListsPage,
+    SuppressionRoute => pages::contacts::table::SuppressionPage,
+    FieldsRoute => pages::contacts::fields::FieldsPage,
+    ContactDetailRoute => pages::contacts::detail::ContactDetailPage,
+    SegmentsRoute => pages::segments::SegmentsPage,
+    SegmentEditorRoute => pages::segments::SegmentEditorPage,
+    TemplatesRoute => pages::templates::TemplatesPage,
+    TemplateEditorRoute => pages::templates::TemplateEditorPage,
+    CampaignsRoute => pages::campaigns::CampaignsPage,
+    CampaignRoute => pages::campaigns::CampaignPage,
+    CampaignReportRoute => pages::campaigns::CampaignReportPage,
+    AuditRoute => AuditPage,
+    SettingsRoute => SettingsPage,
+    UsersRoute => UsersPage,
+    MailboxRoute => pages::mailbox::MailboxPage,
+    DomainsRoute => pages::domains::SendingDomainsPage,
+    MfaRoute => MfaPage,
+    EnrolRoute => EnrolPage,
+    InviteRoute => InvitePage,
+    OptInRoute => pages::contacts::lists::OptInPage,
+    LayoutRoute => AppLayout,
+    SequencesRoute => SequencesPage,
+    ReportsRoute => ReportsPage,
+}
+
+#[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
     view! {
@@ -85,41 +178,35 @@ pub fn App() -> impl IntoView {
         <Router>
             <Routes fallback=NotFound>
                 <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async/>
-                <Route path=path!("/login/mfa") view=MfaPage ssr=SsrMode::Async/>
-                <Route path=path!("/login/enrol") view=EnrolPage ssr=SsrMode::Async/>
-                <Route path=path!("/invite") view=InvitePage ssr=SsrMode::Async/>
-                <Route path=path!("/optin") view=pages::contacts::lists::OptInPage ssr=SsrMode::Async/>
-                <ParentRoute path=path!("") view=AppLayout ssr=SsrMode::Async>
-                    <Route path=path!("") view=HomePage/>
-                    <Route path=path!("contacts") view=pages::contacts::table::ContactsPage/>
-                    <Route path=path!("contacts/new") view=pages::contacts::detail::NewContactPage/>
-                    <Route path=path!("contacts/import") view=pages::contacts::import::ImportPage/>
-                    <Route path=path!("contacts/lists") view=pages::contacts::lists::ListsPage/>
-                    <Route path=path!("contacts/suppression") view=pages::contacts::table::SuppressionPage/>
-                    <Route path=path!("contacts/fields") view=pages::contacts::fields::FieldsPage/>
-                    <Route path=path!("contacts/:id") view=pages::contacts::detail::ContactDetailPage/>
-                    <Route path=path!("segments") view=pages::segments::SegmentsPage/>
-                    <Route path=path!("segments/new") view=pages::segments::SegmentEditorPage/>
-                    <Route path=path!("segments/:id") view=pages::segments::SegmentEditorPage/>
-                    <Route path=path!("templates") view=pages::templates::TemplatesPage/>
-                    <Route path=path!("templates/:id") view=pages::templates::TemplateEditorPage/>
-                    <Route path=path!("campaigns") view=pages::campaigns::CampaignsPage/>
-                    <Route path=path!("campaigns/new") view=pages::campaigns::CampaignPage/>
-                    <Route path=path!("campaigns/:id") view=pages::campaigns::CampaignPage/>
-                    <Route path=path!("campaigns/:id/report") view=pages::campaigns::CampaignReportPage/>
-                    <Route path=path!("sequences") view=|| view! {
-                        <AreaPage title="Sequences" permission=Permission::SequencesRead
-                            about="Follow-up emails triggered by patient events from your systems."/>
-                    }/>
-                    <Route path=path!("reports") view=|| view! {
-                        <AreaPage title="Reports" permission=Permission::ReportsRead
-                            about="Deliveries, opens, clicks and unsubscribes, without patient details."/>
-                    }/>
-                    <Route path=path!("audit") view=AuditPage/>
-                    <Route path=path!("settings") view=SettingsPage/>
-                    <Route path=path!("settings/users") view=UsersPage/>
-                    <Route path=path!("settings/mailbox") view=pages::mailbox::MailboxPage/>
-                    <Route path=path!("settings/domains") view=pages::domains::SendingDomainsPage/>
+                <Route path=path!("/login/mfa") view=page!(MfaRoute, MfaPage) ssr=SsrMode::Async/>
+                <Route path=path!("/login/enrol") view=page!(EnrolRoute, EnrolPage) ssr=SsrMode::Async/>
+                <Route path=path!("/invite") view=page!(InviteRoute, InvitePage) ssr=SsrMode::Async/>
+                <Route path=path!("/optin") view=page!(OptInRoute, pages::contacts::lists::OptInPage) ssr=SsrMode::Async/>
+                <ParentRoute path=path!("") view=page!(LayoutRoute, AppLayout) ssr=SsrMode::Async>
+                    <Route path=path!("") view=page!(HomeRoute, HomePage)/>
+                    <Route path=path!("contacts") view=page!(ContactsRoute, pages::contacts::table::ContactsPage)/>
+                    <Route path=path!("contacts/new") view=page!(NewContactRoute, pages::contacts::detail::NewContactPage)/>
+                    <Route path=path!("contacts/import") view=page!(ImportRoute, pages::contacts::import::ImportPage)/>
+                    <Route path=path!("contacts/lists") view=page!(ListsRoute, pages::contacts::lists::ListsPage)/>
+                    <Route path=path!("contacts/suppression") view=page!(SuppressionRoute, pages::contacts::table::SuppressionPage)/>
+                    <Route path=path!("contacts/fields") view=page!(FieldsRoute, pages::contacts::fields::FieldsPage)/>
+                    <Route path=path!("contacts/:id") view=page!(ContactDetailRoute, pages::contacts::detail::ContactDetailPage)/>
+                    <Route path=path!("segments") view=page!(SegmentsRoute, pages::segments::SegmentsPage)/>
+                    <Route path=path!("segments/new") view=page!(SegmentEditorRoute, pages::segments::SegmentEditorPage)/>
+                    <Route path=path!("segments/:id") view=page!(SegmentEditorRoute, pages::segments::SegmentEditorPage)/>
+                    <Route path=path!("templates") view=page!(TemplatesRoute, pages::templates::TemplatesPage)/>
+                    <Route path=path!("templates/:id") view=page!(TemplateEditorRoute, pages::templates::TemplateEditorPage)/>
+                    <Route path=path!("campaigns") view=page!(CampaignsRoute, pages::campaigns::CampaignsPage)/>
+                    <Route path=path!("campaigns/new") view=page!(CampaignRoute, pages::campaigns::CampaignPage)/>
+                    <Route path=path!("campaigns/:id") view=page!(CampaignRoute, pages::campaigns::CampaignPage)/>
+                    <Route path=path!("campaigns/:id/report") view=page!(CampaignReportRoute, pages::campaigns::CampaignReportPage)/>
+                    <Route path=path!("sequences") view=page!(SequencesRoute, SequencesPage)/>
+                    <Route path=path!("reports") view=page!(ReportsRoute, ReportsPage)/>
+                    <Route path=path!("audit") view=page!(AuditRoute, AuditPage)/>
+                    <Route path=path!("settings") view=page!(SettingsRoute, SettingsPage)/>
+                    <Route path=path!("settings/users") view=page!(UsersRoute, UsersPage)/>
+                    <Route path=path!("settings/mailbox") view=page!(MailboxRoute, pages::mailbox::MailboxPage)/>
+                    <Route path=path!("settings/domains") view=page!(DomainsRoute, pages::domains::SendingDomainsPage)/>
                 </ParentRoute>
             </Routes>
         </Router>
@@ -130,5 +217,9 @@ pub fn App() -> impl IntoView {
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
+    // Lazy routes hydrate once their chunks are loaded: `hydrate_lazy` awaits them.
+    #[cfg(feature = "split")]
+    leptos::mount::hydrate_lazy(App);
+    #[cfg(not(feature = "split"))]
     leptos::mount::hydrate_body(App);
 }
