@@ -128,6 +128,8 @@ macro_rules! page {
 #[cfg(any(feature = "ssr", feature = "split"))]
 macro_rules! lazy_group {
     ($group:ident, $preload:ident, $pages:ident { $($route:ident => $page:path,)* }) => {
+        // The variants are named after their routes.
+        #[allow(clippy::enum_variant_names)]
         #[derive(Debug, Clone, Copy)]
         enum $pages {
             $($route,)*
