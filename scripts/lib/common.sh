@@ -68,13 +68,18 @@ ensure_node() {
 # binary, where the server looks for them) and a brotli and a gzip copy of every file
 # (--precompress), which the server sends to browsers that accept them. wasm-opt (npm binaryen)
 # must be on PATH: `cargo leptos build --release` runs it, and it is not a Rust tool.
+# The WebAssembly is split by route (--split, and the app's `split` feature that makes the pages
+# lazy routes): the main module has the sign-in page, each other page's code is in chunks
+# (pkg/*.wasm beside it, pkg/__wasm_split.<hash>.js loads them, __wasm_split_manifest.<hash>.json
+# tells the server which chunks a page needs; all hashed and precompressed like the rest).
 build_release() {
   ensure_rust_tools
   ensure_node
   # A stale sqlx DATABASE_URL would make the build check queries against it (STACK.md).
   unset DATABASE_URL
   log "release build (server and optimised WebAssembly; several minutes from cold)"
-  cargo leptos build --release --precompress --cargo-locked "$@"
+  cargo leptos build --release --precompress --split --lib-features hydrate --lib-features split --cargo-locked "$@"
+  ls "$HERMETIC_ROOT"/target/site/pkg/__wasm_split_manifest.*.json >/dev/null 2>&1 || die "the release build wrote no split manifest"
   [ -s "$HERMETIC_ROOT/target/release/hash.txt" ] || die "the release build wrote no target/release/hash.txt"
   ls "$HERMETIC_ROOT"/target/site/pkg/*.wasm.br >/dev/null 2>&1 || die "the release build wrote no precompressed WebAssembly"
 }

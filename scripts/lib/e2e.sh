@@ -1,5 +1,5 @@
 # Browser tests: run_browser_tests PG_PORT TMP [playwright arguments…] starts the real server
-# (built by `cargo leptos build` into target/) against a fresh database `hermetic_e2e` of the
+# (built by `cargo leptos build` into target/; the release build's with E2E_PROFILE=release) against a fresh database `hermetic_e2e` of the
 # PostgreSQL on PG_PORT, with the dev SMTP listener and a local DNS server, and runs the Playwright
 # suite in Debian's Chromium. Sets SERVER_PID and DNS_SERVER_PID for the caller's cleanup; the
 # server's log is $TMP/e2e-server.log. Used by scripts/test and scripts/e2e. Source common.sh first.
@@ -40,7 +40,7 @@ run_browser_tests() {
   start_dns_server "$TMP/dns/zone"
   export HERMETIC_MAIL__DNS_RESOLVER="127.0.0.1:$DNS_SERVER_PORT"
   export E2E_DNS_ZONE="$TMP/dns/zone"
-  BIN="$HERMETIC_ROOT/target/debug/server"
+  BIN="$HERMETIC_ROOT/target/${E2E_PROFILE:-debug}/server"
   "$BIN" migrate >/dev/null
   "$BIN" admin create-org --name "E2E Clinic" >/dev/null
   # The e2e organisation's sending domain, the real way: add, publish the printed records, verify.
