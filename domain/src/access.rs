@@ -100,10 +100,14 @@ pub enum Permission {
     SequencesRead,
     SequencesWrite,
     ReportsRead,
+    /// Record patient events (the event API; staff record them on a contact's page).
+    EventsWrite,
+    /// Send a transactional message to one contact (the message API).
+    MessagesSend,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 16] = [
+    pub const ALL: [Permission; 18] = [
         Permission::OwnAccount,
         Permission::UsersManage,
         Permission::AuditRead,
@@ -120,6 +124,8 @@ impl Permission {
         Permission::SequencesRead,
         Permission::SequencesWrite,
         Permission::ReportsRead,
+        Permission::EventsWrite,
+        Permission::MessagesSend,
     ];
 }
 

@@ -105,6 +105,11 @@ actions! {
     SendingDomainAdded => "sending_domain.added", "Sending domain added (DKIM key generated)";
     SendingDomainChecked => "sending_domain.checked", "Sending domain DNS records checked";
     SendingDomainRemoved => "sending_domain.removed", "Sending domain removed (DKIM key destroyed)";
+    ApiKeyCreated => "api_key.created", "API key created";
+    ApiKeyRevoked => "api_key.revoked", "API key revoked";
+    ApiKeyRefused => "api_key.refused", "API request refused (revoked, expired or badly signed key)";
+    EventRecorded => "event.recorded", "Patient events recorded";
+    EventPropertiesViewed => "event.properties_viewed", "Patient event properties viewed (PHI read)";
     CampaignPausedForDomain => "campaign.paused_sending_domain", "Campaign paused: its From domain is not verified";
 }
 

@@ -846,3 +846,13 @@ pub fn guess_field(header: &str, custom: &[CustomField]) -> Option<String> {
         })
         .map(|f| f.key.clone())
 }
+
+/// A patient event on a contact's page: what and when (its properties are opened on request).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatientEventView {
+    pub id: uuid::Uuid,
+    pub event_type: String,
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    pub has_properties: bool,
+}

@@ -4,6 +4,7 @@
 //! lives inside [`phi::Phi`].
 
 pub mod access;
+pub mod api;
 pub mod audit;
 pub mod campaign_views;
 pub mod campaigns;

@@ -24,6 +24,9 @@ macro_rules! entities {
 }
 
 entities!(
+    api_idempotency,
+    api_key,
+    api_request,
     app_user,
     audit_event,
     audit_verification,
@@ -41,6 +44,7 @@ entities!(
     delivery_queue,
     dev_mailbox,
     engagement_event,
+    event_outbox,
     import_chunk,
     import_error,
     invite,

@@ -1,5 +1,8 @@
 //! Every entity under its table's name in CamelCase.
 
+pub use super::api_idempotency::Entity as ApiIdempotency;
+pub use super::api_key::Entity as ApiKey;
+pub use super::api_request::Entity as ApiRequest;
 pub use super::app_user::Entity as AppUser;
 pub use super::audit_event::Entity as AuditEvent;
 pub use super::audit_verification::Entity as AuditVerification;
@@ -17,6 +20,7 @@ pub use super::delivery::Entity as Delivery;
 pub use super::delivery_queue::Entity as DeliveryQueue;
 pub use super::dev_mailbox::Entity as DevMailbox;
 pub use super::engagement_event::Entity as EngagementEvent;
+pub use super::event_outbox::Entity as EventOutbox;
 pub use super::import_chunk::Entity as ImportChunk;
 pub use super::import_error::Entity as ImportError;
 pub use super::invite::Entity as Invite;

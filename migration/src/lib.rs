@@ -19,6 +19,7 @@ mod m20261223_000001_import_expiry;
 mod m20261223_000002_consent_withdrawals;
 mod m20261224_000001_sending_domains;
 mod m20261225_000001_delivery_source;
+mod m20261226_000001_api;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261223_000002_consent_withdrawals::Migration),
             Box::new(m20261224_000001_sending_domains::Migration),
             Box::new(m20261225_000001_delivery_source::Migration),
+            Box::new(m20261226_000001_api::Migration),
         ]
     }
 }
@@ -64,6 +66,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20261223_000002_consent_withdrawals.sql"),
     include_str!("m20261224_000001_sending_domains.sql"),
     include_str!("m20261225_000001_delivery_source.sql"),
+    include_str!("m20261226_000001_api.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.

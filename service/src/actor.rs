@@ -11,6 +11,8 @@ pub enum ActorKind {
     User { user_id: UserId, session_id: SessionId },
     /// The server itself or an operator at the command line (`server admin …`).
     System { via: &'static str },
+    /// An organisation's API key (`/api/v1`): holds exactly the permissions of its scopes.
+    ApiKey { key_id: uuid::Uuid, permissions: Vec<Permission> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,25 +40,48 @@ impl Actor {
         Actor { organisation_id, role: Role::Admin, kind: ActorKind::System { via }, ip: None }
     }
 
+    /// An API key of an organisation with the permissions its scopes grant. The role is the
+    /// ceiling (an administrator's), the scopes the grant: a key can do exactly what both allow.
+    pub fn api_key(
+        organisation_id: OrganisationId,
+        key_id: uuid::Uuid,
+        permissions: Vec<Permission>,
+        ip: Option<String>,
+    ) -> Self {
+        Actor { organisation_id, role: Role::Admin, kind: ActorKind::ApiKey { key_id, permissions }, ip }
+    }
+
     pub fn require(&self, p: Permission) -> ServiceResult<()> {
-        if self.role.allows(p) { Ok(()) } else { Err(ServiceError::Forbidden) }
+        if self.can(p) { Ok(()) } else { Err(ServiceError::Forbidden) }
     }
 
     pub fn can(&self, p: Permission) -> bool {
         self.role.allows(p)
+            && match &self.kind {
+                ActorKind::ApiKey { permissions, .. } => permissions.contains(&p),
+                ActorKind::User { .. } | ActorKind::System { .. } => true,
+            }
+    }
+
+    /// The API key acting, if this actor is one.
+    pub fn api_key_id(&self) -> Option<uuid::Uuid> {
+        match &self.kind {
+            ActorKind::ApiKey { key_id, .. } => Some(*key_id),
+            _ => None,
+        }
     }
 
     pub fn user_id(&self) -> Option<UserId> {
         match &self.kind {
             ActorKind::User { user_id, .. } => Some(*user_id),
-            ActorKind::System { .. } => None,
+            ActorKind::System { .. } | ActorKind::ApiKey { .. } => None,
         }
     }
 
     pub fn session_id(&self) -> Option<SessionId> {
         match &self.kind {
             ActorKind::User { session_id, .. } => Some(*session_id),
-            ActorKind::System { .. } => None,
+            ActorKind::System { .. } | ActorKind::ApiKey { .. } => None,
         }
     }
 }
@@ -71,5 +96,16 @@ mod tests {
         assert!(matches!(a.require(Permission::ContactsRead), Err(ServiceError::Forbidden)));
         assert!(a.require(Permission::ReportsRead).is_ok());
         assert!(Actor::system(OrganisationId::new(), "cli").require(Permission::UsersManage).is_ok());
+    }
+
+    #[test]
+    fn a_key_holds_exactly_its_scopes() {
+        let perms = domain::api::permissions(&[domain::api::Scope::EventsWrite]);
+        let k = Actor::api_key(OrganisationId::new(), uuid::Uuid::now_v7(), perms, None);
+        assert!(k.require(Permission::EventsWrite).is_ok());
+        for p in Permission::ALL.into_iter().filter(|p| *p != Permission::EventsWrite) {
+            assert!(matches!(k.require(p), Err(ServiceError::Forbidden)), "{p:?}");
+        }
+        assert!(k.user_id().is_none() && k.session_id().is_none() && k.api_key_id().is_some());
     }
 }

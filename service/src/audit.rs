@@ -30,9 +30,16 @@ const VERIFY_BATCH: u64 = 5_000;
 /// Who did it, for the audit row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditActor {
-    User { user_id: UserId, session_id: Option<SessionId> },
+    User {
+        user_id: UserId,
+        session_id: Option<SessionId>,
+    },
     System,
     Anonymous,
+    /// An organisation's API key (its id is stored where a user's would be).
+    ApiKey {
+        key_id: Uuid,
+    },
 }
 
 impl AuditActor {
@@ -41,6 +48,7 @@ impl AuditActor {
             AuditActor::User { .. } => "user",
             AuditActor::System => "system",
             AuditActor::Anonymous => "anonymous",
+            AuditActor::ApiKey { .. } => "api_key",
         }
     }
 }
@@ -50,6 +58,7 @@ impl From<&Actor> for AuditActor {
         match a.kind {
             ActorKind::User { user_id, session_id } => AuditActor::User { user_id, session_id: Some(session_id) },
             ActorKind::System { .. } => AuditActor::System,
+            ActorKind::ApiKey { key_id, .. } => AuditActor::ApiKey { key_id },
         }
     }
 }
@@ -215,7 +224,10 @@ struct NewRow {
 }
 
 impl NewRow {
-    fn new(svc: &Services, rec: AuditRecord) -> ServiceResult<NewRow> {
+    fn new(svc: &Services, mut rec: AuditRecord) -> ServiceResult<NewRow> {
+        if let AuditActor::ApiKey { key_id } = rec.actor {
+            rec.details.insert("api_key", Json::from(key_id.to_string()));
+        }
         let details = serde_json::to_string(&rec.details).map_err(|_| ServiceError::internal("audit details"))?;
         let (actor_user_id, actor_session_id) = match rec.actor {
             AuditActor::User { user_id, session_id } => (Some(user_id.0), session_id.map(|s| s.0)),

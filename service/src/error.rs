@@ -39,6 +39,9 @@ pub enum ServiceError {
     /// Too much work of one kind at once (password hashing past its bound): try again shortly.
     #[error("Hermetic is busy right now. Try again in a few seconds.")]
     Busy { retry_after_secs: u64 },
+    /// An `Idempotency-Key` already answered a different request (the API's 422).
+    #[error("This Idempotency-Key was already used with a different request.")]
+    IdempotencyKeyReused,
     #[error("Something went wrong on our side. The problem has been logged.")]
     Internal(Internal),
 }
@@ -83,6 +86,7 @@ impl ServiceError {
             ServiceError::InvalidCode => "invalid_code",
             ServiceError::CodeReused => "code_reused",
             ServiceError::Busy { .. } => "busy",
+            ServiceError::IdempotencyKeyReused => "idempotency_key_reused",
             ServiceError::Internal(_) => "internal",
         }
     }
@@ -94,7 +98,7 @@ impl ServiceError {
             ServiceError::InvalidCredentials | ServiceError::InvalidCode | ServiceError::CodeReused => 401,
             ServiceError::Forbidden | ServiceError::ForbiddenBecause(_) => 403,
             ServiceError::NotFound => 404,
-            ServiceError::Invalid(_) => 422,
+            ServiceError::Invalid(_) | ServiceError::IdempotencyKeyReused => 422,
             ServiceError::Conflict(_) => 409,
             ServiceError::Throttled { .. } | ServiceError::TooMany { .. } => 429,
             ServiceError::Busy { .. } => 503,

@@ -92,8 +92,11 @@ pub async fn record(
     };
     let n = db::exec(
         svc.db(),
-        "INSERT INTO patient_event (id, organisation_id, contact_id, event_type, properties, occurred_at, received_at)
-         SELECT $1, $2, id, $4, $5, $6, $7 FROM contact WHERE id = $3 AND organisation_id = $2",
+        "WITH e AS (
+             INSERT INTO patient_event (id, organisation_id, contact_id, event_type, properties, occurred_at, received_at)
+             SELECT $1, $2, id, $4, $5, $6, $7 FROM contact WHERE id = $3 AND organisation_id = $2
+             RETURNING id)
+         INSERT INTO event_outbox (event_id, organisation_id, created_at) SELECT id, $2, $7 FROM e",
         [
             id.into(),
             org.0.into(),
@@ -109,4 +112,82 @@ pub async fn record(
         return Err(ServiceError::NotFound);
     }
     Ok(id)
+}
+
+/// A contact's patient events, newest first: type and times only (no PHI), for the contact page.
+pub async fn timeline(
+    svc: &Services,
+    actor: &Actor,
+    contact: Uuid,
+    limit: u32,
+) -> ServiceResult<Vec<domain::contacts::PatientEventView>> {
+    actor.require(Permission::ContactsRead)?;
+    #[derive(sea_orm::FromQueryResult)]
+    struct Row {
+        id: Uuid,
+        event_type: String,
+        occurred_at: DateTime<Utc>,
+        received_at: DateTime<Utc>,
+        has_properties: bool,
+    }
+    let rows: Vec<Row> = db::all_as(
+        svc.db(),
+        "SELECT id, event_type, occurred_at, received_at, properties IS NOT NULL AS has_properties
+         FROM patient_event WHERE organisation_id = $1 AND contact_id = $2
+         ORDER BY occurred_at DESC, id DESC LIMIT $3",
+        [actor.organisation_id.0.into(), contact.into(), i64::from(limit.clamp(1, 500)).into()],
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| domain::contacts::PatientEventView {
+            id: r.id,
+            event_type: r.event_type,
+            occurred_at: r.occurred_at,
+            received_at: r.received_at,
+            has_properties: r.has_properties,
+        })
+        .collect())
+}
+
+/// One event's properties, opened on request: an audited PHI read.
+pub async fn properties(svc: &Services, actor: &Actor, event: Uuid) -> ServiceResult<Vec<(String, Phi<String>)>> {
+    actor.require(Permission::ContactsRead)?;
+    let org = actor.organisation_id;
+    #[derive(sea_orm::FromQueryResult)]
+    struct Row {
+        contact_id: Uuid,
+        properties: Option<Vec<u8>>,
+    }
+    let row: Row = db::one_as(
+        svc.db(),
+        "SELECT contact_id, properties FROM patient_event WHERE id = $1 AND organisation_id = $2",
+        [event.into(), org.0.into()],
+    )
+    .await?
+    .ok_or(ServiceError::NotFound)?;
+    crate::audit::record_now(
+        svc,
+        crate::audit::AuditRecord::by(actor, domain::audit::AuditAction::EventPropertiesViewed)
+            .target("patient_event", event)
+            .detail("contact", row.contact_id.to_string()),
+    )
+    .await?;
+    let Some(bytes) = row.properties else { return Ok(Vec::new()) };
+    let sealed = Sealed::from_bytes(bytes)?;
+    let plain = svc.keys().open(svc.db(), &aad(org, event), &sealed).await?;
+    let json: Json =
+        serde_json::from_slice(&plain).map_err(|_| ServiceError::internal("event properties are malformed"))?;
+    let mut out = Vec::new();
+    if let Some(obj) = json.as_object() {
+        for (k, v) in obj {
+            let shown = match v {
+                Json::String(s) => s.clone(),
+                Json::Null => String::new(),
+                other => other.to_string(),
+            };
+            out.push((k.clone(), Phi::new(shown)));
+        }
+    }
+    Ok(out)
 }

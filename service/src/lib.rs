@@ -2,6 +2,7 @@
 //! functions, HTTP handlers, job workers) call in here, and every entry point authorises its actor.
 
 pub mod actor;
+pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod campaigns;

@@ -23,6 +23,8 @@ pub struct MaintenanceReport {
     pub segments_sealed: u64,
     pub domains_checked: u64,
     pub domains_lost: u64,
+    /// Stored API answers past their 24 hours.
+    pub idempotency_purged: u64,
 }
 
 pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
@@ -55,6 +57,7 @@ pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
     let jobs = crate::outbox::purge_finished(svc.db(), now - Duration::days(7)).await.unwrap_or(0);
     // A file uploaded but never imported is PHI kept for no purpose: deleted after a day.
     let imports_expired = crate::contacts::import::expire_unstarted(svc).await?;
+    let idempotency_purged = crate::api::idempotency::purge(svc.db(), now).await?;
     let segments_sealed = crate::segments::seal_legacy(svc).await?;
     let reports = audit::verify_all(svc).await?;
     // A domain whose records are gone stops sending; a failed re-check is logged, not fatal.
@@ -76,5 +79,6 @@ pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
         segments_sealed,
         domains_checked: domains.checked,
         domains_lost: domains.lost,
+        idempotency_purged,
     })
 }

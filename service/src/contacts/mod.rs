@@ -176,14 +176,43 @@ pub async fn create(svc: &Services, actor: &Actor, input: ContactInput) -> Servi
     actor.require(Permission::ContactsWrite)?;
     let catalogue = fields::catalogue(svc, svc.db(), actor.organisation_id).await?;
     let rec = record::validate(&input.fields, &catalogue).map_err(invalid)?;
-    let id = Uuid::now_v7();
     let txn = svc.db().begin().await?;
-    write(svc, &txn, actor.organisation_id, id, &rec, true).await?;
-    // An address whose earlier contact withdrew consent starts withdrawn.
-    consent::carry_withdrawals(&txn, actor.organisation_id, &[id], svc.clock().now()).await?;
-    audit::record(svc, &txn, AuditRecord::by(actor, AuditAction::ContactCreated).target("contact", id)).await?;
+    let id = insert_in(svc, &txn, actor, &rec).await?;
     txn.commit().await?;
     Ok(id)
+}
+
+/// Insert a validated contact inside the caller's transaction (the form, the contact API, an event
+/// for an unknown address): its withdrawals carried over, an audit row. The caller checked
+/// `ContactsWrite`.
+pub(crate) async fn insert_in(
+    svc: &Services,
+    txn: &sea_orm::DatabaseTransaction,
+    actor: &Actor,
+    rec: &ContactRecord,
+) -> ServiceResult<Uuid> {
+    actor.require(Permission::ContactsWrite)?;
+    let id = Uuid::now_v7();
+    write(svc, txn, actor.organisation_id, id, rec, true).await?;
+    // An address whose earlier contact withdrew consent starts withdrawn.
+    consent::carry_withdrawals(txn, actor.organisation_id, &[id], svc.clock().now()).await?;
+    audit::record(svc, txn, AuditRecord::by(actor, AuditAction::ContactCreated).target("contact", id)).await?;
+    Ok(id)
+}
+
+/// Replace a contact's fields inside the caller's transaction (the contact API's upsert), with an
+/// audit row. The caller checked `ContactsWrite` and that the contact is the organisation's.
+pub(crate) async fn update_in(
+    svc: &Services,
+    txn: &sea_orm::DatabaseTransaction,
+    actor: &Actor,
+    id: Uuid,
+    rec: &ContactRecord,
+) -> ServiceResult<()> {
+    actor.require(Permission::ContactsWrite)?;
+    write(svc, txn, actor.organisation_id, id, rec, false).await?;
+    audit::record(svc, txn, AuditRecord::by(actor, AuditAction::ContactUpdated).target("contact", id)).await?;
+    Ok(())
 }
 
 /// Replace a contact's fields (the form sends them all).
