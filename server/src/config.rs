@@ -66,6 +66,24 @@ pub struct FileConfig {
     pub import: ImportFile,
     #[serde(default)]
     pub sending: SendingFile,
+    #[serde(default)]
+    pub api: ApiFile,
+}
+
+/// The machine interface (`/api/v1`): each API key's request budget, a token bucket
+/// (`HERMETIC_API__RATE_PER_SECOND`, `HERMETIC_API__BURST`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ApiFile {
+    pub rate_per_second: Option<u64>,
+    pub burst: Option<u64>,
+}
+
+/// Validated API settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiSettings {
+    pub rate_per_second: u32,
+    pub burst: u32,
 }
 
 /// Paths as a TOML array, or as one comma-separated string (the form an environment variable has).
@@ -225,6 +243,7 @@ pub struct Runtime {
     pub dev_smtp: Option<DevSmtp>,
     pub sending: service::campaigns::SendingSettings,
     pub import_max_bytes: u64,
+    pub api: ApiSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -390,6 +409,10 @@ impl FileConfig {
         let heartbeat = secs(self.jobs.heartbeat_secs, 15, "jobs.heartbeat_secs", 1, 600)?;
         let missed = secs(self.jobs.missed_heartbeats, 4, "jobs.missed_heartbeats", 1, 100)?;
         let import_max_bytes = secs(self.import.max_bytes, 200_000_000, "import.max_bytes", 1_000, 10_000_000_000)?;
+        let api = ApiSettings {
+            rate_per_second: secs(self.api.rate_per_second, 100, "api.rate_per_second", 1, 1_000_000)? as u32,
+            burst: secs(self.api.burst, 200, "api.burst", 1, 1_000_000)? as u32,
+        };
         let mail_dkim = dkim_settings(&self.mail, cwd)?;
         let dev_smtp = dev_smtp_settings(&self.mail, cwd)?;
         let recheck = secs(self.mail.domain_recheck_secs, 3600, "mail.domain_recheck_secs", 60, 7 * 86_400)?;
@@ -466,6 +489,7 @@ impl FileConfig {
                 dev_smtp,
                 sending,
                 import_max_bytes,
+                api,
             },
         })
     }

@@ -3,6 +3,7 @@
 //! call in-process on port 0.
 
 pub mod admin;
+pub mod api;
 pub mod config;
 pub mod devsmtp;
 pub mod downloads;
@@ -134,12 +135,16 @@ pub async fn serve(
         tracing::info!(addr = %dev.listen, "dev SMTP listener (captures mail into the dev mailbox)");
         tokio::spawn(devsmtp::run(l, tls, services.clone(), stop_rx.clone()));
     }
+    // The API keys' usage log: owned here, flushed in batches until shutdown.
+    let usage = Arc::new(service::api::usage::UsageLog::spawn(services.clone(), stop_rx.clone()));
+    let api = api::ApiState::new(services.clone(), runtime.api, usage, runtime.trusted_proxies.clone());
     let router = web::router(
         services,
         &runtime.site_root,
         runtime.site_hash_file.as_deref(),
         &runtime.public_url,
         runtime.trusted_proxies.clone(),
+        api,
     )
     .layer(axum::Extension(recorder));
     tracing::info!(addr = %listener.local_addr()?, "serving");

@@ -43,7 +43,7 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The client's address: the TCP peer, or behind configured proxies the rightmost
 /// `X-Forwarded-For` hop they did not add (see `forwarded`).
-fn client_ip(req: &Request, trusted: &TrustedProxies) -> Option<String> {
+pub(crate) fn client_ip(req: &Request, trusted: &TrustedProxies) -> Option<String> {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())?;
     if trusted.is_empty() {
         return Some(peer.to_canonical().to_string());
@@ -123,7 +123,7 @@ fn page_redirect(spec: &RouteSpec, session: Option<&SessionInfo>, path_and_query
             None => Some("/login".into()),
         },
         Access::Public if spec.path == "/login" && stage == Some(SessionStage::Active) => Some("/".into()),
-        Access::Public => None,
+        Access::Public | Access::Key(_) => None,
     }
 }
 
@@ -149,6 +149,13 @@ pub async fn pipeline(State(st): State<WebState>, mut req: Request, next: Next) 
         return res;
     }
 
+    // The machine interface authenticates by key in its own handlers: no session is resolved (a
+    // cookie never counts there), no CSRF token is asked for, no page is rendered.
+    if kind == Some(Kind::Api) || (spec.is_none() && path.starts_with("/api/v1/")) {
+        let mut res = next.run(req).await;
+        finish(&mut res, None, kind);
+        return res;
+    }
     let ip = client_ip(&req, &st.trusted_proxies);
     let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
     let token = cookie(req.headers(), SESSION_COOKIE).map(str::to_string);

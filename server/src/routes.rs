@@ -15,6 +15,8 @@ pub enum Kind {
     ServerFn,
     Http,
     Static,
+    /// The machine interface (`/api/v1`): an API key, never a session.
+    Api,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +30,8 @@ pub enum Access {
     Signed(Permission),
     /// A signed-in user holding any of these permissions.
     SignedAny(&'static [Permission]),
+    /// An API key whose scopes grant the permission (`/api/v1`); sessions never pass.
+    Key(Permission),
 }
 
 impl Access {
@@ -37,6 +41,7 @@ impl Access {
             Access::Public | Access::MfaStep | Access::EnrolStep => true,
             Access::Signed(p) => role.allows(*p),
             Access::SignedAny(ps) => ps.iter().any(|p| role.allows(*p)),
+            Access::Key(_) => false,
         }
     }
 }
@@ -82,6 +87,8 @@ const API: &[(&str, Access)] = &[
     ("/api/contacts_page", Signed(P::ContactsRead)),
     ("/api/browse_contacts", Signed(P::ContactsRead)),
     ("/api/get_contact", Signed(P::ContactsRead)),
+    ("/api/contact_events", Signed(P::ContactsRead)),
+    ("/api/event_properties", Signed(P::ContactsRead)),
     ("/api/create_contact", Signed(P::ContactsWrite)),
     ("/api/update_contact", Signed(P::ContactsWrite)),
     ("/api/delete_contact", Signed(P::ContactsWrite)),
@@ -149,6 +156,9 @@ const API: &[(&str, Access)] = &[
     ("/api/add_sending_domain", Signed(P::SettingsManage)),
     ("/api/verify_sending_domain", Signed(P::SettingsManage)),
     ("/api/remove_sending_domain", Signed(P::SettingsManage)),
+    ("/api/list_api_keys", Signed(P::SettingsManage)),
+    ("/api/create_api_key", Signed(P::SettingsManage)),
+    ("/api/revoke_api_key", Signed(P::SettingsManage)),
 ];
 
 /// Server functions that never count as activity: exactly the app's background polls
@@ -199,6 +209,15 @@ pub fn table() -> Vec<RouteSpec> {
         access: Public,
         touches_session: false,
     });
+    for (method, path, permission) in crate::api::ROUTES {
+        t.push(RouteSpec {
+            method: method.clone(),
+            path,
+            kind: Kind::Api,
+            access: Key(*permission),
+            touches_session: false,
+        });
+    }
     for (method, path, access) in HTTP {
         // A recipient's link never extends a staff session that happens to be open in the browser.
         let touches_session = !path.starts_with("/l/") && !path.starts_with("/t/");

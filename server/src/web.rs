@@ -80,6 +80,7 @@ pub fn router(
     hash_file: Option<&Path>,
     public_url: &str,
     trusted_proxies: crate::forwarded::TrustedProxies,
+    api: crate::api::ApiState,
 ) -> Router {
     let options = leptos_options(site_root, hash_file);
     let svc = services.clone();
@@ -126,6 +127,10 @@ pub fn router(
     )
     .merge(plain)
     .merge(uploads)
+    // The machine interface: its own body limits, no session, no CSRF (a key in a header is not
+    // sent by browsers on their own), problem+json for unknown routes under it.
+    .merge(crate::api::router(api))
+    .route("/api/v1/{*rest}", axum::routing::any(crate::api::not_found))
     .merge(site_files(site_root))
     .layer(axum::middleware::from_fn_with_state(state, pipeline))
 }

@@ -424,6 +424,20 @@ impl Client {
         Resp { status, headers, body: r.text().await.unwrap() }
     }
 
+    /// Any method, with the cookies this client holds (the API must ignore them) and extra headers.
+    pub async fn send(&self, method: reqwest::Method, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Resp {
+        let mut req =
+            self.http.request(method, format!("{}{path}", self.base)).header("cookie", self.cookie_header()).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        self.absorb(&headers);
+        Resp { status, headers, body: r.text().await.unwrap() }
+    }
+
     /// Upload a CSV (raw bytes) the way the import page does.
     pub async fn upload(&self, bytes: Vec<u8>) -> (u16, serde_json::Value) {
         let r = self

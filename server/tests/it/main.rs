@@ -1,6 +1,7 @@
 //! Integration tests: the real server in-process, a real PostgreSQL database per test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod api;
 mod assets;
 mod audit;
 mod audit_paths;
