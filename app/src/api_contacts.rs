@@ -39,6 +39,20 @@ pub async fn get_contact(id: Uuid) -> Result<ContactDetail, AppError> {
     Ok(service::contacts::detail(&svc, &actor, id).await?)
 }
 
+#[server(client = CsrfClient, prefix = "/api", endpoint = "contact_events")]
+pub async fn contact_events(id: Uuid) -> Result<Vec<domain::contacts::PatientEventView>, AppError> {
+    let (svc, actor) = ssr::actor()?;
+    Ok(service::events::timeline(&svc, &actor, id, 100).await?)
+}
+
+/// An event's properties (PHI; each opening is audited), as (name, value) pairs.
+#[server(client = CsrfClient, prefix = "/api", endpoint = "event_properties")]
+pub async fn event_properties(id: Uuid) -> Result<Vec<(String, String)>, AppError> {
+    let (svc, actor) = ssr::actor()?;
+    let props = service::events::properties(&svc, &actor, id).await?;
+    Ok(props.into_iter().map(|(k, v)| (k, v.into_inner())).collect())
+}
+
 #[server(client = CsrfClient, prefix = "/api", endpoint = "create_contact", input = Json)]
 pub async fn create_contact(input: ContactInput) -> Result<Uuid, AppError> {
     let (svc, actor) = ssr::actor()?;

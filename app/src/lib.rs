@@ -8,6 +8,7 @@ pub mod api;
 pub mod api_campaigns;
 pub mod api_contacts;
 pub mod api_domains;
+pub mod api_keys;
 pub mod api_segments;
 pub mod api_templates;
 pub mod background;
@@ -191,6 +192,7 @@ lazy_group!(app_pages, __preload_app_pages, AppPage {
     UsersRoute => UsersPage,
     MailboxRoute => pages::mailbox::MailboxPage,
     DomainsRoute => pages::domains::SendingDomainsPage,
+    ApiKeysRoute => pages::api_keys::ApiKeysPage,
     SequencesRoute => SequencesPage,
     ReportsRoute => ReportsPage,
 });
@@ -243,6 +245,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("settings/users") view=page!(UsersRoute, UsersPage)/>
                     <Route path=path!("settings/mailbox") view=page!(MailboxRoute, pages::mailbox::MailboxPage)/>
                     <Route path=path!("settings/domains") view=page!(DomainsRoute, pages::domains::SendingDomainsPage)/>
+                    <Route path=path!("settings/api-keys") view=page!(ApiKeysRoute, pages::api_keys::ApiKeysPage)/>
                 </ParentRoute>
             </Routes>
         </Router>

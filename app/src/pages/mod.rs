@@ -1,5 +1,6 @@
 //! Pages. Each page is a component; data comes from server functions in `crate::api`.
 
+pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod campaigns;

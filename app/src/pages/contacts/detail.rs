@@ -2,8 +2,8 @@
 
 use super::ContactsNav;
 use crate::api_contacts::{
-    add_to_list, create_contact, delete_contact, get_contact, list_fields, list_lists, record_consent,
-    unsubscribe_from_list, update_contact,
+    add_to_list, contact_events, create_contact, delete_contact, event_properties, get_contact, list_fields,
+    list_lists, record_consent, unsubscribe_from_list, update_contact,
 };
 use crate::components::{ErrorMessage, FieldError, Guard, format_time, hard_navigate, use_hydrated, use_me};
 use crate::error::AppError;
@@ -389,8 +389,62 @@ fn ContactDetailBody() -> impl IntoView {
                             </form>
                         })}
                     </section>
+                    <PatientEvents contact=cid/>
                 }.into_any()
             })}
         </Transition>
+    }
+}
+
+/// The contact's patient events (from integrations and staff): type and time; each event's
+/// properties only on request (an audited PHI read).
+#[component]
+fn PatientEvents(contact: Uuid) -> impl IntoView {
+    let events = Resource::new(move || contact, contact_events);
+    view! {
+        <section class="panel" data-test="patient-events">
+            <h2>"Patient events"</h2>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match events.await {
+                        Ok(list) if list.is_empty() => view! {
+                            <p class="empty" data-test="no-events">"No patient events yet. Integrations send them through the API (appointment booked, lab result ready…)."</p>
+                        }.into_any(),
+                        Ok(list) => view! {
+                            <ol class="timeline" data-test="events">
+                                {list.into_iter().map(|e| view! { <EventItem event=e/> }).collect_view()}
+                            </ol>
+                        }.into_any(),
+                        Err(e) => view! { <p class="alert error" role="alert">{e.message}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn EventItem(event: domain::contacts::PatientEventView) -> impl IntoView {
+    let hydrated = use_hydrated();
+    let id = event.id;
+    let open = Action::new(move |_: &()| event_properties(id));
+    view! {
+        <li data-test="event" data-type=event.event_type.clone()>
+            <code>{event.event_type.clone()}</code>
+            " · " <time datetime=event.occurred_at.to_rfc3339()>{crate::components::format_time(event.occurred_at)}</time>
+            {event.has_properties.then(|| view! {
+                " " <button type="button" class="link" data-test="show-properties"
+                    disabled=move || !hydrated.get() || open.pending().get()
+                    on:click=move |_| { open.dispatch(()); }>"Show details"</button>
+            })}
+            {move || open.value().get().map(|r| match r {
+                Ok(props) => view! {
+                    <dl class="properties" data-test="properties">
+                        {props.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd>{v}</dd> }).collect_view()}
+                    </dl>
+                }.into_any(),
+                Err(e) => view! { <p class="field-error" role="alert">{e.message}</p> }.into_any(),
+            })}
+        </li>
     }
 }
