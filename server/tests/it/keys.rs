@@ -530,6 +530,20 @@ async fn data_key_rotation_reseals_every_sealed_column_so_the_old_key_can_be_des
     let upload = futures::stream::iter(vec![Ok::<_, service::ServiceError>(csv)]);
     let import = service::contacts::import::upload(svc, &actor, upload, 1 << 20).await.unwrap().id;
     produced.extend(["contact_import.headers".to_string(), "import_chunk.data".to_string()]);
+    // api_key.signing_secret: an API key that requires signed requests.
+    service::api::keys::create(
+        svc,
+        &actor,
+        domain::api::NewKey {
+            name: "EHR".into(),
+            scopes: vec![domain::api::Scope::EventsWrite],
+            expires_at: None,
+            require_signature: true,
+        },
+    )
+    .await
+    .unwrap();
+    produced.insert("api_key.signing_secret".to_string());
 
     let registry: BTreeSet<String> = SEALED.iter().map(|c| c.name()).collect();
     assert_eq!(

@@ -117,6 +117,8 @@ pub const SEALED: &[SealedColumn] = &[
     SealedColumn::plain("patient_event", "properties"),
     SealedColumn::plain("segment", "sealed_definition"),
     SealedColumn::plain("sending_domain", "dkim_key"),
+    // An API key's signing secret (the server computes HMACs with it).
+    SealedColumn::plain("api_key", "signing_secret"),
     // The uploaded file's header row, sealed under the import's chunk AAD table.
     SealedColumn { aad_table: "import_chunk", ..SealedColumn::plain("contact_import", "headers") },
     // The uploaded file itself: chunk `seq` of import `import_id` is sealed as column `data:<seq>`
@@ -137,6 +139,9 @@ pub const NOT_SEALED: &[(&str, &str, &str)] = &[
     ("user_session", "token_hash", "hash of the session cookie"),
     ("invite", "token_hash", "hash of the invitation token"),
     ("optin_token", "token_hash", "hash of the opt-in confirmation token"),
+    ("api_key", "secret_hash", "SHA-256 of an API key's secret"),
+    ("api_idempotency", "key_hash", "HMAC of a client's Idempotency-Key"),
+    ("api_idempotency", "request_hash", "HMAC of the request an Idempotency-Key answered"),
     ("login_throttle", "key_hash", "hash of an account name or address"),
     ("audit_event", "prev_mac", "audit chain MAC (audit key)"),
     ("audit_event", "mac", "audit chain MAC (audit key)"),
