@@ -18,7 +18,7 @@ test('API keys: create, shown once, used by an integration, revoked', async ({ p
   // Hostile input: the reason next to its field.
   await create.click();
   await expect(page.locator('[data-test=field-error-name]')).toContainText('Name');
-  await page.getByLabel('Name').fill('Scheduling bridge');
+  await page.getByLabel('Name', { exact: true }).fill('Scheduling bridge');
   await page.locator('[data-test="scope-events:write"]').uncheck();
   await create.click();
   await expect(page.locator('[data-test=field-error-scopes]')).toContainText('Scopes');
