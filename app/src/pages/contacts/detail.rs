@@ -178,6 +178,12 @@ fn ContactDetailBody() -> impl IntoView {
             }
         },
     );
+    let events = Resource::new(id, |id| async move {
+        match id {
+            Some(id) => contact_events(id).await,
+            None => Ok(Vec::new()),
+        }
+    });
     let custom = Resource::new(|| (), |_| list_fields());
     let lists = Resource::new(|| (), |_| list_lists());
     let editing = RwSignal::new(false);
@@ -236,6 +242,7 @@ fn ContactDetailBody() -> impl IntoView {
                     }
                 };
                 let custom = custom.await.unwrap_or_default();
+                let events = events.await;
                 let all_lists = lists.await.unwrap_or_default();
                 let cid = d.id;
                 let labels: BTreeMap<String, String> = form_fields(&custom).into_iter().map(|(k, l, ..)| (k, l)).collect();
@@ -389,7 +396,7 @@ fn ContactDetailBody() -> impl IntoView {
                             </form>
                         })}
                     </section>
-                    <PatientEvents contact=cid/>
+                    <PatientEvents events=events/>
                 }.into_any()
             })}
         </Transition>
@@ -399,26 +406,21 @@ fn ContactDetailBody() -> impl IntoView {
 /// The contact's patient events (from integrations and staff): type and time; each event's
 /// properties only on request (an audited PHI read).
 #[component]
-fn PatientEvents(contact: Uuid) -> impl IntoView {
-    let events = Resource::new(move || contact, contact_events);
+fn PatientEvents(events: Result<Vec<domain::contacts::PatientEventView>, AppError>) -> impl IntoView {
     view! {
         <section class="panel" data-test="patient-events">
             <h2>"Patient events"</h2>
-            <Transition fallback=|| view! { <p>"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match events.await {
-                        Ok(list) if list.is_empty() => view! {
-                            <p class="empty" data-test="no-events">"No patient events yet. Integrations send them through the API (appointment booked, lab result ready…)."</p>
-                        }.into_any(),
-                        Ok(list) => view! {
-                            <ol class="timeline" data-test="events">
-                                {list.into_iter().map(|e| view! { <EventItem event=e/> }).collect_view()}
-                            </ol>
-                        }.into_any(),
-                        Err(e) => view! { <p class="alert error" role="alert">{e.message}</p> }.into_any(),
-                    }
-                })}
-            </Transition>
+            {match events {
+                Ok(list) if list.is_empty() => view! {
+                    <p class="empty" data-test="no-events">"No patient events yet. Integrations send them through the API (appointment booked, lab result ready…)."</p>
+                }.into_any(),
+                Ok(list) => view! {
+                    <ol class="timeline" data-test="events">
+                        {list.into_iter().map(|e| view! { <EventItem event=e/> }).collect_view()}
+                    </ol>
+                }.into_any(),
+                Err(e) => view! { <p class="alert error" role="alert">{e.message}</p> }.into_any(),
+            }}
         </section>
     }
 }
