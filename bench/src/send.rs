@@ -41,6 +41,19 @@ fn process_cpu_s(pid: u32) -> f64 {
     (f.get(10).copied().unwrap_or(0.0) + f.get(11).copied().unwrap_or(0.0)) / 100.0
 }
 
+/// CPU seconds used so far by every PostgreSQL process of the machine (the benchmark's private
+/// cluster: its backends live as long as the pools' connections, so a run's work is counted).
+fn postgres_cpu_s() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim() == "postgres").unwrap_or(false)
+        })
+        .map(process_cpu_s)
+        .sum()
+}
+
 fn rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -89,6 +102,8 @@ pub struct RunResult {
     /// The worker process's own CPU seconds per 1,000 messages (the rest of `cpu_s_per_k` is the
     /// database, the TLS proxy and the sink).
     pub worker_cpu_s_per_k: f64,
+    /// PostgreSQL's CPU seconds per 1,000 messages (its processes alive at the end of the run).
+    pub db_cpu_s_per_k: f64,
     /// CPU time the hypervisor took from this machine during the run, as a share of its cores.
     pub steal_pct: f64,
     /// Seconds from launch to the first message accepted (audience resolution included).
@@ -160,6 +175,7 @@ pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
     let started = Instant::now();
     let (busy0, steal0) = cpu_times();
     let worker0 = process_cpu_s(pid);
+    let db0 = postgres_cpu_s();
     service::campaigns::launch(&svc, &actor, campaign).await?;
     let mut peak = 0.0f64;
     loop {
@@ -185,6 +201,7 @@ pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
     let elapsed = started.elapsed().as_secs_f64();
     let (busy1, steal1) = cpu_times();
     let worker1 = process_cpu_s(pid);
+    let db1 = postgres_cpu_s();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
     peak = peak.max(rss_mb(pid));
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
@@ -228,6 +245,7 @@ pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
         rate: a.recipients as f64 / elapsed,
         cpu_s_per_k: (busy1 - busy0) / (a.recipients as f64 / 1000.0),
         worker_cpu_s_per_k: (worker1 - worker0) / (a.recipients as f64 / 1000.0),
+        db_cpu_s_per_k: (db1 - db0) / (a.recipients as f64 / 1000.0),
         steal_pct: 100.0 * (steal1 - steal0) / (elapsed * cores),
         first_s,
         rss_mb: peak,
