@@ -117,6 +117,36 @@ pub struct RunResult {
 }
 
 /// One campaign run (with or without DKIM) on freshly loaded contacts.
+/// Diagnostic (HERMETIC_BENCH_PG_STATEMENTS=1 with
+/// HERMETIC_PG_EXTRA_OPTS="-c shared_preload_libraries=pg_stat_statements"): which statements
+/// the database spent its time on during the send.
+async fn statements_reset(svc: &service::Services) -> Result<()> {
+    use sea_orm::ConnectionTrait;
+    svc.db().execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await?;
+    svc.db().execute_unprepared("SELECT pg_stat_statements_reset()").await?;
+    Ok(())
+}
+
+async fn statements_print(svc: &service::Services) -> Result<()> {
+    use sea_orm::ConnectionTrait;
+    let rows = svc
+        .db()
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT calls, total_exec_time::float8 AS ms, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS q
+             FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15",
+        ))
+        .await?;
+    for r in rows {
+        let calls: i64 = r.try_get("", "calls")?;
+        let ms: f64 = r.try_get("", "ms")?;
+        let n: i64 = r.try_get("", "rows")?;
+        let q: String = r.try_get("", "q")?;
+        eprintln!("pg {ms:>9.0} ms {calls:>7} calls {n:>8} rows  {q}");
+    }
+    Ok(())
+}
+
 pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
     use domain::campaigns::*;
     let svc = crate::services(&a.url).await?;
@@ -176,6 +206,10 @@ pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
     let (busy0, steal0) = cpu_times();
     let worker0 = process_cpu_s(pid);
     let db0 = postgres_cpu_s();
+    let profile = std::env::var_os("HERMETIC_BENCH_PG_STATEMENTS").is_some();
+    if profile {
+        statements_reset(&svc).await?;
+    }
     service::campaigns::launch(&svc, &actor, campaign).await?;
     let mut peak = 0.0f64;
     loop {
@@ -202,6 +236,9 @@ pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
     let (busy1, steal1) = cpu_times();
     let worker1 = process_cpu_s(pid);
     let db1 = postgres_cpu_s();
+    if profile {
+        statements_print(&svc).await?;
+    }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
     peak = peak.max(rss_mb(pid));
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
