@@ -122,8 +122,8 @@ pub struct RunResult {
 /// the database spent its time on during the send.
 async fn statements_reset(svc: &service::Services) -> Result<()> {
     use sea_orm::ConnectionTrait;
-    svc.db().execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await?;
-    svc.db().execute_unprepared("SELECT pg_stat_statements_reset()").await?;
+    svc.db().execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements SCHEMA public").await?;
+    svc.db().execute_unprepared("SELECT public.pg_stat_statements_reset()").await?;
     Ok(())
 }
 
@@ -134,7 +134,7 @@ async fn statements_print(svc: &service::Services) -> Result<()> {
         .query_all_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
             "SELECT calls, total_exec_time::float8 AS ms, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS q
-             FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15",
+             FROM public.pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15",
         ))
         .await?;
     for r in rows {
