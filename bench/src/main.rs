@@ -12,6 +12,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod events;
 mod send;
 mod signin;
 
@@ -82,6 +83,33 @@ enum Command {
         concurrency: usize,
         #[arg(long, default_value_t = 100)]
         accounts: usize,
+        /// The `server` binary to start.
+        #[arg(long)]
+        server_bin: std::path::PathBuf,
+    },
+    /// The patient-event API over real HTTP against the release server in its own process:
+    /// batches of 500, then single events from 64 clients. Driven by `scripts/bench events`.
+    Events {
+        /// Events sent in batches.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Single events (default: a tenth of --events).
+        #[arg(long)]
+        single: Option<usize>,
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Connections sending batches at once.
+        #[arg(long, default_value_t = 4)]
+        batch_clients: usize,
+        /// Clients sending single events at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Patients the events are about (imported first).
+        #[arg(long, default_value_t = 10_000)]
+        contacts: usize,
+        /// Use a key that requires signed requests (every request carries Hermetic-Signature).
+        #[arg(long)]
+        signed: bool,
         /// The `server` binary to start.
         #[arg(long)]
         server_bin: std::path::PathBuf,
@@ -633,6 +661,22 @@ async fn main() -> Result<()> {
                 server_bin,
                 concurrency,
                 accounts,
+            })
+            .await
+        }
+        Command::Events { events, single, batch, batch_clients, concurrency, contacts, signed, server_bin } => {
+            anyhow::ensure!((1..=1000).contains(&batch), "--batch must be 1 to 1,000 (the API's limit)");
+            anyhow::ensure!(contacts > 0 && batch_clients > 0 && concurrency > 0, "counts must be positive");
+            events::run(events::EventsArgs {
+                url: cli.database_url.clone().context("--database-url is required")?,
+                server_bin,
+                events,
+                single: single.unwrap_or(events / 10),
+                batch,
+                batch_clients,
+                concurrency,
+                contacts,
+                signed,
             })
             .await
         }
