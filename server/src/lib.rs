@@ -4,11 +4,13 @@
 
 pub mod admin;
 pub mod api;
+pub mod api_docs;
 pub mod config;
 pub mod devsmtp;
 pub mod downloads;
 pub mod forwarded;
 pub mod middleware;
+pub mod openapi;
 pub mod recipient;
 pub mod routes;
 pub mod telemetry;

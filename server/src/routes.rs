@@ -218,6 +218,14 @@ pub fn table() -> Vec<RouteSpec> {
             touches_session: false,
         });
     }
+    // The API's own description: public (no organisation's data), no key, no session.
+    t.push(RouteSpec {
+        method: Method::GET,
+        path: crate::api::OPENAPI_PATH,
+        kind: Kind::Api,
+        access: Public,
+        touches_session: false,
+    });
     for (method, path, access) in HTTP {
         // A recipient's link never extends a staff session that happens to be open in the browser.
         let touches_session = !path.starts_with("/l/") && !path.starts_with("/t/");
@@ -240,6 +248,8 @@ const HTTP: &[(Method, &str, Access)] = &[
     (Method::GET, "/l/view/{token}", Public),
     (Method::GET, "/t/o/{token}", Public),
     (Method::GET, "/t/c/{token}", Public),
+    // The API's documentation for integration engineers, made from the OpenAPI document.
+    (Method::GET, "/api/docs", Public),
 ];
 
 /// Routes whose credential is an opaque signed token in the path (system links in messages).

@@ -28,6 +28,7 @@ pub const HTTP_ROUTES: &[&str] = &[
     "/t/o/{token}",
     "/t/c/{token}",
     "/settings/mailbox/{id}/html",
+    "/api/docs",
 ];
 
 /// Largest request body accepted (forms and API calls; file uploads get their own limit).
@@ -113,6 +114,11 @@ pub fn router(
             .route(HTTP_ROUTES[10], get(crate::recipient::mailbox_html))
             .with_state(services.clone()),
     );
+    // The API documentation: rendered once from the OpenAPI document, with the app's style sheet.
+    let docs = crate::api_docs::DocsPage(
+        crate::api_docs::render(&crate::api_docs::stylesheet_href(hash_file), public_url, api.budget).into(),
+    );
+    let docs = small(Router::new().route(HTTP_ROUTES[11], get(crate::api_docs::page)).with_state(docs));
     // Uploads stream to the database in sealed chunks; the service enforces the configured size.
     let uploads = Router::new()
         .route(HTTP_ROUTES[1], post(crate::downloads::upload))
@@ -126,6 +132,7 @@ pub fn router(
             .with_state(options),
     )
     .merge(plain)
+    .merge(docs)
     .merge(uploads)
     // The machine interface: its own body limits, no session, no CSRF (a key in a header is not
     // sent by browsers on their own), problem+json for unknown routes under it.
