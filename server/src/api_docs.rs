@@ -165,7 +165,7 @@ fn limits(v: &Value) -> Vec<String> {
     if let Some(p) = v.get("pattern").and_then(Value::as_str) {
         out.push(format!("matches <code>{}</code>", esc(p)));
     }
-    if let Some(x) = n("minItems").filter(|x| *x > 0) {
+    if let Some(x) = n("minItems").filter(|x| *x > 1) {
         out.push(format!("at least {x} items"));
     }
     if let Some(x) = n("maxItems") {
@@ -193,6 +193,44 @@ fn limits(v: &Value) -> Vec<String> {
     out
 }
 
+/// The order the members of a component schema are declared in (the JSON value of the document
+/// sorts them; utoipa's own maps keep declaration order).
+fn declared_order(name: &str) -> Vec<String> {
+    use utoipa::openapi::{RefOr, schema::Schema};
+    let schema = openapi::document().components.as_ref().and_then(|c| c.schemas.get(name));
+    match schema {
+        Some(RefOr::T(Schema::Object(o))) => o.properties.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A label for one choice of a `oneOf`: its name, or for an inline object the member that tells
+/// the choices apart (`status`: `accepted`).
+fn choice_label(doc: &Value, option: &Value) -> String {
+    if ref_name(option).is_some() {
+        return type_label(doc, option);
+    }
+    let tag = option["properties"].as_object().into_iter().flatten().find_map(|(k, p)| {
+        match p["enum"].as_array().map(Vec::as_slice) {
+            Some([Value::String(v)]) => Some((k.clone(), v.clone())),
+            _ => None,
+        }
+    });
+    match tag {
+        Some((k, v)) => format!("<code>{}</code> is <code>{}</code>", esc(&k), esc(&v)),
+        None => type_label(doc, option),
+    }
+}
+
+fn sentence(parts: &[String]) -> String {
+    let text = parts.join("; ");
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => format!("{}{}.", c.to_uppercase(), chars.as_str()),
+        None => String::new(),
+    }
+}
+
 /// The field tables of a schema and of every structured schema it refers to, each once.
 fn schema_tables(doc: &Value, v: &Value, seen: &mut Vec<String>, out: &mut String) {
     let mut queue: Vec<Value> = vec![v.clone()];
@@ -212,9 +250,24 @@ fn schema_tables(doc: &Value, v: &Value, seen: &mut Vec<String>, out: &mut Strin
             if let Some(d) = s.get("description").and_then(Value::as_str) {
                 out.push_str(&md(d));
             }
-            let choices: Vec<String> = options.iter().map(|o| type_label(doc, o)).collect();
+            let choices: Vec<String> = options.iter().map(|o| choice_label(doc, o)).collect();
             let _ = write!(out, "<p>Exactly one of: {}.</p>", choices.join("; "));
-            nested.extend(options.iter().filter(|o| is_structured(doc, o)).cloned());
+            for option in options {
+                if ref_name(option).is_some() {
+                    if is_structured(doc, option) {
+                        nested.push(option.clone());
+                    }
+                } else if option.get("properties").is_some() {
+                    let _ = write!(out, "<p class=\"choice-title\">When {}:</p>", choice_label(doc, option));
+                    let mut inner = Vec::new();
+                    schema_tables(doc, option, &mut inner, out);
+                    for n in inner {
+                        if !seen.contains(&n) {
+                            seen.push(n);
+                        }
+                    }
+                }
+            }
         } else if let Some(props) = s.get("properties").and_then(Value::as_object) {
             if !title.is_empty() {
                 let _ = write!(out, "<h4 id=\"schema-{0}\"><code>{0}</code></h4>", esc(&title));
@@ -231,6 +284,9 @@ fn schema_tables(doc: &Value, v: &Value, seen: &mut Vec<String>, out: &mut Strin
                 "<div class=\"table-wrap\"><table class=\"fields\"><thead><tr><th scope=\"col\">Member</th>\
                  <th scope=\"col\">Type</th><th scope=\"col\">Required</th><th scope=\"col\">Description</th></tr></thead><tbody>",
             );
+            let order = declared_order(&title);
+            let mut props: Vec<(&String, &Value)> = props.iter().collect();
+            props.sort_by_key(|(k, _)| order.iter().position(|o| o == *k).unwrap_or(usize::MAX));
             for (key, p) in props {
                 let target = resolve(doc, p);
                 let description = p
@@ -261,7 +317,7 @@ fn schema_tables(doc: &Value, v: &Value, seen: &mut Vec<String>, out: &mut Strin
             out.push_str("</tbody></table></div>");
             let extra = limits(&s);
             if !extra.is_empty() {
-                let _ = write!(out, "<p class=\"hint\">{}.</p>", extra.join("; "));
+                let _ = write!(out, "<p class=\"hint\">{}</p>", sentence(&extra));
             }
         }
         nested.reverse();
@@ -280,7 +336,8 @@ fn scope_of(op: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Each operation of the document, in its order: (method, path, operation).
+/// Each operation of the document, in the order of `api::ROUTES` (the JSON value of the document
+/// sorts its paths): (method, path, operation).
 fn operations(doc: &Value) -> Vec<(String, String, Value)> {
     let mut ops = Vec::new();
     for (path, item) in doc["paths"].as_object().into_iter().flatten() {
@@ -290,6 +347,10 @@ fn operations(doc: &Value) -> Vec<(String, String, Value)> {
             }
         }
     }
+    let rank = |m: &str, p: &str| {
+        crate::api::ROUTES.iter().position(|(rm, rp, _)| rm.as_str() == m && *rp == p).unwrap_or(usize::MAX)
+    };
+    ops.sort_by_key(|(m, p, _)| rank(m, p));
     ops
 }
 
@@ -308,7 +369,7 @@ fn curl(base: &str, method: &str, path: &str, has_body: bool) -> String {
     s
 }
 
-fn endpoint(doc: &Value, base: &str, method: &str, path: &str, op: &Value) -> String {
+fn endpoint(doc: &Value, base: &str, method: &str, path: &str, op: &Value, seen: &mut Vec<String>) -> String {
     let mut out = String::new();
     let scopes = scope_of(op);
     let _ = write!(
@@ -342,7 +403,7 @@ fn endpoint(doc: &Value, base: &str, method: &str, path: &str, op: &Value) -> St
         );
         for p in params {
             let lim = limits(&p["schema"]);
-            let lim = if lim.is_empty() { String::new() } else { format!("<p class=\"hint\">{}.</p>", lim.join("; ")) };
+            let lim = if lim.is_empty() { String::new() } else { format!("<p class=\"hint\">{}</p>", sentence(&lim)) };
             let _ = write!(
                 out,
                 "<tr><th scope=\"row\"><code>{}</code></th><td>{}</td><td>{}</td><td>{}{lim}</td></tr>",
@@ -355,7 +416,6 @@ fn endpoint(doc: &Value, base: &str, method: &str, path: &str, op: &Value) -> St
         out.push_str("</tbody></table></div>");
     }
 
-    let mut seen = Vec::new();
     let body = &op["requestBody"];
     let has_body = body.is_object();
     if let Some(content) = body["content"]["application/json"].as_object() {
@@ -364,7 +424,7 @@ fn endpoint(doc: &Value, base: &str, method: &str, path: &str, op: &Value) -> St
             let _ = write!(out, "<p><code>application/json</code>. {}</p>", inline(d));
         }
         if let Some(schema) = content.get("schema") {
-            schema_tables(doc, schema, &mut seen, &mut out);
+            schema_tables(doc, schema, seen, &mut out);
         }
         if let Some(example) = content.get("example") {
             out.push_str("<h4>Example request</h4>");
@@ -395,7 +455,7 @@ fn endpoint(doc: &Value, base: &str, method: &str, path: &str, op: &Value) -> St
         }
         if let Some(content) = res["content"]["application/json"].as_object() {
             if let Some(schema) = content.get("schema") {
-                schema_tables(doc, schema, &mut seen, &mut out);
+                schema_tables(doc, schema, seen, &mut out);
             }
             if let Some(example) = content.get("example") {
                 out.push_str(&code_block("response-example", &format!("Example {status} answer"), &pretty(example)));
@@ -462,13 +522,15 @@ fn scopes_table(doc: &Value) -> String {
     out
 }
 
-fn signing_section(sig: &SignatureExample) -> String {
+fn signing_section(sig: &SignatureExample, base: &str) -> String {
     let payload = format!("{}.{}", sig.timestamp, sig.body);
     let hex = sig.header.split("v1=").nth(1).unwrap_or_default();
     let shell = format!(
-        "secret='{secret}'   # the key's signing secret (shown once, with the key)\n\
-         body='{body}'   # the exact bytes you send\n\
-         t={t}   # in production: t=$(date +%s)\n\
+        "# The key's signing secret (shown once, with the key), and the exact bytes you send:\n\
+         secret='{secret}'\n\
+         body='{body}'\n\
+         # In production: t=$(date +%s)\n\
+         t={t}\n\
          v1=$(printf '%s.%s' \"$t\" \"$body\" | openssl dgst -sha256 -hmac \"$secret\" | awk '{{print $NF}}')\n\
          echo \"t=$t,v1=$v1\"",
         secret = sig.secret,
@@ -488,12 +550,14 @@ fn signing_section(sig: &SignatureExample) -> String {
         body = sig.body,
         t = sig.timestamp,
     );
-    let send = "curl -sS -X POST \"$HERMETIC_URL/api/v1/events\" \\\n  \
+    let send = format!(
+        "curl -sS -X POST \"{base}/api/v1/events\" \\\n  \
          -H \"Authorization: Bearer $HERMETIC_API_KEY\" \\\n  \
          -H \"Content-Type: application/json\" \\\n  \
          -H \"Idempotency-Key: $(cat /proc/sys/kernel/random/uuid)\" \\\n  \
          -H \"Hermetic-Signature: t=$t,v1=$v1\" \\\n  \
-         --data-binary \"$body\"";
+         --data-binary \"$body\""
+    );
     let mut out = String::new();
     let _ = write!(
         out,
@@ -537,7 +601,7 @@ fn signing_section(sig: &SignatureExample) -> String {
         header = esc(&sig.header),
         header_only = esc(&sig.header),
         shell = code_block("sign-shell", "Computing the signature in a shell", &shell),
-        send = code_block("sign-send", "Sending the signed request", send),
+        send = code_block("sign-send", "Sending the signed request", &send),
         python = code_block("sign-python", "Computing the signature in Python", &python),
     );
     out
@@ -604,7 +668,7 @@ pub fn render(stylesheet: &str, public_url: &str, budget: (u32, u32)) -> String 
         prefix = api::KEY_PREFIX,
         scopes = scopes_table(&doc),
     );
-    main.push_str(&signing_section(&sig));
+    main.push_str(&signing_section(&sig, base));
     let _ = write!(
         main,
         "<section class=\"panel\" id=\"idempotency\"><h2>Retries and idempotency</h2>\
@@ -647,13 +711,11 @@ pub fn render(stylesheet: &str, public_url: &str, budget: (u32, u32)) -> String 
         Some("/type"),
     ))
     .unwrap_or_default();
+    // Each schema's table appears once on the page (its first use); later mentions link to it.
+    let mut seen = Vec::new();
     let mut problem_schema = String::new();
-    schema_tables(
-        &doc,
-        &serde_json::json!({"$ref": "#/components/schemas/Problem"}),
-        &mut Vec::new(),
-        &mut problem_schema,
-    );
+    let problem_ref = serde_json::json!({"$ref": "#/components/schemas/Problem"});
+    schema_tables(&doc, &problem_ref, &mut seen, &mut problem_schema);
     let _ = write!(
         main,
         "<section class=\"panel\" id=\"errors\"><h2>Errors</h2>\
@@ -665,7 +727,7 @@ pub fn render(stylesheet: &str, public_url: &str, budget: (u32, u32)) -> String 
         schema = problem_schema,
     );
     for (method, path, op) in &ops {
-        main.push_str(&endpoint(&doc, base, method, path, op));
+        main.push_str(&endpoint(&doc, base, method, path, op, &mut seen));
     }
     main.push_str(
         "<section class=\"panel\" id=\"problem-codes\"><h2>Problem codes</h2><div class=\"table-wrap\">\
@@ -708,6 +770,9 @@ mod tests {
     #[test]
     fn the_page_lists_every_route_and_problem_code() {
         let html = render("/pkg/hermetic.css", "https://hermetic.example.org", (50, 100));
+        if let Ok(to) = std::env::var("DOCS_PREVIEW") {
+            std::fs::write(to, html.replace("/pkg/hermetic.css", "main.css")).unwrap();
+        }
         for (method, path, permission) in crate::api::ROUTES {
             let scope = crate::openapi::scope_for(*permission).unwrap();
             assert!(
@@ -722,6 +787,12 @@ mod tests {
             assert!(html.contains(&format!("id=\"problem-{}\"", c.code)), "{}", c.code);
         }
         assert!(!html.contains("style=") && !html.contains("<script"), "no inline style or script");
+        let ids: Vec<&str> = html.split(" id=\"").skip(1).filter_map(|s| s.split('"').next()).collect();
+        let unique: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
+        assert_eq!(unique.len(), ids.len(), "duplicate ids");
+        for link in html.split("href=\"#").skip(1).filter_map(|s| s.split('"').next()) {
+            assert!(unique.contains(link), "link to a missing anchor #{link}");
+        }
         assert!(html.contains("https://hermetic.example.org/api/v1"));
     }
 

@@ -56,9 +56,7 @@ pub struct EventRequest {
     /// 1900. Default: when the request arrives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occurred_at: Option<DateTime<Utc>>,
-    /// Up to 50 flat properties (PHI: stored encrypted, never echoed). Names are codes: letters,
-    /// digits and `_`, starting with a letter, at most 64. Values are strings (at most 2,048 bytes),
-    /// numbers, booleans or null.
+    /// Flat properties (PHI); described in `schema::event_properties`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(schema_with = schema::event_properties))]
     pub properties: Option<Phi<BTreeMap<String, Option<Scalar>>>>,
@@ -111,9 +109,7 @@ pub struct ContactUpsert {
     /// The contact's email address: the key of the upsert.
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = Email))]
     pub email: Phi<String>,
-    /// Field key → value: the standard fields `first_name`, `last_name`, `phone`, `date_of_birth`,
-    /// `time_zone`, `locale` and the organisation's custom fields (Settings → Fields). A value is a
-    /// string, number or boolean; `null` clears the field.
+    /// Field key → value (PHI); described in `schema::contact_fields`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(schema_with = schema::contact_fields))]
     pub fields: Option<Phi<BTreeMap<String, Option<Scalar>>>>,
@@ -293,6 +289,10 @@ pub mod schema {
 
     pub fn event_properties() -> Object {
         ObjectBuilder::new()
+            .description(Some(
+                "Flat properties of the event (patient data: stored encrypted, never echoed). Names are codes: \
+                 letters, digits and `_`, starting with a letter. Values are strings, numbers, booleans or null.",
+            ))
             .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
             .max_properties(Some(MAX_PROPERTIES))
             .property_names(Some(code_names()))
@@ -302,6 +302,12 @@ pub mod schema {
 
     pub fn contact_fields() -> Object {
         ObjectBuilder::new()
+            .description(Some(
+                "Field key → value: the standard fields `first_name`, `last_name`, `phone`, `date_of_birth` \
+                 (YYYY-MM-DD), `time_zone` (e.g. `America/Chicago`), `locale` (e.g. `en-US`) and your \
+                 organisation's custom fields (Settings → Fields). A value is a string, number or boolean; \
+                 `null` clears the field; fields not sent are kept.",
+            ))
             .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
             .max_properties(Some(super::MAX_UPSERT_FIELDS))
             .property_names(Some(code_names()))
