@@ -264,8 +264,9 @@ fn at(unix: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(unix, 0).unwrap_or_default()
 }
 
-/// 2027-03-01T09:30:00Z, when the example events happened.
-const EXAMPLE_TIME: i64 = 1_803_893_400;
+/// 2026-03-02T09:30:00Z, when the example events happened (in the past: the server refuses events
+/// more than a day ahead of its clock, and the tests send the examples to it).
+const EXAMPLE_TIME: i64 = 1_772_443_800;
 
 fn props(items: &[(&str, Scalar)]) -> Option<Phi<BTreeMap<String, Option<Scalar>>>> {
     Some(Phi::new(items.iter().map(|(k, v)| (k.to_string(), Some(v.clone()))).collect()))
@@ -282,7 +283,7 @@ pub fn example_event() -> wire::EventRequest {
         event_type: "appointment.booked".into(),
         occurred_at: Some(at(EXAMPLE_TIME)),
         properties: props(&[
-            ("appointment_at", text("2027-03-08T14:00:00Z")),
+            ("appointment_at", text("2026-03-09T14:00:00Z")),
             ("clinic", text("North Clinic")),
             ("first_visit", Scalar::Flag(true)),
         ]),
