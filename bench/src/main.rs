@@ -611,8 +611,8 @@ async fn main() -> Result<()> {
                 plain.window_ms_p99
             );
             line.push_str(&format!(
-                " cpu_s_per_k={:.2} worker_cpu_s_per_k={:.2} steal_pct={:.0} first_s={:.1}",
-                plain.cpu_s_per_k, plain.worker_cpu_s_per_k, plain.steal_pct, plain.first_s
+                " cpu_s_per_k={:.2} worker_cpu_s_per_k={:.2} db_cpu_s_per_k={:.2} steal_pct={:.0} first_s={:.1}",
+                plain.cpu_s_per_k, plain.worker_cpu_s_per_k, plain.db_cpu_s_per_k, plain.steal_pct, plain.first_s
             ));
             if let Some(d) = signed {
                 line.push_str(&format!(

@@ -41,6 +41,19 @@ fn process_cpu_s(pid: u32) -> f64 {
     (f.get(10).copied().unwrap_or(0.0) + f.get(11).copied().unwrap_or(0.0)) / 100.0
 }
 
+/// CPU seconds used so far by every PostgreSQL process of the machine (the benchmark's private
+/// cluster: its backends live as long as the pools' connections, so a run's work is counted).
+fn postgres_cpu_s() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim() == "postgres").unwrap_or(false)
+        })
+        .map(process_cpu_s)
+        .sum()
+}
+
 fn rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -89,6 +102,8 @@ pub struct RunResult {
     /// The worker process's own CPU seconds per 1,000 messages (the rest of `cpu_s_per_k` is the
     /// database, the TLS proxy and the sink).
     pub worker_cpu_s_per_k: f64,
+    /// PostgreSQL's CPU seconds per 1,000 messages (its processes alive at the end of the run).
+    pub db_cpu_s_per_k: f64,
     /// CPU time the hypervisor took from this machine during the run, as a share of its cores.
     pub steal_pct: f64,
     /// Seconds from launch to the first message accepted (audience resolution included).
@@ -102,6 +117,36 @@ pub struct RunResult {
 }
 
 /// One campaign run (with or without DKIM) on freshly loaded contacts.
+/// Diagnostic (HERMETIC_BENCH_PG_STATEMENTS=1 with
+/// HERMETIC_PG_EXTRA_OPTS="-c shared_preload_libraries=pg_stat_statements"): which statements
+/// the database spent its time on during the send.
+async fn statements_reset(svc: &service::Services) -> Result<()> {
+    use sea_orm::ConnectionTrait;
+    svc.db().execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements SCHEMA public").await?;
+    svc.db().execute_unprepared("SELECT public.pg_stat_statements_reset()").await?;
+    Ok(())
+}
+
+async fn statements_print(svc: &service::Services) -> Result<()> {
+    use sea_orm::ConnectionTrait;
+    let rows = svc
+        .db()
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT calls, total_exec_time::float8 AS ms, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS q
+             FROM public.pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15",
+        ))
+        .await?;
+    for r in rows {
+        let calls: i64 = r.try_get("", "calls")?;
+        let ms: f64 = r.try_get("", "ms")?;
+        let n: i64 = r.try_get("", "rows")?;
+        let q: String = r.try_get("", "q")?;
+        eprintln!("pg {ms:>9.0} ms {calls:>7} calls {n:>8} rows  {q}");
+    }
+    Ok(())
+}
+
 pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
     use domain::campaigns::*;
     let svc = crate::services(&a.url).await?;
@@ -160,6 +205,11 @@ pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
     let started = Instant::now();
     let (busy0, steal0) = cpu_times();
     let worker0 = process_cpu_s(pid);
+    let db0 = postgres_cpu_s();
+    let profile = std::env::var_os("HERMETIC_BENCH_PG_STATEMENTS").is_some();
+    if profile {
+        statements_reset(&svc).await?;
+    }
     service::campaigns::launch(&svc, &actor, campaign).await?;
     let mut peak = 0.0f64;
     loop {
@@ -185,6 +235,10 @@ pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
     let elapsed = started.elapsed().as_secs_f64();
     let (busy1, steal1) = cpu_times();
     let worker1 = process_cpu_s(pid);
+    let db1 = postgres_cpu_s();
+    if profile {
+        statements_print(&svc).await?;
+    }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
     peak = peak.max(rss_mb(pid));
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
@@ -228,6 +282,7 @@ pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
         rate: a.recipients as f64 / elapsed,
         cpu_s_per_k: (busy1 - busy0) / (a.recipients as f64 / 1000.0),
         worker_cpu_s_per_k: (worker1 - worker0) / (a.recipients as f64 / 1000.0),
+        db_cpu_s_per_k: (db1 - db0) / (a.recipients as f64 / 1000.0),
         steal_pct: 100.0 * (steal1 - steal0) / (elapsed * cores),
         first_s,
         rss_mb: peak,
