@@ -301,6 +301,26 @@ pub mod problem {
     pub const RATE_LIMITED: &str = "rate_limited";
     pub const UNAVAILABLE: &str = "unavailable";
     pub const INTERNAL: &str = "internal";
+    /// Every code above.
+    pub const ALL: &[&str] = &[
+        UNAUTHENTICATED,
+        BAD_SIGNATURE,
+        FORBIDDEN,
+        NOT_FOUND,
+        INVALID_JSON,
+        TOO_DEEP,
+        BODY_TOO_LARGE,
+        UNSUPPORTED_MEDIA_TYPE,
+        INVALID_FIELD,
+        UNKNOWN_FIELD,
+        UNKNOWN_CONTACT,
+        CONFLICT,
+        IDEMPOTENCY_MISMATCH,
+        IDEMPOTENCY_KEY_INVALID,
+        RATE_LIMITED,
+        UNAVAILABLE,
+        INTERNAL,
+    ];
 }
 
 /// An `Idempotency-Key` header value: printable ASCII, 1 to 255 characters (a UUID is typical).
