@@ -38,7 +38,7 @@ pub const JOB_FAILURES: &str = "hermetic_job_failures_total";
 /// (retry or per-domain back-off not yet over), `claimed` (held by a sending process).
 pub const DELIVERY_QUEUE: &str = "hermetic_delivery_queue_rows";
 /// Jobs in the job queue, read at scrape time, by queue and state: `due` (waiting, runnable now),
-/// `scheduled` (waiting for a later time), `running` (taken by a worker).
+/// `scheduled` (waiting for a later time), `running` (taken by a worker: queued in it or running).
 pub const JOB_QUEUE: &str = "hermetic_job_queue_jobs";
 /// Scrapes whose queue depths could not be read (the depth gauges then keep their last values).
 pub const QUEUE_READ_FAILURES: &str = "hermetic_queue_depth_read_failures_total";
@@ -61,7 +61,11 @@ pub fn describe(version: &'static str) {
         Unit::Count,
         "Events refused by the event API, by problem code (per item in a batch; a request refused as a whole counts once)."
     );
-    describe_histogram!(EVENT_BATCH_SIZE, Unit::Count, "Items per event batch submitted.");
+    describe_histogram!(
+        EVENT_BATCH_SIZE,
+        Unit::Count,
+        "Items per event batch recorded (replays and bodies refused whole are not counted)."
+    );
     describe_counter!(DELIVERY_OUTCOMES, Unit::Count, "Campaign delivery outcomes recorded, by resulting state.");
     describe_counter!(SMTP_MESSAGES, Unit::Count, "Messages handed to the SMTP client (one per attempt).");
     describe_counter!(JOB_RUNS, Unit::Count, "Background job runs, by queue.");

@@ -22,6 +22,7 @@ mod jobs;
 mod keys;
 mod mail;
 mod mailbox;
+mod metrics;
 mod pages;
 mod phi_leak;
 mod role_matrix;
