@@ -14,7 +14,7 @@ use domain::api::{NewKey, Scope};
 use domain::campaigns::CampaignStatus;
 use serde_json::{Value, json};
 use service::Actor;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// The token the tests configure (43 characters, like `openssl rand -base64 32`).
@@ -228,10 +228,11 @@ async fn metrics_are_off_without_a_token_and_open_only_with_it() {
     app.stop().await;
 }
 
-/// A `server serve` process of its own (its own recorder), sharing the test's database.
+/// A `server` process of its own (its own recorder), sharing the test's database.
 struct Served {
     child: Child,
     base: String,
+    log: std::path::PathBuf,
 }
 
 impl Drop for Served {
@@ -241,32 +242,39 @@ impl Drop for Served {
     }
 }
 
-async fn serve_process(app: &TestApp, smtp: &SmtpServer) -> Served {
+/// `server serve`, or with `worker` a `server worker` serving `/metrics` on `metrics.listen`.
+async fn server_process(app: &TestApp, smtp: &SmtpServer, worker: bool) -> Served {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let log = std::env::temp_dir().join(format!("hermetic-metrics-serve-{}.log", std::process::id()));
+    let log = std::env::temp_dir().join(format!("hermetic-metrics-{}-{port}.log", std::process::id()));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_server"));
-    cmd.arg("serve")
-        .env_clear()
+    cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HERMETIC_DATABASE_URL", &app.db.url)
         .env("HERMETIC_ROOT_KEY", ROOT_KEY)
-        .env("HERMETIC_LISTEN", format!("127.0.0.1:{port}"))
-        .env("HERMETIC_PUBLIC_URL", &base)
+        .env("HERMETIC_PUBLIC_URL", &app.base)
         .env("HERMETIC_METRICS_TOKEN", TOKEN)
         .env("HERMETIC_JOBS__POLL_INTERVAL_SECS", "1")
         .env("HERMETIC_SENDING__RETRY_BASE_SECS", "1")
         .env("HERMETIC_LOG_FORMAT", "json");
+    if worker {
+        cmd.arg("worker").env("HERMETIC_METRICS__LISTEN", format!("127.0.0.1:{port}"));
+    } else {
+        cmd.arg("serve").env("HERMETIC_LISTEN", format!("127.0.0.1:{port}"));
+    }
     for (k, v) in smtp.env().into_iter().chain(app.dns.as_ref().unwrap().env()) {
         cmd.env(k, v);
     }
     let err = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-    let mut served = Served { child: cmd.stdout(Stdio::null()).stderr(err).spawn().unwrap(), base };
+    // Logs go to standard output; both streams are kept.
+    let child = cmd.stdout(err.try_clone().unwrap()).stderr(err).spawn().unwrap();
+    let mut served = Served { child, base, log };
+    let log = served.log.clone();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if let Ok(r) = reqwest::get(format!("{}/healthz", served.base)).await
-            && r.status().is_success()
-        {
+        let ready = if worker { format!("{}/metrics", served.base) } else { format!("{}/healthz", served.base) };
+        let r = reqwest::Client::new().get(ready).bearer_auth(TOKEN).send().await;
+        if r.is_ok_and(|r| r.status().is_success()) {
             return served;
         }
         assert!(served.child.try_wait().unwrap().is_none(), "the server exited: see {}", log.display());
@@ -312,7 +320,7 @@ async fn a_scrape_counts_the_api_calls_sends_and_jobs_that_happened_and_names_no
     .await
     .unwrap();
     let secret = key.secret.to_string();
-    let served = serve_process(&app, &smtp).await;
+    let served = server_process(&app, &smtp, false).await;
     let base = served.base.as_str();
     let scrape = || async { parse(&get(&format!("{base}/metrics"), Some(TOKEN)).await.2) };
     let before = scrape().await;
@@ -441,6 +449,27 @@ async fn a_scrape_counts_the_api_calls_sends_and_jobs_that_happened_and_names_no
     for needle in [MARKER, "example.org", "patients.test", &secret[..12], &org_id] {
         assert!(!body.contains(needle), "the scrape holds {needle:?}");
     }
+    // The serve process logged nothing of the patients or their events.
+    let log = std::fs::read_to_string(&served.log).unwrap();
+    assert!(log.contains("api request"), "the server's log was captured");
+    for needle in [MARKER, "example.org", "patients.test"] {
+        assert!(!log.contains(needle), "the server's log holds {needle:?}");
+    }
     drop(served);
+
+    // A worker process has no web listener: it is scraped on metrics.listen, behind the token.
+    let worker = server_process(&app, &smtp, true).await;
+    let url = format!("{}/metrics", worker.base);
+    assert_eq!(get(&url, None).await.0, 401);
+    let (status, headers, body) = get(&url, Some(TOKEN)).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let s = parse(&body);
+    assert_eq!(value(&s, "hermetic_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0);
+    assert_eq!(value(&s, "hermetic_delivery_queue_rows", &[("state", "due")]), 0.0);
+    assert!(s.iter().any(|x| x.name == "hermetic_job_queue_jobs"), "the worker reads queue depths too");
+    assert!(!s.iter().any(|x| x.family == "hermetic_http_requests"), "a worker serves no web requests");
+    assert_eq!(get(&format!("{}/healthz", worker.base), Some(TOKEN)).await.0, 404);
+    drop(worker);
     app.stop().await;
 }
