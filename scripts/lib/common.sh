@@ -191,12 +191,13 @@ ensure_root_key() {
 #   postfix/          that .deb extracted with dpkg -x
 #   bin/smtp-sink     wrappers setting LD_LIBRARY_PATH=postfix/usr/lib/postfix;
 #   bin/smtp-source   SMTP_TOOLS_SINK / SMTP_TOOLS_SOURCE point at them
-# and exports SMTP_TOOLS_CAPTURE, SMTP_TOOLS_DKIM_VERIFY, SMTP_TOOLS_MIME_CHECK, SMTP_TOOLS_DNS and
-# OPENAPI_CHECK (the scripts in scripts/lib, to be run with $SMTP_TOOLS_PYTHON; the venv also holds
-# openapi-spec-validator for the API's OpenAPI document). ensure_py_tools does only the
+# and exports SMTP_TOOLS_CAPTURE, SMTP_TOOLS_DKIM_VERIFY, SMTP_TOOLS_MIME_CHECK, SMTP_TOOLS_DNS,
+# OPENAPI_CHECK and SMTP_TOOLS_PROM_PARSE (the scripts in scripts/lib, to be run with
+# $SMTP_TOOLS_PYTHON; the venv also holds openapi-spec-validator for the API's OpenAPI document and
+# the Prometheus client, whose own text-format parser checks /metrics). ensure_py_tools does only the
 # venv part (scripts/dev needs the DNS server, not Postfix). As root the smtp-sink wrapper adds
 # `-u nobody` (smtp-sink refuses to run as root without -u) unless a -u option is given.
-SMTP_PY_PINS="aiosmtpd==1.4.6 atpublic==9.0.0 attrs==26.1.0 dkimpy==1.1.8 dnspython==2.9.2 dnslib==0.9.26"
+SMTP_PY_PINS="aiosmtpd==1.4.6 atpublic==9.0.0 attrs==26.1.0 dkimpy==1.1.8 dnspython==2.9.2 dnslib==0.9.26 prometheus_client==0.26.0"
 # openapi-spec-validator and everything it pulls in, pinned: server/tests/it/openapi.rs validates the
 # served OpenAPI document with it and checks real answers against the document's schemas
 # (scripts/lib/openapi_check.py).
@@ -296,7 +297,7 @@ exec \"$pf/usr/sbin/smtp-source\" \"\$@\""
   exec {lockfd}>&-
 }
 
-# The Python venv (aiosmtpd, dkimpy, dnslib, openapi-spec-validator; pinned) and the scripts run with it.
+# The Python venv (aiosmtpd, dkimpy, dnslib, openapi-spec-validator, prometheus_client; pinned) and the scripts run with it.
 ensure_py_tools() {
   local dir="$SMTP_TOOLS_DIR"
   local venv
@@ -306,7 +307,7 @@ ensure_py_tools() {
   exec {lockfd}>"$dir/.lock"
   flock "$lockfd"
   if [ "$(cat "$venv/.hermetic-pins" 2>/dev/null)" != "$PY_TOOLS_PINS" ] \
-      || ! "$venv/bin/python" -c 'import aiosmtpd, dkim, dnslib, openapi_spec_validator, openapi_schema_validator' 2>/dev/null; then
+      || ! "$venv/bin/python" -c 'import aiosmtpd, dkim, dnslib, openapi_spec_validator, openapi_schema_validator, prometheus_client' 2>/dev/null; then
     log "creating the Python test-tools venv in $venv ($PY_TOOLS_PINS)"
     rm -rf "$venv"
     if ! python3 -m venv "$venv" >/dev/null 2>&1; then
@@ -325,6 +326,7 @@ ensure_py_tools() {
   export SMTP_TOOLS_MIME_CHECK="$HERMETIC_ROOT/scripts/lib/mime_check.py"
   export SMTP_TOOLS_DNS="$HERMETIC_ROOT/scripts/lib/dns_server.py"
   export OPENAPI_CHECK="$HERMETIC_ROOT/scripts/lib/openapi_check.py"
+  export SMTP_TOOLS_PROM_PARSE="$HERMETIC_ROOT/scripts/lib/prom_parse.py"
   exec {lockfd}>&-
 }
 

@@ -83,11 +83,51 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// The stable code of a problem answer, kept on the response for the metrics (`run`).
+#[derive(Clone, Copy)]
+struct ProblemCode(&'static str);
+
+/// What an event route recorded (set on its success answer; a replay records nothing new).
+#[derive(Clone, Default)]
+struct EventTally {
+    accepted: u64,
+    rejected: Vec<(&'static str, u64)>,
+}
+
+impl EventTally {
+    /// From a batch answer's per-item results: codes as the closed set of problem codes
+    /// (anything else, which the service does not produce, is `other`).
+    fn of_batch(body: &serde_json::Value) -> EventTally {
+        let mut t = EventTally::default();
+        for item in body["results"].as_array().into_iter().flatten() {
+            if item["status"] == "accepted" {
+                t.accepted += 1;
+            } else {
+                let code = item["code"].as_str().unwrap_or("");
+                let code = problem::find(code).map(|c| c.code).unwrap_or("other");
+                match t.rejected.iter_mut().find(|(c, _)| *c == code) {
+                    Some((_, n)) => *n += 1,
+                    None => t.rejected.push((code, 1)),
+                }
+            }
+        }
+        t
+    }
+
+    fn record(&self) {
+        service::metrics::events_accepted(self.accepted);
+        for (code, n) in &self.rejected {
+            service::metrics::events_rejected(code, *n);
+        }
+    }
+}
+
 /// An RFC 9457 problem: `type` points at the code's entry in the API docs.
-pub fn problem(status: StatusCode, code: &str, detail: &str, pointer: Option<&str>) -> Response {
+pub fn problem(status: StatusCode, code: &'static str, detail: &str, pointer: Option<&str>) -> Response {
     let body = wire::Problem::new(status.as_u16(), status.canonical_reason().unwrap_or("Error"), code, detail, pointer);
     let mut res = (status, serde_json::to_string(&body).unwrap_or_default()).into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    res.extensions_mut().insert(ProblemCode(code));
     res
 }
 
@@ -306,6 +346,16 @@ where
         Err((auth, res)) => (auth.map(|a| (a.actor.organisation_id, a.key_id())), res),
     };
     let status = res.status().as_u16();
+    // The event routes' counts: what the handler recorded, or the one refusal it answered with.
+    if route == ROUTES[0].1 || route == ROUTES[1].1 {
+        if let Some(t) = res.extensions().get::<EventTally>() {
+            t.record();
+        } else if !res.status().is_success()
+            && let Some(ProblemCode(code)) = res.extensions().get::<ProblemCode>()
+        {
+            service::metrics::events_rejected(code, 1);
+        }
+    }
     if let Some((organisation, key)) = org_key {
         st.usage.record(Use { organisation, key, method, route, status, at: st.services.clock().now() });
     }
@@ -347,7 +397,14 @@ pub async fn event(State(st): State<ApiState>, req: Request) -> Response {
             return rejected(r);
         }
         match service::api::events::record(&st.services, &call.auth.actor, vec![item], call.idem.as_ref(), true).await {
-            Ok(Ok(a)) => answer(a),
+            Ok(Ok(a)) => {
+                let fresh = !a.replayed;
+                let mut res = answer(a);
+                if fresh {
+                    res.extensions_mut().insert(EventTally { accepted: 1, rejected: Vec::new() });
+                }
+                res
+            }
             Ok(Err(r)) => rejected(&r),
             Err(e) => service_problem(&e),
         }
@@ -379,8 +436,17 @@ pub async fn event_batch(State(st): State<ApiState>, req: Request) -> Response {
             Ok(items) => items,
             Err(r) => return rejected(&r),
         };
+        let size = items.len();
         match service::api::events::record(&st.services, &call.auth.actor, items, call.idem.as_ref(), false).await {
-            Ok(Ok(a)) => answer(a),
+            Ok(Ok(a)) => {
+                let tally = (!a.replayed).then(|| EventTally::of_batch(&a.body));
+                let mut res = answer(a);
+                if let Some(t) = tally {
+                    service::metrics::event_batch(size);
+                    res.extensions_mut().insert(t);
+                }
+                res
+            }
             Ok(Err(r)) => rejected(&r),
             Err(e) => service_problem(&e),
         }

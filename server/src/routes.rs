@@ -32,6 +32,9 @@ pub enum Access {
     SignedAny(&'static [Permission]),
     /// An API key whose scopes grant the permission (`/api/v1`); sessions never pass.
     Key(Permission),
+    /// The metrics bearer token (`/metrics`, operations); sessions never pass, and without a
+    /// configured token the route does not exist (404).
+    MetricsToken,
 }
 
 impl Access {
@@ -41,7 +44,7 @@ impl Access {
             Access::Public | Access::MfaStep | Access::EnrolStep => true,
             Access::Signed(p) => role.allows(*p),
             Access::SignedAny(ps) => ps.iter().any(|p| role.allows(*p)),
-            Access::Key(_) => false,
+            Access::Key(_) | Access::MetricsToken => false,
         }
     }
 }
@@ -193,6 +196,13 @@ pub fn table() -> Vec<RouteSpec> {
         path: "/healthz",
         kind: Kind::Http,
         access: Public,
+        touches_session: false,
+    });
+    t.push(RouteSpec {
+        method: Method::GET,
+        path: crate::metrics::PATH,
+        kind: Kind::Http,
+        access: MetricsToken,
         touches_session: false,
     });
     t.push(RouteSpec {

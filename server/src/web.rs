@@ -29,6 +29,7 @@ pub const HTTP_ROUTES: &[&str] = &[
     "/t/c/{token}",
     "/settings/mailbox/{id}/html",
     "/api/docs",
+    crate::metrics::PATH,
 ];
 
 /// Largest request body accepted (forms and API calls; file uploads get their own limit).
@@ -82,6 +83,7 @@ pub fn router(
     public_url: &str,
     trusted_proxies: crate::forwarded::TrustedProxies,
     api: crate::api::ApiState,
+    metrics: crate::metrics::MetricsState,
 ) -> Router {
     let options = leptos_options(site_root, hash_file);
     let svc = services.clone();
@@ -138,6 +140,8 @@ pub fn router(
     // sent by browsers on their own), problem+json for unknown routes under it.
     .merge(crate::api::router(api))
     .route("/api/v1/{*rest}", axum::routing::any(crate::api::not_found))
+    // Operations: a bearer token, never a session (404 unless configured for this listener).
+    .route(crate::metrics::PATH, get(crate::metrics::scrape).with_state(metrics))
     .merge(site_files(site_root))
     .layer(axum::middleware::from_fn_with_state(state, pipeline))
 }

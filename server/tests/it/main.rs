@@ -23,6 +23,7 @@ mod keys;
 mod mail;
 mod mailbox;
 mod openapi;
+mod metrics;
 mod pages;
 mod phi_leak;
 mod role_matrix;
