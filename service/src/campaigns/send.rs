@@ -618,39 +618,37 @@ async fn record(svc: &Services, campaign: Uuid, lease: i64, outs: &[Outcome]) ->
     // a batch with a bounce runs in a transaction with those rows. A batch without one (nearly
     // every batch) is the statement alone, in its own implicit transaction — one round trip
     // instead of three (BEGIN, statement, COMMIT); the send benchmark measured the difference.
-    if !outs.iter().any(|o| o.state == DeliveryState::Bounced) {
+    let r = if outs.iter().any(|o| o.state == DeliveryState::Bounced) {
+        let txn = svc.db().begin().await?;
         let r = <Recorded as sea_orm::FromQueryResult>::find_by_statement(stmt)
-            .one(svc.db())
+            .one(&txn)
             .await?
             .ok_or_else(|| ServiceError::internal("recording outcomes returned nothing"))?;
-        if let Some(streak) = r.streak.filter(|s| *s > 0) {
-            auto_pause_if_needed(svc, campaign, streak).await?;
-        }
-        return Ok(());
-    }
-    let txn = svc.db().begin().await?;
-    let r = <Recorded as sea_orm::FromQueryResult>::find_by_statement(stmt)
-        .one(&txn)
-        .await?
-        .ok_or_else(|| ServiceError::internal("recording outcomes returned nothing"))?;
-    let suppressed: Vec<SuppressedContact> = serde_json::from_value(r.suppressed)
-        .map_err(|_| ServiceError::internal("recording outcomes returned an unreadable list"))?;
-    for s in suppressed {
-        audit::record(
-            svc,
-            &txn,
-            AuditRecord::new(
-                Some(domain::ids::OrganisationId(s.organisation)),
-                AuditActor::System,
-                AuditAction::SuppressionAdded,
-                AuditOutcome::Success,
+        let suppressed: Vec<SuppressedContact> = serde_json::from_value(r.suppressed.clone())
+            .map_err(|_| ServiceError::internal("recording outcomes returned an unreadable list"))?;
+        for s in suppressed {
+            audit::record(
+                svc,
+                &txn,
+                AuditRecord::new(
+                    Some(domain::ids::OrganisationId(s.organisation)),
+                    AuditActor::System,
+                    AuditAction::SuppressionAdded,
+                    AuditOutcome::Success,
+                )
+                .target("contact", s.contact)
+                .detail("reason", "hard_bounce"),
             )
-            .target("contact", s.contact)
-            .detail("reason", "hard_bounce"),
-        )
-        .await?;
-    }
-    txn.commit().await?;
+            .await?;
+        }
+        txn.commit().await?;
+        r
+    } else {
+        <Recorded as sea_orm::FromQueryResult>::find_by_statement(stmt)
+            .one(svc.db())
+            .await?
+            .ok_or_else(|| ServiceError::internal("recording outcomes returned nothing"))?
+    };
     // Counted once the outcomes are ours for good (a failed write is retried with the same rows).
     let mut tally = crate::metrics::OutcomeTally::default();
     for o in outs {
