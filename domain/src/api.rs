@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+pub mod wire;
+
 /// What a key may do. Each scope grants exactly one permission; the service layer's
 /// `actor.require(..)` decides for keys as it does for people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -282,7 +284,8 @@ pub fn json_depth(body: &[u8]) -> Option<usize> {
 }
 
 /// Stable problem codes (`code` in an `application/problem+json` body). Clients branch on these;
-/// the human `detail` may change.
+/// the human `detail` may change. [`problem::ALL`] lists each with its status and meaning: the
+/// OpenAPI document and the API docs page (`/api/docs#problem-<code>`) are made from it.
 pub mod problem {
     pub const UNAUTHENTICATED: &str = "unauthenticated";
     pub const BAD_SIGNATURE: &str = "bad_signature";
@@ -301,6 +304,75 @@ pub mod problem {
     pub const RATE_LIMITED: &str = "rate_limited";
     pub const UNAVAILABLE: &str = "unavailable";
     pub const INTERNAL: &str = "internal";
+
+    /// A problem code, the HTTP status it comes with, and what it means for an integration.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Code {
+        pub code: &'static str,
+        pub status: u16,
+        pub meaning: &'static str,
+    }
+
+    const fn c(code: &'static str, status: u16, meaning: &'static str) -> Code {
+        Code { code, status, meaning }
+    }
+
+    pub const ALL: [Code; 17] = [
+        c(
+            UNAUTHENTICATED,
+            401,
+            "No API key, or one that is unknown, revoked or expired. Do not retry with the same key.",
+        ),
+        c(
+            BAD_SIGNATURE,
+            401,
+            "The key requires signed requests and the Hermetic-Signature header is missing, malformed, more than five minutes from the server's clock, or does not match the body.",
+        ),
+        c(
+            FORBIDDEN,
+            403,
+            "The key's scopes do not allow this request. Create a key with the scope the endpoint names.",
+        ),
+        c(NOT_FOUND, 404, "No such contact in your organisation (or no such API route)."),
+        c(INVALID_JSON, 400, "The body is not UTF-8 JSON (in a batch: that item held bytes that are not UTF-8)."),
+        c(TOO_DEEP, 400, "The body nests objects and arrays more than 32 deep."),
+        c(BODY_TOO_LARGE, 413, "The body is over 1 MB (10 MB for a batch)."),
+        c(UNSUPPORTED_MEDIA_TYPE, 415, "Send the body with Content-Type: application/json."),
+        c(
+            INVALID_FIELD,
+            422,
+            "A member has a value the API does not accept; pointer names it. Fix the request before retrying.",
+        ),
+        c(UNKNOWN_FIELD, 422, "A member that is not part of the API; pointer names the object that holds it."),
+        c(
+            UNKNOWN_CONTACT,
+            422,
+            "No contact of your organisation has this id, or no contact has this address and the key may not create contacts (contacts:write).",
+        ),
+        c(CONFLICT, 409, "The request conflicts with a change made at the same moment. Retry it."),
+        c(
+            IDEMPOTENCY_MISMATCH,
+            422,
+            "This Idempotency-Key was already used with a different request in the last 24 hours.",
+        ),
+        c(
+            IDEMPOTENCY_KEY_INVALID,
+            400,
+            "The Idempotency-Key header is not 1 to 255 printable ASCII characters, or is sent twice.",
+        ),
+        c(
+            RATE_LIMITED,
+            429,
+            "The key has used its request budget. Wait the number of seconds in Retry-After, then retry.",
+        ),
+        c(UNAVAILABLE, 503, "Hermetic is briefly unavailable. Retry with backoff."),
+        c(INTERNAL, 500, "Something went wrong on our side; it has been logged. Retry with backoff."),
+    ];
+
+    /// The entry for a code.
+    pub fn find(code: &str) -> Option<&'static Code> {
+        ALL.iter().find(|c| c.code == code)
+    }
 }
 
 /// An `Idempotency-Key` header value: printable ASCII, 1 to 255 characters (a UUID is typical).
@@ -398,6 +470,17 @@ mod tests {
         assert_eq!(json_depth(deep.as_bytes()), Some(50));
         assert_eq!(json_depth(b"]["), None);
         assert_eq!(json_depth(b"{\"a\":\"open"), None);
+    }
+
+    #[test]
+    fn every_problem_code_is_listed_once() {
+        let codes: std::collections::BTreeSet<_> = problem::ALL.iter().map(|c| c.code).collect();
+        assert_eq!(codes.len(), problem::ALL.len());
+        for c in problem::ALL {
+            assert!(c.code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{}", c.code);
+            assert!((400..600).contains(&c.status));
+        }
+        assert_eq!(problem::find("rate_limited").map(|c| c.status), Some(429));
     }
 
     #[test]

@@ -299,6 +299,7 @@ pub fn normalise_locale(raw: &str) -> Result<String, &'static str> {
 
 /// Why someone consented (or withdrew).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ConsentPurpose {
     Marketing,
@@ -414,6 +415,7 @@ impl SuppressionReason {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MemberStatus {
     /// Waiting for the double opt-in confirmation.

@@ -59,7 +59,7 @@ test('API keys: create, shown once, used by an integration, revoked', async ({ p
   });
   expect(upsert.status()).toBe(201);
   const contactId = (await upsert.json()).id;
-  const body = JSON.stringify({ contact: { email }, type: 'appointment.booked', properties: { clinic: 'North' } });
+  const body = JSON.stringify({ contact: { email }, type: 'appointment.booked', properties: { clinic: 'North', note: 'PHI-MARKER-Vx93q' } });
   const sig = sign(body);
   const ok = await page.request.post('/api/v1/events', {
     headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json', 'hermetic-signature': sig },

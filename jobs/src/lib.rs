@@ -91,3 +91,25 @@ fn pool_of(svc: &Services) -> Option<PgPool> {
 pub(crate) async fn stopped(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use service::outbox::Job;
+
+    /// Queue depths (`/metrics`) are labelled from `outbox::queue::ALL`: every queue a worker
+    /// listens on must be there, or its jobs are counted under `other`.
+    #[test]
+    fn every_worker_queue_is_a_known_metrics_label() {
+        for q in [
+            maintenance::Maintenance::QUEUE,
+            ImportJob::QUEUE,
+            OptInEmail::QUEUE,
+            RotationJob::QUEUE,
+            PrepareJob::QUEUE,
+            DispatchJob::QUEUE,
+        ] {
+            assert!(service::outbox::queue::ALL.contains(&q), "{q} is missing from outbox::queue::ALL");
+        }
+    }
+}

@@ -32,13 +32,22 @@ impl Workers {
         F: Fn(J, Data<Services>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<(), BoxDynError>> + Send + 'static,
     {
-        self.running.push(tokio::spawn(supervise::<J, F, Fut>(
+        // Every run is counted, by queue, and so is every failure (`/metrics`).
+        let counted = move |job: J, svc: Data<Services>| {
+            let run = handler(job, svc);
+            async move {
+                let result = run.await;
+                service::metrics::job_finished(J::QUEUE, result.is_ok());
+                result
+            }
+        };
+        self.running.push(tokio::spawn(supervise::<J, _, _>(
             self.svc.clone(),
             self.pool.clone(),
             self.config.clone(),
             concurrency,
             self.shutdown.clone(),
-            handler,
+            counted,
         )));
         self
     }

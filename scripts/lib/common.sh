@@ -191,11 +191,22 @@ ensure_root_key() {
 #   postfix/          that .deb extracted with dpkg -x
 #   bin/smtp-sink     wrappers setting LD_LIBRARY_PATH=postfix/usr/lib/postfix;
 #   bin/smtp-source   SMTP_TOOLS_SINK / SMTP_TOOLS_SOURCE point at them
-# and exports SMTP_TOOLS_CAPTURE, SMTP_TOOLS_DKIM_VERIFY, SMTP_TOOLS_MIME_CHECK and SMTP_TOOLS_DNS
-# (the scripts in scripts/lib, to be run with $SMTP_TOOLS_PYTHON). ensure_py_tools does only the
+# and exports SMTP_TOOLS_CAPTURE, SMTP_TOOLS_DKIM_VERIFY, SMTP_TOOLS_MIME_CHECK, SMTP_TOOLS_DNS,
+# OPENAPI_CHECK and SMTP_TOOLS_PROM_PARSE (the scripts in scripts/lib, to be run with
+# $SMTP_TOOLS_PYTHON; the venv also holds openapi-spec-validator for the API's OpenAPI document and
+# the Prometheus client, whose own text-format parser checks /metrics). ensure_py_tools does only the
 # venv part (scripts/dev needs the DNS server, not Postfix). As root the smtp-sink wrapper adds
 # `-u nobody` (smtp-sink refuses to run as root without -u) unless a -u option is given.
-SMTP_PY_PINS="aiosmtpd==1.4.6 atpublic==9.0.0 attrs==26.1.0 dkimpy==1.1.8 dnspython==2.9.2 dnslib==0.9.26"
+SMTP_PY_PINS="aiosmtpd==1.4.6 atpublic==9.0.0 attrs==26.1.0 dkimpy==1.1.8 dnspython==2.9.2 dnslib==0.9.26 prometheus_client==0.26.0"
+# openapi-spec-validator and everything it pulls in, pinned: server/tests/it/openapi.rs validates the
+# served OpenAPI document with it and checks real answers against the document's schemas
+# (scripts/lib/openapi_check.py).
+OPENAPI_PY_PINS="openapi-spec-validator==0.9.0 openapi-schema-validator==0.9.0 jsonschema==4.26.0 \
+jsonschema-path==0.5.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1 \
+lazy-object-proxy==1.13.0 pathable==0.6.0 PyYAML==6.0.4 rfc3339-validator==0.1.4 six==1.17.0 \
+pydantic==2.14.4 pydantic-settings==2.16.3 pydantic_core==2.50.5 annotated-types==0.8.0 \
+typing-inspection==0.4.5 typing_extensions==4.16.0 python-dotenv==1.2.4"
+PY_TOOLS_PINS="$SMTP_PY_PINS $OPENAPI_PY_PINS"
 SMTP_TOOLS_DIR="$TOOLS_DIR/smtp"
 
 # Prints the shared libraries that smtp-sink/smtp-source (or Postfix's own libraries) cannot find.
@@ -286,18 +297,18 @@ exec \"$pf/usr/sbin/smtp-source\" \"\$@\""
   exec {lockfd}>&-
 }
 
-# The Python venv (aiosmtpd, dkimpy, dnslib; pinned) and the scripts run with it.
+# The Python venv (aiosmtpd, dkimpy, dnslib, openapi-spec-validator, prometheus_client; pinned) and the scripts run with it.
 ensure_py_tools() {
   local dir="$SMTP_TOOLS_DIR"
   local venv
-  venv="$dir/venv-$(printf '%s' "$SMTP_PY_PINS" | sha256sum | cut -c1-12)"
+  venv="$dir/venv-$(printf '%s' "$PY_TOOLS_PINS" | sha256sum | cut -c1-12)"
   mkdir -p "$dir"
   local lockfd
   exec {lockfd}>"$dir/.lock"
   flock "$lockfd"
-  if [ "$(cat "$venv/.hermetic-pins" 2>/dev/null)" != "$SMTP_PY_PINS" ] \
-      || ! "$venv/bin/python" -c 'import aiosmtpd, dkim, dnslib' 2>/dev/null; then
-    log "creating the SMTP test venv in $venv ($SMTP_PY_PINS)"
+  if [ "$(cat "$venv/.hermetic-pins" 2>/dev/null)" != "$PY_TOOLS_PINS" ] \
+      || ! "$venv/bin/python" -c 'import aiosmtpd, dkim, dnslib, openapi_spec_validator, openapi_schema_validator, prometheus_client' 2>/dev/null; then
+    log "creating the Python test-tools venv in $venv ($PY_TOOLS_PINS)"
     rm -rf "$venv"
     if ! python3 -m venv "$venv" >/dev/null 2>&1; then
       rm -rf "$venv"
@@ -305,15 +316,17 @@ ensure_py_tools() {
       python3 -m venv "$venv"
     fi
     # shellcheck disable=SC2086
-    "$venv/bin/pip" install -q --disable-pip-version-check --no-input $SMTP_PY_PINS >/dev/null \
-      || { rm -rf "$venv"; exec {lockfd}>&-; die "pip install of $SMTP_PY_PINS failed"; }
-    printf '%s\n' "$SMTP_PY_PINS" > "$venv/.hermetic-pins"
+    "$venv/bin/pip" install -q --disable-pip-version-check --no-input $PY_TOOLS_PINS >/dev/null \
+      || { rm -rf "$venv"; exec {lockfd}>&-; die "pip install of $PY_TOOLS_PINS failed"; }
+    printf '%s\n' "$PY_TOOLS_PINS" > "$venv/.hermetic-pins"
   fi
   export SMTP_TOOLS_PYTHON="$venv/bin/python"
   export SMTP_TOOLS_CAPTURE="$HERMETIC_ROOT/scripts/lib/smtp_capture.py"
   export SMTP_TOOLS_DKIM_VERIFY="$HERMETIC_ROOT/scripts/lib/dkim_verify.py"
   export SMTP_TOOLS_MIME_CHECK="$HERMETIC_ROOT/scripts/lib/mime_check.py"
   export SMTP_TOOLS_DNS="$HERMETIC_ROOT/scripts/lib/dns_server.py"
+  export OPENAPI_CHECK="$HERMETIC_ROOT/scripts/lib/openapi_check.py"
+  export SMTP_TOOLS_PROM_PARSE="$HERMETIC_ROOT/scripts/lib/prom_parse.py"
   exec {lockfd}>&-
 }
 

@@ -15,11 +15,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use domain::Permission;
 use domain::api::problem;
+use domain::api::wire;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use serde_json::json;
 use service::Services;
 use service::api::events::Rejection;
 use service::api::idempotency::{Answer, Idempotency};
@@ -38,6 +38,9 @@ pub const ROUTES: &[(Method, &str, Permission)] = &[
     (Method::GET, "/api/v1/contacts/{id}", Permission::ContactsRead),
 ];
 
+/// The OpenAPI document of the routes above (public: it describes the API, no organisation's data).
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
 /// Body limits: one event or contact, and a batch of up to 1,000 events.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 pub const BATCH_BODY_LIMIT: usize = 10 * 1024 * 1024;
@@ -50,6 +53,8 @@ pub struct ApiState {
     pub limiter: Arc<Limiter>,
     pub usage: Arc<UsageLog>,
     pub trusted_proxies: TrustedProxies,
+    /// Each key's budget: requests per second, and the burst allowed (the docs page states them).
+    pub budget: (u32, u32),
 }
 
 impl ApiState {
@@ -62,7 +67,7 @@ impl ApiState {
         let rate = NonZeroU32::new(settings.rate_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(settings.burst).unwrap_or(NonZeroU32::MIN);
         let limiter = Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)));
-        ApiState { services, limiter, usage, trusted_proxies }
+        ApiState { services, limiter, usage, trusted_proxies, budget: (rate.get(), burst.get()) }
     }
 }
 
@@ -72,26 +77,88 @@ pub fn router(state: ApiState) -> Router {
         .route(ROUTES[1].1, post(event_batch))
         .route(ROUTES[2].1, put(upsert_contact))
         .route(ROUTES[3].1, get(get_contact))
+        .route(OPENAPI_PATH, get(openapi_json))
         // The handlers read bodies themselves, within each route's limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
 }
 
-/// An RFC 9457 problem: `type` points at the code's entry in the API docs.
-pub fn problem(status: StatusCode, code: &str, detail: &str, pointer: Option<&str>) -> Response {
-    let mut body = json!({
-        "type": format!("/api/docs#problem-{code}"),
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "code": code,
-        "detail": detail,
-    });
-    if let Some(p) = pointer {
-        body["pointer"] = json!(p);
+/// The stable code of a problem answer, kept on the response for the metrics (`run`).
+#[derive(Clone, Copy)]
+struct ProblemCode(&'static str);
+
+/// What an event route recorded (set on its success answer; a replay records nothing new).
+#[derive(Clone, Default)]
+struct EventTally {
+    accepted: u64,
+    rejected: Vec<(&'static str, u64)>,
+}
+
+impl EventTally {
+    /// From a batch answer's per-item results: codes as the closed set of problem codes
+    /// (anything else, which the service does not produce, is `other`).
+    fn of_batch(body: &serde_json::Value) -> EventTally {
+        let mut t = EventTally::default();
+        for item in body["results"].as_array().into_iter().flatten() {
+            if item["status"] == "accepted" {
+                t.accepted += 1;
+            } else {
+                let code = item["code"].as_str().unwrap_or("");
+                let code = problem::find(code).map(|c| c.code).unwrap_or("other");
+                match t.rejected.iter_mut().find(|(c, _)| *c == code) {
+                    Some((_, n)) => *n += 1,
+                    None => t.rejected.push((code, 1)),
+                }
+            }
+        }
+        t
     }
-    let mut res = (status, body.to_string()).into_response();
+
+    fn record(&self) {
+        service::metrics::events_accepted(self.accepted);
+        for (code, n) in &self.rejected {
+            service::metrics::events_rejected(code, *n);
+        }
+    }
+}
+
+/// An RFC 9457 problem: `type` points at the code's entry in the API docs.
+pub fn problem(status: StatusCode, code: &'static str, detail: &str, pointer: Option<&str>) -> Response {
+    let body = wire::Problem::new(status.as_u16(), status.canonical_reason().unwrap_or("Error"), code, detail, pointer);
+    let mut res = (status, serde_json::to_string(&body).unwrap_or_default()).into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    res.extensions_mut().insert(ProblemCode(code));
     res
+}
+
+/// The problems a route can answer, by status, as the OpenAPI document lists them (and
+/// `tests/it/openapi.rs` provokes them over HTTP and checks each answer against the document).
+pub fn route_problems(method: &Method, path: &str) -> Vec<(StatusCode, Vec<&'static str>)> {
+    use problem::*;
+    let mut p = vec![
+        (StatusCode::UNAUTHORIZED, vec![UNAUTHENTICATED, BAD_SIGNATURE]),
+        (StatusCode::FORBIDDEN, vec![FORBIDDEN]),
+    ];
+    if *method == Method::GET {
+        p.push((StatusCode::NOT_FOUND, vec![NOT_FOUND]));
+    } else {
+        p.push((StatusCode::BAD_REQUEST, vec![INVALID_JSON, TOO_DEEP, IDEMPOTENCY_KEY_INVALID]));
+        p.push((StatusCode::CONFLICT, vec![CONFLICT]));
+        p.push((StatusCode::PAYLOAD_TOO_LARGE, vec![BODY_TOO_LARGE]));
+        p.push((StatusCode::UNSUPPORTED_MEDIA_TYPE, vec![UNSUPPORTED_MEDIA_TYPE]));
+        // A single event names one contact: an unknown one refuses the request. In a batch it
+        // refuses only its item (in the 200 answer's results).
+        let unprocessable = if path == ROUTES[0].1 {
+            vec![INVALID_FIELD, UNKNOWN_FIELD, UNKNOWN_CONTACT, IDEMPOTENCY_MISMATCH]
+        } else {
+            vec![INVALID_FIELD, UNKNOWN_FIELD, IDEMPOTENCY_MISMATCH]
+        };
+        p.push((StatusCode::UNPROCESSABLE_ENTITY, unprocessable));
+    }
+    p.push((StatusCode::TOO_MANY_REQUESTS, vec![RATE_LIMITED]));
+    p.push((StatusCode::INTERNAL_SERVER_ERROR, vec![INTERNAL]));
+    p.sort_by_key(|(s, _)| *s);
+    p
 }
 
 fn rejected(r: &Rejection) -> Response {
@@ -279,6 +346,16 @@ where
         Err((auth, res)) => (auth.map(|a| (a.actor.organisation_id, a.key_id())), res),
     };
     let status = res.status().as_u16();
+    // The event routes' counts: what the handler recorded, or the one refusal it answered with.
+    if route == ROUTES[0].1 || route == ROUTES[1].1 {
+        if let Some(t) = res.extensions().get::<EventTally>() {
+            t.record();
+        } else if !res.status().is_success()
+            && let Some(ProblemCode(code)) = res.extensions().get::<ProblemCode>()
+        {
+            service::metrics::events_rejected(code, 1);
+        }
+    }
     if let Some((organisation, key)) = org_key {
         st.usage.record(Use { organisation, key, method, route, status, at: st.services.clock().now() });
     }
@@ -293,7 +370,22 @@ where
     res
 }
 
-async fn event(State(st): State<ApiState>, req: Request) -> Response {
+/// Record a patient event
+///
+/// Records one event (an appointment booked, a lab result ready, a discharge) for a contact named
+/// by id or by email address. Sequences waiting for this type of event see it exactly once. With
+/// `email`, an address no contact has creates the contact when the key also holds
+/// `contacts:write`; otherwise the event is refused with `unknown_contact`. Properties are
+/// encrypted at rest and never appear in an answer or a log.
+#[utoipa::path(
+    post,
+    path = "/api/v1/events",
+    operation_id = "recordEvent",
+    tag = "Events",
+    request_body(content = wire::EventRequest, description = "One event."),
+    responses((status = 202, description = "The event is recorded.", body = wire::EventAccepted)),
+)]
+pub async fn event(State(st): State<ApiState>, req: Request) -> Response {
     run(st, req, "POST", ROUTES[0].1, BODY_LIMIT, |st, call| async move {
         let now = st.services.clock().now();
         let item = service::api::events::parse_single(&call.body, now);
@@ -305,7 +397,14 @@ async fn event(State(st): State<ApiState>, req: Request) -> Response {
             return rejected(r);
         }
         match service::api::events::record(&st.services, &call.auth.actor, vec![item], call.idem.as_ref(), true).await {
-            Ok(Ok(a)) => answer(a),
+            Ok(Ok(a)) => {
+                let fresh = !a.replayed;
+                let mut res = answer(a);
+                if fresh {
+                    res.extensions_mut().insert(EventTally { accepted: 1, rejected: Vec::new() });
+                }
+                res
+            }
             Ok(Err(r)) => rejected(&r),
             Err(e) => service_problem(&e),
         }
@@ -313,7 +412,21 @@ async fn event(State(st): State<ApiState>, req: Request) -> Response {
     .await
 }
 
-async fn event_batch(State(st): State<ApiState>, req: Request) -> Response {
+/// Record a batch of events
+///
+/// Up to 1,000 events in one request and one transaction. Each item is accepted or refused on its
+/// own: the answer is `200` with a result per item, in order, even when some (or all) items were
+/// refused — check `rejected` and each result's `status`. A refused item carries the same `code`,
+/// `pointer` and `detail` as a problem would. A body that is not a batch at all is a problem.
+#[utoipa::path(
+    post,
+    path = "/api/v1/events/batch",
+    operation_id = "recordEventBatch",
+    tag = "Events",
+    request_body(content = wire::EventBatch, description = "1 to 1,000 events."),
+    responses((status = 200, description = "Each item's result, in order.", body = wire::EventBatchResult)),
+)]
+pub async fn event_batch(State(st): State<ApiState>, req: Request) -> Response {
     run(st, req, "POST", ROUTES[1].1, BATCH_BODY_LIMIT, |st, call| async move {
         if !call.auth.actor.can(Permission::EventsWrite) {
             return service_problem(&service::ServiceError::Forbidden);
@@ -323,8 +436,17 @@ async fn event_batch(State(st): State<ApiState>, req: Request) -> Response {
             Ok(items) => items,
             Err(r) => return rejected(&r),
         };
+        let size = items.len();
         match service::api::events::record(&st.services, &call.auth.actor, items, call.idem.as_ref(), false).await {
-            Ok(Ok(a)) => answer(a),
+            Ok(Ok(a)) => {
+                let tally = (!a.replayed).then(|| EventTally::of_batch(&a.body));
+                let mut res = answer(a);
+                if let Some(t) = tally {
+                    service::metrics::event_batch(size);
+                    res.extensions_mut().insert(t);
+                }
+                res
+            }
             Ok(Err(r)) => rejected(&r),
             Err(e) => service_problem(&e),
         }
@@ -332,7 +454,25 @@ async fn event_batch(State(st): State<ApiState>, req: Request) -> Response {
     .await
 }
 
-async fn upsert_contact(State(st): State<ApiState>, req: Request) -> Response {
+/// Create or update a contact
+///
+/// Finds the contact by email address and creates it when there is none. Fields sent are merged
+/// into the stored ones (`null` clears a field; fields not sent are kept), the contact is added to
+/// the lists named, and consent decisions are recorded in the consent ledger with source `api`. A
+/// grant does not lift a withdrawal the patient made: it is recorded, and answered with
+/// `applied: false`.
+#[utoipa::path(
+    put,
+    path = "/api/v1/contacts",
+    operation_id = "upsertContact",
+    tag = "Contacts",
+    request_body(content = wire::ContactUpsert, description = "The contact, by email address."),
+    responses(
+        (status = 200, description = "The contact existed and is updated.", body = wire::ContactUpserted),
+        (status = 201, description = "The contact is created.", body = wire::ContactUpserted),
+    ),
+)]
+pub async fn upsert_contact(State(st): State<ApiState>, req: Request) -> Response {
     run(st, req, "PUT", ROUTES[2].1, BODY_LIMIT, |st, call| async move {
         if !call.auth.actor.can(Permission::ContactsWrite) {
             return service_problem(&service::ServiceError::Forbidden);
@@ -349,7 +489,19 @@ async fn upsert_contact(State(st): State<ApiState>, req: Request) -> Response {
     .await
 }
 
-async fn get_contact(State(st): State<ApiState>, Path(id): Path<String>, req: Request) -> Response {
+/// Read a contact
+///
+/// One contact of your organisation with its fields, lists and whether it may be emailed now.
+/// Each read is a disclosure of patient data and is recorded in the audit trail with the key.
+#[utoipa::path(
+    get,
+    path = "/api/v1/contacts/{id}",
+    operation_id = "getContact",
+    tag = "Contacts",
+    params(("id" = uuid::Uuid, Path, description = "The contact's id.")),
+    responses((status = 200, description = "The contact.", body = wire::ContactView)),
+)]
+pub async fn get_contact(State(st): State<ApiState>, Path(id): Path<String>, req: Request) -> Response {
     run(st, req, "GET", ROUTES[3].1, BODY_LIMIT, |st, call| async move {
         let Ok(id) = Uuid::parse_str(&id) else {
             if !call.auth.actor.can(Permission::ContactsRead) {
@@ -359,7 +511,10 @@ async fn get_contact(State(st): State<ApiState>, Path(id): Path<String>, req: Re
         };
         match service::api::contacts::get(&st.services, &call.auth.actor, id).await {
             Ok(v) => {
-                let mut res = (StatusCode::OK, v.to_string()).into_response();
+                let Ok(body) = serde_json::to_string(&v) else {
+                    return service_problem(&service::ServiceError::internal("encode a contact"));
+                };
+                let mut res = (StatusCode::OK, body).into_response();
                 res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 res
             }
@@ -367,6 +522,13 @@ async fn get_contact(State(st): State<ApiState>, Path(id): Path<String>, req: Re
         }
     })
     .await
+}
+
+/// `GET /api/v1/openapi.json`: the document, generated once per process.
+pub async fn openapi_json() -> Response {
+    let mut res = (StatusCode::OK, crate::openapi::json()).into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
 }
 
 /// Anything else under `/api/v1`: a problem, not the app's HTML not-found page.

@@ -23,6 +23,7 @@ const NOT_SETTINGS: &[&str] = &[
     "HERMETIC_LOG",
     "HERMETIC_ROOT_KEY",
     "HERMETIC_SMTP_PASSWORD",
+    "HERMETIC_METRICS_TOKEN",
     "HERMETIC_NEW_USER_PASSWORD",
     "HERMETIC_DEMO_ADMIN_PASSWORD",
     "HERMETIC_DEMO_ADMIN_EMAIL",
@@ -68,6 +69,96 @@ pub struct FileConfig {
     pub sending: SendingFile,
     #[serde(default)]
     pub api: ApiFile,
+    #[serde(default)]
+    pub metrics: MetricsFile,
+}
+
+/// Prometheus metrics (`/metrics`). Off unless a bearer token is configured: from a file
+/// (`token_file`, private like a key file) or `HERMETIC_METRICS_TOKEN`, never from this file.
+/// With `listen`, `/metrics` is served on that address only (a worker process serves it there).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFile {
+    pub token_file: Option<PathBuf>,
+    pub listen: Option<String>,
+}
+
+/// The metrics bearer token, kept only as its SHA-256: a presented token is hashed and the
+/// digests compared in constant time (no length or prefix leaks, no plaintext held).
+#[derive(Clone)]
+pub struct MetricsToken([u8; 32]);
+
+impl MetricsToken {
+    /// Whether `presented` is the token.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        service::crypto::ct_eq(&service::crypto::sha256(presented), &self.0)
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken([redacted])")
+    }
+}
+
+/// Validated metrics settings: without a token, `/metrics` does not exist (404).
+#[derive(Debug, Clone, Default)]
+pub struct MetricsSettings {
+    pub token: Option<MetricsToken>,
+    /// A separate address serving only `/metrics`; then the main listener does not serve it.
+    pub listen: Option<SocketAddr>,
+}
+
+/// The shortest token accepted (a random token of 32 bytes in base64 is 43 characters).
+const METRICS_TOKEN_MIN: usize = 32;
+
+fn metrics_settings(m: &MetricsFile, cwd: &Path, env: &[(String, String)]) -> Result<MetricsSettings, ConfigError> {
+    let text = match (env.iter().find(|(k, _)| k == "HERMETIC_METRICS_TOKEN"), &m.token_file) {
+        (Some((_, v)), _) => Some(zeroize::Zeroizing::new(v.trim().to_string())),
+        (None, Some(p)) => {
+            let path = if p.is_absolute() { p.clone() } else { cwd.join(p) };
+            let named = |e: &dyn std::fmt::Display| err(format!("metrics.token_file {}: {e}", p.display()));
+            let meta = std::fs::metadata(&path).map_err(|e| named(&e))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if meta.permissions().mode() & 0o077 != 0 {
+                    return Err(named(&"must not be readable by group or others (chmod 600)"));
+                }
+            }
+            if meta.len() > 4096 {
+                return Err(named(&"is too large to be a token"));
+            }
+            let raw = zeroize::Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| named(&e))?);
+            Some(zeroize::Zeroizing::new(raw.trim().to_string()))
+        }
+        (None, None) => None,
+    };
+    let token = match text {
+        Some(t) => {
+            if t.len() < METRICS_TOKEN_MIN || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(err(format!(
+                    "the metrics token (HERMETIC_METRICS_TOKEN or metrics.token_file) must be at least \
+                     {METRICS_TOKEN_MIN} printable characters without spaces (e.g. `openssl rand -base64 32`)"
+                )));
+            }
+            Some(MetricsToken(service::crypto::sha256(t.as_bytes())))
+        }
+        None => None,
+    };
+    let listen = match m.listen.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => {
+            let a: SocketAddr =
+                s.parse().map_err(|_| err(format!("metrics.listen: '{s}' is not an address like 127.0.0.1:9090")))?;
+            if token.is_none() {
+                return Err(err("metrics.listen is set but there is no metrics token: set HERMETIC_METRICS_TOKEN or \
+                     metrics.token_file (the metrics endpoint always requires a bearer token)"));
+            }
+            Some(a)
+        }
+        None => None,
+    };
+    Ok(MetricsSettings { token, listen })
 }
 
 /// The machine interface (`/api/v1`): each API key's request budget, a token bucket
@@ -244,6 +335,7 @@ pub struct Runtime {
     pub sending: service::campaigns::SendingSettings,
     pub import_max_bytes: u64,
     pub api: ApiSettings,
+    pub metrics: MetricsSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -413,6 +505,10 @@ impl FileConfig {
             rate_per_second: secs(self.api.rate_per_second, 100, "api.rate_per_second", 1, 1_000_000)? as u32,
             burst: secs(self.api.burst, 200, "api.burst", 1, 1_000_000)? as u32,
         };
+        let metrics = metrics_settings(&self.metrics, cwd, env)?;
+        if metrics.listen.is_some_and(|m| m == listen) {
+            return Err(err("metrics.listen must differ from listen"));
+        }
         let mail_dkim = dkim_settings(&self.mail, cwd)?;
         let dev_smtp = dev_smtp_settings(&self.mail, cwd)?;
         let recheck = secs(self.mail.domain_recheck_secs, 3600, "mail.domain_recheck_secs", 60, 7 * 86_400)?;
@@ -490,6 +586,7 @@ impl FileConfig {
                 sending,
                 import_max_bytes,
                 api,
+                metrics,
             },
         })
     }
@@ -839,6 +936,62 @@ mod tests {
         assert_eq!(c.runtime.auth.hash_wait, Duration::from_millis(250));
         let e = env(&[&base[..], &[("HERMETIC_THROTTLE__HASH_CONCURRENCY", "0")]].concat());
         assert!(FileConfig::load(None, &e).unwrap().validate(Path::new("/"), &e).is_err());
+    }
+
+    #[test]
+    fn the_metrics_token_is_a_secret_and_required_for_a_metrics_listener() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = [("DATABASE_URL", "postgres://x/db"), ("HERMETIC_ROOT_KEY", KEY)];
+        let load = |extra: &[(&str, &str)]| {
+            let e = env(&[&base[..], extra].concat());
+            FileConfig::load(None, &e).and_then(|f| f.validate(Path::new("/"), &e))
+        };
+        let token = "t0k3n-0123456789-abcdefghijklmnopqrstuvwxyz";
+        // Off by default.
+        let c = load(&[]).unwrap();
+        assert!(c.runtime.metrics.token.is_none() && c.runtime.metrics.listen.is_none());
+        // From the environment; kept as a digest, never printed.
+        let c = load(&[("HERMETIC_METRICS_TOKEN", token)]).unwrap();
+        let t = c.runtime.metrics.token.clone().unwrap();
+        assert!(t.matches(token.as_bytes()));
+        assert!(!t.matches(&token.as_bytes()[1..]));
+        assert!(!t.matches(b""));
+        assert!(!format!("{c:?}").contains(token));
+        // Short or spaced tokens are refused without echoing them.
+        for bad in ["short", "has spaces in it but is long enough to pass the length"] {
+            let msg = load(&[("HERMETIC_METRICS_TOKEN", bad)]).unwrap_err().to_string();
+            assert!(msg.contains("metrics token") && !msg.contains(bad), "{msg}");
+        }
+        // Never a plain setting: `metrics.token` is unknown.
+        let msg = load(&[("HERMETIC_METRICS__TOKEN", token)]).unwrap_err().to_string();
+        assert!(msg.contains("token"), "{msg}");
+        // A separate address needs a token, and must not be the web listener.
+        let msg = load(&[("HERMETIC_METRICS__LISTEN", "127.0.0.1:9464")]).unwrap_err().to_string();
+        assert!(msg.contains("metrics.listen") && msg.contains("token"), "{msg}");
+        let c = load(&[("HERMETIC_METRICS__LISTEN", "127.0.0.1:9464"), ("HERMETIC_METRICS_TOKEN", token)]).unwrap();
+        assert_eq!(c.runtime.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        let msg = load(&[
+            ("HERMETIC_METRICS__LISTEN", "127.0.0.1:3000"),
+            ("HERMETIC_LISTEN", "127.0.0.1:3000"),
+            ("HERMETIC_METRICS_TOKEN", token),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("metrics.listen"), "{msg}");
+        assert!(load(&[("HERMETIC_METRICS__LISTEN", "nowhere"), ("HERMETIC_METRICS_TOKEN", token)]).is_err());
+        // From a private file (trailing newline trimmed); a readable one is refused.
+        let dir = std::env::temp_dir().join(format!("hermetic-metrics-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("metrics.token");
+        std::fs::write(&p, format!("{token}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let file = p.display().to_string();
+        let c = load(&[("HERMETIC_METRICS__TOKEN_FILE", &file)]).unwrap();
+        assert!(c.runtime.metrics.token.unwrap().matches(token.as_bytes()));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let msg = load(&[("HERMETIC_METRICS__TOKEN_FILE", &file)]).unwrap_err().to_string();
+        assert!(msg.contains("chmod 600") && !msg.contains(token), "{msg}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -4,11 +4,14 @@
 
 pub mod admin;
 pub mod api;
+pub mod api_docs;
 pub mod config;
 pub mod devsmtp;
 pub mod downloads;
 pub mod forwarded;
+pub mod metrics;
 pub mod middleware;
+pub mod openapi;
 pub mod recipient;
 pub mod routes;
 pub mod telemetry;
@@ -65,6 +68,8 @@ pub async fn connect_and_migrate(rt: &Runtime) -> Result<sea_orm::DatabaseConnec
 
 /// Everything the app needs, built from configuration. Tests pass their own clock.
 pub async fn build_services(config: Config, clock: Arc<dyn Clock>) -> Result<(Services, Runtime), ServerError> {
+    // Before anything records: the process's metrics recorder (once per process).
+    metrics::install();
     let Config { root_key, previous_root_keys, runtime } = config;
     let db = connect_and_migrate(&runtime).await?;
     let keys = KeyRing::with_previous(root_key, previous_root_keys)?;
@@ -124,6 +129,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    // `/metrics` on its own address (bound first: a taken address fails the start), or on this
+    // listener; without a token, on neither.
+    let (metrics_listener, metrics_here) = metrics_endpoints(&services, &runtime, &stop_rx).await?;
     let workers =
         with_workers.then(|| tokio::spawn(jobs::run(services.clone(), runtime.jobs.clone(), stop_rx.clone())));
     // The tracking-event buffer: owned here, handed to the pixel and click handlers.
@@ -145,6 +153,7 @@ pub async fn serve(
         &runtime.public_url,
         runtime.trusted_proxies.clone(),
         api,
+        metrics_here,
     )
     .layer(axum::Extension(recorder));
     tracing::info!(addr = %listener.local_addr()?, "serving");
@@ -158,17 +167,50 @@ pub async fn serve(
     if let Some(w) = workers {
         let _ = w.await;
     }
+    if let Some(m) = metrics_listener {
+        let _ = m.await;
+    }
     result.map_err(ServerError::from)
 }
 
-/// Run only the job workers (the `worker` subcommand) until `shutdown` completes.
-pub async fn work(services: Services, runtime: Runtime, shutdown: impl Future<Output = ()> + Send + 'static) {
+/// Start `metrics.listen` if set; return its task and the state of the main listener's
+/// `/metrics` (which answers 404 when there is no token or the endpoint has its own address).
+async fn metrics_endpoints(
+    services: &Services,
+    runtime: &Runtime,
+    stop: &watch::Receiver<bool>,
+) -> Result<(Option<tokio::task::JoinHandle<()>>, metrics::MetricsState), ServerError> {
+    let token = runtime.metrics.token.clone();
+    let separate = match runtime.metrics.listen {
+        Some(addr) => {
+            let state = metrics::MetricsState { services: services.clone(), token: token.clone() };
+            Some(metrics::serve_separately(addr, state, stop.clone()).await?)
+        }
+        None => None,
+    };
+    let here =
+        metrics::MetricsState { services: services.clone(), token: if separate.is_some() { None } else { token } };
+    Ok((separate, here))
+}
+
+/// Run only the job workers (the `worker` subcommand) until `shutdown` completes. With
+/// `metrics.listen`, `/metrics` is served there (a worker has no other listener).
+pub async fn work(
+    services: Services,
+    runtime: Runtime,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (metrics_listener, _) = metrics_endpoints(&services, &runtime, &stop_rx).await?;
     tokio::spawn(service::crypto::revocation::listen(services.clone(), stop_rx.clone()));
     let handle = tokio::spawn(jobs::run(services, runtime.jobs, stop_rx));
     shutdown.await;
     let _ = stop_tx.send(true);
     let _ = handle.await;
+    if let Some(m) = metrics_listener {
+        let _ = m.await;
+    }
+    Ok(())
 }
 
 /// The whole server: web and workers in one process.

@@ -226,8 +226,7 @@ async fn dispatch(command: Command, config: config::Config) -> Result<(), Server
         Command::Worker => {
             let (svc, rt) = server::build_services(config, Arc::new(SystemClock)).await?;
             tracing::info!("workers running");
-            server::work(svc, rt, server::shutdown_signal()).await;
-            Ok(())
+            server::work(svc, rt, server::shutdown_signal()).await
         }
         Command::Migrate => {
             server::connect_and_migrate(&config.runtime).await?;

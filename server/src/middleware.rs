@@ -123,7 +123,7 @@ fn page_redirect(spec: &RouteSpec, session: Option<&SessionInfo>, path_and_query
             None => Some("/login".into()),
         },
         Access::Public if spec.path == "/login" && stage == Some(SessionStage::Active) => Some("/".into()),
-        Access::Public | Access::Key(_) => None,
+        Access::Public | Access::Key(_) | Access::MetricsToken => None,
     }
 }
 
@@ -136,11 +136,21 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-pub async fn pipeline(State(st): State<WebState>, mut req: Request, next: Next) -> Response {
+/// Every request: counted and timed by its route template (never its path), then handled.
+/// Latency is the time to the response's head (a streamed body may take longer).
+pub async fn pipeline(State(st): State<WebState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let spec = routes::lookup(&st.table, req.method(), req.uri().path()).cloned();
+    let route = spec.as_ref().map_or("unmatched", |s| s.path);
+    let method = service::metrics::method_label(req.method().as_str());
+    let res = handle(st, req, next, spec, started).await;
+    service::metrics::http_request(route, method, res.status().as_u16(), started.elapsed());
+    res
+}
+
+async fn handle(st: WebState, mut req: Request, next: Next, spec: Option<RouteSpec>, started: Instant) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let spec = routes::lookup(&st.table, &method, &path).cloned();
     let kind = spec.as_ref().map(|s| s.kind);
     if kind == Some(Kind::Static) {
         let mut res = next.run(req).await;
@@ -149,9 +159,11 @@ pub async fn pipeline(State(st): State<WebState>, mut req: Request, next: Next) 
         return res;
     }
 
-    // The machine interface authenticates by key in its own handlers: no session is resolved (a
-    // cookie never counts there), no CSRF token is asked for, no page is rendered.
-    if kind == Some(Kind::Api) || (spec.is_none() && path.starts_with("/api/v1/")) {
+    // The machine interface authenticates by key in its own handlers, `/metrics` by its token:
+    // no session is resolved (a cookie never counts there), no CSRF token is asked for, no page
+    // is rendered.
+    let by_token = spec.as_ref().is_some_and(|s| s.access == Access::MetricsToken);
+    if kind == Some(Kind::Api) || by_token || (spec.is_none() && path.starts_with("/api/v1/")) {
         let mut res = next.run(req).await;
         finish(&mut res, None, kind);
         return res;

@@ -32,6 +32,9 @@ pub enum Access {
     SignedAny(&'static [Permission]),
     /// An API key whose scopes grant the permission (`/api/v1`); sessions never pass.
     Key(Permission),
+    /// The metrics bearer token (`/metrics`, operations); sessions never pass, and without a
+    /// configured token the route does not exist (404).
+    MetricsToken,
 }
 
 impl Access {
@@ -41,7 +44,7 @@ impl Access {
             Access::Public | Access::MfaStep | Access::EnrolStep => true,
             Access::Signed(p) => role.allows(*p),
             Access::SignedAny(ps) => ps.iter().any(|p| role.allows(*p)),
-            Access::Key(_) => false,
+            Access::Key(_) | Access::MetricsToken => false,
         }
     }
 }
@@ -197,6 +200,13 @@ pub fn table() -> Vec<RouteSpec> {
     });
     t.push(RouteSpec {
         method: Method::GET,
+        path: crate::metrics::PATH,
+        kind: Kind::Http,
+        access: MetricsToken,
+        touches_session: false,
+    });
+    t.push(RouteSpec {
+        method: Method::GET,
         path: "/pkg/{*path}",
         kind: Kind::Static,
         access: Public,
@@ -218,6 +228,14 @@ pub fn table() -> Vec<RouteSpec> {
             touches_session: false,
         });
     }
+    // The API's own description: public (no organisation's data), no key, no session.
+    t.push(RouteSpec {
+        method: Method::GET,
+        path: crate::api::OPENAPI_PATH,
+        kind: Kind::Api,
+        access: Public,
+        touches_session: false,
+    });
     for (method, path, access) in HTTP {
         // A recipient's link never extends a staff session that happens to be open in the browser.
         let touches_session = !path.starts_with("/l/") && !path.starts_with("/t/");
@@ -240,6 +258,8 @@ const HTTP: &[(Method, &str, Access)] = &[
     (Method::GET, "/l/view/{token}", Public),
     (Method::GET, "/t/o/{token}", Public),
     (Method::GET, "/t/c/{token}", Public),
+    // The API's documentation for integration engineers, made from the OpenAPI document.
+    (Method::GET, "/api/docs", Public),
 ];
 
 /// Routes whose credential is an opaque signed token in the path (system links in messages).

@@ -28,6 +28,8 @@ pub const HTTP_ROUTES: &[&str] = &[
     "/t/o/{token}",
     "/t/c/{token}",
     "/settings/mailbox/{id}/html",
+    "/api/docs",
+    crate::metrics::PATH,
 ];
 
 /// Largest request body accepted (forms and API calls; file uploads get their own limit).
@@ -81,6 +83,7 @@ pub fn router(
     public_url: &str,
     trusted_proxies: crate::forwarded::TrustedProxies,
     api: crate::api::ApiState,
+    metrics: crate::metrics::MetricsState,
 ) -> Router {
     let options = leptos_options(site_root, hash_file);
     let svc = services.clone();
@@ -113,6 +116,11 @@ pub fn router(
             .route(HTTP_ROUTES[10], get(crate::recipient::mailbox_html))
             .with_state(services.clone()),
     );
+    // The API documentation: rendered once from the OpenAPI document, with the app's style sheet.
+    let docs = crate::api_docs::DocsPage(
+        crate::api_docs::render(&crate::api_docs::stylesheet_href(hash_file), public_url, api.budget).into(),
+    );
+    let docs = small(Router::new().route(HTTP_ROUTES[11], get(crate::api_docs::page)).with_state(docs));
     // Uploads stream to the database in sealed chunks; the service enforces the configured size.
     let uploads = Router::new()
         .route(HTTP_ROUTES[1], post(crate::downloads::upload))
@@ -126,11 +134,14 @@ pub fn router(
             .with_state(options),
     )
     .merge(plain)
+    .merge(docs)
     .merge(uploads)
     // The machine interface: its own body limits, no session, no CSRF (a key in a header is not
     // sent by browsers on their own), problem+json for unknown routes under it.
     .merge(crate::api::router(api))
     .route("/api/v1/{*rest}", axum::routing::any(crate::api::not_found))
+    // Operations: a bearer token, never a session (404 unless configured for this listener).
+    .route(crate::metrics::PATH, get(crate::metrics::scrape).with_state(metrics))
     .merge(site_files(site_root))
     .layer(axum::middleware::from_fn_with_state(state, pipeline))
 }

@@ -17,6 +17,7 @@ pub mod home;
 pub mod links;
 pub mod mail;
 pub mod maintenance;
+pub mod metrics;
 pub mod organisations;
 pub mod outbound;
 pub mod outbox;

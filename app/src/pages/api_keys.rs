@@ -172,7 +172,8 @@ fn NewSecret(key: CreatedKeyView, created: RwSignal<Option<CreatedKeyView>>) -> 
                         <button type="button" data-test="copy-signing" disabled=move || !hydrated.get()
                             on:click=move |_| copy_text(s2.clone(), copied)>"Copy"</button>
                     </div>
-                    <p class="hint">"Sign each request: Hermetic-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of t + \".\" + the raw body, keyed with this secret>."</p>
+                    <p class="hint">"Sign each request: Hermetic-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of t + \".\" + the raw body, keyed with this secret>. "
+                        <a href="/api/docs#signatures" rel="external">"How to compute it, with examples"</a>"."</p>
                 }
             })}
             <p class="hint" role="status" data-test="copied">{move || copied.get()}</p>

@@ -22,6 +22,8 @@ mod jobs;
 mod keys;
 mod mail;
 mod mailbox;
+mod openapi;
+mod metrics;
 mod pages;
 mod phi_leak;
 mod role_matrix;

@@ -32,6 +32,8 @@ fn expect(spec: &RouteSpec, who: Who) -> Expect {
         (_, _) if spec.kind == Kind::Static => Allowed,
         // The machine interface: no session of any kind counts (api::every_api_route_… tests keys).
         (Access::Key(_), _) => Unauthenticated,
+        // Operations (`/metrics`): only its bearer token opens it (metrics::… tests the token).
+        (Access::MetricsToken, _) => Unauthenticated,
         (Access::Public, Who::Active(_)) if spec.path == "/login" => Redirect("/"),
         (Access::Public, _) => Allowed,
         (Access::MfaStep, Who::MfaPending) | (Access::EnrolStep, Who::EnrolPending) => Allowed,
@@ -286,7 +288,11 @@ async fn check(c: &Client, spec: &RouteSpec, who: Who) -> Result<(), String> {
 #[tokio::test]
 async fn every_route_answers_every_caller_as_the_table_says() {
     let app = TestApp::start_with(Options {
-        env: vec![("HERMETIC_SITE_ROOT", format!("{}/../public", env!("CARGO_MANIFEST_DIR")))],
+        env: vec![
+            ("HERMETIC_SITE_ROOT", format!("{}/../public", env!("CARGO_MANIFEST_DIR"))),
+            // On, so that the matrix proves no session opens it (off, it is 404 for everyone).
+            ("HERMETIC_METRICS_TOKEN", crate::metrics::TOKEN.into()),
+        ],
         ..Default::default()
     })
     .await;

@@ -14,6 +14,8 @@ pub struct Tools {
     pub mime_check: String,
     /// The authoritative DNS server for sending-domain checks (scripts/lib/dns_server.py).
     pub dns: String,
+    /// The Prometheus text-format checker (scripts/lib/prom_parse.py, prometheus_client's parser).
+    pub prom_parse: String,
     /// Directory with ca.pem, server.pem/key, rogue.pem/key.
     pub certs: PathBuf,
     /// Directory with dkim.pem and dkim.txt.
@@ -31,7 +33,7 @@ pub fn tools() -> &'static Tools {
         std::fs::create_dir_all(&dir).unwrap();
         let script = format!(
             "set -e; source '{}/scripts/lib/common.sh'; ensure_smtp_tools >&2; make_test_certs '{}/certs' >&2; make_dkim_key '{}/dkim' >&2; \
-             echo \"$SMTP_TOOLS_PYTHON\"; echo \"$SMTP_TOOLS_CAPTURE\"; echo \"$SMTP_TOOLS_DKIM_VERIFY\"; echo \"$SMTP_TOOLS_MIME_CHECK\"; echo \"$SMTP_TOOLS_DNS\"",
+             echo \"$SMTP_TOOLS_PYTHON\"; echo \"$SMTP_TOOLS_CAPTURE\"; echo \"$SMTP_TOOLS_DKIM_VERIFY\"; echo \"$SMTP_TOOLS_MIME_CHECK\"; echo \"$SMTP_TOOLS_DNS\"; echo \"$SMTP_TOOLS_PROM_PARSE\"",
             root().display(),
             dir.display(),
             dir.display()
@@ -39,13 +41,14 @@ pub fn tools() -> &'static Tools {
         let out = Command::new("bash").arg("-c").arg(script).stderr(Stdio::inherit()).output().unwrap();
         assert!(out.status.success(), "ensure_smtp_tools failed");
         let lines: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect();
-        assert_eq!(lines.len(), 5, "unexpected tool paths: {lines:?}");
+        assert_eq!(lines.len(), 6, "unexpected tool paths: {lines:?}");
         Tools {
             python: lines[0].clone(),
             capture: lines[1].clone(),
             dkim_verify: lines[2].clone(),
             mime_check: lines[3].clone(),
             dns: lines[4].clone(),
+            prom_parse: lines[5].clone(),
             certs: dir.join("certs"),
             dkim: dir.join("dkim"),
         }

@@ -14,10 +14,13 @@ use crate::db;
 use crate::error::{ServiceError, ServiceResult};
 use crate::services::Services;
 use domain::api::problem;
+use domain::api::wire::{
+    self, CONSENT_MEMBERS, MAX_UPSERT_CONSENT, MAX_UPSERT_FIELDS, MAX_UPSERT_LISTS, UPSERT_MEMBERS,
+};
 use domain::contacts::{ConsentPurpose, ConsentSource};
 use domain::{Permission, Phi};
 use sea_orm::TransactionTrait;
-use serde_json::{Map, Value as Json, json};
+use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -57,7 +60,7 @@ fn hex(s: &str) -> Option<Vec<u8>> {
 pub fn parse_upsert(body: &[u8]) -> Result<Upsert, Rejection> {
     let (v, _) = super::events::parse_body(body, false)?;
     let Json::Object(obj) = v else { return Err(invalid("", "The body is a JSON object.")) };
-    if obj.keys().any(|k| !matches!(k.as_str(), "email" | "fields" | "lists" | "consent")) {
+    if obj.keys().any(|k| !UPSERT_MEMBERS.contains(&k.as_str())) {
         return Err(Rejection {
             code: problem::UNKNOWN_FIELD,
             pointer: String::new(),
@@ -75,7 +78,7 @@ pub fn parse_upsert(body: &[u8]) -> Result<Upsert, Rejection> {
     match obj.get("fields") {
         None | Some(Json::Null) => {}
         Some(Json::Object(f)) => {
-            if f.len() > 200 {
+            if f.len() > MAX_UPSERT_FIELDS {
                 return Err(invalid("/fields", "Too many fields."));
             }
             for (k, v) in f {
@@ -106,7 +109,7 @@ pub fn parse_upsert(body: &[u8]) -> Result<Upsert, Rejection> {
     let mut list_ids = Vec::new();
     match obj.get("lists") {
         None | Some(Json::Null) => {}
-        Some(Json::Array(ls)) if ls.len() <= 100 => {
+        Some(Json::Array(ls)) if ls.len() <= MAX_UPSERT_LISTS => {
             for (i, l) in ls.iter().enumerate() {
                 let id = l.as_str().and_then(|s| Uuid::parse_str(s).ok()).ok_or_else(|| Rejection {
                     code: problem::INVALID_FIELD,
@@ -121,7 +124,7 @@ pub fn parse_upsert(body: &[u8]) -> Result<Upsert, Rejection> {
     let mut grants = Vec::new();
     match obj.get("consent") {
         None | Some(Json::Null) => {}
-        Some(Json::Array(cs)) if cs.len() <= 10 => {
+        Some(Json::Array(cs)) if cs.len() <= MAX_UPSERT_CONSENT => {
             for (i, c) in cs.iter().enumerate() {
                 let at = format!("/consent/{i}");
                 let Json::Object(c) = c else {
@@ -131,7 +134,7 @@ pub fn parse_upsert(body: &[u8]) -> Result<Upsert, Rejection> {
                         detail: "A consent decision is an object.",
                     });
                 };
-                if c.keys().any(|k| !matches!(k.as_str(), "purpose" | "granted" | "text_sha256")) {
+                if c.keys().any(|k| !CONSENT_MEMBERS.contains(&k.as_str())) {
                     return Err(Rejection {
                         code: problem::UNKNOWN_FIELD,
                         pointer: at,
@@ -249,13 +252,16 @@ pub async fn upsert(svc: &Services, actor: &Actor, up: Upsert, idem: Option<&Ide
             now,
         )
         .await?;
-        consent_out.push(
-            json!({ "purpose": c.purpose.as_str(), "granted": c.granted, "applied": applied.kept_withdrawn == 0 }),
-        );
+        consent_out.push(wire::ConsentApplied {
+            purpose: c.purpose,
+            granted: c.granted,
+            applied: applied.kept_withdrawn == 0,
+        });
     }
+    let body = wire::ContactUpserted { id, created, consent: consent_out };
     let answer = Answer {
         status: if created { 201 } else { 200 },
-        body: json!({ "id": id, "created": created, "consent": consent_out }),
+        body: serde_json::to_value(&body).map_err(|_| ServiceError::internal("encode an API answer"))?,
         replayed: false,
     };
     if let (Some(idem), Some(key)) = (idem, actor.api_key_id()) {
@@ -267,27 +273,31 @@ pub async fn upsert(svc: &Services, actor: &Actor, up: Upsert, idem: Option<&Ide
 
 /// Read one contact (scope `contacts:read`; audited as a PHI read). Another organisation's id is
 /// not found.
-pub async fn get(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<Json> {
+pub async fn get(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<wire::ContactView> {
     let d = contacts::detail(svc, actor, id).await?;
-    let mut fields = Map::new();
-    let mut email = Json::Null;
+    let mut fields = BTreeMap::new();
+    let mut email = None;
     for (k, v) in d.fields.fields {
         if k == "email" {
-            email = Json::String(v.into_inner());
+            email = Some(v);
         } else if !v.expose().is_empty() {
-            fields.insert(k, Json::String(v.into_inner()));
+            fields.insert(k, v);
         }
     }
-    Ok(json!({
-        "id": d.id,
-        "email": email,
-        "fields": fields,
-        "lists": d.lists.iter().map(|l| json!({"id": l.list_id, "name": l.list_name, "status": l.status})).collect::<Vec<_>>(),
-        "mailable": d.mailable.iter().map(|(p, ok, _)| json!({"purpose": p.as_str(), "allowed": ok})).collect::<Vec<_>>(),
-        "suppressed": d.suppressed.is_some(),
-        "created_at": d.created_at,
-        "updated_at": d.updated_at,
-    }))
+    Ok(wire::ContactView {
+        id: d.id,
+        email,
+        fields,
+        lists: d
+            .lists
+            .into_iter()
+            .map(|l| wire::ListMembershipView { id: l.list_id, name: l.list_name, status: l.status })
+            .collect(),
+        mailable: d.mailable.iter().map(|(p, ok, _)| wire::MailableView { purpose: *p, allowed: *ok }).collect(),
+        suppressed: d.suppressed.is_some(),
+        created_at: d.created_at,
+        updated_at: d.updated_at,
+    })
 }
 
 #[cfg(test)]

@@ -15,12 +15,13 @@ use crate::db;
 use crate::error::{ServiceError, ServiceResult};
 use crate::services::Services;
 use chrono::{DateTime, Duration, Utc};
+use domain::api::wire::{self, BATCH_MEMBERS, CONTACT_REF_MEMBERS, EVENT_MEMBERS};
 use domain::api::{self, problem};
 use domain::ids::OrganisationId;
 use domain::{Permission, Phi};
 use sea_orm::{FromQueryResult, TransactionTrait};
 use serde::Serialize;
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -78,7 +79,7 @@ pub fn parse_event(v: &Json, at: &str, now: DateTime<Utc>, lossy: bool) -> Resul
             "The event contains bytes that are not UTF-8.",
         ));
     }
-    if obj.keys().any(|k| !matches!(k.as_str(), "contact" | "type" | "occurred_at" | "properties")) {
+    if obj.keys().any(|k| !EVENT_MEMBERS.contains(&k.as_str())) {
         return Err(Rejection::new(
             problem::UNKNOWN_FIELD,
             at.to_string(),
@@ -88,7 +89,7 @@ pub fn parse_event(v: &Json, at: &str, now: DateTime<Utc>, lossy: bool) -> Resul
     let contact = match obj.get("contact") {
         Some(Json::Object(c)) => {
             let p = format!("{at}/contact");
-            if c.keys().any(|k| k != "id" && k != "email") {
+            if c.keys().any(|k| !CONTACT_REF_MEMBERS.contains(&k.as_str())) {
                 return Err(Rejection::new(problem::UNKNOWN_FIELD, p, "A contact is {\"id\": …} or {\"email\": …}."));
             }
             match (c.get("id"), c.get("email")) {
@@ -188,12 +189,31 @@ pub fn parse_event(v: &Json, at: &str, now: DateTime<Utc>, lossy: bool) -> Resul
     Ok(EventIn { contact, event_type, occurred_at, properties: Phi::new(properties) })
 }
 
-/// One item's outcome in a batch answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum ItemResult {
+/// One item's outcome while a batch is recorded (answered as `domain::api::wire::ItemResult`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ItemResult {
     Accepted { index: usize, id: Uuid },
     Rejected { index: usize, code: &'static str, pointer: String, detail: &'static str },
+}
+
+impl ItemResult {
+    fn into_wire(self) -> wire::ItemResult {
+        // A batch holds at most 1,000 items.
+        let at = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+        match self {
+            ItemResult::Accepted { index, id } => wire::ItemResult::Accepted { index: at(index), id },
+            ItemResult::Rejected { index, code, pointer, detail } => wire::ItemResult::Rejected {
+                index: at(index),
+                code: code.to_string(),
+                pointer,
+                detail: detail.to_string(),
+            },
+        }
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> ServiceResult<Json> {
+    serde_json::to_value(v).map_err(|_| ServiceError::internal("encode an API answer"))
 }
 
 fn aad(org: OrganisationId, id: Uuid) -> Aad<'static> {
@@ -342,7 +362,9 @@ pub async fn record(
     let accepted = ev_ids.len();
     let answer = if single {
         match results.into_iter().next() {
-            Some(ItemResult::Accepted { id, .. }) => Answer { status: 202, body: json!({ "id": id }), replayed: false },
+            Some(ItemResult::Accepted { id, .. }) => {
+                Answer { status: 202, body: to_json(&wire::EventAccepted { id })?, replayed: false }
+            }
             Some(ItemResult::Rejected { code, pointer, detail, .. }) => {
                 // Nothing was written and no answer is stored (the transaction is dropped), so a
                 // corrected retry may reuse the key.
@@ -351,12 +373,14 @@ pub async fn record(
             None => return Err(ServiceError::internal("a single event without a result")),
         }
     } else {
-        let rejected = results.len() - accepted;
-        Answer {
-            status: 200,
-            body: json!({ "accepted": accepted, "rejected": rejected, "contacts_created": created, "results": results }),
-            replayed: false,
-        }
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let body = wire::EventBatchResult {
+            accepted: count(accepted),
+            rejected: count(results.len() - accepted),
+            contacts_created: created,
+            results: results.into_iter().map(ItemResult::into_wire).collect(),
+        };
+        Answer { status: 200, body: to_json(&body)?, replayed: false }
     };
     if let (Some(idem), Some(key)) = (idem, actor.api_key_id()) {
         idempotency::store(&txn, key, idem, &answer).await?;
@@ -432,14 +456,14 @@ pub fn parse_batch(body: &[u8], now: DateTime<Utc>) -> Result<Vec<Result<EventIn
     let Json::Object(mut obj) = v else {
         return Err(Rejection::invalid(String::new(), "The body is {\"events\": [ … ]}."));
     };
-    if obj.len() != 1 {
+    if obj.len() != BATCH_MEMBERS.len() {
         return Err(Rejection::new(
             problem::UNKNOWN_FIELD,
             String::new(),
             "The body is {\"events\": [ … ]} and nothing else.",
         ));
     }
-    let Some(Json::Array(events)) = obj.remove("events") else {
+    let Some(Json::Array(events)) = obj.remove(BATCH_MEMBERS[0]) else {
         return Err(Rejection::invalid("/events".into(), "The body is {\"events\": [ … ]}."));
     };
     if events.is_empty() || events.len() > api::MAX_EVENTS_PER_BATCH {
@@ -457,6 +481,7 @@ pub fn parse_single(body: &[u8], now: DateTime<Utc>) -> Result<EventIn, Rejectio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2027-01-10T12:00:00Z").unwrap().with_timezone(&Utc)

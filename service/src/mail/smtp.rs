@@ -747,6 +747,7 @@ impl SmtpPool {
     /// Send one message (already formatted, DKIM-signed if configured). At most `pool_size`
     /// transactions run at once; each uses its own connection.
     pub async fn send(&self, envelope: &Envelope, raw: &[u8]) -> SendOutcome {
+        crate::metrics::smtp_message();
         let Ok(_slot) = self.slots.acquire().await else {
             return SendOutcome::Deferred("the mail pool is closed".into());
         };
@@ -825,6 +826,7 @@ impl<T> Sequence<'_, T> {
     /// Send a message. Returns the outcomes now known: the previous message's (its final reply
     /// came back) and this one's when it failed before its content could be sent.
     pub async fn send(&mut self, envelope: &Envelope, raw: &[u8], tag: T) -> Vec<(T, SendOutcome)> {
+        crate::metrics::smtp_message();
         let mut done = Vec::with_capacity(2);
         let mut resent = false;
         loop {
