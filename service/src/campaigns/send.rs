@@ -20,6 +20,10 @@
 //! pool. Suppression and consent are checked again in the claim, so someone who unsubscribes after
 //! launch is skipped.
 
+pub mod message;
+
+pub use message::{MessageJob, send_message};
+
 use super::{DispatchJob, Row, load_any};
 use crate::audit::{self, AuditActor, AuditRecord};
 use crate::contacts::record::{self, Open};
@@ -516,7 +520,7 @@ async fn lane(
 /// row: segments read it there, so a send writes no event row), suppression of hard
 /// bounces, and the campaign's error streak (touched only when it changes: the campaign row is
 /// shared by every worker).
-async fn record(svc: &Services, campaign: Uuid, lease: i64, outs: &[Outcome]) -> ServiceResult<()> {
+async fn record(svc: &Services, campaign: Option<Uuid>, lease: i64, outs: &[Outcome]) -> ServiceResult<()> {
     if outs.is_empty() {
         return Ok(());
     }
@@ -623,7 +627,8 @@ async fn record(svc: &Services, campaign: Uuid, lease: i64, outs: &[Outcome]) ->
             .one(svc.db())
             .await?
             .ok_or_else(|| ServiceError::internal("recording outcomes returned nothing"))?;
-        if let Some(streak) = r.streak.filter(|s| *s > 0) {
+        count_outcomes(outs);
+        if let (Some(campaign), Some(streak)) = (campaign, r.streak.filter(|s| *s > 0)) {
             auto_pause_if_needed(svc, campaign, streak).await?;
         }
         return Ok(());
@@ -651,17 +656,21 @@ async fn record(svc: &Services, campaign: Uuid, lease: i64, outs: &[Outcome]) ->
         .await?;
     }
     txn.commit().await?;
-    // Counted once the outcomes are ours for good (a failed write is retried with the same rows).
+    count_outcomes(outs);
+    if let (Some(campaign), Some(streak)) = (campaign, r.streak.filter(|s| *s > 0)) {
+        auto_pause_if_needed(svc, campaign, streak).await?;
+    }
+    Ok(())
+}
+
+/// Counted once the outcomes are ours for good (a failed write is retried with the same rows),
+/// on both paths of `record` (before, the common path without a bounce returned before counting).
+fn count_outcomes(outs: &[Outcome]) {
     let mut tally = crate::metrics::OutcomeTally::default();
     for o in outs {
         tally.add(o.state);
     }
     tally.record();
-    let streak = r.streak;
-    if let Some(streak) = streak.filter(|s| *s > 0) {
-        auto_pause_if_needed(svc, campaign, streak).await?;
-    }
-    Ok(())
 }
 
 async fn auto_pause_if_needed(svc: &Services, campaign: Uuid, streak: i32) -> ServiceResult<()> {
@@ -916,7 +925,7 @@ pub async fn dispatch(svc: &Services, worker: &SendWorker, job: &DispatchJob) ->
                     // A failed write is retried: until it lands, these rows stay claimed by us.
                     let mut attempt = 0;
                     loop {
-                        match record(&svc, campaign, key, &outs).await {
+                        match record(&svc, Some(campaign), key, &outs).await {
                             Ok(()) => break,
                             Err(e) if attempt < 5 => {
                                 attempt += 1;
