@@ -323,3 +323,50 @@ async fn a_message_is_sent_once_through_the_pipeline_and_its_status_and_engageme
     let log = std::fs::read_to_string(log_file()).unwrap_or_default();
     assert!(!log.contains(MARKER), "the PHI marker reached the log");
 }
+
+/// A deferral's retry job is pushed after the outcome is written; when it is lost (a process that
+/// stopped in between, simulated by deleting it), the campaign tick gives the waiting message a
+/// job again, and it is attempted once more — over TLS or not at all.
+#[tokio::test]
+async fn a_deferred_message_whose_retry_job_was_lost_is_attempted_again() {
+    let smtp = SmtpServer::start(Tls::None, &[]);
+    let app = start(&smtp, &[]).await;
+    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    app.verified_domain(org, "clinic.test").await;
+    let actor = Actor::system(org, "test");
+    let ann = contact(&app.services, &actor, "ann@patients.test", "Ann", false).await;
+    let t = template(&app.services, &actor).await;
+    let sender = key(&app, org, &[Scope::MessagesSend], false).await;
+    let c = app.client();
+    let r = call(
+        &c,
+        Method::POST,
+        "/api/v1/messages",
+        Some(&sender.secret),
+        &json!({"contact": {"id": ann}, "template": t}),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = json_of(&r)["id"].as_str().unwrap().to_string();
+    // The relay offers no STARTTLS: deferred, never sent in plaintext.
+    let v = wait_for_status(&c, &sender, &id, "deferred").await;
+    assert_eq!(v["attempts"], 1, "{v}");
+    assert!(smtp.messages().is_empty());
+    // Lose the retry job, then let its time (and the tick's grace) pass.
+    app.sql(&format!("DELETE FROM apalis.jobs WHERE job_type = 'api-message' AND status = 'Pending' AND idempotency_key LIKE 'message:{id}:%'"))
+        .await;
+    app.advance(6 * 3600);
+    let mut v = Value::Null;
+    for _ in 0..200 {
+        v = json_of(&get_message(&c, &sender, &id).await);
+        if v["attempts"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(v["attempts"], 2, "attempted again: {v}");
+    assert_eq!(v["status"], "deferred");
+    assert!(smtp.messages().is_empty(), "still never sent without TLS");
+    app.stop().await;
+}

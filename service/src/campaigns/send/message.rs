@@ -246,3 +246,37 @@ async fn build_and_send(svc: &Services, c: &Claimed, now: DateTime<Utc>) -> Serv
     let sent = mail::deliver(svc, org, composed.message, &composed.to, &composed.subject, sender.dkim.as_deref()).await;
     Ok(outcome_for(svc, c.id, c.attempts, sent))
 }
+
+/// Give a job to every API message whose queue row is due, unheld and without a live job: the
+/// retry job of a deferral is pushed after its outcome is written, so a process that stopped in
+/// between would otherwise leave the row waiting for ever (the campaign tick calls this, as it
+/// restarts lost dispatch jobs). A restart job's `attempt` is minus the due time in unix seconds,
+/// so each waiting row gets one restart per due time however many ticks and processes see it.
+pub(crate) async fn ensure_jobs(svc: &Services, stale: std::time::Duration) -> ServiceResult<u64> {
+    #[derive(sea_orm::FromQueryResult)]
+    struct Due {
+        delivery_id: Uuid,
+        not_before: DateTime<Utc>,
+    }
+    let now = svc.clock().now();
+    let due: Vec<Due> = db::all_as(
+        svc.db(),
+        "SELECT delivery_id, not_before FROM delivery_queue
+         WHERE source = 'api_message' AND claimed_by IS NULL AND not_before <= $1
+         ORDER BY not_before LIMIT 500",
+        [(now - chrono::Duration::seconds(30)).into()],
+    )
+    .await?;
+    let mut pushed = 0;
+    for d in due {
+        if outbox::live::<_, MessageJob>(svc.db(), &format!("message:{}:", d.delivery_id), stale).await? > 0 {
+            continue;
+        }
+        let attempt = -i32::try_from(d.not_before.timestamp().rem_euclid(i64::from(i32::MAX))).unwrap_or(0);
+        if outbox::push(svc.db(), &MessageJob { message_id: d.delivery_id, attempt }).await? {
+            pushed += 1;
+            tracing::info!(message = %d.delivery_id, "a send job restarted for a waiting API message");
+        }
+    }
+    Ok(pushed)
+}
