@@ -298,6 +298,10 @@ pub mod problem {
     pub const INVALID_FIELD: &str = "invalid_field";
     pub const UNKNOWN_FIELD: &str = "unknown_field";
     pub const UNKNOWN_CONTACT: &str = "unknown_contact";
+    pub const UNKNOWN_TEMPLATE: &str = "unknown_template";
+    pub const RECIPIENT_SUPPRESSED: &str = "recipient_suppressed";
+    pub const CONSENT_WITHDRAWN: &str = "consent_withdrawn";
+    pub const NO_SENDING_DOMAIN: &str = "no_sending_domain";
     pub const CONFLICT: &str = "conflict";
     pub const IDEMPOTENCY_MISMATCH: &str = "idempotency_key_reused";
     pub const IDEMPOTENCY_KEY_INVALID: &str = "idempotency_key_invalid";
@@ -317,7 +321,7 @@ pub mod problem {
         Code { code, status, meaning }
     }
 
-    pub const ALL: [Code; 17] = [
+    pub const ALL: [Code; 21] = [
         c(
             UNAUTHENTICATED,
             401,
@@ -348,6 +352,22 @@ pub mod problem {
             UNKNOWN_CONTACT,
             422,
             "No contact of your organisation has this id, or no contact has this address and the key may not create contacts (contacts:write).",
+        ),
+        c(UNKNOWN_TEMPLATE, 422, "No template of your organisation has this id, or it has no saved version yet."),
+        c(
+            RECIPIENT_SUPPRESSED,
+            422,
+            "The contact's address is on your suppression list (a hard bounce, a complaint, an unsubscribe): nothing is sent.",
+        ),
+        c(
+            CONSENT_WITHDRAWN,
+            422,
+            "The contact withdrew consent for transactional messages (or unsubscribed from everything): nothing is sent.",
+        ),
+        c(
+            NO_SENDING_DOMAIN,
+            422,
+            "Your organisation has no verified sending domain to send from: an administrator adds and verifies one under Settings → Sending domains.",
         ),
         c(CONFLICT, 409, "The request conflicts with a change made at the same moment. Retry it."),
         c(

@@ -489,6 +489,14 @@ impl CampaignSettings {
         if self.from_name.chars().count() > MAX_NAME_CHARS || self.from_name.chars().any(is_unsafe_char) {
             return Err(DomainError::invalid("from_name", "must be at most 100 characters without line breaks"));
         }
+        // Transactional mail answers one patient's own care or request: an integration sends it
+        // through the API (`POST /api/v1/messages`), never a campaign to an audience.
+        if self.purpose == ConsentPurpose::Transactional {
+            return Err(DomainError::invalid(
+                "purpose",
+                "transactional messages are sent one at a time through the API, not as a campaign",
+            ));
+        }
         check_address("from_email", &self.from_email)?;
         if let Some(reply_to) = &self.reply_to {
             check_address("reply_to", reply_to)?;

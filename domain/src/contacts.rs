@@ -304,14 +304,21 @@ pub fn normalise_locale(raw: &str) -> Result<String, &'static str> {
 pub enum ConsentPurpose {
     Marketing,
     CareCommunications,
+    /// Messages a patient's own care or request calls for (an appointment confirmation), sent by
+    /// an integration through `POST /api/v1/messages`. Unlike the others it needs no grant: only
+    /// a withdrawal for it (or an unsubscribe from everything) or a suppression stops it
+    /// ([`transactional_refusal`]).
+    Transactional,
 }
 
 impl ConsentPurpose {
-    pub const ALL: [ConsentPurpose; 2] = [ConsentPurpose::Marketing, ConsentPurpose::CareCommunications];
+    pub const ALL: [ConsentPurpose; 3] =
+        [ConsentPurpose::Marketing, ConsentPurpose::CareCommunications, ConsentPurpose::Transactional];
     pub fn as_str(self) -> &'static str {
         match self {
             ConsentPurpose::Marketing => "marketing",
             ConsentPurpose::CareCommunications => "care_communications",
+            ConsentPurpose::Transactional => "transactional",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -321,7 +328,32 @@ impl ConsentPurpose {
         match self {
             ConsentPurpose::Marketing => "Marketing",
             ConsentPurpose::CareCommunications => "Care communications",
+            ConsentPurpose::Transactional => "Transactional",
         }
+    }
+}
+
+/// Why a transactional message may not go to a contact now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionalRefusal {
+    /// The address is on the suppression list (a hard bounce, a complaint, an unsubscribe, staff).
+    Suppressed,
+    /// The contact withdrew consent for transactional messages (directly, or by unsubscribing
+    /// from everything).
+    Withdrawn,
+}
+
+/// May a transactional message go to a contact? `suppressed`: the address is on the suppression
+/// list; `consent`: the contact's current state for [`ConsentPurpose::Transactional`] (`None`
+/// when nothing was ever recorded). Transactional mail answers the patient's own care or request,
+/// so it needs no grant (a patient who never opted into marketing still gets an appointment
+/// confirmation), but a suppression or a withdrawal always stops it. Checked when the API accepts
+/// a message and again when it is sent.
+pub fn transactional_refusal(suppressed: bool, consent: Option<bool>) -> Option<TransactionalRefusal> {
+    match (suppressed, consent) {
+        (true, _) => Some(TransactionalRefusal::Suppressed),
+        (false, Some(false)) => Some(TransactionalRefusal::Withdrawn),
+        (false, Some(true) | None) => None,
     }
 }
 
@@ -665,6 +697,25 @@ impl fmt::Display for ConsentPurpose {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn transactional_mail_needs_no_grant_but_stops_at_a_withdrawal_or_suppression() {
+        use TransactionalRefusal::*;
+        // Never asked: a patient who did not opt into marketing still gets the confirmation.
+        assert_eq!(transactional_refusal(false, None), None);
+        assert_eq!(transactional_refusal(false, Some(true)), None);
+        assert_eq!(transactional_refusal(false, Some(false)), Some(Withdrawn));
+        // Suppression wins over everything, a grant included.
+        for consent in [None, Some(true), Some(false)] {
+            assert_eq!(transactional_refusal(true, consent), Some(Suppressed));
+        }
+        assert_eq!(ConsentPurpose::parse("transactional"), Some(ConsentPurpose::Transactional));
+        assert_eq!(ConsentPurpose::Transactional.label(), "Transactional");
+        for p in ConsentPurpose::ALL {
+            assert_eq!(ConsentPurpose::parse(p.as_str()), Some(p));
+        }
+    }
+
     use super::*;
 
     #[test]

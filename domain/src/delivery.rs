@@ -210,14 +210,18 @@ impl RetryPolicy {
 pub enum DeliverySource {
     /// One recipient of a campaign (`delivery.campaign_id`).
     Campaign,
+    /// A transactional message an integration asked for (`POST /api/v1/messages`); the delivery's
+    /// id is the `api_message` row's, and `campaign_id` is NULL.
+    ApiMessage,
 }
 
 impl DeliverySource {
-    pub const ALL: [DeliverySource; 1] = [DeliverySource::Campaign];
+    pub const ALL: [DeliverySource; 2] = [DeliverySource::Campaign, DeliverySource::ApiMessage];
     /// The value of the `source` column of `delivery` and `delivery_queue`.
     pub fn as_str(self) -> &'static str {
         match self {
             DeliverySource::Campaign => "campaign",
+            DeliverySource::ApiMessage => "api_message",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {

@@ -9,7 +9,7 @@ pub struct Model {
     pub id: Uuid,
     pub organisation_id: Uuid,
     #[sea_orm(unique_key = "delivery_campaign_id_contact_id_key")]
-    pub campaign_id: Uuid,
+    pub campaign_id: Option<Uuid>,
     #[sea_orm(unique_key = "delivery_campaign_id_contact_id_key")]
     pub contact_id: Option<Uuid>,
     #[sea_orm(column_type = "Text")]

@@ -7,7 +7,7 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub delivery_id: Uuid,
-    pub campaign_id: Uuid,
+    pub campaign_id: Option<Uuid>,
     pub not_before: DateTimeUtc,
     pub claimed_by: Option<i64>,
     /// What the delivery was created for (`domain::delivery::DeliverySource`).

@@ -9,7 +9,7 @@ pub struct Model {
     pub id: i64,
     pub organisation_id: Uuid,
     pub contact_id: Uuid,
-    pub campaign_id: Uuid,
+    pub campaign_id: Option<Uuid>,
     #[sea_orm(column_type = "Text")]
     pub activity: String,
     pub machine: bool,

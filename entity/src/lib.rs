@@ -26,6 +26,8 @@ macro_rules! entities {
 entities!(
     api_idempotency,
     api_key,
+    api_message,
+    api_message_link,
     api_request,
     app_user,
     audit_event,

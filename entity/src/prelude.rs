@@ -2,6 +2,8 @@
 
 pub use super::api_idempotency::Entity as ApiIdempotency;
 pub use super::api_key::Entity as ApiKey;
+pub use super::api_message::Entity as ApiMessage;
+pub use super::api_message_link::Entity as ApiMessageLink;
 pub use super::api_request::Entity as ApiRequest;
 pub use super::app_user::Entity as AppUser;
 pub use super::audit_event::Entity as AuditEvent;

@@ -12,6 +12,7 @@ pub mod worker;
 
 use apalis_postgres::PgPool;
 use service::Services;
+use service::campaigns::send::MessageJob;
 use service::campaigns::{DispatchJob, PrepareJob};
 use service::contacts::import::ImportJob;
 use service::contacts::lists::OptInEmail;
@@ -66,7 +67,9 @@ pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bo
     let ticker = tokio::spawn(campaigns::tick(svc.clone(), config.clone(), shutdown.clone()));
     // This process's sending lease: one per process, shared by its dispatch jobs.
     let send_worker = std::sync::Arc::new(service::campaigns::send::SendWorker::default());
+    let message_worker = send_worker.clone();
     let dispatch = move |job, svc| campaigns::dispatch(job, svc, send_worker.clone());
+    let message = move |job, svc| campaigns::message(job, svc, message_worker.clone());
     let slots = svc.settings().sending.slots.max(1) as usize;
     let mut workers = worker::Workers::new(svc, pool, config, shutdown);
     workers
@@ -75,7 +78,8 @@ pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bo
         .add::<OptInEmail, _, _>(4, contacts::optin_email)
         .add::<RotationJob, _, _>(1, contacts::key_rotation)
         .add::<PrepareJob, _, _>(1, campaigns::prepare)
-        .add::<DispatchJob, _, _>(slots, dispatch);
+        .add::<DispatchJob, _, _>(slots, dispatch)
+        .add::<MessageJob, _, _>(4, message);
     let _ = scheduler.await;
     let _ = ticker.await;
     workers.join().await;
@@ -108,6 +112,7 @@ mod tests {
             RotationJob::QUEUE,
             PrepareJob::QUEUE,
             DispatchJob::QUEUE,
+            MessageJob::QUEUE,
         ] {
             assert!(service::outbox::queue::ALL.contains(&q), "{q} is missing from outbox::queue::ALL");
         }

@@ -36,6 +36,11 @@ pub const ROUTES: &[(Method, &str, Permission)] = &[
     (Method::POST, "/api/v1/events/batch", Permission::EventsWrite),
     (Method::PUT, "/api/v1/contacts", Permission::ContactsWrite),
     (Method::GET, "/api/v1/contacts/{id}", Permission::ContactsRead),
+    (Method::POST, "/api/v1/messages", Permission::MessagesSend),
+    // The status of a message is read with the scope that sent it: an integration that may send
+    // may follow what it sent, and `reports:read` (aggregate figures for people) opens no
+    // per-contact message record.
+    (Method::GET, "/api/v1/messages/{id}", Permission::MessagesSend),
 ];
 
 /// The OpenAPI document of the routes above (public: it describes the API, no organisation's data).
@@ -77,6 +82,8 @@ pub fn router(state: ApiState) -> Router {
         .route(ROUTES[1].1, post(event_batch))
         .route(ROUTES[2].1, put(upsert_contact))
         .route(ROUTES[3].1, get(get_contact))
+        .route(ROUTES[4].1, post(send_message))
+        .route(ROUTES[5].1, get(get_message))
         .route(OPENAPI_PATH, get(openapi_json))
         // The handlers read bodies themselves, within each route's limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -150,6 +157,17 @@ pub fn route_problems(method: &Method, path: &str) -> Vec<(StatusCode, Vec<&'sta
         // refuses only its item (in the 200 answer's results).
         let unprocessable = if path == ROUTES[0].1 {
             vec![INVALID_FIELD, UNKNOWN_FIELD, UNKNOWN_CONTACT, IDEMPOTENCY_MISMATCH]
+        } else if path == ROUTES[4].1 {
+            vec![
+                INVALID_FIELD,
+                UNKNOWN_FIELD,
+                UNKNOWN_CONTACT,
+                UNKNOWN_TEMPLATE,
+                RECIPIENT_SUPPRESSED,
+                CONSENT_WITHDRAWN,
+                NO_SENDING_DOMAIN,
+                IDEMPOTENCY_MISMATCH,
+            ]
         } else {
             vec![INVALID_FIELD, UNKNOWN_FIELD, IDEMPOTENCY_MISMATCH]
         };
@@ -513,6 +531,80 @@ pub async fn get_contact(State(st): State<ApiState>, Path(id): Path<String>, req
             Ok(v) => {
                 let Ok(body) = serde_json::to_string(&v) else {
                     return service_problem(&service::ServiceError::internal("encode a contact"));
+                };
+                let mut res = (StatusCode::OK, body).into_response();
+                res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                res
+            }
+            Err(e) => service_problem(&e),
+        }
+    })
+    .await
+}
+
+/// Send a transactional message
+///
+/// Sends one of your templates to one existing contact, once, over TLS only, under the consent
+/// purpose `transactional` (an appointment confirmation, a message the patient's own care calls
+/// for). No consent grant is needed, but a contact whose address is suppressed or who withdrew
+/// consent for transactional messages (or unsubscribed from everything) is refused with
+/// `recipient_suppressed` or `consent_withdrawn`, and nothing is sent. The message goes From your
+/// organisation's first verified sending domain; it carries no list-unsubscribe header. `data` is
+/// merge data for this message only (encrypted at rest, never echoed). With `Idempotency-Key`, a
+/// retried request sends nothing more and gets the first answer.
+#[utoipa::path(
+    post,
+    path = "/api/v1/messages",
+    operation_id = "sendMessage",
+    tag = "Messages",
+    request_body(content = wire::MessageRequest, description = "One message."),
+    responses((status = 202, description = "The message is queued and will be sent once.", body = wire::MessageAccepted)),
+)]
+pub async fn send_message(State(st): State<ApiState>, req: Request) -> Response {
+    run(st, req, "POST", ROUTES[4].1, BODY_LIMIT, |st, call| async move {
+        // Scope first: a key without messages:send learns nothing from validation.
+        if !call.auth.actor.can(Permission::MessagesSend) {
+            return service_problem(&service::ServiceError::Forbidden);
+        }
+        let m = match service::api::messages::parse(&call.body) {
+            Ok(m) => m,
+            Err(r) => return rejected(&r),
+        };
+        match service::api::messages::send(&st.services, &call.auth.actor, m, call.idem.as_ref()).await {
+            Ok(Ok(a)) => answer(a),
+            Ok(Err(r)) => rejected(&r),
+            Err(e) => service_problem(&e),
+        }
+    })
+    .await
+}
+
+/// Read a message's status
+///
+/// Where a message sent through `POST /api/v1/messages` is (`queued`, `sending`, `sent`,
+/// `deferred` while it waits to retry, `bounced`, `failed`, `skipped`, with the reason in fixed
+/// words) and its engagement: opens and clicks, people's apart from machines' (privacy proxies,
+/// link scanners). Ids, codes, counts and times only — never contact data.
+#[utoipa::path(
+    get,
+    path = "/api/v1/messages/{id}",
+    operation_id = "getMessage",
+    tag = "Messages",
+    params(("id" = uuid::Uuid, Path, description = "The message's id.")),
+    responses((status = 200, description = "The message.", body = wire::MessageView)),
+)]
+pub async fn get_message(State(st): State<ApiState>, Path(id): Path<String>, req: Request) -> Response {
+    run(st, req, "GET", ROUTES[5].1, BODY_LIMIT, |st, call| async move {
+        let Ok(id) = Uuid::parse_str(&id) else {
+            if !call.auth.actor.can(Permission::MessagesSend) {
+                return service_problem(&service::ServiceError::Forbidden);
+            }
+            return problem(StatusCode::NOT_FOUND, problem::NOT_FOUND, "Not found.", None);
+        };
+        match service::api::messages::get(&st.services, &call.auth.actor, id).await {
+            Ok(v) => {
+                let Ok(body) = serde_json::to_string(&v) else {
+                    return service_problem(&service::ServiceError::internal("encode a message"));
                 };
                 let mut res = (StatusCode::OK, body).into_response();
                 res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

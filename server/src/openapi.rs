@@ -44,11 +44,12 @@ pub const SECURITY_SCHEME: &str = "apiKey";
             can do only what its scopes allow. Answers are JSON; every failure is an RFC 9457 \
             problem (`application/problem+json`) with a stable `code`. Human-readable guide: `/api/docs`."
     ),
-    paths(api::event, api::event_batch, api::upsert_contact, api::get_contact),
+    paths(api::event, api::event_batch, api::upsert_contact, api::get_contact, api::send_message, api::get_message),
     components(schemas(wire::Problem)),
     tags(
         (name = "Events", description = "Patient events from your systems: they start and advance sequences."),
         (name = "Contacts", description = "Contacts, their list memberships and consent."),
+        (name = "Messages", description = "Transactional messages to one contact, and their status."),
     ),
     modifiers(&Edge),
 )]
@@ -247,6 +248,7 @@ fn example_pointer(path: &str) -> &'static str {
     match path {
         "/api/v1/events" => "/type",
         "/api/v1/events/batch" => "/events",
+        "/api/v1/messages" => "/template",
         _ => "/email",
     }
 }
@@ -259,6 +261,8 @@ fn to_json<T: Serialize>(v: &T) -> Value {
 pub const EXAMPLE_CONTACT: Uuid = Uuid::from_u128(0x0190_f3a2_6b1c_7d4e_9f00_3c5a_1b2d_4e6f);
 pub const EXAMPLE_LIST: Uuid = Uuid::from_u128(0x0190_f3a2_7c2d_7e5f_a011_4d6b_2c3e_5f70);
 pub const EXAMPLE_EVENT: Uuid = Uuid::from_u128(0x0190_f3a3_0d3e_7f60_b122_5e7c_3d4f_6081);
+pub const EXAMPLE_TEMPLATE: Uuid = Uuid::from_u128(0x0190_f3a1_5a0b_7c3d_8e00_2b49_0a1c_3d5e);
+pub const EXAMPLE_MESSAGE: Uuid = Uuid::from_u128(0x0190_f3a3_1e4f_7071_c233_6f8d_4e50_7192);
 
 fn at(unix: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(unix, 0).unwrap_or_default()
@@ -328,6 +332,14 @@ pub fn example_upsert() -> wire::ContactUpsert {
             granted: true,
             text_sha256: Some(EXAMPLE_CONSENT_SHA256.into()),
         }]),
+    }
+}
+
+pub fn example_message() -> wire::MessageRequest {
+    wire::MessageRequest {
+        contact: ContactRef::Email(wire::ContactByEmail { email: Phi::new("patient@example.org".into()) }),
+        template: EXAMPLE_TEMPLATE,
+        data: props(&[("appointment_at", text("2026-03-09 14:00")), ("clinic", text("North Clinic"))]),
     }
 }
 
@@ -403,6 +415,37 @@ pub fn examples(path: &str) -> (Option<Value>, Vec<(StatusCode, Value)>) {
                 }),
             )],
         ),
+        "/api/v1/messages" => (
+            Some(to_json(&example_message())),
+            vec![(
+                StatusCode::ACCEPTED,
+                to_json(&wire::MessageAccepted { id: EXAMPLE_MESSAGE, status: wire::MessageStatus::Queued }),
+            )],
+        ),
+        "/api/v1/messages/{id}" => (
+            None,
+            vec![(
+                StatusCode::OK,
+                to_json(&wire::MessageView {
+                    id: EXAMPLE_MESSAGE,
+                    template: EXAMPLE_TEMPLATE,
+                    contact: Some(EXAMPLE_CONTACT),
+                    status: wire::MessageStatus::Sent,
+                    reason: None,
+                    smtp_status: Some("250 2.0.0".into()),
+                    attempts: 1,
+                    created_at: at(EXAMPLE_TIME),
+                    sent_at: Some(at(EXAMPLE_TIME + 2)),
+                    opened: wire::Engagement {
+                        human: 1,
+                        machine: 1,
+                        first_human_at: Some(at(EXAMPLE_TIME + 600)),
+                        first_at: Some(at(EXAMPLE_TIME + 3)),
+                    },
+                    clicked: wire::Engagement::default(),
+                }),
+            )],
+        ),
         _ => (None, Vec::new()),
     }
 }
@@ -429,7 +472,9 @@ pub fn signature_example() -> SignatureExample {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use domain::api::wire::{BATCH_MEMBERS, CONSENT_MEMBERS, CONTACT_REF_MEMBERS, EVENT_MEMBERS, UPSERT_MEMBERS};
+    use domain::api::wire::{
+        BATCH_MEMBERS, CONSENT_MEMBERS, CONTACT_REF_MEMBERS, EVENT_MEMBERS, MESSAGE_MEMBERS, UPSERT_MEMBERS,
+    };
     use domain::api::wire::{MAX_UPSERT_CONSENT, MAX_UPSERT_LISTS};
     use serde_json::json;
 
@@ -474,6 +519,7 @@ mod tests {
             ("EventBatch", &BATCH_MEMBERS[..]),
             ("ContactUpsert", &UPSERT_MEMBERS[..]),
             ("ConsentDecision", &CONSENT_MEMBERS[..]),
+            ("MessageRequest", &MESSAGE_MEMBERS[..]),
         ] {
             assert_eq!(members(&s(name)), sorted(allowed), "{name}");
             assert_eq!(s(name)["additionalProperties"], false, "{name}");
@@ -519,6 +565,10 @@ mod tests {
                 "/api/v1/contacts" => {
                     service::api::contacts::parse_upsert(&body).unwrap();
                     serde_json::from_value::<wire::ContactUpsert>(request).unwrap();
+                }
+                "/api/v1/messages" => {
+                    service::api::messages::parse(&body).unwrap();
+                    serde_json::from_value::<wire::MessageRequest>(request).unwrap();
                 }
                 other => panic!("no parser for {other}"),
             }

@@ -89,6 +89,7 @@ fn purpose_words(p: ConsentPurpose) -> &'static str {
     match p {
         ConsentPurpose::Marketing => "marketing email (news and offers)",
         ConsentPurpose::CareCommunications => "care communications (such as appointment and screening reminders)",
+        ConsentPurpose::Transactional => "transactional email (such as confirmations of appointments you booked)",
     }
 }
 

@@ -25,7 +25,9 @@ pub const EVENTS_ACCEPTED: &str = "hermetic_api_events_accepted_total";
 pub const EVENTS_REJECTED: &str = "hermetic_api_events_rejected_total";
 /// Items per batch recorded through `/api/v1/events/batch` (not replays, not bodies refused whole).
 pub const EVENT_BATCH_SIZE: &str = "hermetic_api_event_batch_size";
-/// Campaign delivery outcomes recorded, by the state the delivery row went to.
+/// Transactional messages accepted through `POST /api/v1/messages` (not replays, not refusals).
+pub const MESSAGES_ACCEPTED: &str = "hermetic_api_messages_accepted_total";
+/// Delivery outcomes recorded (campaigns and API messages), by the state the delivery row went to.
 pub const DELIVERY_OUTCOMES: &str = "hermetic_delivery_outcomes_total";
 /// Messages handed to the SMTP client for a relay (every kind of mail, one per attempt: a retry
 /// is a new hand-over; what became of campaign mail is in [`DELIVERY_OUTCOMES`]).
@@ -66,7 +68,12 @@ pub fn describe(version: &'static str) {
         Unit::Count,
         "Items per event batch recorded (replays and bodies refused whole are not counted)."
     );
-    describe_counter!(DELIVERY_OUTCOMES, Unit::Count, "Campaign delivery outcomes recorded, by resulting state.");
+    describe_counter!(MESSAGES_ACCEPTED, Unit::Count, "Transactional messages accepted through the message API.");
+    describe_counter!(
+        DELIVERY_OUTCOMES,
+        Unit::Count,
+        "Delivery outcomes recorded (campaigns and API messages), by resulting state."
+    );
     describe_counter!(SMTP_MESSAGES, Unit::Count, "Messages handed to the SMTP client (one per attempt).");
     describe_counter!(JOB_RUNS, Unit::Count, "Background job runs, by queue.");
     describe_counter!(JOB_FAILURES, Unit::Count, "Background job runs that failed, by queue.");
@@ -128,6 +135,11 @@ pub fn events_rejected(code: &'static str, n: u64) {
     if n > 0 {
         counter!(EVENTS_REJECTED, "code" => code).increment(n);
     }
+}
+
+/// One transactional message accepted (its delivery's outcome is counted in [`DELIVERY_OUTCOMES`]).
+pub fn message_accepted() {
+    counter!(MESSAGES_ACCEPTED).increment(1);
 }
 
 pub fn event_batch(items: usize) {

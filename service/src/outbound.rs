@@ -2,7 +2,7 @@
 //! a test send of a template or a campaign, and system mail (invitations, opt-in confirmations,
 //! staff notices) — from a sender, a rendered template (or fixed system text), the recipient, the
 //! kind of message and its message id. The next sources (sequence steps, API messages) compose
-//! through the same function, so From/Reply-To, the RFC 8058 one-click unsubscribe headers, link
+//! through the same function (API messages do: `Kind::Transactional`), so From/Reply-To, the RFC 8058 one-click unsubscribe headers, link
 //! tracking, the MIME layout and the DKIM signer are decided in one place.
 //!
 //! Handing a composed message to the transport is `crate::mail` (SMTP pool or dev mailbox); which
@@ -107,6 +107,12 @@ pub enum Kind<'a> {
     /// A test of a template or campaign to the signed-in user, with synthetic data: the same list
     /// headers as the real message, `X-Hermetic-Test`, and the subject marked "[Test]".
     Test { unsubscribe: String },
+    /// A transactional message to a contact (`POST /api/v1/messages`), one delivery row: the
+    /// delivery id and tracked links like marketing, but no `List-Unsubscribe`: it answers the
+    /// patient's own care or request, is not list mail, and a one-click unsubscribe would withdraw
+    /// a purpose the patient never chose to receive by subscribing (RFC 8058 is for list mail).
+    /// A template may still offer `{{links.preferences}}` or `{{links.unsubscribe}}` in its body.
+    Transactional { delivery: Uuid, tracking: Option<Tracking<'a>> },
     /// System mail to one person: no list headers, nothing tracked.
     System,
 }
@@ -157,23 +163,20 @@ pub fn compose(
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".to_string()),
             ("X-Hermetic-Test", "1".to_string()),
         ],
+        Kind::Transactional { delivery, .. } => vec![("X-Hermetic-Delivery", delivery.to_string())],
         Kind::System => vec![],
     };
     for (name, value) in headers {
         b = b.raw_header(header::HeaderValue::new(header::HeaderName::new_from_ascii_str(name), value));
     }
-    let html = match (&content.html, kind) {
-        (Some(html), Kind::Marketing { delivery, tracking: Some(t), .. }) => Some(Phi::new(tracking::instrument(
-            html.expose(),
-            t.links,
-            t.public_url,
-            t.key,
-            t.organisation,
-            *delivery,
-            t.now,
-        )?)),
-        (html, _) => html.clone(),
-    };
+    let html =
+        match (&content.html, kind) {
+            (Some(html), Kind::Marketing { delivery, tracking: Some(t), .. })
+            | (Some(html), Kind::Transactional { delivery, tracking: Some(t) }) => Some(Phi::new(
+                tracking::instrument(html.expose(), t.links, t.public_url, t.key, t.organisation, *delivery, t.now)?,
+            )),
+            (html, _) => html.clone(),
+        };
     let message = match &html {
         Some(html) => b.multipart(mail::alternative(content.text.expose(), html.expose())),
         None => b.singlepart(mail::text_part(content.text.expose())),

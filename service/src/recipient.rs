@@ -61,7 +61,8 @@ async fn message_purpose(svc: &Services, claims: &LinkClaims) -> ServiceResult<O
     let LinkSubject::Contact { contact, message } = claims.subject else { return Ok(None) };
     Ok(db::scalar::<Option<String>, _>(
         svc.db(),
-        "SELECT c.settings->>'purpose' AS purpose FROM delivery d JOIN campaign c ON c.id = d.campaign_id
+        "SELECT CASE d.source WHEN 'api_message' THEN 'transactional' ELSE c.settings->>'purpose' END AS purpose
+         FROM delivery d LEFT JOIN campaign c ON c.id = d.campaign_id
          WHERE d.id = $1 AND d.contact_id = $2 AND d.organisation_id = $3",
         [message.into(), contact.into(), claims.organisation.0.into()],
     )

@@ -27,6 +27,8 @@ pub const BATCH_MEMBERS: [&str; 1] = ["events"];
 pub const UPSERT_MEMBERS: [&str; 4] = ["email", "fields", "lists", "consent"];
 /// The members of one consent decision in an upsert.
 pub const CONSENT_MEMBERS: [&str; 3] = ["purpose", "granted", "text_sha256"];
+/// The members of a transactional message (`POST /api/v1/messages`).
+pub const MESSAGE_MEMBERS: [&str; 3] = ["contact", "template", "data"];
 /// Fields, lists and consent decisions one upsert may carry.
 pub const MAX_UPSERT_FIELDS: usize = 200;
 pub const MAX_UPSERT_LISTS: usize = 100;
@@ -143,6 +145,107 @@ pub struct ConsentDecision {
 pub struct EventAccepted {
     /// The event's id.
     pub id: Uuid,
+}
+
+/// A transactional message: one template to one contact, sent once, over TLS only, under the
+/// consent purpose `transactional` (no grant needed; a withdrawal or a suppression refuses it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MessageRequest {
+    /// The recipient, by id or by email address (an existing contact; none is created).
+    pub contact: ContactRef,
+    /// The id of one of your organisation's templates; its latest saved version is sent.
+    pub template: Uuid,
+    /// Flat merge data for this message (PHI: stored encrypted, never echoed or logged), as
+    /// `{{message.<name>}}` in the template; same rules as event properties.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::message_data))]
+    pub data: Option<Phi<BTreeMap<String, Option<Scalar>>>>,
+}
+
+/// Where a message is. `sending` while a sender holds it; `deferred` while it waits to retry
+/// after a temporary refusal; the rest are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Queued,
+    Sending,
+    Sent,
+    Deferred,
+    Bounced,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl From<crate::delivery::DeliveryState> for MessageStatus {
+    fn from(s: crate::delivery::DeliveryState) -> MessageStatus {
+        use crate::delivery::DeliveryState as D;
+        match s {
+            D::Queued => MessageStatus::Queued,
+            D::Sending => MessageStatus::Sending,
+            D::Sent => MessageStatus::Sent,
+            D::Deferred => MessageStatus::Deferred,
+            D::Bounced => MessageStatus::Bounced,
+            D::Failed => MessageStatus::Failed,
+            D::Skipped => MessageStatus::Skipped,
+            D::Cancelled => MessageStatus::Cancelled,
+        }
+    }
+}
+
+/// `202 Accepted`: the message is queued and will be sent once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct MessageAccepted {
+    /// The message's id (`GET /api/v1/messages/{id}`).
+    pub id: Uuid,
+    pub status: MessageStatus,
+}
+
+/// A message's status and engagement: ids, codes, counts and times only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct MessageView {
+    pub id: Uuid,
+    pub template: Uuid,
+    /// The contact's id (absent once the contact is erased).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Uuid>,
+    pub status: MessageStatus,
+    /// Why a message was skipped, failed or deferred, in fixed words (never contact data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The mail server's last status code (e.g. `250 2.0.0`), never its text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_status: Option<String>,
+    /// Attempts so far.
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+    /// When the receiving server accepted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<DateTime<Utc>>,
+    pub opened: Engagement,
+    pub clicked: Engagement,
+}
+
+/// Opens or clicks of a message, people's apart from machines' (privacy proxies such as Apple Mail
+/// Privacy Protection, link scanners, prefetches within seconds of delivery).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Engagement {
+    /// Events judged a person's.
+    pub human: u32,
+    /// Events judged a machine's.
+    pub machine: u32,
+    /// The first event judged a person's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_human_at: Option<DateTime<Utc>>,
+    /// The first event of any kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_at: Option<DateTime<Utc>>,
 }
 
 /// The outcome of a batch: counts, and each item's result in order.
@@ -292,6 +395,19 @@ pub mod schema {
             .description(Some(
                 "Flat properties of the event (patient data: stored encrypted, never echoed). Names are codes: \
                  letters, digits and `_`, starting with a letter. Values are strings, numbers, booleans or null.",
+            ))
+            .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+            .max_properties(Some(MAX_PROPERTIES))
+            .property_names(Some(code_names()))
+            .additional_properties(Some(scalar(Some(MAX_PROPERTY_VALUE_BYTES))))
+            .build()
+    }
+
+    pub fn message_data() -> Object {
+        ObjectBuilder::new()
+            .description(Some(
+                "Flat merge data for this message (patient data: stored encrypted, never echoed), used in the                  template as `{{message.<name>}}`. Names are codes: letters, digits and `_`, starting with a letter. \
+                 Values are strings, numbers, booleans or null.",
             ))
             .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
             .max_properties(Some(MAX_PROPERTIES))

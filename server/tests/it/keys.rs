@@ -544,6 +544,18 @@ async fn data_key_rotation_reseals_every_sealed_column_so_the_old_key_can_be_des
     .await
     .unwrap();
     produced.insert("api_key.signing_secret".to_string());
+    // api_message.data: a transactional message accepted with merge data (no worker runs here, so
+    // it stays queued). The domain added above counts as verified for it.
+    app.sql(&format!(
+        "UPDATE sending_domain SET status = 'verified', verified_at = now() WHERE organisation_id = '{}'",
+        org.0
+    ))
+    .await;
+    let template = crate::campaigns::template(svc, &actor).await;
+    let body = serde_json::json!({"contact": {"id": patient}, "template": template, "data": {"slot": "9:30"}});
+    let m = service::api::messages::parse(body.to_string().as_bytes()).unwrap();
+    service::api::messages::send(svc, &actor, m, None).await.unwrap().unwrap();
+    produced.insert("api_message.data".to_string());
 
     let registry: BTreeSet<String> = SEALED.iter().map(|c| c.name()).collect();
     assert_eq!(

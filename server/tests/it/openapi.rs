@@ -169,6 +169,43 @@ async fn the_document_covers_every_route_validates_and_describes_the_real_answer
     assert_eq!((answer["accepted"].as_u64(), answer["rejected"].as_u64()), (Some(1), Some(1)), "{answer}");
     assert_eq!(answer["results"][1]["code"], "unknown_contact");
 
+    // The message example, with a real template in place of the placeholder, to the contact
+    // above (whose address the example names), From a verified domain; then its status, and the
+    // message route's own refusals.
+    service::sending_domains::add(&app.services, &staff, "clinic.test").await.unwrap();
+    app.sql(&format!(
+        "UPDATE sending_domain SET status = 'verified', verified_at = now() WHERE organisation_id = '{}'",
+        org.0
+    ))
+    .await;
+    let template = crate::campaigns::template(&app.services, &staff).await;
+    let sender = key(&app, org, &[Scope::MessagesSend], false).await;
+    let message = example("/api/v1/messages")
+        .to_string()
+        .replace(&server::openapi::EXAMPLE_TEMPLATE.to_string(), &template.to_string());
+    let message: Value = serde_json::from_str(&message).unwrap();
+    let r = call(&c, Method::POST, "/api/v1/messages", Some(&sender.secret), &message, &[]).await;
+    assert_eq!(r.status, 202, "the message example: {}", r.body);
+    let id = record("POST", "/api/v1/messages", &r)["id"].as_str().unwrap().to_string();
+    let r = call(&c, Method::GET, &format!("/api/v1/messages/{id}"), Some(&sender.secret), &Value::Null, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    record("GET", "/api/v1/messages/{id}", &r);
+    let unknown = json!({"contact": {"id": contact}, "template": uuid::Uuid::now_v7()});
+    let r = call(&c, Method::POST, "/api/v1/messages", Some(&sender.secret), &unknown, &[]).await;
+    assert_eq!((r.status, json_of(&r)["code"].as_str()), (422, Some("unknown_template")), "{}", r.body);
+    record("POST", "/api/v1/messages", &r);
+    let r = call(
+        &c,
+        Method::GET,
+        &format!("/api/v1/messages/{}", uuid::Uuid::now_v7()),
+        Some(&sender.secret),
+        &Value::Null,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    record("GET", "/api/v1/messages/{id}", &r);
+
     let get = format!("/api/v1/contacts/{contact}");
     let r = call(&c, Method::GET, &get, Some(&reader.secret), &Value::Null, &[]).await;
     assert_eq!(r.status, 200, "{}", r.body);

@@ -52,11 +52,11 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn new(code: &'static str, pointer: String, detail: &'static str) -> Rejection {
+    pub(crate) fn new(code: &'static str, pointer: String, detail: &'static str) -> Rejection {
         Rejection { code, pointer, detail }
     }
 
-    fn invalid(pointer: String, detail: &'static str) -> Rejection {
+    pub(crate) fn invalid(pointer: String, detail: &'static str) -> Rejection {
         Rejection::new(problem::INVALID_FIELD, pointer, detail)
     }
 }
@@ -86,36 +86,7 @@ pub fn parse_event(v: &Json, at: &str, now: DateTime<Utc>, lossy: bool) -> Resul
             "The event has a member that is not part of the API (allowed: contact, type, occurred_at, properties).",
         ));
     }
-    let contact = match obj.get("contact") {
-        Some(Json::Object(c)) => {
-            let p = format!("{at}/contact");
-            if c.keys().any(|k| !CONTACT_REF_MEMBERS.contains(&k.as_str())) {
-                return Err(Rejection::new(problem::UNKNOWN_FIELD, p, "A contact is {\"id\": …} or {\"email\": …}."));
-            }
-            match (c.get("id"), c.get("email")) {
-                (Some(Json::String(id)), None) => ContactRef::Id(
-                    Uuid::parse_str(id)
-                        .map_err(|_| Rejection::invalid(format!("{p}/id"), "A contact id is a UUID."))?,
-                ),
-                (None, Some(Json::String(e))) => ContactRef::Email(Phi::new(
-                    domain::contacts::normalise_email(e)
-                        .map_err(|_| Rejection::invalid(format!("{p}/email"), "This is not a valid email address."))?,
-                )),
-                _ => {
-                    return Err(Rejection::invalid(
-                        p,
-                        "Name the contact by \"id\" or by \"email\" (one of them, a string).",
-                    ));
-                }
-            }
-        }
-        _ => {
-            return Err(Rejection::invalid(
-                format!("{at}/contact"),
-                "Name the contact: {\"id\": …} or {\"email\": …}.",
-            ));
-        }
-    };
+    let contact = contact_ref(obj.get("contact"), format!("{at}/contact"))?;
     let event_type = match obj.get("type") {
         Some(Json::String(t)) if api::valid_event_type(t) => t.clone(),
         _ => {
@@ -152,16 +123,47 @@ pub fn parse_event(v: &Json, at: &str, now: DateTime<Utc>, lossy: bool) -> Resul
             ));
         }
     };
-    let properties = match obj.get("properties") {
-        None | Some(Json::Null) => Map::new(),
+    let properties = flat(obj.get("properties"), format!("{at}/properties"), "Properties are a JSON object.")?;
+    Ok(EventIn { contact, event_type, occurred_at, properties: Phi::new(properties) })
+}
+
+/// How a request names its contact: `{"id": …}` or `{"email": …}`, exactly one. `p` is the
+/// member's JSON pointer.
+pub(crate) fn contact_ref(v: Option<&Json>, p: String) -> Result<ContactRef, Rejection> {
+    match v {
+        Some(Json::Object(c)) => {
+            if c.keys().any(|k| !CONTACT_REF_MEMBERS.contains(&k.as_str())) {
+                return Err(Rejection::new(problem::UNKNOWN_FIELD, p, "A contact is {\"id\": …} or {\"email\": …}."));
+            }
+            match (c.get("id"), c.get("email")) {
+                (Some(Json::String(id)), None) => Ok(ContactRef::Id(
+                    Uuid::parse_str(id)
+                        .map_err(|_| Rejection::invalid(format!("{p}/id"), "A contact id is a UUID."))?,
+                )),
+                (None, Some(Json::String(e))) => {
+                    Ok(ContactRef::Email(Phi::new(domain::contacts::normalise_email(e).map_err(|_| {
+                        Rejection::invalid(format!("{p}/email"), "This is not a valid email address.")
+                    })?)))
+                }
+                _ => Err(Rejection::invalid(p, "Name the contact by \"id\" or by \"email\" (one of them, a string).")),
+            }
+        }
+        _ => Err(Rejection::invalid(p, "Name the contact: {\"id\": …} or {\"email\": …}.")),
+    }
+}
+
+/// Flat properties (event properties, a message's merge data): at most 50, names are codes, values
+/// strings (≤ 2 KB), numbers, booleans or null. `base` is the object's JSON pointer; a bad name is
+/// never echoed, not even in the pointer.
+pub(crate) fn flat(v: Option<&Json>, base: String, not_object: &'static str) -> Result<Map<String, Json>, Rejection> {
+    match v {
+        None | Some(Json::Null) => Ok(Map::new()),
         Some(Json::Object(p)) => {
-            let base = format!("{at}/properties");
             if p.len() > api::MAX_PROPERTIES {
                 return Err(Rejection::invalid(base, "At most 50 properties."));
             }
-            for (i, (k, v)) in p.iter().enumerate() {
+            for (k, v) in p {
                 if !api::valid_property_key(k) {
-                    // The name is not echoed: it could be anything the client sent.
                     return Err(Rejection::invalid(
                         base,
                         "Property names are codes: letters, digits and _, starting with a letter (at most 64).",
@@ -180,13 +182,11 @@ pub fn parse_event(v: &Json, at: &str, now: DateTime<Utc>, lossy: bool) -> Resul
                         ));
                     }
                 }
-                let _ = i;
             }
-            p.clone()
+            Ok(p.clone())
         }
-        Some(_) => return Err(Rejection::invalid(format!("{at}/properties"), "Properties are a JSON object.")),
-    };
-    Ok(EventIn { contact, event_type, occurred_at, properties: Phi::new(properties) })
+        Some(_) => Err(Rejection::invalid(base, not_object)),
+    }
 }
 
 /// One item's outcome while a batch is recorded (answered as `domain::api::wire::ItemResult`).

@@ -7,4 +7,5 @@ pub mod contacts;
 pub mod events;
 pub mod idempotency;
 pub mod keys;
+pub mod messages;
 pub mod usage;

@@ -20,6 +20,10 @@
 //! pool. Suppression and consent are checked again in the claim, so someone who unsubscribes after
 //! launch is skipped.
 
+pub mod message;
+
+pub use message::{MessageJob, send_message};
+
 use super::{DispatchJob, Row, load_any};
 use crate::audit::{self, AuditActor, AuditRecord};
 use crate::contacts::record::{self, Open};
@@ -516,7 +520,7 @@ async fn lane(
 /// row: segments read it there, so a send writes no event row), suppression of hard
 /// bounces, and the campaign's error streak (touched only when it changes: the campaign row is
 /// shared by every worker).
-async fn record(svc: &Services, campaign: Uuid, lease: i64, outs: &[Outcome]) -> ServiceResult<()> {
+async fn record(svc: &Services, campaign: Option<Uuid>, lease: i64, outs: &[Outcome]) -> ServiceResult<()> {
     if outs.is_empty() {
         return Ok(());
     }
@@ -618,48 +622,55 @@ async fn record(svc: &Services, campaign: Uuid, lease: i64, outs: &[Outcome]) ->
     // a batch with a bounce runs in a transaction with those rows. A batch without one (nearly
     // every batch) is the statement alone, in its own implicit transaction — one round trip
     // instead of three (BEGIN, statement, COMMIT); the send benchmark measured the difference.
-    let r = if outs.iter().any(|o| o.state == DeliveryState::Bounced) {
-        let txn = svc.db().begin().await?;
+    if !outs.iter().any(|o| o.state == DeliveryState::Bounced) {
         let r = <Recorded as sea_orm::FromQueryResult>::find_by_statement(stmt)
-            .one(&txn)
-            .await?
-            .ok_or_else(|| ServiceError::internal("recording outcomes returned nothing"))?;
-        let suppressed: Vec<SuppressedContact> = serde_json::from_value(r.suppressed.clone())
-            .map_err(|_| ServiceError::internal("recording outcomes returned an unreadable list"))?;
-        for s in suppressed {
-            audit::record(
-                svc,
-                &txn,
-                AuditRecord::new(
-                    Some(domain::ids::OrganisationId(s.organisation)),
-                    AuditActor::System,
-                    AuditAction::SuppressionAdded,
-                    AuditOutcome::Success,
-                )
-                .target("contact", s.contact)
-                .detail("reason", "hard_bounce"),
-            )
-            .await?;
-        }
-        txn.commit().await?;
-        r
-    } else {
-        <Recorded as sea_orm::FromQueryResult>::find_by_statement(stmt)
             .one(svc.db())
             .await?
-            .ok_or_else(|| ServiceError::internal("recording outcomes returned nothing"))?
-    };
-    // Counted once the outcomes are ours for good (a failed write is retried with the same rows).
+            .ok_or_else(|| ServiceError::internal("recording outcomes returned nothing"))?;
+        count_outcomes(outs);
+        if let (Some(campaign), Some(streak)) = (campaign, r.streak.filter(|s| *s > 0)) {
+            auto_pause_if_needed(svc, campaign, streak).await?;
+        }
+        return Ok(());
+    }
+    let txn = svc.db().begin().await?;
+    let r = <Recorded as sea_orm::FromQueryResult>::find_by_statement(stmt)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ServiceError::internal("recording outcomes returned nothing"))?;
+    let suppressed: Vec<SuppressedContact> = serde_json::from_value(r.suppressed)
+        .map_err(|_| ServiceError::internal("recording outcomes returned an unreadable list"))?;
+    for s in suppressed {
+        audit::record(
+            svc,
+            &txn,
+            AuditRecord::new(
+                Some(domain::ids::OrganisationId(s.organisation)),
+                AuditActor::System,
+                AuditAction::SuppressionAdded,
+                AuditOutcome::Success,
+            )
+            .target("contact", s.contact)
+            .detail("reason", "hard_bounce"),
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    count_outcomes(outs);
+    if let (Some(campaign), Some(streak)) = (campaign, r.streak.filter(|s| *s > 0)) {
+        auto_pause_if_needed(svc, campaign, streak).await?;
+    }
+    Ok(())
+}
+
+/// Counted once the outcomes are ours for good (a failed write is retried with the same rows),
+/// on both paths of `record` (before, the common path without a bounce returned before counting).
+fn count_outcomes(outs: &[Outcome]) {
     let mut tally = crate::metrics::OutcomeTally::default();
     for o in outs {
         tally.add(o.state);
     }
     tally.record();
-    let streak = r.streak;
-    if let Some(streak) = streak.filter(|s| *s > 0) {
-        auto_pause_if_needed(svc, campaign, streak).await?;
-    }
-    Ok(())
 }
 
 async fn auto_pause_if_needed(svc: &Services, campaign: Uuid, streak: i32) -> ServiceResult<()> {
@@ -914,7 +925,7 @@ pub async fn dispatch(svc: &Services, worker: &SendWorker, job: &DispatchJob) ->
                     // A failed write is retried: until it lands, these rows stay claimed by us.
                     let mut attempt = 0;
                     loop {
-                        match record(&svc, campaign, key, &outs).await {
+                        match record(&svc, Some(campaign), key, &outs).await {
                             Ok(()) => break,
                             Err(e) if attempt < 5 => {
                                 attempt += 1;

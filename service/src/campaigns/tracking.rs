@@ -200,8 +200,10 @@ pub async fn click_target(svc: &Services, c: &Claims) -> ServiceResult<String> {
     }
     let url: String = db::one_as::<Target, _>(
         svc.db(),
-        "SELECT l.url FROM delivery d JOIN campaign_link l ON l.campaign_id = d.campaign_id AND l.position = $3
-         WHERE d.id = $1 AND d.organisation_id = $2",
+        "SELECT coalesce(l.url, m.url) AS url FROM delivery d
+         LEFT JOIN campaign_link l ON l.campaign_id = d.campaign_id AND l.position = $3
+         LEFT JOIN api_message_link m ON m.message_id = d.id AND d.source = 'api_message' AND m.position = $3
+         WHERE d.id = $1 AND d.organisation_id = $2 AND coalesce(l.url, m.url) IS NOT NULL",
         [c.delivery.into(), c.organisation.0.into(), i32::from(c.position).into()],
     )
     .await?
@@ -280,8 +282,9 @@ pub async fn record(svc: &Services, recorder: Option<&Recorder>, hit: Hit) -> Se
     }
 }
 
-/// (delivery, organisation, campaign, contact, accepted at, links in the campaign).
-type DeliveryFacts = (Uuid, Uuid, Uuid, Option<Uuid>, Option<DateTime<Utc>>, i64);
+/// (delivery, organisation, campaign (none for an API message), contact, accepted at, links in
+/// the message).
+type DeliveryFacts = (Uuid, Uuid, Option<Uuid>, Option<Uuid>, Option<DateTime<Utc>>, i64);
 
 /// Classify and insert a batch of hits (one query to read, one to write). Hits buffered before
 /// their organisation was deleted are dropped.
@@ -289,7 +292,9 @@ pub async fn flush(svc: &Services, hits: Vec<Hit>) -> ServiceResult<()> {
     let ids: Vec<Uuid> = hits.iter().map(|h| h.claims.delivery).collect::<HashSet<_>>().into_iter().collect();
     let rows: Vec<DeliveryFacts> = sqlx::query_as(
         "SELECT d.id, d.organisation_id, d.campaign_id, d.contact_id, d.accepted_at,
-                (SELECT count(*) FROM campaign_link l WHERE l.campaign_id = d.campaign_id)
+                CASE WHEN d.campaign_id IS NULL
+                     THEN (SELECT count(*) FROM api_message_link m WHERE m.message_id = d.id)
+                     ELSE (SELECT count(*) FROM campaign_link l WHERE l.campaign_id = d.campaign_id) END
          FROM delivery d JOIN organisation o ON o.id = d.organisation_id AND o.deleted_at IS NULL
          WHERE d.id = ANY($1)",
     )

@@ -334,7 +334,7 @@ pub async fn withdrawals(svc: &Services, org: OrganisationId, contact: Uuid) -> 
 }
 
 /// May this contact be mailed for this purpose now? Needs a current grant for the purpose and no
-/// suppression of the address.
+/// suppression of the address; for `transactional`, no grant (`domain::contacts::transactional_refusal`).
 pub async fn may_mail<C: ConnectionTrait>(
     _svc: &Services,
     conn: &C,
@@ -360,6 +360,10 @@ pub async fn may_mail<C: ConnectionTrait>(
     .await?
     .ok_or(ServiceError::NotFound)?;
     let (granted, suppressed) = (row.granted, row.suppressed);
+    // Transactional mail needs no grant, only the absence of a withdrawal and a suppression.
+    if purpose == ConsentPurpose::Transactional && suppressed.is_none() && granted.is_none() {
+        return Ok(Decision { allowed: true, reason: "transactional messages need no grant" });
+    }
     let by_patient =
         row.withdrawn_source.and_then(|s| ConsentSource::parse(&s)).is_some_and(ConsentSource::is_patients_own);
     Ok(match (suppressed, granted) {

@@ -115,6 +115,8 @@ pub const SEALED: &[SealedColumn] = &[
     SealedColumn::plain("dev_mailbox", "subject"),
     SealedColumn::plain("dev_mailbox", "message"),
     SealedColumn::plain("patient_event", "properties"),
+    // An API message's merge data (`POST /api/v1/messages`).
+    SealedColumn::plain("api_message", "data"),
     SealedColumn::plain("segment", "sealed_definition"),
     SealedColumn::plain("sending_domain", "dkim_key"),
     // An API key's signing secret (the server computes HMACs with it).
