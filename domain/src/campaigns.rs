@@ -883,6 +883,14 @@ mod tests {
     }
 
     #[test]
+    fn the_editor_offers_exactly_the_purposes_a_campaign_may_use() {
+        for p in ConsentPurpose::ALL {
+            let ok = CampaignSettings { purpose: p, ..settings() }.validate_draft().is_ok();
+            assert_eq!(ok, ConsentPurpose::FOR_CAMPAIGNS.contains(&p), "{p:?}");
+        }
+    }
+
+    #[test]
     fn hostile_settings_are_refused() {
         let check = |s: CampaignSettings, field: &str| {
             let e = s.validate_draft().unwrap_err();

@@ -321,6 +321,9 @@ impl ConsentPurpose {
             ConsentPurpose::Transactional => "transactional",
         }
     }
+    /// The purposes a campaign may send for (transactional mail is one patient's own, sent by
+    /// an integration through the API).
+    pub const FOR_CAMPAIGNS: [ConsentPurpose; 2] = [ConsentPurpose::Marketing, ConsentPurpose::CareCommunications];
     pub fn parse(s: &str) -> Option<Self> {
         ConsentPurpose::ALL.into_iter().find(|p| p.as_str() == s)
     }

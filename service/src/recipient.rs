@@ -103,19 +103,21 @@ async fn page_for(svc: &Services, claims: &LinkClaims) -> ServiceResult<Recipien
     }
 }
 
-/// Whether the contact's current consent for the purpose is a grant.
+/// Whether the contact currently receives mail of the purpose: a grant on record — or, for
+/// transactional mail, which needs no grant, no withdrawal on record (the preferences page must
+/// not show "off" for mail the patient does receive).
 async fn consent_granted<C: sea_orm::ConnectionTrait>(
     conn: &C,
     contact: uuid::Uuid,
     purpose: ConsentPurpose,
 ) -> ServiceResult<bool> {
-    Ok(db::scalar::<bool, _>(
+    let recorded = db::scalar::<bool, _>(
         conn,
         "SELECT granted FROM contact_consent WHERE contact_id = $1 AND purpose = $2",
         [contact.into(), purpose.as_str().into()],
     )
-    .await?
-    .unwrap_or(false))
+    .await?;
+    Ok(recorded.unwrap_or(purpose == ConsentPurpose::Transactional))
 }
 
 /// The page behind an unsubscribe or preferences link (changes nothing).

@@ -288,7 +288,7 @@ fn Editor(options: CampaignOptions, campaign: Option<CampaignView>) -> impl Into
                     <label>"Purpose (recipients need consent for it)"
                         <select data-test="campaign-purpose" disabled=move || !enabled.get()
                             on:change=move |ev| { let v = event_target_value(&ev); if let Some(p) = ConsentPurpose::parse(&v) { s.update(|x| x.purpose = p); } }>
-                            {ConsentPurpose::ALL.into_iter().map(|p| view! {
+                            {ConsentPurpose::FOR_CAMPAIGNS.into_iter().map(|p| view! {
                                 <option value=p.as_str() selected=move || s.with(|x| x.purpose == p)>{p.label()}</option>
                             }).collect_view()}
                         </select>
