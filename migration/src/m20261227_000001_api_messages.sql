@@ -38,6 +38,9 @@ ALTER TABLE delivery_queue ALTER COLUMN campaign_id DROP NOT NULL;
 ALTER TABLE delivery_queue DROP CONSTRAINT delivery_queue_source_check;
 ALTER TABLE delivery_queue ADD CONSTRAINT delivery_queue_source_check CHECK (source IN ('campaign', 'api_message'));
 ALTER TABLE delivery_queue ADD CONSTRAINT delivery_queue_source_row CHECK ((source = 'campaign') = (campaign_id IS NOT NULL));
+-- The campaign tick's sweep for API messages whose send job was lost reads only these rows; without
+-- the index it would scan a running campaign's whole queue on every tick.
+CREATE INDEX delivery_queue_api_message_due ON delivery_queue (not_before) WHERE source = 'api_message' AND claimed_by IS NULL;
 
 -- Opens, clicks and bounces of an API message have no campaign.
 ALTER TABLE engagement_event ALTER COLUMN campaign_id DROP NOT NULL;
