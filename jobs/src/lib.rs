@@ -8,6 +8,7 @@
 pub mod campaigns;
 pub mod contacts;
 pub mod maintenance;
+pub mod webhooks;
 pub mod worker;
 
 use apalis_postgres::PgPool;
@@ -16,6 +17,7 @@ use service::campaigns::{DispatchJob, PrepareJob};
 use service::contacts::import::ImportJob;
 use service::contacts::lists::OptInEmail;
 use service::crypto::rotation::RotationJob;
+use service::webhooks::WebhookJob;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -75,7 +77,8 @@ pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bo
         .add::<OptInEmail, _, _>(4, contacts::optin_email)
         .add::<RotationJob, _, _>(1, contacts::key_rotation)
         .add::<PrepareJob, _, _>(1, campaigns::prepare)
-        .add::<DispatchJob, _, _>(slots, dispatch);
+        .add::<DispatchJob, _, _>(slots, dispatch)
+        .add::<WebhookJob, _, _>(4, webhooks::deliver);
     let _ = scheduler.await;
     let _ = ticker.await;
     workers.join().await;
@@ -108,6 +111,7 @@ mod tests {
             RotationJob::QUEUE,
             PrepareJob::QUEUE,
             DispatchJob::QUEUE,
+            WebhookJob::QUEUE,
         ] {
             assert!(service::outbox::queue::ALL.contains(&q), "{q} is missing from outbox::queue::ALL");
         }

@@ -20,6 +20,7 @@ mod m20261223_000002_consent_withdrawals;
 mod m20261224_000001_sending_domains;
 mod m20261225_000001_delivery_source;
 mod m20261226_000001_api;
+mod m20261227_000001_webhooks;
 
 pub struct Migrator;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261224_000001_sending_domains::Migration),
             Box::new(m20261225_000001_delivery_source::Migration),
             Box::new(m20261226_000001_api::Migration),
+            Box::new(m20261227_000001_webhooks::Migration),
         ]
     }
 }
@@ -67,6 +69,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20261224_000001_sending_domains.sql"),
     include_str!("m20261225_000001_delivery_source.sql"),
     include_str!("m20261226_000001_api.sql"),
+    include_str!("m20261227_000001_webhooks.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.
