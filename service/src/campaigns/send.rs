@@ -516,6 +516,17 @@ async fn lane(
 /// row: segments read it there, so a send writes no event row), suppression of hard
 /// bounces, and the campaign's error streak (touched only when it changes: the campaign row is
 /// shared by every worker).
+/// Count a written batch's outcomes once they are ours for good (a failed write is retried with
+/// the same rows). Both paths of [`record`] call it: the statement-only path (no bounce) returned
+/// before counting, so `hermetic_delivery_outcomes_total` missed nearly every batch.
+fn tally_outcomes(outs: &[Outcome]) {
+    let mut tally = crate::metrics::OutcomeTally::default();
+    for o in outs {
+        tally.add(o.state);
+    }
+    tally.record();
+}
+
 async fn record(svc: &Services, campaign: Uuid, lease: i64, outs: &[Outcome]) -> ServiceResult<()> {
     if outs.is_empty() {
         return Ok(());
@@ -637,6 +648,7 @@ async fn record(svc: &Services, campaign: Uuid, lease: i64, outs: &[Outcome]) ->
             .one(svc.db())
             .await?
             .ok_or_else(|| ServiceError::internal("recording outcomes returned nothing"))?;
+        tally_outcomes(outs);
         if let Some(streak) = r.streak.filter(|s| *s > 0) {
             auto_pause_if_needed(svc, campaign, streak).await?;
         }
@@ -665,12 +677,7 @@ async fn record(svc: &Services, campaign: Uuid, lease: i64, outs: &[Outcome]) ->
         .await?;
     }
     txn.commit().await?;
-    // Counted once the outcomes are ours for good (a failed write is retried with the same rows).
-    let mut tally = crate::metrics::OutcomeTally::default();
-    for o in outs {
-        tally.add(o.state);
-    }
-    tally.record();
+    tally_outcomes(outs);
     let streak = r.streak;
     if let Some(streak) = streak.filter(|s| *s > 0) {
         auto_pause_if_needed(svc, campaign, streak).await?;
