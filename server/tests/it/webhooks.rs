@@ -19,18 +19,21 @@ use uuid::Uuid;
 
 const MARKER: &str = "PHI-MARKER-Vx93q";
 
+/// One request the endpoint received: its headers and raw body.
+type Request = (http::HeaderMap, Vec<u8>);
+
 /// A real HTTP endpoint: records every request (headers and raw body) and answers `status`.
-struct Endpoint {
-    url: String,
+pub(crate) struct Endpoint {
+    pub(crate) url: String,
     port: u16,
-    seen: Arc<Mutex<Vec<(http::HeaderMap, Vec<u8>)>>>,
+    seen: Arc<Mutex<Vec<Request>>>,
     status: Arc<AtomicU16>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Endpoint {
-    async fn start(status: u16) -> Endpoint {
-        let seen: Arc<Mutex<Vec<(http::HeaderMap, Vec<u8>)>>> = Arc::default();
+    pub(crate) async fn start(status: u16) -> Endpoint {
+        let seen: Arc<Mutex<Vec<Request>>> = Arc::default();
         let status = Arc::new(AtomicU16::new(status));
         let (s, st) = (seen.clone(), status.clone());
         let app = axum::Router::new().route(
@@ -57,7 +60,7 @@ impl Endpoint {
         Endpoint { url: format!("http://127.0.0.1:{port}/hook"), port, seen, status, stop: Some(tx) }
     }
 
-    fn bodies(&self) -> Vec<(http::HeaderMap, Vec<u8>)> {
+    pub(crate) fn bodies(&self) -> Vec<(http::HeaderMap, Vec<u8>)> {
         self.seen.lock().unwrap().clone()
     }
 
