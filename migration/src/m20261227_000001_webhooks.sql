@@ -37,6 +37,8 @@ CREATE TABLE webhook_delivery (
     UNIQUE (event_id, endpoint_id)
 );
 CREATE INDEX webhook_delivery_endpoint ON webhook_delivery (endpoint_id, created_at DESC);
+-- Maintenance deletes finished deliveries after 30 days.
+CREATE INDEX webhook_delivery_finished ON webhook_delivery (created_at) WHERE state <> 'pending';
 
 CREATE TABLE webhook_attempt (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -50,3 +52,5 @@ CREATE TABLE webhook_attempt (
     next_attempt_at timestamptz
 );
 CREATE INDEX webhook_attempt_endpoint ON webhook_attempt (endpoint_id, at DESC);
+-- Deleting a delivery deletes its attempts.
+CREATE INDEX webhook_attempt_delivery ON webhook_attempt (delivery_id);

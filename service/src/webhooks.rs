@@ -417,6 +417,14 @@ pub(crate) fn enqueue_cte(rel: &str, now_param: &str) -> String {
     )
 }
 
+/// Delete finished (delivered or given-up) deliveries created before `before`, with their
+/// attempts: the page shows recent attempts, and the rows are only ids and codes, so 30 days of
+/// history is plenty. Pending ones are kept (their retries are still due).
+pub(crate) async fn purge_finished<C: ConnectionTrait>(conn: &C, before: DateTime<Utc>) -> ServiceResult<u64> {
+    Ok(db::exec(conn, "DELETE FROM webhook_delivery WHERE state <> 'pending' AND created_at < $1", [before.into()])
+        .await?)
+}
+
 /// The body of a delivery (ids and codes only).
 #[derive(Serialize)]
 struct Payload<'a> {

@@ -316,6 +316,11 @@ async fn a_failing_endpoint_is_retried_with_growing_delays_for_a_day_and_410_dis
     let sig = h.get("hermetic-signature").unwrap().to_str().unwrap();
     assert!(python_verifies(&rotated, sig, &body));
     assert!(!python_verifies(&ep.secret, sig, &body));
+    // Finished deliveries (two given up, two delivered) are deleted by maintenance after 30 days,
+    // with their attempts; a pending one would be kept.
+    app.advance(31 * 86_400);
+    assert_eq!(service::maintenance::run(svc).await.unwrap().webhooks_purged, 4);
+    assert!(service::webhooks::list(svc, &actor).await.unwrap()[0].attempts.is_empty());
     service::webhooks::delete(svc, &actor, ep.id).await.unwrap();
     assert!(service::webhooks::list(svc, &actor).await.unwrap().is_empty());
     // Each change is in the audit trail.
