@@ -19,6 +19,7 @@ pub mod pages;
 pub mod pages_table;
 #[cfg(feature = "ssr")]
 pub mod ssr;
+pub mod webhooks;
 
 use components::NotFoundPanel;
 use domain::Permission;
@@ -193,6 +194,7 @@ lazy_group!(app_pages, __preload_app_pages, AppPage {
     MailboxRoute => pages::mailbox::MailboxPage,
     DomainsRoute => pages::domains::SendingDomainsPage,
     ApiKeysRoute => pages::api_keys::ApiKeysPage,
+    WebhooksRoute => pages::webhooks::WebhooksPage,
     SequencesRoute => SequencesPage,
     ReportsRoute => ReportsPage,
 });
@@ -246,6 +248,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("settings/mailbox") view=page!(MailboxRoute, pages::mailbox::MailboxPage)/>
                     <Route path=path!("settings/domains") view=page!(DomainsRoute, pages::domains::SendingDomainsPage)/>
                     <Route path=path!("settings/api-keys") view=page!(ApiKeysRoute, pages::api_keys::ApiKeysPage)/>
+                    <Route path=path!("settings/webhooks") view=page!(WebhooksRoute, pages::webhooks::WebhooksPage)/>
                 </ParentRoute>
             </Routes>
         </Router>

@@ -47,6 +47,7 @@ pub const PAGES: &[(&str, PageAccess)] = &[
     ("/settings/mailbox", PageAccess::Permission(Permission::SettingsManage)),
     ("/settings/domains", PageAccess::Permission(Permission::SettingsManage)),
     ("/settings/api-keys", PageAccess::Permission(Permission::SettingsManage)),
+    ("/settings/webhooks", PageAccess::Permission(Permission::SettingsManage)),
 ];
 
 /// Whether a concrete path matches a pattern (`{name}` matches one segment, `{*name}` the rest).

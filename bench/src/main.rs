@@ -184,6 +184,7 @@ async fn services_with(
         sending: service::campaigns::SendingSettings::default(),
         public_url: "http://127.0.0.1".into(),
         totp_issuer: "Hermetic".into(),
+        webhooks: service::config::WebhookSettings::default(),
     };
     let svc = service::Services::new(db, Arc::new(SystemClock), KeyRing::new(root_key()?), settings)?;
     // As the server does at start: record (or check) the root key this database is sealed under;

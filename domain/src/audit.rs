@@ -110,6 +110,11 @@ actions! {
     ApiKeyRefused => "api_key.refused", "API request refused (revoked, expired or badly signed key)";
     EventRecorded => "event.recorded", "Patient events recorded";
     EventPropertiesViewed => "event.properties_viewed", "Patient event properties viewed (PHI read)";
+    WebhookCreated => "webhook.created", "Webhook endpoint registered";
+    WebhookChanged => "webhook.changed", "Webhook endpoint changed";
+    WebhookDeleted => "webhook.deleted", "Webhook endpoint deleted";
+    WebhookSecretRotated => "webhook.secret_rotated", "Webhook signing secret rotated";
+    WebhookDisabled => "webhook.disabled", "Webhook endpoint disabled (it answered 410 Gone)";
     CampaignPausedForDomain => "campaign.paused_sending_domain", "Campaign paused: its From domain is not verified";
 }
 

@@ -21,6 +21,7 @@ pub mod phi;
 pub mod template_views;
 pub mod templates;
 pub mod time_zones;
+pub mod webhooks;
 
 pub use access::{Permission, Role};
 pub use error::DomainError;

@@ -65,5 +65,8 @@ entities!(
     template,
     template_version,
     user_session,
+    webhook_attempt,
+    webhook_delivery,
+    webhook_endpoint,
     wrapped_key,
 );

@@ -41,4 +41,7 @@ pub use super::suppression::Entity as Suppression;
 pub use super::template::Entity as Template;
 pub use super::template_version::Entity as TemplateVersion;
 pub use super::user_session::Entity as UserSession;
+pub use super::webhook_attempt::Entity as WebhookAttempt;
+pub use super::webhook_delivery::Entity as WebhookDelivery;
+pub use super::webhook_endpoint::Entity as WebhookEndpoint;
 pub use super::wrapped_key::Entity as WrappedKey;

@@ -8,6 +8,7 @@
 pub mod campaigns;
 pub mod contacts;
 pub mod maintenance;
+pub mod webhooks;
 pub mod worker;
 
 use apalis_postgres::PgPool;
@@ -17,6 +18,7 @@ use service::campaigns::{DispatchJob, PrepareJob};
 use service::contacts::import::ImportJob;
 use service::contacts::lists::OptInEmail;
 use service::crypto::rotation::RotationJob;
+use service::webhooks::WebhookJob;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -79,7 +81,8 @@ pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bo
         .add::<RotationJob, _, _>(1, contacts::key_rotation)
         .add::<PrepareJob, _, _>(1, campaigns::prepare)
         .add::<DispatchJob, _, _>(slots, dispatch)
-        .add::<MessageJob, _, _>(4, message);
+        .add::<MessageJob, _, _>(4, message)
+        .add::<WebhookJob, _, _>(4, webhooks::deliver);
     let _ = scheduler.await;
     let _ = ticker.await;
     workers.join().await;
@@ -113,6 +116,7 @@ mod tests {
             PrepareJob::QUEUE,
             DispatchJob::QUEUE,
             MessageJob::QUEUE,
+            WebhookJob::QUEUE,
         ] {
             assert!(service::outbox::queue::ALL.contains(&q), "{q} is missing from outbox::queue::ALL");
         }

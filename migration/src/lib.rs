@@ -21,6 +21,7 @@ mod m20261224_000001_sending_domains;
 mod m20261225_000001_delivery_source;
 mod m20261226_000001_api;
 mod m20261227_000001_api_messages;
+mod m20261227_000002_webhooks;
 
 pub struct Migrator;
 
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261225_000001_delivery_source::Migration),
             Box::new(m20261226_000001_api::Migration),
             Box::new(m20261227_000001_api_messages::Migration),
+            Box::new(m20261227_000002_webhooks::Migration),
         ]
     }
 }
@@ -70,6 +72,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20261225_000001_delivery_source.sql"),
     include_str!("m20261226_000001_api.sql"),
     include_str!("m20261227_000001_api_messages.sql"),
+    include_str!("m20261227_000002_webhooks.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.

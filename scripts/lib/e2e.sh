@@ -20,6 +20,8 @@ run_browser_tests() {
   export HERMETIC_SESSION__IDLE_TIMEOUT_SECS=30
   export HERMETIC_SESSION__IDLE_WARNING_SECS=10
   export HERMETIC_LOG_FORMAT=json
+  # Webhook specs post to a receiver on loopback (development setting; off in production).
+  export HERMETIC_WEBHOOKS__ALLOW_PRIVATE=true
   # Mail goes over STARTTLS to the dev SMTP listener inside the server, as with scripts/dev.
   make_test_certs "$TMP/dev-smtp" >/dev/null
   SMTP_PORT="$(free_port)"

@@ -71,6 +71,16 @@ pub struct FileConfig {
     pub api: ApiFile,
     #[serde(default)]
     pub metrics: MetricsFile,
+    #[serde(default)]
+    pub webhooks: WebhooksFile,
+}
+
+/// Outgoing webhooks. `allow_private` (`HERMETIC_WEBHOOKS__ALLOW_PRIVATE`) is for development and
+/// tests only: it lets endpoints be `http://` and on loopback or private addresses.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksFile {
+    pub allow_private: Option<bool>,
 }
 
 /// Prometheus metrics (`/metrics`). Off unless a bearer token is configured: from a file
@@ -336,6 +346,7 @@ pub struct Runtime {
     pub import_max_bytes: u64,
     pub api: ApiSettings,
     pub metrics: MetricsSettings,
+    pub webhooks: service::config::WebhookSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -587,6 +598,9 @@ impl FileConfig {
                 import_max_bytes,
                 api,
                 metrics,
+                webhooks: service::config::WebhookSettings {
+                    allow_private: self.webhooks.allow_private.unwrap_or(false),
+                },
             },
         })
     }

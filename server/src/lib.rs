@@ -82,6 +82,7 @@ pub async fn build_services(config: Config, clock: Arc<dyn Clock>) -> Result<(Se
         sending: runtime.sending.clone(),
         public_url: runtime.public_url.clone(),
         totp_issuer: runtime.totp_issuer.clone(),
+        webhooks: runtime.webhooks,
     };
     let services = Services::new(db, clock, keys, settings)?;
     // Fail fast when this process does not hold the root key the database names as current.

@@ -162,6 +162,12 @@ const API: &[(&str, Access)] = &[
     ("/api/list_api_keys", Signed(P::SettingsManage)),
     ("/api/create_api_key", Signed(P::SettingsManage)),
     ("/api/revoke_api_key", Signed(P::SettingsManage)),
+    ("/api/list_webhooks", Signed(P::SettingsManage)),
+    ("/api/create_webhook", Signed(P::SettingsManage)),
+    ("/api/update_webhook", Signed(P::SettingsManage)),
+    ("/api/delete_webhook", Signed(P::SettingsManage)),
+    ("/api/rotate_webhook_secret", Signed(P::SettingsManage)),
+    ("/api/test_webhook", Signed(P::SettingsManage)),
 ];
 
 /// Server functions that never count as activity: exactly the app's background polls

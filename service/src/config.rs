@@ -76,6 +76,16 @@ pub struct Settings {
     pub public_url: String,
     /// Name shown in authenticator apps.
     pub totp_issuer: String,
+    /// Outgoing webhooks.
+    pub webhooks: WebhookSettings,
+}
+
+/// Outgoing webhooks (`webhooks.*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// Development only: allow `http://` endpoints and private, loopback and link-local addresses
+    /// (off by default; the SSRF guard refuses them).
+    pub allow_private: bool,
 }
 
 /// How sending domains are checked.

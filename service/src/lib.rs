@@ -28,6 +28,7 @@ pub mod sending_domains;
 pub mod services;
 pub mod templates;
 pub mod users;
+pub mod webhooks;
 
 pub use actor::Actor;
 pub use error::{ServiceError, ServiceResult};

@@ -1,7 +1,7 @@
 //! Housekeeping run by the scheduled maintenance job: expire and purge sessions, forget stale
 //! throttle counters, delete uploads never started within a day, seal segment definitions saved
 //! before sealing existed, verify every audit chain, and re-check verified sending domains' DNS
-//! records.
+//! records, and delete finished webhook deliveries after 30 days.
 
 use crate::audit;
 use crate::db;
@@ -25,6 +25,8 @@ pub struct MaintenanceReport {
     pub domains_lost: u64,
     /// Stored API answers past their 24 hours.
     pub idempotency_purged: u64,
+    /// Finished webhook deliveries (and their attempts) past 30 days.
+    pub webhooks_purged: u64,
 }
 
 pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
@@ -58,6 +60,7 @@ pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
     // A file uploaded but never imported is PHI kept for no purpose: deleted after a day.
     let imports_expired = crate::contacts::import::expire_unstarted(svc).await?;
     let idempotency_purged = crate::api::idempotency::purge(svc.db(), now).await?;
+    let webhooks_purged = crate::webhooks::purge_finished(svc.db(), now - Duration::days(30)).await?;
     let segments_sealed = crate::segments::seal_legacy(svc).await?;
     let reports = audit::verify_all(svc).await?;
     // A domain whose records are gone stops sending; a failed re-check is logged, not fatal.
@@ -80,5 +83,6 @@ pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
         domains_checked: domains.checked,
         domains_lost: domains.lost,
         idempotency_purged,
+        webhooks_purged,
     })
 }

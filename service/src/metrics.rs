@@ -44,6 +44,12 @@ pub const DELIVERY_QUEUE: &str = "hermetic_delivery_queue_rows";
 pub const JOB_QUEUE: &str = "hermetic_job_queue_jobs";
 /// Scrapes whose queue depths could not be read (the depth gauges then keep their last values).
 pub const QUEUE_READ_FAILURES: &str = "hermetic_queue_depth_read_failures_total";
+/// Webhook delivery attempts, by outcome: `delivered` (2xx), `retry` (failed, tried again later),
+/// `failed` (given up after 24 h), `disabled` (410 Gone: the endpoint was turned off), `refused`
+/// (the endpoint's address is not public: no request was made).
+pub const WEBHOOK_DELIVERIES: &str = "hermetic_webhook_deliveries_total";
+/// Webhook retries scheduled (each failed attempt that will be tried again).
+pub const WEBHOOK_RETRIES: &str = "hermetic_webhook_retries_total";
 /// Always 1, labelled with the version of the running binary.
 pub const BUILD_INFO: &str = "hermetic_build_info";
 
@@ -88,6 +94,12 @@ pub fn describe(version: &'static str) {
         "Job queue entries by queue and state (due, scheduled, running), read at scrape."
     );
     describe_counter!(QUEUE_READ_FAILURES, Unit::Count, "Scrapes whose queue depths could not be read.");
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        Unit::Count,
+        "Webhook delivery attempts by outcome (delivered, retry, failed, disabled, refused)."
+    );
+    describe_counter!(WEBHOOK_RETRIES, Unit::Count, "Webhook retries scheduled.");
     describe_gauge!(BUILD_INFO, "Always 1; the label names the running version.");
     gauge!(BUILD_INFO, "version" => version).set(1.0);
 }
@@ -115,6 +127,24 @@ pub fn method_label(method: &str) -> &'static str {
         "DELETE" => "DELETE",
         "OPTIONS" => "OPTIONS",
         _ => "other",
+    }
+}
+
+/// Webhook outcome labels (closed set).
+pub mod webhook_outcome {
+    pub const DELIVERED: &str = "delivered";
+    pub const RETRY: &str = "retry";
+    pub const FAILED: &str = "failed";
+    pub const DISABLED: &str = "disabled";
+    pub const REFUSED: &str = "refused";
+}
+
+/// One webhook attempt finished with `outcome` (one of [`webhook_outcome`]); a retry also counts
+/// in [`WEBHOOK_RETRIES`].
+pub fn webhook_attempt(outcome: &'static str) {
+    counter!(WEBHOOK_DELIVERIES, "outcome" => outcome).increment(1);
+    if outcome == webhook_outcome::RETRY {
+        counter!(WEBHOOK_RETRIES).increment(1);
     }
 }
 

@@ -67,16 +67,54 @@ pub async fn push_at<C: ConnectionTrait, J: Job>(conn: &C, job: &J, at: DateTime
     insert(conn, job, Some(at)).await
 }
 
+/// Push a job to run no earlier than `at` under an idempotency key of the caller's (a job that
+/// schedules its own next run names each run, e.g. a webhook's retry by its attempt number).
+pub async fn push_keyed_at<C: ConnectionTrait, J: Job>(
+    conn: &C,
+    job: &J,
+    key: String,
+    at: DateTime<Utc>,
+) -> ServiceResult<bool> {
+    insert_keyed(conn, job, Some(key), Some(at)).await
+}
+
 async fn insert<C: ConnectionTrait, J: Job>(conn: &C, job: &J, at: Option<DateTime<Utc>>) -> ServiceResult<bool> {
+    insert_keyed(conn, job, job.idempotency_key(), at).await
+}
+
+async fn insert_keyed<C: ConnectionTrait, J: Job>(
+    conn: &C,
+    job: &J,
+    key: Option<String>,
+    at: Option<DateTime<Utc>>,
+) -> ServiceResult<bool> {
     let n = db::exec(
         conn,
         "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, idempotency_key)
          VALUES (apalis.generate_ulid(), $1, $2, 'Pending', 0, $3, coalesce($5, now()), 0, $4)
          ON CONFLICT (job_type, idempotency_key) DO NOTHING",
-        [J::QUEUE.into(), encode(job)?.into(), J::MAX_ATTEMPTS.into(), job.idempotency_key().into(), at.into()],
+        [J::QUEUE.into(), encode(job)?.into(), J::MAX_ATTEMPTS.into(), key.into(), at.into()],
     )
     .await?;
     Ok(n > 0)
+}
+
+/// SQL (a data-modifying statement for a `WITH` clause) that pushes one job of type `J` per row of
+/// `rows`, a name visible in the enclosing statement with a `uuid` column `id`: the job's payload is
+/// `{"<field>": id}` and its idempotency key `<key_prefix><id>`. For statements that create the rows
+/// a job must follow and must push the jobs in the same statement (the send path's outcome write):
+/// the job exists if and only if the rows committed. `field` and `key_prefix` are fixed text of the
+/// caller, never input.
+pub fn push_each_sql<J: Job>(rows: &str, field: &'static str, key_prefix: &'static str) -> String {
+    format!(
+        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, idempotency_key)
+         SELECT apalis.generate_ulid(), '{queue}', convert_to(jsonb_build_object('{field}', r.id)::text, 'UTF8'),
+                'Pending', 0, {max}, now(), 0, '{key_prefix}' || r.id::text
+         FROM {rows} r
+         ON CONFLICT (job_type, idempotency_key) DO NOTHING",
+        queue = J::QUEUE,
+        max = J::MAX_ATTEMPTS,
+    )
 }
 
 /// Push many jobs of one type to run now, in one statement on a raw connection (the COPY-based
@@ -225,7 +263,8 @@ pub mod queue {
     pub const CAMPAIGN_DISPATCH: &str = "campaign-dispatch";
     pub const MAINTENANCE: &str = "maintenance";
     pub const API_MESSAGE: &str = "api-message";
+    pub const WEBHOOK: &str = "webhook-delivery";
     /// Every queue (metrics label values; `jobs`' tests check each worker's queue is here).
     pub const ALL: &[&str] =
-        &[OPTIN_EMAIL, IMPORT, KEY_ROTATION, CAMPAIGN_PREPARE, CAMPAIGN_DISPATCH, MAINTENANCE, API_MESSAGE];
+        &[OPTIN_EMAIL, IMPORT, KEY_ROTATION, CAMPAIGN_PREPARE, CAMPAIGN_DISPATCH, MAINTENANCE, API_MESSAGE, WEBHOOK];
 }

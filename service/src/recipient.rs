@@ -181,6 +181,16 @@ async fn set(
             [message.into(), contact.into(), now.into(), org.0.into()],
         )
         .await?;
+        // `contact.unsubscribed` webhooks, in this transaction (ids and purpose codes only).
+        let withdrawn: Vec<&str> = purposes.iter().map(|p| p.as_str()).collect();
+        crate::webhooks::enqueue(
+            &txn,
+            org,
+            domain::webhooks::EventType::ContactUnsubscribed,
+            serde_json::json!({"contact_id": contact, "message_id": message, "purposes": withdrawn, "via": kind.name()}),
+            now,
+        )
+        .await?;
     }
     txn.commit().await?;
     page_for(svc, claims).await

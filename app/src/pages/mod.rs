@@ -13,3 +13,4 @@ pub mod segments;
 pub mod settings;
 pub mod templates;
 pub mod users;
+pub mod webhooks;

@@ -59,7 +59,7 @@ pub fn SettingsPage() -> impl IntoView {
                 </dl>
             })}
             {is_admin.then(|| view! {
-                <p><A href="/settings/users">"Manage users"</A> " · " <A href="/contacts/fields">"Contact fields"</A> " · " <A href="/settings/domains">"Sending domains"</A> " · " <A href="/settings/api-keys">"API keys"</A> " · " <A href="/settings/mailbox">"Dev mailbox"</A></p>
+                <p><A href="/settings/users">"Manage users"</A> " · " <A href="/contacts/fields">"Contact fields"</A> " · " <A href="/settings/domains">"Sending domains"</A> " · " <A href="/settings/api-keys">"API keys"</A> " · " <A href="/settings/webhooks">"Webhooks"</A> " · " <A href="/settings/mailbox">"Dev mailbox"</A></p>
             })}
         </section>
         <section class="panel">

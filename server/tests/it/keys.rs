@@ -556,6 +556,19 @@ async fn data_key_rotation_reseals_every_sealed_column_so_the_old_key_can_be_des
     let m = service::api::messages::parse(body.to_string().as_bytes()).unwrap();
     service::api::messages::send(svc, &actor, m, None).await.unwrap().unwrap();
     produced.insert("api_message.data".to_string());
+    // webhook_endpoint.secret: an endpoint (a public literal address: no DNS needed).
+    service::webhooks::create(
+        svc,
+        &actor,
+        domain::webhooks::EndpointInput {
+            url: "https://93.184.216.34/hooks".into(),
+            events: vec!["message.sent".into()],
+            enabled: true,
+        },
+    )
+    .await
+    .unwrap();
+    produced.insert("webhook_endpoint.secret".to_string());
 
     let registry: BTreeSet<String> = SEALED.iter().map(|c| c.name()).collect();
     assert_eq!(

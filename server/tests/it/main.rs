@@ -33,3 +33,4 @@ mod sending_domains;
 mod smtp;
 mod templates;
 mod users;
+mod webhooks;

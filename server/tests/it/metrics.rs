@@ -256,6 +256,8 @@ async fn server_process(app: &TestApp, smtp: &SmtpServer, worker: bool) -> Serve
         .env("HERMETIC_METRICS_TOKEN", TOKEN)
         .env("HERMETIC_JOBS__POLL_INTERVAL_SECS", "1")
         .env("HERMETIC_SENDING__RETRY_BASE_SECS", "1")
+        // Webhook receivers of the test are on loopback.
+        .env("HERMETIC_WEBHOOKS__ALLOW_PRIVATE", "true")
         .env("HERMETIC_LOG_FORMAT", "json");
     if worker {
         cmd.arg("worker").env("HERMETIC_METRICS__LISTEN", format!("127.0.0.1:{port}"));
@@ -320,6 +322,25 @@ async fn a_scrape_counts_the_api_calls_sends_and_jobs_that_happened_and_names_no
     .await
     .unwrap();
     let secret = key.secret.to_string();
+    // Webhooks: one receiver answers 2xx to the two sends, another 500 to the bounce (retried
+    // later). Registered on a public address (this test process refuses loopback), then pointed at
+    // the receivers behind the guard's back; the `serve` process allows loopback.
+    let ok_hook = crate::webhooks::Endpoint::start(200).await;
+    let failing_hook = crate::webhooks::Endpoint::start(500).await;
+    for (hook, event) in [(&ok_hook, "message.sent"), (&failing_hook, "message.bounced")] {
+        let ep = service::webhooks::create(
+            svc,
+            &actor,
+            domain::webhooks::EndpointInput {
+                url: "https://93.184.216.34/h".into(),
+                events: vec![event.into()],
+                enabled: true,
+            },
+        )
+        .await
+        .unwrap();
+        app.sql(&format!("UPDATE webhook_endpoint SET url = '{}' WHERE id = '{}'", hook.url, ep.id)).await;
+    }
     let served = server_process(&app, &smtp, false).await;
     let base = served.base.as_str();
     let scrape = || async { parse(&get(&format!("{base}/metrics"), Some(TOKEN)).await.2) };
@@ -382,6 +403,13 @@ async fn a_scrape_counts_the_api_calls_sends_and_jobs_that_happened_and_names_no
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
+    // The webhook jobs run on the serve process's workers.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ok_hook.bodies().len() < 2 || failing_hook.bodies().is_empty() {
+        assert!(Instant::now() < deadline, "the webhooks were not delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let body = get(&format!("{base}/metrics"), Some(TOKEN)).await.2;
     let after = parse(&body);
     let delta = |name: &str, labels: &[(&str, &str)]| value(&after, name, labels) - value(&before, name, labels);
@@ -423,6 +451,10 @@ async fn a_scrape_counts_the_api_calls_sends_and_jobs_that_happened_and_names_no
         assert_eq!(delta("hermetic_delivery_outcomes_total", &[("state", state)]), n, "{state}");
     }
     assert_eq!(delta("hermetic_smtp_messages_total", &[]), 4.0, "three first attempts and one retry");
+    // Webhooks: two delivered, one failed attempt to be retried.
+    let hooks = |outcome: &str| delta("hermetic_webhook_deliveries_total", &[("outcome", outcome)]);
+    assert_eq!((hooks("delivered"), hooks("retry"), hooks("failed")), (2.0, 1.0, 0.0));
+    assert_eq!(delta("hermetic_webhook_retries_total", &[]), 1.0);
     // Jobs: the prepare job and at least one dispatch job ran, and none failed.
     for queue in ["campaign-prepare", "campaign-dispatch"] {
         assert!(delta("hermetic_job_runs_total", &[("queue", queue)]) >= 1.0, "{queue}");

@@ -203,8 +203,26 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
         | "/api/getting_started"
         | "/api/list_campaigns"
         | "/api/list_sending_domains"
-        | "/api/list_api_keys" => (form, String::new()),
-        "/api/revoke_api_key" | "/api/contact_events" | "/api/event_properties" => (form, format!("id={none}")),
+        | "/api/list_api_keys"
+        | "/api/list_webhooks" => (form, String::new()),
+        "/api/revoke_api_key"
+        | "/api/contact_events"
+        | "/api/event_properties"
+        | "/api/delete_webhook"
+        | "/api/rotate_webhook_secret"
+        | "/api/test_webhook" => (form, format!("id={none}")),
+        // A public literal address, so the admin's call passes the guard without DNS (and creates
+        // an endpoint, which is harmless here).
+        "/api/create_webhook" => (
+            "application/json",
+            r#"{"endpoint":{"url":"https://93.184.216.34/hook","events":["message.sent"],"enabled":true}}"#.into(),
+        ),
+        "/api/update_webhook" => (
+            "application/json",
+            format!(
+                r#"{{"id":"{none}","endpoint":{{"url":"https://93.184.216.34/hook","events":["message.sent"],"enabled":true}}}}"#
+            ),
+        ),
         "/api/create_api_key" => (
             "application/json",
             r#"{"key":{"name":"Matrix","scopes":["events:write"],"expires_at":null,"require_signature":false}}"#.into(),

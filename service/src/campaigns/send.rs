@@ -568,7 +568,10 @@ async fn record(svc: &Services, campaign: Option<Uuid>, lease: i64, outs: &[Outc
     // One statement. `recorded_at` is the database's clock at the write on purpose:
     // `recorded_at - accepted_at` measures the window in which a crash would resend an accepted
     // message.
-    let stmt = db::stmt(
+    // Webhooks (`message.sent`, `message.bounced`) are queued by the same statement: `facts` →
+    // `wh_rows` → `wh_jobs` (`crate::webhooks::enqueue_cte`). With no enabled endpoint in the
+    // organisation that is one probe of a partial index per outcome row and nothing else.
+    let sql = format!(
         "WITH o AS MATERIALIZED (
              SELECT * FROM jsonb_to_recordset($1::jsonb)
                   AS o(id uuid, state text, status text, detail text, nb timestamptz, acc timestamptz, undo int)
@@ -588,7 +591,14 @@ async fn record(svc: &Services, campaign: Option<Uuid>, lease: i64, outs: &[Outc
                  attempts = d.attempts + 1 - o.undo, updated_at = $7
              FROM o
              WHERE d.id = o.id AND o.id IN (SELECT delivery_id FROM done UNION ALL SELECT delivery_id FROM again)
-             RETURNING d.id, d.organisation_id, d.contact_id, d.campaign_id, d.state, d.accepted_at),
+             RETURNING d.id, d.organisation_id, d.contact_id, d.campaign_id, d.source, d.state, d.smtp_status, d.accepted_at),
+         facts AS (
+             SELECT organisation_id, 'message.' || state AS event_type,
+                    jsonb_build_object('message_id', id, 'source', source, 'campaign_id', campaign_id,
+                        'contact_id', contact_id, 'state', state,
+                        'smtp_status', CASE WHEN smtp_status ~ '^[0-9][0-9 .]{{0,15}}$' THEN smtp_status END) AS data
+             FROM u WHERE state IN ('sent', 'bounced')),
+         {webhooks},
          events AS (
              INSERT INTO engagement_event (organisation_id, contact_id, campaign_id, activity, machine, occurred_at, delivery_id)
              SELECT organisation_id, contact_id, campaign_id, 'bounced', false, $7, id
@@ -608,6 +618,10 @@ async fn record(svc: &Services, campaign: Option<Uuid>, lease: i64, outs: &[Outc
                  FROM u JOIN contact c ON c.id = u.contact_id
                  JOIN suppressed s ON s.organisation_id = c.organisation_id AND s.email_bidx = c.email_bidx
                  WHERE u.state = 'bounced') AS suppressed",
+        webhooks = crate::webhooks::enqueue_cte("facts", "$7"),
+    );
+    let stmt = db::stmt(
+        &sql,
         [
             serde_json::Value::Array(rows).into(),
             lease.into(),

@@ -373,23 +373,38 @@ pub async fn flush(svc: &Services, hits: Vec<Hit>) -> ServiceResult<()> {
     }
     let mut tx = db::pool(svc.db()).begin().await.map_err(db::sqlx_err)?;
     if !org.is_empty() {
-        sqlx::query(
-            "INSERT INTO engagement_event
-                 (organisation_id, contact_id, campaign_id, activity, machine, machine_reason, occurred_at, delivery_id, link_position)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bool[], $6::text[], $7::timestamptz[], $8::uuid[], $9::int[])",
-        )
-        .bind(&org)
-        .bind(&contact)
-        .bind(&campaign)
-        .bind(&activity)
-        .bind(&machine)
-        .bind(&reason)
-        .bind(&at)
-        .bind(&delivery)
-        .bind(&position)
-        .execute(&mut *tx)
-        .await
-        .map_err(db::sqlx_err)?;
+        // The hits and their webhooks (`message.opened`, `message.clicked`: ids, the machine
+        // classification and the link's position, nothing else) in one statement.
+        let sql = format!(
+            "WITH ev AS (
+                 INSERT INTO engagement_event
+                     (organisation_id, contact_id, campaign_id, activity, machine, machine_reason, occurred_at, delivery_id, link_position)
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bool[], $6::text[], $7::timestamptz[], $8::uuid[], $9::int[])
+                 RETURNING organisation_id, contact_id, campaign_id, activity, machine, machine_reason, occurred_at, delivery_id, link_position),
+             facts AS (
+                 SELECT organisation_id, 'message.' || activity AS event_type,
+                        jsonb_build_object('message_id', delivery_id, 'campaign_id', campaign_id, 'contact_id', contact_id,
+                            'machine', machine, 'machine_reason', machine_reason, 'link', link_position,
+                            'occurred_at', occurred_at) AS data
+                 FROM ev),
+             {}
+             SELECT 1",
+            crate::webhooks::enqueue_cte("facts", "$10")
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&org)
+            .bind(&contact)
+            .bind(&campaign)
+            .bind(&activity)
+            .bind(&machine)
+            .bind(&reason)
+            .bind(&at)
+            .bind(&delivery)
+            .bind(&position)
+            .bind(svc.clock().now())
+            .execute(&mut *tx)
+            .await
+            .map_err(db::sqlx_err)?;
     }
     if !scanned.is_empty() {
         sqlx::query(

@@ -121,6 +121,8 @@ pub const SEALED: &[SealedColumn] = &[
     SealedColumn::plain("sending_domain", "dkim_key"),
     // An API key's signing secret (the server computes HMACs with it).
     SealedColumn::plain("api_key", "signing_secret"),
+    // A webhook endpoint's signing secret (the server signs every delivery with it).
+    SealedColumn::plain("webhook_endpoint", "secret"),
     // The uploaded file's header row, sealed under the import's chunk AAD table.
     SealedColumn { aad_table: "import_chunk", ..SealedColumn::plain("contact_import", "headers") },
     // The uploaded file itself: chunk `seq` of import `import_id` is sealed as column `data:<seq>`

@@ -1,0 +1,14 @@
+//! Outgoing webhooks: endpoints, deliveries, attempts.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared(include_str!("m20261227_000002_webhooks.sql")).await?;
+        Ok(())
+    }
+}
