@@ -9,11 +9,12 @@
 //! `patient_event` once, with its `event_outbox` row; the server's peak memory (VmHWM) is read
 //! from /proc.
 
+use crate::signin::{free_port, percentile, vm_hwm_mb, wait_healthy};
 use anyhow::{Context, Result, bail};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -27,23 +28,6 @@ pub struct EventsArgs {
     pub concurrency: usize,
     pub contacts: usize,
     pub signed: bool,
-}
-
-fn vm_hwm_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|k| k.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn start_server(a: &EventsArgs, port: u16) -> Result<Child> {
@@ -154,33 +138,11 @@ fn sign(secret: Option<&str>, body: &[u8]) -> String {
     format!("Hermetic-Signature: t={t},v1={hex}\r\n")
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 pub async fn run(a: EventsArgs) -> Result<()> {
     let port = free_port()?;
     let mut server = start_server(&a, port)?;
     let pid = server.id();
-    let started = Instant::now();
-    loop {
-        if let Some(status) = server.try_wait()? {
-            bail!("the server exited during start-up: {status}");
-        }
-        if let Ok(mut c) = Conn::open(port).await
-            && c.request("GET", "/healthz", "", b"").await.is_ok_and(|(s, _)| s == 200)
-        {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            let _ = server.kill();
-            bail!("the server did not answer /healthz within two minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_healthy(&mut server, port).await?;
     let result = load(&a, port, pid).await;
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
     let _ = server.wait();

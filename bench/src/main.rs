@@ -123,19 +123,6 @@ enum Command {
     },
 }
 
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|k| k.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
 /// Raw AES-256-GCM-SIV seal rate of one core for 200-byte records.
 fn seal_rate() -> f64 {
     use service::crypto::seal::Aad;
@@ -295,7 +282,7 @@ async fn import(url: &str, rows: usize) -> Result<()> {
     println!(
         "import rows={rows} rows_per_s={:.0} peak_rss_mb={:.0} seal_per_s={:.0}",
         rows as f64 / elapsed.as_secs_f64(),
-        peak_rss_mb(),
+        signin::vm_hwm_mb(std::process::id()),
         seal_per_s
     );
     Ok(())

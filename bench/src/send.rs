@@ -54,19 +54,6 @@ fn postgres_cpu_s() -> f64 {
         .sum()
 }
 
-fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|k| k.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
 fn spawn_worker(a: &SendArgs, dkim: bool) -> Result<Child> {
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("--database-url")
@@ -214,7 +201,7 @@ pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
     let mut peak = 0.0f64;
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        peak = peak.max(rss_mb(pid));
+        peak = peak.max(crate::signin::vm_hwm_mb(pid));
         // Only the status while it runs: the full progress report (counts by state, current rate)
         // costs the database ~50 ms at 100,000 rows, and four a second would slow the send it
         // measures. The report is read once at the end.
@@ -240,7 +227,7 @@ pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
         statements_print(&svc).await?;
     }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
-    peak = peak.max(rss_mb(pid));
+    peak = peak.max(crate::signin::vm_hwm_mb(pid));
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
     let _ = worker.wait();
     let p = service::campaigns::progress(&svc, &actor, campaign).await?;

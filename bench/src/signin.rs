@@ -22,7 +22,8 @@ pub struct SigninArgs {
 
 const PASSWORD: &str = "bench horse battery staple";
 
-fn vm_hwm_mb(pid: u32) -> f64 {
+/// A process's peak resident memory (VmHWM), in MB.
+pub(crate) fn vm_hwm_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -35,7 +36,7 @@ fn vm_hwm_mb(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -111,25 +112,22 @@ fn form(email: &str, password: &str) -> String {
     format!("email={}&password={}", enc(email), enc(password))
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-pub async fn run(a: SigninArgs) -> Result<()> {
-    let port = free_port()?;
-    // The server first (it migrates the database), then the accounts.
-    let mut server = start_server(&a, port)?;
-    let pid = server.id();
+/// Wait until a server process started on `port` answers `/healthz` (two minutes at most).
+pub(crate) async fn wait_healthy(server: &mut Child, port: u16) -> Result<()> {
     let started = Instant::now();
     loop {
         if let Some(status) = server.try_wait()? {
             bail!("the server exited during start-up: {status}");
         }
         if request(port, "GET /healthz HTTP/1.1\r\n", "").await.is_ok_and(|r| r.status == 200) {
-            break;
+            return Ok(());
         }
         if started.elapsed() > Duration::from_secs(120) {
             let _ = server.kill();
@@ -137,6 +135,14 @@ pub async fn run(a: SigninArgs) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+pub async fn run(a: SigninArgs) -> Result<()> {
+    let port = free_port()?;
+    // The server first (it migrates the database), then the accounts.
+    let mut server = start_server(&a, port)?;
+    let pid = server.id();
+    wait_healthy(&mut server, port).await?;
     let result = burst(&a, port, pid).await;
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
     let _ = server.wait();

@@ -329,17 +329,23 @@ async fn system_links_are_opaque_signed_and_unsubscribe_in_one_click() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("unsubscribed"));
     assert_eq!(consent().await, 0);
-    assert_eq!(
-        scalar(
-            &app,
-            &format!(
-                "SELECT count(*) FROM consent_event WHERE contact_id = '{c}' AND source = 'unsubscribe' AND NOT granted"
+    // A test message has no purpose, so the link withdraws every purpose the patient receives:
+    // marketing (granted) and transactional (received without a grant) — one ledger event and
+    // one audit row each; care communications was never granted, so nothing changes there.
+    for (purpose, n) in [("marketing", 1), ("transactional", 1), ("care_communications", 0)] {
+        assert_eq!(
+            scalar(
+                &app,
+                &format!(
+                    "SELECT count(*) FROM consent_event WHERE contact_id = '{c}' AND source = 'unsubscribe' AND NOT granted AND purpose = '{purpose}'"
+                )
             )
-        )
-        .await,
-        1
-    );
-    assert_eq!(scalar(&app, "SELECT count(*) FROM audit_event WHERE action = 'recipient.unsubscribed'").await, 1);
+            .await,
+            n,
+            "{purpose}"
+        );
+    }
+    assert_eq!(scalar(&app, "SELECT count(*) FROM audit_event WHERE action = 'recipient.unsubscribed'").await, 2);
     // Again: idempotent, no second ledger event.
     guest
         .post_raw(&format!("/l/unsubscribe/{unsub}"), "application/x-www-form-urlencoded", String::new(), None, &[])
@@ -350,7 +356,7 @@ async fn system_links_are_opaque_signed_and_unsubscribe_in_one_click() {
             &format!("SELECT count(*) FROM consent_event WHERE contact_id = '{c}' AND source = 'unsubscribe'")
         )
         .await,
-        1
+        2
     );
 
     // Preferences: opt back in from the link.
