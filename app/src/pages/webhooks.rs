@@ -39,6 +39,8 @@ fn WebhooksAdmin() -> impl IntoView {
     let url = RwSignal::new(String::new());
     let events = RwSignal::new(vec![EventType::MessageSent, EventType::MessageBounced]);
     let created = RwSignal::new(None::<(CreatedEndpointView, &'static str)>);
+    // Kept here, not in each endpoint: the list reloads after a test and re-creates its rows.
+    let tested = RwSignal::new(None::<uuid::Uuid>);
     let error = RwSignal::new(None::<AppError>);
     let create = Action::new(|e: &EndpointInput| create_webhook(e.clone()));
     Effect::new(move || match create.value().get() {
@@ -96,7 +98,7 @@ fn WebhooksAdmin() -> impl IntoView {
                                 <h2>"Endpoints"</h2>
                                 <button type="button" data-test="refresh-webhooks" on:click=move |_| version.update(|v| *v += 1)>"Refresh"</button>
                             </div>
-                            {list.into_iter().map(|e| view! { <Endpoint endpoint=e version=version created=created/> }).collect_view()}
+                            {list.into_iter().map(|e| view! { <Endpoint endpoint=e version=version created=created tested=tested/> }).collect_view()}
                         </section>
                     }.into_any(),
                     Err(e) => view! { <section class="panel"><p class="alert error" role="alert">{e.message}</p></section> }.into_any(),
@@ -165,6 +167,7 @@ fn Endpoint(
     endpoint: EndpointView,
     version: RwSignal<u32>,
     created: RwSignal<Option<(CreatedEndpointView, &'static str)>>,
+    tested: RwSignal<Option<uuid::Uuid>>,
 ) -> impl IntoView {
     let hydrated = use_hydrated();
     let id = endpoint.id;
@@ -183,7 +186,6 @@ fn Endpoint(
     let delete = Action::new(move |_: &()| delete_webhook(id));
     let rotate = Action::new(move |_: &()| rotate_webhook_secret(id));
     let test = Action::new(move |_: &()| test_webhook(id));
-    let tested = RwSignal::new(false);
     Effect::new(move || match update.value().get() {
         Some(Ok(())) => {
             error.set(None);
@@ -205,7 +207,7 @@ fn Endpoint(
     });
     Effect::new(move || match test.value().get() {
         Some(Ok(())) => {
-            tested.set(true);
+            tested.set(Some(id));
             refresh_soon(version);
         }
         Some(Err(e)) => error.set(Some(e)),
@@ -250,7 +252,7 @@ fn Endpoint(
                     }.into_any()
                 }}
             </div>
-            {move || tested.get().then(|| view! { <p class="hint" role="status" data-test="test-queued">"Test event queued; its attempt appears below."</p> })}
+            {move || (tested.get() == Some(id)).then(|| view! { <p class="hint" role="status" data-test="test-queued">"Test event queued; its attempt appears below."</p> })}
             {move || editing.get().then(|| {
                 let edit_url = format!("edit-url-{id}");
                 view! {
