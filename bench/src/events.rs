@@ -9,9 +9,9 @@
 //! `patient_event` once, with its `event_outbox` row; the server's peak memory (VmHWM) is read
 //! from /proc.
 
-use crate::signin::{free_port, percentile, vm_hwm_mb, wait_healthy};
+use crate::signin::{free_port, percentile, start_server, vm_hwm_mb, wait_healthy};
 use anyhow::{Context, Result, bail};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -28,21 +28,6 @@ pub struct EventsArgs {
     pub concurrency: usize,
     pub contacts: usize,
     pub signed: bool,
-}
-
-fn start_server(a: &EventsArgs, port: u16) -> Result<Child> {
-    let mut cmd = Command::new(&a.server_bin);
-    cmd.arg("serve")
-        .env("HERMETIC_DATABASE_URL", &a.url)
-        .env("HERMETIC_ROOT_KEY", crate::root_key_text()?)
-        .env("HERMETIC_LISTEN", format!("127.0.0.1:{port}"))
-        .env("HERMETIC_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
-        .env("HERMETIC_LOG_LEVEL", "warn")
-        // The benchmark measures the server, not the per-key budget (which answers 429 beyond it).
-        .env("HERMETIC_API__RATE_PER_SECOND", "1000000")
-        .env("HERMETIC_API__BURST", "1000000")
-        .env_remove("DATABASE_URL");
-    Ok(cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn()?)
 }
 
 /// One keep-alive HTTP/1.1 connection: requests one after another, answers read by their length.
@@ -140,7 +125,9 @@ fn sign(secret: Option<&str>, body: &[u8]) -> String {
 
 pub async fn run(a: EventsArgs) -> Result<()> {
     let port = free_port()?;
-    let mut server = start_server(&a, port)?;
+    // The benchmark measures the server, not the per-key budget (which answers 429 beyond it).
+    let budget = [("HERMETIC_API__RATE_PER_SECOND", "1000000"), ("HERMETIC_API__BURST", "1000000")];
+    let mut server = start_server(&a.server_bin, &a.url, port, &budget)?;
     let pid = server.id();
     wait_healthy(&mut server, port).await?;
     let result = load(&a, port, pid).await;

@@ -63,15 +63,17 @@ async fn request(port: u16, head: &str, body: &str) -> Result<Answer> {
     Ok(Answer { status, headers: headers.to_string(), body: body.to_string() })
 }
 
-fn start_server(a: &SigninArgs, port: u16) -> Result<Child> {
-    let mut cmd = Command::new(&a.server_bin);
+/// The release server's `serve` process on `port` against the bench database, logging warnings
+/// only, with `settings` (environment variables) for what the benchmark measures.
+pub(crate) fn start_server(bin: &std::path::Path, url: &str, port: u16, settings: &[(&str, &str)]) -> Result<Child> {
+    let mut cmd = Command::new(bin);
     cmd.arg("serve")
-        .env("HERMETIC_DATABASE_URL", &a.url)
+        .env("HERMETIC_DATABASE_URL", url)
         .env("HERMETIC_ROOT_KEY", crate::root_key_text()?)
         .env("HERMETIC_LISTEN", format!("127.0.0.1:{port}"))
         .env("HERMETIC_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
         .env("HERMETIC_LOG_LEVEL", "warn")
-        .env("HERMETIC_THROTTLE__IP_MAX_FAILURES", "100000")
+        .envs(settings.iter().copied())
         .env_remove("DATABASE_URL");
     Ok(cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn()?)
 }
@@ -140,7 +142,7 @@ pub(crate) async fn wait_healthy(server: &mut Child, port: u16) -> Result<()> {
 pub async fn run(a: SigninArgs) -> Result<()> {
     let port = free_port()?;
     // The server first (it migrates the database), then the accounts.
-    let mut server = start_server(&a, port)?;
+    let mut server = start_server(&a.server_bin, &a.url, port, &[("HERMETIC_THROTTLE__IP_MAX_FAILURES", "100000")])?;
     let pid = server.id();
     wait_healthy(&mut server, port).await?;
     let result = burst(&a, port, pid).await;
