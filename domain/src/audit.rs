@@ -116,6 +116,13 @@ actions! {
     WebhookSecretRotated => "webhook.secret_rotated", "Webhook signing secret rotated";
     WebhookDisabled => "webhook.disabled", "Webhook endpoint disabled (it answered 410 Gone)";
     CampaignPausedForDomain => "campaign.paused_sending_domain", "Campaign paused: its From domain is not verified";
+    SequenceCreated => "sequence.created", "Sequence created";
+    SequenceSaved => "sequence.saved", "Sequence draft saved";
+    SequencePublished => "sequence.published", "Sequence version published";
+    SequenceStatusChanged => "sequence.status_changed", "Sequence paused, resumed or archived";
+    SequenceEnrolmentRemoved => "sequence.enrolment_removed", "Contact removed from a sequence";
+    SequenceContactEnrolled => "sequence.contact_enrolled", "Contact enrolled in a sequence by hand";
+    SequenceEnrolmentsViewed => "sequence.enrolments_viewed", "Sequence enrolments listed (contact ids)";
 }
 
 /// Whether the recorded attempt succeeded.

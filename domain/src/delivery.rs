@@ -213,15 +213,20 @@ pub enum DeliverySource {
     /// A transactional message an integration asked for (`POST /api/v1/messages`); the delivery's
     /// id is the `api_message` row's, and `campaign_id` is NULL.
     ApiMessage,
+    /// An email step of a sequence: like an API message, an `api_message` row (with its
+    /// enrolment and step) and a delivery of the same id.
+    SequenceStep,
 }
 
 impl DeliverySource {
-    pub const ALL: [DeliverySource; 2] = [DeliverySource::Campaign, DeliverySource::ApiMessage];
+    pub const ALL: [DeliverySource; 3] =
+        [DeliverySource::Campaign, DeliverySource::ApiMessage, DeliverySource::SequenceStep];
     /// The value of the `source` column of `delivery` and `delivery_queue`.
     pub fn as_str(self) -> &'static str {
         match self {
             DeliverySource::Campaign => "campaign",
             DeliverySource::ApiMessage => "api_message",
+            DeliverySource::SequenceStep => "sequence_step",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {

@@ -30,3 +30,4 @@ pub mod secret;
 pub mod segment_views;
 pub mod segments;
 pub mod sending_domains;
+pub mod sequences;

@@ -8,6 +8,7 @@
 pub mod campaigns;
 pub mod contacts;
 pub mod maintenance;
+pub mod sequences;
 pub mod webhooks;
 pub mod worker;
 
@@ -67,6 +68,7 @@ pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bo
     };
     let scheduler = tokio::spawn(maintenance::schedule(svc.clone(), config.clone(), shutdown.clone()));
     let ticker = tokio::spawn(campaigns::tick(svc.clone(), config.clone(), shutdown.clone()));
+    let engine = tokio::spawn(sequences::engine(svc.clone(), config.clone(), shutdown.clone()));
     // This process's sending lease: one per process, shared by its dispatch jobs.
     let send_worker = std::sync::Arc::new(service::campaigns::send::SendWorker::default());
     let message_worker = send_worker.clone();
@@ -85,6 +87,7 @@ pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bo
         .add::<WebhookJob, _, _>(4, webhooks::deliver);
     let _ = scheduler.await;
     let _ = ticker.await;
+    let _ = engine.await;
     workers.join().await;
 }
 

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 pub const MAX_PROPERTIES: usize = 50;
 
-fn aad(org: OrganisationId, id: Uuid) -> Aad<'static> {
+pub(crate) fn aad(org: OrganisationId, id: Uuid) -> Aad<'static> {
     Aad { organisation: org, table: "patient_event", column: "properties", row: id }
 }
 

@@ -25,6 +25,7 @@ pub mod pgcopy;
 pub mod recipient;
 pub mod segments;
 pub mod sending_domains;
+pub mod sequences;
 pub mod services;
 pub mod templates;
 pub mod users;

@@ -30,6 +30,7 @@ mod phi_leak;
 mod role_matrix;
 mod segments;
 mod sending_domains;
+mod sequences;
 mod smtp;
 mod templates;
 mod users;

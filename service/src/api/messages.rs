@@ -18,11 +18,10 @@
 use super::events::{self, ContactRef, Rejection};
 use super::idempotency::{self, Answer, Claim, Idempotency};
 use crate::actor::Actor;
-use crate::campaigns::send::{MessageJob, message::data_aad};
+use crate::campaigns::send::message;
 use crate::contacts;
 use crate::db;
 use crate::error::{ServiceError, ServiceResult};
-use crate::outbox;
 use crate::services::Services;
 use domain::api::problem;
 use domain::api::wire::{self, MESSAGE_MEMBERS};
@@ -190,61 +189,26 @@ pub async fn send(
     let from_email = format!("{local}@{domain}");
     let from_name = crate::templates::merge::organisation_name(svc, org).await?;
 
-    let id = Uuid::now_v7();
-    let sealed = if m.data.expose().is_empty() {
-        None
-    } else {
-        let key = contacts::data_key(svc, &txn, org).await?;
-        let bytes = serde_json::to_vec(m.data.expose()).map_err(|_| ServiceError::internal("encode message data"))?;
-        Some(key.seal(&data_aad(org, id), &bytes)?.into_bytes())
-    };
-    db::exec(
+    let id = message::enqueue(
+        svc,
         &txn,
-        "INSERT INTO api_message (id, organisation_id, api_key_id, template_id, template_version_id, from_email, from_name, data, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        [
-            id.into(),
-            org.0.into(),
-            actor.api_key_id().into(),
-            m.template.into(),
-            version.id.into(),
-            from_email.into(),
-            from_name.into(),
-            sealed.into(),
-            now.into(),
-        ],
+        message::NewMessage {
+            organisation: org,
+            contact,
+            api_key: actor.api_key_id(),
+            template: m.template,
+            version: version.id,
+            version_html: &version.html,
+            from_email,
+            from_name,
+            data: Some(&m.data),
+            purpose: ConsentPurpose::Transactional,
+            source: DeliverySource::ApiMessage,
+            sequence: None,
+            not_before: now,
+        },
     )
     .await?;
-    let public_url = svc.settings().public_url.trim_end_matches('/').to_string();
-    let urls: Vec<String> =
-        crate::campaigns::tracking::tracked_links(&version.html, &public_url).into_iter().map(|l| l.url).collect();
-    if !urls.is_empty() {
-        db::exec(
-            &txn,
-            "INSERT INTO api_message_link (message_id, position, url)
-             SELECT $1, (u.n - 1)::int, u.url FROM unnest($2::text[]) WITH ORDINALITY AS u(url, n)",
-            [id.into(), urls.into()],
-        )
-        .await?;
-    }
-    let source = DeliverySource::ApiMessage.as_str();
-    db::exec(
-        &txn,
-        "WITH d AS (
-             INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at, source)
-             VALUES ($1, $2, NULL, $3, $4, $5, $5, $6) RETURNING id, not_before, source)
-         INSERT INTO delivery_queue (delivery_id, campaign_id, not_before, source) SELECT id, NULL, not_before, source FROM d",
-        [
-            id.into(),
-            org.0.into(),
-            contact.into(),
-            DeliveryState::Queued.as_str().into(),
-            now.into(),
-            source.into(),
-        ],
-    )
-    .await?;
-    outbox::push(&txn, &MessageJob { message_id: id, attempt: 0 }).await?;
     let answer = Answer {
         status: 202,
         body: to_json(&wire::MessageAccepted { id, status: wire::MessageStatus::Queued })?,

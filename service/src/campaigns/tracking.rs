@@ -417,6 +417,20 @@ pub async fn flush(svc: &Services, hits: Vec<Hit>) -> ServiceResult<()> {
         .await
         .map_err(db::sqlx_err)?;
     }
+    // A sequence waiting for an open or click of one of these emails wakes now (the engine
+    // re-reads the engagement; a waking enrolment that is not waiting for it sleeps again).
+    let human: Vec<uuid::Uuid> = delivery.iter().zip(&machine).filter(|(_, m)| !**m).map(|(d, _)| *d).collect();
+    if !human.is_empty() {
+        sqlx::query(
+            "UPDATE enrolment e SET wake_at = LEAST(e.wake_at, $2)
+             FROM api_message m WHERE m.id = ANY($1) AND e.id = m.enrolment_id AND e.state = 'active'",
+        )
+        .bind(&human)
+        .bind(svc.clock().now())
+        .execute(&mut *tx)
+        .await
+        .map_err(db::sqlx_err)?;
+    }
     tx.commit().await.map_err(db::sqlx_err)?;
     Ok(())
 }

@@ -213,6 +213,40 @@ pub async fn scan(
     fields: &[SegmentField],
     catalogue: Vec<CustomField>,
     now: DateTime<Utc>,
+    sink: impl FnMut(Vec<Uuid>) -> bool,
+) -> ServiceResult<ScanStats> {
+    scan_where(svc, org, root, fields, catalogue, now, None, sink).await
+}
+
+/// Does one contact match a validated tree (a sequence's branch on the contact)? The same
+/// evaluation as a segment's, over that contact's row only.
+pub async fn matches_contact(
+    svc: &Services,
+    org: OrganisationId,
+    root: &Node,
+    fields: &[SegmentField],
+    catalogue: Vec<CustomField>,
+    now: DateTime<Utc>,
+    contact: Uuid,
+) -> ServiceResult<bool> {
+    let mut found = false;
+    scan_where(svc, org, root, fields, catalogue, now, Some(contact), |ids| {
+        found |= ids.contains(&contact);
+        false
+    })
+    .await?;
+    Ok(found)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn scan_where(
+    svc: &Services,
+    org: OrganisationId,
+    root: &Node,
+    fields: &[SegmentField],
+    catalogue: Vec<CustomField>,
+    now: DateTime<Utc>,
+    only: Option<Uuid>,
     mut sink: impl FnMut(Vec<Uuid>) -> bool,
 ) -> ServiceResult<ScanStats> {
     let plan = compile(root, fields, org.0, now);
@@ -227,8 +261,9 @@ pub async fn scan(
         .collect();
     let select: Vec<String> = std::iter::once("c.id".to_string()).chain(cols).chain(leaves).collect();
     let n = plan.params.len();
+    let only_sql = if only.is_some() { format!(" AND c.id = ${}", n + 3) } else { String::new() };
     let sql = format!(
-        "SELECT {} FROM contact c WHERE c.organisation_id = $1 AND c.id > ${} AND {} ORDER BY c.id LIMIT ${}",
+        "SELECT {} FROM contact c WHERE c.organisation_id = $1 AND c.id > ${}{only_sql} AND {} ORDER BY c.id LIMIT ${}",
         select.join(", "),
         n + 1,
         plan.prefilter,
@@ -250,6 +285,9 @@ pub async fn scan(
             let mut params = ctx.plan.params.clone();
             params.push(Param::Uuid(after));
             params.push(Param::Int(PAGE as i32));
+            if let Some(c) = only {
+                params.push(Param::Uuid(c));
+            }
             let rows = bind(sqlx::query(sqlx::AssertSqlSafe(sql.as_str())), &params)
                 .fetch_all(&pool)
                 .await

@@ -1,0 +1,37 @@
+//! The sequence engine's loop: each worker process consumes patient events from the outbox and
+//! moves due enrolments (`service::sequences::engine`). Rows are claimed with `FOR UPDATE SKIP
+//! LOCKED`, so every process runs this loop and they share the work; a waiting patient is a row
+//! with a wake-up time, never a sleeping task or a job per contact.
+
+use crate::JobsConfig;
+use service::Services;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long an idle engine waits before looking again.
+pub const IDLE: Duration = Duration::from_millis(250);
+/// Events or enrolments per transaction.
+pub const BATCH: u32 = 200;
+
+pub async fn engine(svc: Services, _config: JobsConfig, shutdown: watch::Receiver<bool>) {
+    loop {
+        // Work until nothing is due, then rest.
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match service::sequences::engine::tick(&svc, BATCH).await {
+                Ok((0, 0)) => break,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e.log_detail(), "sequence engine pass failed");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(IDLE) => {}
+            _ = crate::stopped(shutdown.clone()) => return,
+        }
+    }
+}

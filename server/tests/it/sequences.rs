@@ -1,0 +1,479 @@
+//! Triggered follow-up sequences end to end: patient events posted through the real API, the
+//! engine running in the app's own workers, the controllable clock moved forward, and what
+//! arrived at a real SMTP server process checked per step. Covers the appointment-reminder
+//! journey (trigger conditions, a wait relative to the appointment, wait-for an open with a
+//! timeout, correlated cancelling events), goals, branches, list updates, entry rules, a new
+//! version published while contacts are inside, unsubscribing and suppression mid-sequence, and
+//! the PHI marker staying out of the trail, the job payloads and the log.
+
+use crate::api::{Key, call, key};
+use crate::campaigns::{contact, start};
+use crate::harness::*;
+use crate::smtp::{SmtpServer, Tls, mime};
+use domain::Role;
+use domain::api::Scope;
+use domain::contacts::SuppressionReason;
+use domain::sequences::SequenceDefinition;
+use reqwest::Method;
+use serde_json::{Value, json};
+use service::sequences::DraftInput;
+use service::{Actor, Services};
+use std::time::Duration;
+use uuid::Uuid;
+
+const MARKER: &str = "PHI-MARKER-Vx93q";
+
+/// A template with its own subject, a tracked link and the unsubscribe link.
+async fn template(svc: &Services, actor: &Actor, subject: &str) -> Uuid {
+    let id = service::templates::store::create(svc, actor, subject, None).await.unwrap();
+    let content: domain::template_views::TemplateContent = serde_json::from_value(json!({
+        "mode": "html", "subject": subject, "preheader": "", "design": {"blocks": []},
+        "html": "<html><body><p>Hello {{contact.first_name}},</p><p><a href=\"https://clinic.example/visit\">Your visit</a></p><p><a href=\"{{links.unsubscribe}}\">Unsubscribe</a></p></body></html>",
+        "text": "", "text_edited": false
+    }))
+    .unwrap();
+    let latest = service::templates::store::editor(svc, actor, id, None).await.unwrap().version;
+    let out = service::templates::store::save(svc, actor, id, latest, content).await.unwrap();
+    assert!(matches!(out, domain::template_views::SaveOutcome::Saved { .. }), "{out:?}");
+    id
+}
+
+async fn publish(svc: &Services, actor: &Actor, name: &str, def: Value) -> Uuid {
+    let id = service::sequences::create(svc, actor, name).await.unwrap();
+    save(svc, actor, id, name, def).await;
+    service::sequences::publish(svc, actor, id, &[]).await.unwrap();
+    id
+}
+
+async fn save(svc: &Services, actor: &Actor, id: Uuid, name: &str, def: Value) {
+    let definition: SequenceDefinition = serde_json::from_value(def).unwrap();
+    let input = DraftInput {
+        name: name.into(),
+        from_name: "Lakeside Clinic".into(),
+        from_email: "care@clinic.test".into(),
+        definition,
+    };
+    service::sequences::save_draft(svc, actor, id, &input).await.unwrap();
+}
+
+async fn event(c: &Client, k: &Key, contact: Uuid, kind: &str, properties: Value) {
+    let body = json!({"contact": {"id": contact}, "type": kind, "occurred_at": "2026-12-01T09:00:00Z", "properties": properties});
+    let r = call(c, Method::POST, "/api/v1/events", Some(&k.secret), &body, &[]).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+}
+
+async fn scalar(app: &TestApp, sql: &str) -> i64 {
+    let db = app.db.connect().await;
+    let v = service::db::scalar::<i64, _>(&db, sql, []).await.unwrap().unwrap_or(0);
+    db.close().await.unwrap();
+    v
+}
+
+async fn texts(app: &TestApp, sql: &str) -> Vec<String> {
+    let db = app.db.connect().await;
+    let v = service::db::scalars::<String, _>(&db, sql, []).await.unwrap();
+    db.close().await.unwrap();
+    v
+}
+
+/// Wait until the engine has consumed every event and nothing is due on the test clock, and
+/// every queued message has been sent.
+async fn settle(app: &TestApp) {
+    let now = app.now();
+    for _ in 0..200 {
+        let busy = scalar(
+            app,
+            &format!(
+                "SELECT (SELECT count(*) FROM event_outbox)
+                      + (SELECT count(*) FROM enrolment WHERE state = 'active' AND wake_at <= '{}')
+                      + (SELECT count(*) FROM delivery_queue)",
+                now.to_rfc3339()
+            ),
+        )
+        .await;
+        if busy == 0 {
+            // One more engine pass for anything its last batch started.
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the engine did not settle");
+}
+
+/// (recipient, subject) of every message the SMTP server accepted, in order.
+fn received(smtp: &SmtpServer) -> Vec<(String, String)> {
+    smtp.messages()
+        .iter()
+        .map(|(p, _)| {
+            let m = mime(p);
+            (
+                m["headers"]["to"].as_str().unwrap_or_default().to_string(),
+                m["headers"]["subject"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn to(who: &str, list: &[(String, String)]) -> Vec<String> {
+    list.iter().filter(|(t, _)| t == who).map(|(_, s)| s.clone()).collect()
+}
+
+async fn state_of(app: &TestApp, contact: Uuid) -> Vec<String> {
+    texts(
+        app,
+        &format!(
+            "SELECT state || ':' || COALESCE(end_reason, '') || ':' || COALESCE(step_id, '') FROM enrolment
+             WHERE contact_id = '{contact}' ORDER BY entered_at, id"
+        ),
+    )
+    .await
+}
+
+async fn trail_of(app: &TestApp, contact: Uuid) -> Vec<String> {
+    texts(
+        app,
+        &format!(
+            "SELECT x.step_id || ':' || x.outcome FROM enrolment_step x JOIN enrolment e ON e.id = x.enrolment_id
+             WHERE e.contact_id = '{contact}' ORDER BY e.entered_at, e.id, x.visit"
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn appointment_reminders_follow_the_appointment_and_stop_when_it_is_cancelled() {
+    let smtp = SmtpServer::start(Tls::Required, &[]);
+    let app = start(&smtp, &[]).await;
+    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    app.verified_domain(org, "clinic.test").await;
+    let actor = Actor::system(org, "test");
+    let svc = &app.services;
+    let ann = contact(svc, &actor, "ann@patients.test", "Ann", true).await;
+    let bob = contact(svc, &actor, "bob@patients.test", "Bob", true).await;
+    let cara = contact(svc, &actor, "cara@patients.test", "Cara", true).await;
+    let confirm = template(svc, &actor, "Your appointment is booked").await;
+    let remind = template(svc, &actor, "See you in two days").await;
+    let nudge = template(svc, &actor, "A reminder about your appointment").await;
+    let now = app.now();
+    let at = |days: i64| (now + chrono::Duration::days(days)).to_rfc3339();
+    publish(
+        svc,
+        &actor,
+        "Appointment reminders",
+        json!({
+            "version": 1,
+            "trigger": {"kind": "event", "event_type": "appointment.booked",
+                        "properties": [{"key": "department", "test": {"op": "text_equals", "value": "cardiology"}}]},
+            "entry": "every_time",
+            "correlation_key": "appointment_id",
+            "goal": {"event_type": "appointment.completed", "correlated": true},
+            "exit_on": [{"event_type": "appointment.cancelled", "correlated": true}],
+            "start": "confirm",
+            "steps": [
+                {"id": "confirm", "kind": "send_email", "template": confirm, "purpose": "transactional", "next": "two_days"},
+                {"id": "two_days", "kind": "wait", "wait": {"kind": "until_event_time", "property": "appointment_at", "offset_minutes": -2880}, "next": "remind"},
+                {"id": "remind", "kind": "send_email", "template": remind, "purpose": "marketing", "next": "opened"},
+                {"id": "opened", "kind": "wait_for", "event": {"kind": "opened", "step": "remind"}, "timeout_minutes": 1440,
+                 "on_event": null, "on_timeout": "nudge"},
+                {"id": "nudge", "kind": "send_email", "template": nudge, "purpose": "marketing", "next": null}
+            ]
+        }),
+    )
+    .await;
+    let k = key(&app, org, &[Scope::EventsWrite], false).await;
+    let c = app.client();
+    // Ann and Cara book cardiology a week ahead; Bob books oncology (no match).
+    event(
+        &c,
+        &k,
+        ann,
+        "appointment.booked",
+        json!({"department": "Cardiology", "appointment_id": "A1", "appointment_at": at(7), "clinic": MARKER}),
+    )
+    .await;
+    event(
+        &c,
+        &k,
+        bob,
+        "appointment.booked",
+        json!({"department": "oncology", "appointment_id": "B1", "appointment_at": at(7)}),
+    )
+    .await;
+    event(
+        &c,
+        &k,
+        cara,
+        "appointment.booked",
+        json!({"department": "cardiology", "appointment_id": "C1", "appointment_at": at(7)}),
+    )
+    .await;
+    settle(&app).await;
+    let got = received(&smtp);
+    assert_eq!(to("ann@patients.test", &got), vec!["Your appointment is booked"]);
+    assert_eq!(to("cara@patients.test", &got), vec!["Your appointment is booked"]);
+    assert!(to("bob@patients.test", &got).is_empty(), "the trigger's condition keeps Bob out");
+    assert_eq!(state_of(&app, ann).await, vec!["active::two_days"]);
+    assert!(state_of(&app, bob).await.is_empty());
+
+    // Cara cancels another appointment (C9): this enrolment goes on. Then she cancels C1: it ends.
+    event(&c, &k, cara, "appointment.cancelled", json!({"appointment_id": "C9"})).await;
+    settle(&app).await;
+    assert_eq!(state_of(&app, cara).await, vec!["active::two_days"]);
+    event(&c, &k, cara, "appointment.cancelled", json!({"appointment_id": "C1"})).await;
+    settle(&app).await;
+    assert_eq!(state_of(&app, cara).await, vec!["exited:cancel_event:two_days"]);
+
+    // Five days on (two days before the appointment): Ann's reminder, nobody else's.
+    app.advance(5 * 86_400 + 60);
+    settle(&app).await;
+    let got = received(&smtp);
+    assert_eq!(to("ann@patients.test", &got), vec!["Your appointment is booked", "See you in two days"]);
+    assert_eq!(to("cara@patients.test", &got).len(), 1);
+    // The reminder is marketing: list headers; the confirmation is transactional: none.
+    let ann_msgs: Vec<Value> =
+        smtp.messages().iter().map(|(p, _)| mime(p)).filter(|m| m["headers"]["to"] == "ann@patients.test").collect();
+    assert!(ann_msgs[0]["headers"]["list-unsubscribe"].is_null());
+    assert!(ann_msgs[1]["headers"]["list-unsubscribe"].as_str().unwrap_or_default().contains("http"));
+    assert_eq!(state_of(&app, ann).await, vec!["active::opened"]);
+
+    // Nobody opened it: a day later the nudge, and the journey is complete.
+    app.advance(86_400 + 60);
+    settle(&app).await;
+    let got = received(&smtp);
+    assert_eq!(
+        to("ann@patients.test", &got),
+        vec!["Your appointment is booked", "See you in two days", "A reminder about your appointment"]
+    );
+    assert_eq!(state_of(&app, ann).await, vec!["completed:completed:"]);
+    assert_eq!(
+        trail_of(&app, ann).await,
+        vec![
+            ":entered",
+            "confirm:sent",
+            "two_days:waited",
+            "remind:sent",
+            "opened:timed_out",
+            "nudge:sent",
+            ":completed"
+        ]
+    );
+    assert_eq!(trail_of(&app, cara).await, vec![":entered", "confirm:sent", "two_days:cancel_event"]);
+    // Each message once: three for Ann, one for Cara, none for Bob.
+    assert_eq!(received(&smtp).len(), 4);
+
+    // No PHI in the trail, the enrolments, the message rows or the job payloads.
+    for sql in [
+        "SELECT row_to_json(t)::text FROM enrolment_step t",
+        "SELECT row_to_json(t)::text FROM enrolment t",
+        "SELECT row_to_json(t)::text FROM api_message t",
+        "SELECT row_to_json(t)::text FROM sequence_version t",
+        "SELECT convert_from(job, 'UTF8') FROM apalis.jobs",
+    ] {
+        for row in texts(&app, sql).await {
+            assert!(!row.contains(MARKER) && !row.contains("patients.test") && !row.contains("A1"), "{sql}: {row}");
+        }
+    }
+    assert!(
+        texts(&app, "SELECT definition::text FROM sequence_version").await.iter().all(|d| !d.contains("cardiology")),
+        "the plain copy of a definition masks trigger literals"
+    );
+    app.stop().await;
+    let log = std::fs::read_to_string(log_file()).unwrap_or_default();
+    assert!(!log.contains(MARKER), "the PHI marker reached the log");
+}
+
+#[tokio::test]
+async fn goals_branches_lists_entry_rules_versions_and_unsubscribes() {
+    let smtp = SmtpServer::start(Tls::Required, &[]);
+    let app = start(&smtp, &[]).await;
+    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    app.verified_domain(org, "clinic.test").await;
+    let actor = Actor::system(org, "test");
+    let svc = &app.services;
+    let people: Vec<Uuid> = {
+        let mut v = Vec::new();
+        for (e, n) in [
+            ("dan@patients.test", "Dan"),
+            ("eve@patients.test", "Eve"),
+            ("fay@patients.test", "Fay"),
+            ("gus@patients.test", "Gus"),
+            ("hal@patients.test", "Hal"),
+        ] {
+            v.push(contact(svc, &actor, e, n, true).await);
+        }
+        v
+    };
+    let (dan, eve, fay, gus, hal) = (people[0], people[1], people[2], people[3], people[4]);
+    let survey = template(svc, &actor, "How was your visit?").await;
+    let vip = template(svc, &actor, "Thank you, valued patient").await;
+    let nudge = template(svc, &actor, "Two minutes for our survey?").await;
+    let followed = service::contacts::lists::create(
+        svc,
+        &actor,
+        "Surveyed",
+        "",
+        false,
+        domain::contacts::ConsentPurpose::Marketing,
+    )
+    .await
+    .unwrap();
+    // Post-visit survey: a day after the visit (once ever); a branch on the visit's kind; wait
+    // three days for a "survey.completed" (the goal ends it earlier); then a nudge.
+    let def = |nudge_subject_template: Uuid| {
+        json!({
+            "version": 1,
+            "trigger": {"kind": "event", "event_type": "visit.completed"},
+            "entry": "once_ever",
+            "goal": {"event_type": "survey.completed"},
+            "start": "day",
+            "steps": [
+                {"id": "day", "kind": "wait", "wait": {"kind": "duration", "minutes": 1440}, "next": "kind"},
+                {"id": "kind", "kind": "branch",
+                 "test": {"kind": "event_property", "test": {"key": "kind", "test": {"op": "text_equals", "value": "annual"}}},
+                 "then": "vip", "otherwise": "survey"},
+                {"id": "vip", "kind": "send_email", "template": vip, "purpose": "marketing", "next": "survey"},
+                {"id": "survey", "kind": "send_email", "template": survey, "purpose": "marketing", "next": "listed"},
+                {"id": "listed", "kind": "update_list", "list": followed, "add": true, "next": "wait3"},
+                {"id": "wait3", "kind": "wait_for", "event": {"kind": "event", "event_type": "survey.started"},
+                 "timeout_minutes": 4320, "on_event": null, "on_timeout": "nudge"},
+                {"id": "nudge", "kind": "send_email", "template": nudge_subject_template, "purpose": "marketing", "next": null}
+            ]
+        })
+    };
+    let seq = publish(svc, &actor, "Post-visit survey", def(nudge)).await;
+    let k = key(&app, org, &[Scope::EventsWrite], false).await;
+    let c = app.client();
+    for (who, kind) in [(dan, "annual"), (eve, "walk-in"), (fay, "walk-in"), (gus, "walk-in")] {
+        event(&c, &k, who, "visit.completed", json!({"kind": kind})).await;
+    }
+    // A second visit does not enrol Dan again (once ever).
+    event(&c, &k, dan, "visit.completed", json!({"kind": "annual"})).await;
+    settle(&app).await;
+    assert_eq!(scalar(&app, &format!("SELECT count(*) FROM enrolment WHERE sequence_id = '{seq}'")).await, 4);
+    assert!(received(&smtp).is_empty(), "nothing before a day has passed");
+
+    // Eve unsubscribes (withdraws marketing) and Fay's address is suppressed before the survey.
+    service::contacts::consent::record(svc, &actor, eve, domain::contacts::ConsentPurpose::Marketing, false, None)
+        .await
+        .unwrap();
+    service::contacts::suppression::add(svc, &actor, "fay@patients.test", SuppressionReason::Manual).await.unwrap();
+    // Gus already started the survey (an event just before the wait-for begins still counts).
+    event(&c, &k, gus, "survey.started", json!({})).await;
+    settle(&app).await;
+
+    // A new version while they wait: a different nudge. They finish the version they entered;
+    // Hal, who enters now, takes the new one.
+    let nudge2 = template(svc, &actor, "Tell us how we did").await;
+    save(svc, &actor, seq, "Post-visit survey", def(nudge2)).await;
+    assert_eq!(service::sequences::publish(svc, &actor, seq, &[]).await.unwrap(), 2);
+    event(&c, &k, hal, "visit.completed", json!({"kind": "walk-in"})).await;
+    settle(&app).await;
+
+    app.advance(86_400 + 60);
+    settle(&app).await;
+    let got = received(&smtp);
+    assert_eq!(to("dan@patients.test", &got), vec!["Thank you, valued patient", "How was your visit?"]);
+    assert_eq!(to("gus@patients.test", &got), vec!["How was your visit?"]);
+    assert_eq!(to("hal@patients.test", &got), vec!["How was your visit?"]);
+    assert!(to("eve@patients.test", &got).is_empty(), "an unsubscribed patient is not mailed");
+    assert!(to("fay@patients.test", &got).is_empty(), "a suppressed address is never mailed");
+    assert_eq!(state_of(&app, eve).await, vec!["exited:unsubscribed:survey"]);
+    assert_eq!(state_of(&app, fay).await, vec!["exited:suppressed:survey"]);
+    // Gus's survey.started arrived before the wait began: his enrolment is complete already.
+    assert_eq!(state_of(&app, gus).await, vec!["completed:completed:"]);
+    assert_eq!(
+        scalar(
+            &app,
+            &format!("SELECT count(*) FROM list_member WHERE list_id = '{followed}' AND status = 'subscribed'")
+        )
+        .await,
+        3
+    );
+
+    // Dan completes the survey: the goal ends his enrolment as converted wherever it is.
+    event(&c, &k, dan, "survey.completed", json!({})).await;
+    settle(&app).await;
+    assert_eq!(state_of(&app, dan).await, vec!["converted:goal:wait3"]);
+
+    // Three days on: only Hal is still waiting; he gets the new version's nudge.
+    app.advance(3 * 86_400 + 60);
+    settle(&app).await;
+    let got = received(&smtp);
+    assert_eq!(to("hal@patients.test", &got), vec!["How was your visit?", "Tell us how we did"]);
+    assert_eq!(to("dan@patients.test", &got).len(), 2);
+    assert_eq!(
+        texts(&app, &format!("SELECT v.number::text FROM enrolment e JOIN sequence_version v ON v.id = e.version_id WHERE e.contact_id IN ('{dan}', '{hal}') ORDER BY e.contact_id = '{hal}'")).await,
+        vec!["1", "2"]
+    );
+
+    // Pause holds enrolments; archive admits nobody new.
+    service::sequences::set_status(svc, &actor, seq, domain::sequences::SequenceStatus::Paused).await.unwrap();
+    let ivy = contact(svc, &actor, "ivy@patients.test", "Ivy", true).await;
+    event(&c, &k, ivy, "visit.completed", json!({})).await;
+    settle(&app).await;
+    assert!(state_of(&app, ivy).await.is_empty(), "a paused sequence admits nobody");
+    service::sequences::set_status(svc, &actor, seq, domain::sequences::SequenceStatus::Archived).await.unwrap();
+    assert!(service::sequences::set_status(svc, &actor, seq, domain::sequences::SequenceStatus::Active).await.is_err());
+
+    // The view: figures per step, and the enrolment list with its trail.
+    let view = service::sequences::get(svc, &actor, seq).await.unwrap();
+    assert_eq!(view.versions.len(), 2);
+    let survey_step = view.steps.iter().find(|s| s.step_id == "survey").unwrap();
+    assert_eq!(survey_step.sent, domain::disclosure::Figure::Exact(3));
+    let list = service::sequences::enrolments(svc, &actor, seq, None, 100).await.unwrap();
+    assert_eq!(list.len(), 5);
+    let eves = list.iter().find(|e| e.contact_id == eve).unwrap();
+    let trail = service::sequences::trail(svc, &actor, eves.id).await.unwrap();
+    assert_eq!(
+        trail.iter().map(|t| t.outcome.as_str()).collect::<Vec<_>>(),
+        vec!["entered", "waited", "branch_otherwise", "skipped_no_consent", "unsubscribed"]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn publishing_refuses_what_cannot_run_and_roles_are_enforced() {
+    let app = TestApp::start().await;
+    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    let actor = Actor::system(org, "test");
+    let svc = &app.services;
+    let id = service::sequences::create(svc, &actor, "Reminders").await.unwrap();
+    // The starter has a send step without a template: publishing says which step and why.
+    let e = service::sequences::publish(svc, &actor, id, &[]).await.unwrap_err();
+    assert!(e.to_string().contains("step send-1") || format!("{e:?}").contains("send-1"), "{e:?}");
+    // Hostile names and senders are refused next to their field, never echoed.
+    for (name, field) in [("", "name"), ("a\nb", "name")] {
+        let e = service::sequences::create(svc, &actor, name).await.unwrap_err();
+        assert!(format!("{e:?}").contains(field), "{e:?}");
+    }
+    let mut input = DraftInput {
+        name: "Reminders".into(),
+        from_name: "Lakeside".into(),
+        from_email: "care@clinic.test\r\nBcc: x@evil.test".into(),
+        definition: serde_json::from_value(json!({"version": 1, "trigger": {"kind": "manual"}, "start": "a",
+            "steps": [{"id": "a", "kind": "exit"}]}))
+        .unwrap(),
+    };
+    let e = service::sequences::save_draft(svc, &actor, id, &input).await.unwrap_err();
+    assert!(format!("{e:?}").contains("from_email"), "{e:?}");
+    input.from_email = "care@unverified.test".into();
+    service::sequences::save_draft(svc, &actor, id, &input).await.unwrap();
+    let e = service::sequences::publish(svc, &actor, id, &[]).await.unwrap_err();
+    assert!(format!("{e:?}").contains("from_email"), "an unverified sender is refused: {e:?}");
+    // An analyst reads the masked sequence but cannot edit, list enrolments or see trails.
+    let analyst = Actor { role: Role::Analyst, ..Actor::system(org, "test") };
+    assert!(service::sequences::list(svc, &analyst).await.is_ok());
+    let v = service::sequences::get(svc, &analyst, id).await.unwrap();
+    assert!(v.masked);
+    assert!(service::sequences::save_draft(svc, &analyst, id, &input).await.is_err());
+    assert!(service::sequences::publish(svc, &analyst, id, &[]).await.is_err());
+    assert!(service::sequences::enrolments(svc, &analyst, id, None, 10).await.is_err());
+    assert!(service::sequences::create(svc, &analyst, "Mine").await.is_err());
+    // Another organisation sees nothing.
+    let other = app.org_with_user("Other", "admin@other.test", Role::Admin).await;
+    let foreign = Actor::system(other, "test");
+    assert!(service::sequences::get(svc, &foreign, id).await.is_err());
+    assert!(service::sequences::list(svc, &foreign).await.unwrap().is_empty());
+    app.stop().await;
+}

@@ -1,0 +1,685 @@
+//! The sequence engine: consumes patient events from the outbox (each exactly once) and moves due
+//! enrolments through their steps.
+//!
+//! Invariants:
+//! - A waiting patient is an `enrolment` row with a wake-up time; due rows are claimed with
+//!   `FOR UPDATE SKIP LOCKED`, so any number of worker processes share the work and a million
+//!   waiting enrolments cost rows, not memory or jobs.
+//! - Each step execution is an `enrolment_step` row unique per (enrolment, visit), written in the
+//!   transaction that moves the enrolment on, together with whatever the step did (a message
+//!   queued through the one delivery pipeline, a list changed). A crash before the commit leaves
+//!   nothing behind; after it, nothing is repeated.
+//! - An event's outbox row is deleted in the transaction that acted on it (enrolled, ended or
+//!   woke enrolments), so every event is matched exactly once.
+//! - Ids and codes only in the trail and in logs; properties are opened in memory and never stored
+//!   outside their sealed column (correlation values are kept as keyed hashes).
+
+use super::{open, version_aad, version_sealed};
+use crate::campaigns::send::message::{self, NewMessage, SequenceRef};
+use crate::contacts;
+use crate::crypto::keyring::DataKey;
+use crate::crypto::seal::Sealed;
+use crate::db;
+use crate::error::{ServiceError, ServiceResult};
+use crate::services::Services;
+use chrono::{DateTime, Duration, NaiveDateTime, TimeZone, Utc};
+use domain::Phi;
+use domain::contacts::{ConsentPurpose, FieldValue};
+use domain::delivery::DeliverySource;
+use domain::ids::OrganisationId;
+use domain::sequences::{
+    self as seq, Awaited, BranchTest, Decision, EndReason, EventMatch, Facts, Gate, LocalZone, SequenceDefinition,
+    StepKind,
+};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, FromQueryResult, TransactionTrait};
+use serde_json::{Value as Json, json};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A contact's zone from the tz database (UTC when unknown).
+struct Zone(chrono_tz::Tz);
+
+impl LocalZone for Zone {
+    fn to_local(&self, t: DateTime<Utc>) -> NaiveDateTime {
+        t.with_timezone(&self.0).naive_local()
+    }
+    fn local_to_utc(&self, t: NaiveDateTime) -> DateTime<Utc> {
+        match self.0.from_local_datetime(&t) {
+            chrono::LocalResult::Single(x) => x.with_timezone(&Utc),
+            chrono::LocalResult::Ambiguous(a, _) => a.with_timezone(&Utc),
+            // In a daylight-saving gap: the first instant after it.
+            chrono::LocalResult::None => (1..=3)
+                .find_map(|h| self.0.from_local_datetime(&(t + Duration::hours(h))).earliest())
+                .map(|x| x.with_timezone(&Utc))
+                .unwrap_or_else(|| t.and_utc()),
+        }
+    }
+}
+
+fn zone(name: Option<&str>) -> Zone {
+    Zone(name.and_then(|z| z.parse().ok()).unwrap_or(chrono_tz::UTC))
+}
+
+/// The keyed hash of a correlation value (an appointment id): never the value.
+fn correlation(key: &DataKey, property: &str, value: &FieldValue) -> Vec<u8> {
+    key.mac(&[b"hermetic.bidx.sequence-correlation.v1", property.as_bytes(), value.display().trim().as_bytes()])
+        .to_vec()
+}
+
+/// An event's properties as the template's `event.` namespace reads them (opened at send time).
+pub async fn event_json(svc: &Services, org: OrganisationId, event: Uuid) -> ServiceResult<Json> {
+    let props = event_properties(svc, svc.db(), org, event).await?;
+    Ok(crate::contacts::record::attrs_json(&props))
+}
+
+async fn event_properties<C: ConnectionTrait>(
+    svc: &Services,
+    conn: &C,
+    org: OrganisationId,
+    event: Uuid,
+) -> ServiceResult<BTreeMap<String, FieldValue>> {
+    let bytes = db::scalar::<Option<Vec<u8>>, _>(
+        conn,
+        "SELECT properties FROM patient_event WHERE id = $1 AND organisation_id = $2",
+        [event.into(), org.0.into()],
+    )
+    .await?
+    .flatten();
+    let Some(bytes) = bytes else { return Ok(BTreeMap::new()) };
+    let plain = svc.keys().open(conn, &crate::events::aad(org, event), &Sealed::from_bytes(bytes)?).await?;
+    let j: Json =
+        serde_json::from_slice(&plain).map_err(|_| ServiceError::internal("event properties are malformed"))?;
+    Ok(crate::events::properties_from_json(&j))
+}
+
+/// Versions opened once per batch.
+#[derive(Default)]
+struct Definitions(HashMap<Uuid, Arc<SequenceDefinition>>);
+
+impl Definitions {
+    async fn get<C: ConnectionTrait>(
+        &mut self,
+        svc: &Services,
+        conn: &C,
+        org: OrganisationId,
+        vid: Uuid,
+    ) -> ServiceResult<Arc<SequenceDefinition>> {
+        if let Some(d) = self.0.get(&vid) {
+            return Ok(d.clone());
+        }
+        let d = Arc::new(open(svc, conn, &version_aad(org, vid), version_sealed(conn, vid).await?).await?);
+        self.0.insert(vid, d.clone());
+        Ok(d)
+    }
+}
+
+/// Write one step execution (or the entry / the end) to the trail.
+#[allow(clippy::too_many_arguments)]
+async fn write_step<C: ConnectionTrait>(
+    conn: &C,
+    enrolment: Uuid,
+    visit: i32,
+    step: &str,
+    kind: &str,
+    outcome: &str,
+    detail: Json,
+    at: DateTime<Utc>,
+) -> ServiceResult<()> {
+    db::exec(
+        conn,
+        "INSERT INTO enrolment_step (enrolment_id, visit, step_id, kind, outcome, detail, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        [enrolment.into(), visit.into(), step.to_string().into(), kind.to_string().into(), outcome.to_string().into(), detail.into(), at.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// End an active enrolment (after `visit` step executions), with its reason in the trail.
+pub(crate) async fn end_enrolment<C: ConnectionTrait>(
+    svc: &Services,
+    conn: &C,
+    enrolment: Uuid,
+    visit: i32,
+    step: &str,
+    reason: EndReason,
+    detail: Json,
+) -> ServiceResult<()> {
+    let now = svc.clock().now();
+    write_step(conn, enrolment, visit + 1, step, "end", reason.as_str(), detail, now).await?;
+    db::exec(
+        conn,
+        "UPDATE enrolment SET state = $2, end_reason = $3, ended_at = $4, wake_at = NULL, visit = $5, step_id = NULLIF($6, '')
+         WHERE id = $1 AND state = 'active'",
+        [
+            enrolment.into(),
+            reason.state().as_str().into(),
+            reason.as_str().into(),
+            now.into(),
+            (visit + 1).into(),
+            step.to_string().into(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Enrol a contact if the entry rule admits it (serialised per sequence and contact). Returns the
+/// enrolment's id, due at once.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn admit<C: ConnectionTrait>(
+    svc: &Services,
+    conn: &C,
+    org: OrganisationId,
+    sequence: Uuid,
+    version: Uuid,
+    def: &SequenceDefinition,
+    contact: Uuid,
+    trigger_event: Option<Uuid>,
+    correlation_bidx: Option<Vec<u8>>,
+) -> ServiceResult<Option<Uuid>> {
+    db::exec(
+        conn,
+        "SELECT pg_advisory_xact_lock(hashtextextended($1::text || $2::text, 22))",
+        [sequence.into(), contact.into()],
+    )
+    .await?;
+    #[derive(FromQueryResult)]
+    struct Count {
+        ever: i64,
+        active: i64,
+    }
+    let c: Count = db::one_as(
+        conn,
+        "SELECT count(*) AS ever, count(*) FILTER (WHERE state = 'active') AS active FROM enrolment WHERE sequence_id = $1 AND contact_id = $2",
+        [sequence.into(), contact.into()],
+    )
+    .await?
+    .ok_or_else(|| ServiceError::internal("enrolment count"))?;
+    let n = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+    if !def.entry.admits(n(c.ever), n(c.active)) {
+        return Ok(None);
+    }
+    let id = Uuid::now_v7();
+    let now = svc.clock().now();
+    db::exec(
+        conn,
+        "INSERT INTO enrolment (id, organisation_id, sequence_id, version_id, contact_id, trigger_event_id, correlation_bidx,
+                                state, step_id, visit, step_started_at, wake_at, entered_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, 0, $9, $9, $9)",
+        [
+            id.into(),
+            org.0.into(),
+            sequence.into(),
+            version.into(),
+            contact.into(),
+            trigger_event.into(),
+            correlation_bidx.into(),
+            def.start.clone().into(),
+            now.into(),
+        ],
+    )
+    .await?;
+    let detail = match trigger_event {
+        Some(e) => json!({ "event": e.to_string() }),
+        None => json!({ "by": "hand" }),
+    };
+    write_step(conn, id, 0, "", "enter", "entered", detail, now).await?;
+    Ok(Some(id))
+}
+
+/// Match a batch of outbox events against triggers and against the enrolments waiting on them,
+/// deleting their outbox rows in the same transaction. Returns how many events were consumed.
+pub async fn consume_events(svc: &Services, limit: u32) -> ServiceResult<usize> {
+    #[derive(FromQueryResult)]
+    struct Ev {
+        event_id: Uuid,
+        organisation_id: Uuid,
+        contact_id: Uuid,
+        event_type: String,
+        properties: Option<Vec<u8>>,
+    }
+    let txn = svc.db().begin().await?;
+    let events: Vec<Ev> = db::all_as(
+        &txn,
+        "SELECT o.event_id, e.organisation_id, e.contact_id, e.event_type, e.properties
+         FROM event_outbox o JOIN patient_event e ON e.id = o.event_id
+         ORDER BY o.created_at, o.event_id LIMIT $1 FOR UPDATE OF o SKIP LOCKED",
+        [i64::from(limit).into()],
+    )
+    .await?;
+    if events.is_empty() {
+        txn.commit().await?;
+        return Ok(0);
+    }
+    let mut defs = Definitions::default();
+    let mut bkeys: HashMap<Uuid, Arc<DataKey>> = HashMap::new();
+    let now = svc.clock().now();
+    for ev in &events {
+        let org = OrganisationId(ev.organisation_id);
+        let props = match &ev.properties {
+            Some(b) => {
+                let plain = svc
+                    .keys()
+                    .open(&txn, &crate::events::aad(org, ev.event_id), &Sealed::from_bytes(b.clone())?)
+                    .await?;
+                let j: Json = serde_json::from_slice(&plain)
+                    .map_err(|_| ServiceError::internal("event properties are malformed"))?;
+                crate::events::properties_from_json(&j)
+            }
+            None => BTreeMap::new(),
+        };
+        let bkey = match bkeys.get(&ev.organisation_id) {
+            Some(k) => k.clone(),
+            None => {
+                let k = contacts::bidx_key(svc, &txn, org).await?;
+                bkeys.insert(ev.organisation_id, k.clone());
+                k
+            }
+        };
+        // Enrolments already inside that this event may end or wake.
+        #[derive(FromQueryResult)]
+        struct Watcher {
+            id: Uuid,
+            version_id: Uuid,
+            correlation_bidx: Option<Vec<u8>>,
+            step_id: Option<String>,
+            visit: i32,
+        }
+        let watchers: Vec<Watcher> = db::all_as(
+            &txn,
+            "SELECT e.id, e.version_id, e.correlation_bidx, e.step_id, e.visit
+             FROM enrolment e JOIN sequence_version v ON v.id = e.version_id
+             WHERE e.contact_id = $1 AND e.state = 'active' AND $2 = ANY (v.watched_event_types)
+             ORDER BY e.id FOR UPDATE OF e",
+            [ev.contact_id.into(), ev.event_type.clone().into()],
+        )
+        .await?;
+        for w in watchers {
+            let def = defs.get(svc, &txn, org, w.version_id).await?;
+            let bidx = def.correlation_key.as_ref().and_then(|k| props.get(k).map(|v| correlation(&bkey, k, v)));
+            let hit = |m: &EventMatch| {
+                m.event_type == ev.event_type && (!m.correlated || (bidx.is_some() && bidx == w.correlation_bidx))
+            };
+            let step = w.step_id.as_deref().unwrap_or("");
+            let detail = json!({ "event": ev.event_id.to_string() });
+            if def.goal.as_ref().is_some_and(hit) {
+                end_enrolment(svc, &txn, w.id, w.visit, step, EndReason::Goal, detail).await?;
+            } else if def.exit_on.iter().any(hit) {
+                end_enrolment(svc, &txn, w.id, w.visit, step, EndReason::CancelEvent, detail).await?;
+            } else if let Some(s) = def.step(step)
+                && let StepKind::WaitFor { event: Awaited::Event { event }, .. } = &s.kind
+                && hit(event)
+            {
+                db::exec(
+                    &txn,
+                    "UPDATE enrolment SET awaited_at = COALESCE(awaited_at, $2), wake_at = $2 WHERE id = $1",
+                    [w.id.into(), now.into()],
+                )
+                .await?;
+            }
+        }
+        // Live sequences this event starts.
+        #[derive(FromQueryResult)]
+        struct Triggered {
+            id: Uuid,
+            version_id: Uuid,
+        }
+        let starts: Vec<Triggered> = db::all_as(
+            &txn,
+            "SELECT s.id, v.id AS version_id FROM sequence s JOIN sequence_version v ON v.id = s.current_version_id
+             WHERE s.organisation_id = $1 AND s.status = 'active' AND v.trigger_event_type = $2 ORDER BY s.id",
+            [ev.organisation_id.into(), ev.event_type.clone().into()],
+        )
+        .await?;
+        for s in starts {
+            let def = defs.get(svc, &txn, org, s.version_id).await?;
+            let seq::Trigger::Event { properties: tests, .. } = &def.trigger else { continue };
+            if !seq::properties_match(tests, &props, now.date_naive()) {
+                continue;
+            }
+            let bidx = def.correlation_key.as_ref().and_then(|k| props.get(k).map(|v| correlation(&bkey, k, v)));
+            admit(svc, &txn, org, s.id, s.version_id, &def, ev.contact_id, Some(ev.event_id), bidx).await?;
+        }
+    }
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    db::exec(&txn, "DELETE FROM event_outbox WHERE event_id = ANY ($1)", [ids.into()]).await?;
+    txn.commit().await?;
+    Ok(events.len())
+}
+
+#[derive(FromQueryResult)]
+struct Due {
+    id: Uuid,
+    organisation_id: Uuid,
+    version_id: Uuid,
+    contact_id: Uuid,
+    trigger_event_id: Option<Uuid>,
+    step_id: Option<String>,
+    visit: i32,
+    step_started_at: DateTime<Utc>,
+    awaited_at: Option<DateTime<Utc>>,
+    entered_at: DateTime<Utc>,
+    time_zone: Option<String>,
+    from_email: String,
+    from_name: String,
+}
+
+/// Claim up to `limit` due enrolments and run each until it waits or ends. Returns how many
+/// enrolments moved.
+pub async fn advance_due(svc: &Services, limit: u32) -> ServiceResult<usize> {
+    let now = svc.clock().now();
+    let txn = svc.db().begin().await?;
+    let due: Vec<Due> = db::all_as(
+        &txn,
+        "SELECT e.id, e.organisation_id, e.version_id, e.contact_id, e.trigger_event_id, e.step_id, e.visit,
+                e.step_started_at, e.awaited_at, e.entered_at, c.time_zone, s.from_email, s.from_name
+         FROM enrolment e
+         JOIN sequence s ON s.id = e.sequence_id
+         JOIN contact c ON c.id = e.contact_id
+         WHERE e.state = 'active' AND e.wake_at <= $1 AND s.status IN ('active', 'archived')
+         ORDER BY e.wake_at LIMIT $2
+         FOR UPDATE OF e SKIP LOCKED",
+        [now.into(), i64::from(limit).into()],
+    )
+    .await?;
+    let mut defs = Definitions::default();
+    for d in &due {
+        // Each enrolment in its own savepoint: one that cannot run now is retried later and does
+        // not hold back the rest of the batch.
+        let sp = txn.begin().await?;
+        match run(svc, &sp, &mut defs, d, now).await {
+            Ok(()) => sp.commit().await?,
+            Err(e) => {
+                sp.rollback().await?;
+                tracing::warn!(enrolment = %d.id, error = %e.log_detail(), "a sequence step failed; retrying in 5 minutes");
+                db::exec(
+                    &txn,
+                    "UPDATE enrolment SET wake_at = $2 WHERE id = $1",
+                    [d.id.into(), (now + Duration::minutes(5)).into()],
+                )
+                .await?;
+            }
+        }
+    }
+    txn.commit().await?;
+    Ok(due.len())
+}
+
+/// When the awaited thing of a wait-for step happened (since the enrolment began).
+async fn awaited_since(
+    svc: &Services,
+    conn: &DatabaseTransaction,
+    d: &Due,
+    def: &SequenceDefinition,
+    awaited: &Awaited,
+) -> ServiceResult<Option<DateTime<Utc>>> {
+    match awaited {
+        Awaited::Opened { step } | Awaited::Clicked { step } => {
+            let activity = if matches!(awaited, Awaited::Opened { .. }) { "opened" } else { "clicked" };
+            engaged_at(conn, d.id, step, activity).await
+        }
+        Awaited::Event { event } => {
+            #[derive(FromQueryResult)]
+            struct Ev {
+                id: Uuid,
+                received_at: DateTime<Utc>,
+            }
+            let candidates: Vec<Ev> = db::all_as(
+                conn,
+                "SELECT id, received_at FROM patient_event
+                 WHERE contact_id = $1 AND organisation_id = $2 AND event_type = $3 AND received_at >= $4
+                   AND id IS DISTINCT FROM $5
+                 ORDER BY received_at, id LIMIT 50",
+                [
+                    d.contact_id.into(),
+                    d.organisation_id.into(),
+                    event.event_type.clone().into(),
+                    d.entered_at.into(),
+                    d.trigger_event_id.into(),
+                ],
+            )
+            .await?;
+            if !event.correlated {
+                return Ok(candidates.first().map(|c| c.received_at));
+            }
+            let (Some(key), Some(trigger)) = (&def.correlation_key, d.trigger_event_id) else { return Ok(None) };
+            let org = OrganisationId(d.organisation_id);
+            let bkey = contacts::bidx_key(svc, conn, org).await?;
+            let mine = event_properties(svc, conn, org, trigger).await?.get(key).map(|v| correlation(&bkey, key, v));
+            if mine.is_none() {
+                return Ok(None);
+            }
+            for c in candidates {
+                let theirs = event_properties(svc, conn, org, c.id).await?.get(key).map(|v| correlation(&bkey, key, v));
+                if theirs == mine {
+                    return Ok(Some(c.received_at));
+                }
+            }
+            Ok(None)
+        }
+    }
+}
+
+async fn engaged_at<C: ConnectionTrait>(
+    conn: &C,
+    enrolment: Uuid,
+    step: &str,
+    activity: &str,
+) -> ServiceResult<Option<DateTime<Utc>>> {
+    Ok(db::scalar::<Option<DateTime<Utc>>, _>(
+        conn,
+        "SELECT min(g.occurred_at) FROM api_message m JOIN engagement_event g ON g.delivery_id = m.id
+         WHERE m.enrolment_id = $1 AND m.step_id = $2 AND g.activity = $3 AND NOT g.machine",
+        [enrolment.into(), step.to_string().into(), activity.to_string().into()],
+    )
+    .await?
+    .flatten())
+}
+
+/// Run one enrolment from its current step until it waits or ends (at most
+/// `MAX_STEPS_PER_WAKE` steps; then it is due again at once).
+async fn run(
+    svc: &Services,
+    txn: &DatabaseTransaction,
+    defs: &mut Definitions,
+    d: &Due,
+    now: DateTime<Utc>,
+) -> ServiceResult<()> {
+    let org = OrganisationId(d.organisation_id);
+    let def = defs.get(svc, txn, org, d.version_id).await?;
+    let props = match d.trigger_event_id {
+        Some(e) => event_properties(svc, txn, org, e).await?,
+        None => BTreeMap::new(),
+    };
+    let zone = zone(d.time_zone.as_deref());
+    let mut step_id = d.step_id.clone();
+    let mut visit = d.visit;
+    let mut started = d.step_started_at;
+    let mut awaited = d.awaited_at;
+    for _ in 0..seq::MAX_STEPS_PER_WAKE {
+        let Some(sid) = step_id.clone() else {
+            return end_enrolment(svc, txn, d.id, visit, "", EndReason::Completed, json!({})).await;
+        };
+        let Some(step) = def.step(&sid) else {
+            return end_enrolment(svc, txn, d.id, visit, &sid, EndReason::Broken, json!({})).await;
+        };
+        let kind = step.kind.code();
+        let awaited_at = match &step.kind {
+            StepKind::WaitFor { event, .. } => match awaited {
+                Some(t) => Some(t),
+                None => awaited_since(svc, txn, d, &def, event).await?,
+            },
+            _ => None,
+        };
+        let branch_holds = match &step.kind {
+            StepKind::Branch { test: BranchTest::Engaged { clicked, step }, .. } => {
+                Some(engaged_at(txn, d.id, step, if *clicked { "clicked" } else { "opened" }).await?.is_some())
+            }
+            StepKind::Branch { test: BranchTest::Contact { root }, .. } => {
+                let catalogue = contacts::fields::catalogue(svc, txn, org).await?;
+                let fields = domain::segments::field_catalogue(&catalogue);
+                Some(
+                    crate::segments::eval::matches_contact(svc, org, root, &fields, catalogue, now, d.contact_id)
+                        .await?,
+                )
+            }
+            _ => None,
+        };
+        let facts = Facts {
+            now,
+            step_started_at: started,
+            zone: &zone,
+            event: &props,
+            awaited_at,
+            branch_holds,
+            draw: seq::draw(d.id, visit + 1),
+        };
+        // Where the enrolment goes after this step, and what the trail says about it.
+        let (next, outcome, detail): (Option<String>, &str, Json) = match seq::decide(step, &facts) {
+            Decision::Next { next, code } => {
+                let detail = match code {
+                    "waited" | "timed_out" => json!({ "since": started.to_rfc3339() }),
+                    "split" => json!({ "draw": facts.draw }),
+                    _ => json!({}),
+                };
+                (next, code, detail)
+            }
+            Decision::Sleep { until, .. } => {
+                return park(txn, d.id, &sid, visit, started, awaited_at, until).await;
+            }
+            Decision::End(reason) => {
+                return end_enrolment(svc, txn, d.id, visit, &sid, reason, json!({})).await;
+            }
+            Decision::UpdateList { list, add, next } => {
+                if add {
+                    contacts::lists::add_members(svc, txn, org, list, &[d.contact_id], "sequence").await?;
+                } else {
+                    db::exec(
+                        txn,
+                        "UPDATE list_member SET status = 'unsubscribed', updated_at = $4
+                         WHERE list_id = $1 AND contact_id = $2 AND organisation_id = $3",
+                        [list.into(), d.contact_id.into(), org.0.into(), now.into()],
+                    )
+                    .await?;
+                }
+                (next, if add { "list_added" } else { "list_removed" }, json!({ "list": list.to_string() }))
+            }
+            Decision::Send { template, template_version, purpose, next } => {
+                let gate = gate(txn, &def, d, purpose, now, &zone).await?;
+                match gate {
+                    Gate::Open => {
+                        let version =
+                            template_version.ok_or_else(|| ServiceError::internal("an unpinned send step"))?;
+                        let html = crate::campaigns::version_html(txn, version).await?.ok_or(ServiceError::NotFound)?;
+                        let id = message::enqueue(
+                            svc,
+                            txn,
+                            NewMessage {
+                                organisation: org,
+                                contact: d.contact_id,
+                                api_key: None,
+                                template,
+                                version,
+                                version_html: &html,
+                                from_email: d.from_email.clone(),
+                                from_name: d.from_name.clone(),
+                                data: None::<&Phi<serde_json::Map<String, Json>>>,
+                                purpose,
+                                source: DeliverySource::SequenceStep,
+                                sequence: Some(SequenceRef { enrolment: d.id, step: &sid, event: d.trigger_event_id }),
+                                not_before: now,
+                            },
+                        )
+                        .await?;
+                        (next, "sent", json!({ "delivery": id.to_string() }))
+                    }
+                    Gate::CappedSkip => (next, "frequency_capped_skip", json!({})),
+                    Gate::Quiet(until) | Gate::CappedWait(until) => {
+                        return park(txn, d.id, &sid, visit, started, awaited_at, until).await;
+                    }
+                    Gate::NoConsent | Gate::Suppressed => {
+                        write_step(txn, d.id, visit + 1, &sid, kind, gate.code(), json!({}), now).await?;
+                        let reason =
+                            if gate == Gate::Suppressed { EndReason::Suppressed } else { EndReason::Unsubscribed };
+                        return end_enrolment(svc, txn, d.id, visit + 1, &sid, reason, json!({})).await;
+                    }
+                }
+            }
+        };
+        write_step(txn, d.id, visit + 1, &sid, kind, outcome, detail, now).await?;
+        visit += 1;
+        step_id = next;
+        started = now;
+        awaited = None;
+    }
+    // The step budget of one wake is used up: store the position, due again at once.
+    park(txn, d.id, step_id.as_deref().unwrap_or(""), visit, started, None, now).await
+}
+
+/// Store where an enrolment waits and when it wakes.
+async fn park(
+    txn: &DatabaseTransaction,
+    id: Uuid,
+    step: &str,
+    visit: i32,
+    started: DateTime<Utc>,
+    awaited: Option<DateTime<Utc>>,
+    until: DateTime<Utc>,
+) -> ServiceResult<()> {
+    db::exec(
+        txn,
+        "UPDATE enrolment SET step_id = NULLIF($2, ''), visit = $3, step_started_at = $4, awaited_at = $5, wake_at = $6 WHERE id = $1",
+        [id.into(), step.to_string().into(), visit.into(), started.into(), awaited.into(), until.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Consent, suppression, quiet hours and the frequency cap, read now (the send job checks
+/// consent and suppression again when it sends).
+async fn gate(
+    txn: &DatabaseTransaction,
+    def: &SequenceDefinition,
+    d: &Due,
+    purpose: ConsentPurpose,
+    now: DateTime<Utc>,
+    zone: &Zone,
+) -> ServiceResult<Gate> {
+    #[derive(FromQueryResult)]
+    struct Eligibility {
+        suppressed: bool,
+        granted: Option<bool>,
+    }
+    let e: Eligibility = db::one_as(
+        txn,
+        "SELECT EXISTS (SELECT 1 FROM suppression s WHERE s.organisation_id = c.organisation_id AND s.email_bidx = c.email_bidx) AS suppressed,
+                (SELECT cc.granted FROM contact_consent cc WHERE cc.contact_id = c.id AND cc.purpose = $2) AS granted
+         FROM contact c WHERE c.id = $1",
+        [d.contact_id.into(), purpose.as_str().into()],
+    )
+    .await?
+    .ok_or(ServiceError::NotFound)?;
+    let recent: Vec<DateTime<Utc>> =
+        match &def.frequency_cap {
+            Some(cap) if purpose != ConsentPurpose::Transactional => db::scalars(
+                txn,
+                "SELECT COALESCE(d.accepted_at, d.updated_at) FROM delivery d LEFT JOIN api_message m ON m.id = d.id
+                 WHERE d.contact_id = $1 AND d.state IN ('sent', 'queued', 'deferred')
+                   AND (d.source = 'campaign' OR (d.source = 'sequence_step' AND m.purpose <> 'transactional'))
+                   AND COALESCE(d.accepted_at, d.updated_at) > $2",
+                [d.contact_id.into(), (now - Duration::days(i64::from(cap.days))).into()],
+            )
+            .await?,
+            _ => Vec::new(),
+        };
+    Ok(seq::send_gate(def, purpose, e.suppressed, e.granted, &recent, now, zone))
+}
+
+/// One pass of the engine: events first (they may wake or end enrolments), then due enrolments.
+/// Returns (events consumed, enrolments moved).
+pub async fn tick(svc: &Services, batch: u32) -> ServiceResult<(usize, usize)> {
+    let events = consume_events(svc, batch).await?;
+    let moved = advance_due(svc, batch).await?;
+    Ok((events, moved))
+}
