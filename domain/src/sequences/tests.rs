@@ -456,3 +456,30 @@ fn trigger_properties_must_all_hold() {
     assert!(!properties_match(&tests, &BTreeMap::new(), today));
     assert!(properties_match(&[], &BTreeMap::new(), today));
 }
+
+#[test]
+fn a_test_run_traces_the_path_with_a_simulated_clock() {
+    let d = reminders();
+    let start = t("2027-01-03T09:00:00Z");
+    let event = BTreeMap::from([("appointment_at".to_string(), FieldValue::Text("2027-01-10T14:30:00Z".into()))]);
+    let sim = Simulation { start, event: event.clone(), responds: false, branches_hold: false, draw: 0 };
+    let path: Vec<(String, String, DateTime<Utc>)> =
+        simulate(&d, &sim, &Utc0).into_iter().map(|s| (s.step_id, s.outcome, s.at)).collect();
+    assert_eq!(
+        path,
+        vec![
+            ("confirm".into(), "sent".into(), start),
+            ("two_days".into(), "waited".into(), t("2027-01-08T14:30:00Z")),
+            ("remind".into(), "sent".into(), t("2027-01-08T14:30:00Z")),
+            ("opened".into(), "timed_out".into(), t("2027-01-09T14:30:00Z")),
+            ("nudge".into(), "sent".into(), t("2027-01-09T14:30:00Z")),
+            ("".into(), "completed".into(), t("2027-01-09T14:30:00Z")),
+        ]
+    );
+    // A patient who opens: the wait-for ends an hour later on its event branch (the end).
+    let sim = Simulation { responds: true, ..sim };
+    let path = simulate(&d, &sim, &Utc0);
+    assert_eq!(path[3].outcome, "event_arrived");
+    assert_eq!(path[3].at, t("2027-01-08T15:30:00Z"));
+    assert_eq!(path.len(), 5);
+}

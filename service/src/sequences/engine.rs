@@ -38,7 +38,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 /// A contact's zone from the tz database (UTC when unknown).
-struct Zone(chrono_tz::Tz);
+pub(crate) struct Zone(chrono_tz::Tz);
 
 impl LocalZone for Zone {
     fn to_local(&self, t: DateTime<Utc>) -> NaiveDateTime {
@@ -57,7 +57,7 @@ impl LocalZone for Zone {
     }
 }
 
-fn zone(name: Option<&str>) -> Zone {
+pub(crate) fn zone(name: Option<&str>) -> Zone {
     Zone(name.and_then(|z| z.parse().ok()).unwrap_or(chrono_tz::UTC))
 }
 

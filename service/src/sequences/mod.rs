@@ -849,3 +849,27 @@ pub(crate) async fn version_sealed<C: ConnectionTrait>(conn: &C, vid: Uuid) -> S
         .await?
         .ok_or(ServiceError::NotFound)
 }
+
+/// A test run of the working copy for a made-up contact (in `time_zone`, UTC when absent): the
+/// path and simulated times, without sending anything or touching an enrolment.
+pub async fn test_run(
+    svc: &Services,
+    actor: &Actor,
+    id: Uuid,
+    sim: &seq::Simulation,
+    time_zone: Option<&str>,
+) -> ServiceResult<Vec<seq::TestRunStep>> {
+    actor.require(Permission::SequencesRead)?;
+    actor.require(Permission::ContactsRead)?;
+    if time_zone.is_some_and(|z| z.parse::<chrono_tz::Tz>().is_err()) {
+        return Err(ServiceError::invalid("time_zone", "is not a known time zone"));
+    }
+    if sim.event.len() > crate::events::MAX_PROPERTIES {
+        return Err(ServiceError::invalid("properties", "too many properties"));
+    }
+    let org = actor.organisation_id;
+    let row = sequence_row(svc.db(), org, id, false).await?;
+    let draft = open(svc, svc.db(), &draft_aad(org, id), row.sealed_draft).await?;
+    seq::validate(&draft).map_err(ServiceError::from)?;
+    Ok(seq::simulate(&draft, sim, &engine::zone(time_zone)))
+}
