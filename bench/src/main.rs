@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 mod events;
 mod send;
+mod sequences;
 mod signin;
 
 #[derive(Parser)]
@@ -63,6 +64,35 @@ enum Command {
         /// Skip the DKIM run (a quicker figure while tuning; the reported benchmark has both).
         #[arg(long)]
         no_dkim: bool,
+    },
+    /// The sequence engine in a worker process: event → SMTP latency at a sustained event rate,
+    /// the send rate of sequence emails against smtp-source's raw rate, and N parked enrolments
+    /// coming due at once (step transitions/s, RSS). Driven by `scripts/bench sequences`.
+    Sequences {
+        /// Enrolments parked on a wait step that all come due at once.
+        #[arg(long, default_value_t = 1_000_000)]
+        contacts: usize,
+        /// Patients (real imported contacts) whose sequence step sends.
+        #[arg(long, default_value_t = 20_000)]
+        senders: usize,
+        #[arg(long, default_value_t = 200)]
+        event_rate: usize,
+        #[arg(long, default_value_t = 20)]
+        event_seconds: usize,
+        #[arg(long)]
+        tls_port: u16,
+        #[arg(long)]
+        sink_port: u16,
+        #[arg(long)]
+        sink_log: std::path::PathBuf,
+        #[arg(long)]
+        ca_file: std::path::PathBuf,
+        #[arg(long)]
+        smtp_source: String,
+        #[arg(long)]
+        dkim_key: Option<std::path::PathBuf>,
+        #[arg(long, default_value_t = 16)]
+        connections: u32,
     },
     /// (internal) A send worker process for `send`: the real job runtime with an SMTP relay.
     Worker {
@@ -642,6 +672,39 @@ async fn main() -> Result<()> {
             }
             println!("{line}");
             Ok(())
+        }
+        Command::Sequences {
+            contacts,
+            senders,
+            event_rate,
+            event_seconds,
+            tls_port,
+            sink_port,
+            sink_log,
+            ca_file,
+            smtp_source,
+            dkim_key,
+            connections,
+        } => {
+            anyhow::ensure!(contacts > 0 && senders > 0 && event_rate > 0, "counts must be positive");
+            sequences::run(sequences::SeqArgs {
+                send: send::SendArgs {
+                    url: cli.database_url.clone().context("--database-url is required")?,
+                    recipients: senders,
+                    tls_port,
+                    sink_port,
+                    sink_log,
+                    ca_file,
+                    smtp_source,
+                    dkim_key,
+                    connections,
+                },
+                contacts,
+                senders,
+                event_rate,
+                event_seconds,
+            })
+            .await
         }
         Command::Signin { concurrency, accounts, server_bin } => {
             signin::run(signin::SigninArgs {

@@ -21,7 +21,7 @@ pub struct SendArgs {
 }
 
 /// The sink's message counter (`smtp-sink -c` prints `sess=… quit=… mesg=N` with carriage returns).
-fn sink_count(log: &Path) -> u64 {
+pub(crate) fn sink_count(log: &Path) -> u64 {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     text.rsplit("mesg=")
         .next()
@@ -32,7 +32,7 @@ fn sink_count(log: &Path) -> u64 {
 
 /// CPU seconds (user + system) a process has used so far (`/proc/<pid>/stat` fields 14 and 15,
 /// in USER_HZ = 100 ticks).
-fn process_cpu_s(pid: u32) -> f64 {
+pub(crate) fn process_cpu_s(pid: u32) -> f64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The command name (field 2) is in parentheses and may hold spaces: count from after it.
     let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -43,7 +43,7 @@ fn process_cpu_s(pid: u32) -> f64 {
 
 /// CPU seconds used so far by every PostgreSQL process of the machine (the benchmark's private
 /// cluster: its backends live as long as the pools' connections, so a run's work is counted).
-fn postgres_cpu_s() -> f64 {
+pub(crate) fn postgres_cpu_s() -> f64 {
     let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
     dir.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
@@ -54,7 +54,7 @@ fn postgres_cpu_s() -> f64 {
         .sum()
 }
 
-fn spawn_worker(a: &SendArgs, dkim: bool) -> Result<Child> {
+pub(crate) fn spawn_worker(a: &SendArgs, dkim: bool) -> Result<Child> {
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("--database-url")
         .arg(&a.url)
@@ -134,17 +134,11 @@ async fn statements_print(svc: &service::Services) -> Result<()> {
     Ok(())
 }
 
-pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
-    use domain::campaigns::*;
-    let svc = crate::services(&a.url).await?;
-    let org = service::organisations::create(&svc, &format!("Send bench {}", uuid::Uuid::now_v7()))
-        .await
-        .context("creating the organisation")?;
-    let actor = service::Actor::system(org, "bench");
-    // Campaigns send only From a verified sending domain: add one the real way and verify it
-    // against the DNS server scripts/bench runs (BENCH_DNS, zone file BENCH_DNS_ZONE).
+/// A sending domain of the organisation, added the real way and verified against the DNS server
+/// scripts/bench runs (BENCH_DNS, zone file BENCH_DNS_ZONE): messages go only From a verified one.
+pub(crate) async fn bench_domain(svc: &service::Services, actor: &service::Actor) -> Result<String> {
     let domain = format!("run-{}.bench.example", uuid::Uuid::now_v7().simple());
-    let d = service::sending_domains::add(&svc, &actor, &domain).await.context("adding the sending domain")?;
+    let d = service::sending_domains::add(svc, actor, &domain).await.context("adding the sending domain")?;
     let zone = std::env::var("BENCH_DNS_ZONE").context("BENCH_DNS_ZONE: run it through scripts/bench send")?;
     let mut text = std::fs::read_to_string(&zone).unwrap_or_default();
     for r in &d.records {
@@ -152,12 +146,23 @@ pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
         text.push('\n');
     }
     std::fs::write(&zone, text)?;
-    let v = service::sending_domains::verify(&svc, &actor, d.id).await.context("verifying the sending domain")?;
+    let v = service::sending_domains::verify(svc, actor, d.id).await.context("verifying the sending domain")?;
     anyhow::ensure!(
         v.status == domain::sending_domains::DomainStatus::Verified,
         "the bench sending domain did not verify: {:?}",
         v.checks
     );
+    Ok(domain)
+}
+
+pub async fn run_once(a: &SendArgs, dkim: bool) -> Result<RunResult> {
+    use domain::campaigns::*;
+    let svc = crate::services(&a.url).await?;
+    let org = service::organisations::create(&svc, &format!("Send bench {}", uuid::Uuid::now_v7()))
+        .await
+        .context("creating the organisation")?;
+    let actor = service::Actor::system(org, "bench");
+    let domain = bench_domain(&svc, &actor).await?;
     let list = service::contacts::lists::create(
         &svc,
         &actor,
