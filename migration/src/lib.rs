@@ -22,6 +22,7 @@ mod m20261225_000001_delivery_source;
 mod m20261226_000001_api;
 mod m20261227_000001_api_messages;
 mod m20261227_000002_webhooks;
+mod m20261228_000002_template_namespaces;
 
 pub struct Migrator;
 
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261226_000001_api::Migration),
             Box::new(m20261227_000001_api_messages::Migration),
             Box::new(m20261227_000002_webhooks::Migration),
+            Box::new(m20261228_000002_template_namespaces::Migration),
         ]
     }
 }
@@ -73,6 +75,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20261226_000001_api.sql"),
     include_str!("m20261227_000001_api_messages.sql"),
     include_str!("m20261227_000002_webhooks.sql"),
+    include_str!("m20261228_000002_template_namespaces.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.
