@@ -1,8 +1,8 @@
 //! The message-bound template namespaces end to end (real PostgreSQL, real HTTP, a real SMTP
 //! server process): an API message's `data` reaches its template as `{{message.<key>}}` — a value
 //! in the text, a date formatted by the `date` helper in the contact's zone, a key the data lacks
-//! rendered empty — and the PHI marker it carries reaches the recipient and nothing else (no log,
-//! no preview). Where the data does not exist the template is refused: an API message whose
+//! rendered empty, a value the template formats as a date that is not one refused at acceptance
+//! — and the PHI marker it carries reaches the recipient and nothing else (no log, no preview). Where the data does not exist the template is refused: an API message whose
 //! template uses `{{event.…}}` (problem `template_not_allowed` at `/template`, nothing queued),
 //! and a campaign whose template uses `{{message.…}}` or `{{event.…}}` (when the draft is saved
 //! and when it is launched, a field error on `template`).
@@ -134,6 +134,42 @@ async fn an_api_message_fills_message_fields_and_templates_are_refused_where_the
     }
     assert_eq!(status["status"], "sent", "{status}");
 
+    // A value the template formats as a date that is not one: refused at acceptance, naming the
+    // member and not its value (rather than a message that fails at send).
+    for bad in [json!(format!("next Tuesday {MARKER}")), json!(20270105), json!(true)] {
+        let r = call(
+            &c,
+            Method::POST,
+            "/api/v1/messages",
+            Some(&sender.secret),
+            &json!({"contact": {"id": ann}, "template": appointment, "data": {"appointment_at": bad, "clinic": "x"}}),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, 422, "{}", r.body);
+        let problem = json_of(&r);
+        assert_eq!(
+            (problem["code"].as_str(), problem["pointer"].as_str()),
+            (Some("invalid_field"), Some("/data/appointment_at"))
+        );
+        assert!(!r.body.contains(MARKER) && !r.body.contains("Tuesday"), "{}", r.body);
+    }
+    // A missing or null date is fine (it renders empty).
+    let r = call(
+        &c,
+        Method::POST,
+        "/api/v1/messages",
+        Some(&sender.secret),
+        &json!({"contact": {"id": ann}, "template": appointment, "data": {"appointment_at": null}}),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let msgs = smtp.wait_for(2, 30).await;
+    let m = mime(&msgs[1].0);
+    let html = m["html"].as_str().unwrap();
+    assert!(html.contains("Your appointment at  is on ."), "{html}");
+
     // A template with {{event.…}}: an API message has no event. Refused, nothing queued.
     let r = call(
         &c,
@@ -152,7 +188,7 @@ async fn an_api_message_fills_message_fields_and_templates_are_refused_where_the
         (Some("template_not_allowed"), Some("/template"))
     );
     assert!(!r.body.contains(MARKER));
-    assert_eq!(count(&app, "SELECT count(*) FROM api_message").await, 1);
+    assert_eq!(count(&app, "SELECT count(*) FROM api_message").await, 2);
     assert_eq!(count(&app, "SELECT count(*) FROM api_idempotency").await, 0, "a refusal stores no answer");
 
     // Campaigns have neither: refused when the draft names such a template, and at launch when
@@ -187,7 +223,7 @@ async fn an_api_message_fills_message_fields_and_templates_are_refused_where_the
     assert!(view.template_version.is_none());
 
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(smtp.messages().len(), 1, "only the API message was sent");
+    assert_eq!(smtp.messages().len(), 2, "only the two API messages were sent");
     app.stop().await;
     let log = std::fs::read_to_string(log_file()).unwrap_or_default();
     assert!(!log.contains(MARKER), "the PHI marker reached the log");

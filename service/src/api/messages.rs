@@ -162,6 +162,20 @@ pub async fn send(
             "The template uses event.… fields, which only sequence emails have (the properties of the event that started the sequence); an API message has none. Choose a template without event.… fields.",
         )));
     }
+    // A value the template formats as a date must be one: refused now rather than failing at send.
+    if !version.message_keys.is_empty() {
+        let compiled = crate::templates::store::compiled(svc, org, version.id).await?;
+        if let Some(k) = compiled
+            .checked
+            .dated_message_keys()
+            .find(|k| m.data.expose().get(*k).is_some_and(|v| !crate::templates::sandbox::date_readable(v)))
+        {
+            return Ok(Err(Rejection::invalid(
+                format!("/data/{k}"),
+                "The template formats this value as a date: send an ISO 8601 date (2027-01-05) or date and time (2027-01-05T14:30:00Z).",
+            )));
+        }
+    }
 
     // Suppression and the transactional consent, read under the contact's row lock so a
     // withdrawal committing now is either seen here or sees this message's delivery row.

@@ -195,6 +195,19 @@ impl HelperDef for DateHelper {
     }
 }
 
+/// Whether the `date` helper can read a value (null and empty count: they render empty).
+pub fn date_readable(value: &JsonValue) -> bool {
+    format_date(value, "%Y", None).is_some()
+}
+
+impl Checked {
+    /// The `message.*` keys the template formats with `date` (an API message's data is checked
+    /// against them at acceptance, so a value that is not a date is refused there, not at send).
+    pub fn dated_message_keys(&self) -> impl Iterator<Item = &str> {
+        self.dated.iter().filter_map(|p| p.strip_prefix("message."))
+    }
+}
+
 fn valid_date_format(format: &str) -> bool {
     use chrono::format::{Item, StrftimeItems};
     format.len() <= 64 && !format.is_empty() && StrftimeItems::new(format).all(|i| !matches!(i, Item::Error))

@@ -362,3 +362,18 @@ fn which_kinds_of_message_may_use_which_namespace() {
     assert!(keys_allowed(["a"], Vec::<String>::new(), Allowed::CAMPAIGN).is_err());
     assert!(keys_allowed(Vec::<String>::new(), Vec::<String>::new(), Allowed::CAMPAIGN).is_ok());
 }
+
+#[test]
+fn dated_message_keys_and_readable_dates() {
+    let s = Sandbox::new();
+    let t = s
+        .check(parts("x", "{{date message.at \"%Y\"}} {{message.clinic}} {{date event.on \"%Y\"}}"), &fields())
+        .unwrap();
+    assert_eq!(t.dated_message_keys().collect::<Vec<_>>(), ["at"]);
+    for ok in [json!(null), json!(""), json!("2027-01-05"), json!("2027-01-05T14:30:00Z"), json!("2027-01-05T14:30")] {
+        assert!(date_readable(&ok), "{ok}");
+    }
+    for bad in [json!("next Tuesday"), json!(20270105), json!(true), json!("2027-13-01"), json!("x".repeat(2000))] {
+        assert!(!date_readable(&bad), "{bad}");
+    }
+}
