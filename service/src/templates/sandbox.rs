@@ -224,10 +224,11 @@ fn format_date(value: &JsonValue, format: &str, tz: Option<&str>) -> Option<Stri
         JsonValue::String(s) => s.as_str(),
         _ => return None,
     };
-    let mut out = String::new();
+    // Dates are short; anything longer is not one (and is not worth parsing).
     if s.len() > 40 {
         return None;
     }
+    let mut out = String::new();
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         write!(out, "{}", d.format(format)).ok()?;
     } else if let Some(t) = instant(s) {
