@@ -154,12 +154,16 @@ pub async fn run(a: SeqArgs) -> Result<()> {
         )
     };
     exec(&svc, &enrol(send_seq, "send", "'infinity'")).await?;
-    let sent_before = count(&svc, &format!("SELECT count(*) FROM delivery WHERE organisation_id = '{oid}' AND state = 'sent'")).await?;
+    let sent_before =
+        count(&svc, &format!("SELECT count(*) FROM delivery WHERE organisation_id = '{oid}' AND state = 'sent'"))
+            .await?;
     let started = Instant::now();
     exec(&svc, &format!("UPDATE enrolment SET wake_at = now() WHERE sequence_id = '{send_seq}'")).await?;
     let deadline = Instant::now() + Duration::from_secs(3600);
     loop {
-        let sent = count(&svc, &format!("SELECT count(*) FROM delivery WHERE organisation_id = '{oid}' AND state = 'sent'")).await?;
+        let sent =
+            count(&svc, &format!("SELECT count(*) FROM delivery WHERE organisation_id = '{oid}' AND state = 'sent'"))
+                .await?;
         if sent - sent_before >= a.senders as i64 {
             break;
         }
@@ -220,7 +224,9 @@ pub async fn run(a: SeqArgs) -> Result<()> {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         peak = peak.max(crate::signin::vm_hwm_mb(pid));
-        let moved = count(&svc, &format!("SELECT count(*) FROM enrolment WHERE sequence_id = '{park_seq}' AND step_id = 'w2'")).await?;
+        let moved =
+            count(&svc, &format!("SELECT count(*) FROM enrolment WHERE sequence_id = '{park_seq}' AND step_id = 'w2'"))
+                .await?;
         if moved >= a.contacts as i64 {
             break;
         }
@@ -233,7 +239,9 @@ pub async fn run(a: SeqArgs) -> Result<()> {
     let worker_cpu = process_cpu_s(pid) - cpu0;
     let transitions = 2 * a.contacts;
     let per_s = transitions as f64 / elapsed;
-    eprintln!("(b) {transitions} transitions in {elapsed:.1} s ({per_s:.0}/s), worker CPU {worker_cpu:.1} s, peak RSS {peak:.0} MB");
+    eprintln!(
+        "(b) {transitions} transitions in {elapsed:.1} s ({per_s:.0}/s), worker CPU {worker_cpu:.1} s, peak RSS {peak:.0} MB"
+    );
     let executions = count(
         &svc,
         &format!("SELECT count(*) FROM enrolment_step x JOIN enrolment e ON e.id = x.enrolment_id WHERE e.sequence_id = '{park_seq}'"),
@@ -245,7 +253,9 @@ pub async fn run(a: SeqArgs) -> Result<()> {
     let _ = worker.wait();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let expected = (total_events + a.senders) as i64;
-    let sent = count(&svc, &format!("SELECT count(*) FROM delivery WHERE organisation_id = '{oid}' AND state = 'sent'")).await?;
+    let sent =
+        count(&svc, &format!("SELECT count(*) FROM delivery WHERE organisation_id = '{oid}' AND state = 'sent'"))
+            .await?;
     let received = (sink_count(&a.send.sink_log) - sink0) as i64;
     let lost = expected - sent;
     let dup = received - sent;

@@ -299,6 +299,7 @@ pub mod problem {
     pub const UNKNOWN_FIELD: &str = "unknown_field";
     pub const UNKNOWN_CONTACT: &str = "unknown_contact";
     pub const UNKNOWN_TEMPLATE: &str = "unknown_template";
+    pub const TEMPLATE_NOT_ALLOWED: &str = "template_not_allowed";
     pub const RECIPIENT_SUPPRESSED: &str = "recipient_suppressed";
     pub const CONSENT_WITHDRAWN: &str = "consent_withdrawn";
     pub const NO_SENDING_DOMAIN: &str = "no_sending_domain";
@@ -321,7 +322,7 @@ pub mod problem {
         Code { code, status, meaning }
     }
 
-    pub const ALL: [Code; 21] = [
+    pub const ALL: [Code; 22] = [
         c(
             UNAUTHENTICATED,
             401,
@@ -354,6 +355,11 @@ pub mod problem {
             "No contact of your organisation has this id, or no contact has this address and the key may not create contacts (contacts:write).",
         ),
         c(UNKNOWN_TEMPLATE, 422, "No template of your organisation has this id, or it has no saved version yet."),
+        c(
+            TEMPLATE_NOT_ALLOWED,
+            422,
+            "The template uses merge fields this kind of message has no data for: {{event.…}} (the properties of the event that started a sequence) exists only in sequence emails. Choose a template without them.",
+        ),
         c(
             RECIPIENT_SUPPRESSED,
             422,

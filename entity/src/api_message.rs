@@ -20,6 +20,14 @@ pub struct Model {
     #[sea_orm(column_type = "VarBinary(StringLen::None)", nullable)]
     pub data: Option<Vec<u8>>,
     pub created_at: DateTimeUtc,
+    /// The consent purpose (`transactional` for API messages; a sequence step's own).
+    #[sea_orm(column_type = "Text")]
+    pub purpose: String,
+    /// A sequence email's enrolment, step and trigger event (NULL for API messages).
+    pub enrolment_id: Option<Uuid>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub step_id: Option<String>,
+    pub event_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

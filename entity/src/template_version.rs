@@ -32,6 +32,8 @@ pub struct Model {
     pub text_edited: bool,
     pub uses_phi: bool,
     pub fields_used: Vec<String>,
+    pub message_keys: Vec<String>,
+    pub event_keys: Vec<String>,
     pub created_by: Option<Uuid>,
     pub created_at: DateTimeUtc,
 }

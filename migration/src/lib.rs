@@ -23,6 +23,7 @@ mod m20261226_000001_api;
 mod m20261227_000001_api_messages;
 mod m20261227_000002_webhooks;
 mod m20261228_000001_sequences;
+mod m20261228_000002_template_namespaces;
 
 pub struct Migrator;
 
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261227_000001_api_messages::Migration),
             Box::new(m20261227_000002_webhooks::Migration),
             Box::new(m20261228_000001_sequences::Migration),
+            Box::new(m20261228_000002_template_namespaces::Migration),
         ]
     }
 }
@@ -76,6 +78,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20261227_000001_api_messages.sql"),
     include_str!("m20261227_000002_webhooks.sql"),
     include_str!("m20261228_000001_sequences.sql"),
+    include_str!("m20261228_000002_template_namespaces.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.

@@ -163,6 +163,7 @@ pub fn route_problems(method: &Method, path: &str) -> Vec<(StatusCode, Vec<&'sta
                 UNKNOWN_FIELD,
                 UNKNOWN_CONTACT,
                 UNKNOWN_TEMPLATE,
+                TEMPLATE_NOT_ALLOWED,
                 RECIPIENT_SUPPRESSED,
                 CONSENT_WITHDRAWN,
                 NO_SENDING_DOMAIN,

@@ -158,7 +158,8 @@ pub struct MessageRequest {
     /// The id of one of your organisation's templates; its latest saved version is sent.
     pub template: Uuid,
     /// Flat merge data for this message (PHI: stored encrypted, never echoed or logged), as
-    /// `{{message.<name>}}` in the template; same rules as event properties.
+    /// `{{message.<name>}}` in the template (a name the data lacks renders empty); same rules as
+    /// event properties. A template that uses `{{event.…}}` is refused (`template_not_allowed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(schema_with = schema::message_data))]
     pub data: Option<Phi<BTreeMap<String, Option<Scalar>>>>,
@@ -406,8 +407,10 @@ pub mod schema {
     pub fn message_data() -> Object {
         ObjectBuilder::new()
             .description(Some(
-                "Flat merge data for this message (patient data: stored encrypted, never echoed), used in the                  template as `{{message.<name>}}`. Names are codes: letters, digits and `_`, starting with a letter. \
-                 Values are strings, numbers, booleans or null.",
+                "Flat merge data for this message (patient data: stored encrypted, never echoed), used in the \
+                 template as `{{message.<name>}}` (a name the data lacks renders empty; `{{date message.<name> \"%B %-d, %Y\"}}` \
+                 formats an ISO 8601 date or time in the contact's zone). Names are codes: letters, digits and `_`, starting \
+                 with a letter. Values are strings, numbers, booleans or null.",
             ))
             .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
             .max_properties(Some(MAX_PROPERTIES))

@@ -22,6 +22,7 @@ mod jobs;
 mod keys;
 mod mail;
 mod mailbox;
+mod message_data;
 mod messages;
 mod metrics;
 mod openapi;

@@ -25,10 +25,14 @@ const MARKER: &str = "PHI-MARKER-Vx93q";
 
 /// A template with its own subject, a tracked link and the unsubscribe link.
 async fn template(svc: &Services, actor: &Actor, subject: &str) -> Uuid {
+    template_with(svc, actor, subject, "").await
+}
+
+async fn template_with(svc: &Services, actor: &Actor, subject: &str, extra: &str) -> Uuid {
     let id = service::templates::store::create(svc, actor, subject, None).await.unwrap();
     let content: domain::template_views::TemplateContent = serde_json::from_value(json!({
         "mode": "html", "subject": subject, "preheader": "", "design": {"blocks": []},
-        "html": "<html><body><p>Hello {{contact.first_name}},</p><p><a href=\"https://clinic.example/visit\">Your visit</a></p><p><a href=\"{{links.unsubscribe}}\">Unsubscribe</a></p></body></html>",
+        "html": format!("<html><body><p>Hello {{{{contact.first_name}}}},</p>{extra}<p><a href=\"https://clinic.example/visit\">Your visit</a></p><p><a href=\"{{{{links.unsubscribe}}}}\">Unsubscribe</a></p></body></html>"),
         "text": "", "text_edited": false
     }))
     .unwrap();
@@ -153,7 +157,13 @@ async fn appointment_reminders_follow_the_appointment_and_stop_when_it_is_cancel
     let bob = contact(svc, &actor, "bob@patients.test", "Bob", true).await;
     let cara = contact(svc, &actor, "cara@patients.test", "Cara", true).await;
     let confirm = template(svc, &actor, "Your appointment is booked").await;
-    let remind = template(svc, &actor, "See you in two days").await;
+    let remind = template_with(
+        svc,
+        &actor,
+        "See you in two days",
+        "<p>Your appointment at {{event.clinic}} is on {{date event.appointment_at \"%B %-d, %Y\"}}.</p>",
+    )
+    .await;
     let nudge = template(svc, &actor, "A reminder about your appointment").await;
     let now = app.now();
     let at = |days: i64| (now + chrono::Duration::days(days)).to_rfc3339();
@@ -236,6 +246,10 @@ async fn appointment_reminders_follow_the_appointment_and_stop_when_it_is_cancel
     assert!(ann_msgs[0]["headers"]["list-unsubscribe"].is_null());
     assert!(ann_msgs[1]["headers"]["list-unsubscribe"].as_str().unwrap_or_default().contains("http"));
     assert_eq!(state_of(&app, ann).await, vec!["active::opened"]);
+    // The reminder says where and when: the trigger event's properties, the date in Ann's zone.
+    let html = ann_msgs[1]["html"].as_str().unwrap_or_default();
+    let day = (now + chrono::Duration::days(7)).format("%B %-d, %Y").to_string();
+    assert!(html.contains(&format!("Your appointment at {MARKER} is on {day}.")), "{html}");
 
     // Nobody opened it: a day later the nudge, and the journey is complete.
     app.advance(86_400 + 60);

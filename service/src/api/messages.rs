@@ -14,6 +14,10 @@
 //! = the message's) with the delivery-queue row, the send job (`campaigns::send::MessageJob`, ids
 //! only) and the idempotent answer. The job sends it through the campaigns' claim/record path,
 //! exactly once.
+//!
+//! The template may use `{{message.<key>}}` (the `data` sent here; a key the data lacks renders
+//! empty) but not `{{event.<key>}}` (only sequence emails have an event): such a template is
+//! refused at acceptance (`template_not_allowed`, pointer `/template`).
 
 use super::events::{self, ContactRef, Rejection};
 use super::idempotency::{self, Answer, Claim, Idempotency};
@@ -125,10 +129,12 @@ pub async fn send(
     struct Version {
         id: Uuid,
         html: String,
+        message_keys: Vec<String>,
+        event_keys: Vec<String>,
     }
     let Some(version) = db::one_as::<Version, _>(
         &txn,
-        "SELECT v.id, v.html FROM template t
+        "SELECT v.id, v.html, v.message_keys, v.event_keys FROM template t
          JOIN template_version v ON v.template_id = t.id AND v.version = t.latest_version AND v.organisation_id = t.organisation_id
          WHERE t.id = $1 AND t.organisation_id = $2 AND t.archived_at IS NULL",
         [m.template.into(), org.0.into()],
@@ -141,6 +147,34 @@ pub async fn send(
             "No template of this organisation has this id, or it has no saved version.",
         )));
     };
+    // An API message has its `data` for `{{message.…}}`, but no event for `{{event.…}}`.
+    if crate::templates::keys_allowed(
+        &version.message_keys,
+        &version.event_keys,
+        crate::templates::Allowed::API_MESSAGE,
+    )
+    .is_err()
+    {
+        return Ok(Err(Rejection::new(
+            problem::TEMPLATE_NOT_ALLOWED,
+            "/template".into(),
+            "The template uses event.… fields, which only sequence emails have (the properties of the event that started the sequence); an API message has none. Choose a template without event.… fields.",
+        )));
+    }
+    // A value the template formats as a date must be one: refused now rather than failing at send.
+    if !version.message_keys.is_empty() {
+        let compiled = crate::templates::store::compiled(svc, org, version.id).await?;
+        if let Some(k) = compiled
+            .checked
+            .dated_message_keys()
+            .find(|k| m.data.expose().get(*k).is_some_and(|v| !crate::templates::sandbox::date_readable(v)))
+        {
+            return Ok(Err(Rejection::invalid(
+                format!("/data/{k}"),
+                "The template formats this value as a date: send an ISO 8601 date (2027-01-05) or date and time (2027-01-05T14:30:00Z).",
+            )));
+        }
+    }
 
     // Suppression and the transactional consent, read under the contact's row lock so a
     // withdrawal committing now is either seen here or sees this message's delivery row.

@@ -260,13 +260,26 @@ async fn check_references<C: ConnectionTrait>(
         .ok_or_else(|| ServiceError::invalid("audience", "a chosen list no longer exists"))?;
     }
     if let Some(t) = s.template_id {
-        db::one_as::<db::Id, _>(
+        // The latest version (if any) must not use data a campaign does not have.
+        #[derive(sea_orm::FromQueryResult)]
+        struct Chosen {
+            message_keys: Option<Vec<String>>,
+            event_keys: Option<Vec<String>>,
+        }
+        let chosen = db::one_as::<Chosen, _>(
             conn,
-            "SELECT id FROM template WHERE id = $1 AND organisation_id = $2 AND archived_at IS NULL",
+            "SELECT v.message_keys, v.event_keys FROM template t
+             LEFT JOIN template_version v ON v.template_id = t.id AND v.version = t.latest_version
+             WHERE t.id = $1 AND t.organisation_id = $2 AND t.archived_at IS NULL",
             [t.into(), org.0.into()],
         )
         .await?
         .ok_or_else(|| ServiceError::invalid("template", "the chosen template no longer exists"))?;
+        crate::templates::keys_allowed(
+            chosen.message_keys.unwrap_or_default(),
+            chosen.event_keys.unwrap_or_default(),
+            crate::templates::Allowed::CAMPAIGN,
+        )?;
     }
     Ok(())
 }
@@ -476,15 +489,20 @@ async fn pin(txn: &DatabaseTransaction, row: &Row, now: DateTime<Utc>) -> Servic
     struct Pinned {
         id: Uuid,
         uses_phi: bool,
+        message_keys: Vec<String>,
+        event_keys: Vec<String>,
     }
     let v = db::one_as::<Pinned, _>(
         txn,
-        "SELECT v.id, v.uses_phi FROM template t JOIN template_version v ON v.template_id = t.id AND v.version = t.latest_version
+        "SELECT v.id, v.uses_phi, v.message_keys, v.event_keys
+         FROM template t JOIN template_version v ON v.template_id = t.id AND v.version = t.latest_version
          WHERE t.id = $1 AND t.organisation_id = $2",
         [template.into(), row.organisation.0.into()],
     )
     .await?
     .ok_or_else(|| ServiceError::invalid("template", "the chosen template has no saved version yet"))?;
+    // The version pinned is the one checked (the template may have been saved since the draft).
+    crate::templates::keys_allowed(&v.message_keys, &v.event_keys, crate::templates::Allowed::CAMPAIGN)?;
     let (vid, uses_phi) = (v.id, v.uses_phi);
     row.settings.validate_for_launch(uses_phi, now)?;
     Ok((vid, uses_phi))
@@ -871,7 +889,7 @@ pub async fn tick(svc: &Services, stale: std::time::Duration) -> ServiceResult<(
 /// List-Unsubscribe). Rate-limited like template test sends.
 pub async fn test_send(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<String> {
     use crate::links::{self, LinkKind, LinkSubject};
-    use crate::templates::merge::{merge_data, organisation_name, synthetic_contact};
+    use crate::templates::merge::{merge_data, organisation_name, synthetic_contact, with_samples};
     use crate::templates::store::compiled;
     use crate::templates::test_send::{test_send_allowed, test_send_result};
     actor.require(Permission::CampaignsWrite)?;
@@ -902,11 +920,8 @@ pub async fn test_send(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult
     let links_json = links::links_json(svc, org, subject, now).await?;
     let unsubscribe =
         links::url(svc, LinkKind::Unsubscribe, &links::token(svc, org, LinkKind::Unsubscribe, subject, now).await?);
-    let content = crate::outbound::render(
-        svc,
-        &c.checked,
-        merge_data(synthetic_contact(&catalogue), &organisation_name(svc, org).await?, links_json),
-    )?;
+    let data = merge_data(synthetic_contact(&catalogue), &organisation_name(svc, org).await?, links_json);
+    let content = crate::outbound::render(svc, &c.checked, with_samples(data, &c.checked))?;
     let s = &row.settings;
     let (from, reply_to) = crate::outbound::Sender::mailboxes(&s.from_name, &s.from_email, s.reply_to.as_deref())?;
     let sender = crate::outbound::Sender::verified(svc, org, "from_email", from, reply_to).await?;

@@ -123,6 +123,8 @@ pub const SEALED: &[SealedColumn] = &[
     SealedColumn::plain("api_key", "signing_secret"),
     // A webhook endpoint's signing secret (the server signs every delivery with it).
     SealedColumn::plain("webhook_endpoint", "secret"),
+    SealedColumn::plain("sequence", "sealed_draft"),
+    SealedColumn::plain("sequence_version", "sealed_definition"),
     // The uploaded file's header row, sealed under the import's chunk AAD table.
     SealedColumn { aad_table: "import_chunk", ..SealedColumn::plain("contact_import", "headers") },
     // The uploaded file itself: chunk `seq` of import `import_id` is sealed as column `data:<seq>`
@@ -153,6 +155,7 @@ pub const NOT_SEALED: &[(&str, &str, &str)] = &[
     ("contact", "email_bidx", "blind index (HMAC under the blind-index key)"),
     ("suppression", "email_bidx", "blind index (HMAC under the blind-index key)"),
     ("consent_withdrawal_kept", "email_bidx", "blind index (HMAC under the blind-index key)"),
+    ("enrolment", "correlation_bidx", "keyed hash of a sequence's correlation value (blind-index key)"),
     ("consent_event", "text_hash", "hash of the consent wording"),
     ("contact_import", "file_sha256", "hash of the uploaded file"),
     ("contact_import", "consent_text_hash", "hash of the consent wording"),

@@ -289,6 +289,18 @@ async fn prepare_for_publish<C: ConnectionTrait>(
                 .await?
                 .ok_or_else(|| ServiceError::invalid(&field, "its template does not exist, is archived or was never saved"))?;
                 let compiled = crate::templates::store::compiled(svc, org, v.id).await?;
+                // `event.*` merge fields read the trigger event: only an event trigger has one.
+                let allowed = if def.trigger.event_type().is_some() {
+                    crate::templates::Allowed::SEQUENCE_EMAIL
+                } else {
+                    crate::templates::Allowed::CAMPAIGN
+                };
+                crate::templates::namespaces_allowed(&compiled.checked, allowed).map_err(|e| match e {
+                    ServiceError::Invalid(domain::DomainError::Invalid { reason, .. }) => {
+                        ServiceError::invalid(&field, reason)
+                    }
+                    other => other,
+                })?;
                 domain::campaigns::check_policy(*policy, compiled.checked.uses_phi)
                     .map_err(|e| ServiceError::invalid(&field, e.to_string()))?;
                 *template_version = Some(v.id);

@@ -1,7 +1,8 @@
 //! Merge data: what a template's `{{contact.…}}`, `{{organisation.…}}` and `{{links.…}}` read —
-//! a real contact (typed values, every field present), or made-up values for previews and tests.
+//! a real contact (typed values, every field present), or made-up values for previews and tests
+//! (including the `{{message.…}}` / `{{event.…}}` values a preview has no source for).
 
-use super::sandbox::MergeFields;
+use super::sandbox::{Checked, EVENT, MESSAGE, MergeFields};
 use crate::contacts::record;
 use crate::db;
 use crate::error::{ServiceError, ServiceResult};
@@ -83,4 +84,64 @@ pub(crate) async fn organisation_name(svc: &Services, org: OrganisationId) -> Se
 
 pub(crate) fn merge_data(contact: Json, org_name: &str, links: Json) -> Phi<Json> {
     Phi::new(json!({ "contact": contact, "organisation": { "name": org_name }, "links": links }))
+}
+
+/// A made-up instant for `message.x` / `event.x` values a template formats with `date`.
+pub const SAMPLE_INSTANT: &str = "2027-01-05T14:30:00Z";
+
+/// Made-up values for the `message.*` and `event.*` keys a template uses, for previews and test
+/// sends (which have no API message or event): `(message.clinic)`, or `SAMPLE_INSTANT` where the
+/// template formats the key with `date`. Never real data.
+pub fn with_samples(data: Phi<Json>, checked: &Checked) -> Phi<Json> {
+    let mut data = data.into_inner();
+    if let Some(root) = data.as_object_mut() {
+        for (ns, keys) in [(MESSAGE, &checked.message_keys), (EVENT, &checked.event_keys)] {
+            if keys.is_empty() {
+                continue;
+            }
+            let values: serde_json::Map<String, Json> = keys
+                .iter()
+                .map(|k| {
+                    let path = format!("{ns}.{k}");
+                    let v =
+                        if checked.dated.contains(&path) { json!(SAMPLE_INSTANT) } else { json!(format!("({path})")) };
+                    (k.clone(), v)
+                })
+                .collect();
+            root.insert(ns.into(), Json::Object(values));
+        }
+    }
+    Phi::new(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::templates::{Sandbox, TemplateParts};
+
+    #[test]
+    fn previews_fill_message_and_event_keys_with_made_up_values() {
+        let s = Sandbox::new();
+        let fields = MergeFields::new(&[]);
+        let t = s
+            .check(
+                TemplateParts {
+                    subject: "x",
+                    preheader: "",
+                    html: "<p>{{message.clinic}}|{{date event.appointment_at \"%B %-d, %H:%M\"}}|{{event.appointment_at}}</p>",
+                    text: "x",
+                },
+                &fields,
+            )
+            .unwrap();
+        let links = json!({"unsubscribe": "https://h.test/u", "view_in_browser": "https://h.test/v", "preferences": "https://h.test/p"});
+        let data = with_samples(merge_data(synthetic_contact(&[]), "Clinic", links), &t);
+        let r = s.render(&t, data).unwrap();
+        // The synthetic contact lives in New York: 14:30 UTC is 09:30 there.
+        assert!(
+            r.html.expose().starts_with("<p>(message.clinic)|January 5, 09:30|2027-01-05T14:30:00Z</p>"),
+            "{}",
+            r.html.expose()
+        );
+    }
 }

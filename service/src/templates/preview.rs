@@ -1,7 +1,7 @@
 //! Previews: the editor's preview pane and frame (synthetic data, or a real contact as an audited
 //! PHI read), and the public view-in-browser page (only for messages without PHI fields).
 
-use super::merge::{contact_json, field_json, merge_data, organisation_name, synthetic_contact};
+use super::merge::{contact_json, field_json, merge_data, organisation_name, synthetic_contact, with_samples};
 use super::sandbox::MergeFields;
 use super::store::{compiled, prepare, template_exists};
 use crate::actor::Actor;
@@ -88,7 +88,9 @@ pub async fn preview_frame(
     let user = actor.user_id().map(|u| u.0).unwrap_or_default();
     let links = links::links_json(svc, org, LinkSubject::Test { user, message: id }, svc.clock().now()).await?;
     let org_name = organisation_name(svc, org).await?;
-    let r = svc.templates().sandbox.render(&c.checked, merge_data(contact.into_inner(), &org_name, links))?;
+    // `message.*` / `event.*` get made-up values: a preview has no message or event behind it.
+    let data = with_samples(merge_data(contact.into_inner(), &org_name, links), &c.checked);
+    let r = svc.templates().sandbox.render(&c.checked, data)?;
     Ok(FrameDocument { html: r.html.into_inner(), remote_content: matches!(sample, PreviewSample::Synthetic) })
 }
 
@@ -111,7 +113,7 @@ pub async fn preview(
     let user = actor.user_id().map(|u| u.0).unwrap_or_default();
     let links = links::links_json(svc, org, LinkSubject::Test { user, message: id }, svc.clock().now()).await?;
     let org_name = organisation_name(svc, org).await?;
-    let data = merge_data(contact.into_inner(), &org_name, links);
+    let data = with_samples(merge_data(contact.into_inner(), &org_name, links), &p.checked);
     let r = svc.templates().sandbox.render(&p.checked, data)?;
     Ok(PreviewView {
         subject: r.subject,

@@ -12,6 +12,11 @@
 //!   `RENDER_BUDGET`, whichever comes first.
 //! - Subjects and preheaders may not use PHI fields (they show on lock screens and inbox lists);
 //!   a body that uses them marks the template as containing PHI.
+//! - Besides the contact, two namespaces belong to the message rather than the person:
+//!   `message.<key>` (the data an integration sends with an API message) and `event.<key>` (the
+//!   properties of the patient event that started a sequence). Their values come from hospital
+//!   systems, so both are PHI; which kinds of message have them is `namespaces_allowed`'s rule.
+//!   A key the data lacks renders empty (`render` fills it with null), not a failed message.
 //! - PHI fields never go into a URL, CSS or a written web address (`urls`): a mail app would
 //!   send them to whichever server the address names.
 //! - Errors name fields and places in the template, never contact values.
@@ -44,6 +49,10 @@ pub const RENDER_BUDGET: Duration = Duration::from_millis(250);
 pub const LINKS: [&str; 3] = ["unsubscribe", "view_in_browser", "preferences"];
 const HELPERS: [&str; 5] = ["default", "date", "upper", "lower", "eq"];
 const BLOCKS: [&str; 2] = ["if", "unless"];
+/// `{{message.<key>}}`: the data sent with an API message (`POST /api/v1/messages`).
+pub const MESSAGE: &str = "message";
+/// `{{event.<key>}}`: the properties of the patient event that started a sequence.
+pub const EVENT: &str = "event";
 
 /// A merge field a template may use: `{{contact.<key>}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,13 +117,25 @@ pub struct Checked {
     pub uses_phi: bool,
     /// Every `contact.*` field the template references.
     pub fields_used: BTreeSet<String>,
+    /// Every `message.*` key the template references (PHI: filled from an API message's data).
+    pub message_keys: BTreeSet<String>,
+    /// Every `event.*` key the template references (PHI: a sequence's trigger event properties).
+    pub event_keys: BTreeSet<String>,
+    /// The `message.x` / `event.x` paths given to the `date` helper (previews fill them with a
+    /// made-up instant rather than a label, which the helper would refuse).
+    pub(crate) dated: BTreeSet<String>,
     html_has_unsubscribe: bool,
     text_has_unsubscribe: bool,
 }
 
 impl std::fmt::Debug for Checked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Checked").field("uses_phi", &self.uses_phi).field("fields_used", &self.fields_used).finish()
+        f.debug_struct("Checked")
+            .field("uses_phi", &self.uses_phi)
+            .field("fields_used", &self.fields_used)
+            .field("message_keys", &self.message_keys)
+            .field("event_keys", &self.event_keys)
+            .finish()
     }
 }
 
@@ -151,8 +172,10 @@ fn plain(v: &JsonValue) -> String {
     }
 }
 
-/// `{{date value "%B %-d, %Y"}}`: a date (`YYYY-MM-DD`) as written, or an instant (RFC 3339)
-/// in the contact's own time zone (UTC when unknown). Empty for an empty value.
+/// `{{date value "%B %-d, %Y"}}`: a date (`YYYY-MM-DD`) as written, an instant (ISO 8601 with an
+/// offset or `Z`, seconds optional) in the contact's own time zone (UTC when unknown), or a local
+/// date and time without an offset (`2027-01-05T14:30`, as a scheduling system may send it) as
+/// written — there is no zone to convert from. Empty for an empty value.
 struct DateHelper;
 
 impl HelperDef for DateHelper {
@@ -172,6 +195,19 @@ impl HelperDef for DateHelper {
     }
 }
 
+/// Whether the `date` helper can read a value (null and empty count: they render empty).
+pub fn date_readable(value: &JsonValue) -> bool {
+    format_date(value, "%Y", None).is_some()
+}
+
+impl Checked {
+    /// The `message.*` keys the template formats with `date` (an API message's data is checked
+    /// against them at acceptance, so a value that is not a date is refused there, not at send).
+    pub fn dated_message_keys(&self) -> impl Iterator<Item = &str> {
+        self.dated.iter().filter_map(|p| p.strip_prefix("message."))
+    }
+}
+
 fn valid_date_format(format: &str) -> bool {
     use chrono::format::{Item, StrftimeItems};
     format.len() <= 64 && !format.is_empty() && StrftimeItems::new(format).all(|i| !matches!(i, Item::Error))
@@ -188,15 +224,37 @@ fn format_date(value: &JsonValue, format: &str, tz: Option<&str>) -> Option<Stri
         JsonValue::String(s) => s.as_str(),
         _ => return None,
     };
+    // Dates are short; anything longer is not one (and is not worth parsing).
+    if s.len() > 40 {
+        return None;
+    }
     let mut out = String::new();
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         write!(out, "{}", d.format(format)).ok()?;
-    } else {
-        let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
+    } else if let Some(t) = instant(s) {
         let zone: chrono_tz::Tz = tz.and_then(|z| z.parse().ok()).unwrap_or(chrono_tz::UTC);
         write!(out, "{}", t.with_timezone(&zone).format(format)).ok()?;
+    } else {
+        let local = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M"]
+            .iter()
+            .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())?;
+        write!(out, "{}", local.format(format)).ok()?;
     }
     Some(out)
+}
+
+/// An ISO 8601 instant: RFC 3339, or without seconds (`2027-01-05T14:30Z`, `…14:30+01:00`).
+fn instant(s: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t);
+    }
+    let with_offset = match s.strip_suffix(['Z', 'z']) {
+        Some(rest) => format!("{rest}+00:00"),
+        None => s.to_string(),
+    };
+    ["%Y-%m-%dT%H:%M%:z", "%Y-%m-%d %H:%M%:z"]
+        .iter()
+        .find_map(|f| chrono::DateTime::parse_from_str(&with_offset, f).ok())
 }
 
 /// Output that refuses to grow past a size or to run past a time budget.
@@ -272,11 +330,18 @@ impl Sandbox {
         // PHI never goes into an address a mail app or link scanner would fetch.
         urls::check_html(parts.html, fields)?;
         urls::check_text_addresses("text", parts.text, fields)?;
-        let mut fields_used = BTreeSet::new();
+        let (mut fields_used, mut message_keys, mut event_keys, mut dated) =
+            (BTreeSet::new(), BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         for u in [&used, &used_pre, &used_html, &used_text] {
             fields_used.extend(u.contact.iter().cloned());
+            message_keys.extend(u.message.iter().cloned());
+            event_keys.extend(u.event.iter().cloned());
+            dated.extend(u.dated.iter().cloned());
         }
-        let uses_phi = fields_used.iter().any(|k| fields.get(k).is_some_and(|f| f.is_phi));
+        // Message and event values come from hospital systems: PHI, whatever the key.
+        let uses_phi = fields_used.iter().any(|k| fields.get(k).is_some_and(|f| f.is_phi))
+            || !message_keys.is_empty()
+            || !event_keys.is_empty();
         Ok(Checked {
             subject,
             preheader,
@@ -284,16 +349,25 @@ impl Sandbox {
             text,
             uses_phi,
             fields_used,
+            message_keys,
+            event_keys,
+            dated,
             html_has_unsubscribe: used_html.links.contains("unsubscribe"),
             text_has_unsubscribe: used_text.links.contains("unsubscribe"),
         })
     }
 
     /// Render a checked template. `data` holds `contact` (every field, null when empty),
-    /// `organisation.name` and `links` (signed URLs).
+    /// `organisation.name` and `links` (signed URLs), and where the kind of message has them
+    /// `message` (an API message's data) or `event` (a sequence's trigger event properties).
+    /// A `message`/`event` key the template uses but the data lacks renders empty: those values
+    /// come from another system, and a missing one must not make the message unbuildable.
     pub fn render(&self, t: &Checked, data: Phi<JsonValue>) -> ServiceResult<Rendered> {
         let unsubscribe = data.expose().pointer("/links/unsubscribe").and_then(|v| v.as_str()).map(str::to_string);
-        let ctx = Context::from(data.into_inner());
+        let mut data = data.into_inner();
+        fill_missing(&mut data, MESSAGE, &t.message_keys);
+        fill_missing(&mut data, EVENT, &t.event_keys);
+        let ctx = Context::from(data);
         let deadline = Instant::now() + RENDER_BUDGET;
         let subject = self.run(&self.text, &t.subject, &ctx, deadline)?.replace(['\r', '\n'], " ");
         let preheader = self.run(&self.text, &t.preheader, &ctx, deadline)?.replace(['\r', '\n'], " ");
@@ -347,6 +421,80 @@ impl Sandbox {
     }
 }
 
+/// Put null under `data[namespace][key]` for every used key the data lacks (strict mode would
+/// otherwise refuse to render). Only for the message-bound namespaces.
+fn fill_missing(data: &mut JsonValue, namespace: &str, keys: &BTreeSet<String>) {
+    if keys.is_empty() {
+        return;
+    }
+    let Some(root) = data.as_object_mut() else { return };
+    let slot = root.entry(namespace).or_insert_with(|| JsonValue::Object(Default::default()));
+    if !slot.is_object() {
+        *slot = JsonValue::Object(Default::default());
+    }
+    if let Some(values) = slot.as_object_mut() {
+        for k in keys {
+            values.entry(k.as_str()).or_insert(JsonValue::Null);
+        }
+    }
+}
+
+/// Which message-bound namespaces a kind of message has data for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowed {
+    /// `message.*`: the data sent with an API message.
+    pub message: bool,
+    /// `event.*`: the properties of the event that started a sequence.
+    pub event: bool,
+}
+
+impl Allowed {
+    /// A campaign goes to many people at once: there is no message data and no event.
+    pub const CAMPAIGN: Allowed = Allowed { message: false, event: false };
+    /// `POST /api/v1/messages`: its `data`, but no event.
+    pub const API_MESSAGE: Allowed = Allowed { message: true, event: false };
+    /// A sequence's email: the trigger event's properties, but no message data.
+    pub const SEQUENCE_EMAIL: Allowed = Allowed { message: false, event: true };
+}
+
+/// Refuse a template that uses a namespace this kind of message has no data for (field
+/// `template`; the message names the first such key — template text, never a value).
+pub fn namespaces_allowed(t: &Checked, allowed: Allowed) -> ServiceResult<()> {
+    keys_allowed(&t.message_keys, &t.event_keys, allowed)
+}
+
+/// `namespaces_allowed` on keys read back from a stored version (`template_version.message_keys`,
+/// `event_keys`), so a check needs no compile.
+pub fn keys_allowed<M: AsRef<str>, E: AsRef<str>>(
+    message_keys: impl IntoIterator<Item = M>,
+    event_keys: impl IntoIterator<Item = E>,
+    allowed: Allowed,
+) -> ServiceResult<()> {
+    if !allowed.message
+        && let Some(k) = message_keys.into_iter().next()
+    {
+        return Err(ServiceError::invalid(
+            "template",
+            format!(
+                "uses {{{{message.{}}}}}, which is filled only in messages sent through the API (POST /api/v1/messages) from the data sent with them; this kind of message has no such data. Choose a template without message.… fields.",
+                short(k.as_ref())
+            ),
+        ));
+    }
+    if !allowed.event
+        && let Some(k) = event_keys.into_iter().next()
+    {
+        return Err(ServiceError::invalid(
+            "template",
+            format!(
+                "uses {{{{event.{}}}}}, which is filled only in sequence emails from the event that started the sequence; this kind of message has no event. Choose a template without event.… fields.",
+                short(k.as_ref())
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn render_error_message(e: &RenderError) -> String {
     match e.reason() {
         RenderErrorReason::MissingVariable(Some(path)) if path.len() <= 100 => {
@@ -360,11 +508,17 @@ fn render_error_message(e: &RenderError) -> String {
 struct Used {
     contact: BTreeSet<String>,
     links: BTreeSet<String>,
+    message: BTreeSet<String>,
+    event: BTreeSet<String>,
+    /// `message.x` / `event.x` given to `date`.
+    dated: BTreeSet<String>,
 }
 
 fn phi_free(field: &str, what: &str, used: &Used, fields: &MergeFields) -> ServiceResult<()> {
-    let phi: Vec<&str> =
-        used.contact.iter().filter_map(|k| fields.get(k)).filter(|f| f.is_phi).map(|f| f.label.as_str()).collect();
+    let mut phi: Vec<String> =
+        used.contact.iter().filter_map(|k| fields.get(k)).filter(|f| f.is_phi).map(|f| f.label.clone()).collect();
+    phi.extend(used.message.iter().map(|k| format!("{MESSAGE}.{}", short(k))));
+    phi.extend(used.event.iter().map(|k| format!("{EVENT}.{}", short(k))));
     if phi.is_empty() {
         return Ok(());
     }
@@ -525,6 +679,9 @@ impl Walker<'_> {
                     )));
                 }
                 if n == "date" {
+                    if let Some(path) = path_text(&h.params[0]) {
+                        self.used.dated.insert(path);
+                    }
                     match &h.params[1] {
                         Parameter::Literal(JsonValue::String(f)) if valid_date_format(f) => {}
                         _ => {
@@ -604,15 +761,49 @@ impl Walker<'_> {
                 self.used.links.insert((*l).to_string());
                 Ok(())
             }
+            [ns @ (MESSAGE | EVENT), key] => {
+                if !domain::api::valid_property_key(key) {
+                    return Err(self.err(format!(
+                        "uses {ns}.{}, which is not a valid name: after {ns}. come letters, digits and _, starting with a letter, at most {} characters",
+                        short(key),
+                        domain::api::MAX_PROPERTY_KEY
+                    )));
+                }
+                let set = if *ns == MESSAGE { &mut self.used.message } else { &mut self.used.event };
+                set.insert((*key).to_string());
+                Ok(())
+            }
+            [ns @ (MESSAGE | EVENT), ..] => Err(self.err(format!(
+                "uses '{}'; values sent with the message are written {ns}.<name>, one name after {ns}.",
+                short(path)
+            ))),
             ["contact", key] => Err(self.err(format!(
                 "uses the field contact.{}, which this organisation does not have; add it under Contacts → Fields or pick one from the merge-field list",
                 short(key)
             ))),
             _ => Err(self.err(format!(
-                "uses '{}', which is not a merge field; fields are written contact.<field>, organisation.name or links.unsubscribe / links.view_in_browser / links.preferences",
+                "uses '{}', which is not a merge field; fields are written contact.<field>, organisation.name, links.unsubscribe / links.view_in_browser / links.preferences, message.<name> (API messages) or event.<name> (sequence emails)",
                 short(path)
             ))),
         }
+    }
+}
+
+/// A parameter's path as the walker names it (`message.x`), when it is a plain path.
+fn path_text(p: &Parameter) -> Option<String> {
+    match p {
+        Parameter::Name(n) => Some(n.clone()),
+        Parameter::Path(handlebars::Path::Relative((segs, _))) => {
+            let mut names = Vec::with_capacity(segs.len());
+            for s in segs {
+                match s {
+                    PathSeg::Named(n) => names.push(n.as_str()),
+                    _ => return None,
+                }
+            }
+            Some(names.join("."))
+        }
+        _ => None,
     }
 }
 

@@ -255,11 +255,14 @@ async fn insert_version<C: ConnectionTrait>(
 ) -> ServiceResult<Uuid> {
     let id = Uuid::now_v7();
     let fields_used: Vec<String> = p.checked.fields_used.iter().cloned().collect();
+    let message_keys: Vec<String> = p.checked.message_keys.iter().cloned().collect();
+    let event_keys: Vec<String> = p.checked.event_keys.iter().cloned().collect();
     db::exec(
         conn,
         "INSERT INTO template_version (id, organisation_id, template_id, version, mode, subject, preheader, design, html,
-                                       text_body, text_edited, uses_phi, fields_used, created_by, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                                       text_body, text_edited, uses_phi, fields_used, created_by, created_at,
+                                       message_keys, event_keys)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         [
             id.into(),
             actor.organisation_id.0.into(),
@@ -276,6 +279,8 @@ async fn insert_version<C: ConnectionTrait>(
             fields_used.into(),
             actor.user_id().map(|u| u.0).into(),
             now.into(),
+            message_keys.into(),
+            event_keys.into(),
         ],
     )
     .await?;

@@ -2,7 +2,7 @@
 //! user's own address, composed by `crate::outbound`, and the per-user limit shared with campaign
 //! test sends.
 
-use super::merge::{merge_data, organisation_name, synthetic_contact};
+use super::merge::{merge_data, organisation_name, synthetic_contact, with_samples};
 use super::sandbox::MergeFields;
 use super::store::{prepare, template_exists};
 use crate::actor::Actor;
@@ -58,7 +58,8 @@ pub async fn test_send(svc: &Services, actor: &Actor, id: Uuid, content: Templat
         lettre::message::Mailbox::new(Some(org_name.clone()), address)
     };
     let sender = outbound::Sender::verified(svc, org, "from", from, None).await?;
-    let content = outbound::render(svc, &p.checked, merge_data(synthetic_contact(&catalogue), &org_name, links))?;
+    let data = with_samples(merge_data(synthetic_contact(&catalogue), &org_name, links), &p.checked);
+    let content = outbound::render(svc, &p.checked, data)?;
     let m = outbound::compose(&sender, &Phi::new(to), content, &outbound::Kind::Test { unsubscribe }, None)?;
     let outcome = outbound::send_now(svc, org, &sender, m).await?;
     test_send_result(svc, actor, AuditAction::TemplateTestSent, "template", id, outcome).await

@@ -176,3 +176,204 @@ fn output_is_capped_and_errors_name_no_values() {
     };
     assert!(!msg.contains("Zelphinia"), "{msg}");
 }
+
+/// Merge data with a `message` and an `event` object beside the contact.
+fn data_with(message: JsonValue, event: JsonValue) -> Phi<JsonValue> {
+    let mut d = data("Ann").into_inner();
+    d["message"] = message;
+    d["event"] = event;
+    Phi::new(d)
+}
+
+#[test]
+fn message_and_event_keys_are_accepted_collected_and_mark_the_template_as_phi() {
+    let s = Sandbox::new();
+    let t = s
+        .check(
+            TemplateParts {
+                subject: "Your appointment",
+                preheader: "",
+                html: "<p>{{message.clinic}} {{#if event.room_2}}{{upper event.room_2}}{{/if}} {{date message.appointment_at \"%H:%M\"}} {{default message.note \"-\"}}</p>",
+                text: "{{event.Department}} {{[message].[clinic]}}",
+            },
+            &fields(),
+        )
+        .unwrap();
+    assert!(t.uses_phi, "message and event values are PHI");
+    assert!(t.fields_used.is_empty());
+    assert_eq!(t.message_keys.iter().collect::<Vec<_>>(), ["appointment_at", "clinic", "note"]);
+    assert_eq!(t.event_keys.iter().collect::<Vec<_>>(), ["Department", "room_2"]);
+    assert!(t.dated.contains("message.appointment_at") && t.dated.len() == 1, "{:?}", t.dated);
+    let longest = "k".repeat(64);
+    assert!(check_html(&format!("<p>{{{{message.{longest}}}}}</p>")).is_ok());
+}
+
+#[test]
+fn message_and_event_keys_with_a_bad_syntax_are_refused_naming_the_place() {
+    for (src, needle) in [
+        ("{{message.1st}}".to_string(), "not a valid name"),
+        ("{{event.[a b]}}".to_string(), "not a valid name"),
+        ("{{message.[é]}}".to_string(), "not a valid name"),
+        ("{{event.[a-b]}}".to_string(), "not a valid name"),
+        (format!("{{{{message.{}}}}}", "k".repeat(65)), "at most 64"),
+        ("{{message.a.b}}".to_string(), "one name after message."),
+        ("{{event.a/b}}".to_string(), "one name after event."),
+        ("{{message}}".to_string(), "written message.<name>"),
+        ("{{event}}".to_string(), "written event.<name>"),
+        ("{{#if message}}x{{/if}}".to_string(), "written message.<name>"),
+        ("{{Message.clinic}}".to_string(), "not a merge field"),
+        ("{{messages.clinic}}".to_string(), "not a merge field"),
+    ] {
+        let e = check_html(&format!("<p>{src}</p>")).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains(needle), "{src} → {msg}");
+        assert!(
+            matches!(&e, ServiceError::Invalid(domain::DomainError::Invalid { field, .. }) if field == "html"),
+            "{e:?}"
+        );
+    }
+}
+
+#[test]
+fn message_and_event_keys_are_refused_in_subject_and_preheader() {
+    let s = Sandbox::new();
+    let msg = message(s.check(parts("Your visit at {{message.clinic}}", "<p>x</p>"), &fields()));
+    assert!(msg.contains("message.clinic") && msg.contains("protected health information"), "{msg}");
+    let msg = message(s.check(
+        TemplateParts { subject: "Reminder", preheader: "{{date event.at \"%H:%M\"}}", html: "<p>x</p>", text: "" },
+        &fields(),
+    ));
+    assert!(msg.contains("event.at") && msg.contains("preview text"), "{msg}");
+}
+
+#[test]
+fn message_and_event_keys_are_refused_in_addresses_and_styles() {
+    let s = Sandbox::new();
+    for (html, label) in [
+        ("<img src=\"https://x/{{message.clinic}}\">", "message.clinic"),
+        ("<a href=\"https://x/?at={{event.appointment_at}}\">x</a>", "event.appointment_at"),
+        ("<a href=\"https://x/{{[event]/[slot]}}\">x</a>", "event.slot"),
+        ("<a href=\"https://x/{{upper (default message.code \"x\")}}\">x</a>", "message.code"),
+        ("<td style=\"background:url(https://x/{{message.clinic}})\">", "message.clinic"),
+        ("<style>.a{background:url('{{event.room}}')}</style>", "event.room"),
+        ("<p>See https://x/{{message.clinic}} now</p>", "message.clinic"),
+        ("<img {{#if event.vip}}src=\"https://x/a\"{{/if}}>", "event.vip"),
+    ] {
+        let msg = message(s.check(parts("Reminder", html), &fields()));
+        assert!(msg.contains(label) && msg.contains("Protected health information"), "{html}: {msg}");
+    }
+    let msg = message(s.check(
+        TemplateParts { subject: "x", preheader: "", html: "<p>x</p>", text: "Open https://x/{{message.clinic}}" },
+        &fields(),
+    ));
+    assert!(msg.contains("message.clinic") && msg.contains("web address"), "{msg}");
+    // In the text, and in a non-address attribute, they are fine.
+    assert!(
+        check_html("<p title=\"{{message.clinic}}\">{{event.clinic}}</p><a href=\"https://x/\">{{message.clinic}}</a>")
+            .is_ok()
+    );
+}
+
+#[test]
+fn the_date_helper_formats_message_and_event_values_in_the_contacts_zone() {
+    let s = Sandbox::new();
+    let t = s
+        .check(
+            parts(
+                "x",
+                "{{date event.appointment_at \"%A %B %-d at %-I:%M %p\"}}|{{date message.day \"%B %-d\"}}|{{date message.short \"%H:%M\"}}|{{date message.local \"%H:%M\"}}|{{date event.missing \"%Y\"}}|{{date message.blank \"%Y\"}}",
+            ),
+            &fields(),
+        )
+        .unwrap();
+    let r = s
+        .render(
+            &t,
+            data_with(
+                json!({"day": "2027-01-05", "short": "2027-07-01T02:30Z", "local": "2027-01-05T09:15", "blank": ""}),
+                json!({"appointment_at": "2027-01-05T14:30:00Z"}),
+            ),
+        )
+        .unwrap();
+    // The contact lives in New York: 14:30 UTC is 9:30 in the morning (EST); 02:30 UTC in July
+    // is 22:30 (EDT); a local time without an offset stays as written; missing and empty: empty.
+    assert!(r.html.expose().starts_with("Tuesday January 5 at 9:30 AM|January 5|22:30|09:15||"), "{}", r.html.expose());
+    // A value that is not a date fails without quoting it.
+    let t = s.check(parts("x", "{{date message.at \"%Y\"}}"), &fields()).unwrap();
+    let msg = match s.render(&t, data_with(json!({"at": "PHI-Zelphinia"}), json!({}))) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(!msg.contains("Zelphinia"), "{msg}");
+}
+
+#[test]
+fn a_message_or_event_key_the_data_lacks_renders_empty() {
+    let s = Sandbox::new();
+    let t = s
+        .check(
+            TemplateParts {
+                subject: "x",
+                preheader: "",
+                html: "<p>[{{message.clinic}}][{{message.room}}][{{event.slot}}][{{#if event.vip}}vip{{else}}no{{/if}}][{{default message.room \"tbd\"}}]</p>",
+                text: "[{{message.room}}]",
+            },
+            &fields(),
+        )
+        .unwrap();
+    // Some keys present, some absent; no `event` object at all.
+    let mut d = data("Ann").into_inner();
+    d["message"] = json!({"clinic": "North <Clinic>"});
+    let r = s.render(&t, Phi::new(d)).unwrap();
+    assert!(r.html.expose().contains("[North &lt;Clinic&gt;][][][no][tbd]"), "{}", r.html.expose());
+    assert!(r.text.expose().starts_with("[]"));
+    // A `message` that is not an object is treated as empty, not as a failure.
+    let r = s.render(&t, data_with(JsonValue::Null, json!("x"))).unwrap();
+    assert!(r.html.expose().contains("[][][][no][tbd]"), "{}", r.html.expose());
+    // Contact fields stay strict: the sandbox does not invent a missing contact field.
+    let t = s.check(parts("x", "<p>{{contact.diagnosis}}</p>"), &fields()).unwrap();
+    let mut d = data("Ann").into_inner();
+    d["contact"].as_object_mut().unwrap().remove("diagnosis");
+    assert!(s.render(&t, Phi::new(d)).is_err());
+}
+
+#[test]
+fn which_kinds_of_message_may_use_which_namespace() {
+    let s = Sandbox::new();
+    let plain = s.check(parts("x", "<p>{{contact.first_name}}</p>"), &fields()).unwrap();
+    let msg = s.check(parts("x", "<p>{{message.clinic}}</p>"), &fields()).unwrap();
+    let ev = s.check(parts("x", "<p>{{event.clinic}}</p>"), &fields()).unwrap();
+    for a in [Allowed::CAMPAIGN, Allowed::API_MESSAGE, Allowed::SEQUENCE_EMAIL] {
+        assert!(namespaces_allowed(&plain, a).is_ok());
+    }
+    let refused = |t: &Checked, a: Allowed| match namespaces_allowed(t, a) {
+        Ok(()) => panic!("allowed"),
+        Err(e) => e.to_string(),
+    };
+    let m = refused(&msg, Allowed::CAMPAIGN);
+    assert!(m.contains("{{message.clinic}}") && m.contains("API"), "{m}");
+    assert!(namespaces_allowed(&msg, Allowed::API_MESSAGE).is_ok());
+    assert!(refused(&msg, Allowed::SEQUENCE_EMAIL).contains("message.clinic"));
+    let m = refused(&ev, Allowed::API_MESSAGE);
+    assert!(m.contains("{{event.clinic}}") && m.contains("sequence"), "{m}");
+    assert!(refused(&ev, Allowed::CAMPAIGN).contains("event.clinic"));
+    assert!(namespaces_allowed(&ev, Allowed::SEQUENCE_EMAIL).is_ok());
+    // The same rule on stored keys.
+    assert!(keys_allowed(["a"], Vec::<String>::new(), Allowed::CAMPAIGN).is_err());
+    assert!(keys_allowed(Vec::<String>::new(), Vec::<String>::new(), Allowed::CAMPAIGN).is_ok());
+}
+
+#[test]
+fn dated_message_keys_and_readable_dates() {
+    let s = Sandbox::new();
+    let t = s
+        .check(parts("x", "{{date message.at \"%Y\"}} {{message.clinic}} {{date event.on \"%Y\"}}"), &fields())
+        .unwrap();
+    assert_eq!(t.dated_message_keys().collect::<Vec<_>>(), ["at"]);
+    for ok in [json!(null), json!(""), json!("2027-01-05"), json!("2027-01-05T14:30:00Z"), json!("2027-01-05T14:30")] {
+        assert!(date_readable(&ok), "{ok}");
+    }
+    for bad in [json!("next Tuesday"), json!(20270105), json!(true), json!("2027-13-01"), json!("x".repeat(2000))] {
+        assert!(!date_readable(&bad), "{bad}");
+    }
+}

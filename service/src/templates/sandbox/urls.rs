@@ -14,9 +14,10 @@
 //! appears (a quote or `>` inside it is not HTML), and a tag's fields are read from its paths
 //! (`contact.x`, `contact/x`, `[contact].[x]`, inside helpers and subexpressions). It errs on the
 //! side of refusing: markup inside HTML comments is scanned too (Outlook runs conditional comments).
-//! System links (`links.unsubscribe` …) and non-PHI fields stay allowed.
+//! System links (`links.unsubscribe` …) and non-PHI fields stay allowed. `message.<key>` and
+//! `event.<key>` (values sent by hospital systems) are PHI whatever the key, and refused alike.
 
-use super::{FieldInfo, MergeFields};
+use super::{EVENT, MESSAGE, MergeFields, short};
 use crate::{ServiceError, ServiceResult};
 
 /// Attributes whose value is a URL (compared after lower-casing, decoding character references
@@ -87,8 +88,9 @@ fn mustache_end(src: &str, start: usize) -> usize {
     src.len()
 }
 
-/// The PHI fields a handlebars tag (`{{…}}`, comments excluded) refers to.
-fn phi_in_tag<'f>(tag: &str, fields: &'f MergeFields) -> Vec<&'f FieldInfo> {
+/// The PHI fields a handlebars tag (`{{…}}`, comments excluded) refers to, by their labels
+/// (`Diagnosis`, `message.clinic`).
+fn phi_in_tag(tag: &str, fields: &MergeFields) -> Vec<String> {
     if tag.starts_with("{{!") {
         return vec![];
     }
@@ -110,26 +112,36 @@ fn phi_in_tag<'f>(tag: &str, fields: &'f MergeFields) -> Vec<&'f FieldInfo> {
             None => code.push(c),
         }
     }
-    let mut found: Vec<&FieldInfo> = Vec::new();
+    let mut found: Vec<String> = Vec::new();
     for token in
         code.split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | '=' | '~' | '#' | '^' | '&' | '>' | '*'))
     {
         let path: String = token.chars().filter(|c| !matches!(c, '[' | ']')).collect();
         let segments: Vec<&str> = path.split(['.', '/']).filter(|s| !s.is_empty()).collect();
         for pair in segments.windows(2) {
-            if pair[0].eq_ignore_ascii_case("contact")
-                && let Some(f) = fields.fields().iter().find(|f| f.is_phi && f.key.eq_ignore_ascii_case(pair[1]))
-                && !found.iter().any(|x| x.key == f.key)
+            let label = if pair[0].eq_ignore_ascii_case("contact") {
+                fields
+                    .fields()
+                    .iter()
+                    .find(|f| f.is_phi && f.key.eq_ignore_ascii_case(pair[1]))
+                    .map(|f| f.label.clone())
+            } else if pair[0].eq_ignore_ascii_case(MESSAGE) || pair[0].eq_ignore_ascii_case(EVENT) {
+                Some(format!("{}.{}", pair[0].to_ascii_lowercase(), short(pair[1])))
+            } else {
+                None
+            };
+            if let Some(label) = label
+                && !found.contains(&label)
             {
-                found.push(f);
+                found.push(label);
             }
         }
     }
     found
 }
 
-/// The first PHI field any handlebars tag within `src[from..to]` refers to.
-fn first_phi<'f>(src: &str, from: usize, to: usize, fields: &'f MergeFields) -> Option<&'f FieldInfo> {
+/// The first PHI field any handlebars tag within `src[from..to]` refers to (its label).
+fn first_phi(src: &str, from: usize, to: usize, fields: &MergeFields) -> Option<String> {
     let mut i = from;
     while let Some(off) = src[i..to].find("{{") {
         let start = i + off;
@@ -145,12 +157,11 @@ fn first_phi<'f>(src: &str, from: usize, to: usize, fields: &'f MergeFields) -> 
     None
 }
 
-fn refuse(field: &str, f: &FieldInfo, place: String, why: &str) -> ServiceError {
+fn refuse(field: &str, label: &str, place: String, why: &str) -> ServiceError {
     ServiceError::invalid(
         field,
         format!(
-            "puts {} into {place}. {why} Protected health information may not go there: use the field in the text of the message instead.",
-            f.label
+            "puts {label} into {place}. {why} Protected health information may not go there: use the field in the text of the message instead."
         ),
     )
 }
@@ -193,7 +204,7 @@ pub(super) fn check_html(src: &str, fields: &MergeFields) -> ServiceResult<()> {
             if tag == "style" {
                 let close = src[i..].to_ascii_lowercase().find("</style").map(|j| i + j).unwrap_or(src.len());
                 if let Some(f) = first_phi(src, i, close, fields) {
-                    return Err(refuse("html", f, "a <style> block".into(), CSS_WHY));
+                    return Err(refuse("html", &f, "a <style> block".into(), CSS_WHY));
                 }
                 i = close;
             }
@@ -242,7 +253,7 @@ fn scan_tag(src: &str, start: usize, fields: &MergeFields) -> ServiceResult<(usi
         if let Some(f) = first_phi(src, name_start, i, fields) {
             return Err(refuse(
                 "html",
-                f,
+                &f,
                 place_in_tag(),
                 "Between a tag's attributes it could decide which address the tag loads.",
             ));
@@ -281,13 +292,13 @@ fn scan_tag(src: &str, start: usize, fields: &MergeFields) -> ServiceResult<(usi
         let value = &src[value_start..value_end];
         if name == "style" {
             if let Some(f) = first_phi(src, value_start, value_end, fields) {
-                return Err(refuse("html", f, format!("the style attribute of {}", place_in_tag()), CSS_WHY));
+                return Err(refuse("html", &f, format!("the style attribute of {}", place_in_tag()), CSS_WHY));
             }
         } else if is_url_attribute(&name, value)
             && let Some(f) = first_phi(src, value_start, value_end, fields)
         {
             let shown: String = name.chars().take(30).collect();
-            return Err(refuse("html", f, format!("the {shown} address of {}", place_in_tag()), URL_WHY));
+            return Err(refuse("html", &f, format!("the {shown} address of {}", place_in_tag()), URL_WHY));
         }
     }
 }
@@ -312,7 +323,7 @@ pub(super) fn check_text_addresses(field: &str, src: &str, fields: &MergeFields)
         }
         let end = end.min(src.len());
         if let Some(f) = first_phi(src, start, end, fields) {
-            return Err(refuse(field, f, "a web address".into(), URL_WHY));
+            return Err(refuse(field, &f, "a web address".into(), URL_WHY));
         }
         from = end.max(at + 3);
     }
@@ -327,8 +338,7 @@ pub(crate) fn check_design(design: &domain::templates::Design, fields: &MergeFie
             return Err(ServiceError::invalid(
                 &place,
                 format!(
-                    "the {what} may not include {} — {URL_WHY} Protected health information may not go there: use the field in the text of the message instead.",
-                    f.label
+                    "the {what} may not include {f} — {URL_WHY} Protected health information may not go there: use the field in the text of the message instead."
                 ),
             ));
         }
