@@ -60,6 +60,9 @@ impl Default for JobsConfig {
     }
 }
 
+/// Message jobs run at once per process (sequence emails and API messages).
+pub const MESSAGE_CONCURRENCY: usize = 32;
+
 /// Run every scheduler and worker until `shutdown` turns true; in-flight jobs finish first.
 pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bool>) {
     let Some(pool) = pool_of(&svc) else {
@@ -83,7 +86,9 @@ pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bo
         .add::<RotationJob, _, _>(1, contacts::key_rotation)
         .add::<PrepareJob, _, _>(1, campaigns::prepare)
         .add::<DispatchJob, _, _>(slots, dispatch)
-        .add::<MessageJob, _, _>(4, message)
+        // One-recipient messages (API messages, sequence emails): each job is one SMTP
+        // transaction, so enough run at once to keep the pooled connections busy.
+        .add::<MessageJob, _, _>(MESSAGE_CONCURRENCY, message)
         .add::<WebhookJob, _, _>(4, webhooks::deliver);
     let _ = scheduler.await;
     let _ = ticker.await;
