@@ -176,8 +176,8 @@ pub async fn run(a: SeqArgs) -> Result<()> {
     let send_rate = a.senders as f64 / started.elapsed().as_secs_f64();
     eprintln!("(c) {} sequence emails at {send_rate:.0}/s", a.senders);
 
-    // (b) transitions: N enrolments parked on a wait, all due at once, through a branch to the
-    // next wait. The patients are placeholder rows (sealed columns are never opened by waits and
+    // (b) transitions: N enrolments parked on a wait (after an email, which they are past), all
+    // due at once, through a branch on that email's engagement to the next wait. The patients are placeholder rows (sealed columns are never opened by waits and
     // event-property branches); they exist so the enrolments' foreign keys and joins are real.
     eprintln!("(b) parking {} enrolments", a.contacts);
     exec(
@@ -195,13 +195,14 @@ pub async fn run(a: SeqArgs) -> Result<()> {
         &actor,
         "Parked",
         &from,
-        json!({"version": 1, "trigger": {"kind": "manual"}, "entry": "every_time", "start": "w1",
-               "steps": [
-                 {"id": "w1", "kind": "wait", "wait": {"kind": "duration", "minutes": 1}, "next": "b"},
-                 {"id": "b", "kind": "branch", "test": {"kind": "event_property", "test": {"key": "kind", "test": {"op": "is_not_empty"}}},
-                  "then": "w2", "otherwise": "w2"},
-                 {"id": "w2", "kind": "wait", "wait": {"kind": "duration", "minutes": 1440}, "next": null}
-               ]}),
+        json!({"version": 1, "trigger": {"kind": "manual"}, "entry": "every_time", "start": "s",
+        "steps": [
+          {"id": "s", "kind": "send_email", "template": template, "purpose": "marketing", "next": "w1"},
+          {"id": "w1", "kind": "wait", "wait": {"kind": "duration", "minutes": 1}, "next": "b"},
+          {"id": "b", "kind": "branch", "test": {"kind": "engaged", "clicked": true, "step": "s"},
+           "then": "w2", "otherwise": "w2"},
+          {"id": "w2", "kind": "wait", "wait": {"kind": "duration", "minutes": 1440}, "next": null}
+        ]}),
     )
     .await?;
     exec(

@@ -300,12 +300,18 @@ async fn killing_the_worker_ten_times_while_sequences_move_repeats_no_step() {
         *per_recipient.entry(to.trim().to_string()).or_default() += 1;
     }
     let expected = 2 * RECIPIENTS;
-    assert_eq!(count("SELECT count(*) FROM delivery WHERE source = 'sequence_step' AND state = 'sent'").await as usize, expected);
+    assert_eq!(
+        count("SELECT count(*) FROM delivery WHERE source = 'sequence_step' AND state = 'sent'").await as usize,
+        expected
+    );
     assert_eq!(count("SELECT count(*) FROM enrolment WHERE state = 'completed'").await as usize, RECIPIENTS);
     // Each enrolment ran each step once: w, s1, wf, b, s2 and its end, one row per visit.
     assert_eq!(count("SELECT count(*) FROM enrolment_step").await as usize, 6 * RECIPIENTS);
     assert_eq!(
-        count("SELECT count(*) FROM (SELECT enrolment_id FROM api_message GROUP BY enrolment_id HAVING count(*) <> 2) x").await,
+        count(
+            "SELECT count(*) FROM (SELECT enrolment_id FROM api_message GROUP BY enrolment_id HAVING count(*) <> 2) x"
+        )
+        .await,
         0,
         "each enrolment queued exactly the two messages of its path"
     );

@@ -367,28 +367,52 @@ struct Due {
 
 /// Claim up to `limit` due enrolments and run each until it waits or ends. Returns how many
 /// enrolments moved.
+///
+/// The batch's step executions and enrolment updates are written with three set-based
+/// statements at its end (`Writes::flush`), in the claiming transaction, together with what the
+/// steps did (queued emails, list changes). If anything in the batch fails, the transaction is
+/// rolled back and the batch is run again one enrolment at a time, each in its own savepoint: one
+/// that cannot run now is retried five minutes later and does not hold back the others.
 pub async fn advance_due(svc: &Services, limit: u32) -> ServiceResult<usize> {
     let now = svc.clock().now();
     let txn = svc.db().begin().await?;
-    let due: Vec<Due> = db::all_as(
-        &txn,
-        "SELECT e.id, e.organisation_id, e.version_id, e.contact_id, e.trigger_event_id, e.step_id, e.visit,
-                e.step_started_at, e.awaited_at, e.entered_at, c.time_zone, s.from_email, s.from_name
-         FROM enrolment e
-         JOIN sequence s ON s.id = e.sequence_id
-         JOIN contact c ON c.id = e.contact_id
-         WHERE e.state = 'active' AND e.wake_at <= $1 AND s.status IN ('active', 'archived')
-         ORDER BY e.wake_at LIMIT $2
-         FOR UPDATE OF e SKIP LOCKED",
-        [now.into(), i64::from(limit).into()],
-    )
-    .await?;
+    let due = claim_due(&txn, now, limit).await?;
+    if due.is_empty() {
+        txn.commit().await?;
+        return Ok(0);
+    }
     let mut defs = Definitions::default();
+    let mut w = Writes::default();
+    let mut failed = None;
     for d in &due {
-        // Each enrolment in its own savepoint: one that cannot run now is retried later and does
-        // not hold back the rest of the batch.
+        if let Err(e) = run(svc, &txn, &mut defs, d, now, &mut w).await {
+            failed = Some(e);
+            break;
+        }
+    }
+    if failed.is_none() {
+        match w.flush(&txn, now).await {
+            Ok(()) => {
+                txn.commit().await?;
+                return Ok(due.len());
+            }
+            Err(e) => failed = Some(e),
+        }
+    }
+    txn.rollback().await?;
+    if let Some(e) = failed {
+        tracing::info!(error = %e.log_detail(), "a sequence batch failed; running it one enrolment at a time");
+    }
+    let txn = svc.db().begin().await?;
+    let due = claim_due(&txn, now, limit).await?;
+    for d in &due {
         let sp = txn.begin().await?;
-        match run(svc, &sp, &mut defs, d, now).await {
+        let mut w = Writes::default();
+        let result = match run(svc, &sp, &mut defs, d, now, &mut w).await {
+            Ok(()) => w.flush(&sp, now).await,
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(()) => sp.commit().await?,
             Err(e) => {
                 sp.rollback().await?;
@@ -404,6 +428,99 @@ pub async fn advance_due(svc: &Services, limit: u32) -> ServiceResult<usize> {
     }
     txn.commit().await?;
     Ok(due.len())
+}
+
+async fn claim_due(txn: &DatabaseTransaction, now: DateTime<Utc>, limit: u32) -> ServiceResult<Vec<Due>> {
+    Ok(db::all_as(
+        txn,
+        "SELECT e.id, e.organisation_id, e.version_id, e.contact_id, e.trigger_event_id, e.step_id, e.visit,
+                e.step_started_at, e.awaited_at, e.entered_at, c.time_zone, s.from_email, s.from_name
+         FROM enrolment e
+         JOIN sequence s ON s.id = e.sequence_id
+         JOIN contact c ON c.id = e.contact_id
+         WHERE e.state = 'active' AND e.wake_at <= $1 AND s.status IN ('active', 'archived')
+         ORDER BY e.wake_at LIMIT $2
+         FOR UPDATE OF e SKIP LOCKED",
+        [now.into(), i64::from(limit).into()],
+    )
+    .await?)
+}
+
+/// The trail rows and enrolment updates of a batch, written together at its end.
+#[derive(Default)]
+struct Writes {
+    steps: Vec<Json>,
+    parks: Vec<Json>,
+    ends: Vec<Json>,
+}
+
+impl Writes {
+    #[allow(clippy::too_many_arguments)]
+    fn step(&mut self, id: Uuid, visit: i32, step: &str, kind: &str, outcome: &str, detail: Json, at: DateTime<Utc>) {
+        self.steps.push(json!({
+            "enrolment_id": id, "visit": visit, "step_id": step, "kind": kind, "outcome": outcome,
+            "detail": detail, "at": at,
+        }));
+    }
+    fn park(
+        &mut self,
+        id: Uuid,
+        step: &str,
+        visit: i32,
+        started: DateTime<Utc>,
+        awaited: Option<DateTime<Utc>>,
+        until: DateTime<Utc>,
+    ) {
+        self.parks.push(json!({
+            "id": id, "step_id": step, "visit": visit, "started": started, "awaited": awaited, "until": until,
+        }));
+    }
+    fn end(&mut self, id: Uuid, visit: i32, step: &str, reason: EndReason, detail: Json, now: DateTime<Utc>) {
+        self.step(id, visit + 1, step, "end", reason.as_str(), detail, now);
+        self.ends.push(json!({
+            "id": id, "state": reason.state().as_str(), "reason": reason.as_str(), "visit": visit + 1, "step_id": step,
+        }));
+    }
+    async fn flush<C: ConnectionTrait>(self, conn: &C, now: DateTime<Utc>) -> ServiceResult<()> {
+        // `LIMIT jsonb_array_length(..)` tells the planner the row count (see campaigns' record()).
+        if !self.steps.is_empty() {
+            db::exec(
+                conn,
+                "INSERT INTO enrolment_step (enrolment_id, visit, step_id, kind, outcome, detail, at)
+                 SELECT enrolment_id, visit, step_id, kind, outcome, detail, at
+                 FROM jsonb_to_recordset($1) AS x(enrolment_id uuid, visit int, step_id text, kind text, outcome text, detail jsonb, at timestamptz)
+                 LIMIT jsonb_array_length($1)",
+                [Json::Array(self.steps).into()],
+            )
+            .await?;
+        }
+        if !self.parks.is_empty() {
+            db::exec(
+                conn,
+                "UPDATE enrolment e SET step_id = NULLIF(p.step_id, ''), visit = p.visit, step_started_at = p.started,
+                        awaited_at = p.awaited, wake_at = p.until
+                 FROM (SELECT * FROM jsonb_to_recordset($1)
+                         AS x(id uuid, step_id text, visit int, started timestamptz, awaited timestamptz, until timestamptz)
+                       LIMIT jsonb_array_length($1)) p
+                 WHERE e.id = p.id",
+                [Json::Array(self.parks).into()],
+            )
+            .await?;
+        }
+        if !self.ends.is_empty() {
+            db::exec(
+                conn,
+                "UPDATE enrolment e SET state = p.state, end_reason = p.reason, ended_at = $2, wake_at = NULL,
+                        visit = p.visit, step_id = NULLIF(p.step_id, '')
+                 FROM (SELECT * FROM jsonb_to_recordset($1) AS x(id uuid, state text, reason text, visit int, step_id text)
+                       LIMIT jsonb_array_length($1)) p
+                 WHERE e.id = p.id AND e.state = 'active'",
+                [Json::Array(self.ends).into(), now.into()],
+            )
+            .await?;
+        }
+        Ok(())
+    }
 }
 
 /// When the awaited thing of a wait-for step happened (since the enrolment began).
@@ -485,6 +602,7 @@ async fn run(
     defs: &mut Definitions,
     d: &Due,
     now: DateTime<Utc>,
+    w: &mut Writes,
 ) -> ServiceResult<()> {
     let org = OrganisationId(d.organisation_id);
     let def = defs.get(svc, txn, org, d.version_id).await?;
@@ -499,10 +617,10 @@ async fn run(
     let mut awaited = d.awaited_at;
     for _ in 0..seq::MAX_STEPS_PER_WAKE {
         let Some(sid) = step_id.clone() else {
-            return end_enrolment(svc, txn, d.id, visit, "", EndReason::Completed, json!({})).await;
+            return Ok(w.end(d.id, visit, "", EndReason::Completed, json!({}), now));
         };
         let Some(step) = def.step(&sid) else {
-            return end_enrolment(svc, txn, d.id, visit, &sid, EndReason::Broken, json!({})).await;
+            return Ok(w.end(d.id, visit, &sid, EndReason::Broken, json!({}), now));
         };
         let kind = step.kind.code();
         let awaited_at = match &step.kind {
@@ -546,10 +664,10 @@ async fn run(
                 (next, code, detail)
             }
             Decision::Sleep { until, .. } => {
-                return park(txn, d.id, &sid, visit, started, awaited_at, until).await;
+                return Ok(w.park(d.id, &sid, visit, started, awaited_at, until));
             }
             Decision::End(reason) => {
-                return end_enrolment(svc, txn, d.id, visit, &sid, reason, json!({})).await;
+                return Ok(w.end(d.id, visit, &sid, reason, json!({}), now));
             }
             Decision::UpdateList { list, add, next } => {
                 if add {
@@ -596,43 +714,25 @@ async fn run(
                     }
                     Gate::CappedSkip => (next, "frequency_capped_skip", json!({})),
                     Gate::Quiet(until) | Gate::CappedWait(until) => {
-                        return park(txn, d.id, &sid, visit, started, awaited_at, until).await;
+                        return Ok(w.park(d.id, &sid, visit, started, awaited_at, until));
                     }
                     Gate::NoConsent | Gate::Suppressed => {
-                        write_step(txn, d.id, visit + 1, &sid, kind, gate.code(), json!({}), now).await?;
+                        w.step(d.id, visit + 1, &sid, kind, gate.code(), json!({}), now);
                         let reason =
                             if gate == Gate::Suppressed { EndReason::Suppressed } else { EndReason::Unsubscribed };
-                        return end_enrolment(svc, txn, d.id, visit + 1, &sid, reason, json!({})).await;
+                        return Ok(w.end(d.id, visit + 1, &sid, reason, json!({}), now));
                     }
                 }
             }
         };
-        write_step(txn, d.id, visit + 1, &sid, kind, outcome, detail, now).await?;
+        w.step(d.id, visit + 1, &sid, kind, outcome, detail, now);
         visit += 1;
         step_id = next;
         started = now;
         awaited = None;
     }
     // The step budget of one wake is used up: store the position, due again at once.
-    park(txn, d.id, step_id.as_deref().unwrap_or(""), visit, started, None, now).await
-}
-
-/// Store where an enrolment waits and when it wakes.
-async fn park(
-    txn: &DatabaseTransaction,
-    id: Uuid,
-    step: &str,
-    visit: i32,
-    started: DateTime<Utc>,
-    awaited: Option<DateTime<Utc>>,
-    until: DateTime<Utc>,
-) -> ServiceResult<()> {
-    db::exec(
-        txn,
-        "UPDATE enrolment SET step_id = NULLIF($2, ''), visit = $3, step_started_at = $4, awaited_at = $5, wake_at = $6 WHERE id = $1",
-        [id.into(), step.to_string().into(), visit.into(), started.into(), awaited.into(), until.into()],
-    )
-    .await?;
+    w.park(d.id, step_id.as_deref().unwrap_or(""), visit, started, None, now);
     Ok(())
 }
 
