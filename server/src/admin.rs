@@ -13,6 +13,11 @@ pub fn generate_password() -> Result<String, ServerError> {
     Ok(service::crypto::random_token()?)
 }
 
+/// The organisation named (or the only one).
+pub async fn organisation(svc: &Services, org: Option<&str>) -> Result<OrganisationId, ServerError> {
+    org_by_name_or_only(svc, org).await
+}
+
 async fn org_by_name_or_only(svc: &Services, org: Option<&str>) -> Result<OrganisationId, ServerError> {
     if let Some(o) = org {
         if let Ok(id) = o.parse::<OrganisationId>() {

@@ -74,6 +74,22 @@ enum AdminCommand {
         #[arg(long, env = "HERMETIC_DEMO_ADMIN_EMAIL", default_value = "admin@demo.hermetic.test")]
         email: String,
     },
+    /// Create the demo sequences ("Appointment reminders", "Post-visit survey") and their
+    /// templates unless they exist; publish them when the organisation has a verified sending
+    /// domain (idempotent).
+    SeedSequences {
+        /// Organisation name or id (optional when only one exists).
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Record sample patient events (appointments booked, one cancelled, visits completed) for a
+    /// few demo patients, so the demo sequences have enrolments to show.
+    DemoEvents {
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long, default_value_t = 5)]
+        patients: usize,
+    },
     /// Add a sending domain to an organisation (or take the one it has) and print the DNS records
     /// to publish.
     AddSendingDomain {
@@ -312,6 +328,20 @@ async fn run_admin(svc: &service::Services, cmd: AdminCommand) -> Result<(), Ser
         AdminCommand::DeleteOrg { org, confirm } => {
             let n = admin::delete_org(svc, &org, &confirm).await?;
             println!("organisation deleted: {n} keys destroyed; its encrypted data can no longer be read");
+        }
+        AdminCommand::SeedSequences { org } => {
+            let org = admin::organisation(svc, org.as_deref()).await?;
+            for (name, live) in service::sequences::demo::seed(svc, org).await? {
+                println!(
+                    "sequence '{name}': {}",
+                    if live { "live" } else { "draft (verify a sending domain, then run again)" }
+                );
+            }
+        }
+        AdminCommand::DemoEvents { org, patients } => {
+            let org = admin::organisation(svc, org.as_deref()).await?;
+            let n = service::sequences::demo::post_events(svc, org, patients).await?;
+            println!("{n} patient events recorded; the sequences pick them up within a second");
         }
         AdminCommand::AddSendingDomain { org, domain, zone } => {
             let d = admin::add_sending_domain(svc, org.as_deref(), &domain).await?;

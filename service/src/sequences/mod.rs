@@ -11,6 +11,7 @@
 //! - Every status change goes through `domain::sequences::SequenceStatus::transition`, every end
 //!   of an enrolment through `EnrolmentState::end`.
 
+pub mod demo;
 pub mod engine;
 
 use crate::actor::Actor;
