@@ -39,6 +39,9 @@ struct Ctx {
     lists: StoredValue<Vec<ListView>>,
     /// The first problem `validate` finds in the working copy: (field, reason).
     problem: Memo<Option<(String, String)>>,
+    /// What the server found when the saved copy was loaded (its organisation checks too:
+    /// templates, lists, the sender's domain); stale once the copy is edited.
+    server_problem: RwSignal<Option<(String, String)>>,
     error: RwSignal<Option<AppError>>,
 }
 
@@ -60,7 +63,20 @@ impl Ctx {
         let server = self
             .error
             .with(|e| e.as_ref().and_then(|e| e.field.as_ref()).filter(|p| p.field == field).map(|p| p.reason.clone()));
-        server.or_else(|| self.problem.with(|p| p.as_ref().filter(|(f, _)| f == field).map(|(_, r)| r.clone())))
+        server
+            .or_else(|| self.problem.with(|p| p.as_ref().filter(|(f, _)| f == field).map(|(_, r)| r.clone())))
+            .or_else(|| {
+                (!self.dirty.get() && self.problem.with(Option::is_none))
+                    .then(|| {
+                        self.server_problem.with(|p| p.as_ref().filter(|(f, _)| f == field).map(|(_, r)| r.clone()))
+                    })
+                    .flatten()
+            })
+    }
+
+    /// The problem the page shows before publishing, if any.
+    fn first_problem(&self) -> Option<(String, String)> {
+        self.problem.get().or_else(|| (!self.dirty.get()).then(|| self.server_problem.get()).flatten())
     }
 }
 
@@ -202,6 +218,7 @@ pub fn Builder(
         templates: StoredValue::new(templates),
         lists: StoredValue::new(lists),
         problem,
+        server_problem: RwSignal::new(if view.masked { None } else { view.draft_problem.clone() }),
         error: RwSignal::new(None),
     };
     let name = RwSignal::new(view.name.clone());
@@ -219,18 +236,19 @@ pub fn Builder(
             (name.get_untracked(), from_name.get_untracked(), from_email.get_untracked(), def.get_untracked());
         async move {
             save_sequence(id, n, fname, femail, d).await?;
-            let v = if publish_next { Some(open_sequence(id).await?) } else { None };
-            Ok::<_, AppError>(v)
+            Ok::<_, AppError>((publish_next, open_sequence(id).await?))
         }
     });
     let confirm = RwSignal::new(None::<SequenceView>);
     Effect::new(move || match save.value().get() {
-        Some(Ok(v)) => {
+        Some(Ok((publish_next, v))) => {
             error.set(None);
             ctx.dirty.set(false);
-            match v {
-                Some(v) => confirm.set(Some(v)),
-                None => notice.set(Some("Draft saved.".into())),
+            ctx.server_problem.set(v.draft_problem.clone());
+            if publish_next {
+                confirm.set(Some(v));
+            } else {
+                notice.set(Some("Draft saved.".into()));
             }
         }
         Some(Err(e)) => {
@@ -345,7 +363,7 @@ pub fn Builder(
             })}
             {move || notice.get().map(|n| view! { <p class="alert success" role="status" data-test="notice">{n}</p> })}
             <ErrorMessage error=unplaced(error.into(), sender_fields)/>
-            {move || (!readonly).then(|| ctx.problem.get().map(|(f, r)| {
+            {move || (!readonly).then(|| ctx.first_problem().map(|(f, r)| {
                 let label = if f.starts_with("step ") { "A step".to_string() } else { domain::error::field_label(&f) };
                 view! { <p class="alert warn" data-test="validation">{format!("Before publishing: {}", sentence(&label, &r))}</p> }
             }))}
@@ -355,6 +373,10 @@ pub fn Builder(
             <section class="panel flow" data-test="flow" aria-label="Steps">
                 <TriggerCard ctx=ctx/>
                 {move || {
+                    // Step problems come from the copy, the last answer and whether it is saved.
+                    ctx.dirty.track();
+                    ctx.server_problem.track();
+                    ctx.error.track();
                     let (items, unreachable) = def.with(flow::layout);
                     view! {
                         <AddStep ctx=ctx after=None path_slot=0/>
@@ -806,7 +828,7 @@ fn PropertyTestEditor(
             {TESTS.iter().map(|(c, l)| view! { <option value=*c selected=move || code.get() == *c>{*l}</option> }).collect_view()}
             {move || (code.get() == "other").then(|| view! { <option value="other" selected=true>{current().test.label()}</option> })}
         </select>
-        {move || (!matches!(code.get(), "empty" | "not_empty")).then(|| view! {
+        {move || (!matches!(code.get(), "empty" | "not_empty" | "other")).then(|| view! {
             <label class="visually-hidden" for=vid2.clone()>"Value"</label>
             <input id=vid2.clone() data-test="property-value" maxlength="200" disabled=dis
                 prop:value=move || test_value(&current().test)
