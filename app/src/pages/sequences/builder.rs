@@ -15,8 +15,8 @@ use domain::campaigns::DeliveryPolicy;
 use domain::contacts::{ConsentPurpose, FieldValue, ListView};
 use domain::segments::{Cmp, FieldTest, PropertyTest};
 use domain::sequences::{
-    Awaited, BranchTest, EntryRule, EventMatch, SequenceDefinition, SequenceStatus, SequenceView, Simulation,
-    SplitPath, StepKind, StepStats, TestRunStep, Trigger, WaitSpec,
+    Awaited, BranchTest, EntryRule, EventMatch, FrequencyCap, QuietHours, SequenceDefinition, SequenceStatus,
+    SequenceView, Simulation, SplitPath, StepKind, StepStats, TestRunStep, Trigger, WaitSpec,
 };
 use domain::template_views::TemplateSummary;
 use leptos::prelude::*;
@@ -745,7 +745,66 @@ fn TriggerCard(ctx: Ctx) -> impl IntoView {
                 <button type="button" data-test="add-exit-event" disabled=dis
                     on:click=move |_| ctx.edit(|d| d.exit_on.push(EventMatch { event_type: String::new(), correlated: false }))>"Add a cancelling event"</button>
             </fieldset>
+            <SendingLimits ctx=ctx/>
         </article>
+    }
+}
+
+/// Quiet hours and the frequency cap (marketing and care emails; transactional ones are exempt).
+#[component]
+fn SendingLimits(ctx: Ctx) -> impl IntoView {
+    let def = ctx.def;
+    let dis = move || !ctx.enabled.get();
+    let quiet = Memo::new(move |_| def.with(|d| d.quiet_hours.is_some()));
+    let cap = Memo::new(move |_| def.with(|d| d.frequency_cap.is_some()));
+    let problem = move |f: &'static str, label: &'static str| {
+        move || {
+            ctx.problem_at(f).map(|r| view! { <p class="field-error" role="alert" data-test=format!("problem-{f}")>{sentence(label, &r)}</p> })
+        }
+    };
+    let hour = |v: String| v.trim().parse::<u32>().ok();
+    view! {
+        <fieldset data-test="sending-limits">
+            <legend>"Sending limits (not for transactional emails)"</legend>
+            <label class="inline"><input type="checkbox" data-test="quiet-hours" disabled=dis prop:checked=move || quiet.get()
+                on:change=move |ev| { let on = event_target_checked(&ev); ctx.edit(|d| d.quiet_hours = on.then_some(QuietHours { from_hour: 21, to_hour: 8 })); }/>
+                "Quiet hours: hold emails at night in the contact's time zone"</label>
+            {move || quiet.get().then(|| view! {
+                <div class="condition-row">
+                    <label for="quiet-from">"From"</label>
+                    <input id="quiet-from" type="number" min="0" max="23" class="narrow" data-test="quiet-from" disabled=dis prop:value=move || def.with(|d| d.quiet_hours.map(|q| q.from_hour.to_string()).unwrap_or_default())
+                        on:input=move |ev| { if let Some(h) = hour(event_target_value(&ev)) { ctx.edit(|d| if let Some(q) = &mut d.quiet_hours { q.from_hour = h; }); } }/>
+                    <label for="quiet-to">"until"</label>
+                    <input id="quiet-to" type="number" min="0" max="23" class="narrow" data-test="quiet-to" disabled=dis prop:value=move || def.with(|d| d.quiet_hours.map(|q| q.to_hour.to_string()).unwrap_or_default())
+                        on:input=move |ev| { if let Some(h) = hour(event_target_value(&ev)) { ctx.edit(|d| if let Some(q) = &mut d.quiet_hours { q.to_hour = h; }); } }/>
+                    <span class="hint">"o'clock"</span>
+                </div>
+            })}
+            {problem("quiet_hours", "Quiet hours")}
+            <label class="inline"><input type="checkbox" data-test="frequency-cap" disabled=dis prop:checked=move || cap.get()
+                on:change=move |ev| { let on = event_target_checked(&ev); ctx.edit(|d| d.frequency_cap = on.then_some(FrequencyCap { max: 3, days: 7, wait: true })); }/>
+                "Frequency cap across campaigns and sequences"</label>
+            {move || cap.get().then(|| view! {
+                <div class="condition-row">
+                    <label for="cap-max">"At most"</label>
+                    <input id="cap-max" type="number" min="1" max="100" class="narrow" data-test="cap-max" disabled=dis prop:value=move || def.with(|d| d.frequency_cap.map(|c| c.max.to_string()).unwrap_or_default())
+                        on:input=move |ev| { if let Ok(n) = event_target_value(&ev).trim().parse() { ctx.edit(|d| if let Some(c) = &mut d.frequency_cap { c.max = n; }); } }/>
+                    <label for="cap-days">"emails in"</label>
+                    <input id="cap-days" type="number" min="1" max="90" class="narrow" data-test="cap-days" disabled=dis prop:value=move || def.with(|d| d.frequency_cap.map(|c| c.days.to_string()).unwrap_or_default())
+                        on:input=move |ev| { if let Ok(n) = event_target_value(&ev).trim().parse() { ctx.edit(|d| if let Some(c) = &mut d.frequency_cap { c.days = n; }); } }/>
+                    <span class="hint">"days"</span>
+                    <label for="cap-wait" class="visually-hidden">"When capped"</label>
+                    <select id="cap-wait" class="narrow" data-test="cap-wait" disabled=dis on:change=move |ev| {
+                        let wait = event_target_value(&ev) == "wait";
+                        ctx.edit(|d| if let Some(c) = &mut d.frequency_cap { c.wait = wait; });
+                    }>
+                        <option value="wait" selected=move || def.with(|d| d.frequency_cap.is_some_and(|c| c.wait))>"then wait"</option>
+                        <option value="skip" selected=move || def.with(|d| d.frequency_cap.is_some_and(|c| !c.wait))>"then skip the email"</option>
+                    </select>
+                </div>
+            })}
+            {problem("frequency_cap", "Frequency cap")}
+        </fieldset>
     }
 }
 
