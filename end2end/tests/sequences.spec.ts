@@ -155,12 +155,29 @@ test('sequences: build with a branch, publish, an API event enrols a contact, tr
   await mine.locator('[data-test=remove-enrolment]').click();
   await mine.locator('[data-test=confirm-remove-enrolment]').click();
   await expect(page.locator('[data-test=contact-sequences] [data-test=enrolment]')).toHaveAttribute('data-state', 'exited');
+  // Enrolled again by hand (the entry rule admits one enrolment at a time).
+  await page.locator('[data-test=enrol-sequence]').selectOption({ label: `Reminders ${tag}` });
+  await page.locator('[data-test=enrol]').click();
+  await expect(page.locator('[data-test=contact-sequences] [data-test=enrolment]')).toHaveCount(2);
 
   // The list shows the live sequence with its figures.
   await page.goto('/sequences');
   const listed = page.locator('[data-test=sequence-row]', { hasText: `Reminders ${tag}` });
   await expect(listed.locator('[data-test=sequence-status]')).toHaveText('Live');
-  await expect(listed.locator('[data-test=entered]')).toHaveText('1');
+  await expect(listed.locator('[data-test=entered]')).toHaveText('2');
+
+  // Pause holds it, resume continues; archiving asks first and leaves it read-only.
+  await page.goto(url);
+  await page.locator('[data-test=pause-sequence]').click();
+  await expect(page.locator('[data-test=sequence-status]')).toHaveText('Paused');
+  await page.locator('[data-test=resume-sequence]').click();
+  await expect(page.locator('[data-test=sequence-status]')).toHaveText('Live');
+  await page.locator('[data-test=archive-sequence]').click();
+  await expect(page.locator('[data-test=archive-confirm]')).toContainText('Nobody new enters it');
+  await page.locator('[data-test=confirm-archive]').click();
+  await expect(page.locator('[data-test=sequence-status]')).toHaveText('Archived');
+  await expect(page.locator('[data-test=save-sequence]')).toHaveCount(0);
+  await expect(page.locator('[data-test=sequence-name]')).toBeDisabled();
 
   // An analyst: the masked view, read-only, without enrolments.
   const analyst = createUser('analyst');

@@ -10,8 +10,8 @@ pub mod flow;
 
 use crate::api_contacts::list_lists;
 use crate::api_sequences::{
-    contact_enrolments, create_sequence, enrolment_trail, list_sequences, open_sequence, remove_enrolment,
-    sequence_enrolments,
+    contact_enrolments, create_sequence, enrol_contact, enrolment_trail, list_sequences, open_sequence,
+    remove_enrolment, sequence_enrolments,
 };
 use crate::api_templates::list_templates;
 use crate::components::{
@@ -333,17 +333,36 @@ fn Trail(entries: Vec<TrailEntry>) -> impl IntoView {
     .into_any()
 }
 
-/// The contact page's "Sequences" section: the contact's enrolments, each with its trail.
+/// The contact page's "Sequences" section: the contact's enrolments, each with its trail, and
+/// (for people who change sequences) enrolling the contact in a live sequence by hand.
 #[component]
 pub fn ContactSequences(contact: Uuid) -> impl IntoView {
-    let allowed = use_me().is_some_and(|m| m.can(Permission::SequencesRead) && m.can(Permission::ContactsRead));
+    let me = use_me();
+    let allowed = me.as_ref().is_some_and(|m| m.can(Permission::SequencesRead) && m.can(Permission::ContactsRead));
+    let can_enrol = allowed && me.as_ref().is_some_and(|m| m.can(Permission::SequencesWrite));
+    let hydrated = use_hydrated();
     let version = RwSignal::new(0u32);
     let load = Action::new(move |_: &()| contact_enrolments(contact));
+    let live = Action::new(|_: &()| list_sequences());
     Effect::new(move || {
         version.track();
         if allowed {
             load.dispatch(());
         }
+        if can_enrol {
+            live.dispatch(());
+        }
+    });
+    let chosen = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<AppError>);
+    let enrol = Action::new(move |s: &Uuid| enrol_contact(*s, contact));
+    Effect::new(move || match enrol.value().get() {
+        Some(Ok(_)) => {
+            error.set(None);
+            version.update(|v| *v += 1);
+        }
+        Some(Err(e)) => error.set(Some(e)),
+        None => {}
     });
     allowed.then(|| {
         view! {
@@ -355,6 +374,27 @@ pub fn ContactSequences(contact: Uuid) -> impl IntoView {
                     Some(Ok(list)) if list.is_empty() => view! { <p class="empty" data-test="no-contact-sequences">"Not in any sequence."</p> }.into_any(),
                     Some(Ok(list)) => view! { <EnrolmentTable list=list show_sequence=true version=version/> }.into_any(),
                 }}
+                {can_enrol.then(|| view! {
+                    <form class="inline" data-test="enrol-contact" on:submit=move |ev: leptos::ev::SubmitEvent| {
+                        ev.prevent_default();
+                        if let Ok(s) = Uuid::parse_str(&chosen.get_untracked()) {
+                            enrol.dispatch(s);
+                        }
+                    }>
+                        <label for="enrol-sequence">"Enrol in"</label>
+                        <select id="enrol-sequence" data-test="enrol-sequence" on:change=move |ev| chosen.set(event_target_value(&ev))>
+                            <option value="">"Choose a live sequence…"</option>
+                            {move || live.value().get().and_then(Result::ok).unwrap_or_default().into_iter()
+                                .filter(|s| s.status == domain::sequences::SequenceStatus::Active)
+                                .map(|s| view! { <option value=s.id.to_string()>{s.name.clone()}</option> })
+                                .collect_view()}
+                        </select>
+                        <button type="submit" data-test="enrol" disabled=move || !hydrated.get() || enrol.pending().get() || chosen.with(String::is_empty)>
+                            {move || if enrol.pending().get() { "Enrolling…" } else { "Enrol" }}
+                        </button>
+                    </form>
+                    <ErrorMessage error=error/>
+                })}
             </section>
         }
     })
