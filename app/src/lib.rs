@@ -10,6 +10,7 @@ pub mod api_contacts;
 pub mod api_domains;
 pub mod api_keys;
 pub mod api_segments;
+pub mod api_sequences;
 pub mod api_templates;
 pub mod background;
 pub mod components;
@@ -78,14 +79,6 @@ fn NotFound() -> impl IntoView {
                 <NotFoundPanel/>
             </div>
         </main>
-    }
-}
-
-#[component]
-fn SequencesPage() -> impl IntoView {
-    view! {
-        <AreaPage title="Sequences" permission=Permission::SequencesRead
-            about="Follow-up emails triggered by patient events from your systems."/>
     }
 }
 
@@ -195,7 +188,7 @@ lazy_group!(app_pages, __preload_app_pages, AppPage {
     DomainsRoute => pages::domains::SendingDomainsPage,
     ApiKeysRoute => pages::api_keys::ApiKeysPage,
     WebhooksRoute => pages::webhooks::WebhooksPage,
-    SequencesRoute => SequencesPage,
+    SequencesRoute => pages::sequences::SequencesPage,
     ReportsRoute => ReportsPage,
 });
 
@@ -208,6 +201,7 @@ lazy_group!(editor_pages, __preload_editor_pages, EditorPage {
     SegmentEditorRoute => pages::segments::SegmentEditorPage,
     TemplateEditorRoute => pages::templates::TemplateEditorPage,
     CampaignRoute => pages::campaigns::CampaignPage,
+    SequenceRoute => pages::sequences::SequencePage,
 });
 
 #[component]
@@ -240,7 +234,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("campaigns/new") view=page!(CampaignRoute, pages::campaigns::CampaignPage)/>
                     <Route path=path!("campaigns/:id") view=page!(CampaignRoute, pages::campaigns::CampaignPage)/>
                     <Route path=path!("campaigns/:id/report") view=page!(CampaignReportRoute, pages::campaigns::CampaignReportPage)/>
-                    <Route path=path!("sequences") view=page!(SequencesRoute, SequencesPage)/>
+                    <Route path=path!("sequences") view=page!(SequencesRoute, pages::sequences::SequencesPage)/>
+                    <Route path=path!("sequences/:id") view=page!(SequenceRoute, pages::sequences::SequencePage)/>
                     <Route path=path!("reports") view=page!(ReportsRoute, ReportsPage)/>
                     <Route path=path!("audit") view=page!(AuditRoute, AuditPage)/>
                     <Route path=path!("settings") view=page!(SettingsRoute, SettingsPage)/>

@@ -40,6 +40,7 @@ pub const PAGES: &[(&str, PageAccess)] = &[
     ("/campaigns/{id}", PageAccess::Permission(Permission::CampaignsRead)),
     ("/campaigns/{id}/report", PageAccess::Permission(Permission::ReportsRead)),
     ("/sequences", PageAccess::Permission(Permission::SequencesRead)),
+    ("/sequences/{id}", PageAccess::Permission(Permission::SequencesRead)),
     ("/reports", PageAccess::Permission(Permission::ReportsRead)),
     ("/audit", PageAccess::Permission(Permission::AuditRead)),
     ("/settings", PageAccess::Permission(Permission::OwnAccount)),

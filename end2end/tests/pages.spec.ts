@@ -15,6 +15,8 @@ test('unknown paths and ids show the one not-found page with HTTP 404 and a way 
     [`/campaigns/${none}/report`, 'All campaigns'],
     [`/segments/${none}`, 'All segments'],
     [`/templates/${none}`, 'All templates'],
+    [`/sequences/${none}`, 'All sequences'],
+    ['/sequences/not-an-id', 'All sequences'],
     [`/contacts/${none}`, 'All contacts'],
   ]) {
     const res = await page.goto(path);

@@ -168,6 +168,21 @@ const API: &[(&str, Access)] = &[
     ("/api/delete_webhook", Signed(P::SettingsManage)),
     ("/api/rotate_webhook_secret", Signed(P::SettingsManage)),
     ("/api/test_webhook", Signed(P::SettingsManage)),
+    // Sequences. Editing the working copy, publishing and removing an enrolment also need
+    // ContactsRead (the draft holds trigger literals; enrolments name contacts): every role with
+    // SequencesWrite has it. Analysts read the list and the masked view only.
+    ("/api/list_sequences", Signed(P::SequencesRead)),
+    ("/api/open_sequence", Signed(P::SequencesRead)),
+    ("/api/create_sequence", Signed(P::SequencesWrite)),
+    ("/api/save_sequence", Signed(P::SequencesWrite)),
+    ("/api/publish_sequence", Signed(P::SequencesWrite)),
+    ("/api/set_sequence_status", Signed(P::SequencesWrite)),
+    ("/api/enrol_contact", Signed(P::SequencesWrite)),
+    ("/api/remove_enrolment", Signed(P::SequencesWrite)),
+    ("/api/sequence_enrolments", Signed(P::ContactsRead)),
+    ("/api/contact_enrolments", Signed(P::ContactsRead)),
+    ("/api/enrolment_trail", Signed(P::ContactsRead)),
+    ("/api/test_run_sequence", Signed(P::ContactsRead)),
 ];
 
 /// Server functions that never count as activity: exactly the app's background polls

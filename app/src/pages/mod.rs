@@ -10,6 +10,7 @@ pub mod home;
 pub mod layout;
 pub mod mailbox;
 pub mod segments;
+pub mod sequences;
 pub mod settings;
 pub mod templates;
 pub mod users;

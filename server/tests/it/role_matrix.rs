@@ -223,6 +223,27 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
                 r#"{{"id":"{none}","endpoint":{{"url":"https://93.184.216.34/hook","events":["message.sent"],"enabled":true}}}}"#
             ),
         ),
+        "/api/list_sequences" => (form, String::new()),
+        "/api/open_sequence" | "/api/contact_enrolments" | "/api/enrolment_trail" | "/api/remove_enrolment" => {
+            (form, format!("id={none}"))
+        }
+        "/api/create_sequence" => (form, format!("name=Seq%20{}", uuid::Uuid::new_v4().simple())),
+        "/api/save_sequence" => (
+            "application/json",
+            format!(
+                r#"{{"id":"{none}","name":"S","from_name":"Clinic","from_email":"care@clinic.test","definition":{SAMPLE_SEQUENCE}}}"#
+            ),
+        ),
+        "/api/publish_sequence" => ("application/json", format!(r#"{{"id":"{none}","move_waiting_at":[]}}"#)),
+        "/api/set_sequence_status" => ("application/json", format!(r#"{{"id":"{none}","status":"paused"}}"#)),
+        "/api/sequence_enrolments" => ("application/json", format!(r#"{{"id":"{none}","state":null}}"#)),
+        "/api/enrol_contact" => (form, format!("id={none}&contact={none}")),
+        "/api/test_run_sequence" => (
+            "application/json",
+            format!(
+                r#"{{"id":"{none}","simulation":{{"start":"2026-12-01T09:00:00Z","event":{{}},"responds":false,"branches_hold":false,"draw":0}},"time_zone":null}}"#
+            ),
+        ),
         "/api/create_api_key" => (
             "application/json",
             r#"{"key":{"name":"Matrix","scopes":["events:write"],"expires_at":null,"require_signature":false}}"#.into(),
@@ -238,6 +259,8 @@ pub fn sample_campaign(name: &str) -> String {
     )
 }
 
+const SAMPLE_SEQUENCE: &str =
+    r#"{"version":1,"trigger":{"kind":"manual"},"start":"a","steps":[{"id":"a","kind":"exit"}]}"#;
 pub(crate) const SAMPLE_SEGMENT: &str = r#"{"version":1,"root":{"node":"and","children":[]}}"#;
 const SAMPLE_CONTENT: &str = r#"{"mode":"html","subject":"Hi","preheader":"","design":{"blocks":[]},"html":"<p>Hello</p>","text":"","text_edited":false}"#;
 

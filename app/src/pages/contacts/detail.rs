@@ -397,6 +397,7 @@ fn ContactDetailBody() -> impl IntoView {
                         })}
                     </section>
                     <PatientEvents events=events/>
+                    <crate::pages::sequences::ContactSequences contact=cid/>
                 }.into_any()
             })}
         </Transition>
