@@ -116,7 +116,7 @@ pub async fn run(a: SeqArgs) -> Result<()> {
             tokio::time::sleep(wait).await;
         }
         let contact = patients[i % patients.len()];
-        service::events::record(&svc, &actor, contact, "bench.booked", &props, chrono::Utc::now()).await?;
+        service::events::record(&svc, &actor, contact, "bench.booked", &props, svc.clock().now()).await?;
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while count(&svc, &format!("SELECT count(*) FROM delivery WHERE organisation_id = '{oid}' AND source = 'sequence_step' AND state = 'sent'")).await?

@@ -138,11 +138,11 @@ pub async fn post_events(svc: &Services, org: OrganisationId, patients: usize) -
     let names = ["Avery", "Blake", "Casey", "Devon", "Emery", "Finley", "Harper", "Jordan", "Kendall", "Logan"];
     let now = svc.clock().now();
     let mut recorded = 0;
-    for i in 0..patients.clamp(1, names.len()) {
-        let email = format!("{}@demo-patients.example", names[i].to_lowercase());
+    for (i, name) in names.iter().enumerate().take(patients.clamp(1, names.len())) {
+        let email = format!("{}@demo-patients.example", name.to_lowercase());
         let mut fields = BTreeMap::new();
         fields.insert("email".to_string(), Phi::new(email.clone()));
-        fields.insert("first_name".to_string(), Phi::new(names[i].to_string()));
+        fields.insert("first_name".to_string(), Phi::new(name.to_string()));
         let contact = match crate::contacts::create(svc, &actor, ContactInput { fields }).await {
             Ok(id) => {
                 for purpose in [ConsentPurpose::Marketing, ConsentPurpose::CareCommunications] {

@@ -617,10 +617,12 @@ async fn run(
     let mut awaited = d.awaited_at;
     for _ in 0..seq::MAX_STEPS_PER_WAKE {
         let Some(sid) = step_id.clone() else {
-            return Ok(w.end(d.id, visit, "", EndReason::Completed, json!({}), now));
+            w.end(d.id, visit, "", EndReason::Completed, json!({}), now);
+            return Ok(());
         };
         let Some(step) = def.step(&sid) else {
-            return Ok(w.end(d.id, visit, &sid, EndReason::Broken, json!({}), now));
+            w.end(d.id, visit, &sid, EndReason::Broken, json!({}), now);
+            return Ok(());
         };
         let kind = step.kind.code();
         let awaited_at = match &step.kind {
@@ -664,10 +666,12 @@ async fn run(
                 (next, code, detail)
             }
             Decision::Sleep { until, .. } => {
-                return Ok(w.park(d.id, &sid, visit, started, awaited_at, until));
+                w.park(d.id, &sid, visit, started, awaited_at, until);
+                return Ok(());
             }
             Decision::End(reason) => {
-                return Ok(w.end(d.id, visit, &sid, reason, json!({}), now));
+                w.end(d.id, visit, &sid, reason, json!({}), now);
+                return Ok(());
             }
             Decision::UpdateList { list, add, next } => {
                 if add {
@@ -714,13 +718,15 @@ async fn run(
                     }
                     Gate::CappedSkip => (next, "frequency_capped_skip", json!({})),
                     Gate::Quiet(until) | Gate::CappedWait(until) => {
-                        return Ok(w.park(d.id, &sid, visit, started, awaited_at, until));
+                        w.park(d.id, &sid, visit, started, awaited_at, until);
+                        return Ok(());
                     }
                     Gate::NoConsent | Gate::Suppressed => {
                         w.step(d.id, visit + 1, &sid, kind, gate.code(), json!({}), now);
                         let reason =
                             if gate == Gate::Suppressed { EndReason::Suppressed } else { EndReason::Unsubscribed };
-                        return Ok(w.end(d.id, visit + 1, &sid, reason, json!({}), now));
+                        w.end(d.id, visit + 1, &sid, reason, json!({}), now);
+                        return Ok(());
                     }
                 }
             }
