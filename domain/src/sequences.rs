@@ -74,6 +74,36 @@ pub enum Trigger {
     },
     /// Only explicit enrolment (the API or an operator).
     Manual,
+    /// Added to a list (subscribed: a double opt-in list counts at confirmation), by any path —
+    /// the app, an import, the API, another sequence.
+    ListAdded { list: Uuid },
+    /// Entered a saved segment: became a member after the sequence went live (the members at
+    /// publication are the starting point, not entrants). Checked every minute.
+    SegmentEntered { segment: Uuid },
+    /// A person's first open or click (machine opens and link scanners do not count) of a
+    /// campaign's email.
+    CampaignEngaged { campaign: Uuid, action: Engagement },
+}
+
+/// A campaign engagement that starts a sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engagement {
+    Opened,
+    Clicked,
+}
+
+/// How a published version's trigger is stored for matching without opening the definition
+/// (`sequence_version.trigger_kind`, `trigger_ref`): the kind's code, and the list, segment or
+/// campaign it names. Ids only: a trigger's literals stay in the sealed definition.
+pub mod trigger_kind {
+    pub const EVENT: &str = "event";
+    pub const MANUAL: &str = "manual";
+    pub const LIST_ADDED: &str = "list_added";
+    pub const SEGMENT_ENTERED: &str = "segment_entered";
+    pub const CAMPAIGN_OPENED: &str = "campaign_opened";
+    pub const CAMPAIGN_CLICKED: &str = "campaign_clicked";
+    pub const ALL: [&str; 6] = [EVENT, MANUAL, LIST_ADDED, SEGMENT_ENTERED, CAMPAIGN_OPENED, CAMPAIGN_CLICKED];
 }
 
 impl Trigger {
@@ -83,6 +113,21 @@ impl Trigger {
             _ => None,
         }
     }
+    /// The stored kind and the id it names (see [`trigger_kind`]).
+    pub fn stored(&self) -> (&'static str, Option<Uuid>) {
+        match self {
+            Trigger::Event { .. } => (trigger_kind::EVENT, None),
+            Trigger::Manual => (trigger_kind::MANUAL, None),
+            Trigger::ListAdded { list } => (trigger_kind::LIST_ADDED, Some(*list)),
+            Trigger::SegmentEntered { segment } => (trigger_kind::SEGMENT_ENTERED, Some(*segment)),
+            Trigger::CampaignEngaged { campaign, action: Engagement::Opened } => {
+                (trigger_kind::CAMPAIGN_OPENED, Some(*campaign))
+            }
+            Trigger::CampaignEngaged { campaign, action: Engagement::Clicked } => {
+                (trigger_kind::CAMPAIGN_CLICKED, Some(*campaign))
+            }
+        }
+    }
     pub fn describe(&self) -> String {
         match self {
             Trigger::Event { event_type, properties } if properties.is_empty() => format!("event {event_type}"),
@@ -90,6 +135,10 @@ impl Trigger {
                 format!("event {event_type} with {} property condition(s)", properties.len())
             }
             Trigger::Manual => "enrolled explicitly".into(),
+            Trigger::ListAdded { .. } => "added to a list".into(),
+            Trigger::SegmentEntered { .. } => "entered a segment".into(),
+            Trigger::CampaignEngaged { action: Engagement::Opened, .. } => "opened a campaign".into(),
+            Trigger::CampaignEngaged { action: Engagement::Clicked, .. } => "clicked in a campaign".into(),
         }
     }
 }
@@ -621,6 +670,13 @@ pub fn validate(def: &SequenceDefinition) -> Result<(), DomainError> {
             }
         }
         Trigger::Manual => {}
+        Trigger::ListAdded { list }
+        | Trigger::SegmentEntered { segment: list }
+        | Trigger::CampaignEngaged { campaign: list, .. } => {
+            if list.is_nil() {
+                return Err(DomainError::invalid("trigger", "choose what starts the sequence"));
+            }
+        }
     }
     if let Some(k) = &def.correlation_key
         && !valid_property(k)

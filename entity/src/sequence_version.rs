@@ -16,10 +16,12 @@ pub struct Model {
     pub sealed_definition: Vec<u8>,
     #[sea_orm(column_type = "Text", nullable)]
     pub trigger_event_type: Option<String>,
-    pub trigger_list_id: Option<Uuid>,
     pub watched_event_types: Vec<String>,
     pub published_by: Option<Uuid>,
     pub published_at: DateTimeUtc,
+    #[sea_orm(column_type = "Text")]
+    pub trigger_kind: String,
+    pub trigger_ref: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -5,7 +5,7 @@ use crate::JobsConfig;
 use crate::worker::failure;
 use apalis::prelude::*;
 use service::Services;
-use service::campaigns::send::{MessageJob, SendWorker};
+use service::campaigns::send::SendWorker;
 use service::campaigns::{DispatchJob, PrepareJob};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,14 +24,6 @@ pub async fn prepare(job: PrepareJob, svc: Data<Services>) -> Result<(), BoxDynE
 pub async fn dispatch(job: DispatchJob, svc: Data<Services>, worker: Arc<SendWorker>) -> Result<(), BoxDynError> {
     service::campaigns::send::dispatch(&svc, &worker, &job).await.map_err(|e| {
         tracing::error!(campaign = %job.campaign_id, error = %e.log_detail(), "dispatch job failed");
-        failure(e)
-    })
-}
-
-/// Send one transactional API message through the delivery queue (this process's lease).
-pub async fn message(job: MessageJob, svc: Data<Services>, worker: Arc<SendWorker>) -> Result<(), BoxDynError> {
-    service::campaigns::send::send_message(&svc, &worker, &job).await.map_err(|e| {
-        tracing::error!(message = %job.message_id, error = %e.log_detail(), "API message job failed");
         failure(e)
     })
 }

@@ -8,13 +8,13 @@
 pub mod campaigns;
 pub mod contacts;
 pub mod maintenance;
+pub mod messages;
 pub mod sequences;
 pub mod webhooks;
 pub mod worker;
 
 use apalis_postgres::PgPool;
 use service::Services;
-use service::campaigns::send::MessageJob;
 use service::campaigns::{DispatchJob, PrepareJob};
 use service::contacts::import::ImportJob;
 use service::contacts::lists::OptInEmail;
@@ -60,9 +60,6 @@ impl Default for JobsConfig {
     }
 }
 
-/// Message jobs run at once per process (sequence emails and API messages).
-pub const MESSAGE_CONCURRENCY: usize = 32;
-
 /// Run every scheduler and worker until `shutdown` turns true; in-flight jobs finish first.
 pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bool>) {
     let Some(pool) = pool_of(&svc) else {
@@ -74,10 +71,13 @@ pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bo
     let engine = tokio::spawn(sequences::engine(svc.clone(), config.clone(), shutdown.clone()));
     // This process's sending lease: one per process, shared by its dispatch jobs.
     let send_worker = std::sync::Arc::new(service::campaigns::send::SendWorker::default());
-    let message_worker = send_worker.clone();
-    let dispatch = move |job, svc| campaigns::dispatch(job, svc, send_worker.clone());
-    let message = move |job, svc| campaigns::message(job, svc, message_worker.clone());
     let slots = svc.settings().sending.slots.max(1) as usize;
+    // One-recipient messages (API messages, sequence emails): a few sender loops per process,
+    // each claiming due rows in batches (`service::campaigns::send::send_due`).
+    let senders: Vec<_> = (0..slots)
+        .map(|_| tokio::spawn(messages::sender(svc.clone(), send_worker.clone(), shutdown.clone())))
+        .collect();
+    let dispatch = move |job, svc| campaigns::dispatch(job, svc, send_worker.clone());
     let mut workers = worker::Workers::new(svc, pool, config, shutdown);
     workers
         .add::<maintenance::Maintenance, _, _>(1, maintenance::handle)
@@ -86,13 +86,13 @@ pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bo
         .add::<RotationJob, _, _>(1, contacts::key_rotation)
         .add::<PrepareJob, _, _>(1, campaigns::prepare)
         .add::<DispatchJob, _, _>(slots, dispatch)
-        // One-recipient messages (API messages, sequence emails): each job is one SMTP
-        // transaction, so enough run at once to keep the pooled connections busy.
-        .add::<MessageJob, _, _>(MESSAGE_CONCURRENCY, message)
         .add::<WebhookJob, _, _>(4, webhooks::deliver);
     let _ = scheduler.await;
     let _ = ticker.await;
     let _ = engine.await;
+    for s in senders {
+        let _ = s.await;
+    }
     workers.join().await;
 }
 
@@ -123,7 +123,6 @@ mod tests {
             RotationJob::QUEUE,
             PrepareJob::QUEUE,
             DispatchJob::QUEUE,
-            MessageJob::QUEUE,
             WebhookJob::QUEUE,
         ] {
             assert!(service::outbox::queue::ALL.contains(&q), "{q} is missing from outbox::queue::ALL");

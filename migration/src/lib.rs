@@ -24,6 +24,8 @@ mod m20261227_000001_api_messages;
 mod m20261227_000002_webhooks;
 mod m20261228_000001_sequences;
 mod m20261228_000002_template_namespaces;
+mod m20261229_000001_message_sender;
+mod m20261229_000002_sequence_triggers;
 
 pub struct Migrator;
 
@@ -52,6 +54,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261227_000002_webhooks::Migration),
             Box::new(m20261228_000001_sequences::Migration),
             Box::new(m20261228_000002_template_namespaces::Migration),
+            Box::new(m20261229_000001_message_sender::Migration),
+            Box::new(m20261229_000002_sequence_triggers::Migration),
         ]
     }
 }
@@ -79,6 +83,8 @@ pub const SQL: &[&str] = &[
     include_str!("m20261227_000002_webhooks.sql"),
     include_str!("m20261228_000001_sequences.sql"),
     include_str!("m20261228_000002_template_namespaces.sql"),
+    include_str!("m20261229_000001_message_sender.sql"),
+    include_str!("m20261229_000002_sequence_triggers.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.

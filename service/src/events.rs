@@ -191,3 +191,31 @@ pub async fn properties(svc: &Services, actor: &Actor, event: Uuid) -> ServiceRe
     }
     Ok(out)
 }
+
+/// An event's properties as a template's `event.` namespace reads them (opened at send time; the
+/// event row is the only copy).
+pub async fn properties_json(svc: &Services, org: OrganisationId, event: Uuid) -> ServiceResult<Json> {
+    let props = stored_properties(svc, svc.db(), org, event).await?;
+    Ok(crate::contacts::record::attrs_json(&props))
+}
+
+/// An event's properties read inside `conn` (a transaction sees its own uncommitted events).
+pub async fn stored_properties<C: sea_orm::ConnectionTrait>(
+    svc: &Services,
+    conn: &C,
+    org: OrganisationId,
+    event: Uuid,
+) -> ServiceResult<BTreeMap<String, FieldValue>> {
+    let bytes = db::scalar::<Option<Vec<u8>>, _>(
+        conn,
+        "SELECT properties FROM patient_event WHERE id = $1 AND organisation_id = $2",
+        [event.into(), org.0.into()],
+    )
+    .await?
+    .flatten();
+    let Some(bytes) = bytes else { return Ok(BTreeMap::new()) };
+    let plain = svc.keys().open(conn, &aad(org, event), &Sealed::from_bytes(bytes)?).await?;
+    let j: Json =
+        serde_json::from_slice(&plain).map_err(|_| ServiceError::internal("event properties are malformed"))?;
+    Ok(properties_from_json(&j))
+}

@@ -262,9 +262,8 @@ pub mod queue {
     pub const CAMPAIGN_PREPARE: &str = "campaign-prepare";
     pub const CAMPAIGN_DISPATCH: &str = "campaign-dispatch";
     pub const MAINTENANCE: &str = "maintenance";
-    pub const API_MESSAGE: &str = "api-message";
     pub const WEBHOOK: &str = "webhook-delivery";
     /// Every queue (metrics label values; `jobs`' tests check each worker's queue is here).
     pub const ALL: &[&str] =
-        &[OPTIN_EMAIL, IMPORT, KEY_ROTATION, CAMPAIGN_PREPARE, CAMPAIGN_DISPATCH, MAINTENANCE, API_MESSAGE, WEBHOOK];
+        &[OPTIN_EMAIL, IMPORT, KEY_ROTATION, CAMPAIGN_PREPARE, CAMPAIGN_DISPATCH, MAINTENANCE, WEBHOOK];
 }

@@ -1,5 +1,6 @@
 use super::*;
 use chrono::{FixedOffset, TimeZone};
+use serde_json::json;
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -482,4 +483,66 @@ fn a_test_run_traces_the_path_with_a_simulated_clock() {
     assert_eq!(path[3].outcome, "event_arrived");
     assert_eq!(path[3].at, t("2027-01-08T15:30:00Z"));
     assert_eq!(path.len(), 5);
+}
+
+#[test]
+fn list_segment_and_campaign_triggers_are_stored_by_kind_and_id_and_need_a_target() {
+    let list = Uuid::from_u128(7);
+    let cases = [
+        (json!({"kind": "list_added", "list": list}), trigger_kind::LIST_ADDED, "added to a list"),
+        (json!({"kind": "segment_entered", "segment": list}), trigger_kind::SEGMENT_ENTERED, "entered a segment"),
+        (
+            json!({"kind": "campaign_engaged", "campaign": list, "action": "opened"}),
+            trigger_kind::CAMPAIGN_OPENED,
+            "opened a campaign",
+        ),
+        (
+            json!({"kind": "campaign_engaged", "campaign": list, "action": "clicked"}),
+            trigger_kind::CAMPAIGN_CLICKED,
+            "clicked in a campaign",
+        ),
+    ];
+    for (j, kind, words) in cases {
+        let trigger: Trigger = serde_json::from_value(j.clone()).unwrap();
+        assert_eq!(trigger.stored(), (kind, Some(list)));
+        assert_eq!(trigger.describe(), words);
+        assert!(trigger_kind::ALL.contains(&kind));
+        let mut d = reminders();
+        d.trigger = trigger.clone();
+        // A correlation key, correlated goals and waits on the event read the trigger event,
+        // which these triggers do not have: one send step.
+        d.correlation_key = None;
+        d.goal = None;
+        d.exit_on.clear();
+        d.start = "send".into();
+        d.steps = vec![send("send", None)];
+        validate(&d).unwrap();
+        let before = d.clone();
+        // A trigger naming nothing is refused at the trigger.
+        let mut nil = before.clone();
+        nil.trigger = serde_json::from_value({
+            let mut j = j.clone();
+            for k in ["list", "segment", "campaign"] {
+                if j.get(k).is_some() {
+                    j[k] = json!(Uuid::nil());
+                }
+            }
+            j
+        })
+        .unwrap();
+        let e = validate(&nil).unwrap_err();
+        assert!(e.to_string().contains("trigger"), "{e}");
+        // Ids are not PHI: masking keeps them.
+        assert_eq!(before.masked().trigger, trigger);
+    }
+    assert_eq!(Trigger::Manual.stored(), (trigger_kind::MANUAL, None));
+    assert_eq!(reminders().trigger.stored(), (trigger_kind::EVENT, None));
+    // An unknown action or a missing id does not parse.
+    for bad in [
+        json!({"kind": "campaign_engaged", "campaign": list, "action": "forwarded"}),
+        json!({"kind": "list_added"}),
+        json!({"kind": "segment_entered", "segment": "not-a-uuid"}),
+    ] {
+        assert!(serde_json::from_value::<Trigger>(bad).is_err());
+    }
 }

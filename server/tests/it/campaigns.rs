@@ -103,7 +103,7 @@ async fn status(svc: &Services, actor: &Actor, id: Uuid) -> domain::campaign_vie
     service::campaigns::progress(svc, actor, id).await.unwrap()
 }
 
-async fn wait_status(app: &TestApp, actor: &Actor, id: Uuid, want: CampaignStatus, secs: u64) {
+pub(crate) async fn wait_status(app: &TestApp, actor: &Actor, id: Uuid, want: CampaignStatus, secs: u64) {
     for _ in 0..secs * 10 {
         if status(&app.services, actor, id).await.status == want {
             return;

@@ -569,6 +569,27 @@ async fn data_key_rotation_reseals_every_sealed_column_so_the_old_key_can_be_des
     .await
     .unwrap();
     produced.insert("webhook_endpoint.secret".to_string());
+    // sequence.sealed_draft and sequence_version.sealed_definition: a sequence whose trigger holds
+    // a literal (possibly PHI), published once (the draft stays beside the published version).
+    let sequence = service::sequences::create(svc, &actor, "Reminders").await.unwrap();
+    let definition: domain::sequences::SequenceDefinition = serde_json::from_value(serde_json::json!({
+        "version": 1,
+        "trigger": {"kind": "event", "event_type": "appointment.booked",
+                    "properties": [{"key": "clinic", "test": {"op": "text_equals", "value": "Cardiology"}}]},
+        "entry": "every_time",
+        "start": "confirm",
+        "steps": [{"id": "confirm", "kind": "send_email", "template": template, "purpose": "transactional", "next": null}]
+    }))
+    .unwrap();
+    let draft = service::sequences::DraftInput {
+        name: "Reminders".into(),
+        from_name: "Clinic".into(),
+        from_email: "care@clinic.test".into(),
+        definition,
+    };
+    service::sequences::save_draft(svc, &actor, sequence, &draft).await.unwrap();
+    assert_eq!(service::sequences::publish(svc, &actor, sequence, &[]).await.unwrap(), 1);
+    produced.extend(["sequence.sealed_draft".to_string(), "sequence_version.sealed_definition".to_string()]);
 
     let registry: BTreeSet<String> = SEALED.iter().map(|c| c.name()).collect();
     assert_eq!(
@@ -632,6 +653,11 @@ async fn data_key_rotation_reseals_every_sealed_column_so_the_old_key_can_be_des
     let p = service::contacts::import::preview(&fresh, &actor, import).await.unwrap();
     assert_eq!(p.headers.iter().map(|h| h.expose().as_str()).collect::<Vec<_>>(), ["email", "first_name"]);
     assert_eq!(p.rows[0][1].expose(), "Quinn");
+    // The sequence's draft and published version open with the new key.
+    let seq = service::sequences::get(&fresh, &actor, sequence).await.unwrap();
+    assert_eq!(seq.name, "Reminders");
+    assert!(serde_json::to_string(&seq.draft).unwrap().contains("Cardiology"));
+    assert!(seq.current.is_some() && seq.changes.is_some());
     db.close().await.unwrap();
     app.stop().await;
 }

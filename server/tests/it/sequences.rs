@@ -494,3 +494,170 @@ async fn publishing_refuses_what_cannot_run_and_roles_are_enforced() {
     assert!(service::sequences::list(svc, &foreign).await.unwrap().is_empty());
     app.stop().await;
 }
+
+/// Wait (real time, the engine running) until `sql` counts at least one row.
+async fn eventually(app: &TestApp, sql: &str) {
+    for _ in 0..200 {
+        if scalar(app, sql).await > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never true: {sql}");
+}
+
+/// The triggers besides patient events: a list addition (by any path, once per subscription), a
+/// contact entering a segment after the sequence went live (not the members it started with),
+/// and a person's first click in a campaign's email (not a scanner's, not a second click).
+#[tokio::test]
+async fn list_segment_and_campaign_triggers_enrol_the_contacts_they_name() {
+    let smtp = SmtpServer::start(Tls::Required, &[]);
+    let app = start(&smtp, &[]).await;
+    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    app.verified_domain(org, "clinic.test").await;
+    let actor = Actor::system(org, "test");
+    let svc = &app.services;
+    let ann = contact(svc, &actor, "ann@patients.test", "Ann", true).await;
+    let bob = contact(svc, &actor, "bob@patients.test", "Quillonbrae", true).await;
+    let dan = contact(svc, &actor, "dan@patients.test", "Dan", true).await;
+    let welcome = template(svc, &actor, "Welcome to the newsletter").await;
+    let joined = template(svc, &actor, "You are in the group").await;
+    let thanks = template(svc, &actor, "Thanks for reading").await;
+    let one_send = |t: Uuid, trigger: Value, entry: &str| {
+        json!({
+            "version": 1, "trigger": trigger, "entry": entry, "start": "send",
+            "steps": [{"id": "send", "kind": "send_email", "template": t, "purpose": "marketing", "next": null}]
+        })
+    };
+
+    // A list: added by staff, added again (already subscribed: nothing), unsubscribed and
+    // subscribed again (a new subscription, but the sequence admits once ever).
+    let news = service::contacts::lists::create(
+        svc,
+        &actor,
+        "Newsletter",
+        "",
+        false,
+        domain::contacts::ConsentPurpose::Marketing,
+    )
+    .await
+    .unwrap();
+    publish(svc, &actor, "Welcome", one_send(welcome, json!({"kind": "list_added", "list": news}), "once_ever")).await;
+    service::contacts::lists::add(svc, &actor, news, &[ann]).await.unwrap();
+    settle(&app).await;
+    assert_eq!(to("ann@patients.test", &received(&smtp)), ["Welcome to the newsletter"]);
+    service::contacts::lists::add(svc, &actor, news, &[ann]).await.unwrap();
+    service::contacts::lists::unsubscribe(svc, &actor, news, ann).await.unwrap();
+    service::contacts::lists::add(svc, &actor, news, &[ann]).await.unwrap();
+    settle(&app).await;
+    assert_eq!(scalar(&app, "SELECT count(*) FROM sequence_signal").await, 0, "every signal consumed");
+    assert_eq!(to("ann@patients.test", &received(&smtp)).len(), 1, "once ever");
+    assert!(trail_of(&app, ann).await.contains(&":entered".to_string()));
+    let why = texts(&app, &format!(
+        "SELECT x.detail->>'signal' FROM enrolment_step x JOIN enrolment e ON e.id = x.enrolment_id WHERE e.contact_id = '{ann}' AND x.visit = 0"
+    ))
+    .await;
+    assert_eq!(why, ["list_added"], "the trail says why the contact entered");
+
+    // A segment (a PHI condition: sealed): Bob is a member when the sequence goes live and does
+    // not enter; Cara, created afterwards with the same name, enters at the next check.
+    let def: domain::segments::SegmentDefinition = serde_json::from_value(json!({
+        "version": 1,
+        "root": {"node": "and", "children": [{"node": "condition", "condition":
+            {"kind": "field", "field": "first_name", "test": {"op": "text_equals", "value": "Quillonbrae"}}}]}
+    }))
+    .unwrap();
+    let group = service::segments::create(svc, &actor, "Quillonbraes", &def).await.unwrap();
+    let seq = publish(
+        svc,
+        &actor,
+        "Group",
+        one_send(joined, json!({"kind": "segment_entered", "segment": group}), "once_ever"),
+    )
+    .await;
+    eventually(&app, &format!("SELECT count(*) FROM sequence_segment_check WHERE sequence_id = '{seq}'")).await;
+    assert_eq!(
+        scalar(&app, &format!("SELECT count(*) FROM sequence_segment_member WHERE sequence_id = '{seq}'")).await,
+        1
+    );
+    let cara = contact(svc, &actor, "cara@patients.test", "Quillonbrae", true).await;
+    settle(&app).await;
+    assert!(state_of(&app, cara).await.is_empty(), "not before the next check");
+    app.advance(service::sequences::engine::SEGMENT_CHECK_SECS + 1);
+    eventually(&app, &format!("SELECT count(*) FROM enrolment WHERE contact_id = '{cara}'")).await;
+    settle(&app).await;
+    let got = received(&smtp);
+    assert_eq!(to("cara@patients.test", &got), ["You are in the group"]);
+    assert!(to("bob@patients.test", &got).is_empty(), "members at publication do not enter");
+    assert!(state_of(&app, bob).await.is_empty());
+
+    // A campaign: Dan's first human click starts the sequence; a scanner's does not, nor a
+    // second click (even with an entry rule that admits every time).
+    let list = crate::campaigns::list_with(svc, &actor, &[dan]).await;
+    let t = crate::campaigns::template(svc, &actor).await;
+    let campaign =
+        service::campaigns::create(svc, &actor, &crate::campaigns::settings("Spring", list, t)).await.unwrap();
+    let after = publish(
+        svc,
+        &actor,
+        "After Spring",
+        one_send(thanks, json!({"kind": "campaign_engaged", "campaign": campaign, "action": "clicked"}), "every_time"),
+    )
+    .await;
+    assert_eq!(
+        service::campaigns::launch(svc, &actor, campaign).await.unwrap(),
+        domain::campaigns::CampaignStatus::Sending
+    );
+    crate::campaigns::wait_status(&app, &actor, campaign, domain::campaigns::CampaignStatus::Completed, 60).await;
+    let spring = smtp
+        .messages()
+        .iter()
+        .map(|(p, _)| mime(p))
+        .find(|m| m["headers"]["subject"] == "Spring check-ups")
+        .expect("the campaign's message");
+    let click = crate::campaigns::path_of(&crate::campaigns::find_url(spring["html"].as_str().unwrap(), "/t/c/"));
+    let web = app.client();
+    app.advance(120);
+    let r = web.get_with(&click, &[("user-agent", "Mozilla/5.0 (compatible; Barracuda Sentinel)")]).await;
+    assert_eq!(r.status, 302);
+    settle(&app).await;
+    assert!(state_of(&app, dan).await.is_empty(), "a link scanner is not a person");
+    app.advance(120);
+    const IPHONE_MAIL: &str =
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148";
+    for _ in 0..2 {
+        let r = web.get_with(&click, &[("user-agent", IPHONE_MAIL)]).await;
+        assert_eq!(r.status, 302);
+        app.advance(120);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    settle(&app).await;
+    assert_eq!(to("dan@patients.test", &received(&smtp)), ["Spring check-ups", "Thanks for reading"]);
+    assert_eq!(
+        scalar(&app, &format!("SELECT count(*) FROM enrolment WHERE sequence_id = '{after}' AND contact_id = '{dan}'"))
+            .await,
+        1
+    );
+
+    // Publishing refuses a trigger naming another organisation's list, or nothing.
+    let other = app.org_with_user("Other", "admin@other.test", Role::Admin).await;
+    let foreign = service::contacts::lists::create(
+        svc,
+        &Actor::system(other, "test"),
+        "Theirs",
+        "",
+        false,
+        domain::contacts::ConsentPurpose::Marketing,
+    )
+    .await
+    .unwrap();
+    for trigger in
+        [json!({"kind": "list_added", "list": foreign}), json!({"kind": "segment_entered", "segment": Uuid::nil()})]
+    {
+        let id = service::sequences::create(svc, &actor, "Refused").await.unwrap();
+        save(svc, &actor, id, "Refused", one_send(welcome, trigger, "once_ever")).await;
+        let e = service::sequences::publish(svc, &actor, id, &[]).await.unwrap_err();
+        assert!(format!("{e:?}").contains("trigger"), "{e:?}");
+    }
+    app.stop().await;
+}

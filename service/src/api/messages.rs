@@ -11,9 +11,8 @@
 //!
 //! Accepting writes, in one transaction: the `api_message` row (the template's latest version
 //! pinned, the merge data sealed), its tracked links, its `delivery` row (source `api_message`, id
-//! = the message's) with the delivery-queue row, the send job (`campaigns::send::MessageJob`, ids
-//! only) and the idempotent answer. The job sends it through the campaigns' claim/record path,
-//! exactly once.
+//! = the message's) with the delivery-queue row, and the idempotent answer. The sender loops
+//! (`campaigns::send::send_due`) send it through the campaigns' claim/record path, exactly once.
 //!
 //! The template may use `{{message.<key>}}` (the `data` sent here; a key the data lacks renders
 //! empty) but not `{{event.<key>}}` (only sequence emails have an event): such a template is

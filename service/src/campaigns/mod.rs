@@ -880,7 +880,6 @@ pub async fn tick(svc: &Services, stale: std::time::Duration) -> ServiceResult<(
     for db::Id { id } in sending {
         send::ensure_dispatch(svc, id, stale).await?;
     }
-    send::message::ensure_jobs(svc, stale).await?;
     Ok(())
 }
 

@@ -22,7 +22,7 @@
 
 pub mod message;
 
-pub use message::{MessageJob, send_message};
+pub use message::send_due;
 
 use super::{DispatchJob, Row, load_any};
 use crate::audit::{self, AuditActor, AuditRecord};
@@ -446,46 +446,60 @@ fn decided(svc: &Services, id: Uuid, attempts: i32, attempt: Attempt<'_>, status
     }
 }
 
-/// One sending lane of a batch: takes rows from the batch's queue until it is empty and reports
-/// each outcome the moment it is known. Over SMTP a lane keeps one pooled connection and
-/// pipelines across messages (one round trip per message, `smtp::Sequence`); with a per-domain
-/// limit each message is completed before the next is prepared (the limit may make the lane wait).
-async fn lane(
+/// A message ready for the transport, whoever asked for it (a campaign's batch, a batch of
+/// one-recipient messages).
+struct Ready {
+    id: Uuid,
+    attempts: i32,
+    organisation: domain::ids::OrganisationId,
+    message: Message,
+    to: Phi<String>,
+    subject: String,
+    dkim: Arc<Dkim>,
+}
+
+/// One sending lane of a batch: takes items from the batch's queue until it is empty, makes each
+/// `Ready` with `prepare` (or takes the outcome `prepare` decided) and reports each outcome the
+/// moment it is known. Over SMTP a lane keeps one pooled connection and pipelines across messages
+/// (one round trip per message, `smtp::Sequence`); with `one_at_a_time` (a per-domain limit) each
+/// message is completed before the next is prepared (the limit may make the lane wait).
+async fn lane<T, F, Fut>(
     svc: &Services,
-    p: &Prepared,
-    keys: &record::KeySet,
-    queue: &std::sync::Mutex<std::vec::IntoIter<Claimed>>,
+    queue: &std::sync::Mutex<std::vec::IntoIter<T>>,
+    one_at_a_time: bool,
     out: &tokio::sync::mpsc::UnboundedSender<Outcome>,
-) {
+    prepare: F,
+) where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = Result<Ready, Outcome>>,
+{
     let next = || queue.lock().ok().and_then(|mut q| q.next());
-    let org = p.row.organisation;
     let Mailer::Smtp(pool) = svc.mailer() else {
-        while let Some(c) = next() {
-            let o = match ready(svc, p, keys, &c).await {
+        while let Some(item) = next() {
+            let o = match prepare(item).await {
                 Err(o) => o,
-                Ok(b) => {
-                    let sent = mail::deliver(svc, org, b.message, &b.to, &b.subject, Some(&p.dkim)).await;
-                    outcome_for(svc, c.id, c.attempts, sent)
+                Ok(r) => {
+                    let sent = mail::deliver(svc, r.organisation, r.message, &r.to, &r.subject, Some(&r.dkim)).await;
+                    outcome_for(svc, r.id, r.attempts, sent)
                 }
             };
             let _ = out.send(o);
         }
         return;
     };
-    let one_at_a_time = p.row.settings.throttle.per_domain_per_minute.is_some();
     let mut seq = None;
-    while let Some(c) = next() {
-        let built = match ready(svc, p, keys, &c).await {
-            Ok(b) => b,
+    while let Some(item) = next() {
+        let r = match prepare(item).await {
+            Ok(r) => r,
             Err(o) => {
                 let _ = out.send(o);
                 continue;
             }
         };
-        let raw = match mail::wire_bytes_off_thread(svc, org, &built.message, Some(p.dkim.clone())).await {
-            Ok(r) => r,
+        let raw = match mail::wire_bytes_off_thread(svc, r.organisation, &r.message, Some(r.dkim.clone())).await {
+            Ok(raw) => raw,
             Err(e) => {
-                let _ = out.send(outcome_for(svc, c.id, c.attempts, Err(e)));
+                let _ = out.send(outcome_for(svc, r.id, r.attempts, Err(e)));
                 continue;
             }
         };
@@ -494,10 +508,10 @@ async fn lane(
         }
         let Some(s) = seq.as_mut() else {
             let closed = Ok(SendOutcome::Deferred("the mail pool is closed".into()));
-            let _ = out.send(outcome_for(svc, c.id, c.attempts, closed));
+            let _ = out.send(outcome_for(svc, r.id, r.attempts, closed));
             continue;
         };
-        for ((id, attempts), o) in s.send(built.message.envelope(), &raw, (c.id, c.attempts)).await {
+        for ((id, attempts), o) in s.send(r.message.envelope(), &raw, (r.id, r.attempts)).await {
             let _ = out.send(outcome_for(svc, id, attempts, Ok(o)));
         }
         if one_at_a_time && let Some(s) = seq.take() {
@@ -511,6 +525,46 @@ async fn lane(
             let _ = out.send(outcome_for(svc, id, attempts, Ok(o)));
         }
     }
+}
+
+/// The task that writes a batch's outcomes as they arrive: the write right after each 250 is what
+/// keeps the duplicate window small; under load they group into one statement. A failed write is
+/// retried: until it lands, its rows stay claimed by this lease. Drop the sender, then await the
+/// task.
+fn outcome_writer(
+    svc: &Services,
+    campaign: Option<Uuid>,
+    lease: i64,
+) -> (tokio::sync::mpsc::UnboundedSender<Outcome>, tokio::task::JoinHandle<ServiceResult<()>>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Outcome>();
+    let svc = svc.clone();
+    let writer = tokio::spawn(async move {
+        let mut result = Ok(());
+        while let Some(first) = rx.recv().await {
+            let mut outs = vec![first];
+            while let Ok(o) = rx.try_recv() {
+                outs.push(o);
+            }
+            let mut attempt = 0;
+            loop {
+                match record(&svc, campaign, lease, &outs).await {
+                    Ok(()) => break,
+                    Err(e) if attempt < 5 => {
+                        attempt += 1;
+                        tracing::warn!(error = %e.log_detail(), attempt, "delivery outcomes not written yet; retrying");
+                        tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e.log_detail(), rows = outs.len(), "delivery outcomes could not be written");
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+        }
+        result
+    });
+    (tx, writer)
 }
 
 /// Write outcomes in one statement (one round trip, one commit): the delivery rows still ours
@@ -922,43 +976,23 @@ pub async fn dispatch(svc: &Services, worker: &SendWorker, job: &DispatchJob) ->
         let sealed: Vec<&record::SealedContact> =
             claimed.iter().filter_map(|c| c.contact.as_ref().map(|x| &x.1)).collect();
         let keys = contacts::keys_for(svc, svc.db(), &sealed).await?;
-        // Outcomes are written as they arrive: the write right after each 250 is what keeps the
-        // duplicate window small. Under load they group into one statement.
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Outcome>();
-        let writer = {
-            let svc = svc.clone();
-            let campaign = job.campaign_id;
-            let key = lease.key;
-            tokio::spawn(async move {
-                let mut result = Ok(());
-                while let Some(first) = rx.recv().await {
-                    let mut outs = vec![first];
-                    while let Ok(o) = rx.try_recv() {
-                        outs.push(o);
-                    }
-                    // A failed write is retried: until it lands, these rows stay claimed by us.
-                    let mut attempt = 0;
-                    loop {
-                        match record(&svc, Some(campaign), key, &outs).await {
-                            Ok(()) => break,
-                            Err(e) if attempt < 5 => {
-                                attempt += 1;
-                                tracing::warn!(error = %e.log_detail(), attempt, "delivery outcomes not written yet; retrying");
-                                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-                            }
-                            Err(e) => {
-                                tracing::error!(error = %e.log_detail(), rows = outs.len(), "delivery outcomes could not be written");
-                                result = Err(e);
-                                break;
-                            }
-                        }
-                    }
-                }
-                result
+        let (tx, writer) = outcome_writer(svc, Some(job.campaign_id), lease.key);
+        let queue = std::sync::Mutex::new(claimed.into_iter());
+        let one_at_a_time = p.row.settings.throttle.per_domain_per_minute.is_some();
+        let (p, keys) = (&p, &keys);
+        let prepare = |c: Claimed| async move {
+            let b = ready(svc, p, keys, &c).await?;
+            Ok(Ready {
+                id: c.id,
+                attempts: c.attempts,
+                organisation: p.row.organisation,
+                message: b.message,
+                to: b.to,
+                subject: b.subject,
+                dkim: p.dkim.clone(),
             })
         };
-        let queue = std::sync::Mutex::new(claimed.into_iter());
-        futures::future::join_all((0..concurrency).map(|_| lane(svc, &p, &keys, &queue, &tx))).await;
+        futures::future::join_all((0..concurrency).map(|_| lane(svc, &queue, one_at_a_time, &tx, prepare))).await;
         drop(tx);
         writer.await.map_err(|_| ServiceError::internal("the outcome writer stopped"))??;
     }

@@ -417,6 +417,28 @@ pub async fn flush(svc: &Services, hits: Vec<Hit>) -> ServiceResult<()> {
         .await
         .map_err(db::sqlx_err)?;
     }
+    // A person's first open or click of a campaign's email starts the live sequences that wait
+    // for it (a signal each; machine opens and scanner clicks never count, nor later ones).
+    if !org.is_empty() {
+        sqlx::query(
+            "INSERT INTO sequence_signal (organisation_id, contact_id, kind, ref_id, created_at)
+             SELECT DISTINCT e.organisation_id, e.contact_id, 'campaign_' || e.activity, e.campaign_id, $3::timestamptz
+             FROM engagement_event e
+             WHERE e.delivery_id = ANY($1) AND e.occurred_at >= $2 AND NOT e.machine AND e.campaign_id IS NOT NULL
+               AND e.activity IN ('opened', 'clicked')
+               AND EXISTS (SELECT 1 FROM sequence_version v JOIN sequence s ON s.current_version_id = v.id
+                           WHERE v.trigger_ref = e.campaign_id AND v.trigger_kind = 'campaign_' || e.activity
+                             AND s.status = 'active')
+               AND NOT EXISTS (SELECT 1 FROM engagement_event p WHERE p.delivery_id = e.delivery_id
+                               AND p.activity = e.activity AND NOT p.machine AND p.occurred_at < $2)",
+        )
+        .bind(&delivery)
+        .bind(earliest)
+        .bind(svc.clock().now())
+        .execute(&mut *tx)
+        .await
+        .map_err(db::sqlx_err)?;
+    }
     // A sequence waiting for an open or click of one of these emails wakes now (the engine
     // re-reads the engagement; a waking enrolment that is not waiting for it sleeps again).
     let human: Vec<uuid::Uuid> = delivery.iter().zip(&machine).filter(|(_, m)| !**m).map(|(d, _)| *d).collect();

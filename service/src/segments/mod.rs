@@ -229,6 +229,26 @@ async fn load(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<SegmentV
     Ok(SegmentView { id: r.id, name: r.name, definition, updated_at: r.updated_at })
 }
 
+/// Every current member of a saved segment (ids, ascending), for a sequence that starts when a
+/// contact enters it. `None` when the segment is gone. Ids only, held in memory (16 bytes each).
+pub(crate) async fn member_ids(svc: &Services, org: OrganisationId, id: Uuid) -> ServiceResult<Option<Vec<Uuid>>> {
+    let actor = Actor::system(org, "sequences");
+    let seg = match load(svc, &actor, id).await {
+        Ok(s) => s,
+        Err(ServiceError::NotFound) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let cat = catalogue(svc, svc.db(), &actor).await?;
+    validate(&seg.definition, &cat)?;
+    let mut ids = Vec::new();
+    eval::scan(svc, org, &seg.definition.root, &cat.fields, cat.custom, svc.clock().now(), |page| {
+        ids.extend(page);
+        true
+    })
+    .await?;
+    Ok(Some(ids))
+}
+
 /// Open a saved segment. People who may not read contacts get the definition with the literal
 /// values of PHI conditions masked (read from the plain copy, masked again with today's fields so
 /// a legacy row not sealed yet shows nothing either).

@@ -66,33 +66,6 @@ fn correlation(key: &DataKey, property: &str, value: &FieldValue) -> Vec<u8> {
     key.mac(&[b"hermetic.bidx.sequence-correlation.v1", property.as_bytes(), value.display().trim().as_bytes()])
         .to_vec()
 }
-
-/// An event's properties as the template's `event.` namespace reads them (opened at send time).
-pub async fn event_json(svc: &Services, org: OrganisationId, event: Uuid) -> ServiceResult<Json> {
-    let props = event_properties(svc, svc.db(), org, event).await?;
-    Ok(crate::contacts::record::attrs_json(&props))
-}
-
-async fn event_properties<C: ConnectionTrait>(
-    svc: &Services,
-    conn: &C,
-    org: OrganisationId,
-    event: Uuid,
-) -> ServiceResult<BTreeMap<String, FieldValue>> {
-    let bytes = db::scalar::<Option<Vec<u8>>, _>(
-        conn,
-        "SELECT properties FROM patient_event WHERE id = $1 AND organisation_id = $2",
-        [event.into(), org.0.into()],
-    )
-    .await?
-    .flatten();
-    let Some(bytes) = bytes else { return Ok(BTreeMap::new()) };
-    let plain = svc.keys().open(conn, &crate::events::aad(org, event), &Sealed::from_bytes(bytes)?).await?;
-    let j: Json =
-        serde_json::from_slice(&plain).map_err(|_| ServiceError::internal("event properties are malformed"))?;
-    Ok(crate::events::properties_from_json(&j))
-}
-
 /// Versions opened once per batch.
 #[derive(Default)]
 struct Definitions(HashMap<Uuid, Arc<SequenceDefinition>>);
@@ -178,6 +151,27 @@ pub(crate) async fn admit<C: ConnectionTrait>(
     trigger_event: Option<Uuid>,
     correlation_bidx: Option<Vec<u8>>,
 ) -> ServiceResult<Option<Uuid>> {
+    let why = match trigger_event {
+        Some(e) => json!({ "event": e.to_string() }),
+        None => json!({ "by": "hand" }),
+    };
+    admit_because(svc, conn, org, sequence, version, def, contact, trigger_event, correlation_bidx, why).await
+}
+
+/// `admit`, with what the trail's `entered` row says of why (ids and codes only).
+#[allow(clippy::too_many_arguments)]
+async fn admit_because<C: ConnectionTrait>(
+    svc: &Services,
+    conn: &C,
+    org: OrganisationId,
+    sequence: Uuid,
+    version: Uuid,
+    def: &SequenceDefinition,
+    contact: Uuid,
+    trigger_event: Option<Uuid>,
+    correlation_bidx: Option<Vec<u8>>,
+    why: Json,
+) -> ServiceResult<Option<Uuid>> {
     db::exec(
         conn,
         "SELECT pg_advisory_xact_lock(hashtextextended($1::text || $2::text, 22))",
@@ -220,11 +214,7 @@ pub(crate) async fn admit<C: ConnectionTrait>(
         ],
     )
     .await?;
-    let detail = match trigger_event {
-        Some(e) => json!({ "event": e.to_string() }),
-        None => json!({ "by": "hand" }),
-    };
-    write_step(conn, id, 0, "", "enter", "entered", detail, now).await?;
+    write_step(conn, id, 0, "", "enter", "entered", why, now).await?;
     Ok(Some(id))
 }
 
@@ -346,6 +336,128 @@ pub async fn consume_events(svc: &Services, limit: u32) -> ServiceResult<usize> 
     db::exec(&txn, "DELETE FROM event_outbox WHERE event_id = ANY ($1)", [ids.into()]).await?;
     txn.commit().await?;
     Ok(events.len())
+}
+
+/// Admit the contacts of a batch of signals (list additions, segment entries, campaign
+/// engagement) into the live sequences they start, deleting the signal rows in the same
+/// transaction (each signal acts exactly once). Returns how many signals were consumed.
+pub async fn consume_signals(svc: &Services, limit: u32) -> ServiceResult<usize> {
+    #[derive(FromQueryResult)]
+    struct Signal {
+        id: i64,
+        organisation_id: Uuid,
+        contact_id: Uuid,
+        kind: String,
+        ref_id: Uuid,
+        sequence_id: Option<Uuid>,
+    }
+    let txn = svc.db().begin().await?;
+    let signals: Vec<Signal> = db::all_as(
+        &txn,
+        "SELECT id, organisation_id, contact_id, kind, ref_id, sequence_id FROM sequence_signal
+         ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        [i64::from(limit).into()],
+    )
+    .await?;
+    if signals.is_empty() {
+        txn.commit().await?;
+        return Ok(0);
+    }
+    let mut defs = Definitions::default();
+    for sg in &signals {
+        let org = OrganisationId(sg.organisation_id);
+        #[derive(FromQueryResult)]
+        struct Triggered {
+            id: Uuid,
+            version_id: Uuid,
+        }
+        // The live sequences this starts (a segment entry names its sequence: each keeps its own
+        // view of the segment's members).
+        let starts: Vec<Triggered> = db::all_as(
+            &txn,
+            "SELECT s.id, v.id AS version_id FROM sequence s JOIN sequence_version v ON v.id = s.current_version_id
+             WHERE s.organisation_id = $1 AND s.status = 'active' AND v.trigger_kind = $2 AND v.trigger_ref = $3
+               AND ($4::uuid IS NULL OR s.id = $4) ORDER BY s.id",
+            [sg.organisation_id.into(), sg.kind.clone().into(), sg.ref_id.into(), sg.sequence_id.into()],
+        )
+        .await?;
+        for s in starts {
+            let def = defs.get(svc, &txn, org, s.version_id).await?;
+            let why = json!({ "signal": sg.kind, "ref": sg.ref_id.to_string() });
+            admit_because(svc, &txn, org, s.id, s.version_id, &def, sg.contact_id, None, None, why).await?;
+        }
+    }
+    let ids: Vec<i64> = signals.iter().map(|s| s.id).collect();
+    db::exec(&txn, "DELETE FROM sequence_signal WHERE id = ANY ($1)", [ids.into()]).await?;
+    txn.commit().await?;
+    Ok(signals.len())
+}
+
+/// How often a live sequence started by a segment compares the segment's members with those it
+/// has seen (on the service's clock).
+pub const SEGMENT_CHECK_SECS: i64 = 60;
+
+/// Compare the members of one due segment trigger with those its sequence has seen: new members
+/// become signals (entrants), members who left are forgotten (coming back is entering again).
+/// The first look after publication only records the members. Returns whether a check was due.
+pub async fn check_segments(svc: &Services) -> ServiceResult<bool> {
+    #[derive(FromQueryResult)]
+    struct Due {
+        sequence_id: Uuid,
+        organisation_id: Uuid,
+        segment_id: Uuid,
+        seen: bool,
+    }
+    let now = svc.clock().now();
+    let txn = svc.db().begin().await?;
+    // One due check, claimed for this transaction (the sequence row is locked, so two processes
+    // never compare the same members at once).
+    let due: Option<Due> = db::one_as(
+        &txn,
+        "SELECT s.id AS sequence_id, s.organisation_id, v.trigger_ref AS segment_id, (c.checked_at IS NOT NULL) AS seen
+         FROM sequence s JOIN sequence_version v ON v.id = s.current_version_id
+         LEFT JOIN sequence_segment_check c ON c.sequence_id = s.id AND c.segment_id = v.trigger_ref
+         WHERE s.status = 'active' AND v.trigger_kind = 'segment_entered' AND v.trigger_ref IS NOT NULL
+           AND (c.checked_at IS NULL OR c.checked_at <= $1)
+         ORDER BY c.checked_at NULLS FIRST LIMIT 1 FOR UPDATE OF s SKIP LOCKED",
+        [(now - Duration::seconds(SEGMENT_CHECK_SECS)).into()],
+    )
+    .await?;
+    let Some(d) = due else {
+        txn.commit().await?;
+        return Ok(false);
+    };
+    let org = OrganisationId(d.organisation_id);
+    let members = crate::segments::member_ids(svc, org, d.segment_id).await?.unwrap_or_default();
+    db::exec(
+        &txn,
+        "WITH m AS (SELECT DISTINCT unnest($3::uuid[]) AS contact_id),
+              gone AS (DELETE FROM sequence_segment_member s WHERE s.sequence_id = $1 AND s.segment_id = $2
+                       AND NOT EXISTS (SELECT 1 FROM m WHERE m.contact_id = s.contact_id)),
+              new AS (INSERT INTO sequence_segment_member (sequence_id, segment_id, contact_id)
+                      SELECT $1, $2, m.contact_id FROM m JOIN contact c ON c.id = m.contact_id AND c.organisation_id = $4
+                      ON CONFLICT DO NOTHING RETURNING contact_id)
+         INSERT INTO sequence_signal (organisation_id, contact_id, kind, ref_id, sequence_id, created_at)
+         SELECT $4, contact_id, 'segment_entered', $2, $1, $5 FROM new WHERE $6",
+        [
+            d.sequence_id.into(),
+            d.segment_id.into(),
+            members.into(),
+            d.organisation_id.into(),
+            now.into(),
+            d.seen.into(),
+        ],
+    )
+    .await?;
+    db::exec(
+        &txn,
+        "INSERT INTO sequence_segment_check (sequence_id, segment_id, checked_at) VALUES ($1, $2, $3)
+         ON CONFLICT (sequence_id, segment_id) DO UPDATE SET checked_at = EXCLUDED.checked_at",
+        [d.sequence_id.into(), d.segment_id.into(), now.into()],
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(true)
 }
 
 #[derive(FromQueryResult)]
@@ -563,12 +675,18 @@ async fn awaited_since(
             let (Some(key), Some(trigger)) = (&def.correlation_key, d.trigger_event_id) else { return Ok(None) };
             let org = OrganisationId(d.organisation_id);
             let bkey = contacts::bidx_key(svc, conn, org).await?;
-            let mine = event_properties(svc, conn, org, trigger).await?.get(key).map(|v| correlation(&bkey, key, v));
+            let mine = crate::events::stored_properties(svc, conn, org, trigger)
+                .await?
+                .get(key)
+                .map(|v| correlation(&bkey, key, v));
             if mine.is_none() {
                 return Ok(None);
             }
             for c in candidates {
-                let theirs = event_properties(svc, conn, org, c.id).await?.get(key).map(|v| correlation(&bkey, key, v));
+                let theirs = crate::events::stored_properties(svc, conn, org, c.id)
+                    .await?
+                    .get(key)
+                    .map(|v| correlation(&bkey, key, v));
                 if theirs == mine {
                     return Ok(Some(c.received_at));
                 }
@@ -607,7 +725,7 @@ async fn run(
     let org = OrganisationId(d.organisation_id);
     let def = defs.get(svc, txn, org, d.version_id).await?;
     let props = match d.trigger_event_id {
-        Some(e) => event_properties(svc, txn, org, e).await?,
+        Some(e) => crate::events::stored_properties(svc, txn, org, e).await?,
         None => BTreeMap::new(),
     };
     let zone = zone(d.time_zone.as_deref());
@@ -785,7 +903,9 @@ async fn gate(
 /// One pass of the engine: events first (they may wake or end enrolments), then due enrolments.
 /// Returns (events consumed, enrolments moved).
 pub async fn tick(svc: &Services, batch: u32) -> ServiceResult<(usize, usize)> {
-    let events = consume_events(svc, batch).await?;
+    let events = consume_events(svc, batch).await?
+        + consume_signals(svc, batch).await?
+        + usize::from(check_segments(svc).await?);
     let moved = advance_due(svc, batch).await?;
     Ok((events, moved))
 }

@@ -209,7 +209,7 @@ fn has_hidden(def: &SequenceDefinition) -> bool {
     let hidden = |t: &domain::segments::FieldTest| matches!(t, domain::segments::FieldTest::Hidden { .. });
     let trig = match &def.trigger {
         Trigger::Event { properties, .. } => properties.iter().any(|p| hidden(&p.test)),
-        Trigger::Manual => false,
+        _ => false,
     };
     trig || def.steps.iter().any(|s| match &s.kind {
         StepKind::Branch { test: seq::BranchTest::EventProperty { test }, .. } => hidden(&test.test),
@@ -270,6 +270,27 @@ async fn prepare_for_publish<C: ConnectionTrait>(
 ) -> ServiceResult<SequenceDefinition> {
     seq::validate(def).map_err(ServiceError::from)?;
     crate::sending_domains::verified_domain_of(conn, org, "from_email", from_email).await?;
+    // The list, segment or campaign a trigger names is one of the organisation's own.
+    if let (kind, Some(r)) = def.trigger.stored() {
+        let (table, what) = match kind {
+            seq::trigger_kind::LIST_ADDED => ("contact_list", "list"),
+            seq::trigger_kind::SEGMENT_ENTERED => ("segment", "segment"),
+            _ => ("campaign", "campaign"),
+        };
+        let ok = db::scalar::<bool, _>(
+            conn,
+            &format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1 AND organisation_id = $2)"),
+            [r.into(), org.0.into()],
+        )
+        .await?
+        .unwrap_or(false);
+        if !ok {
+            return Err(ServiceError::invalid(
+                "trigger",
+                format!("the {what} that starts the sequence does not exist"),
+            ));
+        }
+    }
     let mut out = def.clone();
     for step in &mut out.steps {
         let field = format!("step {}", step.id);
@@ -358,8 +379,8 @@ pub async fn publish(svc: &Services, actor: &Actor, id: Uuid, move_waiting_at: &
     db::exec(
         &txn,
         "INSERT INTO sequence_version (id, organisation_id, sequence_id, number, definition, sealed_definition,
-                                       trigger_event_type, watched_event_types, published_by, published_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                                       trigger_event_type, watched_event_types, published_by, published_at, trigger_kind, trigger_ref)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         [
             vid.into(),
             org.0.into(),
@@ -371,6 +392,8 @@ pub async fn publish(svc: &Services, actor: &Actor, id: Uuid, move_waiting_at: &
             watched.into(),
             actor.user_id().map(|u| u.0).into(),
             now.into(),
+            def.trigger.stored().0.into(),
+            def.trigger.stored().1.into(),
         ],
     )
     .await?;

@@ -14,9 +14,10 @@ use domain::DomainError;
 use domain::campaigns::DeliveryPolicy;
 use domain::contacts::{ConsentPurpose, FieldValue, ListView};
 use domain::segments::{Cmp, FieldTest, PropertyTest};
+use domain::sequences::trigger_kind as tk;
 use domain::sequences::{
-    Awaited, BranchTest, EntryRule, EventMatch, FrequencyCap, QuietHours, SequenceDefinition, SequenceStatus,
-    SequenceView, Simulation, SplitPath, StepKind, StepStats, TestRunStep, Trigger, WaitSpec,
+    Awaited, BranchTest, Engagement, EntryRule, EventMatch, FrequencyCap, QuietHours, SequenceDefinition,
+    SequenceStatus, SequenceView, Simulation, SplitPath, StepKind, StepStats, TestRunStep, Trigger, WaitSpec,
 };
 use domain::template_views::TemplateSummary;
 use leptos::prelude::*;
@@ -37,6 +38,9 @@ struct Ctx {
     stats: StoredValue<BTreeMap<String, StepStats>>,
     templates: StoredValue<Vec<TemplateSummary>>,
     lists: StoredValue<Vec<ListView>>,
+    /// Segments and campaigns a trigger may name (id, name).
+    segments: StoredValue<Vec<(Uuid, String)>>,
+    campaigns: StoredValue<Vec<(Uuid, String)>>,
     /// The first problem `validate` finds in the working copy: (field, reason).
     problem: Memo<Option<(String, String)>>,
     /// What the server found when the saved copy was loaded (its organisation checks too:
@@ -197,6 +201,8 @@ pub fn Builder(
     view: SequenceView,
     templates: Vec<TemplateSummary>,
     lists: Vec<ListView>,
+    segments: Vec<(Uuid, String)>,
+    campaigns: Vec<(Uuid, String)>,
     can_write: bool,
     reload: Callback<()>,
 ) -> impl IntoView {
@@ -217,6 +223,8 @@ pub fn Builder(
         stats: StoredValue::new(view.steps.iter().map(|s| (s.step_id.clone(), s.clone())).collect()),
         templates: StoredValue::new(templates),
         lists: StoredValue::new(lists),
+        segments: StoredValue::new(segments),
+        campaigns: StoredValue::new(campaigns),
         problem,
         server_problem: RwSignal::new(if view.masked { None } else { view.draft_problem.clone() }),
         error: RwSignal::new(None),
@@ -635,10 +643,11 @@ fn StepCard(ctx: Ctx, id: String) -> impl IntoView {
 fn TriggerCard(ctx: Ctx) -> impl IntoView {
     let def = ctx.def;
     let is_event = Memo::new(move |_| def.with(|d| matches!(d.trigger, Trigger::Event { .. })));
+    let kind = Memo::new(move |_| def.with(|d| d.trigger.stored().0));
     let n_props = Memo::new(move |_| {
         def.with(|d| match &d.trigger {
             Trigger::Event { properties, .. } => properties.len(),
-            Trigger::Manual => 0,
+            _ => 0,
         })
     });
     let n_exits = Memo::new(move |_| def.with(|d| d.exit_on.len()));
@@ -648,6 +657,34 @@ fn TriggerCard(ctx: Ctx) -> impl IntoView {
             ctx.problem_at(f).map(|r| view! { <p class="field-error" role="alert" data-test=format!("problem-{f}")>{sentence(&domain::error::field_label(f), &r)}</p> })
         }
     };
+    // The lists, segments or campaigns a trigger of this kind may name.
+    let choices = move |k: &str| -> Vec<(Uuid, String)> {
+        match k {
+            tk::LIST_ADDED => ctx.lists.with_value(|ls| ls.iter().map(|l| (l.id, l.name.clone())).collect()),
+            tk::SEGMENT_ENTERED => ctx.segments.get_value(),
+            tk::CAMPAIGN_OPENED | tk::CAMPAIGN_CLICKED => ctx.campaigns.get_value(),
+            _ => vec![],
+        }
+    };
+    let trigger_of = move |k: &str| -> Trigger {
+        let first = choices(k).first().map(|c| c.0).unwrap_or_else(Uuid::nil);
+        match k {
+            tk::MANUAL => Trigger::Manual,
+            tk::LIST_ADDED => Trigger::ListAdded { list: first },
+            tk::SEGMENT_ENTERED => Trigger::SegmentEntered { segment: first },
+            tk::CAMPAIGN_OPENED => Trigger::CampaignEngaged { campaign: first, action: Engagement::Opened },
+            tk::CAMPAIGN_CLICKED => Trigger::CampaignEngaged { campaign: first, action: Engagement::Clicked },
+            _ => Trigger::Event { event_type: String::new(), properties: Vec::new() },
+        }
+    };
+    let set_ref = move |id: Uuid| {
+        ctx.edit(|d| match &mut d.trigger {
+            Trigger::ListAdded { list: r }
+            | Trigger::SegmentEntered { segment: r }
+            | Trigger::CampaignEngaged { campaign: r, .. } => *r = id,
+            _ => {}
+        })
+    };
     view! {
         <article class="trigger-card" data-test="trigger">
             <h2>"Trigger"</h2>
@@ -656,11 +693,51 @@ fn TriggerCard(ctx: Ctx) -> impl IntoView {
                 <select id="trigger-kind" data-test="trigger-kind" disabled=dis
                     on:change=move |ev| {
                         let v = event_target_value(&ev);
-                        ctx.edit(|d| d.trigger = if v == "manual" { Trigger::Manual } else { Trigger::Event { event_type: String::new(), properties: Vec::new() } });
+                        let t = trigger_of(&v);
+                        ctx.edit(|d| d.trigger = t);
                     }>
-                    <option value="event" selected=move || is_event.get()>"A patient event happens"</option>
-                    <option value="manual" selected=move || !is_event.get()>"A contact is enrolled explicitly (API or staff)"</option>
+                    {[
+                        (tk::EVENT, "A patient event happens"),
+                        (tk::LIST_ADDED, "A contact is added to a list"),
+                        (tk::SEGMENT_ENTERED, "A contact enters a segment"),
+                        (tk::CAMPAIGN_OPENED, "A contact opens a campaign"),
+                        (tk::CAMPAIGN_CLICKED, "A contact clicks in a campaign"),
+                        (tk::MANUAL, "A contact is enrolled explicitly (API or staff)"),
+                    ].into_iter().map(|(k, label)| view! {
+                        <option value=k selected=move || kind.get() == k>{label}</option>
+                    }).collect_view()}
                 </select>
+                {move || {
+                    let k = kind.get();
+                    let (label, empty) = match k {
+                        tk::LIST_ADDED => ("List", "No lists yet: create one under Contacts → Lists."),
+                        tk::SEGMENT_ENTERED => ("Segment", "No saved segments yet: save one under Segments."),
+                        tk::CAMPAIGN_OPENED | tk::CAMPAIGN_CLICKED => ("Campaign", "No campaigns yet."),
+                        _ => return None,
+                    };
+                    let options = choices(k);
+                    let current = def.with(|d| d.trigger.stored().1);
+                    Some(view! {
+                        <label for="trigger-ref">{label}</label>
+                        <div>
+                            {if options.is_empty() {
+                                view! { <p class="hint" data-test="trigger-ref-empty">{empty}</p> }.into_any()
+                            } else {
+                                view! {
+                                    <select id="trigger-ref" data-test="trigger-ref" disabled=dis
+                                        on:change=move |ev| { if let Ok(id) = Uuid::parse_str(&event_target_value(&ev)) { set_ref(id); } }>
+                                        {options.into_iter().map(|(id, name)| view! {
+                                            <option value=id.to_string() selected=current == Some(id)>{name}</option>
+                                        }).collect_view()}
+                                    </select>
+                                }.into_any()
+                            }}
+                            {(k == tk::SEGMENT_ENTERED).then(|| view! { <p class="hint">"Members when the sequence goes live do not enter; contacts who join later do (checked every minute)."</p> })}
+                            {(k == tk::CAMPAIGN_OPENED || k == tk::CAMPAIGN_CLICKED).then(|| view! { <p class="hint">"A person's first open or click counts; machine opens and link scanners do not."</p> })}
+                            {problem("trigger")}
+                        </div>
+                    })
+                }}
                 {move || is_event.get().then(|| view! {
                     <label for="trigger-event">"Event type"</label>
                     <div>
@@ -677,7 +754,7 @@ fn TriggerCard(ctx: Ctx) -> impl IntoView {
                     {move || (0..n_props.get()).map(|i| view! {
                         <div class="condition-row" data-test="trigger-condition">
                             <PropertyTestEditor ctx=ctx prefix=format!("trigger-{i}")
-                                get=Callback::new(move |()| def.with(|d| match &d.trigger { Trigger::Event { properties, .. } => properties.get(i).cloned(), Trigger::Manual => None }))
+                                get=Callback::new(move |()| def.with(|d| match &d.trigger { Trigger::Event { properties, .. } => properties.get(i).cloned(), _ => None }))
                                 set=Callback::new(move |t: PropertyTest| ctx.edit(|d| if let Trigger::Event { properties, .. } = &mut d.trigger && let Some(p) = properties.get_mut(i) { *p = t; }))/>
                             <button type="button" class="link danger" disabled=dis
                                 on:click=move |_| ctx.edit(|d| if let Trigger::Event { properties, .. } = &mut d.trigger && i < properties.len() { properties.remove(i); })>"Remove"</button>

@@ -133,7 +133,13 @@ pub fn SequencePage() -> impl IntoView {
             // The pickers; a role without them still sees the flow (names fall back to ids).
             let templates = list_templates().await.unwrap_or_default();
             let lists = list_lists().await.unwrap_or_default();
-            Ok::<_, AppError>((view, templates, lists))
+            let segments = crate::api_segments::list_segments().await.unwrap_or_default();
+            let campaigns = crate::api_campaigns::list_campaigns().await.unwrap_or_default();
+            let sources = (
+                segments.into_iter().map(|s| (s.id, s.name)).collect::<Vec<_>>(),
+                campaigns.into_iter().map(|c| (c.id, c.name)).collect::<Vec<_>>(),
+            );
+            Ok::<_, AppError>((view, templates, lists, sources))
         }
     });
     Effect::new(move || {
@@ -162,11 +168,11 @@ pub fn SequencePage() -> impl IntoView {
                 _ if bad_id => view! { <NotFoundPanel back_href="/sequences" back_label="All sequences"/> }.into_any(),
                 None => view! { <section class="panel"><p>"Loading…"</p></section> }.into_any(),
                 Some(Err(e)) => crate::components::load_error(e, "/sequences", "All sequences"),
-                Some(Ok((view, templates, lists))) => {
+                Some(Ok((view, templates, lists, (segments, campaigns)))) => {
                     let sid = view.id;
                     view! {
                         <div class:hidden=move || tab.get() != "flow">
-                            <Builder view=view templates=templates lists=lists can_write=can_write reload=reload/>
+                            <Builder view=view templates=templates lists=lists segments=segments campaigns=campaigns can_write=can_write reload=reload/>
                         </div>
                         {move || (tab.get() == "enrolments").then(|| view! { <Enrolments id=sid/> })}
                     }.into_any()

@@ -1,52 +1,43 @@
-//! Sending one transactional API message (`POST /api/v1/messages`) through the same delivery
-//! queue as campaigns: the job claims the message's queue row with the process's lease (`FOR
-//! UPDATE SKIP LOCKED`), checks suppression and the `transactional` consent again, composes the
-//! message through `outbound` (`Kind::Transactional`: tracked, no list headers), hands it to the
-//! transport, and writes the outcome with the campaigns' `record()` — the delivery's state through
-//! `domain::delivery::after_attempt` / `DeliveryState::transition`, the queue row deleted or
-//! released. A deferred message gets a job at its next try's time; a job that finds the row held
-//! by another sender fails and is retried by apalis (a dead sender's rows are handed back by the
-//! campaign tick's `reclaim_orphans`).
+//! One-recipient messages — transactional API messages (`POST /api/v1/messages`) and sequence
+//! emails — through the same delivery queue as campaigns. `enqueue` writes the message row, its
+//! delivery and its queue row in the caller's transaction; `send_due` (run in a loop by every
+//! worker process) claims due rows in batches with the process's lease (`FOR UPDATE SKIP
+//! LOCKED`), checks suppression and consent for the message's purpose again, composes each
+//! message through `outbound`, sends the batch over pipelined SMTP lanes and writes the outcomes
+//! with the campaigns' `record()` — the delivery's state through `domain::delivery::after_attempt`
+//! / `DeliveryState::transition`, the queue row deleted or released for its retry. A dead
+//! sender's rows are handed back by the campaign tick's `reclaim_orphans`.
 //!
-//! The payload carries ids only; the merge data is sealed in `api_message.data`.
+//! Why a loop and not a job per message (measured with `scripts/bench sequences`, see
+//! docs/architecture.md): a job per message cost a queue round trip, a claim, a context (domain,
+//! signer, template, catalogue, keys) and an unpipelined SMTP transaction per message.
+//!
+//! Nothing carries patient data but sealed columns: the merge data is sealed in
+//! `api_message.data`, the event's properties stay in `patient_event.properties`.
 
-use super::{Claimed, Lease, Outcome, SendWorker, decided, outcome_for, skipped};
+use super::{Claimed, Ready, SendWorker, decided, skipped};
+use crate::campaigns::tracking::TrackedLink;
 use crate::contacts::record::{self, Open};
 use crate::contacts::{self, fields};
+use crate::crypto::keyring::DataKey;
 use crate::crypto::seal::{Aad, Sealed};
 use crate::db;
 use crate::error::{ServiceError, ServiceResult};
 use crate::links::{self, LinkKind, LinkSubject};
-use crate::mail;
+use crate::mail::Dkim;
 use crate::outbound::{self, Sender};
-use crate::outbox;
 use crate::services::Services;
 use crate::templates::MergeFields;
 use crate::templates::merge::{contact_json, merge_data, organisation_name};
-use crate::templates::store::compiled;
+use crate::templates::store::{CompiledVersion, compiled};
 use chrono::{DateTime, Utc};
 use domain::Phi;
-use domain::contacts::ConsentPurpose;
+use domain::contacts::{ConsentPurpose, CustomField};
 use domain::delivery::{Attempt, DeliverySource, DeliveryState};
 use domain::ids::OrganisationId;
-use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
 use uuid::Uuid;
-
-/// Send one API message (its delivery row has the message's id). `attempt` only distinguishes the
-/// job of each try (the idempotency key), the attempts themselves are counted on the row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MessageJob {
-    pub message_id: Uuid,
-    pub attempt: i32,
-}
-
-impl outbox::Job for MessageJob {
-    const QUEUE: &'static str = outbox::queue::API_MESSAGE;
-    const MAX_ATTEMPTS: i32 = 25;
-    fn idempotency_key(&self) -> Option<String> {
-        Some(format!("message:{}:{}", self.message_id, self.attempt))
-    }
-}
 
 /// The AAD of a message's sealed merge data.
 pub(crate) fn data_aad(org: OrganisationId, id: Uuid) -> Aad<'static> {
@@ -149,46 +140,53 @@ pub async fn enqueue<C: sea_orm::ConnectionTrait>(svc: &Services, txn: &C, m: Ne
         ],
     )
     .await?;
-    // The job runs at once; the claim holds the row back until `not_before` (on the service's
-    // clock) and a job for a later time is given by the campaign tick's `ensure_jobs`.
-    outbox::push(txn, &MessageJob { message_id: id, attempt: 0 }).await?;
+    // No job per message: every worker process's sender loop (`send_due`) claims due rows of
+    // the one-recipient sources in batches, so the row waits until `not_before` (on the
+    // service's clock) and a retry is the same row with a later `not_before`.
     Ok(id)
 }
 
-/// What the send needs of the message row.
-#[derive(sea_orm::FromQueryResult)]
-struct MessageRow {
-    organisation_id: Uuid,
+/// A claimed one-recipient message: its delivery and contact, and what its message row says.
+struct Due {
+    c: Claimed,
+    organisation: OrganisationId,
     template_version_id: Uuid,
     from_email: String,
     from_name: String,
     data: Option<Vec<u8>>,
-    purpose: String,
+    purpose: ConsentPurpose,
     event_id: Option<Uuid>,
+    event_properties: Option<Vec<u8>>,
 }
 
-async fn claim(svc: &Services, id: Uuid, lease: i64, now: DateTime<Utc>) -> ServiceResult<Option<Claimed>> {
+/// Claim up to `n` due one-recipient messages (API messages and sequence emails, any
+/// organisation) for this process's lease, with everything their build needs in one statement:
+/// the contact's sealed row, suppression and consent now, the message row and the trigger event's
+/// sealed properties. Rows are taken in due order through `delivery_queue_message_due`.
+async fn claim_due(svc: &Services, lease: i64, n: i64, now: DateTime<Utc>) -> ServiceResult<Vec<Due>> {
     let rows = db::all(
         svc.db(),
         &format!(
             "WITH due AS (
                  SELECT delivery_id FROM delivery_queue
-                 WHERE delivery_id = $1 AND source IN ('api_message', 'sequence_step') AND claimed_by IS NULL AND not_before <= $2
-                 FOR UPDATE SKIP LOCKED),
+                 WHERE source IN ('api_message', 'sequence_step') AND claimed_by IS NULL AND not_before <= $1
+                 ORDER BY not_before LIMIT $2 FOR UPDATE SKIP LOCKED),
              claimed AS (
                  UPDATE delivery_queue q SET claimed_by = $3
                  FROM due WHERE q.delivery_id = due.delivery_id RETURNING q.delivery_id)
              SELECT d.id AS delivery_id, d.state, d.attempts + 1 AS attempts, c.id AS contact_id, {cols}, c.time_zone, c.locale, c.attrs,
-                    (s.email_bidx IS NOT NULL) AS suppressed, cc.granted, m.purpose
+                    (s.email_bidx IS NOT NULL) AS suppressed, cc.granted, m.purpose, m.organisation_id, m.template_version_id,
+                    m.from_email, m.from_name, m.data, m.event_id, e.properties AS event_properties
              FROM claimed k
              JOIN delivery d ON d.id = k.delivery_id
              JOIN api_message m ON m.id = d.id
              LEFT JOIN contact c ON c.id = d.contact_id
              LEFT JOIN contact_consent cc ON cc.contact_id = c.id AND cc.purpose = m.purpose
-             LEFT JOIN suppression s ON s.organisation_id = c.organisation_id AND s.email_bidx = c.email_bidx",
+             LEFT JOIN suppression s ON s.organisation_id = c.organisation_id AND s.email_bidx = c.email_bidx
+             LEFT JOIN patient_event e ON e.id = m.event_id AND e.organisation_id = m.organisation_id",
             cols = contacts::SEALED_COLS.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
         ),
-        [id.into(), now.into(), lease.into()],
+        [now.into(), n.into(), lease.into()],
     )
     .await?;
     #[derive(sea_orm::FromQueryResult)]
@@ -203,210 +201,265 @@ async fn claim(svc: &Services, id: Uuid, lease: i64, now: DateTime<Utc>) -> Serv
         suppressed: Option<bool>,
         granted: Option<bool>,
         purpose: String,
+        organisation_id: Uuid,
+        template_version_id: Uuid,
+        from_email: String,
+        from_name: String,
+        data: Option<Vec<u8>>,
+        event_id: Option<Uuid>,
+        event_properties: Option<Vec<u8>>,
     }
-    let Some(r) = rows.first() else { return Ok(None) };
-    let c = <ClaimRow as sea_orm::FromQueryResult>::from_query_result(r, "")?;
-    let purpose = ConsentPurpose::parse(&c.purpose).ok_or_else(|| ServiceError::internal("unknown message purpose"))?;
-    let suppressed = c.suppressed.unwrap_or(false);
-    // Transactional mail needs no grant (only a withdrawal stops it); marketing and care
-    // communications need the contact's current grant, as campaigns do.
-    let eligible = match purpose {
-        ConsentPurpose::Transactional => domain::contacts::transactional_refusal(suppressed, c.granted).is_none(),
-        _ => !suppressed && c.granted == Some(true),
+    rows.iter()
+        .map(|r| {
+            let c = <ClaimRow as sea_orm::FromQueryResult>::from_query_result(r, "")?;
+            let purpose =
+                ConsentPurpose::parse(&c.purpose).ok_or_else(|| ServiceError::internal("unknown message purpose"))?;
+            let suppressed = c.suppressed.unwrap_or(false);
+            // Transactional mail needs no grant (only a withdrawal stops it); marketing and care
+            // communications need the contact's current grant, as campaigns do.
+            let eligible = match purpose {
+                ConsentPurpose::Transactional => {
+                    domain::contacts::transactional_refusal(suppressed, c.granted).is_none()
+                }
+                _ => !suppressed && c.granted == Some(true),
+            };
+            Ok(Due {
+                c: Claimed {
+                    id: c.delivery_id,
+                    state: DeliveryState::parse(&c.state)
+                        .ok_or_else(|| ServiceError::internal("a delivery row has an unknown state"))?,
+                    attempts: c.attempts,
+                    eligible,
+                    contact: match c.contact_id {
+                        Some(cid) => Some((
+                            cid,
+                            contacts::sealed_from_row(r)?,
+                            c.time_zone,
+                            c.locale,
+                            c.attrs.unwrap_or(serde_json::Value::Null),
+                        )),
+                        None => None,
+                    },
+                },
+                organisation: OrganisationId(c.organisation_id),
+                template_version_id: c.template_version_id,
+                from_email: c.from_email,
+                from_name: c.from_name,
+                data: c.data,
+                purpose,
+                event_id: c.event_id,
+                event_properties: c.event_properties,
+            })
+        })
+        .collect()
+}
+
+/// What every message of one template version and sender shares, prepared once per batch.
+struct Context {
+    version: Arc<CompiledVersion>,
+    fields: MergeFields,
+    catalogue: Vec<CustomField>,
+    org_name: String,
+    key: Arc<DataKey>,
+    tracked: Vec<TrackedLink>,
+    sender: Sender,
+    dkim: Arc<Dkim>,
+}
+
+/// Why a whole group of messages cannot be built now.
+enum Unready {
+    /// The From domain is no longer a verified sending domain of the organisation: skipped.
+    Unverified,
+    /// Anything else (logged once): each row's attempt counts as unbuildable.
+    Failed,
+}
+
+async fn context(svc: &Services, d: &Due) -> Result<Context, Unready> {
+    let org = d.organisation;
+    let prepared = async {
+        // Checked again at send time: only a verified domain of the organisation signs and sends.
+        let domain = match crate::sending_domains::verified_domain_of(svc.db(), org, "from_email", &d.from_email).await
+        {
+            Ok(v) => v,
+            Err(ServiceError::Invalid(_)) => return Ok(Err(Unready::Unverified)),
+            Err(e) => return Err(e),
+        };
+        let dkim = crate::sending_domains::signer(svc, &domain).await?;
+        let (from, _) = Sender::mailboxes(&d.from_name, &d.from_email, None)?;
+        let version = compiled(svc, org, d.template_version_id).await?;
+        let catalogue = fields::catalogue(svc, svc.db(), org).await?;
+        let html: String =
+            crate::campaigns::version_html(svc.db(), d.template_version_id).await?.ok_or(ServiceError::NotFound)?;
+        let public_url = svc.settings().public_url.trim_end_matches('/').to_string();
+        Ok(Ok(Context {
+            version,
+            fields: MergeFields::new(&catalogue),
+            catalogue,
+            org_name: organisation_name(svc, org).await?,
+            key: contacts::data_key(svc, svc.db(), org).await?,
+            tracked: crate::campaigns::tracking::tracked_links(&html, &public_url),
+            sender: Sender { from, reply_to: None, dkim: Some(dkim.clone()) },
+            dkim,
+        }))
     };
-    Ok(Some(Claimed {
-        id: c.delivery_id,
-        state: DeliveryState::parse(&c.state)
-            .ok_or_else(|| ServiceError::internal("a delivery row has an unknown state"))?,
-        attempts: c.attempts,
-        eligible,
-        contact: match c.contact_id {
-            Some(cid) => Some((
-                cid,
-                contacts::sealed_from_row(r)?,
-                c.time_zone,
-                c.locale,
-                c.attrs.unwrap_or(serde_json::Value::Null),
-            )),
-            None => None,
-        },
-    }))
-}
-
-/// Run one message job.
-pub async fn send_message(svc: &Services, worker: &SendWorker, job: &MessageJob) -> ServiceResult<()> {
-    let lease = worker.lease(svc).await?;
-    let now = svc.clock().now();
-    let Some(c) = claim(svc, job.message_id, lease.key, now).await? else {
-        return not_claimed(svc, job).await;
-    };
-    let outcome = attempt(svc, &lease, &c, now).await;
-    // The outcome is written like a campaign's (same statement, same state machine); a failed
-    // write leaves the row claimed by this live lease, so the job fails and is retried.
-    super::record(svc, None, lease.key, std::slice::from_ref(&outcome)).await?;
-    if matches!(outcome.state, DeliveryState::Deferred | DeliveryState::Queued)
-        && let Some(at) = outcome.not_before
-    {
-        let next = MessageJob { message_id: job.message_id, attempt: c.attempts };
-        outbox::push_at(svc.db(), &next, at).await?;
-    }
-    Ok(())
-}
-
-/// Nothing to claim: sent already (no queue row), not due yet (a job at its time exists), or
-/// held by another sender (fail, so apalis retries after that sender finished or was reclaimed).
-async fn not_claimed(svc: &Services, job: &MessageJob) -> ServiceResult<()> {
-    #[derive(sea_orm::FromQueryResult)]
-    struct Queued {
-        claimed_by: Option<i64>,
-        not_before: DateTime<Utc>,
-    }
-    let q = db::one_as::<Queued, _>(
-        svc.db(),
-        "SELECT claimed_by, not_before FROM delivery_queue WHERE delivery_id = $1 AND source IN ('api_message', 'sequence_step')",
-        [job.message_id.into()],
-    )
-    .await?;
-    match q {
-        None => Ok(()),
-        Some(Queued { claimed_by: Some(_), .. }) => {
-            Err(ServiceError::internal("the message is held by another sender; retrying later"))
-        }
-        Some(Queued { claimed_by: None, not_before }) => {
-            let next = MessageJob { message_id: job.message_id, attempt: job.attempt + 1 };
-            outbox::push_at(svc.db(), &next, not_before).await?;
-            Ok(())
-        }
-    }
-}
-
-/// Everything from the claimed row to the transport's answer, as the row's outcome.
-async fn attempt(svc: &Services, _lease: &Lease, c: &Claimed, now: DateTime<Utc>) -> Outcome {
-    if c.contact.is_none() {
-        return skipped(c, "the contact was erased");
-    }
-    if !c.eligible {
-        return skipped(c, "suppressed, or consent for its purpose withdrawn since it was queued");
-    }
-    match build_and_send(svc, c, now).await {
-        Ok(outcome) => outcome,
+    match prepared.await {
+        Ok(r) => r,
         Err(e) => {
-            tracing::warn!(delivery = %c.id, error = %e.log_detail(), "an API message could not be built");
-            decided(svc, c.id, c.attempts, Attempt::Unbuildable, None)
+            tracing::warn!(version = %d.template_version_id, error = %e.log_detail(), "messages of a template version could not be prepared");
+            Err(Unready::Failed)
         }
     }
 }
 
-async fn build_and_send(svc: &Services, c: &Claimed, now: DateTime<Utc>) -> ServiceResult<Outcome> {
-    let m: MessageRow = db::one_as(
-        svc.db(),
-        "SELECT organisation_id, template_version_id, from_email, from_name, data, purpose, event_id FROM api_message WHERE id = $1",
-        [c.id.into()],
-    )
-    .await?
-    .ok_or(ServiceError::NotFound)?;
-    let org = OrganisationId(m.organisation_id);
-    // Checked again at send time: only a verified domain of the organisation signs and sends.
-    let domain = match crate::sending_domains::verified_domain_of(svc.db(), org, "from_email", &m.from_email).await {
-        Ok(d) => d,
-        Err(ServiceError::Invalid(_)) => {
-            return Ok(skipped(c, "the From domain is no longer a verified sending domain"));
-        }
-        Err(e) => return Err(e),
-    };
-    let dkim = crate::sending_domains::signer(svc, &domain).await?;
-    let (from, _) = Sender::mailboxes(&m.from_name, &m.from_email, None)?;
-    let sender = Sender { from, reply_to: None, dkim: Some(dkim.clone()) };
-    let version = compiled(svc, org, m.template_version_id).await?;
-    let catalogue = fields::catalogue(svc, svc.db(), org).await?;
-    let merge_fields = MergeFields::new(&catalogue);
-    let html: String =
-        crate::campaigns::version_html(svc.db(), m.template_version_id).await?.ok_or(ServiceError::NotFound)?;
-    let public_url = svc.settings().public_url.trim_end_matches('/').to_string();
-    let tracked = crate::campaigns::tracking::tracked_links(&html, &public_url);
-    let key = contacts::data_key(svc, svc.db(), org).await?;
+/// Open a sealed value of this organisation from the batch's key set (fails closed on a key of
+/// another organisation, tampering or misplacement).
+fn open_sealed(keys: &record::KeySet, org: OrganisationId, aad: &Aad<'_>, bytes: &[u8]) -> ServiceResult<Vec<u8>> {
+    let sealed = Sealed::from_bytes(bytes.to_vec())?;
+    let key = keys.get(&sealed.key_id()).ok_or_else(|| ServiceError::internal("a sealed value has an unknown key"))?;
+    if key.organisation != Some(org) {
+        return Err(ServiceError::internal("a value sealed under another organisation's key"));
+    }
+    Ok(key.open(aad, &sealed)?.to_vec())
+}
+
+/// Build one message: the contact opened, merge data and the trigger event's properties opened,
+/// the template rendered in the sandbox, composed through `outbound` with tracking.
+fn build(
+    svc: &Services,
+    x: &Context,
+    keys: &record::KeySet,
+    d: &Due,
+    public_url: &str,
+    now: DateTime<Utc>,
+) -> ServiceResult<Ready> {
+    let org = d.organisation;
+    let c = &d.c;
     let Some((cid, sealed, tz, locale, attrs)) = &c.contact else {
         return Err(ServiceError::NotFound);
     };
-    let keys = contacts::keys_for(svc, svc.db(), &[sealed]).await?;
-    let mut rec = record::open(&keys, org, *cid, sealed, Open::All, &catalogue)?;
+    let mut rec = record::open(keys, org, *cid, sealed, Open::All, &x.catalogue)?;
     rec.time_zone = tz.clone();
     rec.locale = locale.clone();
-    rec.attrs = record::attrs_from_json(attrs, &catalogue);
+    rec.attrs = record::attrs_from_json(attrs, &x.catalogue);
     let subject = LinkSubject::Contact { contact: *cid, message: c.id };
     let mut link_map = serde_json::Map::new();
     for kind in LinkKind::ALL {
-        let tok = links::token_with(&key, org, kind, subject, now)?;
-        link_map.insert(kind.name().into(), links::url_at(&public_url, kind, &tok).into());
+        let tok = links::token_with(&x.key, org, kind, subject, now)?;
+        link_map.insert(kind.name().into(), links::url_at(public_url, kind, &tok).into());
     }
     let unsubscribe_url =
         link_map.get(LinkKind::Unsubscribe.name()).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    let data: Phi<serde_json::Value> = match m.data {
+    let data: Phi<serde_json::Value> = match &d.data {
         Some(bytes) => {
-            let plain = svc.keys().open(svc.db(), &data_aad(org, c.id), &Sealed::from_bytes(bytes)?).await?;
+            let plain = zeroize::Zeroizing::new(open_sealed(keys, org, &data_aad(org, c.id), bytes)?);
             Phi::new(serde_json::from_slice(&plain).map_err(|_| ServiceError::internal("stored message data"))?)
         }
         None => Phi::new(serde_json::Value::Object(Default::default())),
     };
-    let org_name = organisation_name(svc, org).await?;
-    let mut merged =
-        merge_data(contact_json(&rec, &merge_fields).into_inner(), &org_name, serde_json::Value::Object(link_map))
-            .into_inner();
     // A sequence email's template reads its trigger event's properties as `event.*` (opened
     // here, at send time; the event row is the only copy).
-    let event: Phi<serde_json::Value> = match m.event_id {
-        Some(e) => Phi::new(crate::sequences::engine::event_json(svc, org, e).await?),
-        None => Phi::new(serde_json::Value::Object(Default::default())),
+    let event: Phi<serde_json::Value> = match (d.event_id, &d.event_properties) {
+        (Some(e), Some(bytes)) => Phi::new(record::attrs_json(&crate::events::open_properties(keys, org, e, bytes)?)),
+        _ => Phi::new(serde_json::Value::Object(Default::default())),
     };
+    let mut merged =
+        merge_data(contact_json(&rec, &x.fields).into_inner(), &x.org_name, serde_json::Value::Object(link_map))
+            .into_inner();
     if let Some(o) = merged.as_object_mut() {
         o.insert("message".into(), data.into_inner());
         o.insert("event".into(), event.into_inner());
     }
-
-    let content = outbound::render(svc, &version.checked, Phi::new(merged))?;
-    let tracking = outbound::Tracking { links: &tracked, public_url: &public_url, key: &key, organisation: org, now };
+    let content = outbound::render(svc, &x.version.checked, Phi::new(merged))?;
+    let tracking = outbound::Tracking { links: &x.tracked, public_url, key: &x.key, organisation: org, now };
     // Sequence emails for marketing or care communications are list mail: RFC 8058 one-click
     // unsubscribe headers, as campaigns carry. Transactional mail has none (see `Kind`).
-    let kind = if m.purpose == ConsentPurpose::Transactional.as_str() {
+    let kind = if d.purpose == ConsentPurpose::Transactional {
         outbound::Kind::Transactional { delivery: c.id, tracking: Some(tracking) }
     } else {
         outbound::Kind::Marketing { delivery: c.id, unsubscribe: unsubscribe_url, tracking: Some(tracking) }
     };
-    let composed = outbound::compose(&sender, &rec.email, content, &kind, Some(c.id))?;
-    let sent = mail::deliver(svc, org, composed.message, &composed.to, &composed.subject, sender.dkim.as_deref()).await;
-    Ok(outcome_for(svc, c.id, c.attempts, sent))
+    let composed = outbound::compose(&x.sender, &rec.email, content, &kind, Some(c.id))?;
+    Ok(Ready {
+        id: c.id,
+        attempts: c.attempts,
+        organisation: org,
+        message: composed.message,
+        to: composed.to,
+        subject: composed.subject,
+        dkim: x.dkim.clone(),
+    })
 }
 
-/// Give a job to every API message whose queue row is due, unheld and without a live job: the
-/// retry job of a deferral is pushed after its outcome is written, so a process that stopped in
-/// between would otherwise leave the row waiting for ever (the campaign tick calls this, as it
-/// restarts lost dispatch jobs). A restart job's `attempt` is minus the due time in unix seconds,
-/// so each waiting row gets one restart per due time however many ticks and processes see it.
-pub(crate) async fn ensure_jobs(svc: &Services, stale: std::time::Duration) -> ServiceResult<u64> {
-    #[derive(sea_orm::FromQueryResult)]
-    struct Due {
-        delivery_id: Uuid,
-        not_before: DateTime<Utc>,
+/// Send one batch of due one-recipient messages — API messages and sequence emails of every
+/// organisation — and return how many rows it claimed (0: nothing is due). Every worker process
+/// runs a few of these loops (`jobs::messages`); a message is claimed once (`FOR UPDATE SKIP
+/// LOCKED` with the process's lease), built from contexts prepared once per template version and
+/// sender, sent over pipelined SMTP lanes like a campaign's batch, and its outcome written by the
+/// campaigns' `record` as it arrives (the same state machine, exactly-once window and retry
+/// policy: a deferral is the same row with a later `not_before`).
+pub async fn send_due(svc: &Services, worker: &SendWorker, n: i64) -> ServiceResult<usize> {
+    let lease = worker.lease(svc).await?;
+    if !lease.alive().await {
+        return Err(ServiceError::internal("the send lease was lost"));
     }
     let now = svc.clock().now();
-    let due: Vec<Due> = db::all_as(
-        svc.db(),
-        "SELECT delivery_id, not_before FROM delivery_queue
-         WHERE source IN ('api_message', 'sequence_step') AND claimed_by IS NULL AND not_before <= $1
-         ORDER BY not_before LIMIT 500",
-        [(now - chrono::Duration::seconds(30)).into()],
-    )
-    .await?;
-    let mut pushed = 0;
-    for d in due {
-        if outbox::live::<_, MessageJob>(svc.db(), &format!("message:{}:", d.delivery_id), stale).await? > 0 {
-            continue;
-        }
-        let attempt = -i32::try_from(d.not_before.timestamp().rem_euclid(i64::from(i32::MAX))).unwrap_or(0);
-        if outbox::push(svc.db(), &MessageJob { message_id: d.delivery_id, attempt }).await? {
-            pushed += 1;
-            tracing::info!(message = %d.delivery_id, "a send job restarted for a waiting API message");
+    let claimed = claim_due(svc, lease.key, n, now).await?;
+    if claimed.is_empty() {
+        return Ok(0);
+    }
+    let count = claimed.len();
+    let (tx, writer) = super::outcome_writer(svc, None, lease.key);
+    // Every key the batch opens: contacts, merge data, event properties (loaded once).
+    let mut ids: Vec<Uuid> =
+        claimed.iter().flat_map(|d| d.c.contact.as_ref().map(|x| record::key_ids(&x.1)).unwrap_or_default()).collect();
+    for d in &claimed {
+        for bytes in [&d.data, &d.event_properties].into_iter().flatten() {
+            if let Ok(s) = Sealed::from_bytes(bytes.clone()) {
+                ids.push(s.key_id());
+            }
         }
     }
-    Ok(pushed)
+    let keys = svc.keys().load_keys(svc.db(), ids).await?;
+    let public_url = svc.settings().public_url.trim_end_matches('/').to_string();
+    let mut contexts: HashMap<(Uuid, String, String), Result<Context, Unready>> = HashMap::new();
+    let mut ready = Vec::with_capacity(count);
+    for d in &claimed {
+        let c = &d.c;
+        if c.contact.is_none() {
+            let _ = tx.send(skipped(c, "the contact was erased"));
+            continue;
+        }
+        if !c.eligible {
+            let _ = tx.send(skipped(c, "suppressed, or consent for its purpose withdrawn since it was queued"));
+            continue;
+        }
+        let k = (d.template_version_id, d.from_email.clone(), d.from_name.clone());
+        if !contexts.contains_key(&k) {
+            let x = context(svc, d).await;
+            contexts.insert(k.clone(), x);
+        }
+        let built = match contexts.get(&k) {
+            Some(Ok(x)) => build(svc, x, &keys, d, &public_url, now).map_err(|e| {
+                tracing::warn!(delivery = %c.id, error = %e.log_detail(), "a message could not be built");
+            }),
+            Some(Err(Unready::Unverified)) => {
+                let _ = tx.send(skipped(c, "the From domain is no longer a verified sending domain"));
+                continue;
+            }
+            Some(Err(Unready::Failed)) | None => Err(()),
+        };
+        match built {
+            Ok(r) => ready.push(r),
+            Err(()) => {
+                let _ = tx.send(decided(svc, c.id, c.attempts, Attempt::Unbuildable, None));
+            }
+        }
+    }
+    drop(claimed);
+    let lanes = (svc.settings().sending.concurrency.max(1) as usize).min(ready.len().max(1));
+    let queue = std::sync::Mutex::new(ready.into_iter());
+    futures::future::join_all((0..lanes).map(|_| super::lane(svc, &queue, false, &tx, |r| async { Ok(r) }))).await;
+    drop(tx);
+    writer.await.map_err(|_| ServiceError::internal("the outcome writer stopped"))??;
+    Ok(count)
 }
