@@ -283,8 +283,20 @@ pub enum StepKind {
         add: bool,
         next: Option<StepId>,
     },
+    /// Email a member of staff that a contact reached this step: the sequence, the step, the
+    /// note and a link to the enrolment — never the contact's name, address or data.
+    NotifyStaff {
+        user: Uuid,
+        /// A fixed note for the recipient ("call to reschedule"); the same for every contact.
+        #[serde(default)]
+        note: String,
+        next: Option<StepId>,
+    },
     Exit,
 }
+
+/// The longest note of a notify-staff step.
+pub const MAX_NOTE: usize = 300;
 
 impl StepKind {
     pub fn code(&self) -> &'static str {
@@ -295,6 +307,7 @@ impl StepKind {
             StepKind::Branch { .. } => "branch",
             StepKind::RandomSplit { .. } => "random_split",
             StepKind::UpdateList { .. } => "update_list",
+            StepKind::NotifyStaff { .. } => "notify_staff",
             StepKind::Exit => "exit",
         }
     }
@@ -306,15 +319,17 @@ impl StepKind {
             StepKind::Branch { .. } => "Branch",
             StepKind::RandomSplit { .. } => "Random split",
             StepKind::UpdateList { .. } => "Update contact",
+            StepKind::NotifyStaff { .. } => "Notify staff",
             StepKind::Exit => "Exit",
         }
     }
     /// The steps this one can go to (in display order).
     pub fn successors(&self) -> Vec<&StepId> {
         match self {
-            StepKind::SendEmail { next, .. } | StepKind::Wait { next, .. } | StepKind::UpdateList { next, .. } => {
-                next.iter().collect()
-            }
+            StepKind::SendEmail { next, .. }
+            | StepKind::Wait { next, .. }
+            | StepKind::UpdateList { next, .. }
+            | StepKind::NotifyStaff { next, .. } => next.iter().collect(),
             StepKind::WaitFor { on_event, on_timeout, .. } => on_event.iter().chain(on_timeout.iter()).collect(),
             StepKind::Branch { then, otherwise, .. } => then.iter().chain(otherwise.iter()).collect(),
             StepKind::RandomSplit { paths } => paths.iter().filter_map(|p| p.next.as_ref()).collect(),
@@ -806,6 +821,20 @@ pub fn validate(def: &SequenceDefinition) -> Result<(), DomainError> {
                     return Err(DomainError::invalid(f, "the percentages must each be above 0 and add up to 100"));
                 }
             }
+            StepKind::NotifyStaff { user, note, .. } => {
+                if user.is_nil() {
+                    return Err(DomainError::invalid(f, "choose who is notified"));
+                }
+                if note.chars().count() > MAX_NOTE || note.chars().any(|c| c.is_control() && c != '\n') {
+                    return Err(DomainError::invalid(
+                        f,
+                        format!("the note is plain text of at most {MAX_NOTE} characters"),
+                    ));
+                }
+                if note.contains("{{") {
+                    return Err(DomainError::invalid(f, "the note is the same for every contact: no merge fields"));
+                }
+            }
             StepKind::UpdateList { .. } | StepKind::Exit => {}
         }
     }
@@ -952,6 +981,11 @@ pub enum Decision {
         add: bool,
         next: Option<StepId>,
     },
+    /// Notify a member of staff, then continue.
+    Notify {
+        user: Uuid,
+        next: Option<StepId>,
+    },
     End(EndReason),
 }
 
@@ -1064,6 +1098,7 @@ pub fn decide(step: &Step, facts: &Facts<'_>) -> Decision {
             Decision::Next { next: paths.last().and_then(|p| p.next.clone()), code: "split" }
         }
         StepKind::UpdateList { list, add, next } => Decision::UpdateList { list: *list, add: *add, next: next.clone() },
+        StepKind::NotifyStaff { user, next, .. } => Decision::Notify { user: *user, next: next.clone() },
         StepKind::Exit => Decision::End(EndReason::ExitStep),
     }
 }
@@ -1206,6 +1241,10 @@ pub struct SequenceView {
     /// The reader may not read contacts: property literals are hidden and editing is refused.
     pub masked: bool,
     pub updated_at: DateTime<Utc>,
+    /// Who a notify-staff step may email (active users of the organisation: id and name), for
+    /// people who may edit the sequence; empty for others.
+    #[serde(default)]
+    pub staff: Vec<(Uuid, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1263,6 +1302,7 @@ impl TrailEntry {
             "split" => "random split",
             "list_added" => "added to a list",
             "list_removed" => "removed from a list",
+            "staff_notified" => "a member of staff was notified",
             "goal" => "reached the goal",
             "cancel_event" => "a cancelling event ended it",
             "exit_step" => "exit step",
@@ -1350,6 +1390,10 @@ pub fn simulate(def: &SequenceDefinition, sim: &Simulation, zone: &dyn LocalZone
             Decision::UpdateList { add, next, .. } => {
                 let code = if add { "list_added" } else { "list_removed" };
                 out.push(TestRunStep { step_id: id, kind, outcome: code.into(), at: now });
+                step_id = next;
+            }
+            Decision::Notify { next, .. } => {
+                out.push(TestRunStep { step_id: id, kind, outcome: "staff_notified".into(), at: now });
                 step_id = next;
             }
             Decision::End(reason) => {

@@ -19,6 +19,7 @@ use service::campaigns::{DispatchJob, PrepareJob};
 use service::contacts::import::ImportJob;
 use service::contacts::lists::OptInEmail;
 use service::crypto::rotation::RotationJob;
+use service::sequences::notify::StaffNotice;
 use service::webhooks::WebhookJob;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -86,7 +87,8 @@ pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bo
         .add::<RotationJob, _, _>(1, contacts::key_rotation)
         .add::<PrepareJob, _, _>(1, campaigns::prepare)
         .add::<DispatchJob, _, _>(slots, dispatch)
-        .add::<WebhookJob, _, _>(4, webhooks::deliver);
+        .add::<WebhookJob, _, _>(4, webhooks::deliver)
+        .add::<StaffNotice, _, _>(2, sequences::staff_notice);
     let _ = scheduler.await;
     let _ = ticker.await;
     let _ = engine.await;
@@ -124,6 +126,7 @@ mod tests {
             PrepareJob::QUEUE,
             DispatchJob::QUEUE,
             WebhookJob::QUEUE,
+            StaffNotice::QUEUE,
         ] {
             assert!(service::outbox::queue::ALL.contains(&q), "{q} is missing from outbox::queue::ALL");
         }

@@ -35,3 +35,14 @@ pub async fn engine(svc: Services, _config: JobsConfig, shutdown: watch::Receive
         }
     }
 }
+
+/// Email a member of staff that a contact reached a notify-staff step (ids in, no PHI out).
+pub async fn staff_notice(
+    job: service::sequences::notify::StaffNotice,
+    svc: apalis::prelude::Data<Services>,
+) -> Result<(), apalis::prelude::BoxDynError> {
+    service::sequences::notify::send(&svc, &job).await.map_err(|e| {
+        tracing::error!(enrolment = %job.enrolment_id, error = %e.log_detail(), "staff notice failed");
+        crate::worker::failure(e)
+    })
+}

@@ -263,7 +263,8 @@ pub mod queue {
     pub const CAMPAIGN_DISPATCH: &str = "campaign-dispatch";
     pub const MAINTENANCE: &str = "maintenance";
     pub const WEBHOOK: &str = "webhook-delivery";
+    pub const STAFF_NOTICE: &str = "sequence-staff-notice";
     /// Every queue (metrics label values; `jobs`' tests check each worker's queue is here).
     pub const ALL: &[&str] =
-        &[OPTIN_EMAIL, IMPORT, KEY_ROTATION, CAMPAIGN_PREPARE, CAMPAIGN_DISPATCH, MAINTENANCE, WEBHOOK];
+        &[OPTIN_EMAIL, IMPORT, KEY_ROTATION, CAMPAIGN_PREPARE, CAMPAIGN_DISPATCH, MAINTENANCE, WEBHOOK, STAFF_NOTICE];
 }

@@ -661,3 +661,82 @@ async fn list_segment_and_campaign_triggers_enrol_the_contacts_they_name() {
     }
     app.stop().await;
 }
+
+/// A notify-staff step emails a colleague the sequence, the step, its note and a link to the
+/// enrolment — never the patient's name or address — once per step visit; publishing refuses
+/// a recipient outside the organisation and a note with merge fields.
+#[tokio::test]
+async fn a_notify_staff_step_emails_a_colleague_without_the_patient() {
+    let smtp = SmtpServer::start(Tls::Required, &[]);
+    let app = start(&smtp, &[]).await;
+    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    app.verified_domain(org, "clinic.test").await;
+    let actor = Actor::system(org, "test");
+    let svc = &app.services;
+    let zel = contact(svc, &actor, "zelphinia.quarrendon@marker.example", "Zelphinia", true).await;
+    let welcome = template(svc, &actor, "Welcome to the newsletter").await;
+    let admin: Vec<String> = texts(&app, "SELECT id::text FROM app_user WHERE email = 'admin@lakeside.test'").await;
+    let list = service::contacts::lists::create(
+        svc,
+        &actor,
+        "Callbacks",
+        "",
+        false,
+        domain::contacts::ConsentPurpose::Marketing,
+    )
+    .await
+    .unwrap();
+    let def = |user: &str, note: &str| {
+        json!({
+            "version": 1, "trigger": {"kind": "list_added", "list": list}, "entry": "every_time", "start": "tell",
+            "steps": [
+                {"id": "tell", "name": "Call back", "kind": "notify_staff", "user": user, "note": note, "next": "send"},
+                {"id": "send", "kind": "send_email", "template": welcome, "purpose": "marketing", "next": null}
+            ]
+        })
+    };
+    let seq = publish(svc, &actor, "Callbacks", def(&admin[0], "Please call to reschedule.")).await;
+    service::contacts::lists::add(svc, &actor, list, &[zel]).await.unwrap();
+    settle(&app).await;
+    let msgs = smtp.wait_for(2, 20).await;
+    let notices: Vec<Value> = msgs
+        .iter()
+        .map(|(p, _)| mime(p))
+        .filter(|m| m["headers"]["to"].as_str().unwrap_or_default().contains("admin@lakeside.test"))
+        .collect();
+    assert_eq!(notices.len(), 1, "one notice");
+    let n = &notices[0];
+    let subject = n["headers"]["subject"].as_str().unwrap();
+    assert!(subject.contains("Call back") && subject.contains("Callbacks"), "{subject}");
+    let body = n["text"].as_str().unwrap_or_default().to_string() + n["html"].as_str().unwrap_or_default();
+    let enrolment = texts(&app, &format!("SELECT id::text FROM enrolment WHERE contact_id = '{zel}'")).await;
+    assert!(body.contains(&format!("/sequences/{seq}?enrolment={}", enrolment[0])), "{body}");
+    assert!(body.contains("Please call to reschedule."), "{body}");
+    for secret in ["Zelphinia", "Quarrendon", "marker.example", &zel.to_string()] {
+        assert!(!body.contains(secret) && !subject.contains(secret), "the notice names the patient ({secret})");
+    }
+    assert_eq!(to("zelphinia.quarrendon@marker.example", &received(&smtp)), ["Welcome to the newsletter"]);
+    assert!(trail_of(&app, zel).await.contains(&"tell:staff_notified".to_string()), "{:?}", trail_of(&app, zel).await);
+    // The job carries ids only.
+    for row in
+        texts(&app, "SELECT convert_from(job, 'UTF8') FROM apalis.jobs WHERE job_type = 'sequence-staff-notice'").await
+    {
+        assert!(!row.contains("Zelphinia") && !row.contains("marker.example"), "{row}");
+    }
+
+    // Refused at publish: a colleague of another organisation, a note with merge fields, no one.
+    let other = app.org_with_user("Other", "admin@other.test", Role::Admin).await;
+    let _ = other;
+    let stranger = texts(&app, "SELECT id::text FROM app_user WHERE email = 'admin@other.test'").await;
+    for (user, note) in [
+        (stranger[0].as_str(), ""),
+        (admin[0].as_str(), "Call {{contact.first_name}}"),
+        ("00000000-0000-0000-0000-000000000000", ""),
+    ] {
+        let id = service::sequences::create(svc, &actor, "Refused").await.unwrap();
+        save(svc, &actor, id, "Refused", def(user, note)).await;
+        let e = service::sequences::publish(svc, &actor, id, &[]).await.unwrap_err();
+        assert!(format!("{e:?}").contains("step tell"), "{e:?}");
+    }
+    app.stop().await;
+}

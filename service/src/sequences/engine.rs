@@ -805,6 +805,17 @@ async fn run(
                 }
                 (next, if add { "list_added" } else { "list_removed" }, json!({ "list": list.to_string() }))
             }
+            Decision::Notify { user, next } => {
+                // The notice is a job written with this step (ids only; one per step visit).
+                let notice = super::notify::StaffNotice {
+                    organisation_id: org.0,
+                    enrolment_id: d.id,
+                    visit: visit + 1,
+                    user_id: user,
+                };
+                crate::outbox::push(txn, &notice).await?;
+                (next, "staff_notified", json!({ "user": user.to_string() }))
+            }
             Decision::Send { template, template_version, purpose, next } => {
                 let gate = gate(txn, &def, d, purpose, now, &zone).await?;
                 match gate {

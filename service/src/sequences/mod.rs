@@ -13,6 +13,7 @@
 
 pub mod demo;
 pub mod engine;
+pub mod notify;
 
 use crate::actor::Actor;
 use crate::audit::{self, AuditRecord};
@@ -327,6 +328,21 @@ async fn prepare_for_publish<C: ConnectionTrait>(
                     .map_err(|e| ServiceError::invalid(&field, e.to_string()))?;
                 *template_version = Some(v.id);
             }
+            StepKind::NotifyStaff { user, .. } => {
+                let ok = db::scalar::<bool, _>(
+                    conn,
+                    "SELECT EXISTS (SELECT 1 FROM app_user WHERE id = $1 AND organisation_id = $2 AND status = 'active')",
+                    [(*user).into(), org.0.into()],
+                )
+                .await?
+                .unwrap_or(false);
+                if !ok {
+                    return Err(ServiceError::invalid(
+                        &field,
+                        "who it notifies is not an active user of your organisation",
+                    ));
+                }
+            }
             StepKind::UpdateList { list, .. } => {
                 let ok = db::scalar::<bool, _>(
                     conn,
@@ -622,7 +638,33 @@ pub async fn get(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<Seque
         totals: figures(reader, &totals),
         masked,
         updated_at: row.updated_at,
+        staff: if actor.can(Permission::SequencesWrite) { staff(svc.db(), org).await? } else { Vec::new() },
     })
+}
+
+/// Active users of the organisation a notify-staff step may email (id, "name <address>").
+async fn staff<C: ConnectionTrait>(conn: &C, org: OrganisationId) -> ServiceResult<Vec<(Uuid, String)>> {
+    #[derive(FromQueryResult)]
+    struct U {
+        id: Uuid,
+        display_name: String,
+        email: String,
+    }
+    let rows: Vec<U> = db::all_as(
+        conn,
+        "SELECT id, display_name, email FROM app_user WHERE organisation_id = $1 AND status = 'active'
+         ORDER BY lower(display_name), email",
+        [org.0.into()],
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|u| {
+            let label =
+                if u.display_name.trim().is_empty() { u.email } else { format!("{} <{}>", u.display_name, u.email) };
+            (u.id, label)
+        })
+        .collect())
 }
 
 async fn step_stats(

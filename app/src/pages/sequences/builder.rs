@@ -41,6 +41,8 @@ struct Ctx {
     /// Segments and campaigns a trigger may name (id, name).
     segments: StoredValue<Vec<(Uuid, String)>>,
     campaigns: StoredValue<Vec<(Uuid, String)>>,
+    /// Who a notify-staff step may email (id, name).
+    staff: StoredValue<Vec<(Uuid, String)>>,
     /// The first problem `validate` finds in the working copy: (field, reason).
     problem: Memo<Option<(String, String)>>,
     /// What the server found when the saved copy was loaded (its organisation checks too:
@@ -192,6 +194,13 @@ fn summary(ctx: Ctx, kind: &StepKind) -> String {
                 .unwrap_or_else(|| "no list chosen".into());
             format!("{} {name}", if *add { "Add to" } else { "Remove from" })
         }
+        StepKind::NotifyStaff { user, .. } => {
+            let who = ctx
+                .staff
+                .with_value(|st| st.iter().find(|(id, _)| id == user).map(|(_, n)| n.clone()))
+                .unwrap_or_else(|| "no one chosen".into());
+            format!("Email {who}")
+        }
         StepKind::Exit => "The enrolment ends here".into(),
     }
 }
@@ -225,6 +234,7 @@ pub fn Builder(
         lists: StoredValue::new(lists),
         segments: StoredValue::new(segments),
         campaigns: StoredValue::new(campaigns),
+        staff: StoredValue::new(view.staff.clone()),
         problem,
         server_problem: RwSignal::new(if view.masked { None } else { view.draft_problem.clone() }),
         error: RwSignal::new(None),
@@ -1055,6 +1065,27 @@ fn StepSettings(ctx: Ctx, id: String) -> impl IntoView {
                             prop:checked=move || matches!(read(), Some(StepKind::UpdateList { add, .. }) if add == on)
                             on:change=move |_| ctx.edit_step(&sid.get_value(), |k| if let StepKind::UpdateList { add, .. } = k { *add = on; })/>{label}</label>
                     }).collect_view()}
+                }.into_any()
+            }
+            "notify_staff" => {
+                let staff = ctx.staff.get_value();
+                view! {
+                    <label for="step-staff">"Notify"</label>
+                    <select id="step-staff" data-test="step-staff" disabled=dis on:change=move |ev| {
+                        let v = Uuid::parse_str(&event_target_value(&ev)).unwrap_or_default();
+                        ctx.edit_step(&sid.get_value(), |k| if let StepKind::NotifyStaff { user, .. } = k { *user = v; });
+                    }>
+                        <option value="" selected=move || matches!(read(), Some(StepKind::NotifyStaff { user, .. }) if user.is_nil())>"Choose a colleague…"</option>
+                        {staff.into_iter().map(|(id, name)| view! {
+                            <option value=id.to_string() selected=move || matches!(read(), Some(StepKind::NotifyStaff { user, .. }) if user == id)>{name}</option>
+                        }).collect_view()}
+                    </select>
+                    <label for="step-note">"Note (the same for every contact)"</label>
+                    <textarea id="step-note" data-test="step-note" rows="3" maxlength="300" disabled=dis
+                        placeholder="Please call to reschedule."
+                        prop:value=move || match read() { Some(StepKind::NotifyStaff { note, .. }) => note, _ => String::new() }
+                        on:input=move |ev| { let v = event_target_value(&ev); ctx.edit_step(&sid.get_value(), |k| if let StepKind::NotifyStaff { note, .. } = k { *note = v; }); }></textarea>
+                    <p class="hint">"The email names the sequence and the step and links to the enrolment; it never contains the contact's name, address or data."</p>
                 }.into_any()
             }
             _ => view! { <p class="hint">"The enrolment ends here (counted as exited)."</p> }.into_any(),

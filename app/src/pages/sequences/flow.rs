@@ -19,6 +19,7 @@ pub const KINDS: &[(&str, &str)] = &[
     ("branch", "Branch"),
     ("random_split", "Random split"),
     ("update_list", "Update contact"),
+    ("notify_staff", "Notify staff"),
     ("exit", "Exit"),
 ];
 
@@ -43,9 +44,10 @@ pub fn slot_target(kind: &StepKind, slot: Slot) -> Option<StepId> {
 
 fn slot_mut_ref(kind: &mut StepKind, slot: Slot) -> Option<&mut Option<StepId>> {
     match kind {
-        StepKind::SendEmail { next, .. } | StepKind::Wait { next, .. } | StepKind::UpdateList { next, .. } => {
-            (slot == 0).then_some(next)
-        }
+        StepKind::SendEmail { next, .. }
+        | StepKind::Wait { next, .. }
+        | StepKind::UpdateList { next, .. }
+        | StepKind::NotifyStaff { next, .. } => (slot == 0).then_some(next),
         StepKind::WaitFor { on_event, on_timeout, .. } => match slot {
             0 => Some(on_event),
             1 => Some(on_timeout),
@@ -63,9 +65,10 @@ fn slot_mut_ref(kind: &mut StepKind, slot: Slot) -> Option<&mut Option<StepId>> 
 
 fn all_slots_mut(kind: &mut StepKind) -> Vec<&mut Option<StepId>> {
     match kind {
-        StepKind::SendEmail { next, .. } | StepKind::Wait { next, .. } | StepKind::UpdateList { next, .. } => {
-            vec![next]
-        }
+        StepKind::SendEmail { next, .. }
+        | StepKind::Wait { next, .. }
+        | StepKind::UpdateList { next, .. }
+        | StepKind::NotifyStaff { next, .. } => vec![next],
         StepKind::WaitFor { on_event, on_timeout, .. } => vec![on_event, on_timeout],
         StepKind::Branch { then, otherwise, .. } => vec![then, otherwise],
         StepKind::RandomSplit { paths } => paths.iter_mut().map(|p| &mut p.next).collect(),
@@ -117,6 +120,7 @@ pub fn new_step(def: &SequenceDefinition, code: &str, next: Option<StepId>) -> S
             paths: vec![SplitPath { percent: 50, next }, SplitPath { percent: 50, next: None }],
         },
         "update_list" => StepKind::UpdateList { list: uuid::Uuid::nil(), add: true, next },
+        "notify_staff" => StepKind::NotifyStaff { user: uuid::Uuid::nil(), note: String::new(), next },
         _ => StepKind::Exit,
     };
     Step { id, name: String::new(), kind }
@@ -195,7 +199,10 @@ pub fn reachable(def: &SequenceDefinition) -> BTreeSet<StepId> {
 }
 
 fn single(kind: &StepKind) -> bool {
-    matches!(kind, StepKind::SendEmail { .. } | StepKind::Wait { .. } | StepKind::UpdateList { .. })
+    matches!(
+        kind,
+        StepKind::SendEmail { .. } | StepKind::Wait { .. } | StepKind::UpdateList { .. } | StepKind::NotifyStaff { .. }
+    )
 }
 
 /// The one step that leads to `id` (if exactly one does, through a plain `next`), and whether

@@ -24,7 +24,7 @@ use domain::Permission;
 use domain::sequences::{EnrolmentState, EnrolmentView, TrailEntry};
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_params_map, use_query_map};
 use uuid::Uuid;
 
 #[component]
@@ -150,7 +150,9 @@ pub fn SequencePage() -> impl IntoView {
     });
     let raw_id = params.with_untracked(|p| p.get("id"));
     let bad_id = raw_id.as_deref().is_some_and(|s| Uuid::parse_str(s).is_err());
-    let tab = RwSignal::new("flow");
+    // A staff notice links to one enrolment: open the enrolments with its trail.
+    let focus = use_query_map().with_untracked(|q| q.get("enrolment").and_then(|v| Uuid::parse_str(&v).ok()));
+    let tab = RwSignal::new(if focus.is_some() && reads_contacts { "enrolments" } else { "flow" });
     view! {
         <Title text="Sequence · Hermetic"/>
         <Guard permission=Permission::SequencesRead>
@@ -174,7 +176,7 @@ pub fn SequencePage() -> impl IntoView {
                         <div class:hidden=move || tab.get() != "flow">
                             <Builder view=view templates=templates lists=lists segments=segments campaigns=campaigns can_write=can_write reload=reload/>
                         </div>
-                        {move || (tab.get() == "enrolments").then(|| view! { <Enrolments id=sid/> })}
+                        {move || (tab.get() == "enrolments").then(|| view! { <Enrolments id=sid focus=focus/> })}
                     }.into_any()
                 }
             }}
@@ -197,7 +199,7 @@ fn state_badge(e: &EnrolmentView) -> impl IntoView + use<> {
 
 /// A sequence's enrolments, newest first, with the state filter.
 #[component]
-fn Enrolments(id: Uuid) -> impl IntoView {
+fn Enrolments(id: Uuid, focus: Option<Uuid>) -> impl IntoView {
     let state = RwSignal::new(String::new());
     let version = RwSignal::new(0u32);
     let load = Action::new(move |s: &String| sequence_enrolments(id, EnrolmentState::parse(s)));
@@ -223,14 +225,19 @@ fn Enrolments(id: Uuid) -> impl IntoView {
                 None => view! { <p>"Loading…"</p> }.into_any(),
                 Some(Err(e)) => view! { <p class="alert error" role="alert">{e.message}</p> }.into_any(),
                 Some(Ok(list)) if list.is_empty() => view! { <p class="empty" data-test="no-enrolments">"Nobody has entered this sequence yet."</p> }.into_any(),
-                Some(Ok(list)) => view! { <EnrolmentTable list=list show_sequence=false version=version/> }.into_any(),
+                Some(Ok(list)) => view! { <EnrolmentTable list=list show_sequence=false version=version focus=focus/> }.into_any(),
             }}
         </section>
     }
 }
 
 #[component]
-fn EnrolmentTable(list: Vec<EnrolmentView>, show_sequence: bool, version: RwSignal<u32>) -> impl IntoView {
+fn EnrolmentTable(
+    list: Vec<EnrolmentView>,
+    show_sequence: bool,
+    version: RwSignal<u32>,
+    focus: Option<Uuid>,
+) -> impl IntoView {
     view! {
         <div class="table-wrap">
             <table data-test="enrolment-table">
@@ -241,7 +248,10 @@ fn EnrolmentTable(list: Vec<EnrolmentView>, show_sequence: bool, version: RwSign
                     <th scope="col">"Entered"</th><th scope="col">"Version"</th><th scope="col">"Actions"</th>
                 </tr></thead>
                 <tbody>
-                    {list.into_iter().map(|e| view! { <EnrolmentRow e=e show_sequence=show_sequence version=version/> }).collect_view()}
+                    {list.into_iter().map(|e| {
+                        let focused = focus == Some(e.id);
+                        view! { <EnrolmentRow e=e show_sequence=show_sequence version=version focused=focused/> }
+                    }).collect_view()}
                 </tbody>
             </table>
         </div>
@@ -249,7 +259,12 @@ fn EnrolmentTable(list: Vec<EnrolmentView>, show_sequence: bool, version: RwSign
 }
 
 #[component]
-fn EnrolmentRow(e: EnrolmentView, show_sequence: bool, version: RwSignal<u32>) -> impl IntoView {
+fn EnrolmentRow(
+    e: EnrolmentView,
+    show_sequence: bool,
+    version: RwSignal<u32>,
+    #[prop(optional)] focused: bool,
+) -> impl IntoView {
     let hydrated = use_hydrated();
     let can_write = use_me().is_some_and(|m| m.can(Permission::SequencesWrite));
     let id = e.id;
@@ -266,6 +281,13 @@ fn EnrolmentRow(e: EnrolmentView, show_sequence: bool, version: RwSignal<u32>) -
         Some(Err(e)) => error.set(Some(e)),
         None => {}
     });
+    // The enrolment a staff notice linked to: its trail open once the page runs.
+    Effect::new(move || {
+        if focused && hydrated.get() && !open.get_untracked() {
+            open.set(true);
+            trail.dispatch(());
+        }
+    });
     let active = e.state == EnrolmentState::Active;
     let badge = state_badge(&e);
     let first = if show_sequence {
@@ -275,7 +297,7 @@ fn EnrolmentRow(e: EnrolmentView, show_sequence: bool, version: RwSignal<u32>) -
             .into_any()
     };
     view! {
-        <tr data-test="enrolment" data-contact=e.contact_id.to_string() data-state=e.state.as_str()>
+        <tr data-test="enrolment" data-contact=e.contact_id.to_string() data-state=e.state.as_str() class:focused=focused>
             <td>{first}</td>
             <td>{badge}</td>
             <td data-test="enrolment-step">{e.step_id.clone().unwrap_or_else(|| "—".into())}</td>
@@ -378,7 +400,7 @@ pub fn ContactSequences(contact: Uuid) -> impl IntoView {
                     None => view! { <p>"Loading…"</p> }.into_any(),
                     Some(Err(e)) => view! { <p class="alert error" role="alert">{e.message}</p> }.into_any(),
                     Some(Ok(list)) if list.is_empty() => view! { <p class="empty" data-test="no-contact-sequences">"Not in any sequence."</p> }.into_any(),
-                    Some(Ok(list)) => view! { <EnrolmentTable list=list show_sequence=true version=version/> }.into_any(),
+                    Some(Ok(list)) => view! { <EnrolmentTable list=list show_sequence=true version=version focus=None/> }.into_any(),
                 }}
                 {can_enrol.then(|| view! {
                     <form class="inline" data-test="enrol-contact" on:submit=move |ev: leptos::ev::SubmitEvent| {
