@@ -42,7 +42,7 @@ impl Scope {
     /// What the scope lets an integration do, in the words of the settings page.
     pub fn describe(self) -> &'static str {
         match self {
-            Scope::EventsWrite => "Record patient events",
+            Scope::EventsWrite => "Record patient events and enrol contacts in live sequences",
             Scope::ContactsWrite => "Create and update contacts, lists and consent",
             Scope::ContactsRead => "Read contacts (each read is audited)",
             Scope::MessagesSend => "Send transactional messages",
@@ -304,6 +304,8 @@ pub mod problem {
     pub const CONSENT_WITHDRAWN: &str = "consent_withdrawn";
     pub const NO_SENDING_DOMAIN: &str = "no_sending_domain";
     pub const CONFLICT: &str = "conflict";
+    pub const SEQUENCE_NOT_LIVE: &str = "sequence_not_live";
+    pub const ALREADY_ENROLLED: &str = "already_enrolled";
     pub const IDEMPOTENCY_MISMATCH: &str = "idempotency_key_reused";
     pub const IDEMPOTENCY_KEY_INVALID: &str = "idempotency_key_invalid";
     pub const RATE_LIMITED: &str = "rate_limited";
@@ -322,7 +324,7 @@ pub mod problem {
         Code { code, status, meaning }
     }
 
-    pub const ALL: [Code; 22] = [
+    pub const ALL: [Code; 24] = [
         c(
             UNAUTHENTICATED,
             401,
@@ -338,7 +340,7 @@ pub mod problem {
             403,
             "The key's scopes do not allow this request. Create a key with the scope the endpoint names.",
         ),
-        c(NOT_FOUND, 404, "No such contact in your organisation (or no such API route)."),
+        c(NOT_FOUND, 404, "No such contact, message or sequence in your organisation (or no such API route)."),
         c(INVALID_JSON, 400, "The body is not UTF-8 JSON (in a batch: that item held bytes that are not UTF-8)."),
         c(TOO_DEEP, 400, "The body nests objects and arrays more than 32 deep."),
         c(BODY_TOO_LARGE, 413, "The body is over 1 MB (10 MB for a batch)."),
@@ -376,6 +378,16 @@ pub mod problem {
             "Your organisation has no verified sending domain to send from: an administrator adds and verifies one under Settings → Sending domains.",
         ),
         c(CONFLICT, 409, "The request conflicts with a change made at the same moment. Retry it."),
+        c(
+            SEQUENCE_NOT_LIVE,
+            409,
+            "The sequence admits nobody now: it is a draft that was never published, paused or archived. Nothing was changed; retry once someone in your organisation makes it live.",
+        ),
+        c(
+            ALREADY_ENROLLED,
+            409,
+            "The sequence's entry rule does not admit this contact again (once ever, or one enrolment at a time and one is still active). Nothing was changed.",
+        ),
         c(
             IDEMPOTENCY_MISMATCH,
             422,

@@ -121,7 +121,7 @@ actions! {
     SequencePublished => "sequence.published", "Sequence version published";
     SequenceStatusChanged => "sequence.status_changed", "Sequence paused, resumed or archived";
     SequenceEnrolmentRemoved => "sequence.enrolment_removed", "Contact removed from a sequence";
-    SequenceContactEnrolled => "sequence.contact_enrolled", "Contact enrolled in a sequence by hand";
+    SequenceContactEnrolled => "sequence.contact_enrolled", "Contact enrolled in a sequence by hand or by an integration";
     SequenceEnrolmentsViewed => "sequence.enrolments_viewed", "Sequence enrolments listed (contact ids)";
 }
 

@@ -41,6 +41,9 @@ pub const ROUTES: &[(Method, &str, Permission)] = &[
     // may follow what it sent, and `reports:read` (aggregate figures for people) opens no
     // per-contact message record.
     (Method::GET, "/api/v1/messages/{id}", Permission::MessagesSend),
+    // An explicit enrolment is the integration reporting that something happened to the patient
+    // that a sequence follows up: the events scope, not a scope of its own.
+    (Method::POST, "/api/v1/sequences/{id}/enrolments", Permission::EventsWrite),
 ];
 
 /// The OpenAPI document of the routes above (public: it describes the API, no organisation's data).
@@ -84,6 +87,7 @@ pub fn router(state: ApiState) -> Router {
         .route(ROUTES[3].1, get(get_contact))
         .route(ROUTES[4].1, post(send_message))
         .route(ROUTES[5].1, get(get_message))
+        .route(ROUTES[6].1, post(enrol))
         .route(OPENAPI_PATH, get(openapi_json))
         // The handlers read bodies themselves, within each route's limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -169,10 +173,19 @@ pub fn route_problems(method: &Method, path: &str) -> Vec<(StatusCode, Vec<&'sta
                 NO_SENDING_DOMAIN,
                 IDEMPOTENCY_MISMATCH,
             ]
+        } else if path == ROUTES[6].1 {
+            vec![INVALID_FIELD, UNKNOWN_FIELD, UNKNOWN_CONTACT, IDEMPOTENCY_MISMATCH]
         } else {
             vec![INVALID_FIELD, UNKNOWN_FIELD, IDEMPOTENCY_MISMATCH]
         };
         p.push((StatusCode::UNPROCESSABLE_ENTITY, unprocessable));
+        // An enrolment names its sequence in the path, and the sequence must admit the contact.
+        if path == ROUTES[6].1 {
+            p.push((StatusCode::NOT_FOUND, vec![NOT_FOUND]));
+            if let Some((_, conflicts)) = p.iter_mut().find(|(s, _)| *s == StatusCode::CONFLICT) {
+                conflicts.extend([SEQUENCE_NOT_LIVE, ALREADY_ENROLLED]);
+            }
+        }
     }
     p.push((StatusCode::TOO_MANY_REQUESTS, vec![RATE_LIMITED]));
     p.push((StatusCode::INTERNAL_SERVER_ERROR, vec![INTERNAL]));
@@ -180,12 +193,12 @@ pub fn route_problems(method: &Method, path: &str) -> Vec<(StatusCode, Vec<&'sta
     p
 }
 
+/// A refusal as a problem, with the status its code comes with (`problem::ALL`): 400 for a body
+/// that is not JSON, 409 for a state that does not allow the request, 422 for the rest.
 fn rejected(r: &Rejection) -> Response {
-    let status = if r.code == problem::INVALID_JSON || r.code == problem::TOO_DEEP {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
+    let status = problem::find(r.code)
+        .and_then(|c| StatusCode::from_u16(c.status).ok())
+        .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
     problem(status, r.code, r.detail, Some(&r.pointer))
 }
 
@@ -611,6 +624,48 @@ pub async fn get_message(State(st): State<ApiState>, Path(id): Path<String>, req
                 res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 res
             }
+            Err(e) => service_problem(&e),
+        }
+    })
+    .await
+}
+
+/// Enrol a contact in a sequence
+///
+/// Enrols one existing contact (by id or by email address; none is created) in one of your
+/// organisation's live sequences, as if its trigger had fired: the sequence's first step runs
+/// next. Use it when your system knows that something happened to the patient that this sequence
+/// follows up. The sequence's entry rule applies: a contact it does not admit again (once ever,
+/// or one enrolment at a time while one is active) is refused with `already_enrolled`; a draft,
+/// paused or archived sequence with `sequence_not_live`. An enrolment has no trigger event, so
+/// the sequence's emails have no `{{event.…}}` data. Each enrolment is recorded in the audit trail
+/// with the key. With `Idempotency-Key`, a retried request enrols nobody again and gets the first
+/// answer.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sequences/{id}/enrolments",
+    operation_id = "enrolContact",
+    tag = "Sequences",
+    params(("id" = uuid::Uuid, Path, description = "The sequence's id (shown on its page in Hermetic).")),
+    request_body(content = wire::EnrolmentRequest, description = "The contact to enrol."),
+    responses((status = 201, description = "The contact is enrolled.", body = wire::EnrolmentAccepted)),
+)]
+pub async fn enrol(State(st): State<ApiState>, Path(id): Path<String>, req: Request) -> Response {
+    run(st, req, "POST", ROUTES[6].1, BODY_LIMIT, |st, call| async move {
+        // Scope first: a key without events:write learns nothing from validation.
+        if !call.auth.actor.can(Permission::EventsWrite) {
+            return service_problem(&service::ServiceError::Forbidden);
+        }
+        let Ok(id) = Uuid::parse_str(&id) else {
+            return problem(StatusCode::NOT_FOUND, problem::NOT_FOUND, "Not found.", None);
+        };
+        let e = match service::api::enrolments::parse(id, &call.body) {
+            Ok(e) => e,
+            Err(r) => return rejected(&r),
+        };
+        match service::api::enrolments::enrol(&st.services, &call.auth.actor, e, call.idem.as_ref()).await {
+            Ok(Ok(a)) => answer(a),
+            Ok(Err(r)) => rejected(&r),
             Err(e) => service_problem(&e),
         }
     })

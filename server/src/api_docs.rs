@@ -359,7 +359,15 @@ fn op_id(op: &Value) -> String {
 }
 
 fn curl(base: &str, method: &str, path: &str, has_body: bool) -> String {
-    let path = path.replace("{id}", "$CONTACT_ID");
+    // The path parameter as a shell variable named after what it identifies.
+    let var = if path.starts_with("/api/v1/sequences/") {
+        "$SEQUENCE_ID"
+    } else if path.starts_with("/api/v1/messages/") {
+        "$MESSAGE_ID"
+    } else {
+        "$CONTACT_ID"
+    };
+    let path = path.replace("{id}", var);
     let mut s = format!("curl -sS -X {method} \"{base}{path}\" \\\n  -H \"Authorization: Bearer $HERMETIC_API_KEY\"");
     if has_body {
         s.push_str(
@@ -644,7 +652,9 @@ pub fn render(stylesheet: &str, public_url: &str, budget: (u32, u32)) -> String 
          <p>Typical integration: your integration engine upserts a contact when a patient registers or changes consent \
          (<a href=\"#op-upsertContact\"><code>PUT /api/v1/contacts</code></a>), and sends an event when something happens \
          that a follow-up sequence waits for — an appointment booked or cancelled, a lab result ready, a discharge \
-         (<a href=\"#op-recordEvent\"><code>POST /api/v1/events</code></a>, or batches of up to {batch}).</p>\
+         (<a href=\"#op-recordEvent\"><code>POST /api/v1/events</code></a>, or batches of up to {batch}). When your system \
+         itself decides that a patient should start a particular sequence, it enrols the contact directly \
+         (<a href=\"#op-enrolContact\"><code>POST /api/v1/sequences/{{id}}/enrolments</code></a>).</p>\
          <div class=\"alert info\"><strong>Test with made-up data.</strong> Everything you send is treated as protected health \
          information: stored encrypted, never echoed in an answer, a log line or an error. Use addresses at \
          <code>example.org</code> and obviously fictional names until you go live.</div></section>",

@@ -39,17 +39,27 @@ pub const SECURITY_SCHEME: &str = "apiKey";
         version = "1",
         description = "The machine interface of Hermetic for hospital and clinic systems (an EHR's \
             integration engine, a scheduling system): record patient events that drive follow-up \
-            sequences, and keep contacts, list memberships and consent in sync. Every request is \
+            sequences (or enrol a contact in one directly), send transactional messages, and keep \
+            contacts, list memberships and consent in sync. Every request is \
             authenticated with an API key created by an administrator (Settings → API keys); a key \
             can do only what its scopes allow. Answers are JSON; every failure is an RFC 9457 \
             problem (`application/problem+json`) with a stable `code`. Human-readable guide: `/api/docs`."
     ),
-    paths(api::event, api::event_batch, api::upsert_contact, api::get_contact, api::send_message, api::get_message),
+    paths(
+        api::event,
+        api::event_batch,
+        api::upsert_contact,
+        api::get_contact,
+        api::send_message,
+        api::get_message,
+        api::enrol
+    ),
     components(schemas(wire::Problem)),
     tags(
         (name = "Events", description = "Patient events from your systems: they start and advance sequences."),
         (name = "Contacts", description = "Contacts, their list memberships and consent."),
         (name = "Messages", description = "Transactional messages to one contact, and their status."),
+        (name = "Sequences", description = "Follow-up sequences: enrol a contact in a live one directly."),
     ),
     modifiers(&Edge),
 )]
@@ -249,6 +259,7 @@ fn example_pointer(path: &str) -> &'static str {
         "/api/v1/events" => "/type",
         "/api/v1/events/batch" => "/events",
         "/api/v1/messages" => "/template",
+        "/api/v1/sequences/{id}/enrolments" => "/contact/id",
         _ => "/email",
     }
 }
@@ -263,6 +274,8 @@ pub const EXAMPLE_LIST: Uuid = Uuid::from_u128(0x0190_f3a2_7c2d_7e5f_a011_4d6b_2
 pub const EXAMPLE_EVENT: Uuid = Uuid::from_u128(0x0190_f3a3_0d3e_7f60_b122_5e7c_3d4f_6081);
 pub const EXAMPLE_TEMPLATE: Uuid = Uuid::from_u128(0x0190_f3a1_5a0b_7c3d_8e00_2b49_0a1c_3d5e);
 pub const EXAMPLE_MESSAGE: Uuid = Uuid::from_u128(0x0190_f3a3_1e4f_7071_c233_6f8d_4e50_7192);
+pub const EXAMPLE_SEQUENCE: Uuid = Uuid::from_u128(0x0190_f3a0_4f9a_7b2c_8d00_1a38_f90b_2c4d);
+pub const EXAMPLE_ENROLMENT: Uuid = Uuid::from_u128(0x0190_f3a3_2f50_7182_d344_709e_5f61_82a3);
 
 fn at(unix: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(unix, 0).unwrap_or_default()
@@ -340,6 +353,12 @@ pub fn example_message() -> wire::MessageRequest {
         contact: ContactRef::Email(wire::ContactByEmail { email: Phi::new("patient@example.org".into()) }),
         template: EXAMPLE_TEMPLATE,
         data: props(&[("appointment_at", text("2026-03-09 14:00")), ("clinic", text("North Clinic"))]),
+    }
+}
+
+pub fn example_enrolment() -> wire::EnrolmentRequest {
+    wire::EnrolmentRequest {
+        contact: ContactRef::Email(wire::ContactByEmail { email: Phi::new("patient@example.org".into()) }),
     }
 }
 
@@ -422,6 +441,17 @@ pub fn examples(path: &str) -> (Option<Value>, Vec<(StatusCode, Value)>) {
                 to_json(&wire::MessageAccepted { id: EXAMPLE_MESSAGE, status: wire::MessageStatus::Queued }),
             )],
         ),
+        "/api/v1/sequences/{id}/enrolments" => (
+            Some(to_json(&example_enrolment())),
+            vec![(
+                StatusCode::CREATED,
+                to_json(&wire::EnrolmentAccepted {
+                    enrolment_id: EXAMPLE_ENROLMENT,
+                    sequence_id: EXAMPLE_SEQUENCE,
+                    status: wire::EnrolmentStatus::Active,
+                }),
+            )],
+        ),
         "/api/v1/messages/{id}" => (
             None,
             vec![(
@@ -473,7 +503,8 @@ pub fn signature_example() -> SignatureExample {
 mod tests {
     use super::*;
     use domain::api::wire::{
-        BATCH_MEMBERS, CONSENT_MEMBERS, CONTACT_REF_MEMBERS, EVENT_MEMBERS, MESSAGE_MEMBERS, UPSERT_MEMBERS,
+        BATCH_MEMBERS, CONSENT_MEMBERS, CONTACT_REF_MEMBERS, ENROLMENT_MEMBERS, EVENT_MEMBERS, MESSAGE_MEMBERS,
+        UPSERT_MEMBERS,
     };
     use domain::api::wire::{MAX_UPSERT_CONSENT, MAX_UPSERT_LISTS};
     use serde_json::json;
@@ -520,6 +551,7 @@ mod tests {
             ("ContactUpsert", &UPSERT_MEMBERS[..]),
             ("ConsentDecision", &CONSENT_MEMBERS[..]),
             ("MessageRequest", &MESSAGE_MEMBERS[..]),
+            ("EnrolmentRequest", &ENROLMENT_MEMBERS[..]),
         ] {
             assert_eq!(members(&s(name)), sorted(allowed), "{name}");
             assert_eq!(s(name)["additionalProperties"], false, "{name}");
@@ -569,6 +601,10 @@ mod tests {
                 "/api/v1/messages" => {
                     service::api::messages::parse(&body).unwrap();
                     serde_json::from_value::<wire::MessageRequest>(request).unwrap();
+                }
+                "/api/v1/sequences/{id}/enrolments" => {
+                    service::api::enrolments::parse(EXAMPLE_SEQUENCE, &body).unwrap();
+                    serde_json::from_value::<wire::EnrolmentRequest>(request).unwrap();
                 }
                 other => panic!("no parser for {other}"),
             }

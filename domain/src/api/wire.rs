@@ -29,6 +29,8 @@ pub const UPSERT_MEMBERS: [&str; 4] = ["email", "fields", "lists", "consent"];
 pub const CONSENT_MEMBERS: [&str; 3] = ["purpose", "granted", "text_sha256"];
 /// The members of a transactional message (`POST /api/v1/messages`).
 pub const MESSAGE_MEMBERS: [&str; 3] = ["contact", "template", "data"];
+/// The members of an enrolment (`POST /api/v1/sequences/{id}/enrolments`).
+pub const ENROLMENT_MEMBERS: [&str; 1] = ["contact"];
 /// Fields, lists and consent decisions one upsert may carry.
 pub const MAX_UPSERT_FIELDS: usize = 200;
 pub const MAX_UPSERT_LISTS: usize = 100;
@@ -247,6 +249,35 @@ pub struct Engagement {
     /// The first event of any kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_at: Option<DateTime<Utc>>,
+}
+
+/// An explicit enrolment of one existing contact into a live sequence: the integration reports
+/// that something happened to the patient that this sequence follows up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EnrolmentRequest {
+    /// The contact, by id or by email address (an existing contact; none is created).
+    pub contact: ContactRef,
+}
+
+/// Where a new enrolment is: always `active` (the sequence's first step runs next).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum EnrolmentStatus {
+    Active,
+}
+
+/// `201 Created`: the contact is enrolled; the sequence's first step runs next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct EnrolmentAccepted {
+    /// The enrolment's id.
+    pub enrolment_id: Uuid,
+    /// The sequence's id (as in the path).
+    pub sequence_id: Uuid,
+    pub status: EnrolmentStatus,
 }
 
 /// The outcome of a batch: counts, and each item's result in order.

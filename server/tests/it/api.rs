@@ -544,6 +544,9 @@ fn sample(path: &str, contact: &str) -> Value {
         // The contact's id stands in for a template id: no such template (tests/it/messages.rs
         // sends real ones, with a verified sending domain and an SMTP server).
         "/api/v1/messages" => json!({"contact": {"id": contact}, "template": contact}),
+        // The contact's id stands in for the sequence's: no such sequence (tests/it/enrolments.rs
+        // enrols in real ones).
+        "/api/v1/sequences/{id}/enrolments" => json!({"contact": {"id": contact}}),
         _ => Value::Null,
     }
 }
@@ -585,8 +588,10 @@ async fn every_api_route_answers_every_scope_as_the_table_says() {
             // template, no such message (the contact's id is neither).
             let message_refusal = spec.path.starts_with("/api/v1/messages")
                 && (is_problem(&r, 422, "unknown_template") || is_problem(&r, 404, "not_found"));
+            // An enrolment passed it when it answers that there is no such sequence.
+            let enrolment_refusal = spec.path.starts_with("/api/v1/sequences/") && is_problem(&r, 404, "not_found");
             let ok = if allowed {
-                (200..300).contains(&r.status) || message_refusal
+                (200..300).contains(&r.status) || message_refusal || enrolment_refusal
             } else {
                 is_problem(&r, 403, "forbidden")
             };

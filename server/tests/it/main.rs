@@ -13,6 +13,7 @@ mod consent;
 mod contacts;
 mod csrf;
 mod disclosure;
+mod enrolments;
 mod entities;
 mod fault;
 mod harness;

@@ -206,6 +206,37 @@ async fn the_document_covers_every_route_validates_and_describes_the_real_answer
     assert_eq!(r.status, 404, "{}", r.body);
     record("GET", "/api/v1/messages/{id}", &r);
 
+    // The enrolment example (the contact above, by its address) in a live sequence; once ever, so
+    // the same again is refused; then an unknown contact, a sequence that is not live, none at all.
+    let route = "/api/v1/sequences/{id}/enrolments";
+    let seq = crate::sequences::publish(
+        &app.services,
+        &staff,
+        "Care programme",
+        json!({"version": 1, "trigger": {"kind": "manual"}, "entry": "once_ever", "start": "a",
+               "steps": [{"id": "a", "kind": "exit"}]}),
+    )
+    .await;
+    let enrol = |s: &dyn std::fmt::Display| format!("/api/v1/sequences/{s}/enrolments");
+    let r = call(&c, Method::POST, &enrol(&seq), Some(&events_only.secret), &example(route), &[]).await;
+    assert_eq!(r.status, 201, "the enrolment example: {}", r.body);
+    assert_eq!(record("POST", route, &r)["sequence_id"], seq.to_string());
+    let r = call(&c, Method::POST, &enrol(&seq), Some(&events_only.secret), &example(route), &[]).await;
+    assert_eq!((r.status, json_of(&r)["code"].as_str()), (409, Some("already_enrolled")), "{}", r.body);
+    record("POST", route, &r);
+    let nobody = json!({"contact": {"id": uuid::Uuid::now_v7()}});
+    let r = call(&c, Method::POST, &enrol(&seq), Some(&events_only.secret), &nobody, &[]).await;
+    assert_eq!((r.status, json_of(&r)["code"].as_str()), (422, Some("unknown_contact")), "{}", r.body);
+    record("POST", route, &r);
+    let draft = service::sequences::create(&app.services, &staff, "Not yet").await.unwrap();
+    let r = call(&c, Method::POST, &enrol(&draft), Some(&events_only.secret), &example(route), &[]).await;
+    assert_eq!((r.status, json_of(&r)["code"].as_str()), (409, Some("sequence_not_live")), "{}", r.body);
+    record("POST", route, &r);
+    let r =
+        call(&c, Method::POST, &enrol(&uuid::Uuid::now_v7()), Some(&events_only.secret), &example(route), &[]).await;
+    assert_eq!((r.status, json_of(&r)["code"].as_str()), (404, Some("not_found")), "{}", r.body);
+    record("POST", route, &r);
+
     let get = format!("/api/v1/contacts/{contact}");
     let r = call(&c, Method::GET, &get, Some(&reader.secret), &Value::Null, &[]).await;
     assert_eq!(r.status, 200, "{}", r.body);

@@ -24,7 +24,7 @@ use uuid::Uuid;
 const MARKER: &str = "PHI-MARKER-Vx93q";
 
 /// A template with its own subject, a tracked link and the unsubscribe link.
-async fn template(svc: &Services, actor: &Actor, subject: &str) -> Uuid {
+pub(crate) async fn template(svc: &Services, actor: &Actor, subject: &str) -> Uuid {
     template_with(svc, actor, subject, "").await
 }
 
@@ -42,14 +42,14 @@ async fn template_with(svc: &Services, actor: &Actor, subject: &str, extra: &str
     id
 }
 
-async fn publish(svc: &Services, actor: &Actor, name: &str, def: Value) -> Uuid {
+pub(crate) async fn publish(svc: &Services, actor: &Actor, name: &str, def: Value) -> Uuid {
     let id = service::sequences::create(svc, actor, name).await.unwrap();
     save(svc, actor, id, name, def).await;
     service::sequences::publish(svc, actor, id, &[]).await.unwrap();
     id
 }
 
-async fn save(svc: &Services, actor: &Actor, id: Uuid, name: &str, def: Value) {
+pub(crate) async fn save(svc: &Services, actor: &Actor, id: Uuid, name: &str, def: Value) {
     let definition: SequenceDefinition = serde_json::from_value(def).unwrap();
     let input = DraftInput {
         name: name.into(),
@@ -66,14 +66,14 @@ async fn event(c: &Client, k: &Key, contact: Uuid, kind: &str, properties: Value
     assert_eq!(r.status, 202, "{}", r.body);
 }
 
-async fn scalar(app: &TestApp, sql: &str) -> i64 {
+pub(crate) async fn scalar(app: &TestApp, sql: &str) -> i64 {
     let db = app.db.connect().await;
     let v = service::db::scalar::<i64, _>(&db, sql, []).await.unwrap().unwrap_or(0);
     db.close().await.unwrap();
     v
 }
 
-async fn texts(app: &TestApp, sql: &str) -> Vec<String> {
+pub(crate) async fn texts(app: &TestApp, sql: &str) -> Vec<String> {
     let db = app.db.connect().await;
     let v = service::db::scalars::<String, _>(&db, sql, []).await.unwrap();
     db.close().await.unwrap();
@@ -82,7 +82,7 @@ async fn texts(app: &TestApp, sql: &str) -> Vec<String> {
 
 /// Wait until the engine has consumed every event and nothing is due on the test clock, and
 /// every queued message has been sent.
-async fn settle(app: &TestApp) {
+pub(crate) async fn settle(app: &TestApp) {
     let now = app.now();
     for _ in 0..200 {
         let busy = scalar(
@@ -106,7 +106,7 @@ async fn settle(app: &TestApp) {
 }
 
 /// (recipient, subject) of every message the SMTP server accepted, in order.
-fn received(smtp: &SmtpServer) -> Vec<(String, String)> {
+pub(crate) fn received(smtp: &SmtpServer) -> Vec<(String, String)> {
     smtp.messages()
         .iter()
         .map(|(p, _)| {
@@ -119,11 +119,11 @@ fn received(smtp: &SmtpServer) -> Vec<(String, String)> {
         .collect()
 }
 
-fn to(who: &str, list: &[(String, String)]) -> Vec<String> {
+pub(crate) fn to(who: &str, list: &[(String, String)]) -> Vec<String> {
     list.iter().filter(|(t, _)| t == who).map(|(_, s)| s.clone()).collect()
 }
 
-async fn state_of(app: &TestApp, contact: Uuid) -> Vec<String> {
+pub(crate) async fn state_of(app: &TestApp, contact: Uuid) -> Vec<String> {
     texts(
         app,
         &format!(

@@ -152,6 +152,43 @@ pub(crate) fn contact_ref(v: Option<&Json>, p: String) -> Result<ContactRef, Rej
     }
 }
 
+/// The existing contact a request names, by id or by address (blind index), in `conn`'s
+/// transaction; never created. An unknown one is `unknown_contact` at `/contact/id` or
+/// `/contact/email` with `detail` (fixed words, never the value).
+pub(crate) async fn existing_contact<C: sea_orm::ConnectionTrait>(
+    svc: &Services,
+    conn: &C,
+    org: OrganisationId,
+    contact: &ContactRef,
+    detail: &'static str,
+) -> ServiceResult<Result<Uuid, Rejection>> {
+    let (found, pointer) = match contact {
+        ContactRef::Id(id) => (
+            db::scalar::<Uuid, _>(
+                conn,
+                "SELECT id FROM contact WHERE organisation_id = $1 AND id = $2",
+                [org.0.into(), (*id).into()],
+            )
+            .await?,
+            "/contact/id",
+        ),
+        ContactRef::Email(e) => {
+            let bkey = contacts::bidx_key(svc, conn, org).await?;
+            let b = contacts::email_bidx(&bkey, e.expose());
+            (
+                db::scalar::<Uuid, _>(
+                    conn,
+                    "SELECT id FROM contact WHERE organisation_id = $1 AND email_bidx = $2",
+                    [org.0.into(), b.into()],
+                )
+                .await?,
+                "/contact/email",
+            )
+        }
+    };
+    Ok(found.ok_or_else(|| Rejection::new(problem::UNKNOWN_CONTACT, pointer.into(), detail)))
+}
+
 /// Flat properties (event properties, a message's merge data): at most 50, names are codes, values
 /// strings (≤ 2 KB), numbers, booleans or null. `base` is the object's JSON pointer; a bad name is
 /// never echoed, not even in the pointer.

@@ -22,7 +22,6 @@ use super::events::{self, ContactRef, Rejection};
 use super::idempotency::{self, Answer, Claim, Idempotency};
 use crate::actor::Actor;
 use crate::campaigns::send::message;
-use crate::contacts;
 use crate::db;
 use crate::error::{ServiceError, ServiceResult};
 use crate::services::Services;
@@ -91,36 +90,17 @@ pub async fn send(
     }
 
     // The contact, by id or by address (blind index); never created here.
-    let (contact, pointer) = match &m.contact {
-        ContactRef::Id(id) => (
-            db::scalar::<Uuid, _>(
-                &txn,
-                "SELECT id FROM contact WHERE organisation_id = $1 AND id = $2",
-                [org.0.into(), (*id).into()],
-            )
-            .await?,
-            "/contact/id",
-        ),
-        ContactRef::Email(e) => {
-            let bkey = contacts::bidx_key(svc, &txn, org).await?;
-            let b = contacts::email_bidx(&bkey, e.expose());
-            (
-                db::scalar::<Uuid, _>(
-                    &txn,
-                    "SELECT id FROM contact WHERE organisation_id = $1 AND email_bidx = $2",
-                    [org.0.into(), b.into()],
-                )
-                .await?,
-                "/contact/email",
-            )
-        }
-    };
-    let Some(contact) = contact else {
-        return Ok(Err(Rejection::new(
-            problem::UNKNOWN_CONTACT,
-            pointer.into(),
-            "No contact of this organisation matches (messages never create contacts).",
-        )));
+    let contact = match events::existing_contact(
+        svc,
+        &txn,
+        org,
+        &m.contact,
+        "No contact of this organisation matches (messages never create contacts).",
+    )
+    .await?
+    {
+        Ok(c) => c,
+        Err(r) => return Ok(Err(r)),
     };
 
     // The template's latest saved version, of this organisation only.

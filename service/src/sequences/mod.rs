@@ -882,42 +882,79 @@ pub async fn remove(svc: &Services, actor: &Actor, enrolment: Uuid) -> ServiceRe
     Ok(())
 }
 
-/// Enrol a contact by hand (an operator, or an integration through the API), subject to the
-/// sequence's entry rule. Only a live sequence admits.
-pub async fn enrol(svc: &Services, actor: &Actor, id: Uuid, contact: Uuid) -> ServiceResult<Uuid> {
-    actor.require(Permission::SequencesWrite)?;
+/// Why a sequence did not admit a contact (the caller answers in its own words: an operator's
+/// form error, an API problem code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrolRefusal {
+    /// Draft, paused or archived: the sequence admits nobody now.
+    NotLive,
+    /// Live, but never published (no version to enter).
+    NotPublished,
+    /// The entry rule (once ever, one at a time) does not admit this contact again.
+    EntryRule,
+}
+
+/// Enrol a contact of the actor's organisation (checked by the caller) in a live sequence, inside
+/// the caller's transaction, with its audit record: the one path for operators ([`enrol`]) and
+/// integrations (`api::enrolments`). Another organisation's or an unknown sequence is `NotFound`.
+pub(crate) async fn enrol_in(
+    svc: &Services,
+    txn: &sea_orm::DatabaseTransaction,
+    actor: &Actor,
+    id: Uuid,
+    contact: Uuid,
+) -> ServiceResult<Result<Uuid, EnrolRefusal>> {
     let org = actor.organisation_id;
-    let txn = svc.db().begin().await?;
-    let row = sequence_row(&txn, org, id, false).await?;
+    let row = sequence_row(txn, org, id, false).await?;
     if !status_of(&row.status)?.admits() {
-        return Err(ServiceError::invalid("sequence", "only a live sequence admits contacts"));
+        return Ok(Err(EnrolRefusal::NotLive));
     }
     let Some(vid) = row.current_version_id else {
-        return Err(ServiceError::invalid("sequence", "publish the sequence first"));
+        return Ok(Err(EnrolRefusal::NotPublished));
     };
+    let def = open(svc, txn, &version_aad(org, vid), version_sealed(txn, vid).await?).await?;
+    let Some(eid) = engine::admit(svc, txn, org, id, vid, &def, contact, None, None).await? else {
+        return Ok(Err(EnrolRefusal::EntryRule));
+    };
+    audit::record(
+        svc,
+        txn,
+        AuditRecord::by(actor, AuditAction::SequenceContactEnrolled)
+            .target("enrolment", eid)
+            .detail("sequence", id.to_string()),
+    )
+    .await?;
+    Ok(Ok(eid))
+}
+
+/// Enrol a contact by hand (an operator on the contact page), subject to the sequence's entry
+/// rule. Only a live sequence admits.
+pub async fn enrol(svc: &Services, actor: &Actor, id: Uuid, contact: Uuid) -> ServiceResult<Uuid> {
+    actor.require(Permission::SequencesWrite)?;
+    let txn = svc.db().begin().await?;
     let exists = db::scalar::<bool, _>(
         &txn,
         "SELECT EXISTS (SELECT 1 FROM contact WHERE id = $1 AND organisation_id = $2)",
-        [contact.into(), org.0.into()],
+        [contact.into(), actor.organisation_id.0.into()],
     )
     .await?
     .unwrap_or(false);
     if !exists {
         return Err(ServiceError::NotFound);
     }
-    let def = open(svc, &txn, &version_aad(org, vid), version_sealed(&txn, vid).await?).await?;
-    let enrolled = engine::admit(svc, &txn, org, id, vid, &def, contact, None, None).await?;
-    let Some(eid) = enrolled else {
-        return Err(ServiceError::invalid("contact", "the sequence's entry rule does not admit this contact again"));
+    let eid = match enrol_in(svc, &txn, actor, id, contact).await? {
+        Ok(eid) => eid,
+        Err(EnrolRefusal::NotLive) => {
+            return Err(ServiceError::invalid("sequence", "only a live sequence admits contacts"));
+        }
+        Err(EnrolRefusal::NotPublished) => return Err(ServiceError::invalid("sequence", "publish the sequence first")),
+        Err(EnrolRefusal::EntryRule) => {
+            return Err(ServiceError::invalid(
+                "contact",
+                "the sequence's entry rule does not admit this contact again",
+            ));
+        }
     };
-    audit::record(
-        svc,
-        &txn,
-        AuditRecord::by(actor, AuditAction::SequenceContactEnrolled)
-            .target("enrolment", eid)
-            .detail("sequence", id.to_string()),
-    )
-    .await?;
     txn.commit().await?;
     Ok(eid)
 }
