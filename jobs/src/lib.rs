@@ -69,7 +69,11 @@ pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bo
     };
     let scheduler = tokio::spawn(maintenance::schedule(svc.clone(), config.clone(), shutdown.clone()));
     let ticker = tokio::spawn(campaigns::tick(svc.clone(), config.clone(), shutdown.clone()));
-    let engine = tokio::spawn(sequences::engine(svc.clone(), config.clone(), shutdown.clone()));
+    // Engine passes claim with SKIP LOCKED, so several run side by side: each keeps one database
+    // connection busy (a send step is a handful of round trips), and one would use one core.
+    let engines: Vec<_> = (0..sequences::LOOPS)
+        .map(|i| tokio::spawn(sequences::engine(svc.clone(), config.clone(), shutdown.clone(), i == 0)))
+        .collect();
     // This process's sending lease: one per process, shared by its dispatch jobs.
     let send_worker = std::sync::Arc::new(service::campaigns::send::SendWorker::default());
     let slots = svc.settings().sending.slots.max(1) as usize;
@@ -91,7 +95,9 @@ pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bo
         .add::<StaffNotice, _, _>(2, sequences::staff_notice);
     let _ = scheduler.await;
     let _ = ticker.await;
-    let _ = engine.await;
+    for e in engines {
+        let _ = e.await;
+    }
     for s in senders {
         let _ = s.await;
     }

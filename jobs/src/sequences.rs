@@ -10,17 +10,27 @@ use tokio::sync::watch;
 
 /// How long an idle engine waits before looking again.
 pub const IDLE: Duration = Duration::from_millis(250);
+/// Engine loops per worker process. The first consumes events and signals (in order) and moves
+/// due enrolments; the others only move due enrolments, so a burst of due steps (a million
+/// waits ending at once, a newsletter follow-up) keeps several database connections busy while
+/// one process never reorders a contact's events.
+pub const LOOPS: usize = 3;
 /// Events or enrolments per transaction.
 pub const BATCH: u32 = 200;
 
-pub async fn engine(svc: Services, _config: JobsConfig, shutdown: watch::Receiver<bool>) {
+pub async fn engine(svc: Services, _config: JobsConfig, shutdown: watch::Receiver<bool>, first: bool) {
     loop {
         // Work until nothing is due, then rest.
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            match service::sequences::engine::tick(&svc, BATCH).await {
+            let pass = if first {
+                service::sequences::engine::tick(&svc, BATCH).await
+            } else {
+                service::sequences::engine::advance_due(&svc, BATCH).await.map(|n| (0, n))
+            };
+            match pass {
                 Ok((0, 0)) => break,
                 Ok(_) => continue,
                 Err(e) => {
