@@ -77,9 +77,9 @@ pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bo
     // This process's sending lease: one per process, shared by its dispatch jobs.
     let send_worker = std::sync::Arc::new(service::campaigns::send::SendWorker::default());
     let slots = svc.settings().sending.slots.max(1) as usize;
-    // One-recipient messages (API messages, sequence emails): a few sender loops per process,
-    // each claiming due rows in batches (`service::campaigns::send::send_due`).
-    let senders: Vec<_> = (0..slots)
+    // One-recipient messages (API messages, sequence emails): sender loops claiming due rows in
+    // batches (`service::campaigns::send::send_due`), each over `sending.concurrency` lanes.
+    let senders: Vec<_> = (0..messages::LOOPS)
         .map(|_| tokio::spawn(messages::sender(svc.clone(), send_worker.clone(), shutdown.clone())))
         .collect();
     let dispatch = move |job, svc| campaigns::dispatch(job, svc, send_worker.clone());
