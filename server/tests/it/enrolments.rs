@@ -7,10 +7,9 @@
 //! audit trail with the key.
 
 use crate::api::{call, json_of, key};
-use crate::campaigns::{contact, start};
+use crate::campaigns::contact;
 use crate::harness::*;
 use crate::sequences::{publish, received, scalar, settle, state_of, template, to};
-use crate::smtp::{SmtpServer, Tls};
 use domain::Role;
 use domain::api::Scope;
 use domain::sequences::SequenceStatus;
@@ -47,11 +46,7 @@ async fn enrolments(app: &TestApp) -> i64 {
 
 #[tokio::test]
 async fn an_integration_enrols_existing_contacts_in_a_live_sequence_once() {
-    let smtp = SmtpServer::start(Tls::Required, &[]);
-    let app = start(&smtp, &[]).await;
-    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
-    app.verified_domain(org, "clinic.test").await;
-    let actor = Actor::system(org, "test");
+    let (smtp, app, org, actor) = crate::sequences::clinic().await;
     let svc = &app.services;
     let ann = contact(svc, &actor, "ann@patients.test", "Ann", true).await;
     let bob = contact(svc, &actor, "bob@patients.test", "Bob", true).await;

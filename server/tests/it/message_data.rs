@@ -8,11 +8,10 @@
 //! and when it is launched, a field error on `template`).
 
 use crate::api::{call, json_of, key};
-use crate::campaigns::{contact, header, list_with, settings, start, template};
+use crate::campaigns::{contact, header, list_with, settings, template};
 use crate::harness::*;
-use crate::smtp::{SmtpServer, Tls, mime};
+use crate::smtp::mime;
 use domain::Phi;
-use domain::Role;
 use domain::api::Scope;
 use domain::contacts::ContactInput;
 use domain::template_views::{PreviewSample, SaveOutcome, TemplateContent};
@@ -60,11 +59,7 @@ const APPOINTMENT: &str = "<html><body><p>Dear {{contact.first_name}},</p>\
 
 #[tokio::test]
 async fn an_api_message_fills_message_fields_and_templates_are_refused_where_their_data_does_not_exist() {
-    let smtp = SmtpServer::start(Tls::Required, &[]);
-    let app = start(&smtp, &[]).await;
-    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
-    app.verified_domain(org, "clinic.test").await;
-    let actor = Actor::system(org, "test");
+    let (smtp, app, org, actor) = crate::sequences::clinic().await;
     let svc = &app.services;
     // Ann lives in New York: 14:30 UTC is 9:30 in the morning there in January.
     let mut fields = std::collections::BTreeMap::new();

@@ -23,6 +23,17 @@ use uuid::Uuid;
 
 const MARKER: &str = "PHI-MARKER-Vx93q";
 
+/// A real SMTP server requiring TLS, the app sending to it, and an organisation ("Lakeside",
+/// administrator admin@lakeside.test) with the verified sending domain clinic.test.
+pub(crate) async fn clinic() -> (SmtpServer, TestApp, domain::ids::OrganisationId, Actor) {
+    let smtp = SmtpServer::start(Tls::Required, &[]);
+    let app = start(&smtp, &[]).await;
+    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
+    app.verified_domain(org, "clinic.test").await;
+    let actor = Actor::system(org, "test");
+    (smtp, app, org, actor)
+}
+
 /// A template with its own subject, a tracked link and the unsubscribe link.
 pub(crate) async fn template(svc: &Services, actor: &Actor, subject: &str) -> Uuid {
     template_with(svc, actor, subject, "").await
@@ -147,11 +158,7 @@ async fn trail_of(app: &TestApp, contact: Uuid) -> Vec<String> {
 
 #[tokio::test]
 async fn appointment_reminders_follow_the_appointment_and_stop_when_it_is_cancelled() {
-    let smtp = SmtpServer::start(Tls::Required, &[]);
-    let app = start(&smtp, &[]).await;
-    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
-    app.verified_domain(org, "clinic.test").await;
-    let actor = Actor::system(org, "test");
+    let (smtp, app, org, actor) = crate::sequences::clinic().await;
     let svc = &app.services;
     let ann = contact(svc, &actor, "ann@patients.test", "Ann", true).await;
     let bob = contact(svc, &actor, "bob@patients.test", "Bob", true).await;
@@ -299,11 +306,7 @@ async fn appointment_reminders_follow_the_appointment_and_stop_when_it_is_cancel
 
 #[tokio::test]
 async fn goals_branches_lists_entry_rules_versions_and_unsubscribes() {
-    let smtp = SmtpServer::start(Tls::Required, &[]);
-    let app = start(&smtp, &[]).await;
-    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
-    app.verified_domain(org, "clinic.test").await;
-    let actor = Actor::system(org, "test");
+    let (smtp, app, org, actor) = crate::sequences::clinic().await;
     let svc = &app.services;
     let people: Vec<Uuid> = {
         let mut v = Vec::new();
@@ -511,11 +514,7 @@ async fn eventually(app: &TestApp, sql: &str) {
 /// and a person's first click in a campaign's email (not a scanner's, not a second click).
 #[tokio::test]
 async fn list_segment_and_campaign_triggers_enrol_the_contacts_they_name() {
-    let smtp = SmtpServer::start(Tls::Required, &[]);
-    let app = start(&smtp, &[]).await;
-    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
-    app.verified_domain(org, "clinic.test").await;
-    let actor = Actor::system(org, "test");
+    let (smtp, app, _org, actor) = crate::sequences::clinic().await;
     let svc = &app.services;
     let ann = contact(svc, &actor, "ann@patients.test", "Ann", true).await;
     let bob = contact(svc, &actor, "bob@patients.test", "Quillonbrae", true).await;
@@ -667,11 +666,7 @@ async fn list_segment_and_campaign_triggers_enrol_the_contacts_they_name() {
 /// a recipient outside the organisation and a note with merge fields.
 #[tokio::test]
 async fn a_notify_staff_step_emails_a_colleague_without_the_patient() {
-    let smtp = SmtpServer::start(Tls::Required, &[]);
-    let app = start(&smtp, &[]).await;
-    let org = app.org_with_user("Lakeside", "admin@lakeside.test", Role::Admin).await;
-    app.verified_domain(org, "clinic.test").await;
-    let actor = Actor::system(org, "test");
+    let (smtp, app, _org, actor) = crate::sequences::clinic().await;
     let svc = &app.services;
     let zel = contact(svc, &actor, "zelphinia.quarrendon@marker.example", "Zelphinia", true).await;
     let welcome = template(svc, &actor, "Welcome to the newsletter").await;

@@ -7,7 +7,7 @@
 //! keeps the grant and answers `applied: false`, as for staff.
 
 use super::events::Rejection;
-use super::idempotency::{self, Answer, Claim, Idempotency};
+use super::idempotency::{self, Answer, Idempotency};
 use crate::actor::Actor;
 use crate::contacts::{self, consent, fields, lists, record};
 use crate::db;
@@ -19,7 +19,6 @@ use domain::api::wire::{
 };
 use domain::contacts::{ConsentPurpose, ConsentSource};
 use domain::{Permission, Phi};
-use sea_orm::TransactionTrait;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -192,13 +191,10 @@ pub async fn upsert(svc: &Services, actor: &Actor, up: Upsert, idem: Option<&Ide
             ));
         }
     }
-    let txn = svc.db().begin().await?;
-    if let (Some(idem), Some(key)) = (idem, actor.api_key_id())
-        && let Claim::Replay(a) = idempotency::claim(&txn, key, idem, now).await?
-    {
-        txn.commit().await?;
-        return Ok(a);
-    }
+    let txn = match idempotency::begin(svc, actor, idem, now).await? {
+        Ok(t) => t,
+        Err(replay) => return Ok(replay),
+    };
     let bkey = contacts::bidx_key(svc, &txn, org).await?;
     let bidx = contacts::email_bidx(&bkey, up.email.expose());
     let existing = db::scalar::<Uuid, _>(

@@ -9,7 +9,7 @@
 //! Nothing about the contact is ever echoed: answers carry ids and codes only.
 
 use super::events::{self, ContactRef, Rejection};
-use super::idempotency::{self, Answer, Claim, Idempotency};
+use super::idempotency::{self, Answer, Idempotency};
 use crate::actor::Actor;
 use crate::error::{ServiceError, ServiceResult};
 use crate::sequences::{self, EnrolRefusal};
@@ -17,7 +17,6 @@ use crate::services::Services;
 use domain::Permission;
 use domain::api::problem;
 use domain::api::wire::{self, ENROLMENT_MEMBERS};
-use sea_orm::TransactionTrait;
 use serde_json::Value as Json;
 use uuid::Uuid;
 
@@ -59,13 +58,10 @@ pub async fn enrol(
     actor.require(Permission::EventsWrite)?;
     let org = actor.organisation_id;
     let now = svc.clock().now();
-    let txn = svc.db().begin().await?;
-    if let (Some(idem), Some(key)) = (idem, actor.api_key_id())
-        && let Claim::Replay(a) = idempotency::claim(&txn, key, idem, now).await?
-    {
-        txn.commit().await?;
-        return Ok(Ok(a));
-    }
+    let txn = match idempotency::begin(svc, actor, idem, now).await? {
+        Ok(t) => t,
+        Err(replay) => return Ok(Ok(replay)),
+    };
     let contact = match events::existing_contact(
         svc,
         &txn,

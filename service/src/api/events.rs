@@ -7,7 +7,7 @@
 //! an error. Each accepted event is written with an `event_outbox` row in the same transaction, so
 //! the sequence engine sees it exactly once; a batch is one transaction.
 
-use super::idempotency::{self, Answer, Claim, Idempotency};
+use super::idempotency::{self, Answer, Idempotency};
 use crate::actor::Actor;
 use crate::contacts::{self, record::ContactRecord};
 use crate::crypto::seal::Aad;
@@ -19,7 +19,7 @@ use domain::api::wire::{self, BATCH_MEMBERS, CONTACT_REF_MEMBERS, EVENT_MEMBERS}
 use domain::api::{self, problem};
 use domain::ids::OrganisationId;
 use domain::{Permission, Phi};
-use sea_orm::{FromQueryResult, TransactionTrait};
+use sea_orm::FromQueryResult;
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
@@ -273,13 +273,10 @@ pub async fn record(
     }
     let org = actor.organisation_id;
     let now = svc.clock().now();
-    let txn = svc.db().begin().await?;
-    if let (Some(idem), Some(key)) = (idem, actor.api_key_id())
-        && let Claim::Replay(a) = idempotency::claim(&txn, key, idem, now).await?
-    {
-        txn.commit().await?;
-        return Ok(Ok(a));
-    }
+    let txn = match idempotency::begin(svc, actor, idem, now).await? {
+        Ok(t) => t,
+        Err(replay) => return Ok(Ok(replay)),
+    };
 
     // Resolve contacts: ids of this organisation, addresses through the blind index.
     let ids: Vec<Uuid> = items

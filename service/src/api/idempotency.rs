@@ -122,3 +122,23 @@ pub(crate) async fn store<C: ConnectionTrait>(
 pub(crate) async fn purge<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -> ServiceResult<u64> {
     Ok(db::exec(conn, "DELETE FROM api_idempotency WHERE created_at < $1", [(now - RETENTION).into()]).await?)
 }
+
+/// Begin an API write: its transaction, or — when this key already answered this body — the
+/// stored answer (nothing else happens then). Requests without `Idempotency-Key`, and callers
+/// that are not API keys, always begin.
+pub async fn begin(
+    svc: &crate::services::Services,
+    actor: &crate::actor::Actor,
+    idem: Option<&Idempotency>,
+    now: DateTime<Utc>,
+) -> ServiceResult<Result<sea_orm::DatabaseTransaction, Answer>> {
+    use sea_orm::TransactionTrait;
+    let txn = svc.db().begin().await?;
+    if let (Some(idem), Some(key)) = (idem, actor.api_key_id())
+        && let Claim::Replay(a) = claim(&txn, key, idem, now).await?
+    {
+        txn.commit().await?;
+        return Ok(Err(a));
+    }
+    Ok(Ok(txn))
+}

@@ -19,7 +19,7 @@
 //! refused at acceptance (`template_not_allowed`, pointer `/template`).
 
 use super::events::{self, ContactRef, Rejection};
-use super::idempotency::{self, Answer, Claim, Idempotency};
+use super::idempotency::{self, Answer, Idempotency};
 use crate::actor::Actor;
 use crate::campaigns::send::message;
 use crate::db;
@@ -30,7 +30,7 @@ use domain::api::wire::{self, MESSAGE_MEMBERS};
 use domain::contacts::{ConsentPurpose, TransactionalRefusal};
 use domain::delivery::{DeliverySource, DeliveryState};
 use domain::{Permission, Phi};
-use sea_orm::{FromQueryResult, TransactionTrait};
+use sea_orm::FromQueryResult;
 use serde_json::{Map, Value as Json};
 use uuid::Uuid;
 
@@ -81,13 +81,10 @@ pub async fn send(
     actor.require(Permission::MessagesSend)?;
     let org = actor.organisation_id;
     let now = svc.clock().now();
-    let txn = svc.db().begin().await?;
-    if let (Some(idem), Some(key)) = (idem, actor.api_key_id())
-        && let Claim::Replay(a) = idempotency::claim(&txn, key, idem, now).await?
-    {
-        txn.commit().await?;
-        return Ok(Ok(a));
-    }
+    let txn = match idempotency::begin(svc, actor, idem, now).await? {
+        Ok(t) => t,
+        Err(replay) => return Ok(Ok(replay)),
+    };
 
     // The contact, by id or by address (blind index); never created here.
     let contact = match events::existing_contact(

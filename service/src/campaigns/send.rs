@@ -260,7 +260,22 @@ async fn claim(svc: &Services, p: &Prepared, lease: i64, n: i64, now: DateTime<U
         [p.row.id.into(), now.into(), n.into(), lease.into(), p.row.settings.purpose.as_str().into()],
     )
     .await?;
-    // The claim's own columns; the contact's sealed columns are read by `contacts`.
+    #[derive(sea_orm::FromQueryResult)]
+    struct Eligible {
+        eligible: Option<bool>,
+    }
+    rows.iter()
+        .map(|r| {
+            let e = <Eligible as sea_orm::FromQueryResult>::from_query_result(r, "")?;
+            claimed_from(r, e.eligible.unwrap_or(false))
+        })
+        .collect()
+}
+
+/// A claim statement's row as a `Claimed`: its own columns (`delivery_id`, `state`, `attempts`,
+/// `contact_id`, `time_zone`, `locale`, `attrs`); the contact's sealed columns are read by
+/// `contacts`.
+fn claimed_from(r: &sea_orm::QueryResult, eligible: bool) -> ServiceResult<Claimed> {
     #[derive(sea_orm::FromQueryResult)]
     struct ClaimRow {
         delivery_id: Uuid,
@@ -270,30 +285,25 @@ async fn claim(svc: &Services, p: &Prepared, lease: i64, n: i64, now: DateTime<U
         time_zone: Option<String>,
         locale: Option<String>,
         attrs: Option<serde_json::Value>,
-        eligible: Option<bool>,
     }
-    rows.iter()
-        .map(|r| {
-            let c = <ClaimRow as sea_orm::FromQueryResult>::from_query_result(r, "")?;
-            Ok(Claimed {
-                id: c.delivery_id,
-                state: DeliveryState::parse(&c.state)
-                    .ok_or_else(|| ServiceError::internal("a delivery row has an unknown state"))?,
-                attempts: c.attempts,
-                eligible: c.eligible.unwrap_or(false),
-                contact: match c.contact_id {
-                    Some(cid) => Some((
-                        cid,
-                        contacts::sealed_from_row(r)?,
-                        c.time_zone,
-                        c.locale,
-                        c.attrs.unwrap_or(serde_json::Value::Null),
-                    )),
-                    None => None,
-                },
-            })
-        })
-        .collect()
+    let c = <ClaimRow as sea_orm::FromQueryResult>::from_query_result(r, "")?;
+    Ok(Claimed {
+        id: c.delivery_id,
+        state: DeliveryState::parse(&c.state)
+            .ok_or_else(|| ServiceError::internal("a delivery row has an unknown state"))?,
+        attempts: c.attempts,
+        eligible,
+        contact: match c.contact_id {
+            Some(cid) => Some((
+                cid,
+                contacts::sealed_from_row(r)?,
+                c.time_zone,
+                c.locale,
+                c.attrs.unwrap_or(serde_json::Value::Null),
+            )),
+            None => None,
+        },
+    })
 }
 
 /// A claimed row that may not be sent: skipped, through the state machine from its stored state.

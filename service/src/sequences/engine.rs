@@ -310,18 +310,8 @@ pub async fn consume_events(svc: &Services, limit: u32) -> ServiceResult<usize> 
             }
         }
         // Live sequences this event starts.
-        #[derive(FromQueryResult)]
-        struct Triggered {
-            id: Uuid,
-            version_id: Uuid,
-        }
-        let starts: Vec<Triggered> = db::all_as(
-            &txn,
-            "SELECT s.id, v.id AS version_id FROM sequence s JOIN sequence_version v ON v.id = s.current_version_id
-             WHERE s.organisation_id = $1 AND s.status = 'active' AND v.trigger_event_type = $2 ORDER BY s.id",
-            [ev.organisation_id.into(), ev.event_type.clone().into()],
-        )
-        .await?;
+        let starts =
+            live_starts(&txn, ev.organisation_id, seq::trigger_kind::EVENT, Some(&ev.event_type), None, None).await?;
         for s in starts {
             let def = defs.get(svc, &txn, org, s.version_id).await?;
             let seq::Trigger::Event { properties: tests, .. } = &def.trigger else { continue };
@@ -336,6 +326,37 @@ pub async fn consume_events(svc: &Services, limit: u32) -> ServiceResult<usize> 
     db::exec(&txn, "DELETE FROM event_outbox WHERE event_id = ANY ($1)", [ids.into()]).await?;
     txn.commit().await?;
     Ok(events.len())
+}
+
+/// A live sequence a trigger starts, at its current version.
+#[derive(FromQueryResult)]
+struct Triggered {
+    id: Uuid,
+    version_id: Uuid,
+}
+
+/// The live sequences of an organisation whose current version starts on this trigger: its kind,
+/// with the event type (events) or the list, segment or campaign (signals), optionally one
+/// sequence only.
+async fn live_starts(
+    txn: &DatabaseTransaction,
+    org: Uuid,
+    kind: &str,
+    event_type: Option<&str>,
+    reference: Option<Uuid>,
+    only: Option<Uuid>,
+) -> ServiceResult<Vec<Triggered>> {
+    db::all_as(
+        txn,
+        "SELECT s.id, v.id AS version_id FROM sequence s JOIN sequence_version v ON v.id = s.current_version_id
+         WHERE s.organisation_id = $1 AND s.status = 'active' AND v.trigger_kind = $2
+           AND ($3::text IS NULL OR v.trigger_event_type = $3) AND ($4::uuid IS NULL OR v.trigger_ref = $4)
+           AND ($5::uuid IS NULL OR s.id = $5)
+         ORDER BY s.id",
+        [org.into(), kind.to_string().into(), event_type.map(str::to_string).into(), reference.into(), only.into()],
+    )
+    .await
+    .map_err(Into::into)
 }
 
 /// Admit the contacts of a batch of signals (list additions, segment entries, campaign
@@ -366,21 +387,9 @@ pub async fn consume_signals(svc: &Services, limit: u32) -> ServiceResult<usize>
     let mut defs = Definitions::default();
     for sg in &signals {
         let org = OrganisationId(sg.organisation_id);
-        #[derive(FromQueryResult)]
-        struct Triggered {
-            id: Uuid,
-            version_id: Uuid,
-        }
         // The live sequences this starts (a segment entry names its sequence: each keeps its own
         // view of the segment's members).
-        let starts: Vec<Triggered> = db::all_as(
-            &txn,
-            "SELECT s.id, v.id AS version_id FROM sequence s JOIN sequence_version v ON v.id = s.current_version_id
-             WHERE s.organisation_id = $1 AND s.status = 'active' AND v.trigger_kind = $2 AND v.trigger_ref = $3
-               AND ($4::uuid IS NULL OR s.id = $4) ORDER BY s.id",
-            [sg.organisation_id.into(), sg.kind.clone().into(), sg.ref_id.into(), sg.sequence_id.into()],
-        )
-        .await?;
+        let starts = live_starts(&txn, sg.organisation_id, &sg.kind, None, Some(sg.ref_id), sg.sequence_id).await?;
         for s in starts {
             let def = defs.get(svc, &txn, org, s.version_id).await?;
             let why = json!({ "signal": sg.kind, "ref": sg.ref_id.to_string() });

@@ -191,13 +191,6 @@ async fn claim_due(svc: &Services, lease: i64, n: i64, now: DateTime<Utc>) -> Se
     .await?;
     #[derive(sea_orm::FromQueryResult)]
     struct ClaimRow {
-        delivery_id: Uuid,
-        state: String,
-        attempts: i32,
-        contact_id: Option<Uuid>,
-        time_zone: Option<String>,
-        locale: Option<String>,
-        attrs: Option<serde_json::Value>,
         suppressed: Option<bool>,
         granted: Option<bool>,
         purpose: String,
@@ -224,23 +217,7 @@ async fn claim_due(svc: &Services, lease: i64, n: i64, now: DateTime<Utc>) -> Se
                 _ => !suppressed && c.granted == Some(true),
             };
             Ok(Due {
-                c: Claimed {
-                    id: c.delivery_id,
-                    state: DeliveryState::parse(&c.state)
-                        .ok_or_else(|| ServiceError::internal("a delivery row has an unknown state"))?,
-                    attempts: c.attempts,
-                    eligible,
-                    contact: match c.contact_id {
-                        Some(cid) => Some((
-                            cid,
-                            contacts::sealed_from_row(r)?,
-                            c.time_zone,
-                            c.locale,
-                            c.attrs.unwrap_or(serde_json::Value::Null),
-                        )),
-                        None => None,
-                    },
-                },
+                c: super::claimed_from(r, eligible)?,
                 organisation: OrganisationId(c.organisation_id),
                 template_version_id: c.template_version_id,
                 from_email: c.from_email,
