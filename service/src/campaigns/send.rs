@@ -145,6 +145,9 @@ struct Outcome {
     accepted_at: Option<DateTime<Utc>>,
     /// Counts toward auto-pause (connection, TLS, 4xx, non-bounce failures).
     error: bool,
+    /// Held from before the message was handed to the server until this outcome is written (see
+    /// `lane`'s `unrecorded`): dropped with the outcome after `record`.
+    _unrecorded: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Everything a dispatch job needs to build this campaign's messages.
@@ -309,7 +312,16 @@ fn claimed_from(r: &sea_orm::QueryResult, eligible: bool) -> ServiceResult<Claim
 /// A claimed row that may not be sent: skipped, through the state machine from its stored state.
 fn skipped(c: &Claimed, why: &'static str) -> Outcome {
     let state = c.state.transition(DeliveryEvent::Skip).unwrap_or(DeliveryState::Skipped);
-    Outcome { id: c.id, state, status: None, detail: Some(why), not_before: None, accepted_at: None, error: false }
+    Outcome {
+        id: c.id,
+        state,
+        status: None,
+        detail: Some(why),
+        not_before: None,
+        accepted_at: None,
+        error: false,
+        _unrecorded: None,
+    }
 }
 
 /// A built message: envelope and bytes (DKIM-signed), plus what the dev mailbox indexes.
@@ -416,6 +428,7 @@ async fn ready(svc: &Services, p: &Prepared, keys: &record::KeySet, c: &Claimed)
                     not_before: Some(now + chrono::Duration::from_std(wait).unwrap_or_default()),
                     accepted_at: None,
                     error: false,
+                    _unrecorded: None,
                 });
             }
             Ok((true, wait)) => tokio::time::sleep(wait).await,
@@ -453,6 +466,7 @@ fn decided(svc: &Services, id: Uuid, attempts: i32, attempt: Attempt<'_>, status
         not_before: next.retry_in.map(|d| at + d),
         accepted_at: (next.state == DeliveryState::Sent).then_some(at),
         error: next.error,
+        _unrecorded: None,
     }
 }
 
@@ -477,6 +491,7 @@ async fn lane<T, F, Fut>(
     svc: &Services,
     queue: &std::sync::Mutex<std::vec::IntoIter<T>>,
     one_at_a_time: bool,
+    unrecorded: Option<&Arc<tokio::sync::Semaphore>>,
     out: &tokio::sync::mpsc::UnboundedSender<Outcome>,
     prepare: F,
 ) where
@@ -521,18 +536,32 @@ async fn lane<T, F, Fut>(
             let _ = out.send(outcome_for(svc, r.id, r.attempts, closed));
             continue;
         };
-        for ((id, attempts), o) in s.send(r.message.envelope(), &raw, (r.id, r.attempts)).await {
-            let _ = out.send(outcome_for(svc, id, attempts, Ok(o)));
+        // A message handed to the server holds a permit until its outcome is written, so a
+        // process that dies duplicates at most as many messages as there are permits.
+        let permit = match unrecorded {
+            Some(sem) => sem.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        let emit =
+            |((id, attempts, permit), o): ((Uuid, i32, Option<tokio::sync::OwnedSemaphorePermit>), SendOutcome)| {
+                let mut outcome = outcome_for(svc, id, attempts, Ok(o));
+                outcome._unrecorded = permit;
+                let _ = out.send(outcome);
+            };
+        for done in s.send(r.message.envelope(), &raw, (r.id, r.attempts, permit)).await {
+            emit(done);
         }
         if one_at_a_time && let Some(s) = seq.take() {
-            for ((id, attempts), o) in s.finish().await {
-                let _ = out.send(outcome_for(svc, id, attempts, Ok(o)));
+            for done in s.finish().await {
+                emit(done);
             }
         }
     }
     if let Some(s) = seq {
-        for ((id, attempts), o) in s.finish().await {
-            let _ = out.send(outcome_for(svc, id, attempts, Ok(o)));
+        for ((id, attempts, permit), o) in s.finish().await {
+            let mut outcome = outcome_for(svc, id, attempts, Ok(o));
+            outcome._unrecorded = permit;
+            let _ = out.send(outcome);
         }
     }
 }
@@ -1002,7 +1031,7 @@ pub async fn dispatch(svc: &Services, worker: &SendWorker, job: &DispatchJob) ->
                 dkim: p.dkim.clone(),
             })
         };
-        futures::future::join_all((0..concurrency).map(|_| lane(svc, &queue, one_at_a_time, &tx, prepare))).await;
+        futures::future::join_all((0..concurrency).map(|_| lane(svc, &queue, one_at_a_time, None, &tx, prepare))).await;
         drop(tx);
         writer.await.map_err(|_| ServiceError::internal("the outcome writer stopped"))??;
     }

@@ -435,7 +435,17 @@ pub async fn send_due(svc: &Services, worker: &SendWorker, n: i64) -> ServiceRes
     drop(claimed);
     let lanes = (svc.settings().sending.concurrency.max(1) as usize).min(ready.len().max(1));
     let queue = std::sync::Mutex::new(ready.into_iter());
-    futures::future::join_all((0..lanes).map(|_| super::lane(svc, &queue, false, &tx, |r| async { Ok(r) }))).await;
+    // At most two messages per lane handed to the server and not yet written — one awaiting its
+    // reply while the next is sent (pipelining), and one whose reply came and waits for the
+    // write — the most a kill -9 of this process can send twice (the sequences fault test holds
+    // it to that). One permit per lane would deadlock: a lane's pending reply is read only when it
+    // sends its next message. Outcomes are written in batches of whatever arrived, so a lane
+    // waits at most for one write.
+    let unrecorded = Arc::new(tokio::sync::Semaphore::new(2 * lanes));
+    futures::future::join_all(
+        (0..lanes).map(|_| super::lane(svc, &queue, false, Some(&unrecorded), &tx, |r| async { Ok(r) })),
+    )
+    .await;
     drop(tx);
     writer.await.map_err(|_| ServiceError::internal("the outcome writer stopped"))??;
     Ok(count)
