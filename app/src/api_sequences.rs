@@ -1,11 +1,12 @@
 //! Server functions for sequences: list, create, open (masked for readers who may not read
 //! contacts), save the working copy, publish (optionally moving waiting contacts), pause / resume
 //! / archive, enrolments per sequence and per contact, an enrolment's decision trail, removing a
-//! contact from a sequence, enrolling one, and a test run. Thin edges: authorisation, validation
-//! and auditing happen in `service::sequences`.
+//! contact from a sequence, enrolling one, a test run, and the report. Thin edges: authorisation,
+//! validation and auditing happen in `service::sequences`.
 
 use crate::csrf::CsrfClient;
 use crate::error::AppError;
+use domain::sequence_report::SequenceReport as Report;
 use domain::sequences::{
     EnrolmentState, EnrolmentView, SequenceDefinition, SequenceStatus, SequenceSummary, SequenceView, Simulation,
     TestRunStep, TrailEntry,
@@ -101,4 +102,10 @@ pub async fn test_run_sequence(
 ) -> Result<Vec<TestRunStep>, AppError> {
     let (svc, actor) = ssr::actor()?;
     Ok(service::sequences::test_run(&svc, &actor, id, &simulation, time_zone.as_deref()).await?)
+}
+
+#[server(client = CsrfClient, prefix = "/api", endpoint = "sequence_report")]
+pub async fn sequence_report(id: Uuid) -> Result<Report, AppError> {
+    let (svc, actor) = ssr::actor()?;
+    Ok(service::sequences::report::report(&svc, &actor, id).await?)
 }

@@ -133,6 +133,15 @@ pub struct LinkStat {
 pub struct CampaignReport {
     pub name: String,
     pub status: CampaignStatus,
+    /// Flattened: the JSON shape of the campaign report is the email report's, plus name and status.
+    #[serde(flatten)]
+    pub email: EmailReport,
+}
+
+/// The figures of one email sent to many people (a campaign, or one email step of a sequence),
+/// as its reader may see them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailReport {
     /// Accepted by the receiving server.
     pub delivered: Figure,
     pub bounced: Figure,
@@ -173,10 +182,16 @@ pub struct LinkCounts {
 }
 
 impl CampaignReport {
-    /// The report for `reader`: every figure from fewer than 11 people hidden from restricted
+    pub fn build(reader: Reader, name: String, status: CampaignStatus, r: &ReportCounts) -> CampaignReport {
+        CampaignReport { name, status, email: EmailReport::build(reader, r) }
+    }
+}
+
+impl EmailReport {
+    /// The figures for `reader`: every figure from fewer than 11 people hidden from restricted
     /// readers, and the clicks per link (which add up to the clicks shown) suppressed so that no
     /// hidden link can be worked out from the total and the others.
-    pub fn build(reader: Reader, name: String, status: CampaignStatus, r: &ReportCounts) -> CampaignReport {
+    pub fn build(reader: Reader, r: &ReportCounts) -> EmailReport {
         let mut cells = vec![
             Cell::people(r.delivered),
             Cell::people(r.bounced),
@@ -200,9 +215,7 @@ impl CampaignReport {
         ];
         let f = suppress(reader, &cells, &sums);
         let at = |i: usize| f.get(i).copied().unwrap_or(Figure::Withheld);
-        CampaignReport {
-            name,
-            status,
+        EmailReport {
             delivered: at(0),
             bounced: at(1),
             unique_human_opens: at(2),
@@ -252,14 +265,14 @@ mod tests {
 
     #[test]
     fn restricted_readers_get_small_cells_hidden_with_complementary_suppression() {
-        let r = CampaignReport::build(Reader::Restricted, "S".into(), CampaignStatus::Completed, &sample());
+        let r = CampaignReport::build(Reader::Restricted, "S".into(), CampaignStatus::Completed, &sample()).email;
         let lt = FewerThan(11);
         assert_eq!((r.delivered, r.bounced, r.unsubscribes), (Exact(30), lt, lt));
         assert_eq!(r.machine_opens, lt, "40 machine opens by 3 people: from fewer than 11 people");
         assert_eq!(r.human_clicks, Exact(14));
         assert_eq!((r.links[0].clicks, r.links[1].clicks), (Withheld, lt), "14 − 12 would give the 2 away");
         assert_eq!(r.links[1].unique, lt);
-        let full = CampaignReport::build(Reader::Full, "S".into(), CampaignStatus::Completed, &sample());
+        let full = CampaignReport::build(Reader::Full, "S".into(), CampaignStatus::Completed, &sample()).email;
         assert_eq!((full.bounced, full.links[1].clicks, full.machine_opens), (Exact(1), Exact(2), Exact(40)));
     }
 

@@ -30,4 +30,5 @@ pub mod secret;
 pub mod segment_views;
 pub mod segments;
 pub mod sending_domains;
+pub mod sequence_report;
 pub mod sequences;

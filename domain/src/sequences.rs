@@ -432,7 +432,7 @@ impl EnrolmentState {
 }
 
 /// Why an enrolment ended (a stable code kept on the row and in its trail).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
     Completed,

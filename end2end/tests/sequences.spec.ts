@@ -166,6 +166,18 @@ test('sequences: build with a branch, publish, an API event enrols a contact, tr
   await expect(listed.locator('[data-test=sequence-status]')).toHaveText('Live');
   await expect(listed.locator('[data-test=entered]')).toHaveText('2');
 
+  // The report tab: the funnel in flow order, the time-to-convert chart with its table, and the
+  // first email step's campaign figures.
+  await page.goto(url);
+  await page.locator('[data-test=tab-report]').click();
+  const report = page.locator('[data-test=sequence-report]');
+  await expect(report.locator('[data-test=report-entered]')).toHaveText('2');
+  await expect(report.locator('[data-test=funnel-step]').first()).toHaveAttribute('data-step', 'send-1');
+  await expect(report.locator('[data-test=funnel-step][data-step=send-1] [data-test=reached]')).toHaveText(/^[12]$/);
+  await expect(report.locator('[data-test=convert-chart] rect')).toHaveCount(7);
+  await expect(report.locator('[data-test=to-convert] tbody tr')).toHaveCount(7);
+  await expect(report.locator('[data-test=email-step][data-step=send-1] [data-test=delivered]')).toHaveText(/^[12]$/);
+
   // Pause holds it, resume continues; archiving asks first and leaves it read-only.
   await page.goto(url);
   await page.locator('[data-test=pause-sequence]').click();
@@ -194,6 +206,11 @@ test('sequences: build with a branch, publish, an API event enrols a contact, tr
   await expect(a.locator('[data-test=publish-sequence]')).toHaveCount(0);
   await expect(a.locator('[data-test=add-step]')).toHaveCount(0);
   await expect(a.locator('[data-test=tab-enrolments]')).toHaveCount(0);
+  // The report, with every figure from fewer than 11 people hidden.
+  await a.locator('[data-test=tab-report]').click();
+  await expect(a.locator('[data-test=report-entered]')).toHaveText('<11');
+  await expect(a.locator('[data-test=sequence-report] [data-test=small-cells]').first()).toBeVisible();
+  await a.locator('[data-test=tab-flow]').click();
   await expect(a.locator('[data-test=test-run]')).toHaveCount(0);
   await expect(a.locator('[data-test=trigger-event]')).toBeDisabled();
   await a.locator('[data-test=step][data-step=branch-1] [data-test=select-step]').click();

@@ -183,6 +183,7 @@ const API: &[(&str, Access)] = &[
     ("/api/contact_enrolments", Signed(P::ContactsRead)),
     ("/api/enrolment_trail", Signed(P::ContactsRead)),
     ("/api/test_run_sequence", Signed(P::ContactsRead)),
+    ("/api/sequence_report", Signed(P::ReportsRead)),
 ];
 
 /// Server functions that never count as activity: exactly the app's background polls

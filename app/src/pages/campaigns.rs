@@ -14,7 +14,7 @@ use crate::components::{ErrorMessage, Guard, format_time, hard_navigate, tomorro
 use crate::components::{FieldError, NotFoundPanel, NotFoundStatus, unplaced};
 use crate::error::AppError;
 use domain::Permission;
-use domain::campaign_views::{CampaignOptions, CampaignProgress, CampaignReport, CampaignView};
+use domain::campaign_views::{CampaignOptions, CampaignProgress, CampaignReport, CampaignView, EmailReport};
 use domain::campaigns::{
     Audience, AutoPause, CampaignSettings, CampaignStatus, DeliveryCounts, DeliveryPolicy, Schedule, Throttle,
 };
@@ -641,6 +641,18 @@ pub fn CampaignReportPage() -> impl IntoView {
 }
 
 fn report_view(r: CampaignReport) -> impl IntoView {
+    view! {
+        <section class="panel report" data-test="report">
+            <h1>{r.name.clone()} " · report"</h1>
+            <p>{badge(r.status)}</p>
+            {email_report(r.email)}
+        </section>
+    }
+}
+
+/// The figures of one email sent to many people — a campaign, or a sequence's email step: totals,
+/// rates where both figures are exact, and clicks per link with a bar each.
+pub(crate) fn email_report(r: EmailReport) -> impl IntoView {
     // Rates only where both figures are shown exactly.
     let delivered = r.delivered.exact();
     let rate = move |f: Figure| match (f.exact(), delivered) {
@@ -652,42 +664,45 @@ fn report_view(r: CampaignReport) -> impl IntoView {
         .chain(r.links.iter().flat_map(|l| [l.clicks, l.unique, l.machine]))
         .any(Figure::is_hidden);
     let max_clicks = r.links.iter().filter_map(|l| l.clicks.shown()).max().unwrap_or(0).max(1) as f64;
+    let no_links = r.links.is_empty();
     view! {
-        <section class="panel report" data-test="report">
-            <h1>{r.name.clone()} " · report"</h1>
-            <p>{badge(r.status)}</p>
-            <dl class="stats">
-                <div><dt>"Delivered"</dt><dd data-test="delivered">{r.delivered.label()}</dd></div>
-                <div><dt>"Bounced"</dt><dd data-test="bounced">{r.bounced.label()}</dd></div>
-                <div><dt>"Unique opens (people)"</dt><dd data-test="human-opens">{r.unique_human_opens.label()} {rate(r.unique_human_opens)}</dd></div>
-                <div><dt>"Machine opens"</dt><dd data-test="machine-opens">{r.machine_opens.label()}</dd></div>
-                <div><dt>"Clicks (people)"</dt><dd data-test="human-clicks">{r.human_clicks.label()} " by " {r.unique_human_clicks.label()}</dd></div>
-                <div><dt>"Machine clicks"</dt><dd>{r.machine_clicks.label()}</dd></div>
-                <div><dt>"Unsubscribes"</dt><dd data-test="unsubscribes">{r.unsubscribes.label()}</dd></div>
-            </dl>
-            <p class="hint">"Machine opens and clicks — privacy proxies that fetch images for every message, and link scanners — are counted apart from people's."</p>
-            {hidden.then(|| view! {
-                <p class="hint" data-test="small-cells">"“<11”: fewer than 11 people, hidden for your role. “hidden”: withheld so that a small figure cannot be worked out from the total and the others."</p>
-            })}
-            <h2>"Clicks per link"</h2>
-            <table data-test="link-table">
-                <thead><tr><th scope="col">"Link"</th><th scope="col">"People"</th><th scope="col">"Unique"</th><th scope="col">"Machines"</th><th scope="col"><span class="visually-hidden">"Chart"</span></th></tr></thead>
-                <tbody>
-                    {r.links.into_iter().map(|l| view! {
-                        <tr>
-                            <td class="url">{l.url.clone()}</td>
-                            <td>{l.clicks.label()}</td>
-                            <td>{l.unique.label()}</td>
-                            <td>{l.machine.label()}</td>
-                            <td>{l.clicks.shown().map(|c| view! {
-                                <svg class="hbar" viewBox="0 0 100 10" preserveAspectRatio="none" aria-hidden="true">
-                                    <rect x="0" y="0" height="10" width=format!("{:.1}", c as f64 * 100.0 / max_clicks)></rect>
-                                </svg>
-                            })}</td>
-                        </tr>
-                    }).collect_view()}
-                </tbody>
-            </table>
-        </section>
+        <dl class="stats">
+            <div><dt>"Delivered"</dt><dd data-test="delivered">{r.delivered.label()}</dd></div>
+            <div><dt>"Bounced"</dt><dd data-test="bounced">{r.bounced.label()}</dd></div>
+            <div><dt>"Unique opens (people)"</dt><dd data-test="human-opens">{r.unique_human_opens.label()} {rate(r.unique_human_opens)}</dd></div>
+            <div><dt>"Machine opens"</dt><dd data-test="machine-opens">{r.machine_opens.label()}</dd></div>
+            <div><dt>"Clicks (people)"</dt><dd data-test="human-clicks">{r.human_clicks.label()} " by " {r.unique_human_clicks.label()}</dd></div>
+            <div><dt>"Machine clicks"</dt><dd>{r.machine_clicks.label()}</dd></div>
+            <div><dt>"Unsubscribes"</dt><dd data-test="unsubscribes">{r.unsubscribes.label()}</dd></div>
+        </dl>
+        <p class="hint">"Machine opens and clicks — privacy proxies that fetch images for every message, and link scanners — are counted apart from people's."</p>
+        {hidden.then(|| view! {
+            <p class="hint" data-test="small-cells">"“<11”: fewer than 11 people, hidden for your role. “hidden”: withheld so that a small figure cannot be worked out from the total and the others."</p>
+        })}
+        {if no_links {
+            view! { <p class="empty" data-test="no-links">"This email has no tracked links."</p> }.into_any()
+        } else {
+            view! {
+                <table data-test="link-table">
+                    <caption>"Clicks per link"</caption>
+                    <thead><tr><th scope="col">"Link"</th><th scope="col">"People"</th><th scope="col">"Unique"</th><th scope="col">"Machines"</th><th scope="col"><span class="visually-hidden">"Chart"</span></th></tr></thead>
+                    <tbody>
+                        {r.links.into_iter().map(|l| view! {
+                            <tr>
+                                <td class="url">{l.url.clone()}</td>
+                                <td>{l.clicks.label()}</td>
+                                <td>{l.unique.label()}</td>
+                                <td>{l.machine.label()}</td>
+                                <td>{l.clicks.shown().map(|c| view! {
+                                    <svg class="hbar" viewBox="0 0 100 10" preserveAspectRatio="none" aria-hidden="true">
+                                        <rect x="0" y="0" height="10" width=format!("{:.1}", c as f64 * 100.0 / max_clicks)></rect>
+                                    </svg>
+                                })}</td>
+                            </tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            }.into_any()
+        }}
     }
 }

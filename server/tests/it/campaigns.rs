@@ -253,21 +253,21 @@ async fn a_campaign_reaches_each_eligible_patient_once_signed_tracked_and_unsubs
 
     let mut report = service::campaigns::report(svc, &actor, id).await.unwrap();
     for _ in 0..50 {
-        if report.human_clicks.exact() >= Some(1) && report.unique_human_opens.exact() >= Some(1) {
+        if report.email.human_clicks.exact() >= Some(1) && report.email.unique_human_opens.exact() >= Some(1) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         report = service::campaigns::report(svc, &actor, id).await.unwrap();
     }
-    assert_eq!(report.delivered, Figure::Exact(3));
-    assert_eq!(report.unique_human_opens, Figure::Exact(1), "{report:?}");
-    assert_eq!(report.machine_opens, Figure::Exact(1), "{report:?}");
-    assert_eq!(report.human_clicks, Figure::Exact(1), "{report:?}");
-    assert_eq!(report.machine_clicks, Figure::Exact(1), "{report:?}");
-    assert_eq!(report.unsubscribes, Figure::Exact(1), "{report:?}");
-    assert_eq!(report.links.len(), 2);
-    assert_eq!(report.links[0].url, "https://clinic.example/visit?utm=spring&x=1");
-    assert_eq!(report.links[0].clicks, Figure::Exact(1));
+    assert_eq!(report.email.delivered, Figure::Exact(3));
+    assert_eq!(report.email.unique_human_opens, Figure::Exact(1), "{report:?}");
+    assert_eq!(report.email.machine_opens, Figure::Exact(1), "{report:?}");
+    assert_eq!(report.email.human_clicks, Figure::Exact(1), "{report:?}");
+    assert_eq!(report.email.machine_clicks, Figure::Exact(1), "{report:?}");
+    assert_eq!(report.email.unsubscribes, Figure::Exact(1), "{report:?}");
+    assert_eq!(report.email.links.len(), 2);
+    assert_eq!(report.email.links[0].url, "https://clinic.example/visit?utm=spring&x=1");
+    assert_eq!(report.email.links[0].clicks, Figure::Exact(1));
 
     // A year on, tracking links have expired: still no redirect.
     app.advance(366 * 86_400);

@@ -165,7 +165,8 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
         | "/api/cancel_campaign"
         | "/api/test_send_campaign"
         | "/api/campaign_progress"
-        | "/api/campaign_report" => (form, format!("id={none}")),
+        | "/api/campaign_report"
+        | "/api/sequence_report" => (form, format!("id={none}")),
         "/api/create_campaign" => (
             "application/json",
             format!(r#"{{"settings":{}}}"#, sample_campaign(&format!("C {}", uuid::Uuid::new_v4().simple()))),

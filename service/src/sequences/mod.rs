@@ -14,6 +14,7 @@
 pub mod demo;
 pub mod engine;
 pub mod notify;
+pub mod report;
 
 use crate::actor::Actor;
 use crate::audit::{self, AuditRecord};

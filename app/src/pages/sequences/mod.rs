@@ -1,12 +1,14 @@
 //! Sequences: the list (status, trigger, live figures) with "New sequence", the builder page with
-//! its enrolments tab (state, step, next wake-up, entered at, the decision trail, removing a
-//! contact), and the contact page's "Sequences" section.
+//! its report tab (funnel, ways out, time to convert, email figures) and its enrolments tab
+//! (state, step, next wake-up, entered at, the decision trail, removing a contact), and the
+//! contact page's "Sequences" section.
 //!
 //! Hydration: data loads through actions dispatched by effects (browser only), so the server and
 //! the browser first render the same "Loading…" (docs/architecture.md, hydration rules).
 
 pub mod builder;
 pub mod flow;
+pub mod report;
 
 use crate::api_contacts::list_lists;
 use crate::api_sequences::{
@@ -125,6 +127,7 @@ pub fn SequencePage() -> impl IntoView {
     let me = use_me();
     let can_write = me.as_ref().is_some_and(|m| m.can(Permission::SequencesWrite));
     let reads_contacts = me.as_ref().is_some_and(|m| m.can(Permission::ContactsRead));
+    let reads_reports = me.as_ref().is_some_and(|m| m.can(Permission::ReportsRead));
     let load = Action::new(move |id: &Option<Uuid>| {
         let id = *id;
         async move {
@@ -158,12 +161,18 @@ pub fn SequencePage() -> impl IntoView {
         <Guard permission=Permission::SequencesRead>
             <NotFoundStatus id=raw_id.clone() exists=|id| async move { open_sequence(id).await.map(|_| ()) }/>
             <p><a href="/sequences">"← All sequences"</a></p>
-            {reads_contacts.then(|| view! {
+            {(reads_contacts || reads_reports).then(|| view! {
                 <div class="tabs" role="tablist">
                     <button type="button" role="tab" data-test="tab-flow" class:active=move || tab.get() == "flow"
                         aria-selected=move || (tab.get() == "flow").to_string() on:click=move |_| tab.set("flow")>"Flow"</button>
-                    <button type="button" role="tab" data-test="tab-enrolments" class:active=move || tab.get() == "enrolments"
-                        aria-selected=move || (tab.get() == "enrolments").to_string() on:click=move |_| tab.set("enrolments")>"Enrolments"</button>
+                    {reads_reports.then(|| view! {
+                        <button type="button" role="tab" data-test="tab-report" class:active=move || tab.get() == "report"
+                            aria-selected=move || (tab.get() == "report").to_string() on:click=move |_| tab.set("report")>"Report"</button>
+                    })}
+                    {reads_contacts.then(|| view! {
+                        <button type="button" role="tab" data-test="tab-enrolments" class:active=move || tab.get() == "enrolments"
+                            aria-selected=move || (tab.get() == "enrolments").to_string() on:click=move |_| tab.set("enrolments")>"Enrolments"</button>
+                    })}
                 </div>
             })}
             {move || match load.value().get() {
@@ -176,6 +185,7 @@ pub fn SequencePage() -> impl IntoView {
                         <div class:hidden=move || tab.get() != "flow">
                             <Builder view=view templates=templates lists=lists segments=segments campaigns=campaigns can_write=can_write reload=reload/>
                         </div>
+                        {move || (tab.get() == "report").then(|| view! { <report::SequenceReportPanel id=sid/> })}
                         {move || (tab.get() == "enrolments").then(|| view! { <Enrolments id=sid focus=focus/> })}
                     }.into_any()
                 }
