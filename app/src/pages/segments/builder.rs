@@ -16,12 +16,14 @@ use domain::segments::{Activity, Condition, FieldTest, MAX_DEPTH, Node, Property
 use leptos::prelude::*;
 use uuid::Uuid;
 
+/// The condition tree being edited. Also used by the sequence builder's "contact" branch, which
+/// edits its condition tree with these same components.
 #[derive(Clone, Copy)]
-pub(super) struct Ctx {
-    pub(super) def: RwSignal<SegmentDefinition>,
-    pub(super) structure: RwSignal<u32>,
-    pub(super) enabled: Signal<bool>,
-    pub(super) options: StoredValue<BuilderOptions>,
+pub(crate) struct Ctx {
+    pub(crate) def: RwSignal<SegmentDefinition>,
+    pub(crate) structure: RwSignal<u32>,
+    pub(crate) enabled: Signal<bool>,
+    pub(crate) options: StoredValue<BuilderOptions>,
 }
 
 impl Ctx {
@@ -63,7 +65,7 @@ impl At {
     }
 }
 
-pub(super) fn group_view(ctx: Ctx, path: Vec<usize>, depth: usize) -> AnyView {
+pub(crate) fn group_view(ctx: Ctx, path: Vec<usize>, depth: usize) -> AnyView {
     let snapshot = ctx.def.with_untracked(|d| {
         let mut root = d.root.clone();
         node_at(&mut root, &path).cloned()

@@ -7,7 +7,7 @@
 //! Hydration: the page has one outer `Transition` (the load); everything loaded later (counts,
 //! previews) goes through actions dispatched by effects, which run only in the browser.
 
-mod builder;
+pub(crate) mod builder;
 mod rules;
 
 use crate::api_segments::{

@@ -1367,12 +1367,13 @@ fn BranchSettings(ctx: Ctx, sid: StoredValue<String>) -> impl IntoView {
             let first = sends().first().map(|s| s.0.clone()).unwrap_or_default();
             set(match event_target_value(&ev).as_str() {
                 "engaged" => BranchTest::Engaged { clicked: false, step: first },
+                "contact" => BranchTest::Contact { root: domain::segments::Node::And { children: vec![] } },
                 _ => BranchTest::EventProperty { test: PropertyTest { key: String::new(), test: FieldTest::TextEquals { value: String::new() } } },
             });
         }>
             <option value="event_property" selected=move || code.get() == "event_property">"A property of the trigger event"</option>
             <option value="engaged" selected=move || code.get() == "engaged">"Engagement with an email"</option>
-            {move || (code.get() == "contact").then(|| view! { <option value="contact" selected=true>"The contact's fields (segment condition)"</option> })}
+            <option value="contact" selected=move || code.get() == "contact">"The contact (fields, lists, consent, history)"</option>
         </select>
         {move || match code.get() {
             "event_property" => view! {
@@ -1406,9 +1407,52 @@ fn BranchSettings(ctx: Ctx, sid: StoredValue<String>) -> impl IntoView {
                     </select>
                 }.into_any()
             }
-            _ => view! { <p class="hint">"This branch tests the contact's fields; it was set up through the API and is kept as it is."</p> }.into_any(),
+            _ => view! {
+                <ContactCondition ctx=ctx
+                    get=Callback::new(move |()| match read() { Some(BranchTest::Contact { root }) => Some(root), _ => None })
+                    set=Callback::new(move |root| set(BranchTest::Contact { root }))/>
+            }.into_any(),
         }}
         <p class="hint">"Contacts for whom it holds take the left path (Yes), the others the right one (No)."</p>
+    }
+}
+
+/// A branch on the contact: the segment builder's condition tree (fields, lists, consent,
+/// engagement, patient events), loaded with the segment builder's options when opened.
+#[component]
+fn ContactCondition(
+    ctx: Ctx,
+    get: Callback<(), Option<domain::segments::Node>>,
+    set: Callback<domain::segments::Node>,
+) -> impl IntoView {
+    use crate::pages::segments::builder::{Ctx as TreeCtx, group_view};
+    use domain::segments::SegmentDefinition;
+    let options = Action::new(|_: &()| crate::api_segments::segment_options());
+    Effect::new(move || {
+        options.dispatch(());
+    });
+    view! {
+        <div class="contact-condition" data-test="branch-contact">
+            {move || match options.value().get() {
+                None => view! { <p>"Loading the conditions…"</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="alert error" role="alert">{e.message}</p> }.into_any(),
+                Some(Ok(opts)) => {
+                    let start = get.run(()).unwrap_or(domain::segments::Node::And { children: vec![] });
+                    let tree = RwSignal::new(SegmentDefinition { root: start, ..SegmentDefinition::default() });
+                    let structure = RwSignal::new(0u32);
+                    let enabled = ctx.enabled;
+                    let tctx = TreeCtx { def: tree, structure, enabled, options: StoredValue::new(opts) };
+                    // Every edit of the tree is an edit of the step.
+                    Effect::new(move || {
+                        let root = tree.with(|d| d.root.clone());
+                        if get.run(()).as_ref() != Some(&root) {
+                            set.run(root);
+                        }
+                    });
+                    view! { {move || { structure.get(); group_view(tctx, vec![], 1) }} }.into_any()
+                }
+            }}
+        </div>
     }
 }
 
@@ -1468,7 +1512,11 @@ fn TestRun(id: Uuid, dirty: RwSignal<bool>) -> impl IntoView {
     let holds = RwSignal::new(true);
     let start = RwSignal::new(now_utc().format("%Y-%m-%dT%H:%M").to_string());
     let error = RwSignal::new(None::<AppError>);
-    let run = Action::new(move |sim: &Simulation| test_run_sequence(id, sim.clone(), None));
+    let zone = RwSignal::new(String::new());
+    let run = Action::new(move |(sim, zone): &(Simulation, String)| {
+        let zone = Some(zone.trim().to_string()).filter(|z| !z.is_empty());
+        test_run_sequence(id, sim.clone(), zone)
+    });
     let result = RwSignal::new(None::<Vec<TestRunStep>>);
     Effect::new(move || match run.value().get() {
         Some(Ok(r)) => {
@@ -1503,19 +1551,22 @@ fn TestRun(id: Uuid, dirty: RwSignal<bool>) -> impl IntoView {
                 (k.trim().to_string(), value)
             })
             .collect();
-        run.dispatch(Simulation {
-            start: at,
-            event,
-            responds: responds.get_untracked(),
-            branches_hold: holds.get_untracked(),
-            draw: 0,
-        });
+        run.dispatch((
+            Simulation {
+                start: at,
+                event,
+                responds: responds.get_untracked(),
+                branches_hold: holds.get_untracked(),
+                draw: 0,
+            },
+            zone.get_untracked(),
+        ));
     };
     let n = Memo::new(move |_| rows.with(Vec::len));
     view! {
         <section class="panel" data-test="test-run">
             <h2>"Test run"</h2>
-            <p class="hint">"Traces a made-up contact through the saved draft with a simulated clock (UTC). Nothing is sent and no enrolment is made."</p>
+            <p class="hint">"Traces a made-up contact through the saved draft with a simulated clock. Times are shown in UTC; the contact's time zone decides quiet hours, times of day and business days. Nothing is sent and no enrolment is made."</p>
             {move || dirty.get().then(|| view! { <p class="alert warn">"Save the draft first: the test run uses the saved copy."</p> })}
             <fieldset>
                 <legend>"The trigger event's properties"</legend>
@@ -1543,11 +1594,20 @@ fn TestRun(id: Uuid, dirty: RwSignal<bool>) -> impl IntoView {
                 <label class="inline" for="sim-start">"Starts at (UTC)"</label>
                 <input id="sim-start" type="datetime-local" data-test="sim-start" class="narrow" prop:value=move || start.get()
                     on:input=move |ev| start.set(event_target_value(&ev))/>
+                <label class="inline" for="sim-zone">"Contact's time zone"</label>
+                <div>
+                    <input id="sim-zone" type="text" list="sim-zones" data-test="sim-zone" class="narrow" autocomplete="off" spellcheck="false"
+                        placeholder="UTC" maxlength="64" prop:value=move || zone.get() on:input=move |ev| zone.set(event_target_value(&ev))/>
+                    <datalist id="sim-zones">
+                        {domain::time_zones::TIME_ZONES.iter().map(|z| view! { <option value=*z></option> }).collect_view()}
+                    </datalist>
+                    <FieldError error=error field="time_zone" label="Time zone"/>
+                </div>
                 <button type="button" class="primary" data-test="run-test" disabled=move || !hydrated.get() || run.pending().get() on:click=go>
                     {move || if run.pending().get() { "Running…" } else { "Run" }}
                 </button>
             </div>
-            <ErrorMessage error=error/>
+            <ErrorMessage error=unplaced(error.into(), &["time_zone"])/>
             {move || result.get().map(|steps| view! {
                 <ol class="test-path" data-test="test-path">
                     {steps.into_iter().map(|s| view! {
