@@ -449,6 +449,56 @@ async fn goals_branches_lists_entry_rules_versions_and_unsubscribes() {
         trail.iter().map(|t| t.outcome.as_str()).collect::<Vec<_>>(),
         vec!["entered", "waited", "branch_otherwise", "skipped_no_consent", "unsubscribed"]
     );
+
+    // The report: funnel in flow order, ways out, time to convert, each email step's figures.
+    use domain::disclosure::Figure::Exact;
+    use domain::sequences::EndReason;
+    let r = service::sequences::report::report(svc, &actor, seq).await.unwrap();
+    assert_eq!((r.version, r.entered, r.active, r.converted), (Some(2), Exact(5), Exact(0), Exact(1)), "{r:?}");
+    assert_eq!(r.conversion_rate, Some(20.0));
+    let ended = |reason| r.ended.iter().find(|e| e.reason == reason).unwrap().count;
+    assert_eq!(
+        [EndReason::Goal, EndReason::Unsubscribed, EndReason::Suppressed, EndReason::Completed].map(ended),
+        [Exact(1), Exact(1), Exact(1), Exact(2)]
+    );
+    let funnel: Vec<(&str, domain::disclosure::Figure)> =
+        r.funnel.iter().map(|s| (s.step_id.as_str(), s.reached)).collect();
+    assert_eq!(
+        funnel,
+        [
+            ("day", Exact(5)),
+            ("kind", Exact(5)),
+            ("vip", Exact(1)),
+            ("survey", Exact(5)),
+            ("listed", Exact(3)),
+            ("wait3", Exact(3)),
+            ("nudge", Exact(1))
+        ]
+    );
+    // Dan converted a day and a minute after entering.
+    assert_eq!(r.to_convert.iter().map(|b| b.count).collect::<Vec<_>>()[1..3], [Exact(0), Exact(1)]);
+    let median = r.median_hours_to_convert.unwrap();
+    assert!((24.0..24.2).contains(&median), "{median}");
+    let email = |id: &str| r.emails.iter().find(|e| e.step_id == id).unwrap().report.clone();
+    assert_eq!(
+        (email("survey").delivered, email("vip").delivered, email("nudge").delivered),
+        (Exact(3), Exact(1), Exact(1))
+    );
+    assert_eq!(
+        email("survey").links.iter().map(|l| l.url.as_str()).collect::<Vec<_>>(),
+        ["https://clinic.example/visit"]
+    );
+    // An analyst sees the same report with every figure from fewer than 11 people hidden.
+    app.add_user(org, "analyst@lakeside.test", Role::Analyst).await;
+    let (analyst, _) = app.sign_in("analyst@lakeside.test", None).await;
+    let (status, a) = analyst.call("sequence_report", &[("id", &seq.to_string())]).await;
+    assert_eq!(status, 200, "{a}");
+    let lt = json!({"shown": "fewer_than", "value": 11});
+    assert_eq!(a["entered"], lt, "{a}");
+    assert_eq!(a["funnel"][3]["reached"], lt, "{a}");
+    assert_eq!(a["emails"][0]["report"]["delivered"], lt, "{a}");
+    assert!(a["median_hours_to_convert"].is_null() && a["conversion_rate"].is_null(), "{a}");
+    assert!(!a.to_string().contains("patients.test"), "no address in a report: {a}");
     app.stop().await;
 }
 
@@ -733,5 +783,162 @@ async fn a_notify_staff_step_emails_a_colleague_without_the_patient() {
         let e = service::sequences::publish(svc, &actor, id, &[]).await.unwrap_err();
         assert!(format!("{e:?}").contains("step tell"), "{e:?}");
     }
+    app.stop().await;
+}
+
+/// `scripts/dev`'s demo: the two demo sequences are created and published once (seeding again
+/// changes nothing), and the sample events move demo patients through them: confirmations that
+/// say where the appointment is, a cancelled appointment ending its enrolment, a visit starting
+/// the survey sequence.
+#[tokio::test]
+async fn the_demo_sequences_seed_once_and_the_sample_events_move_patients_through_them() {
+    let (smtp, app, org, actor) = crate::sequences::clinic().await;
+    let svc = &app.services;
+    let first = service::sequences::demo::seed(svc, org).await.unwrap();
+    assert_eq!(first, vec![("Appointment reminders".to_string(), true), ("Post-visit survey".to_string(), true)]);
+    let again = service::sequences::demo::seed(svc, org).await.unwrap();
+    assert_eq!(again, first);
+    let list = service::sequences::list(svc, &actor).await.unwrap();
+    assert_eq!(list.len(), 2, "seeding twice makes no second copy");
+    assert_eq!(scalar(&app, "SELECT count(*) FROM template").await, 4);
+
+    assert_eq!(service::sequences::demo::post_events(svc, org, 4).await.unwrap(), 4 + 1 + 2);
+    settle(&app).await;
+    let reminders = list.iter().find(|s| s.name == "Appointment reminders").unwrap().id;
+    let survey = list.iter().find(|s| s.name == "Post-visit survey").unwrap().id;
+    let states = |seq: Uuid| {
+        texts_owned(
+            &app,
+            format!(
+                "SELECT state || ':' || COALESCE(end_reason, '') FROM enrolment WHERE sequence_id = '{seq}' ORDER BY 1"
+            ),
+        )
+    };
+    assert_eq!(states(reminders).await, ["active:", "active:", "active:", "exited:cancel_event"]);
+    assert_eq!(states(survey).await, ["active:", "active:"]);
+    // Each patient whose appointment stands got one confirmation naming the clinic.
+    let got = smtp.messages();
+    let confirmations: Vec<serde_json::Value> =
+        got.iter().map(|(p, _)| mime(p)).filter(|m| m["headers"]["subject"] == "Your appointment is booked").collect();
+    for who in ["avery", "blake", "casey"] {
+        let mine: Vec<&serde_json::Value> = confirmations
+            .iter()
+            .filter(|m| m["headers"]["to"] == format!("{who}@demo-patients.example").as_str())
+            .collect();
+        assert_eq!(mine.len(), 1, "{who}");
+        assert!(mine[0]["html"].as_str().unwrap().contains("Lakeside Cardiology, 2nd floor"), "{who}");
+    }
+    // Posting the sample events again reuses the demo patients.
+    service::sequences::demo::post_events(svc, org, 4).await.unwrap();
+    assert_eq!(scalar(&app, "SELECT count(*) FROM contact").await, 4);
+    app.stop().await;
+}
+
+async fn texts_owned(app: &TestApp, sql: String) -> Vec<String> {
+    texts(app, &sql).await
+}
+
+/// A per-contact frequency cap (skip when capped; counting the emails queued earlier in the same
+/// run of steps), quiet hours in the recipient's zone, a random split and the one-at-a-time entry
+/// rule, driven by events through the API with the clock moved forward.
+#[tokio::test]
+async fn frequency_cap_quiet_hours_random_split_and_one_at_a_time() {
+    use chrono::Timelike;
+    let (smtp, app, org, actor) = crate::sequences::clinic().await;
+    let svc = &app.services;
+    let k = key(&app, org, &[Scope::EventsWrite], false).await;
+    let c = app.client();
+    let (t1, t2, t3) = (
+        template(svc, &actor, "First news").await,
+        template(svc, &actor, "Second news").await,
+        template(svc, &actor, "Third news").await,
+    );
+    let send = |id: &str, t: Uuid, next: Value| json!({"id": id, "kind": "send_email", "template": t, "purpose": "marketing", "next": next});
+
+    // At most two marketing emails in seven days, skipped when capped: three sends in a row.
+    let capped = json!({
+        "version": 1, "trigger": {"kind": "event", "event_type": "promo.started"}, "entry": "one_at_a_time",
+        "frequency_cap": {"max": 2, "days": 7, "wait": false}, "start": "a",
+        "steps": [send("a", t1, json!("b")), send("b", t2, json!("c")), send("c", t3, json!("hold")),
+                  {"id": "hold", "kind": "wait", "wait": {"kind": "duration", "minutes": 60}, "next": null}]
+    });
+    publish(svc, &actor, "Capped", capped).await;
+    let ann = contact(svc, &actor, "ann@patients.test", "Ann", true).await;
+    event(&c, &k, ann, "promo.started", json!({})).await;
+    settle(&app).await;
+    // A second trigger while she is inside: one at a time admits no second enrolment.
+    event(&c, &k, ann, "promo.started", json!({})).await;
+    settle(&app).await;
+    assert_eq!(to("ann@patients.test", &received(&smtp)), ["First news", "Second news"]);
+    assert_eq!(state_of(&app, ann).await, ["active::hold"]);
+    assert!(trail_of(&app, ann).await.contains(&"c:frequency_capped_skip".to_string()));
+    // Once she is out, she may enter again; the cap still holds (two in the last seven days).
+    app.advance(61 * 60);
+    settle(&app).await;
+    event(&c, &k, ann, "promo.started", json!({})).await;
+    settle(&app).await;
+    assert_eq!(state_of(&app, ann).await, ["completed:completed:", "active::hold"]);
+    assert_eq!(to("ann@patients.test", &received(&smtp)).len(), 2);
+    let skips = trail_of(&app, ann).await.iter().filter(|t| t.ends_with(":frequency_capped_skip")).count();
+    assert_eq!(skips, 4);
+
+    // Quiet hours 21:00–08:00 in the recipient's zone (Tokyo, UTC+9, no daylight saving).
+    let quiet = json!({
+        "version": 1, "trigger": {"kind": "event", "event_type": "visit.completed"}, "entry": "every_time",
+        "quiet_hours": {"from_hour": 21, "to_hour": 8}, "start": "s", "steps": [send("s", t1, Value::Null)]
+    });
+    publish(svc, &actor, "Quiet", quiet).await;
+    let bo = {
+        let mut fields = std::collections::BTreeMap::new();
+        fields.insert("email".to_string(), domain::Phi::new("bo@patients.test".to_string()));
+        fields.insert("time_zone".to_string(), domain::Phi::new("Asia/Tokyo".to_string()));
+        let id = service::contacts::create(svc, &actor, domain::contacts::ContactInput { fields }).await.unwrap();
+        service::contacts::consent::record(svc, &actor, id, domain::contacts::ConsentPurpose::Marketing, true, None)
+            .await
+            .unwrap();
+        id
+    };
+    let tokyo = |t: chrono::DateTime<chrono::Utc>| (t + chrono::Duration::hours(9)).naive_utc();
+    let local = tokyo(app.now());
+    let mut ten_past_ten = local.date().and_hms_opt(22, 10, 0).unwrap();
+    if ten_past_ten <= local {
+        ten_past_ten += chrono::Duration::days(1);
+    }
+    app.advance((ten_past_ten - local).num_seconds());
+    event(&c, &k, bo, "visit.completed", json!({})).await;
+    settle(&app).await;
+    assert!(to("bo@patients.test", &received(&smtp)).is_empty(), "nothing at 22:10 in Tokyo");
+    assert_eq!(state_of(&app, bo).await, ["active::s"]);
+    let wake = texts(&app, &format!("SELECT wake_at::text FROM enrolment WHERE contact_id = '{bo}'")).await;
+    let wake: chrono::DateTime<chrono::Utc> =
+        chrono::DateTime::parse_from_str(&format!("{}00", wake[0]), "%Y-%m-%d %H:%M:%S%#z").unwrap().into();
+    assert_eq!((tokyo(wake).hour(), tokyo(wake).minute()), (8, 0), "it waits until 08:00 in Tokyo");
+    app.advance(10 * 3600);
+    settle(&app).await;
+    assert_eq!(to("bo@patients.test", &received(&smtp)), ["First news"]);
+
+    // A random split: every patient takes exactly one path; with 16 patients, both are taken.
+    let split = json!({
+        "version": 1, "trigger": {"kind": "event", "event_type": "survey.opened"}, "entry": "every_time", "start": "ab",
+        "steps": [{"id": "ab", "kind": "random_split", "paths": [{"percent": 50, "next": "l"}, {"percent": 50, "next": "r"}]},
+                  send("l", t2, Value::Null), send("r", t3, Value::Null)]
+    });
+    publish(svc, &actor, "Split", split).await;
+    let mut people = Vec::new();
+    for i in 0..16 {
+        let who = format!("split{i}@patients.test");
+        let id = contact(svc, &actor, &who, "Sam", true).await;
+        event(&c, &k, id, "survey.opened", json!({})).await;
+        people.push(who);
+    }
+    settle(&app).await;
+    let got = received(&smtp);
+    let (mut left, mut right) = (0, 0);
+    for who in &people {
+        let mine = to(who, &got);
+        assert_eq!(mine.len(), 1, "{who}: {mine:?}");
+        if mine[0] == "Second news" { left += 1 } else { right += 1 }
+    }
+    assert!(left > 0 && right > 0, "{left} / {right}");
     app.stop().await;
 }

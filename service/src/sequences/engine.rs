@@ -484,14 +484,34 @@ struct Due {
     time_zone: Option<String>,
     from_email: String,
     from_name: String,
+    /// The trigger event's sealed properties, read with the claim.
+    event_properties: Option<Vec<u8>>,
+    /// Suppression and consent per purpose now, read with the claim (the send gate's inputs; the
+    /// sender checks both again when it sends).
+    suppressed: bool,
+    consent_marketing: Option<bool>,
+    consent_care: Option<bool>,
+    consent_transactional: Option<bool>,
+}
+
+impl Due {
+    fn granted(&self, purpose: ConsentPurpose) -> Option<bool> {
+        match purpose {
+            ConsentPurpose::Marketing => self.consent_marketing,
+            ConsentPurpose::CareCommunications => self.consent_care,
+            ConsentPurpose::Transactional => self.consent_transactional,
+        }
+    }
 }
 
 /// Claim up to `limit` due enrolments and run each until it waits or ends. Returns how many
 /// enrolments moved.
 ///
-/// The batch's step executions and enrolment updates are written with three set-based
-/// statements at its end (`Writes::flush`), in the claiming transaction, together with what the
-/// steps did (queued emails, list changes). If anything in the batch fails, the transaction is
+/// The batch's step executions, queued emails and enrolment updates are written with a few
+/// set-based statements at its end (`Writes::flush`), in the claiming transaction, together with
+/// what the steps did (list changes, staff notices). What a step decides on (the trigger event,
+/// suppression, consent) is read with the claim, so a send step costs no round trip of its own
+/// unless a frequency cap applies. If anything in the batch fails, the transaction is
 /// rolled back and the batch is run again one enrolment at a time, each in its own savepoint: one
 /// that cannot run now is retried five minutes later and does not hold back the others.
 pub async fn advance_due(svc: &Services, limit: u32) -> ServiceResult<usize> {
@@ -512,7 +532,7 @@ pub async fn advance_due(svc: &Services, limit: u32) -> ServiceResult<usize> {
         }
     }
     if failed.is_none() {
-        match w.flush(&txn, now).await {
+        match w.flush(svc, &txn, now).await {
             Ok(()) => {
                 txn.commit().await?;
                 return Ok(due.len());
@@ -530,7 +550,7 @@ pub async fn advance_due(svc: &Services, limit: u32) -> ServiceResult<usize> {
         let sp = txn.begin().await?;
         let mut w = Writes::default();
         let result = match run(svc, &sp, &mut defs, d, now, &mut w).await {
-            Ok(()) => w.flush(&sp, now).await,
+            Ok(()) => w.flush(svc, &sp, now).await,
             Err(e) => Err(e),
         };
         match result {
@@ -555,10 +575,16 @@ async fn claim_due(txn: &DatabaseTransaction, now: DateTime<Utc>, limit: u32) ->
     Ok(db::all_as(
         txn,
         "SELECT e.id, e.organisation_id, e.version_id, e.contact_id, e.trigger_event_id, e.step_id, e.visit,
-                e.step_started_at, e.awaited_at, e.entered_at, c.time_zone, s.from_email, s.from_name
+                e.step_started_at, e.awaited_at, e.entered_at, c.time_zone, s.from_email, s.from_name,
+                pe.properties AS event_properties,
+                EXISTS (SELECT 1 FROM suppression x WHERE x.organisation_id = c.organisation_id AND x.email_bidx = c.email_bidx) AS suppressed,
+                (SELECT cc.granted FROM contact_consent cc WHERE cc.contact_id = c.id AND cc.purpose = 'marketing') AS consent_marketing,
+                (SELECT cc.granted FROM contact_consent cc WHERE cc.contact_id = c.id AND cc.purpose = 'care_communications') AS consent_care,
+                (SELECT cc.granted FROM contact_consent cc WHERE cc.contact_id = c.id AND cc.purpose = 'transactional') AS consent_transactional
          FROM enrolment e
          JOIN sequence s ON s.id = e.sequence_id
          JOIN contact c ON c.id = e.contact_id
+         LEFT JOIN patient_event pe ON pe.id = e.trigger_event_id AND pe.organisation_id = e.organisation_id
          WHERE e.state = 'active' AND e.wake_at <= $1 AND s.status IN ('active', 'archived')
          ORDER BY e.wake_at LIMIT $2
          FOR UPDATE OF e SKIP LOCKED",
@@ -567,12 +593,31 @@ async fn claim_due(txn: &DatabaseTransaction, now: DateTime<Utc>, limit: u32) ->
     .await?)
 }
 
-/// The trail rows and enrolment updates of a batch, written together at its end.
+/// The trail rows, queued emails and enrolment updates of a batch, written together at its end.
 #[derive(Default)]
 struct Writes {
     steps: Vec<Json>,
     parks: Vec<Json>,
     ends: Vec<Json>,
+    sends: Vec<QueuedEmail>,
+    /// Template versions' HTML (for their tracked links), read once per batch.
+    html: HashMap<Uuid, Arc<String>>,
+}
+
+/// An email a send step queues, written with the batch (`message::enqueue_many`).
+struct QueuedEmail {
+    id: Uuid,
+    organisation: OrganisationId,
+    contact: Uuid,
+    template: Uuid,
+    version: Uuid,
+    from_email: String,
+    from_name: String,
+    purpose: ConsentPurpose,
+    enrolment: Uuid,
+    step: String,
+    event: Option<Uuid>,
+    not_before: DateTime<Utc>,
 }
 
 impl Writes {
@@ -602,7 +647,36 @@ impl Writes {
             "id": id, "state": reason.state().as_str(), "reason": reason.as_str(), "visit": visit + 1, "step_id": step,
         }));
     }
-    async fn flush<C: ConnectionTrait>(self, conn: &C, now: DateTime<Utc>) -> ServiceResult<()> {
+    async fn flush<C: ConnectionTrait>(self, svc: &Services, conn: &C, now: DateTime<Utc>) -> ServiceResult<()> {
+        if !self.sends.is_empty() {
+            let empty = Arc::new(String::new());
+            let msgs: Vec<(Uuid, NewMessage<'_>)> = self
+                .sends
+                .iter()
+                .map(|m| {
+                    let html = self.html.get(&m.version).unwrap_or(&empty);
+                    (
+                        m.id,
+                        NewMessage {
+                            organisation: m.organisation,
+                            contact: m.contact,
+                            api_key: None,
+                            template: m.template,
+                            version: m.version,
+                            version_html: html.as_str(),
+                            from_email: m.from_email.clone(),
+                            from_name: m.from_name.clone(),
+                            data: None::<&Phi<serde_json::Map<String, Json>>>,
+                            purpose: m.purpose,
+                            source: DeliverySource::SequenceStep,
+                            sequence: Some(SequenceRef { enrolment: m.enrolment, step: &m.step, event: m.event }),
+                            not_before: m.not_before,
+                        },
+                    )
+                })
+                .collect();
+            message::enqueue_many(svc, conn, &msgs).await?;
+        }
         // `LIMIT jsonb_array_length(..)` tells the planner the row count (see campaigns' record()).
         if !self.steps.is_empty() {
             db::exec(
@@ -733,9 +807,14 @@ async fn run(
 ) -> ServiceResult<()> {
     let org = OrganisationId(d.organisation_id);
     let def = defs.get(svc, txn, org, d.version_id).await?;
-    let props = match d.trigger_event_id {
-        Some(e) => crate::events::stored_properties(svc, txn, org, e).await?,
-        None => BTreeMap::new(),
+    let props = match (d.trigger_event_id, &d.event_properties) {
+        (Some(e), Some(sealed)) => {
+            let plain = svc.keys().open(txn, &crate::events::aad(org, e), &Sealed::from_bytes(sealed.clone())?).await?;
+            let j: Json =
+                serde_json::from_slice(&plain).map_err(|_| ServiceError::internal("event properties are malformed"))?;
+            crate::events::properties_from_json(&j)
+        }
+        _ => BTreeMap::new(),
     };
     let zone = zone(d.time_zone.as_deref());
     let mut step_id = d.step_id.clone();
@@ -826,32 +905,31 @@ async fn run(
                 (next, "staff_notified", json!({ "user": user.to_string() }))
             }
             Decision::Send { template, template_version, purpose, next } => {
-                let gate = gate(txn, &def, d, purpose, now, &zone).await?;
+                let gate = gate(txn, &def, d, purpose, now, &zone, &w.sends).await?;
                 match gate {
                     Gate::Open => {
                         let version =
                             template_version.ok_or_else(|| ServiceError::internal("an unpinned send step"))?;
-                        let html = crate::campaigns::version_html(txn, version).await?.ok_or(ServiceError::NotFound)?;
-                        let id = message::enqueue(
-                            svc,
-                            txn,
-                            NewMessage {
-                                organisation: org,
-                                contact: d.contact_id,
-                                api_key: None,
-                                template,
-                                version,
-                                version_html: &html,
-                                from_email: d.from_email.clone(),
-                                from_name: d.from_name.clone(),
-                                data: None::<&Phi<serde_json::Map<String, Json>>>,
-                                purpose,
-                                source: DeliverySource::SequenceStep,
-                                sequence: Some(SequenceRef { enrolment: d.id, step: &sid, event: d.trigger_event_id }),
-                                not_before: now,
-                            },
-                        )
-                        .await?;
+                        if let std::collections::hash_map::Entry::Vacant(slot) = w.html.entry(version) {
+                            let html =
+                                crate::campaigns::version_html(txn, version).await?.ok_or(ServiceError::NotFound)?;
+                            slot.insert(Arc::new(html));
+                        }
+                        let id = Uuid::now_v7();
+                        w.sends.push(QueuedEmail {
+                            id,
+                            organisation: org,
+                            contact: d.contact_id,
+                            template,
+                            version,
+                            from_email: d.from_email.clone(),
+                            from_name: d.from_name.clone(),
+                            purpose,
+                            enrolment: d.id,
+                            step: sid.clone(),
+                            event: d.trigger_event_id,
+                            not_before: now,
+                        });
                         (next, "sent", json!({ "delivery": id.to_string() }))
                     }
                     Gate::CappedSkip => (next, "frequency_capped_skip", json!({})),
@@ -880,8 +958,8 @@ async fn run(
     Ok(())
 }
 
-/// Consent, suppression, quiet hours and the frequency cap, read now (the send job checks
-/// consent and suppression again when it sends).
+/// Consent, suppression (both read with the claim), quiet hours and the frequency cap (read now,
+/// only when one applies). The sender checks consent and suppression again when it sends.
 async fn gate(
     txn: &DatabaseTransaction,
     def: &SequenceDefinition,
@@ -889,22 +967,9 @@ async fn gate(
     purpose: ConsentPurpose,
     now: DateTime<Utc>,
     zone: &Zone,
+    pending: &[QueuedEmail],
 ) -> ServiceResult<Gate> {
-    #[derive(FromQueryResult)]
-    struct Eligibility {
-        suppressed: bool,
-        granted: Option<bool>,
-    }
-    let e: Eligibility = db::one_as(
-        txn,
-        "SELECT EXISTS (SELECT 1 FROM suppression s WHERE s.organisation_id = c.organisation_id AND s.email_bidx = c.email_bidx) AS suppressed,
-                (SELECT cc.granted FROM contact_consent cc WHERE cc.contact_id = c.id AND cc.purpose = $2) AS granted
-         FROM contact c WHERE c.id = $1",
-        [d.contact_id.into(), purpose.as_str().into()],
-    )
-    .await?
-    .ok_or(ServiceError::NotFound)?;
-    let recent: Vec<DateTime<Utc>> =
+    let mut recent: Vec<DateTime<Utc>> =
         match &def.frequency_cap {
             Some(cap) if purpose != ConsentPurpose::Transactional => db::scalars(
                 txn,
@@ -917,7 +982,16 @@ async fn gate(
             .await?,
             _ => Vec::new(),
         };
-    Ok(seq::send_gate(def, purpose, e.suppressed, e.granted, &recent, now, zone))
+    // Emails this batch queued for the contact count too (they are written at its end).
+    if def.frequency_cap.is_some() && purpose != ConsentPurpose::Transactional {
+        recent.extend(
+            pending
+                .iter()
+                .filter(|m| m.contact == d.contact_id && m.purpose != ConsentPurpose::Transactional)
+                .map(|m| m.not_before),
+        );
+    }
+    Ok(seq::send_gate(def, purpose, d.suppressed, d.granted(purpose), &recent, now, zone))
 }
 
 /// One pass of the engine: events first (they may wake or end enrolments), then due enrolments.

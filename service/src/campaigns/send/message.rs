@@ -71,56 +71,82 @@ pub struct NewMessage<'a> {
 }
 
 /// Queue one message in the caller's transaction: its `api_message` row, its tracked links, its
-/// delivery and queue rows (same id), and its send job. The one way a single message enters the
-/// delivery pipeline, whichever source asked for it.
+/// delivery and queue rows (same id). The one way a single message enters the delivery pipeline,
+/// whichever source asked for it.
 pub async fn enqueue<C: sea_orm::ConnectionTrait>(svc: &Services, txn: &C, m: NewMessage<'_>) -> ServiceResult<Uuid> {
-    let org = m.organisation;
     let id = Uuid::now_v7();
-    let sealed = match m.data {
-        Some(d) if !d.expose().is_empty() => {
-            let key = contacts::data_key(svc, txn, org).await?;
-            let bytes = zeroize::Zeroizing::new(
-                serde_json::to_vec(d.expose()).map_err(|_| ServiceError::internal("encode message data"))?,
-            );
-            Some(key.seal(&data_aad(org, id), &bytes)?.into_bytes())
+    enqueue_many(svc, txn, &[(id, m)]).await?;
+    Ok(id)
+}
+
+/// Queue messages (ids chosen by the caller) in the caller's transaction in three statements
+/// whatever their number: the sequence engine queues a whole batch's emails at once.
+pub async fn enqueue_many<C: sea_orm::ConnectionTrait>(
+    svc: &Services,
+    txn: &C,
+    msgs: &[(Uuid, NewMessage<'_>)],
+) -> ServiceResult<()> {
+    use serde_json::{Value as Json, json};
+    if msgs.is_empty() {
+        return Ok(());
+    }
+    let public_url = svc.settings().public_url.trim_end_matches('/').to_string();
+    let mut urls_of: HashMap<Uuid, Vec<String>> = HashMap::new();
+    let (mut rows, mut links, mut deliveries) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, m) in msgs {
+        let org = m.organisation;
+        // Merge data sealed under the organisation's key, passed as hex (bytea has no JSON form).
+        let sealed = match m.data {
+            Some(d) if !d.expose().is_empty() => {
+                let key = contacts::data_key(svc, txn, org).await?;
+                let bytes = zeroize::Zeroizing::new(
+                    serde_json::to_vec(d.expose()).map_err(|_| ServiceError::internal("encode message data"))?,
+                );
+                let sealed = key.seal(&data_aad(org, *id), &bytes)?.into_bytes();
+                Some(sealed.iter().map(|b| format!("{b:02x}")).collect::<String>())
+            }
+            _ => None,
+        };
+        let (enrolment, step, event) = match &m.sequence {
+            Some(s) => (Some(s.enrolment), Some(s.step), s.event),
+            None => (None, None, None),
+        };
+        rows.push(json!({
+            "id": id, "organisation_id": org.0, "api_key_id": m.api_key, "template_id": m.template,
+            "template_version_id": m.version, "from_email": m.from_email, "from_name": m.from_name, "data": sealed,
+            "purpose": m.purpose.as_str(), "enrolment_id": enrolment, "step_id": step, "event_id": event,
+        }));
+        let urls = urls_of.entry(m.version).or_insert_with(|| {
+            crate::campaigns::tracking::tracked_links(m.version_html, &public_url).into_iter().map(|l| l.url).collect()
+        });
+        for (position, url) in urls.iter().enumerate() {
+            links.push(json!({ "message_id": id, "position": position, "url": url }));
         }
-        _ => None,
-    };
-    let (enrolment, step, event) = match &m.sequence {
-        Some(s) => (Some(s.enrolment), Some(s.step.to_string()), s.event),
-        None => (None, None, None),
-    };
+        deliveries.push(json!({
+            "id": id, "organisation_id": org.0, "contact_id": m.contact, "not_before": m.not_before,
+            "source": m.source.as_str(),
+        }));
+    }
+    // `LIMIT jsonb_array_length(..)` tells the planner the row count (see campaigns' record()).
     db::exec(
         txn,
         "INSERT INTO api_message (id, organisation_id, api_key_id, template_id, template_version_id, from_email, from_name, data, created_at,
                                   purpose, enrolment_id, step_id, event_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        [
-            id.into(),
-            org.0.into(),
-            m.api_key.into(),
-            m.template.into(),
-            m.version.into(),
-            m.from_email.into(),
-            m.from_name.into(),
-            sealed.into(),
-            svc.clock().now().into(),
-            m.purpose.as_str().into(),
-            enrolment.into(),
-            step.into(),
-            event.into(),
-        ],
+         SELECT id, organisation_id, api_key_id, template_id, template_version_id, from_email, from_name, decode(data, 'hex'), $2,
+                purpose, enrolment_id, step_id, event_id
+         FROM jsonb_to_recordset($1) AS x(id uuid, organisation_id uuid, api_key_id uuid, template_id uuid, template_version_id uuid,
+                                          from_email text, from_name text, data text, purpose text, enrolment_id uuid, step_id text, event_id uuid)
+         LIMIT jsonb_array_length($1)",
+        [Json::Array(rows).into(), svc.clock().now().into()],
     )
     .await?;
-    let public_url = svc.settings().public_url.trim_end_matches('/').to_string();
-    let urls: Vec<String> =
-        crate::campaigns::tracking::tracked_links(m.version_html, &public_url).into_iter().map(|l| l.url).collect();
-    if !urls.is_empty() {
+    if !links.is_empty() {
         db::exec(
             txn,
             "INSERT INTO api_message_link (message_id, position, url)
-             SELECT $1, (u.n - 1)::int, u.url FROM unnest($2::text[]) WITH ORDINALITY AS u(url, n)",
-            [id.into(), urls.into()],
+             SELECT message_id, position, url FROM jsonb_to_recordset($1) AS x(message_id uuid, position int, url text)
+             LIMIT jsonb_array_length($1)",
+            [Json::Array(links).into()],
         )
         .await?;
     }
@@ -128,22 +154,18 @@ pub async fn enqueue<C: sea_orm::ConnectionTrait>(svc: &Services, txn: &C, m: Ne
         txn,
         "WITH d AS (
              INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at, source)
-             VALUES ($1, $2, NULL, $3, $4, $5, $5, $6) RETURNING id, not_before, source)
+             SELECT id, organisation_id, NULL, contact_id, $2, not_before, not_before, source
+             FROM jsonb_to_recordset($1) AS x(id uuid, organisation_id uuid, contact_id uuid, not_before timestamptz, source text)
+             LIMIT jsonb_array_length($1)
+             RETURNING id, not_before, source)
          INSERT INTO delivery_queue (delivery_id, campaign_id, not_before, source) SELECT id, NULL, not_before, source FROM d",
-        [
-            id.into(),
-            org.0.into(),
-            m.contact.into(),
-            DeliveryState::Queued.as_str().into(),
-            m.not_before.into(),
-            m.source.as_str().into(),
-        ],
+        [Json::Array(deliveries).into(), DeliveryState::Queued.as_str().into()],
     )
     .await?;
     // No job per message: every worker process's sender loop (`send_due`) claims due rows of
     // the one-recipient sources in batches, so the row waits until `not_before` (on the
     // service's clock) and a retry is the same row with a later `not_before`.
-    Ok(id)
+    Ok(())
 }
 
 /// A claimed one-recipient message: its delivery and contact, and what its message row says.
