@@ -49,6 +49,7 @@ entities!(
     enrolment,
     enrolment_step,
     event_outbox,
+    event_property_name,
     import_chunk,
     import_error,
     invite,

@@ -25,6 +25,7 @@ pub use super::engagement_event::Entity as EngagementEvent;
 pub use super::enrolment::Entity as Enrolment;
 pub use super::enrolment_step::Entity as EnrolmentStep;
 pub use super::event_outbox::Entity as EventOutbox;
+pub use super::event_property_name::Entity as EventPropertyName;
 pub use super::import_chunk::Entity as ImportChunk;
 pub use super::import_error::Entity as ImportError;
 pub use super::invite::Entity as Invite;

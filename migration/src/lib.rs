@@ -26,6 +26,7 @@ mod m20261228_000001_sequences;
 mod m20261228_000002_template_namespaces;
 mod m20261229_000001_message_sender;
 mod m20261229_000002_sequence_triggers;
+mod m20261230_000001_event_property_names;
 
 pub struct Migrator;
 
@@ -56,6 +57,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261228_000002_template_namespaces::Migration),
             Box::new(m20261229_000001_message_sender::Migration),
             Box::new(m20261229_000002_sequence_triggers::Migration),
+            Box::new(m20261230_000001_event_property_names::Migration),
         ]
     }
 }
@@ -85,6 +87,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20261228_000002_template_namespaces.sql"),
     include_str!("m20261229_000001_message_sender.sql"),
     include_str!("m20261229_000002_sequence_triggers.sql"),
+    include_str!("m20261230_000001_event_property_names.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.

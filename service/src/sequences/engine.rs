@@ -33,7 +33,7 @@ use domain::sequences::{
 };
 use sea_orm::{ConnectionTrait, DatabaseTransaction, FromQueryResult, TransactionTrait};
 use serde_json::{Value as Json, json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -244,6 +244,7 @@ pub async fn consume_events(svc: &Services, limit: u32) -> ServiceResult<usize> 
     }
     let mut defs = Definitions::default();
     let mut bkeys: HashMap<Uuid, Arc<DataKey>> = HashMap::new();
+    let mut carried: BTreeSet<(Uuid, String, String)> = BTreeSet::new();
     let now = svc.clock().now();
     for ev in &events {
         let org = OrganisationId(ev.organisation_id);
@@ -255,6 +256,13 @@ pub async fn consume_events(svc: &Services, limit: u32) -> ServiceResult<usize> 
                     .await?;
                 let j: Json = serde_json::from_slice(&plain)
                     .map_err(|_| ServiceError::internal("event properties are malformed"))?;
+                // Every name the event carried (a null value too), for the catalogue publishing
+                // checks against; only codes the API would accept (a name is never free text).
+                if let Some(obj) = j.as_object() {
+                    for name in obj.keys().filter(|k| domain::api::valid_property_key(k)) {
+                        carried.insert((ev.organisation_id, ev.event_type.clone(), name.clone()));
+                    }
+                }
                 crate::events::properties_from_json(&j)
             }
             None => BTreeMap::new(),
@@ -322,10 +330,40 @@ pub async fn consume_events(svc: &Services, limit: u32) -> ServiceResult<usize> 
             admit(svc, &txn, org, s.id, s.version_id, &def, ev.contact_id, Some(ev.event_id), bidx).await?;
         }
     }
+    record_carried(&txn, &carried, now).await?;
     let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
     db::exec(&txn, "DELETE FROM event_outbox WHERE event_id = ANY ($1)", [ids.into()]).await?;
     txn.commit().await?;
     Ok(events.len())
+}
+
+/// Add a batch's (organisation, event type, property name) triples to the catalogue publishing
+/// checks against: one statement for the whole batch. Rows are inserted in key order, so two
+/// workers writing overlapping batches take the same locks in the same order (no deadlock).
+async fn record_carried<C: ConnectionTrait>(
+    conn: &C,
+    carried: &BTreeSet<(Uuid, String, String)>,
+    now: DateTime<Utc>,
+) -> ServiceResult<()> {
+    if carried.is_empty() {
+        return Ok(());
+    }
+    let (mut orgs, mut types, mut names) = (Vec::new(), Vec::new(), Vec::new());
+    for (o, t, n) in carried {
+        orgs.push(*o);
+        types.push(t.clone());
+        names.push(n.clone());
+    }
+    db::exec(
+        conn,
+        "INSERT INTO event_property_name (organisation_id, event_type, name, first_seen_at)
+         SELECT u.org, u.type, u.name, $4 FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(org, type, name)
+         ORDER BY u.org, u.type, u.name
+         ON CONFLICT DO NOTHING",
+        [orgs.into(), types.into(), names.into(), now.into()],
+    )
+    .await?;
+    Ok(())
 }
 
 /// A live sequence a trigger starts, at its current version.
