@@ -883,6 +883,94 @@ pub fn properties_match(tests: &[PropertyTest], props: &BTreeMap<String, FieldVa
     tests.iter().all(|t| t.test.matches(props.get(&t.key), today))
 }
 
+/// How a definition reads a property of its trigger event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropertyUse {
+    /// An `event.<name>` field of a send step's template (added by the service, which compiles
+    /// the templates).
+    Template,
+    /// A trigger condition.
+    Condition,
+    /// The correlation key.
+    CorrelationKey,
+    /// A wait until a date-time property.
+    EventTime,
+    /// A branch on a property.
+    Branch,
+}
+
+/// One place a definition reads a trigger-event property: the field a refusal names, the
+/// property's name (a code, never a value) and how it is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertyRef {
+    pub field: String,
+    pub key: String,
+    pub how: PropertyUse,
+}
+
+/// How many carried names a refusal lists before "and N more".
+const CARRIED_LISTED: usize = 30;
+
+impl SequenceDefinition {
+    /// The trigger-event properties the definition itself names: trigger conditions, the
+    /// correlation key, waits until an event time, property branches (its templates'
+    /// `event.` fields are the service's to add). Empty unless the trigger is an event.
+    pub fn trigger_properties_named(&self) -> Vec<PropertyRef> {
+        let Trigger::Event { properties, .. } = &self.trigger else { return Vec::new() };
+        let mut out: Vec<PropertyRef> = properties
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PropertyRef {
+                field: format!("trigger condition {}", i + 1),
+                key: p.key.clone(),
+                how: PropertyUse::Condition,
+            })
+            .collect();
+        if let Some(k) = &self.correlation_key {
+            out.push(PropertyRef { field: "correlation_key".into(), key: k.clone(), how: PropertyUse::CorrelationKey });
+        }
+        for s in &self.steps {
+            let (key, how) = match &s.kind {
+                StepKind::Wait { wait: WaitSpec::UntilEventTime { property, .. }, .. } => {
+                    (property, PropertyUse::EventTime)
+                }
+                StepKind::Branch { test: BranchTest::EventProperty { test }, .. } => (&test.key, PropertyUse::Branch),
+                _ => continue,
+            };
+            out.push(PropertyRef { field: step_field(&s.id), key: key.clone(), how });
+        }
+        out
+    }
+}
+
+/// Check the trigger-event properties a definition reads against the names events of its
+/// trigger's type have carried (`carried`: names only). With no name known — no event of that
+/// type has arrived yet — nothing can be checked and everything passes (an integration is often
+/// connected after the sequence is built; the builder says the fields are unchecked). The
+/// refusal names the field and the property, and lists the names that were carried.
+pub fn check_carried(event_type: &str, carried: &BTreeSet<String>, uses: &[PropertyRef]) -> Result<(), DomainError> {
+    if carried.is_empty() {
+        return Ok(());
+    }
+    let Some(u) = uses.iter().find(|u| !carried.contains(&u.key)) else { return Ok(()) };
+    let mut list = carried.iter().take(CARRIED_LISTED).map(String::as_str).collect::<Vec<_>>().join(", ");
+    let more = carried.len().saturating_sub(CARRIED_LISTED);
+    if more > 0 {
+        list.push_str(&format!(" and {more} more"));
+    }
+    let what = match u.how {
+        PropertyUse::Template => format!("its template uses event.{}", u.key),
+        PropertyUse::Condition => format!("tests the property {}", u.key),
+        PropertyUse::CorrelationKey => format!("is the property {}", u.key),
+        PropertyUse::EventTime => format!("waits for the time in the property {}", u.key),
+        PropertyUse::Branch => format!("branches on the property {}", u.key),
+    };
+    Err(DomainError::invalid(
+        u.field.clone(),
+        format!("{what}, which {event_type} events have not carried (they carried: {list})"),
+    ))
+}
+
 /// What changed between two versions, step by step (for the builder's publish dialog).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionDiff {
@@ -1245,6 +1333,15 @@ pub struct SequenceView {
     /// people who may edit the sequence; empty for others.
     #[serde(default)]
     pub staff: Vec<(Uuid, String)>,
+    /// The property names events of the draft trigger's type have carried (sorted; names only,
+    /// never values). Empty when the trigger is not an event or no such event has arrived.
+    #[serde(default)]
+    pub trigger_properties: Vec<String>,
+    /// The draft trigger's event type, when the draft reads that event's properties (email
+    /// fields, conditions, correlation key) but no such event has arrived yet: publishing cannot
+    /// check the names against anything.
+    #[serde(default)]
+    pub event_fields_unchecked: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -546,3 +546,40 @@ fn list_segment_and_campaign_triggers_are_stored_by_kind_and_id_and_need_a_targe
         assert!(serde_json::from_value::<Trigger>(bad).is_err());
     }
 }
+
+#[test]
+fn trigger_property_uses_are_checked_against_the_names_carried_once_any_arrived() {
+    let d = reminders();
+    let named = d.trigger_properties_named();
+    assert_eq!(
+        named.iter().map(|u| (u.field.as_str(), u.key.as_str(), u.how)).collect::<Vec<_>>(),
+        vec![
+            ("trigger condition 1", "department", PropertyUse::Condition),
+            ("correlation_key", "appointment_id", PropertyUse::CorrelationKey),
+            ("step two_days", "appointment_at", PropertyUse::EventTime),
+        ]
+    );
+    let mut uses = named;
+    uses.push(PropertyRef { field: "step remind".into(), key: "room".into(), how: PropertyUse::Template });
+    // Nothing arrived yet: nothing to check against.
+    check_carried("appointment.booked", &BTreeSet::new(), &uses).unwrap();
+    let carried: BTreeSet<String> =
+        ["appointment_at", "appointment_id", "clinic", "department"].map(String::from).into_iter().collect();
+    let DomainError::Invalid { field, reason } = check_carried("appointment.booked", &carried, &uses).unwrap_err()
+    else {
+        panic!("not an invalid-field error")
+    };
+    assert_eq!(field, "step remind");
+    assert_eq!(
+        reason,
+        "its template uses event.room, which appointment.booked events have not carried (they carried: appointment_at, appointment_id, clinic, department)"
+    );
+    uses.pop();
+    check_carried("appointment.booked", &carried, &uses).unwrap();
+    // A long catalogue is cut short; other triggers name no event property.
+    let many: BTreeSet<String> = (0..40).map(|i| format!("p{i:02}")).collect();
+    let e = check_carried("x", &many, &uses).unwrap_err().to_string();
+    assert!(e.contains("p29 and 10 more)") && !e.contains("p30"), "{e}");
+    let manual = SequenceDefinition { trigger: Trigger::Manual, ..reminders() };
+    assert!(manual.trigger_properties_named().is_empty());
+}

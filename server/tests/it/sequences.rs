@@ -942,3 +942,111 @@ async fn frequency_cap_quiet_hours_random_split_and_one_at_a_time() {
     assert!(left > 0 && right > 0, "{left} / {right}");
     app.stop().await;
 }
+
+/// Publishing checks the trigger event's properties a sequence reads (`event.` fields of its
+/// emails, its correlation key, its conditions) against the property names events of that type
+/// have carried, which the engine catalogues (names only, never values) as it consumes events.
+/// Before any such event has arrived, publishing is allowed and the builder says it is unchecked.
+#[tokio::test]
+async fn publishing_checks_event_fields_against_the_names_the_trigger_event_has_carried() {
+    let (_smtp, app, org, actor) = clinic().await;
+    let svc = &app.services;
+    let ann = contact(svc, &actor, "ann@patients.test", "Ann", true).await;
+    let at_clinic = template_with(svc, &actor, "Your appointment", "<p>See you at {{event.clinic}}.</p>").await;
+    let in_room = template_with(svc, &actor, "Your room", "<p>Please go to room {{event.room}}.</p>").await;
+    let def = |event_type: &str, template: Uuid, extra: Value| {
+        let mut d = json!({"version": 1, "trigger": {"kind": "event", "event_type": event_type}, "start": "confirm",
+            "steps": [{"id": "confirm", "kind": "send_email", "template": template, "purpose": "transactional", "next": null}]});
+        d.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        d
+    };
+
+    // (a) No appointment.booked event yet: nothing to check against; allowed, and said so.
+    let id = service::sequences::create(svc, &actor, "Booked").await.unwrap();
+    save(svc, &actor, id, "Booked", def("appointment.booked", at_clinic, json!({}))).await;
+    let v = service::sequences::get(svc, &actor, id).await.unwrap();
+    assert_eq!(v.draft_problem, None);
+    assert_eq!(v.event_fields_unchecked.as_deref(), Some("appointment.booked"));
+    assert!(v.trigger_properties.is_empty());
+    service::sequences::publish(svc, &actor, id, &[]).await.unwrap();
+
+    // (b) An event arrives through the API; the engine consumes it and catalogues its names.
+    let k = key(&app, org, &[Scope::EventsWrite], false).await;
+    let c = app.client();
+    let when = "2031-03-04T05:06:07Z";
+    event(&c, &k, ann, "appointment.booked", json!({"appointment_at": when, "clinic": MARKER})).await;
+    settle(&app).await;
+    assert_eq!(
+        texts(&app, "SELECT event_type || ':' || name FROM event_property_name ORDER BY name").await,
+        vec!["appointment.booked:appointment_at", "appointment.booked:clinic"]
+    );
+    assert_eq!(
+        scalar(
+            &app,
+            &format!(
+                "SELECT count(*) FROM event_property_name t WHERE t::text LIKE '%{MARKER}%' OR t::text LIKE '%2031-03-04%'"
+            )
+        )
+        .await,
+        0,
+        "names only, never values"
+    );
+    let v = service::sequences::get(svc, &actor, id).await.unwrap();
+    assert_eq!(v.trigger_properties, vec!["appointment_at", "clinic"]);
+    assert_eq!(v.event_fields_unchecked, None);
+    assert_eq!(v.draft_problem, None);
+
+    // (c) A template reading a property the event type has not carried is refused, by name.
+    save(svc, &actor, id, "Booked", def("appointment.booked", in_room, json!({}))).await;
+    let e = service::sequences::publish(svc, &actor, id, &[]).await.unwrap_err();
+    let shown = format!("{e} {e:?}");
+    assert!(shown.contains("step confirm") && shown.contains("event.room"), "{shown}");
+    assert!(shown.contains("they carried: appointment_at, clinic"), "{shown}");
+    assert!(!shown.contains(MARKER) && !shown.contains("2031"), "no value in the refusal: {shown}");
+    let v = service::sequences::get(svc, &actor, id).await.unwrap();
+    let (field, reason) = v.draft_problem.unwrap();
+    assert_eq!(field, "step confirm");
+    assert!(reason.contains("event.room") && !reason.contains(MARKER), "{reason}");
+    // So are a correlation key and a condition on properties it has not carried.
+    let keyed = def("appointment.booked", at_clinic, json!({"correlation_key": "appointment_id"}));
+    save(svc, &actor, id, "Booked", keyed).await;
+    let e = service::sequences::publish(svc, &actor, id, &[]).await.unwrap_err();
+    assert!(format!("{e}").contains("correlation_key") && format!("{e}").contains("appointment_id"), "{e}");
+    let tested = def(
+        "appointment.booked",
+        at_clinic,
+        json!({"trigger": {"kind": "event", "event_type": "appointment.booked",
+                           "properties": [{"key": "department", "test": {"op": "text_equals", "value": "cardiology"}}]}}),
+    );
+    save(svc, &actor, id, "Booked", tested).await;
+    let e = service::sequences::publish(svc, &actor, id, &[]).await.unwrap_err();
+    assert!(format!("{e}").contains("trigger condition 1") && format!("{e}").contains("department"), "{e}");
+    // Back to what the events carry: published as version 2.
+    save(svc, &actor, id, "Booked", def("appointment.booked", at_clinic, json!({}))).await;
+    assert_eq!(service::sequences::publish(svc, &actor, id, &[]).await.unwrap(), 2);
+
+    // (d) Hostile names: the API refuses a property name that is not a code (without echoing
+    // it), and the engine catalogues no such name from any other path.
+    let hostile = "clinic'); DROP TABLE event_property_name;--";
+    let body = json!({"contact": {"id": ann}, "type": "referral.sent", "properties": {hostile: "x"}});
+    let r = call(&c, Method::POST, "/api/v1/events", Some(&k.secret), &body, &[]).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(!r.body.contains("DROP"), "{}", r.body);
+    let props = std::collections::BTreeMap::from([
+        (hostile.to_string(), domain::contacts::FieldValue::Text("x".into())),
+        ("ward".to_string(), domain::contacts::FieldValue::Text(MARKER.into())),
+    ]);
+    service::events::record(svc, &actor, ann, "referral.sent", &domain::Phi::new(props), app.now()).await.unwrap();
+    settle(&app).await;
+    assert_eq!(
+        texts(&app, "SELECT event_type || ':' || name FROM event_property_name ORDER BY event_type, name").await,
+        vec!["appointment.booked:appointment_at", "appointment.booked:clinic", "referral.sent:ward"]
+    );
+    // A type never seen has nothing to check against: allowed, and said so.
+    let other = service::sequences::create(svc, &actor, "Lab").await.unwrap();
+    save(svc, &actor, other, "Lab", def("lab.ready", in_room, json!({}))).await;
+    let v = service::sequences::get(svc, &actor, other).await.unwrap();
+    assert_eq!((v.draft_problem, v.event_fields_unchecked.as_deref()), (None, Some("lab.ready")));
+    service::sequences::publish(svc, &actor, other, &[]).await.unwrap();
+    app.stop().await;
+}

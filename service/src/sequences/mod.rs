@@ -34,6 +34,7 @@ use domain::sequences::{
 };
 use sea_orm::{ConnectionTrait, FromQueryResult, TransactionTrait};
 use serde_json::Value as Json;
+use std::collections::BTreeSet;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -260,16 +261,41 @@ fn status_of(s: &str) -> ServiceResult<SequenceStatus> {
     SequenceStatus::parse(s).ok_or_else(|| ServiceError::internal("a sequence has an unknown status"))
 }
 
+/// The property names events of a type have carried in an organisation (sorted; names only).
+async fn carried_names<C: ConnectionTrait>(
+    conn: &C,
+    org: OrganisationId,
+    event_type: &str,
+) -> ServiceResult<BTreeSet<String>> {
+    let names = db::scalars::<String, _>(
+        conn,
+        "SELECT name FROM event_property_name WHERE organisation_id = $1 AND event_type = $2 ORDER BY name",
+        [org.0.into(), event_type.to_string().into()],
+    )
+    .await?;
+    Ok(names.into_iter().collect())
+}
+
+/// A definition that passed the checks before publishing.
+struct Prepared {
+    /// The definition with its template versions pinned.
+    def: SequenceDefinition,
+    /// The trigger's event type, when the definition reads its properties but no event of that
+    /// type has arrived yet (so their names could not be checked).
+    unchecked_event_type: Option<String>,
+}
+
 /// The organisation-level checks of a definition before it is published: its templates (pinned
-/// to their latest version, PHI templates only with TLS required, no `message.` data), its lists
-/// and its sender. Returns the definition with template versions pinned.
+/// to their latest version, PHI templates only with TLS required, no `message.` data), the
+/// trigger-event properties it reads (against the names that event type has carried), its lists
+/// and its sender.
 async fn prepare_for_publish<C: ConnectionTrait>(
     svc: &Services,
     conn: &C,
     org: OrganisationId,
     def: &SequenceDefinition,
     from_email: &str,
-) -> ServiceResult<SequenceDefinition> {
+) -> ServiceResult<Prepared> {
     seq::validate(def).map_err(ServiceError::from)?;
     crate::sending_domains::verified_domain_of(conn, org, "from_email", from_email).await?;
     // The list, segment or campaign a trigger names is one of the organisation's own.
@@ -294,6 +320,7 @@ async fn prepare_for_publish<C: ConnectionTrait>(
         }
     }
     let mut out = def.clone();
+    let mut uses = def.trigger_properties_named();
     for step in &mut out.steps {
         let field = format!("step {}", step.id);
         match &mut step.kind {
@@ -327,6 +354,11 @@ async fn prepare_for_publish<C: ConnectionTrait>(
                 })?;
                 domain::campaigns::check_policy(*policy, compiled.checked.uses_phi)
                     .map_err(|e| ServiceError::invalid(&field, e.to_string()))?;
+                uses.extend(compiled.checked.event_keys.iter().map(|k| seq::PropertyRef {
+                    field: field.clone(),
+                    key: k.clone(),
+                    how: seq::PropertyUse::Template,
+                }));
                 *template_version = Some(v.id);
             }
             StepKind::NotifyStaff { user, .. } => {
@@ -359,7 +391,19 @@ async fn prepare_for_publish<C: ConnectionTrait>(
             _ => {}
         }
     }
-    Ok(out)
+    // The trigger event's properties the definition reads, against the names events of its type
+    // have carried (none known: nothing to check yet, and the builder says so).
+    let mut unchecked_event_type = None;
+    if let Some(t) = def.trigger.event_type()
+        && !uses.is_empty()
+    {
+        let carried = carried_names(conn, org, t).await?;
+        seq::check_carried(t, &carried, &uses).map_err(ServiceError::from)?;
+        if carried.is_empty() {
+            unchecked_event_type = Some(t.to_string());
+        }
+    }
+    Ok(Prepared { def: out, unchecked_event_type })
 }
 
 /// Publish the draft as a new immutable version. Enrolments stay on the version they entered,
@@ -377,7 +421,7 @@ pub async fn publish(svc: &Services, actor: &Actor, id: Uuid, move_waiting_at: &
         return Err(ServiceError::invalid("status", "an archived sequence cannot be published"));
     }
     let draft = open(svc, &txn, &draft_aad(org, id), row.sealed_draft).await?;
-    let def = prepare_for_publish(svc, &txn, org, &draft, &row.from_email).await?;
+    let def = prepare_for_publish(svc, &txn, org, &draft, &row.from_email).await?.def;
     for s in move_waiting_at {
         if def.step(s).is_none() {
             return Err(ServiceError::invalid("move_waiting_at", "names a step the new version does not have"));
@@ -570,14 +614,19 @@ pub async fn get(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<Seque
     } else {
         open(svc, svc.db(), &draft_aad(org, id), row.sealed_draft).await?
     };
-    let draft_problem = if masked {
-        None
+    let (draft_problem, event_fields_unchecked) = if masked {
+        (None, None)
     } else {
         match prepare_for_publish(svc, svc.db(), org, &draft, &row.from_email).await {
-            Ok(_) => None,
-            Err(ServiceError::Invalid(domain::DomainError::Invalid { field, reason })) => Some((field, reason)),
+            Ok(p) => (None, p.unchecked_event_type),
+            Err(ServiceError::Invalid(domain::DomainError::Invalid { field, reason })) => (Some((field, reason)), None),
             Err(e) => return Err(e),
         }
+    };
+    // Names only (never values): also shown to people who may not read contacts.
+    let trigger_properties = match draft.trigger.event_type() {
+        Some(t) => carried_names(svc.db(), org, t).await?.into_iter().collect(),
+        None => Vec::new(),
     };
     #[derive(FromQueryResult)]
     struct Version {
@@ -640,6 +689,8 @@ pub async fn get(svc: &Services, actor: &Actor, id: Uuid) -> ServiceResult<Seque
         masked,
         updated_at: row.updated_at,
         staff: if actor.can(Permission::SequencesWrite) { staff(svc.db(), org).await? } else { Vec::new() },
+        trigger_properties,
+        event_fields_unchecked,
     })
 }
 

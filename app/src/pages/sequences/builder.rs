@@ -243,6 +243,8 @@ pub fn Builder(
     let from_name = RwSignal::new(view.from_name.clone());
     let from_email = RwSignal::new(view.from_email.clone());
     let notice = RwSignal::new(None::<String>);
+    // The trigger's event type, when no such event has arrived to check the draft's event fields.
+    let unchecked = RwSignal::new(view.event_fields_unchecked.clone());
     let status = view.status;
     let error = ctx.error;
 
@@ -263,6 +265,7 @@ pub fn Builder(
             error.set(None);
             ctx.dirty.set(false);
             ctx.server_problem.set(v.draft_problem.clone());
+            unchecked.set(v.event_fields_unchecked.clone());
             if publish_next {
                 confirm.set(Some(v));
             } else {
@@ -385,6 +388,11 @@ pub fn Builder(
                 let label = if f.starts_with("step ") { "A step".to_string() } else { domain::error::field_label(&f) };
                 view! { <p class="alert warn" data-test="validation">{format!("Before publishing: {}", sentence(&label, &r))}</p> }
             }))}
+            {move || (!readonly && !ctx.dirty.get()).then(|| unchecked.get()).flatten().map(|t| view! {
+                <p class="alert info" data-test="event-fields-unchecked">
+                    {format!("No {t} event has arrived yet, so the event fields this sequence uses cannot be checked.")}
+                </p>
+            })}
             {move || confirm.get().map(|v| view! { <PublishConfirm view=v moving=moving publish=publish confirm=confirm/> })}
         </section>
         <div class="builder-layout">
