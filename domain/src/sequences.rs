@@ -1338,8 +1338,8 @@ pub struct SequenceView {
     #[serde(default)]
     pub trigger_properties: Vec<String>,
     /// The draft trigger's event type, when the draft reads that event's properties (email
-    /// fields, conditions, correlation key) but no such event has arrived yet: publishing cannot
-    /// check the names against anything.
+    /// fields, conditions, correlation key) but no such event carrying properties has arrived
+    /// yet: publishing cannot check the names against anything.
     #[serde(default)]
     pub event_fields_unchecked: Option<String>,
 }

@@ -390,7 +390,7 @@ pub fn Builder(
             }))}
             {move || (!readonly && !ctx.dirty.get()).then(|| unchecked.get()).flatten().map(|t| view! {
                 <p class="alert info" data-test="event-fields-unchecked">
-                    {format!("No {t} event has arrived yet, so the event fields this sequence uses cannot be checked.")}
+                    {format!("No {t} event with properties has arrived yet, so the event fields this sequence uses cannot be checked.")}
                 </p>
             })}
             {move || confirm.get().map(|v| view! { <PublishConfirm view=v moving=moving publish=publish confirm=confirm/> })}
