@@ -839,10 +839,11 @@ async fn texts_owned(app: &TestApp, sql: String) -> Vec<String> {
 }
 
 /// A per-contact frequency cap (skip when capped; counting the emails queued earlier in the same
-/// run of steps), quiet hours in the recipient's zone, a random split and the one-at-a-time entry
-/// rule, driven by events through the API with the clock moved forward.
+/// run of steps), quiet hours, business-day and time-of-day waits in the recipient's zone, a
+/// random split and the one-at-a-time entry rule, driven by events through the API with the clock
+/// moved forward.
 #[tokio::test]
-async fn frequency_cap_quiet_hours_random_split_and_one_at_a_time() {
+async fn frequency_cap_quiet_hours_zoned_waits_random_split_and_one_at_a_time() {
     use chrono::Timelike;
     let (smtp, app, org, actor) = crate::sequences::clinic().await;
     let svc = &app.services;
@@ -916,6 +917,46 @@ async fn frequency_cap_quiet_hours_random_split_and_one_at_a_time() {
     app.advance(10 * 3600);
     settle(&app).await;
     assert_eq!(to("bo@patients.test", &received(&smtp)), ["First news"]);
+
+    // A business day later (Monday–Friday in Tokyo, same local time), then until 09:30 there.
+    let morning = json!({
+        "version": 1, "trigger": {"kind": "event", "event_type": "lab.ready"}, "entry": "every_time", "start": "bd",
+        "steps": [{"id": "bd", "kind": "wait", "wait": {"kind": "business_days", "days": 1}, "next": "nine"},
+                  {"id": "nine", "kind": "wait", "wait": {"kind": "time_of_day", "hour": 9, "minute": 30}, "next": "s"},
+                  send("s", t2, Value::Null)]
+    });
+    publish(svc, &actor, "Morning", morning).await;
+    let wake_of = |seq: &'static str| {
+        let app = &app;
+        async move {
+            let w = texts(
+                app,
+                &format!(
+                    "SELECT to_char(e.wake_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM enrolment e
+                     JOIN sequence s ON s.id = e.sequence_id WHERE e.contact_id = '{bo}' AND s.name = '{seq}'"
+                ),
+            )
+            .await;
+            chrono::NaiveDateTime::parse_from_str(&w[0], "%Y-%m-%d %H:%M:%S").unwrap().and_utc()
+        }
+    };
+    let started = tokyo(app.now());
+    event(&c, &k, bo, "lab.ready", json!({})).await;
+    settle(&app).await;
+    let after_bd = tokyo(wake_of("Morning").await);
+    use chrono::Datelike;
+    assert!(after_bd.weekday().num_days_from_monday() < 5, "a business day: {after_bd}");
+    assert_eq!(after_bd.time().format("%H:%M").to_string(), started.time().format("%H:%M").to_string());
+    let days = (after_bd.date() - started.date()).num_days();
+    assert!((1..=3).contains(&days), "{started} → {after_bd}");
+    app.advance((after_bd - tokyo(app.now())).num_seconds() + 1);
+    settle(&app).await;
+    let nine = tokyo(wake_of("Morning").await);
+    assert_eq!((nine.date(), nine.hour(), nine.minute()), (after_bd.date(), 9, 30), "09:30 the same day in Tokyo");
+    assert_eq!(to("bo@patients.test", &received(&smtp)), ["First news"]);
+    app.advance((nine - tokyo(app.now())).num_seconds() + 1);
+    settle(&app).await;
+    assert_eq!(to("bo@patients.test", &received(&smtp)), ["First news", "Second news"]);
 
     // A random split: every patient takes exactly one path; with 16 patients, both are taken.
     let split = json!({
