@@ -127,6 +127,8 @@ test('sequences: build with a branch, publish, an API event enrols a contact, tr
     await page.goto(url);
     await expect(page.locator('[data-test=step][data-step=wait-1] [data-test=stat-waiting]')).toHaveText('1', { timeout: 2000 });
   }).toPass({ timeout: 30_000 });
+  // The names the event carried are offered wherever the builder asks for a property.
+  await expect(page.locator('[data-test=trigger-properties] option[value=department]')).toHaveCount(1);
 
   // The enrolments tab: the contact, at the wait step, and why.
   await page.locator('[data-test=tab-enrolments]').click();

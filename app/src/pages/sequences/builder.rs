@@ -245,6 +245,7 @@ pub fn Builder(
     let notice = RwSignal::new(None::<String>);
     // The trigger's event type, when no such event has arrived to check the draft's event fields.
     let unchecked = RwSignal::new(view.event_fields_unchecked.clone());
+    let properties = view.trigger_properties.clone();
     let status = view.status;
     let error = ctx.error;
 
@@ -395,6 +396,11 @@ pub fn Builder(
             })}
             {move || confirm.get().map(|v| view! { <PublishConfirm view=v moving=moving publish=publish confirm=confirm/> })}
         </section>
+        // The property names the trigger's events have carried: suggestions for every input that
+        // names one (names only, never values).
+        <datalist id=PROPERTY_NAMES data-test="trigger-properties">
+            {properties.into_iter().map(|p| view! { <option value=p></option> }).collect_view()}
+        </datalist>
         <div class="builder-layout">
             <section class="panel flow" data-test="flow" aria-label="Steps">
                 <TriggerCard ctx=ctx/>
@@ -795,7 +801,7 @@ fn TriggerCard(ctx: Ctx) -> impl IntoView {
                 </select>
                 <label for="correlation-key">"Correlation key (optional)"</label>
                 <div>
-                    <input id="correlation-key" data-test="correlation-key" placeholder="appointment_id" maxlength="64" disabled=dis
+                    <input id="correlation-key" data-test="correlation-key" placeholder="appointment_id" maxlength="64" disabled=dis list=PROPERTY_NAMES
                         prop:value=move || def.with(|d| d.correlation_key.clone().unwrap_or_default())
                         on:input=move |ev| { let v = event_target_value(&ev); ctx.edit(|d| d.correlation_key = (!v.trim().is_empty()).then(|| v.trim().to_string())); }/>
                     {problem("correlation_key")}
@@ -958,6 +964,9 @@ fn make_test(code: &str, value: &str) -> FieldTest {
     }
 }
 
+/// The id of the datalist of property names the trigger's events have carried.
+const PROPERTY_NAMES: &str = "trigger-properties";
+
 /// Property name, test and value of one condition on an event property.
 #[component]
 fn PropertyTestEditor(
@@ -973,7 +982,7 @@ fn PropertyTestEditor(
     let vid2 = vid.clone();
     view! {
         <label class="visually-hidden" for=kid.clone()>"Property"</label>
-        <input id=kid data-test="property-key" placeholder="department" maxlength="64" disabled=dis
+        <input id=kid data-test="property-key" placeholder="department" maxlength="64" disabled=dis list=PROPERTY_NAMES
             prop:value=move || current().key
             on:input=move |ev| { let mut t = current(); t.key = event_target_value(&ev).trim().to_string(); set.run(t); }/>
         <label class="visually-hidden" for=tid.clone()>"Test"</label>
@@ -1241,7 +1250,7 @@ fn WaitSettings(ctx: Ctx, sid: StoredValue<String>) -> impl IntoView {
                 let current = move || match wait() { Some(WaitSpec::UntilEventTime { property, offset_minutes }) => (property, offset_minutes), _ => (String::new(), 0) };
                 view! {
                     <label for="wait-property">"Event property holding the time"</label>
-                    <input id="wait-property" data-test="wait-property" placeholder="appointment_at" maxlength="64" disabled=dis
+                    <input id="wait-property" data-test="wait-property" placeholder="appointment_at" maxlength="64" disabled=dis list=PROPERTY_NAMES
                         prop:value=move || current().0
                         on:input=move |ev| { let (_, o) = current(); set(WaitSpec::UntilEventTime { property: event_target_value(&ev).trim().to_string(), offset_minutes: o }); }/>
                     <label for="wait-offset">"Offset"</label>
