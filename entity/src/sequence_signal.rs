@@ -1,4 +1,6 @@
-//! `sequence_signal`: Things that may start a sequence besides patient events (list additions, segment entries, campaign engagement), not yet consumed.
+//! `sequence_signal`: Things that may start a sequence besides patient events (list additions,
+//! segment entries, campaign engagement) or end a contact's enrolments (consent withdrawn,
+//! suppressed), not yet consumed.
 
 use sea_orm::entity::prelude::*;
 
@@ -11,8 +13,10 @@ pub struct Model {
     pub contact_id: Uuid,
     #[sea_orm(column_type = "Text")]
     pub kind: String,
-    pub ref_id: Uuid,
+    pub ref_id: Option<Uuid>,
     pub sequence_id: Option<Uuid>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub purpose: Option<String>,
     pub created_at: DateTimeUtc,
 }
 

@@ -27,6 +27,7 @@ mod m20261228_000002_template_namespaces;
 mod m20261229_000001_message_sender;
 mod m20261229_000002_sequence_triggers;
 mod m20261230_000001_event_property_names;
+mod m20261230_000002_sequence_withdrawals;
 
 pub struct Migrator;
 
@@ -58,6 +59,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261229_000001_message_sender::Migration),
             Box::new(m20261229_000002_sequence_triggers::Migration),
             Box::new(m20261230_000001_event_property_names::Migration),
+            Box::new(m20261230_000002_sequence_withdrawals::Migration),
         ]
     }
 }
@@ -88,6 +90,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20261229_000001_message_sender.sql"),
     include_str!("m20261229_000002_sequence_triggers.sql"),
     include_str!("m20261230_000001_event_property_names.sql"),
+    include_str!("m20261230_000002_sequence_withdrawals.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.

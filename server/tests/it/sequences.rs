@@ -370,7 +370,8 @@ async fn goals_branches_lists_entry_rules_versions_and_unsubscribes() {
     assert_eq!(scalar(&app, &format!("SELECT count(*) FROM enrolment WHERE sequence_id = '{seq}'")).await, 4);
     assert!(received(&smtp).is_empty(), "nothing before a day has passed");
 
-    // Eve unsubscribes (withdraws marketing) and Fay's address is suppressed before the survey.
+    // Eve unsubscribes (withdraws marketing) and Fay's address is suppressed before the survey:
+    // both enrolments end at once, at the step they wait at.
     service::contacts::consent::record(svc, &actor, eve, domain::contacts::ConsentPurpose::Marketing, false, None)
         .await
         .unwrap();
@@ -398,8 +399,8 @@ async fn goals_branches_lists_entry_rules_versions_and_unsubscribes() {
     assert_eq!(to("hal@patients.test", &got), vec!["How was your visit?"]);
     assert!(to("eve@patients.test", &got).is_empty(), "an unsubscribed patient is not mailed");
     assert!(to("fay@patients.test", &got).is_empty(), "a suppressed address is never mailed");
-    assert_eq!(state_of(&app, eve).await, vec!["exited:unsubscribed:survey"]);
-    assert_eq!(state_of(&app, fay).await, vec!["exited:suppressed:survey"]);
+    assert_eq!(state_of(&app, eve).await, vec!["exited:unsubscribed:day"]);
+    assert_eq!(state_of(&app, fay).await, vec!["exited:suppressed:day"]);
     // Gus's survey.started arrived before the wait began: his enrolment is complete already.
     assert_eq!(state_of(&app, gus).await, vec!["completed:completed:"]);
     assert_eq!(
@@ -445,10 +446,7 @@ async fn goals_branches_lists_entry_rules_versions_and_unsubscribes() {
     assert_eq!(list.len(), 5);
     let eves = list.iter().find(|e| e.contact_id == eve).unwrap();
     let trail = service::sequences::trail(svc, &actor, eves.id).await.unwrap();
-    assert_eq!(
-        trail.iter().map(|t| t.outcome.as_str()).collect::<Vec<_>>(),
-        vec!["entered", "waited", "branch_otherwise", "skipped_no_consent", "unsubscribed"]
-    );
+    assert_eq!(trail.iter().map(|t| t.outcome.as_str()).collect::<Vec<_>>(), vec!["entered", "unsubscribed"]);
 
     // The report: funnel in flow order, ways out, time to convert, each email step's figures.
     use domain::disclosure::Figure::Exact;
@@ -467,9 +465,9 @@ async fn goals_branches_lists_entry_rules_versions_and_unsubscribes() {
         funnel,
         [
             ("day", Exact(5)),
-            ("kind", Exact(5)),
+            ("kind", Exact(3)),
             ("vip", Exact(1)),
-            ("survey", Exact(5)),
+            ("survey", Exact(3)),
             ("listed", Exact(3)),
             ("wait3", Exact(3)),
             ("nudge", Exact(1))
@@ -1089,5 +1087,65 @@ async fn publishing_checks_event_fields_against_the_names_the_trigger_event_has_
     let v = service::sequences::get(svc, &actor, other).await.unwrap();
     assert_eq!((v.draft_problem, v.event_fields_unchecked.as_deref()), (None, Some("lab.ready")));
     service::sequences::publish(svc, &actor, other, &[]).await.unwrap();
+    app.stop().await;
+}
+
+/// Withdrawing consent, or a suppression of the address, ends the contact's enrolments in
+/// sequences that send for that purpose at once, wherever they wait (not at their next email); a
+/// transactional sequence goes on after a marketing withdrawal.
+#[tokio::test]
+async fn withdrawing_consent_or_a_suppression_ends_enrolments_at_once() {
+    let (smtp, app, org, actor) = crate::sequences::clinic().await;
+    let svc = &app.services;
+    let k = key(&app, org, &[Scope::EventsWrite], false).await;
+    let c = app.client();
+    let tips = template(svc, &actor, "Monthly tips").await;
+    let booked = template(svc, &actor, "Your booking").await;
+    let weekly = |t: Uuid, purpose: &str| {
+        json!({
+            "version": 1, "trigger": {"kind": "event", "event_type": "visit.completed"}, "entry": "every_time", "start": "w",
+            "steps": [{"id": "w", "kind": "wait", "wait": {"kind": "duration", "minutes": 10080}, "next": "s"},
+                      {"id": "s", "kind": "send_email", "template": t, "purpose": purpose, "next": null}]
+        })
+    };
+    publish(svc, &actor, "Tips", weekly(tips, "marketing")).await;
+    publish(svc, &actor, "Bookings", weekly(booked, "transactional")).await;
+    let ann = contact(svc, &actor, "ann@patients.test", "Ann", true).await;
+    let bob = contact(svc, &actor, "bob@patients.test", "Bob", true).await;
+    let cat = contact(svc, &actor, "cat@patients.test", "Cat", true).await;
+    // Dee never gave marketing consent: nothing to withdraw, so the send step itself stops her.
+    let dee = contact(svc, &actor, "dee@patients.test", "Dee", false).await;
+    for who in [ann, bob, cat, dee] {
+        event(&c, &k, who, "visit.completed", json!({})).await;
+    }
+    settle(&app).await;
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(state_of(&app, ann).await), ["active::w", "active::w"]);
+
+    // Ann withdraws marketing consent; Bob's address is suppressed. Nobody's clock moved.
+    service::contacts::consent::record(svc, &actor, ann, domain::contacts::ConsentPurpose::Marketing, false, None)
+        .await
+        .unwrap();
+    service::contacts::suppression::add(svc, &actor, "bob@patients.test", SuppressionReason::Manual).await.unwrap();
+    settle(&app).await;
+    assert_eq!(sorted(state_of(&app, ann).await), ["active::w", "exited:unsubscribed:w"]);
+    assert_eq!(sorted(state_of(&app, bob).await), ["active::w", "exited:suppressed:w"]);
+    assert_eq!(sorted(state_of(&app, cat).await), ["active::w", "active::w"]);
+    assert!(trail_of(&app, ann).await.contains(&"w:unsubscribed".to_string()));
+    assert_eq!(scalar(&app, "SELECT count(*) FROM sequence_signal").await, 0, "each signal consumed once");
+
+    // A week on: Cat gets both emails, Ann only the transactional one, Bob nothing.
+    app.advance(7 * 86_400 + 60);
+    settle(&app).await;
+    let got = received(&smtp);
+    assert_eq!(sorted(to("cat@patients.test", &got)), ["Monthly tips", "Your booking"]);
+    assert_eq!(to("ann@patients.test", &got), ["Your booking"]);
+    assert!(to("bob@patients.test", &got).is_empty());
+    assert_eq!(to("dee@patients.test", &got), ["Your booking"]);
+    assert_eq!(sorted(state_of(&app, dee).await), ["completed:completed:", "exited:unsubscribed:s"]);
+    assert!(trail_of(&app, dee).await.contains(&"s:skipped_no_consent".to_string()));
     app.stop().await;
 }

@@ -397,9 +397,50 @@ async fn live_starts(
     .map_err(Into::into)
 }
 
-/// Admit the contacts of a batch of signals (list additions, segment entries, campaign
-/// engagement) into the live sequences they start, deleting the signal rows in the same
-/// transaction (each signal acts exactly once). Returns how many signals were consumed.
+/// A consent withdrawal (`purpose`) or a suppression (`None`) ends the contact's active
+/// enrolments in versions that send email for that purpose (a suppression: any marketing or care
+/// email), at once and wherever they are, as `unsubscribed` / `suppressed` in the trail. Read from
+/// the version's plain copy (purposes are not PHI).
+async fn end_withdrawn(
+    svc: &Services,
+    txn: &DatabaseTransaction,
+    org: Uuid,
+    contact: Uuid,
+    purpose: Option<&str>,
+) -> ServiceResult<()> {
+    #[derive(FromQueryResult)]
+    struct Inside {
+        id: Uuid,
+        visit: i32,
+        step_id: String,
+    }
+    let inside: Vec<Inside> = db::all_as(
+        txn,
+        "SELECT e.id, e.visit, COALESCE(e.step_id, '') AS step_id
+         FROM enrolment e JOIN sequence_version v ON v.id = e.version_id
+         WHERE e.contact_id = $1 AND e.organisation_id = $2 AND e.state = 'active'
+           AND EXISTS (SELECT 1 FROM jsonb_array_elements(v.definition -> 'steps') st
+                       WHERE st ->> 'kind' = 'send_email'
+                         AND CASE WHEN $3::text IS NULL THEN st ->> 'purpose' <> 'transactional'
+                                  ELSE st ->> 'purpose' = $3 END)
+         ORDER BY e.id FOR UPDATE OF e",
+        [contact.into(), org.into(), purpose.map(str::to_string).into()],
+    )
+    .await?;
+    let (reason, detail) = match purpose {
+        Some(p) => (EndReason::Unsubscribed, json!({ "signal": "consent_withdrawn", "purpose": p })),
+        None => (EndReason::Suppressed, json!({ "signal": "suppressed" })),
+    };
+    for e in inside {
+        end_enrolment(svc, txn, e.id, e.visit, &e.step_id, reason, detail.clone()).await?;
+    }
+    Ok(())
+}
+
+/// Act on a batch of signals, deleting their rows in the same transaction (each signal acts
+/// exactly once): list additions, segment entries and campaign engagement admit their contacts
+/// into the live sequences they start; consent withdrawals and suppressions end the contact's
+/// enrolments (`end_withdrawn`). Returns how many signals were consumed.
 pub async fn consume_signals(svc: &Services, limit: u32) -> ServiceResult<usize> {
     #[derive(FromQueryResult)]
     struct Signal {
@@ -407,13 +448,14 @@ pub async fn consume_signals(svc: &Services, limit: u32) -> ServiceResult<usize>
         organisation_id: Uuid,
         contact_id: Uuid,
         kind: String,
-        ref_id: Uuid,
+        ref_id: Option<Uuid>,
         sequence_id: Option<Uuid>,
+        purpose: Option<String>,
     }
     let txn = svc.db().begin().await?;
     let signals: Vec<Signal> = db::all_as(
         &txn,
-        "SELECT id, organisation_id, contact_id, kind, ref_id, sequence_id FROM sequence_signal
+        "SELECT id, organisation_id, contact_id, kind, ref_id, sequence_id, purpose FROM sequence_signal
          ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         [i64::from(limit).into()],
     )
@@ -425,12 +467,16 @@ pub async fn consume_signals(svc: &Services, limit: u32) -> ServiceResult<usize>
     let mut defs = Definitions::default();
     for sg in &signals {
         let org = OrganisationId(sg.organisation_id);
+        if sg.kind == "consent_withdrawn" || sg.kind == "suppressed" {
+            end_withdrawn(svc, &txn, sg.organisation_id, sg.contact_id, sg.purpose.as_deref()).await?;
+            continue;
+        }
         // The live sequences this starts (a segment entry names its sequence: each keeps its own
         // view of the segment's members).
-        let starts = live_starts(&txn, sg.organisation_id, &sg.kind, None, Some(sg.ref_id), sg.sequence_id).await?;
+        let starts = live_starts(&txn, sg.organisation_id, &sg.kind, None, sg.ref_id, sg.sequence_id).await?;
         for s in starts {
             let def = defs.get(svc, &txn, org, s.version_id).await?;
-            let why = json!({ "signal": sg.kind, "ref": sg.ref_id.to_string() });
+            let why = json!({ "signal": sg.kind, "ref": sg.ref_id.map(|r| r.to_string()) });
             admit_because(svc, &txn, org, s.id, s.version_id, &def, sg.contact_id, None, None, why).await?;
         }
     }
