@@ -31,6 +31,19 @@ test('sequences: build with a branch, publish, an API event enrols a contact, tr
   await page.locator('[data-test=key-signed]').uncheck();
   await page.locator('[data-test=create-key]').click();
   const secret = await page.locator('[data-test=new-secret] [data-test=secret]').inputValue();
+  const auth = { authorization: `Bearer ${secret}`, 'content-type': 'application/json' };
+
+  // The integration's first sample event. Publishing checks the event fields a sequence reads
+  // against the names its type's events have carried (other tests' appointment.booked events in
+  // this organisation carried other names).
+  const sample = `${tag.toLowerCase()}-sample@e2e-sequences.example`;
+  const made = await page.request.put('/api/v1/contacts', { headers: auth, data: JSON.stringify({ email: sample, fields: { first_name: 'Sample' } }) });
+  expect(made.status()).toBe(201);
+  const first_event = await page.request.post('/api/v1/events', {
+    headers: auth,
+    data: JSON.stringify({ contact: { email: sample }, type: 'appointment.booked', properties: { department: 'neurology' } }),
+  });
+  expect(first_event.status()).toBe(202);
 
   // The list: empty name refused next to the field, then the new sequence opens in the builder.
   await page.goto('/sequences');
@@ -112,7 +125,6 @@ test('sequences: build with a branch, publish, an API event enrols a contact, tr
 
   // The integration: a contact, then the event.
   const email = `${tag.toLowerCase()}@e2e-sequences.example`;
-  const auth = { authorization: `Bearer ${secret}`, 'content-type': 'application/json' };
   const upsert = await page.request.put('/api/v1/contacts', { headers: auth, data: JSON.stringify({ email, fields: { first_name: 'Sam' } }) });
   expect(upsert.status()).toBe(201);
   const contactId = (await upsert.json()).id;
