@@ -183,6 +183,7 @@ test('sequences: build with a branch, publish, an API event enrols a contact, tr
   // The report tab: the funnel in flow order, the time-to-convert chart with its table, and the
   // first email step's campaign figures.
   await page.goto(url);
+  await expect(page.locator('[data-test=sign-out]')).toBeEnabled(); // hydrated: the tabs answer
   await page.locator('[data-test=tab-report]').click();
   const report = page.locator('[data-test=sequence-report]');
   await expect(report.locator('[data-test=report-entered]')).toHaveText('2');
