@@ -9,6 +9,7 @@ pub mod api_campaigns;
 pub mod api_contacts;
 pub mod api_domains;
 pub mod api_keys;
+pub mod api_reports;
 pub mod api_segments;
 pub mod api_sequences;
 pub mod api_templates;
@@ -23,7 +24,6 @@ pub mod ssr;
 pub mod webhooks;
 
 use components::NotFoundPanel;
-use domain::Permission;
 use leptos::prelude::*;
 use leptos_meta::{HashedStylesheet, MetaTags, Title, provide_meta_context};
 #[cfg(any(feature = "ssr", feature = "split"))]
@@ -32,7 +32,7 @@ use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 use pages::audit::AuditPage;
 use pages::auth::{EnrolPage, InvitePage, LoginPage, MfaPage};
-use pages::home::{AreaPage, HomePage};
+use pages::home::HomePage;
 use pages::layout::AppLayout;
 use pages::settings::SettingsPage;
 use pages::users::UsersPage;
@@ -79,14 +79,6 @@ fn NotFound() -> impl IntoView {
                 <NotFoundPanel/>
             </div>
         </main>
-    }
-}
-
-#[component]
-fn ReportsPage() -> impl IntoView {
-    view! {
-        <AreaPage title="Reports" permission=Permission::ReportsRead
-            about="Deliveries, opens, clicks and unsubscribes, without patient details."/>
     }
 }
 
@@ -189,7 +181,7 @@ lazy_group!(app_pages, __preload_app_pages, AppPage {
     ApiKeysRoute => pages::api_keys::ApiKeysPage,
     WebhooksRoute => pages::webhooks::WebhooksPage,
     SequencesRoute => pages::sequences::SequencesPage,
-    ReportsRoute => ReportsPage,
+    ReportsRoute => pages::reports::ReportsPage,
 });
 
 // The editors, the heaviest pages: contact, import, segment builder, template and campaign.
@@ -236,7 +228,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("campaigns/:id/report") view=page!(CampaignReportRoute, pages::campaigns::CampaignReportPage)/>
                     <Route path=path!("sequences") view=page!(SequencesRoute, pages::sequences::SequencesPage)/>
                     <Route path=path!("sequences/:id") view=page!(SequenceRoute, pages::sequences::SequencePage)/>
-                    <Route path=path!("reports") view=page!(ReportsRoute, ReportsPage)/>
+                    <Route path=path!("reports") view=page!(ReportsRoute, pages::reports::ReportsPage)/>
                     <Route path=path!("audit") view=page!(AuditRoute, AuditPage)/>
                     <Route path=path!("settings") view=page!(SettingsRoute, SettingsPage)/>
                     <Route path=path!("settings/users") view=page!(UsersRoute, UsersPage)/>

@@ -123,6 +123,8 @@ actions! {
     SequenceEnrolmentRemoved => "sequence.enrolment_removed", "Contact removed from a sequence";
     SequenceContactEnrolled => "sequence.contact_enrolled", "Contact enrolled in a sequence by hand or by an integration";
     SequenceEnrolmentsViewed => "sequence.enrolments_viewed", "Sequence enrolments listed (contact ids)";
+    ReportTimeZoneChanged => "org.report_time_zone_changed", "Report time zone changed";
+    ReportsExported => "reports.exported", "Report exported";
 }
 
 /// Whether the recorded attempt succeeded.

@@ -9,6 +9,8 @@
 //! - Where the table also shows a total that the figures add up to, a hidden figure must not be
 //!   recoverable from the total and the other figures: more figures are withheld (the smallest
 //!   shown one first) until no hidden figure can be worked out exactly (complementary suppression).
+//!   A hidden total is not recoverable while one of its parts is hidden; when all are shown, the
+//!   smallest goes.
 //! - Segment counts (which an attacker can steer by choosing saved segments) are also rounded to
 //!   the nearest [`ROUND_TO`], and a count whose complement (total − count) is small is withheld,
 //!   so NOT(X) and "total − count" do not isolate anyone and differencing two counts does not in
@@ -192,6 +194,13 @@ fn pins_a_hidden_part(sum: &Sum, cells: &[Cell], shown: &[Figure]) -> bool {
 /// Small-cell suppression of a table of figures, with complementary suppression over the sums the
 /// reader can see. Returns one [`Figure`] per cell, in order.
 pub fn suppress(reader: Reader, cells: &[Cell], sums: &[Sum]) -> Vec<Figure> {
+    suppress_preferring(reader, cells, sums, &[])
+}
+
+/// [`suppress`], except that where a sum must give up one more figure and its total is one of
+/// `totals_first`, the total goes rather than a part (a table whose parts matter more than their
+/// total: delivered, bounced and failed rather than "sent").
+pub fn suppress_preferring(reader: Reader, cells: &[Cell], sums: &[Sum], totals_first: &[usize]) -> Vec<Figure> {
     if reader == Reader::Full {
         return cells.iter().map(|c| Figure::Exact(c.value)).collect();
     }
@@ -204,14 +213,17 @@ pub fn suppress(reader: Reader, cells: &[Cell], sums: &[Sum]) -> Vec<Figure> {
         let mut changed = false;
         for sum in sums {
             if shown.get(sum.total).is_some_and(|f| f.is_hidden()) {
-                // A hidden total would be the sum of its shown parts: its parts go too.
-                for &p in &sum.parts {
-                    if let Some(f) = shown.get_mut(p)
-                        && !f.is_hidden()
-                    {
-                        *f = Figure::Withheld;
-                        changed = true;
-                    }
+                // A hidden total is the sum of its parts: it can be worked out only when every
+                // part is shown, so then the smallest part goes too. (With a part hidden, the
+                // total is that part plus the others: as unknown as the part.)
+                let all_shown = sum.parts.iter().all(|&p| shown.get(p).is_some_and(|f| !f.is_hidden()));
+                if all_shown
+                    && let Some(victim) =
+                        sum.parts.iter().copied().min_by_key(|&p| (cells.get(p).map(|c| c.value).unwrap_or(0), p))
+                    && let Some(f) = shown.get_mut(victim)
+                {
+                    *f = Figure::Withheld;
+                    changed = true;
                 }
                 continue;
             }
@@ -222,7 +234,12 @@ pub fn suppress(reader: Reader, cells: &[Cell], sums: &[Sum]) -> Vec<Figure> {
                     .copied()
                     .filter(|&p| shown.get(p).is_some_and(|f| !f.is_hidden()))
                     .min_by_key(|&p| (cells.get(p).map(|c| c.value).unwrap_or(0), p));
-                let victim = next.unwrap_or(sum.total);
+                let total_shown = shown.get(sum.total).is_some_and(|f| !f.is_hidden());
+                let victim = if totals_first.contains(&sum.total) && total_shown {
+                    sum.total
+                } else {
+                    next.unwrap_or(sum.total)
+                };
                 if let Some(f) = shown.get_mut(victim) {
                     *f = Figure::Withheld;
                     changed = true;
@@ -306,6 +323,22 @@ mod tests {
         let cells = [Cell::events(30, 4), Cell::events(30, 12)];
         let sums = [Sum { total: 0, parts: vec![1] }];
         assert_eq!(suppress(Reader::Restricted, &cells, &sums), vec![LT, Withheld]);
+    }
+
+    #[test]
+    fn a_preferred_total_goes_instead_of_a_part_and_stays_unrecoverable() {
+        // sent 95 = delivered 95 + bounced 0 + failed 0: showing both would say "no bounce".
+        let cells = [Cell::people(95), Cell::people(95), Cell::people(0), Cell::people(0)];
+        let sums = [Sum { total: 0, parts: vec![1, 2, 3] }];
+        assert_eq!(suppress(Reader::Restricted, &cells, &sums), vec![Exact(95), Withheld, LT, LT]);
+        assert_eq!(suppress_preferring(Reader::Restricted, &cells, &sums, &[0]), vec![Withheld, Exact(95), LT, LT]);
+        // A hidden total with a hidden part gives nothing away: the other parts stay.
+        let cells = [Cell::people(8), Cell::people(5), Cell::people(3)];
+        assert_eq!(suppress(Reader::Restricted, &cells, &[Sum { total: 0, parts: vec![1, 2] }]), vec![LT, LT, LT]);
+        let cells = [Cell::people(60), Cell::people(5), Cell::people(20), Cell::people(35)];
+        let sums = [Sum { total: 0, parts: vec![1, 2, 3] }];
+        let f = suppress_preferring(Reader::Restricted, &cells, &sums, &[0]);
+        assert_eq!(f, vec![Withheld, LT, Exact(20), Exact(35)]);
     }
 
     /// Brute force: for random small tables, no hidden part of any sum can be pinned by a reader

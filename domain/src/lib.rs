@@ -18,6 +18,7 @@ pub mod error;
 pub mod ids;
 pub mod password;
 pub mod phi;
+pub mod reports;
 pub mod template_views;
 pub mod templates;
 pub mod time_zones;

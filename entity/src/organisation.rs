@@ -11,6 +11,11 @@ pub struct Model {
     pub name: String,
     pub created_at: DateTimeUtc,
     pub deleted_at: Option<DateTimeUtc>,
+    /// The IANA time zone reports bucket hours and days in.
+    #[sea_orm(column_type = "Text")]
+    pub time_zone: String,
+    /// Set when the report rollups must be rebuilt (a new time zone); the rollup job clears it.
+    pub report_rebuild_requested_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

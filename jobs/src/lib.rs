@@ -9,6 +9,7 @@ pub mod campaigns;
 pub mod contacts;
 pub mod maintenance;
 pub mod messages;
+pub mod reports;
 pub mod sequences;
 pub mod webhooks;
 pub mod worker;
@@ -42,6 +43,8 @@ pub async fn setup(pool: &PgPool) -> Result<(), JobsError> {
 pub struct JobsConfig {
     /// How often maintenance (session expiry, audit-chain verification) runs.
     pub maintenance_interval: Duration,
+    /// How often the report rollup runs (report figures are at most about this far behind).
+    pub rollup_interval: Duration,
     /// How often idle workers poll for due jobs (in addition to LISTEN/NOTIFY wake-ups).
     pub poll_interval: Duration,
     /// Worker keep-alive; a worker silent for `heartbeat_interval × missed_heartbeats` is presumed
@@ -54,6 +57,7 @@ impl Default for JobsConfig {
     fn default() -> Self {
         JobsConfig {
             maintenance_interval: Duration::from_secs(300),
+            rollup_interval: Duration::from_secs(30),
             poll_interval: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(15),
             missed_heartbeats: 4,
@@ -68,6 +72,7 @@ pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bo
         return;
     };
     let scheduler = tokio::spawn(maintenance::schedule(svc.clone(), config.clone(), shutdown.clone()));
+    let rollups = tokio::spawn(reports::schedule(svc.clone(), config.clone(), shutdown.clone()));
     let ticker = tokio::spawn(campaigns::tick(svc.clone(), config.clone(), shutdown.clone()));
     // Engine passes claim with SKIP LOCKED, so several run side by side: each keeps one database
     // connection busy (a send step is a handful of round trips), and one would use one core.
@@ -92,9 +97,11 @@ pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bo
         .add::<PrepareJob, _, _>(1, campaigns::prepare)
         .add::<DispatchJob, _, _>(slots, dispatch)
         .add::<WebhookJob, _, _>(4, webhooks::deliver)
-        .add::<StaffNotice, _, _>(2, sequences::staff_notice);
+        .add::<StaffNotice, _, _>(2, sequences::staff_notice)
+        .add::<reports::ReportRollup, _, _>(1, reports::handle);
     let _ = scheduler.await;
     let _ = ticker.await;
+    let _ = rollups.await;
     for e in engines {
         let _ = e.await;
     }
@@ -133,6 +140,7 @@ mod tests {
             DispatchJob::QUEUE,
             WebhookJob::QUEUE,
             StaffNotice::QUEUE,
+            reports::ReportRollup::QUEUE,
         ] {
             assert!(service::outbox::queue::ALL.contains(&q), "{q} is missing from outbox::queue::ALL");
         }

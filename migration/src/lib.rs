@@ -28,6 +28,7 @@ mod m20261229_000001_message_sender;
 mod m20261229_000002_sequence_triggers;
 mod m20261230_000001_event_property_names;
 mod m20261230_000002_sequence_withdrawals;
+mod m20261231_000001_report_rollups;
 
 pub struct Migrator;
 
@@ -60,6 +61,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261229_000002_sequence_triggers::Migration),
             Box::new(m20261230_000001_event_property_names::Migration),
             Box::new(m20261230_000002_sequence_withdrawals::Migration),
+            Box::new(m20261231_000001_report_rollups::Migration),
         ]
     }
 }
@@ -91,6 +93,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20261229_000002_sequence_triggers.sql"),
     include_str!("m20261230_000001_event_property_names.sql"),
     include_str!("m20261230_000002_sequence_withdrawals.sql"),
+    include_str!("m20261231_000001_report_rollups.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.

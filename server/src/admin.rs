@@ -159,3 +159,38 @@ pub async fn delete_org(svc: &Services, org: &str, confirm: &str) -> Result<u64,
         .ok_or_else(|| ServerError::Service(format!("no organisation named '{org}'")))?;
     Ok(service::crypto::rotation::delete_organisation(svc, id).await?)
 }
+
+/// Report history for an organisation (`server admin demo-reports`): synthetic patients when it
+/// has fewer than `contacts`, then `service::reports::demo::generate`, then the rollup.
+pub async fn demo_reports(
+    svc: &Services,
+    org: OrganisationId,
+    events: u64,
+    campaigns: usize,
+    days: i64,
+    contacts: usize,
+) -> Result<service::reports::demo::Generated, ServerError> {
+    if !(1..=500).contains(&campaigns) || !(1..=366).contains(&days) || contacts > 100_000 || events > 50_000_000 {
+        return Err(ServerError::Service(
+            "--campaigns 1..500, --days 1..366, --contacts up to 100,000, --events up to 50,000,000".into(),
+        ));
+    }
+    let have: i64 =
+        service::db::scalar(svc.db(), "SELECT count(*) FROM contact WHERE organisation_id = $1", [org.0.into()])
+            .await
+            .map_err(service::ServiceError::from)?
+            .unwrap_or(0);
+    let actor = Actor::system(org, "cli");
+    for i in usize::try_from(have).unwrap_or(0)..contacts {
+        let input = domain::contacts::ContactInput {
+            fields: [("email".to_string(), domain::Phi::new(format!("patient{i}@demo-patients.hermetic.test")))]
+                .into_iter()
+                .collect(),
+        };
+        service::contacts::create(svc, &actor, input).await?;
+    }
+    let spec = service::reports::demo::Spec { events, campaigns, days, audience_share: 0.85 };
+    let g = service::reports::demo::generate(svc, org.0, &spec, svc.clock().now()).await?;
+    service::reports::rollup::catch_up(svc, service::reports::rollup::BATCH).await?;
+    Ok(g)
+}

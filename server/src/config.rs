@@ -302,6 +302,8 @@ pub struct ThrottleFile {
 #[serde(deny_unknown_fields)]
 pub struct JobsFile {
     pub maintenance_interval_secs: Option<u64>,
+    /// How often the report rollup runs (default 30 s).
+    pub rollup_interval_secs: Option<u64>,
     pub poll_interval_secs: Option<u64>,
     pub heartbeat_secs: Option<u64>,
     pub missed_heartbeats: Option<u64>,
@@ -508,6 +510,7 @@ impl FileConfig {
         let hash_concurrency = secs(t.hash_concurrency, default_hashes, "throttle.hash_concurrency", 1, 256)?;
         let hash_wait_ms = secs(t.hash_wait_ms, 2_000, "throttle.hash_wait_ms", 0, 60_000)?;
         let maint = secs(self.jobs.maintenance_interval_secs, 300, "jobs.maintenance_interval_secs", 1, 86_400)?;
+        let rollup = secs(self.jobs.rollup_interval_secs, 30, "jobs.rollup_interval_secs", 1, 3_600)?;
         let poll = secs(self.jobs.poll_interval_secs, 5, "jobs.poll_interval_secs", 1, 3_600)?;
         let heartbeat = secs(self.jobs.heartbeat_secs, 15, "jobs.heartbeat_secs", 1, 600)?;
         let missed = secs(self.jobs.missed_heartbeats, 4, "jobs.missed_heartbeats", 1, 100)?;
@@ -586,6 +589,7 @@ impl FileConfig {
                 totp_issuer: self.totp_issuer.unwrap_or_else(|| "Hermetic".into()),
                 jobs: jobs::JobsConfig {
                     maintenance_interval: Duration::from_secs(maint),
+                    rollup_interval: Duration::from_secs(rollup),
                     poll_interval: Duration::from_secs(poll),
                     heartbeat_interval: Duration::from_secs(heartbeat),
                     missed_heartbeats: missed as usize,

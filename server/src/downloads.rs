@@ -4,7 +4,7 @@
 use app::ssr::RequestContext;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use http::{HeaderValue, StatusCode, header};
@@ -77,6 +77,38 @@ pub async fn export(State(svc): State<Services>, Extension(ctx): Extension<Reque
                 })
             }));
             csv_response(body, "contacts.csv")
+        }
+        Err(e) => error(e),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct RangeQuery {
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+}
+
+/// A report export (`overview.csv`, `overview.svg`, `comparison.csv`) for `?from=&to=`.
+pub async fn report_export(
+    State(svc): State<Services>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(file): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> Response {
+    let actor = match actor(&ctx) {
+        Ok(a) => a,
+        Err(e) => return error(e),
+    };
+    match service::reports::export(&svc, &actor, &file, &q.from, &q.to).await {
+        Ok(x) => {
+            let mut res = Response::new(Body::from(x.body));
+            res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(x.content_type));
+            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", x.filename)) {
+                res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+            }
+            res
         }
         Err(e) => error(e),
     }

@@ -111,6 +111,30 @@ enum AdminCommand {
     },
     /// Verify every audit chain; exits non-zero if one is broken.
     VerifyAudit,
+    /// Give an organisation report history to look at: completed campaigns over the last days,
+    /// with deliveries, opens, clicks and unsubscribes (synthetic contacts are added first when it
+    /// has fewer than --contacts), then roll them up.
+    DemoReports {
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long, default_value_t = 20_000)]
+        events: u64,
+        #[arg(long, default_value_t = 8)]
+        campaigns: usize,
+        #[arg(long, default_value_t = 60)]
+        days: i64,
+        #[arg(long, default_value_t = 120)]
+        contacts: usize,
+    },
+    /// Bring the hourly report rollups up to date now. With --rebuild, first clear them and roll
+    /// up every raw event, delivery and suppression again (the backfill: after a restore, or for
+    /// data older than the rollups); --org limits the rebuild to one organisation.
+    ReportsRollup {
+        #[arg(long)]
+        rebuild: bool,
+        #[arg(long)]
+        org: Option<String>,
+    },
     /// Re-wrap every key under the configured root key and make it the current one. Rolling
     /// procedure: give every server and worker the new key as root_key_file and the old one in
     /// previous_root_key_files, run this once, then remove the old key (see docs/operations.md).
@@ -337,6 +361,51 @@ async fn run_admin(svc: &service::Services, cmd: AdminCommand) -> Result<(), Ser
                     if live { "live" } else { "draft (verify a sending domain, then run again)" }
                 );
             }
+        }
+        AdminCommand::DemoReports { org, events, campaigns, days, contacts } => {
+            let org = admin::organisation(svc, org.as_deref()).await?;
+            let g = admin::demo_reports(svc, org, events, campaigns, days, contacts).await?;
+            println!(
+                "{} campaigns, {} deliveries and {} engagement events added; reports show them now",
+                g.campaigns.len(),
+                g.deliveries,
+                g.events
+            );
+        }
+        AdminCommand::ReportsRollup { rebuild, org } => {
+            let started = std::time::Instant::now();
+            if rebuild {
+                let orgs: Vec<uuid::Uuid> = match org.as_deref() {
+                    Some(o) => vec![admin::organisation(svc, Some(o)).await?.0],
+                    None => service::db::scalars(svc.db(), "SELECT id FROM organisation", [])
+                        .await
+                        .map_err(service::ServiceError::from)?,
+                };
+                for o in &orgs {
+                    service::reports::rollup::request_rebuild(svc.db(), *o).await?;
+                }
+            }
+            let mut total = service::reports::rollup::RollupRun::default();
+            // Another process's rollup may hold the lock: wait for it, then finish the rest.
+            loop {
+                let r = service::reports::rollup::catch_up(svc, service::reports::rollup::BATCH).await?;
+                total.facts += r.facts;
+                total.batches += r.batches;
+                total.rebuilt_organisations += r.rebuilt_organisations;
+                if !service::reports::rollup::behind(svc).await? {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "report rollup: {} facts in {} batches, {} organisations rebuilt, {:.1} s ({:.0} facts/s)",
+                total.facts,
+                total.batches,
+                total.rebuilt_organisations,
+                secs,
+                total.facts as f64 / secs.max(1e-3)
+            );
         }
         AdminCommand::DemoEvents { org, patients } => {
             let org = admin::organisation(svc, org.as_deref()).await?;

@@ -184,6 +184,11 @@ const API: &[(&str, Access)] = &[
     ("/api/enrolment_trail", Signed(P::ContactsRead)),
     ("/api/test_run_sequence", Signed(P::ContactsRead)),
     ("/api/sequence_report", Signed(P::ReportsRead)),
+    // Analyst reports: figures only (small cells hidden for roles that may not read contacts).
+    ("/api/report_context", Signed(P::ReportsRead)),
+    ("/api/report_overview", Signed(P::ReportsRead)),
+    ("/api/report_comparison", Signed(P::ReportsRead)),
+    ("/api/set_report_time_zone", Signed(P::SettingsManage)),
 ];
 
 /// Server functions that never count as activity: exactly the app's background polls
@@ -273,6 +278,8 @@ const HTTP: &[(Method, &str, Access)] = &[
     (Method::GET, "/contacts/export.csv", Signed(P::ContactsExport)),
     (Method::GET, "/templates/{id}/preview/{version}", Signed(P::TemplatesRead)),
     (Method::GET, "/settings/mailbox/{id}/html", Signed(P::SettingsManage)),
+    // Report exports: overview.csv, overview.svg, comparison.csv (?from=&to=, local dates).
+    (Method::GET, "/reports/export/{file}", Signed(P::ReportsRead)),
     (Method::GET, "/l/unsubscribe/{token}", Public),
     (Method::POST, "/l/unsubscribe/{token}", Public),
     (Method::GET, "/l/preferences/{token}", Public),

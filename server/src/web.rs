@@ -30,6 +30,7 @@ pub const HTTP_ROUTES: &[&str] = &[
     "/settings/mailbox/{id}/html",
     "/api/docs",
     crate::metrics::PATH,
+    "/reports/export/{file}",
 ];
 
 /// Largest request body accepted (forms and API calls; file uploads get their own limit).
@@ -114,6 +115,7 @@ pub fn router(
             .route(HTTP_ROUTES[8], get(crate::recipient::open_pixel))
             .route(HTTP_ROUTES[9], get(crate::recipient::click))
             .route(HTTP_ROUTES[10], get(crate::recipient::mailbox_html))
+            .route(HTTP_ROUTES[13], get(crate::downloads::report_export))
             .with_state(services.clone()),
     );
     // The API documentation: rendered once from the OpenAPI document, with the app's style sheet.

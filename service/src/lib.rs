@@ -23,6 +23,7 @@ pub mod outbound;
 pub mod outbox;
 pub mod pgcopy;
 pub mod recipient;
+pub mod reports;
 pub mod segments;
 pub mod sending_domains;
 pub mod sequences;

@@ -23,6 +23,8 @@ pub async fn create(svc: &Services, name: &str) -> ServiceResult<OrganisationId>
         name: Set(name.to_string()),
         created_at: Set(svc.clock().now()),
         deleted_at: NotSet,
+        time_zone: NotSet,
+        report_rebuild_requested_at: NotSet,
     })
     .exec_without_returning(&txn)
     .await?;

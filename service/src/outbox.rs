@@ -264,7 +264,17 @@ pub mod queue {
     pub const MAINTENANCE: &str = "maintenance";
     pub const WEBHOOK: &str = "webhook-delivery";
     pub const STAFF_NOTICE: &str = "sequence-staff-notice";
+    pub const REPORT_ROLLUP: &str = "report-rollup";
     /// Every queue (metrics label values; `jobs`' tests check each worker's queue is here).
-    pub const ALL: &[&str] =
-        &[OPTIN_EMAIL, IMPORT, KEY_ROTATION, CAMPAIGN_PREPARE, CAMPAIGN_DISPATCH, MAINTENANCE, WEBHOOK, STAFF_NOTICE];
+    pub const ALL: &[&str] = &[
+        OPTIN_EMAIL,
+        IMPORT,
+        KEY_ROTATION,
+        CAMPAIGN_PREPARE,
+        CAMPAIGN_DISPATCH,
+        MAINTENANCE,
+        WEBHOOK,
+        STAFF_NOTICE,
+        REPORT_ROLLUP,
+    ];
 }

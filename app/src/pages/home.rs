@@ -1,7 +1,7 @@
-//! The home page and the pages of areas that later releases fill.
+//! The home page: welcome, the getting-started checklist, the last 7 days' figures, recent campaigns.
 
 use crate::api_campaigns::{getting_started, list_campaigns};
-use crate::components::{Guard, format_time, use_me};
+use crate::components::{format_time, use_me};
 use crate::pages::campaigns::{badge, bar};
 use domain::Permission;
 use domain::campaigns::CampaignStatus;
@@ -19,6 +19,7 @@ pub fn HomePage() -> impl IntoView {
     let role = me.as_ref().map(|m| m.role.label()).unwrap_or_default();
     let can_send = me.as_ref().is_some_and(|m| m.can(Permission::CampaignsWrite));
     let can_read_campaigns = me.as_ref().is_some_and(|m| m.can(Permission::CampaignsRead));
+    let can_read_reports = me.as_ref().is_some_and(|m| m.can(Permission::ReportsRead));
     view! {
         <Title text="Home · Hermetic"/>
         <section class="panel">
@@ -27,6 +28,7 @@ pub fn HomePage() -> impl IntoView {
             <p class="hint">"Every contact record in Hermetic is protected health information: it is encrypted at rest, every read is audited, and mail is only sent over enforced TLS."</p>
         </section>
         {can_send.then(|| view! { <Checklist/> })}
+        {can_read_reports.then(|| view! { <crate::pages::reports::HomeFigures/> })}
         {can_read_campaigns.then(|| view! { <RecentCampaigns can_send=can_send/> })}
     }
 }
@@ -129,20 +131,5 @@ fn RecentCampaigns(can_send: bool) -> impl IntoView {
                 }
             }}
         </section>
-    }
-}
-
-/// One of the product areas (contacts, segments, …): what it is for, until it holds data.
-#[component]
-pub fn AreaPage(title: &'static str, permission: Permission, about: &'static str) -> impl IntoView {
-    view! {
-        <Title text=format!("{title} · Hermetic")/>
-        <Guard permission=permission>
-            <section class="panel">
-                <h1>{title}</h1>
-                <p>{about}</p>
-                <p class="empty">"Nothing here yet."</p>
-            </section>
-        </Guard>
     }
 }

@@ -9,6 +9,7 @@ pub mod domains;
 pub mod home;
 pub mod layout;
 pub mod mailbox;
+pub mod reports;
 pub mod segments;
 pub mod sequences;
 pub mod settings;

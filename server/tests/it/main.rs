@@ -29,6 +29,7 @@ mod metrics;
 mod openapi;
 mod pages;
 mod phi_leak;
+mod reports;
 mod role_matrix;
 mod segments;
 mod sending_domains;

@@ -205,7 +205,10 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
         | "/api/list_campaigns"
         | "/api/list_sending_domains"
         | "/api/list_api_keys"
-        | "/api/list_webhooks" => (form, String::new()),
+        | "/api/list_webhooks"
+        | "/api/report_context" => (form, String::new()),
+        "/api/report_overview" | "/api/report_comparison" => (form, "from=2026-11-01&to=2026-11-30".into()),
+        "/api/set_report_time_zone" => (form, "time_zone=UTC".into()),
         "/api/revoke_api_key"
         | "/api/contact_events"
         | "/api/event_properties"
@@ -270,6 +273,7 @@ fn concrete(path: &str) -> String {
         .replace("{id}", "00000000-0000-7000-8000-000000000000")
         .replace("{version}", "1")
         .replace("{token}", "bogus-token")
+        .replace("{file}", "overview.csv")
 }
 
 async fn check(c: &Client, spec: &RouteSpec, who: Who) -> Result<(), String> {

@@ -1,0 +1,39 @@
+//! Server functions for the analyst reports: the page's context (report time zone, today), the
+//! overview of a date range, the comparison of campaigns and sequence emails, and changing the
+//! report time zone. Thin edges: authorisation, validation and disclosure control happen in
+//! `service::reports` and `domain::reports`. Exports (CSV, SVG) are plain downloads
+//! (`server::downloads`).
+
+use crate::csrf::CsrfClient;
+use crate::error::AppError;
+use domain::reports::{Comparison, Overview, ReportSetup};
+use leptos::prelude::*;
+
+#[cfg(feature = "ssr")]
+use crate::ssr;
+
+#[server(client = CsrfClient, prefix = "/api", endpoint = "report_context")]
+pub async fn report_context() -> Result<ReportSetup, AppError> {
+    let (svc, actor) = ssr::actor()?;
+    Ok(service::reports::context(&svc, &actor).await?)
+}
+
+#[server(client = CsrfClient, prefix = "/api", endpoint = "report_overview")]
+pub async fn report_overview(from: String, to: String) -> Result<Overview, AppError> {
+    let (svc, actor) = ssr::actor()?;
+    let range = service::reports::parse_range(&from, &to)?;
+    Ok(service::reports::overview(&svc, &actor, range).await?)
+}
+
+#[server(client = CsrfClient, prefix = "/api", endpoint = "report_comparison")]
+pub async fn report_comparison(from: String, to: String) -> Result<Comparison, AppError> {
+    let (svc, actor) = ssr::actor()?;
+    let range = service::reports::parse_range(&from, &to)?;
+    Ok(service::reports::comparison(&svc, &actor, range).await?)
+}
+
+#[server(client = CsrfClient, prefix = "/api", endpoint = "set_report_time_zone")]
+pub async fn set_report_time_zone(time_zone: String) -> Result<(), AppError> {
+    let (svc, actor) = ssr::actor()?;
+    Ok(service::reports::set_time_zone(&svc, &actor, &time_zone).await?)
+}

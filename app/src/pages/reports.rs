@@ -1,0 +1,400 @@
+//! The Reports area: for a date range in the organisation's time zone, the headline figures
+//! against the previous period, the deliveries / opens / clicks time series (a server-rendered
+//! SVG chart with the same figures in a table beside it), and the sortable comparison of every
+//! campaign and sequence email. Each table and the chart export as files (CSV, SVG).
+//!
+//! Every figure arrives disclosure-controlled for the reader (`domain::reports`): "<11" and
+//! "hidden" are shown as they are, and rates or changes built on them are "–".
+
+use crate::api_reports::{report_comparison, report_context, report_overview, set_report_time_zone};
+use crate::components::{ErrorMessage, FieldError, Guard, use_hydrated};
+use crate::error::AppError;
+use domain::Permission;
+use domain::reports::{
+    Bucket, COMPARISON_COLUMNS, Comparison, Metric, Overview, ReportRange, ReportSetup, Value, change_label,
+};
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+fn export_href(file: &str, r: &ReportRange) -> String {
+    format!("/reports/export/{file}?from={}&to={}", r.from, r.to)
+}
+
+fn any_hidden(o: &Overview) -> bool {
+    o.figures.iter().any(|f| matches!(f.current, Value::Count(c) if c.is_hidden()))
+        || o.series.iter().any(|p| p.delivered.is_hidden() || p.human_openers.is_hidden() || p.human_clicks.is_hidden())
+}
+
+/// The headline figures with their change against the previous period.
+fn headline(o: &Overview, metrics: &[Metric]) -> impl IntoView + use<> {
+    let items = metrics
+        .iter()
+        .filter_map(|m| o.figure(*m).cloned())
+        .map(|f| {
+            let direction = match f.change {
+                Some(c) if c.abs() > 1e-9 => {
+                    if (c > 0.0) == f.metric.higher_is_better() {
+                        "good"
+                    } else {
+                        "bad"
+                    }
+                }
+                _ => "flat",
+            };
+            view! {
+                <div data-test="figure" data-metric=format!("{:?}", f.metric).to_lowercase()>
+                    <dt title=f.metric.hint()>{f.metric.label()}</dt>
+                    <dd data-test="figure-value">{f.current.label()}</dd>
+                    <small class=format!("change {direction}") data-test="figure-change">
+                        {change_label(f.metric, f.change)}
+                        <span class="muted">{format!(" · before: {}", f.previous.label())}</span>
+                    </small>
+                </div>
+            }
+        })
+        .collect_view();
+    view! { <dl class="stats report-figures" data-test="headline">{items}</dl> }
+}
+
+fn bucket_text(b: Bucket, t: chrono::NaiveDateTime) -> String {
+    match b {
+        Bucket::Hour => t.format("%a %b %-d %H:%M").to_string(),
+        Bucket::Day => t.format("%a %b %-d").to_string(),
+    }
+}
+
+fn overview_view(o: Overview) -> impl IntoView {
+    let hidden = any_hidden(&o);
+    let nothing =
+        o.figure(Metric::Sent).is_some_and(|f| f.current == Value::Count(domain::disclosure::Figure::Exact(0)))
+            && o.figure(Metric::HumanOpeners)
+                .is_some_and(|f| f.current == Value::Count(domain::disclosure::Figure::Exact(0)));
+    let range = o.range;
+    let bucket = o.bucket;
+    let svg = o.chart_svg.clone();
+    let rows = o
+        .series
+        .iter()
+        .map(|p| {
+            view! {
+                <tr data-test="series-row">
+                    <th scope="row">{bucket_text(bucket, p.start)}</th>
+                    <td data-test="series-delivered">{p.delivered.label()}</td>
+                    <td data-test="series-opened">{p.human_openers.label()}</td>
+                    <td data-test="series-clicks">{p.human_clicks.label()}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let previous =
+        format!("Compared with {} – {}.", o.previous.from.format("%b %-d, %Y"), o.previous.to.format("%b %-d, %Y"));
+    view! {
+        <section class="panel" data-test="overview">
+            <div class="panel-head">
+                <h2>"Overview"</h2>
+                <span class="muted">{previous}</span>
+            </div>
+            {o.catching_up.then(|| view! {
+                <p class="hint" data-test="catching-up">"The newest events are still being counted: figures catch up within a minute."</p>
+            })}
+            {nothing.then(|| view! {
+                <p class="empty" data-test="overview-empty">"No email was sent, opened or clicked in this range. Pick a longer range, or send a campaign first."</p>
+            })}
+            {headline(&o, &Metric::ALL)}
+            {hidden.then(|| view! {
+                <p class="hint" data-test="small-cells">"“<11”: from fewer than 11 messages, hidden for your role. “hidden”: withheld so that a small figure cannot be worked out from a total and the others. Rates built on them show “–”."</p>
+            })}
+        </section>
+        <section class="panel" data-test="over-time">
+            <div class="panel-head">
+                <h2>{format!("Over time, by {}", if bucket == Bucket::Hour { "hour" } else { "day" })}</h2>
+                <span class="exports">
+                    <a href=export_href("overview.csv", &range) download data-test="export-overview-csv">"Download CSV"</a>
+                    " · "
+                    <a href=export_href("overview.svg", &range) download data-test="export-overview-svg">"Download chart (SVG)"</a>
+                </span>
+            </div>
+            <div class="chart-stack">
+                <div class="chart-box" data-test="overview-chart-box" inner_html=svg></div>
+                <div class="table-wrap scroll">
+                    <table data-test="series-table">
+                        <caption class="visually-hidden">"Deliveries, messages opened by people and clicks by people per bucket"</caption>
+                        <thead><tr>
+                            <th scope="col">{if bucket == Bucket::Hour { "Hour" } else { "Day" }}</th>
+                            <th scope="col">"Delivered"</th>
+                            <th scope="col">"Opened (people)"</th>
+                            <th scope="col">"Clicks (people)"</th>
+                        </tr></thead>
+                        <tbody>{rows}</tbody>
+                    </table>
+                </div>
+            </div>
+        </section>
+    }
+}
+
+fn comparison_view(c: Comparison) -> impl IntoView {
+    // Sort by a column (None: by name); descending first, as analysts look for the largest.
+    let sort = RwSignal::new((None::<Metric>, true));
+    let range = c.range;
+    let empty = c.rows.is_empty();
+    let rows = StoredValue::new(c.rows.clone());
+    let total = c.total;
+    let header = move |m: Option<Metric>, label: &'static str| {
+        let state = move || {
+            let (k, desc) = sort.get();
+            if k == m { if desc { "descending" } else { "ascending" } } else { "none" }
+        };
+        view! {
+            <th scope="col" aria-sort=state>
+                <button type="button" class="sort" data-test="sort" data-column=label
+                    on:click=move |_| sort.update(|(k, d)| { if *k == m { *d = !*d } else { *k = m; *d = m.is_some() } })>
+                    {label}
+                </button>
+            </th>
+        }
+    };
+    let body = move || {
+        let (k, desc) = sort.get();
+        let mut list = rows.get_value();
+        list.sort_by(|a, b| {
+            let ord = match k {
+                None => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
+                Some(m) => {
+                    let (x, y) = (a.figures.value(m).number(), b.figures.value(m).number());
+                    // Hidden figures sort below every shown one, in either direction.
+                    match (x, y) {
+                        (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+                        (Some(_), None) => return std::cmp::Ordering::Less,
+                        (None, Some(_)) => return std::cmp::Ordering::Greater,
+                        (None, None) => std::cmp::Ordering::Equal,
+                    }
+                }
+            };
+            if desc { ord.reverse() } else { ord }
+        });
+        list.into_iter()
+            .map(|r| {
+                let name = match r.href.clone() {
+                    Some(h) => view! { <a href=h>{r.name.clone()}</a> }.into_any(),
+                    None => view! { <span>{r.name.clone()}</span> }.into_any(),
+                };
+                view! {
+                    <tr data-test="comparison-row" data-kind=format!("{:?}", r.kind).to_lowercase()>
+                        <th scope="row">{name}<br/><small class="muted">{r.kind.label()}</small></th>
+                        {COMPARISON_COLUMNS.iter().map(|m| view! { <td>{r.figures.value(*m).label()}</td> }).collect_view()}
+                    </tr>
+                }
+            })
+            .collect_view()
+    };
+    view! {
+        <section class="panel" data-test="comparison">
+            <div class="panel-head">
+                <h2>"Campaigns and sequence emails"</h2>
+                <a href=export_href("comparison.csv", &range) download data-test="export-comparison-csv">"Download CSV"</a>
+            </div>
+            {if empty {
+                view! { <p class="empty" data-test="comparison-empty">"Nothing was sent or opened in this range."</p> }.into_any()
+            } else {
+                view! {
+                    <p class="hint">"Select a column heading to sort by it."</p>
+                    <div class="table-wrap">
+                        <table data-test="comparison-table">
+                            <caption class="visually-hidden">"Figures of each campaign and sequence email in the range"</caption>
+                            <thead><tr>
+                                {header(None, "Name")}
+                                {COMPARISON_COLUMNS.iter().map(|m| header(Some(*m), m.label())).collect_view()}
+                            </tr></thead>
+                            <tbody>{body}</tbody>
+                            <tfoot><tr data-test="comparison-total">
+                                <th scope="row">"All email"</th>
+                                {COMPARISON_COLUMNS.iter().map(|m| view! { <td>{total.value(*m).label()}</td> }).collect_view()}
+                            </tr></tfoot>
+                        </table>
+                    </div>
+                }.into_any()
+            }}
+        </section>
+    }
+}
+
+/// The admin's report time zone form.
+#[component]
+fn TimeZoneForm(current: String) -> impl IntoView {
+    let zone = RwSignal::new(current);
+    let error = RwSignal::new(None::<AppError>);
+    let saved = RwSignal::new(false);
+    let save = Action::new(|z: &String| set_report_time_zone(z.clone()));
+    Effect::new(move || match save.value().get() {
+        Some(Ok(())) => {
+            error.set(None);
+            saved.set(true);
+        }
+        Some(Err(e)) => {
+            saved.set(false);
+            error.set(Some(e));
+        }
+        None => {}
+    });
+    view! {
+        <section class="panel" data-test="report-time-zone">
+            <h2>"Report time zone"</h2>
+            <form class="inline-form" on:submit=move |ev: leptos::ev::SubmitEvent| {
+                ev.prevent_default();
+                save.dispatch(zone.get_untracked());
+            }>
+                <label>"Days and hours are counted in"
+                    <input type="text" list="report-zones" data-test="time-zone-input" prop:value=move || zone.get()
+                        on:input=move |ev| zone.set(event_target_value(&ev)) autocomplete="off"/>
+                </label>
+                <datalist id="report-zones">
+                    {domain::time_zones::TIME_ZONES.iter().map(|z| view! { <option value=*z></option> }).collect_view()}
+                </datalist>
+                <FieldError error=error field="time_zone" label="The time zone"/>
+                <button type="submit" disabled=move || save.pending().get() data-test="time-zone-save">"Save"</button>
+            </form>
+            {move || saved.get().then(|| view! {
+                <p class="alert ok" role="status" data-test="time-zone-saved">"Saved. Reports are being recounted in the new time zone; this takes a minute."</p>
+            })}
+        </section>
+    }
+}
+
+#[component]
+pub fn ReportsPage() -> impl IntoView {
+    view! {
+        <Title text="Reports · Hermetic"/>
+        <Guard permission=Permission::ReportsRead>
+            <Reports/>
+        </Guard>
+    }
+}
+
+#[component]
+fn Reports() -> impl IntoView {
+    let hydrated = use_hydrated();
+    let ctx = Action::new(|_: &()| report_context());
+    Effect::new(move || {
+        ctx.dispatch(());
+    });
+    move || {
+        match ctx.value().get() {
+        None => view! { <section class="panel"><h1>"Reports"</h1><p>"Loading…"</p></section> }.into_any(),
+        Some(Err(e)) => view! {
+            <section class="panel"><h1>"Reports"</h1><ErrorMessage error=Signal::derive(move || Some(e.clone()))/></section>
+        }
+        .into_any(),
+        Some(Ok(c)) => view! { <ReportArea ctx=c hydrated=hydrated/> }.into_any(),
+    }
+    }
+}
+
+#[component]
+fn ReportArea(ctx: ReportSetup, hydrated: ReadSignal<bool>) -> impl IntoView {
+    let initial = ReportRange::last_days(ctx.today, 30);
+    let from = RwSignal::new(initial.from.to_string());
+    let to = RwSignal::new(initial.to.to_string());
+    let preset = RwSignal::new("30".to_string());
+    let error = RwSignal::new(None::<AppError>);
+    let load = Action::new(|(f, t): &(String, String)| {
+        let (f, t) = (f.clone(), t.clone());
+        async move {
+            let o = report_overview(f.clone(), t.clone()).await?;
+            let c = report_comparison(f, t).await?;
+            Ok::<_, AppError>((o, c))
+        }
+    });
+    let apply = move || {
+        error.set(None);
+        load.dispatch((from.get_untracked(), to.get_untracked()));
+    };
+    Effect::new(move || {
+        load.dispatch((initial.from.to_string(), initial.to.to_string()));
+    });
+    Effect::new(move || {
+        if let Some(Err(e)) = load.value().get() {
+            error.set(Some(e));
+        }
+    });
+    let today = ctx.today;
+    let on_preset = move |ev: leptos::ev::Event| {
+        let v = event_target_value(&ev);
+        preset.set(v.clone());
+        if let Ok(days) = v.parse::<i64>() {
+            let r = ReportRange::last_days(today, days);
+            from.set(r.from.to_string());
+            to.set(r.to.to_string());
+            apply();
+        }
+    };
+    let tz = ctx.time_zone.clone();
+    view! {
+        <section class="panel">
+            <div class="panel-head">
+                <h1>"Reports"</h1>
+                <span class="muted" data-test="report-zone">{format!("All email · days and hours in {tz}")}</span>
+            </div>
+            <p class="hint">"Figures for every campaign, sequence email and API message: never a patient's details."</p>
+            <form class="range-picker" data-test="range-picker" on:submit=move |ev: leptos::ev::SubmitEvent| {
+                ev.prevent_default();
+                preset.set("custom".into());
+                apply();
+            }>
+                <label>"Range"
+                    <select data-test="range-preset" data-filter="" prop:value=move || preset.get() on:change=on_preset>
+                        <option value="1">"Today"</option>
+                        <option value="2">"Yesterday and today"</option>
+                        <option value="7">"Last 7 days"</option>
+                        <option value="30">"Last 30 days"</option>
+                        <option value="90">"Last 90 days"</option>
+                        <option value="365">"Last 12 months"</option>
+                        <option value="custom">"Custom"</option>
+                    </select>
+                </label>
+                <label>"From"
+                    <input type="date" data-test="range-from" data-filter="" prop:value=move || from.get() on:input=move |ev| from.set(event_target_value(&ev))/>
+                </label>
+                <label>"To"
+                    <input type="date" data-test="range-to" data-filter="" prop:value=move || to.get() on:input=move |ev| to.set(event_target_value(&ev))/>
+                </label>
+                <button type="submit" data-test="range-apply" disabled=move || !hydrated.get() || load.pending().get()>"Show"</button>
+                <FieldError error=error field="range" label="The date range"/>
+            </form>
+            {move || load.pending().get().then(|| view! { <p class="hint" role="status" data-test="report-loading">"Counting…"</p> })}
+            <ErrorMessage error=Signal::derive(move || error.get().filter(|e| !e.is_about_any(&["range"])))/>
+        </section>
+        {move || match load.value().get() {
+            Some(Ok((o, c))) => view! { {overview_view(o)} {comparison_view(c)} }.into_any(),
+            _ => ().into_any(),
+        }}
+        {ctx.may_change_time_zone.then(|| view! { <TimeZoneForm current=ctx.time_zone.clone()/> })}
+    }
+}
+
+/// The home page's headline figures: the last 7 days against the 7 before, with a link to the
+/// reports.
+#[component]
+pub fn HomeFigures() -> impl IntoView {
+    let load = Action::new(|_: &()| async move {
+        let c = report_context().await?;
+        let r = ReportRange::last_days(c.today, 7);
+        report_overview(r.from.to_string(), r.to.to_string()).await
+    });
+    Effect::new(move || {
+        load.dispatch(());
+    });
+    move || {
+        load.value().get().and_then(|r| r.ok()).map(|o| {
+            view! {
+                <section class="panel" data-test="home-figures">
+                    <div class="panel-head">
+                        <h2>"Last 7 days"</h2>
+                        <a href="/reports">"All reports"</a>
+                    </div>
+                    {headline(&o, &[Metric::Sent, Metric::Delivered, Metric::OpenRate, Metric::ClickRate, Metric::Unsubscribes])}
+                </section>
+            }
+        })
+    }
+}

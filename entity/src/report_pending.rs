@@ -1,0 +1,24 @@
+//! `report_pending`: A fact captured by a trigger (engagement, delivery outcome, suppression), waiting for the report rollup.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "report_pending")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub organisation_id: Uuid,
+    pub kind: i16,
+    pub delivery_id: Option<Uuid>,
+    pub campaign_id: Option<Uuid>,
+    #[sea_orm(column_type = "Text")]
+    pub activity: String,
+    pub machine: bool,
+    pub at: DateTimeUtc,
+    pub sign: i16,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

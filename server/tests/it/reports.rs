@@ -1,0 +1,338 @@
+//! Analyst reports (issue 23): the hourly rollups equal the raw-event answer on random
+//! engagement (out-of-order arrival, outcome changes, suppressions, several time zones, daylight-
+//! saving changes inside the range, a time-zone change and its rebuild); the overview and
+//! comparison read them; small cells are hidden with complementary suppression for analysts,
+//! exports included; hostile ranges and zones are refused next to their field.
+
+use crate::harness::*;
+use domain::Role;
+use domain::contacts::ContactInput;
+use domain::disclosure::Figure;
+use domain::reports::{Metric, ReportRange, Value};
+use service::Actor;
+use service::reports::raw;
+use uuid::Uuid;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Roll up until nothing waits (the app's own rollup job may hold the lock for a moment).
+async fn settle(svc: &service::Services, batch: i64) {
+    for _ in 0..600 {
+        service::reports::rollup::catch_up(svc, batch).await.unwrap();
+        if !service::reports::rollup::behind(svc).await.unwrap() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the rollup never caught up");
+}
+
+async fn contact(svc: &service::Services, actor: &Actor, email: &str) -> Uuid {
+    let input =
+        ContactInput { fields: [("email".to_string(), domain::Phi::new(email.to_string()))].into_iter().collect() };
+    service::contacts::create(svc, actor, input).await.unwrap()
+}
+
+async fn campaign(app: &TestApp, org: Uuid, name: &str) -> Uuid {
+    let id = Uuid::now_v7();
+    app.sql(&format!(
+        "INSERT INTO campaign (id, organisation_id, name, status, settings, created_at, updated_at)
+         VALUES ('{id}', '{org}', '{name}', 'completed', '{{}}', now(), now())"
+    ))
+    .await;
+    id
+}
+
+async fn assert_rollup_equals_raw(svc: &service::Services, org: Uuid, what: &str) {
+    let (sources, orgs) = raw::rolled_up(svc.db(), org).await.unwrap();
+    let want_sources = raw::source_hours(svc.db(), org).await.unwrap();
+    let want_orgs = raw::org_hours(svc.db(), org).await.unwrap();
+    assert!(!want_sources.is_empty(), "{what}: the test made data");
+    if sources != want_sources {
+        let diff: Vec<_> = want_sources.iter().filter(|r| !sources.contains(r)).take(5).collect();
+        let extra: Vec<_> = sources.iter().filter(|r| !want_sources.contains(r)).take(5).collect();
+        panic!("{what}: rollup per source differs from raw\nmissing/different: {diff:#?}\nrolled up: {extra:#?}");
+    }
+    assert_eq!(orgs, want_orgs, "{what}: rollup per organisation differs from raw");
+}
+
+/// Random engagement for one organisation over Oct 1 – Nov 6 2026 (UTC instants), inserted in
+/// random order in chunks with rollups in between, then outcome changes and suppressions.
+async fn random_engagement(app: &TestApp, org: Uuid, seed: u64) {
+    let svc = &app.services;
+    let actor = Actor::system(domain::ids::OrganisationId(org), "test");
+    let mut rng = Rng(seed);
+    let mut contacts = Vec::new();
+    for i in 0..14 {
+        contacts.push(contact(svc, &actor, &format!("p{i}-{seed}@reports.test")).await);
+    }
+    let start = chrono::DateTime::parse_from_rfc3339("2026-10-01T00:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let at = |rng: &mut Rng| start + chrono::Duration::minutes(rng.below(37 * 24 * 60) as i64);
+    let mut statements: Vec<String> = Vec::new();
+    let mut deliveries: Vec<(Uuid, Option<Uuid>, Uuid)> = Vec::new();
+    for c in 0..3 {
+        let cid = campaign(app, org, &format!("Campaign {c}")).await;
+        for p in &contacts {
+            let d = Uuid::now_v7();
+            let state = ["sent", "sent", "sent", "bounced", "failed", "queued"][rng.below(6) as usize];
+            let t = at(&mut rng);
+            // Some outcomes have no acceptance time: they count at their record time.
+            let accepted = if rng.below(3) == 0 { "NULL".to_string() } else { format!("'{t}'") };
+            statements.push(format!(
+                "INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, accepted_at, recorded_at, updated_at)
+                 VALUES ('{d}', '{org}', '{cid}', '{p}', '{state}', '{t}', {accepted}, '{}', '{}')",
+                t + chrono::Duration::minutes(1),
+                t + chrono::Duration::minutes(2)
+            ));
+            deliveries.push((d, Some(cid), *p));
+        }
+    }
+    // API messages: deliveries of source api_message without a campaign.
+    for p in contacts.iter().take(6) {
+        let d = Uuid::now_v7();
+        let t = at(&mut rng);
+        statements.push(format!(
+            "INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, accepted_at, recorded_at, updated_at, source)
+             VALUES ('{d}', '{org}', NULL, '{p}', 'sent', '{t}', '{t}', '{t}', '{t}', 'api_message')"
+        ));
+        deliveries.push((d, None, *p));
+    }
+    let mut events: Vec<String> = Vec::new();
+    for (d, cid, p) in &deliveries {
+        let campaign = cid.map(|c| format!("'{c}'")).unwrap_or("NULL".into());
+        for _ in 0..rng.below(6) {
+            let (activity, machine) = [
+                ("opened", false),
+                ("opened", false),
+                ("opened", true),
+                ("clicked", false),
+                ("clicked", true),
+                ("unsubscribed", false),
+            ][rng.below(6) as usize];
+            events.push(format!(
+                "INSERT INTO engagement_event (organisation_id, contact_id, campaign_id, activity, machine, occurred_at, delivery_id)
+                 VALUES ('{org}', '{p}', {campaign}, '{activity}', {machine}, '{}', '{d}')",
+                at(&mut rng)
+            ));
+        }
+    }
+    // Deliveries first (events may arrive in any order among themselves), shuffled events in
+    // chunks with small rollups in between: an earlier open often arrives after a later one.
+    for chunk in statements.chunks(10) {
+        app.sql(&chunk.join(";\n")).await;
+    }
+    for i in (1..events.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        events.swap(i, j);
+    }
+    for chunk in events.chunks(17) {
+        app.sql(&chunk.join(";\n")).await;
+        service::reports::rollup::catch_up(svc, 7).await.unwrap();
+    }
+    // Outcome changes after they were rolled up: a late bounce, a retried failure delivered later.
+    settle(svc, 50).await;
+    let (late, _, _) = deliveries[0];
+    let (retried, _, _) = deliveries[1];
+    app.sql(&format!(
+        "UPDATE delivery SET state = 'bounced', updated_at = updated_at + interval '3 hours' WHERE id = '{late}';
+         UPDATE delivery SET state = 'sent', accepted_at = '2026-11-01T06:30:00Z', recorded_at = '2026-11-01T06:30:01Z'
+            WHERE id = '{retried}';
+         UPDATE delivery SET updated_at = updated_at + interval '1 day' WHERE id = '{}'",
+        deliveries[2].0
+    ))
+    .await;
+    // Suppressions: added, upgraded to a complaint, lifted.
+    app.sql(&format!(
+        "INSERT INTO suppression (organisation_id, email_bidx, reason, created_at) VALUES
+            ('{org}', '\\x01', 'unsubscribed', '2026-10-03T10:00:00Z'),
+            ('{org}', '\\x02', 'hard_bounce', '2026-11-01T05:30:00Z'),
+            ('{org}', '\\x03', 'manual', '2026-10-20T12:00:00Z'),
+            ('{org}', '\\x04', 'complaint', '2026-10-21T12:00:00Z');
+         UPDATE suppression SET reason = 'complaint' WHERE organisation_id = '{org}' AND email_bidx = '\\x01';
+         DELETE FROM suppression WHERE organisation_id = '{org}' AND email_bidx = '\\x03'"
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn rollups_equal_the_raw_answer_in_every_zone_across_daylight_saving_and_a_zone_change() {
+    let app = TestApp::start().await;
+    let svc = &app.services;
+    let zones = ["America/New_York", "Australia/Adelaide", "Asia/Kolkata"];
+    let mut orgs = Vec::new();
+    for (i, zone) in zones.iter().enumerate() {
+        let org = app.org_with_user(&format!("Zone {i}"), &format!("admin{i}@reports.test"), Role::Admin).await;
+        let admin = Actor::system(org, "test");
+        service::reports::set_time_zone(svc, &admin, zone).await.unwrap();
+        orgs.push((org, admin));
+    }
+    // Hostile zones are refused next to the field, and change nothing.
+    for bad in ["Mars/Olympus_Mons", "", "UTC'; DROP TABLE organisation; --", &"A/".repeat(100), "../../etc/passwd"] {
+        let e = service::reports::set_time_zone(svc, &orgs[0].1, bad).await.unwrap_err();
+        assert_eq!(e.code(), "invalid", "{bad}");
+    }
+    assert_eq!(service::reports::time_zone(svc.db(), orgs[0].0.0).await.unwrap(), "America/New_York");
+    for (i, (org, _)) in orgs.iter().enumerate() {
+        random_engagement(&app, org.0, 0x2026_1207 + i as u64 * 7919).await;
+    }
+    settle(svc, 50).await;
+    for ((org, admin), zone) in orgs.iter().zip(zones) {
+        assert_rollup_equals_raw(svc, org.0, zone).await;
+        // The overview's totals are the raw hours of the range's local days, summed; New York's
+        // range holds the fall-back day (25 hours), Adelaide's its spring-forward day (23).
+        let range = ReportRange::parse("2026-10-02", "2026-11-05").unwrap();
+        let (start, end) = range.hours();
+        let want: i64 = raw::org_hours(svc.db(), org.0)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.hour >= start && r.hour < end)
+            .map(|r| r.delivered)
+            .sum();
+        let o = service::reports::overview(svc, admin, range).await.unwrap();
+        assert_eq!(o.figure(Metric::Delivered).unwrap().current, Value::Count(Figure::Exact(want as u64)), "{zone}");
+        let series: u64 = o.series.iter().filter_map(|p| p.delivered.exact()).sum();
+        assert_eq!(series, want as u64, "{zone}: the buckets add up to the total");
+        assert!(o.chart_svg.contains("<svg") && o.chart_svg.contains("hover-target"), "{zone}: a chart");
+        let hourly = ReportRange::parse("2026-10-31", "2026-11-01").unwrap();
+        let h = service::reports::overview(svc, admin, hourly).await.unwrap();
+        assert_eq!(h.series.len(), 48, "local hours of two days (the repeated hour holds both)");
+        let c = service::reports::comparison(svc, admin, range).await.unwrap();
+        assert_eq!(c.rows.len(), 4, "{zone}: three campaigns and the API's messages");
+        assert_eq!(c.total.delivered, Figure::Exact(want as u64));
+    }
+    // A new zone: the rollups are rebuilt in it, and still equal the raw answer.
+    let (org, admin) = &orgs[0];
+    service::reports::set_time_zone(svc, admin, "Europe/London").await.unwrap();
+    assert!(service::reports::rollup::behind(svc).await.unwrap(), "a rebuild is requested");
+    // Facts keep arriving while the rebuild waits: none is lost or counted twice.
+    let d: Uuid =
+        service::db::scalar(svc.db(), "SELECT id FROM delivery WHERE organisation_id = $1 LIMIT 1", [org.0.into()])
+            .await
+            .unwrap()
+            .unwrap();
+    let p: Uuid = service::db::scalar(svc.db(), "SELECT contact_id FROM delivery WHERE id = $1", [d.into()])
+        .await
+        .unwrap()
+        .unwrap();
+    app.sql(&format!(
+        "INSERT INTO engagement_event (organisation_id, contact_id, campaign_id, activity, machine, occurred_at, delivery_id)
+         SELECT organisation_id, '{p}', campaign_id, 'opened', false, '2026-10-01T00:00:30Z', id FROM delivery WHERE id = '{d}'"
+    ))
+    .await;
+    settle(svc, 1000).await;
+    assert_rollup_equals_raw(svc, org.0, "after the change to Europe/London").await;
+    // The backfill from the command line's path: everything rebuilt, same answer.
+    for (o, _) in &orgs {
+        service::reports::rollup::request_rebuild(svc.db(), o.0).await.unwrap();
+    }
+    settle(svc, 100_000).await;
+    for ((o, _), zone) in orgs.iter().zip(zones) {
+        assert_rollup_equals_raw(svc, o.0, &format!("{zone} after a rebuild")).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_analyst_sees_small_cells_hidden_with_complementary_suppression_in_pages_and_exports() {
+    let app = TestApp::start().await;
+    let svc = &app.services;
+    let org = app.org_with_user("Small cells", "admin@cells.test", Role::Admin).await;
+    app.add_user(org, "analyst@cells.test", Role::Analyst).await;
+    let actor = Actor::system(org, "test");
+    // Three campaigns delivered to 3, 40 and 52 people on Nov 10 (UTC): the 3 must not be
+    // recoverable from the total (95) and the other two.
+    let mut people = Vec::new();
+    for i in 0..52 {
+        people.push(contact(svc, &actor, &format!("c{i}@cells.test")).await);
+    }
+    let mut sql = String::new();
+    for (name, n) in [("Tiny", 3usize), ("Flu shots", 40), ("Checkups", 52)] {
+        let cid = campaign(&app, org.0, name).await;
+        for p in people.iter().take(n) {
+            sql.push_str(&format!(
+                "INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, accepted_at, recorded_at, updated_at)
+                 VALUES ('{}', '{}', '{cid}', '{p}', 'sent', now(), '2026-11-10T15:00:00Z', now(), now());",
+                Uuid::now_v7(),
+                org.0
+            ));
+        }
+    }
+    app.sql(&sql).await;
+    settle(svc, 1000).await;
+    let (analyst, _) = app.sign_in("analyst@cells.test", None).await;
+    let (status, c) = analyst.call("report_comparison", &[("from", "2026-11-01"), ("to", "2026-11-30")]).await;
+    assert_eq!(status, 200, "{c}");
+    let row = |name: &str| c["rows"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap()["figures"].clone();
+    let lt = serde_json::json!({"shown": "fewer_than", "value": 11});
+    assert_eq!(row("Tiny")["delivered"], lt, "{c}");
+    assert_eq!(c["total"]["delivered"], serde_json::json!({"shown": "exact", "value": 95}), "{c}");
+    let hidden = |f: &serde_json::Value| f["shown"] == "withheld" || f["shown"] == "fewer_than";
+    assert!(
+        hidden(&row("Flu shots")["delivered"]) || hidden(&row("Checkups")["delivered"]),
+        "95 − 40 − 52 would give the 3: one more is withheld: {c}"
+    );
+    assert!(!c.to_string().contains("cells.test"), "no address in a report");
+    // The export says the same.
+    let r = analyst.get("/reports/export/comparison.csv?from=2026-11-01&to=2026-11-30").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let tiny = r.body.lines().find(|l| l.contains(",Tiny,")).unwrap().to_string();
+    assert!(tiny.starts_with("Campaign,Tiny,<11,<11"), "{}", r.body);
+    let shown: Vec<&str> = r.body.lines().filter(|l| l.contains("Flu shots") || l.contains("Checkups")).collect();
+    assert!(shown.iter().any(|l| l.contains(",hidden,") || l.contains(",<11,")), "{}", r.body);
+    // The overview (one bucket: Nov 10) shows 95 delivered, and its CSV and chart never say 3.
+    let o = service::reports::overview(
+        svc,
+        &Actor::system(org, "test"),
+        ReportRange::parse("2026-11-01", "2026-11-30").unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(o.figure(Metric::Delivered).unwrap().current, Value::Count(Figure::Exact(95)));
+    let csv = analyst.get("/reports/export/overview.csv?from=2026-11-01&to=2026-11-30").await;
+    assert_eq!(csv.status, 200);
+    assert!(csv.body.contains("headline,Delivered,95,"), "{}", csv.body);
+    let svg = analyst.get("/reports/export/overview.svg?from=2026-11-01&to=2026-11-30").await;
+    assert!(svg.body.starts_with("<svg") && svg.headers["content-type"] == "image/svg+xml", "{}", svg.body);
+    // Hostile ranges: refused next to the range fields, nothing else said.
+    for (from, to) in [
+        ("2026-11-30", "2026-11-01"),
+        ("2020-01-01", "2026-11-30"),
+        ("not a date", "2026-11-30"),
+        ("2026-11-01", "2026-11-01' OR 1=1 --"),
+        ("", ""),
+    ] {
+        let (status, e) = analyst.call("report_overview", &[("from", from), ("to", to)]).await;
+        assert_eq!((status, e["code"].as_str()), (422, Some("invalid")), "{from}..{to}: {e}");
+        assert_eq!(e["field"]["field"], "range", "{e}");
+        let r =
+            analyst.get(&format!("/reports/export/overview.csv?from={}&to={}", urlencode(from), urlencode(to))).await;
+        assert_eq!(r.status, 422, "{}", r.body);
+    }
+    assert_eq!(analyst.get("/reports/export/contacts.csv?from=2026-11-01&to=2026-11-30").await.status, 404);
+    // An analyst may not change the report time zone.
+    let (status, _) = analyst.call("set_report_time_zone", &[("time_zone", "UTC")]).await;
+    assert_eq!(status, 403);
+    // Exports are audited (what and which range, no figures).
+    let n: i64 = service::db::scalar(
+        svc.db(),
+        "SELECT count(*) FROM audit_event WHERE organisation_id = $1 AND action = 'reports.exported'",
+        [org.0.into()],
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(n, 3);
+    app.stop().await;
+}

@@ -1,0 +1,397 @@
+//! Analyst reports across campaigns and sequence emails (issue 23): the overview of a date range
+//! against its previous period, the comparison of every campaign and sequence email, their CSV
+//! and SVG exports, and the organisation's report time zone.
+//!
+//! Invariants:
+//! - Reports read the hourly rollups (`rollup`), never raw events; [`raw`] is the reference the
+//!   tests hold them to.
+//! - Everyone who may read reports (analysts included) gets figures only; `domain::reports`
+//!   applies the small-cell rule for readers who may not read contacts. Nothing here reads a
+//!   contact, an address or a contact id, so nothing here is a PHI read to audit; exports are
+//!   audited as exports.
+
+pub mod charts;
+pub mod demo;
+pub mod raw;
+pub mod rollup;
+
+use crate::actor::Actor;
+use crate::audit::{self, AuditRecord};
+use crate::db;
+use crate::error::{ServiceError, ServiceResult};
+use crate::services::Services;
+use chrono::{NaiveDate, NaiveDateTime};
+use domain::Permission;
+use domain::audit::AuditAction;
+use domain::disclosure::Reader;
+use domain::reports::{
+    Bucket, Comparison, ComparisonInput, Overview, OverviewCounts, ReportRange, ReportSetup, SourceKind, Totals,
+};
+use domain::sequences::SequenceDefinition;
+use sea_orm::{ConnectionTrait, FromQueryResult, TransactionTrait};
+use serde_json::Value as Json;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+fn reader(actor: &Actor) -> Reader {
+    Reader::may_read_contacts(actor.can(Permission::ContactsRead))
+}
+
+fn n(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// A date range from user input (local dates, "YYYY-MM-DD"), refused with the reason next to
+/// the range fields.
+pub fn parse_range(from: &str, to: &str) -> ServiceResult<ReportRange> {
+    if from.len() > 32 || to.len() > 32 {
+        return Err(ServiceError::invalid("range", "must be two dates (YYYY-MM-DD)"));
+    }
+    ReportRange::parse(from, to).map_err(|reason| ServiceError::invalid("range", reason))
+}
+
+/// The organisation's report time zone.
+pub async fn time_zone<C: ConnectionTrait>(conn: &C, org: Uuid) -> ServiceResult<String> {
+    db::scalar::<String, _>(conn, "SELECT time_zone FROM organisation WHERE id = $1", [org.into()])
+        .await?
+        .ok_or(ServiceError::NotFound)
+}
+
+/// Today's date in the organisation's report time zone.
+pub async fn today(svc: &Services, org: Uuid) -> ServiceResult<NaiveDate> {
+    let tz: chrono_tz::Tz = time_zone(svc.db(), org).await?.parse().unwrap_or(chrono_tz::UTC);
+    Ok(svc.clock().now().with_timezone(&tz).date_naive())
+}
+
+/// What the reports page needs before it asks for figures: the zone and today's date in it.
+pub async fn context(svc: &Services, actor: &Actor) -> ServiceResult<ReportSetup> {
+    actor.require(Permission::ReportsRead)?;
+    let org = actor.organisation_id.0;
+    Ok(ReportSetup {
+        time_zone: time_zone(svc.db(), org).await?,
+        today: today(svc, org).await?,
+        may_change_time_zone: actor.can(Permission::SettingsManage),
+    })
+}
+
+/// Change the report time zone (admins). The rollups are rebuilt in the new zone by the next
+/// rollup run; until then the figures say they are catching up.
+pub async fn set_time_zone(svc: &Services, actor: &Actor, zone: &str) -> ServiceResult<()> {
+    actor.require(Permission::SettingsManage)?;
+    let zone = zone.trim();
+    let bad = || ServiceError::invalid("time_zone", "must be a time zone name such as America/New_York");
+    if !crate::contacts::record::valid_time_zone(zone) {
+        return Err(bad());
+    }
+    let org = actor.organisation_id.0;
+    let txn = svc.db().begin().await?;
+    // PostgreSQL buckets the hours: it must know the zone too.
+    if db::scalar::<i64, _>(&txn, "SELECT count(*) FROM pg_timezone_names WHERE name = $1", [zone.into()])
+        .await?
+        .unwrap_or(0)
+        == 0
+    {
+        return Err(bad());
+    }
+    let old = time_zone(&txn, org).await?;
+    if old == zone {
+        return Ok(());
+    }
+    db::exec(&txn, "UPDATE organisation SET time_zone = $2 WHERE id = $1", [org.into(), zone.into()]).await?;
+    rollup::request_rebuild(&txn, org).await?;
+    audit::record(
+        svc,
+        &txn,
+        AuditRecord::by(actor, AuditAction::ReportTimeZoneChanged)
+            .target("organisation", org)
+            .detail("from", old)
+            .detail("to", zone),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+#[derive(FromQueryResult)]
+struct SumRow {
+    bucket: Option<NaiveDateTime>,
+    source_kind: Option<i16>,
+    source_id: Option<Uuid>,
+    step_id: Option<String>,
+    sent: i64,
+    delivered: i64,
+    bounced: i64,
+    failed: i64,
+    human_openers: i64,
+    machine_opens: i64,
+    machine_openers: i64,
+    human_clicks: i64,
+    human_clickers: i64,
+    machine_clicks: i64,
+    unsubscribes: i64,
+    complaints: i64,
+}
+
+impl SumRow {
+    fn totals(&self) -> Totals {
+        Totals {
+            sent: n(self.sent),
+            delivered: n(self.delivered),
+            bounced: n(self.bounced),
+            failed: n(self.failed),
+            human_openers: n(self.human_openers),
+            machine_opens: n(self.machine_opens),
+            machine_openers: n(self.machine_openers),
+            human_clicks: n(self.human_clicks),
+            human_clickers: n(self.human_clickers),
+            machine_clicks: n(self.machine_clicks),
+            unsubscribes: n(self.unsubscribes),
+            complaints: n(self.complaints),
+        }
+    }
+}
+
+const SUMS: &str = "coalesce(sum(sent), 0)::int8 AS sent, coalesce(sum(delivered), 0)::int8 AS delivered,
+    coalesce(sum(bounced), 0)::int8 AS bounced, coalesce(sum(failed), 0)::int8 AS failed,
+    coalesce(sum(human_openers), 0)::int8 AS human_openers, coalesce(sum(machine_opens), 0)::int8 AS machine_opens,
+    coalesce(sum(machine_openers), 0)::int8 AS machine_openers, coalesce(sum(human_clicks), 0)::int8 AS human_clicks,
+    coalesce(sum(human_clickers), 0)::int8 AS human_clickers, coalesce(sum(machine_clicks), 0)::int8 AS machine_clicks,
+    coalesce(sum(unsubscribes), 0)::int8 AS unsubscribes";
+
+/// The organisation's totals per bucket of `range` (local hours or days), from the rollup.
+pub async fn org_buckets<C: ConnectionTrait>(
+    conn: &C,
+    org: Uuid,
+    range: ReportRange,
+) -> ServiceResult<HashMap<NaiveDateTime, Totals>> {
+    let (start, end) = range.hours();
+    let unit = match range.bucket() {
+        Bucket::Hour => "hour",
+        Bucket::Day => "day",
+    };
+    let rows: Vec<SumRow> = db::all_as(
+        conn,
+        &format!(
+            "SELECT date_trunc('{unit}', hour) AS bucket, NULL::int2 AS source_kind, NULL::uuid AS source_id,
+                NULL::text AS step_id, {SUMS},
+                coalesce(sum(suppressed_complaint), 0)::int8 AS complaints
+             FROM report_org_hour WHERE organisation_id = $1 AND hour >= $2 AND hour < $3 GROUP BY 1"
+        ),
+        [org.into(), start.into(), end.into()],
+    )
+    .await?;
+    Ok(rows.iter().filter_map(|r| Some((r.bucket?, r.totals()))).collect())
+}
+
+/// Whether facts of the organisation are still waiting for the rollup.
+async fn catching_up<C: ConnectionTrait>(conn: &C, org: Uuid) -> ServiceResult<bool> {
+    Ok(db::scalar::<bool, _>(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM report_pending WHERE organisation_id = $1)
+             OR EXISTS (SELECT 1 FROM organisation WHERE id = $1 AND report_rebuild_requested_at IS NOT NULL)",
+        [org.into()],
+    )
+    .await?
+    .unwrap_or(false))
+}
+
+fn sum_of<'a>(it: impl Iterator<Item = &'a Totals>) -> Totals {
+    let mut t = Totals::default();
+    for x in it {
+        t.add(x);
+    }
+    t
+}
+
+/// The overview counts of `range` for an organisation (before disclosure control).
+pub async fn overview_counts<C: ConnectionTrait>(
+    conn: &C,
+    org: Uuid,
+    range: ReportRange,
+) -> ServiceResult<OverviewCounts> {
+    let cur = org_buckets(conn, org, range).await?;
+    let prev = org_buckets(conn, org, range.previous()).await?;
+    let buckets: Vec<Totals> = range.buckets().iter().map(|b| cur.get(b).copied().unwrap_or_default()).collect();
+    Ok(OverviewCounts { current: sum_of(buckets.iter()), previous: sum_of(prev.values()), buckets })
+}
+
+/// The overview of `range` for its reader, with its chart.
+pub async fn overview(svc: &Services, actor: &Actor, range: ReportRange) -> ServiceResult<Overview> {
+    actor.require(Permission::ReportsRead)?;
+    let org = actor.organisation_id.0;
+    let conn = svc.db();
+    let counts = overview_counts(conn, org, range).await?;
+    let mut o = Overview::build(reader(actor), range, time_zone(conn, org).await?, &counts);
+    o.catching_up = catching_up(conn, org).await?;
+    o.chart_svg = charts::overview_svg(&o);
+    Ok(o)
+}
+
+/// Every source's totals in `range` (before disclosure control), by source.
+pub async fn source_totals<C: ConnectionTrait>(
+    conn: &C,
+    org: Uuid,
+    range: ReportRange,
+) -> ServiceResult<Vec<(SourceKind, Uuid, String, Totals)>> {
+    let (start, end) = range.hours();
+    let rows: Vec<SumRow> = db::all_as(
+        conn,
+        &format!(
+            "SELECT source_kind, source_id, step_id, NULL::timestamp AS bucket, {SUMS}, 0::int8 AS complaints
+             FROM report_hour WHERE organisation_id = $1 AND hour >= $2 AND hour < $3
+             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        ),
+        [org.into(), start.into(), end.into()],
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let t = r.totals();
+            Some((SourceKind::from_code(r.source_kind?)?, r.source_id?, r.step_id?, t))
+        })
+        .collect())
+}
+
+/// The comparison of every campaign and sequence email with figures in `range`.
+pub async fn comparison(svc: &Services, actor: &Actor, range: ReportRange) -> ServiceResult<Comparison> {
+    actor.require(Permission::ReportsRead)?;
+    let org = actor.organisation_id.0;
+    let conn = svc.db();
+    let sources = source_totals(conn, org, range).await?;
+    let total = sum_of(sources.iter().map(|s| &s.3));
+    let names = source_names(conn, org, &sources).await?;
+    let rows = sources
+        .into_iter()
+        .map(|(kind, id, step, totals)| {
+            let (name, href) = match kind {
+                SourceKind::Campaign => (
+                    names.campaigns.get(&id).cloned().unwrap_or_else(|| "Deleted campaign".into()),
+                    Some(format!("/campaigns/{id}")),
+                ),
+                SourceKind::SequenceEmail => {
+                    let (seq, steps) = names
+                        .sequences
+                        .get(&id)
+                        .cloned()
+                        .unwrap_or_else(|| ("Deleted sequence".into(), HashMap::new()));
+                    let step_name = steps.get(&step).cloned().unwrap_or_else(|| step.clone());
+                    (format!("{seq} · {step_name}"), Some(format!("/sequences/{id}")))
+                }
+                SourceKind::ApiMessage => ("Messages sent through the API".into(), None),
+            };
+            ComparisonInput {
+                kind,
+                id,
+                step_id: (kind == SourceKind::SequenceEmail).then_some(step),
+                name,
+                href,
+                totals,
+            }
+        })
+        .collect();
+    Ok(Comparison::build(reader(actor), range, time_zone(conn, org).await?, &total, rows))
+}
+
+#[derive(Default)]
+struct Names {
+    campaigns: HashMap<Uuid, String>,
+    /// Sequence name and its live version's step names by step id.
+    sequences: HashMap<Uuid, (String, HashMap<String, String>)>,
+}
+
+async fn source_names<C: ConnectionTrait>(
+    conn: &C,
+    org: Uuid,
+    sources: &[(SourceKind, Uuid, String, Totals)],
+) -> ServiceResult<Names> {
+    let ids = |k: SourceKind| -> Vec<Uuid> { sources.iter().filter(|s| s.0 == k).map(|s| s.1).collect() };
+    let mut names = Names::default();
+    #[derive(FromQueryResult)]
+    struct Named {
+        id: Uuid,
+        name: String,
+    }
+    let campaigns: Vec<Named> = db::all_as(
+        conn,
+        "SELECT id, name FROM campaign WHERE organisation_id = $1 AND id = ANY($2)",
+        [org.into(), ids(SourceKind::Campaign).into()],
+    )
+    .await?;
+    names.campaigns = campaigns.into_iter().map(|c| (c.id, c.name)).collect();
+    #[derive(FromQueryResult)]
+    struct Seq {
+        id: Uuid,
+        name: String,
+        definition: Option<Json>,
+        draft: Json,
+    }
+    let seqs: Vec<Seq> = db::all_as(
+        conn,
+        "SELECT s.id, s.name, v.definition, s.draft FROM sequence s
+         LEFT JOIN sequence_version v ON v.id = s.current_version_id
+         WHERE s.organisation_id = $1 AND s.id = ANY($2)",
+        [org.into(), ids(SourceKind::SequenceEmail).into()],
+    )
+    .await?;
+    for s in seqs {
+        let def: Option<SequenceDefinition> = serde_json::from_value(s.definition.unwrap_or(s.draft)).ok();
+        let steps =
+            def.map(|d| d.steps.into_iter().map(|st| (st.id.clone(), st.name.clone())).collect()).unwrap_or_default();
+        names.sequences.insert(s.id, (s.name, steps));
+    }
+    Ok(names)
+}
+
+/// Record an export of report figures (what and which range; figures only).
+pub async fn record_export(svc: &Services, actor: &Actor, what: &str, range: ReportRange) -> ServiceResult<()> {
+    actor.require(Permission::ReportsRead)?;
+    let txn = svc.db().begin().await?;
+    audit::record(
+        svc,
+        &txn,
+        AuditRecord::by(actor, AuditAction::ReportsExported)
+            .detail("report", what.to_string())
+            .detail("from", range.from.to_string())
+            .detail("to", range.to.to_string()),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// A report file to download.
+pub struct Export {
+    pub content_type: &'static str,
+    pub filename: String,
+    pub body: String,
+}
+
+/// A report export for its reader: `overview.csv`, `overview.svg` or `comparison.csv` of a range
+/// (local dates). The same figures the page shows the same reader, small cells hidden alike;
+/// audited as an export.
+pub async fn export(svc: &Services, actor: &Actor, file: &str, from: &str, to: &str) -> ServiceResult<Export> {
+    actor.require(Permission::ReportsRead)?;
+    let range = parse_range(from, to)?;
+    let name = |what: &str, ext: &str| format!("hermetic-{what}-{}-to-{}.{ext}", range.from, range.to);
+    let x = match file {
+        "overview.csv" => Export {
+            content_type: "text/csv; charset=utf-8",
+            filename: name("overview", "csv"),
+            body: overview(svc, actor, range).await?.csv(),
+        },
+        "overview.svg" => Export {
+            content_type: "image/svg+xml",
+            filename: name("overview", "svg"),
+            body: overview(svc, actor, range).await?.chart_svg,
+        },
+        "comparison.csv" => Export {
+            content_type: "text/csv; charset=utf-8",
+            filename: name("comparison", "csv"),
+            body: comparison(svc, actor, range).await?.csv(),
+        },
+        _ => return Err(ServiceError::NotFound),
+    };
+    record_export(svc, actor, file, range).await?;
+    Ok(x)
+}

@@ -1,0 +1,202 @@
+//! The reference answer: the report figures of an organisation computed straight from the raw
+//! tables (engagement events, deliveries, suppressions), with the same definitions as the rollup
+//! (`rollup`): a delivery's outcome counts at coalesce(accepted, recorded, updated), a unique
+//! figure at the delivery's earliest event of its kind, hours are local hours in the
+//! organisation's time zone. Tests hold the rollup to it; reports never read it (its cost grows
+//! with the events).
+
+use crate::db;
+use crate::error::ServiceResult;
+use chrono::NaiveDateTime;
+use sea_orm::{ConnectionTrait, FromQueryResult};
+use uuid::Uuid;
+
+/// One hour of one source (or, with `source_kind` 0, of the organisation), as the hour tables
+/// hold it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, FromQueryResult)]
+pub struct HourRow {
+    pub hour: NaiveDateTime,
+    pub source_kind: i16,
+    pub source_id: Uuid,
+    pub step_id: String,
+    pub sent: i64,
+    pub delivered: i64,
+    pub bounced: i64,
+    pub failed: i64,
+    pub human_openers: i64,
+    pub machine_opens: i64,
+    pub machine_openers: i64,
+    pub human_clicks: i64,
+    pub human_clickers: i64,
+    pub machine_clicks: i64,
+    pub unsubscribes: i64,
+    pub suppressed_unsubscribed: i64,
+    pub suppressed_hard_bounce: i64,
+    pub suppressed_complaint: i64,
+    pub suppressed_manual: i64,
+}
+
+const COLS: &str = "sent, delivered, bounced, failed, human_openers, machine_opens, machine_openers, human_clicks, \
+                    human_clickers, machine_clicks, unsubscribes";
+
+fn nonzero(cols: &str) -> String {
+    cols.split(", ").map(|c| format!("{c} <> 0")).collect::<Vec<_>>().join(" OR ")
+}
+
+/// The raw answer, per source and hour (rows with a figure only), sorted.
+pub async fn source_hours<C: ConnectionTrait>(conn: &C, org: Uuid) -> ServiceResult<Vec<HourRow>> {
+    let sql = format!(
+        "WITH tz AS (SELECT time_zone AS z FROM organisation WHERE id = $1),
+         src AS (
+            SELECT d.id,
+                CASE WHEN d.source = 'campaign' THEN 1 WHEN d.source = 'sequence_step' THEN 2 ELSE 3 END::int2 AS source_kind,
+                CASE WHEN d.source = 'campaign' THEN d.campaign_id WHEN d.source = 'sequence_step' THEN e.sequence_id END AS source_id,
+                CASE WHEN d.source = 'sequence_step' THEN coalesce(m.step_id, '') ELSE '' END AS step_id
+            FROM delivery d
+            LEFT JOIN api_message m ON m.id = d.id AND d.source = 'sequence_step'
+            LEFT JOIN enrolment e ON e.id = m.enrolment_id
+            WHERE d.organisation_id = $1),
+         outcomes AS (
+            SELECT date_trunc('hour', coalesce(d.accepted_at, d.recorded_at, d.updated_at) AT TIME ZONE (SELECT z FROM tz)) AS hour,
+                s.source_kind, s.source_id, s.step_id,
+                count(*) AS sent, count(*) FILTER (WHERE d.state = 'sent') AS delivered,
+                count(*) FILTER (WHERE d.state = 'bounced') AS bounced, count(*) FILTER (WHERE d.state = 'failed') AS failed,
+                0 AS human_openers, 0 AS machine_opens, 0 AS machine_openers, 0 AS human_clicks, 0 AS human_clickers,
+                0 AS machine_clicks, 0 AS unsubscribes
+            FROM delivery d JOIN src s ON s.id = d.id
+            WHERE d.organisation_id = $1 AND d.state IN ('sent', 'bounced', 'failed') GROUP BY 1, 2, 3, 4),
+         ev AS (
+            SELECT g.*, date_trunc('hour', g.occurred_at AT TIME ZONE (SELECT z FROM tz)) AS hour,
+                coalesce(s.source_kind, 1::int2) AS source_kind,
+                coalesce(CASE WHEN s.id IS NULL THEN g.campaign_id ELSE s.source_id END,
+                         '00000000-0000-0000-0000-000000000000') AS source_id,
+                coalesce(s.step_id, '') AS step_id,
+                CASE WHEN g.activity = 'opened' AND NOT g.machine THEN 1 WHEN g.activity = 'opened' THEN 2
+                     WHEN g.activity = 'clicked' AND NOT g.machine THEN 3 WHEN g.activity = 'unsubscribed' THEN 4 END AS fk
+            FROM engagement_event g LEFT JOIN src s ON s.id = g.delivery_id
+            WHERE g.organisation_id = $1 AND g.delivery_id IS NOT NULL AND g.activity IN ('opened', 'clicked', 'unsubscribed')),
+         events AS (
+            SELECT hour, source_kind, source_id, step_id, 0, 0, 0, 0, 0,
+                count(*) FILTER (WHERE activity = 'opened' AND machine), 0,
+                count(*) FILTER (WHERE activity = 'clicked' AND NOT machine), 0,
+                count(*) FILTER (WHERE activity = 'clicked' AND machine), 0
+            FROM ev GROUP BY 1, 2, 3, 4),
+         firsts AS (
+            SELECT hour, source_kind, source_id, step_id, 0, 0, 0, 0,
+                count(*) FILTER (WHERE fk = 1), 0, count(*) FILTER (WHERE fk = 2), 0, count(*) FILTER (WHERE fk = 3),
+                0, count(*) FILTER (WHERE fk = 4)
+            FROM (SELECT DISTINCT ON (delivery_id, fk) * FROM ev WHERE fk IS NOT NULL ORDER BY delivery_id, fk, occurred_at) f
+            GROUP BY 1, 2, 3, 4),
+         parts AS (SELECT * FROM outcomes UNION ALL SELECT * FROM events UNION ALL SELECT * FROM firsts)
+         SELECT hour, source_kind, coalesce(source_id, '00000000-0000-0000-0000-000000000000') AS source_id, step_id,
+            {sums}, 0::int8 AS suppressed_unsubscribed, 0::int8 AS suppressed_hard_bounce,
+            0::int8 AS suppressed_complaint, 0::int8 AS suppressed_manual
+         FROM parts GROUP BY 1, 2, 3, 4 HAVING {having}
+         ORDER BY 1, 2, 3, 4",
+        sums = COLS.split(", ").map(|c| format!("sum({c})::int8 AS {c}")).collect::<Vec<_>>().join(", "),
+        having = COLS.split(", ").map(|c| format!("sum({c}) <> 0")).collect::<Vec<_>>().join(" OR "),
+    );
+    Ok(db::all_as(conn, &sql, [org.into()]).await?)
+}
+
+/// The raw answer per organisation hour (source_kind 0), suppressions included, sorted.
+pub async fn org_hours<C: ConnectionTrait>(conn: &C, org: Uuid) -> ServiceResult<Vec<HourRow>> {
+    let sources = source_hours(conn, org).await?;
+    let mut by_hour: std::collections::BTreeMap<NaiveDateTime, HourRow> = std::collections::BTreeMap::new();
+    for r in sources {
+        let e = by_hour.entry(r.hour).or_insert_with(|| HourRow {
+            source_kind: 0,
+            source_id: Uuid::nil(),
+            step_id: String::new(),
+            ..zero(r.hour)
+        });
+        e.sent += r.sent;
+        e.delivered += r.delivered;
+        e.bounced += r.bounced;
+        e.failed += r.failed;
+        e.human_openers += r.human_openers;
+        e.machine_opens += r.machine_opens;
+        e.machine_openers += r.machine_openers;
+        e.human_clicks += r.human_clicks;
+        e.human_clickers += r.human_clickers;
+        e.machine_clicks += r.machine_clicks;
+        e.unsubscribes += r.unsubscribes;
+    }
+    #[derive(FromQueryResult)]
+    struct Supp {
+        hour: NaiveDateTime,
+        reason: String,
+        n: i64,
+    }
+    let supp: Vec<Supp> = db::all_as(
+        conn,
+        "SELECT date_trunc('hour', s.created_at AT TIME ZONE o.time_zone) AS hour, s.reason, count(*) AS n
+         FROM suppression s JOIN organisation o ON o.id = s.organisation_id
+         WHERE s.organisation_id = $1 GROUP BY 1, 2",
+        [org.into()],
+    )
+    .await?;
+    for s in supp {
+        let e = by_hour.entry(s.hour).or_insert_with(|| zero(s.hour));
+        match s.reason.as_str() {
+            "unsubscribed" => e.suppressed_unsubscribed += s.n,
+            "hard_bounce" => e.suppressed_hard_bounce += s.n,
+            "complaint" => e.suppressed_complaint += s.n,
+            _ => e.suppressed_manual += s.n,
+        }
+    }
+    Ok(by_hour.into_values().collect())
+}
+
+fn zero(hour: NaiveDateTime) -> HourRow {
+    HourRow {
+        hour,
+        source_kind: 0,
+        source_id: Uuid::nil(),
+        step_id: String::new(),
+        sent: 0,
+        delivered: 0,
+        bounced: 0,
+        failed: 0,
+        human_openers: 0,
+        machine_opens: 0,
+        machine_openers: 0,
+        human_clicks: 0,
+        human_clickers: 0,
+        machine_clicks: 0,
+        unsubscribes: 0,
+        suppressed_unsubscribed: 0,
+        suppressed_hard_bounce: 0,
+        suppressed_complaint: 0,
+        suppressed_manual: 0,
+    }
+}
+
+/// What the rollup holds for the organisation, in the same shape (rows with a figure only).
+pub async fn rolled_up<C: ConnectionTrait>(conn: &C, org: Uuid) -> ServiceResult<(Vec<HourRow>, Vec<HourRow>)> {
+    let supp0 = "0::int8 AS suppressed_unsubscribed, 0::int8 AS suppressed_hard_bounce, \
+                 0::int8 AS suppressed_complaint, 0::int8 AS suppressed_manual";
+    let sources: Vec<HourRow> = db::all_as(
+        conn,
+        &format!(
+            "SELECT hour, source_kind, source_id, step_id, {COLS}, {supp0} FROM report_hour
+             WHERE organisation_id = $1 AND ({}) ORDER BY 1, 2, 3, 4",
+            nonzero(COLS)
+        ),
+        [org.into()],
+    )
+    .await?;
+    let all =
+        format!("{COLS}, suppressed_unsubscribed, suppressed_hard_bounce, suppressed_complaint, suppressed_manual");
+    let orgs: Vec<HourRow> = db::all_as(
+        conn,
+        &format!(
+            "SELECT hour, 0::int2 AS source_kind, '00000000-0000-0000-0000-000000000000'::uuid AS source_id,
+                '' AS step_id, {all} FROM report_org_hour WHERE organisation_id = $1 AND ({}) ORDER BY 1",
+            nonzero(&all)
+        ),
+        [org.into()],
+    )
+    .await?;
+    Ok((sources, orgs))
+}

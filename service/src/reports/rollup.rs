@@ -1,0 +1,264 @@
+//! The report rollup: facts captured by triggers into `report_pending` (engagement events,
+//! delivery outcomes, suppressions; see migration m20261231_000001) become hourly aggregates in
+//! `report_hour` (per source) and `report_org_hour` (per organisation).
+//!
+//! Invariants:
+//! - Exactly once: a batch deletes the pending rows it reads and adds their counts in the same
+//!   transaction; a crash rolls both back. One rollup runs at a time (a transaction-level
+//!   advisory lock), so upserts never race.
+//! - Unique figures count each delivery once, at its *earliest* event of the kind, whatever the
+//!   order facts arrive in: `report_first` keeps that time, and an earlier fact arriving later
+//!   moves the count from the old hour to the new one.
+//! - Hours are local hours in the organisation's time zone at rollup time. A new zone sets
+//!   `organisation.report_rebuild_requested_at`; [`rebuild`] then clears the organisation's rollups
+//!   and re-queues its raw facts in one statement (one snapshot), so nothing is lost or counted
+//!   twice against facts arriving meanwhile.
+//! - No contact data is read or written: deliveries, activities, times and ids of campaigns and
+//!   sequences only.
+
+use crate::db;
+use crate::error::ServiceResult;
+use crate::services::Services;
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use uuid::Uuid;
+
+/// Advisory-lock key of the rollup ("report rollup").
+const LOCK: i64 = 0x7265_706f_7274_0001;
+/// Pending facts rolled up per transaction.
+pub const BATCH: i64 = 50_000;
+
+/// What a [`catch_up`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RollupRun {
+    pub facts: u64,
+    pub batches: u64,
+    pub rebuilt_organisations: u64,
+}
+
+/// Roll up until nothing is pending (first rebuilding organisations that asked for it). Returns
+/// at once, doing nothing, when another rollup holds the lock.
+pub async fn catch_up(svc: &Services, batch: i64) -> ServiceResult<RollupRun> {
+    let mut run = RollupRun::default();
+    let requested: Vec<Uuid> = db::scalars(
+        svc.db(),
+        "SELECT id FROM organisation WHERE report_rebuild_requested_at IS NOT NULL ORDER BY id",
+        [],
+    )
+    .await?;
+    for org in requested {
+        if rebuild(svc, org).await? {
+            run.rebuilt_organisations += 1;
+        }
+    }
+    loop {
+        match one_batch(svc, batch).await? {
+            None => return Ok(run),
+            Some(n) => {
+                run.facts += n;
+                run.batches += 1;
+                if n < batch.max(1) as u64 {
+                    return Ok(run);
+                }
+            }
+        }
+    }
+}
+
+/// Clear an organisation's rollups and queue every raw fact of it again (in its current time
+/// zone). Returns false when another rollup holds the lock (the request stays for the next run).
+pub async fn rebuild(svc: &Services, org: Uuid) -> ServiceResult<bool> {
+    let txn = svc.db().begin().await?;
+    if !db::scalar::<bool, _>(&txn, "SELECT pg_try_advisory_xact_lock($1)", [LOCK.into()]).await?.unwrap_or(false) {
+        return Ok(false);
+    }
+    for table in ["report_hour", "report_org_hour", "report_first"] {
+        db::exec(&txn, &format!("DELETE FROM {table} WHERE organisation_id = $1"), [org.into()]).await?;
+    }
+    // One statement, one snapshot: a fact committed after it has its pending row kept (not
+    // deleted, not re-queued); one committed before is re-queued from the raw table and its
+    // pending row deleted.
+    db::exec(
+        &txn,
+        "WITH gone AS (DELETE FROM report_pending WHERE organisation_id = $1),
+         engagement AS (
+            INSERT INTO report_pending (organisation_id, kind, delivery_id, campaign_id, activity, machine, at)
+            SELECT organisation_id, 1, delivery_id, campaign_id, activity, machine, occurred_at
+            FROM engagement_event
+            WHERE organisation_id = $1 AND delivery_id IS NOT NULL AND activity IN ('opened', 'clicked', 'unsubscribed')),
+         outcomes AS (
+            INSERT INTO report_pending (organisation_id, kind, delivery_id, campaign_id, activity, at)
+            SELECT organisation_id, 2, id, campaign_id, state, coalesce(accepted_at, recorded_at, updated_at)
+            FROM delivery WHERE organisation_id = $1 AND state IN ('sent', 'bounced', 'failed')),
+         suppressions AS (
+            INSERT INTO report_pending (organisation_id, kind, activity, at)
+            SELECT organisation_id, 3, reason, created_at FROM suppression WHERE organisation_id = $1)
+         UPDATE organisation SET report_rebuild_requested_at = NULL WHERE id = $1",
+        [org.into()],
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// Roll up one batch. None when another rollup holds the lock; otherwise how many facts.
+pub async fn one_batch(svc: &Services, batch: i64) -> ServiceResult<Option<u64>> {
+    let txn = svc.db().begin().await?;
+    if !db::scalar::<bool, _>(&txn, "SELECT pg_try_advisory_xact_lock($1)", [LOCK.into()]).await?.unwrap_or(false) {
+        return Ok(None);
+    }
+    let n = roll(&txn, batch.max(1)).await?;
+    txn.commit().await?;
+    Ok(Some(n))
+}
+
+async fn roll<C: ConnectionTrait>(conn: &C, batch: i64) -> ServiceResult<u64> {
+    // The batch, attributed to its source and local hour. A delivery's source is what it was
+    // created for; a sequence email's is its sequence and step.
+    let taken = db::exec(
+        conn,
+        "CREATE TEMP TABLE report_batch ON COMMIT DROP AS
+         WITH taken AS (
+            DELETE FROM report_pending WHERE id IN (SELECT id FROM report_pending ORDER BY id LIMIT $1)
+            RETURNING organisation_id, kind, delivery_id, campaign_id, activity, machine, at, sign)
+         SELECT t.organisation_id, t.kind, t.delivery_id, t.activity, t.machine, t.at, t.sign, o.time_zone,
+            date_trunc('hour', t.at AT TIME ZONE o.time_zone) AS hour,
+            CASE WHEN t.kind = 3 THEN 0
+                 WHEN coalesce(d.source, 'campaign') = 'campaign' THEN 1
+                 WHEN d.source = 'sequence_step' THEN 2 ELSE 3 END::smallint AS source_kind,
+            CASE WHEN t.kind = 3 THEN NULL
+                 WHEN coalesce(d.source, 'campaign') = 'campaign' THEN coalesce(d.campaign_id, t.campaign_id)
+                 WHEN d.source = 'sequence_step' THEN e.sequence_id END AS source_id,
+            CASE WHEN d.source = 'sequence_step' THEN coalesce(m.step_id, '') ELSE '' END AS step_id
+         FROM taken t
+         JOIN organisation o ON o.id = t.organisation_id
+         LEFT JOIN delivery d ON d.id = t.delivery_id
+         LEFT JOIN api_message m ON m.id = t.delivery_id AND d.source = 'sequence_step'
+         LEFT JOIN enrolment e ON e.id = m.enrolment_id",
+        [batch.into()],
+    )
+    .await?;
+    if taken == 0 {
+        db::exec(conn, "DROP TABLE report_batch", []).await?;
+        return Ok(0);
+    }
+    db::exec(
+        conn,
+        "CREATE TEMP TABLE report_delta (
+            organisation_id uuid, hour timestamp, source_kind smallint, source_id uuid, step_id text,
+            sent bigint DEFAULT 0, delivered bigint DEFAULT 0, bounced bigint DEFAULT 0, failed bigint DEFAULT 0,
+            human_openers bigint DEFAULT 0, machine_opens bigint DEFAULT 0, machine_openers bigint DEFAULT 0,
+            human_clicks bigint DEFAULT 0, human_clickers bigint DEFAULT 0, machine_clicks bigint DEFAULT 0,
+            unsubscribes bigint DEFAULT 0, suppressed_unsubscribed bigint DEFAULT 0,
+            suppressed_hard_bounce bigint DEFAULT 0, suppressed_complaint bigint DEFAULT 0,
+            suppressed_manual bigint DEFAULT 0) ON COMMIT DROP",
+        [],
+    )
+    .await?;
+    // Counts every fact adds as it is.
+    db::exec(
+        conn,
+        "INSERT INTO report_delta (organisation_id, hour, source_kind, source_id, step_id, sent, delivered, bounced,
+            failed, machine_opens, human_clicks, machine_clicks, suppressed_unsubscribed, suppressed_hard_bounce,
+            suppressed_complaint, suppressed_manual)
+         SELECT organisation_id, hour, source_kind, coalesce(source_id, '00000000-0000-0000-0000-000000000000'), step_id,
+            sum(sign) FILTER (WHERE kind = 2),
+            sum(sign) FILTER (WHERE kind = 2 AND activity = 'sent'),
+            sum(sign) FILTER (WHERE kind = 2 AND activity = 'bounced'),
+            sum(sign) FILTER (WHERE kind = 2 AND activity = 'failed'),
+            count(*) FILTER (WHERE kind = 1 AND activity = 'opened' AND machine),
+            count(*) FILTER (WHERE kind = 1 AND activity = 'clicked' AND NOT machine),
+            count(*) FILTER (WHERE kind = 1 AND activity = 'clicked' AND machine),
+            sum(sign) FILTER (WHERE kind = 3 AND activity = 'unsubscribed'),
+            sum(sign) FILTER (WHERE kind = 3 AND activity = 'hard_bounce'),
+            sum(sign) FILTER (WHERE kind = 3 AND activity = 'complaint'),
+            sum(sign) FILTER (WHERE kind = 3 AND activity = 'manual')
+         FROM report_batch GROUP BY 1, 2, 3, 4, 5",
+        [],
+    )
+    .await?;
+    // Unique figures: a delivery's earliest event of each kind in the batch, against the one
+    // already counted. Where the batch's is earlier (or there was none), the count moves to it.
+    db::exec(
+        conn,
+        "WITH cand AS (
+            SELECT DISTINCT ON (delivery_id, fk) organisation_id, delivery_id, fk, at, time_zone, source_kind,
+                coalesce(source_id, '00000000-0000-0000-0000-000000000000') AS source_id, step_id
+            FROM (SELECT b.*, CASE WHEN activity = 'opened' AND NOT machine THEN 1
+                                   WHEN activity = 'opened' THEN 2
+                                   WHEN activity = 'clicked' AND NOT machine THEN 3
+                                   WHEN activity = 'unsubscribed' THEN 4 END::smallint AS fk
+                  FROM report_batch b WHERE kind = 1) x
+            WHERE fk IS NOT NULL
+            ORDER BY delivery_id, fk, at),
+         moved AS (
+            SELECT c.*, f.at AS old_at FROM cand c
+            LEFT JOIN report_first f ON f.delivery_id = c.delivery_id AND f.kind = c.fk
+            WHERE f.at IS NULL OR f.at > c.at),
+         up AS (
+            INSERT INTO report_first (organisation_id, delivery_id, kind, at)
+            SELECT organisation_id, delivery_id, fk, at FROM moved
+            ON CONFLICT (delivery_id, kind) DO UPDATE SET at = excluded.at)
+         INSERT INTO report_delta (organisation_id, hour, source_kind, source_id, step_id,
+            human_openers, machine_openers, human_clickers, unsubscribes)
+         SELECT organisation_id, date_trunc('hour', at AT TIME ZONE time_zone), source_kind, source_id, step_id,
+            (fk = 1)::int, (fk = 2)::int, (fk = 3)::int, (fk = 4)::int FROM moved
+         UNION ALL
+         SELECT organisation_id, date_trunc('hour', old_at AT TIME ZONE time_zone), source_kind, source_id, step_id,
+            -(fk = 1)::int, -(fk = 2)::int, -(fk = 3)::int, -(fk = 4)::int FROM moved WHERE old_at IS NOT NULL",
+        [],
+    )
+    .await?;
+    const COLS: &str = "sent, delivered, bounced, failed, human_openers, machine_opens, machine_openers, \
+                        human_clicks, human_clickers, machine_clicks, unsubscribes";
+    let sums = |cols: &str| cols.split(", ").map(|c| format!("coalesce(sum({c}), 0)")).collect::<Vec<_>>().join(", ");
+    let adds = |table: &str, cols: &str| {
+        cols.split(", ").map(|c| format!("{c} = {table}.{c} + excluded.{c}")).collect::<Vec<_>>().join(", ")
+    };
+    db::exec(
+        conn,
+        &format!(
+            "INSERT INTO report_hour (organisation_id, hour, source_kind, source_id, step_id, {COLS})
+             SELECT organisation_id, hour, source_kind, source_id, step_id, {}
+             FROM report_delta WHERE source_kind > 0 GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+             ON CONFLICT (organisation_id, hour, source_kind, source_id, step_id) DO UPDATE SET {}",
+            sums(COLS),
+            adds("report_hour", COLS)
+        ),
+        [],
+    )
+    .await?;
+    let org_cols =
+        format!("{COLS}, suppressed_unsubscribed, suppressed_hard_bounce, suppressed_complaint, suppressed_manual");
+    db::exec(
+        conn,
+        &format!(
+            "INSERT INTO report_org_hour (organisation_id, hour, {org_cols})
+             SELECT organisation_id, hour, {} FROM report_delta GROUP BY 1, 2 ORDER BY 1, 2
+             ON CONFLICT (organisation_id, hour) DO UPDATE SET {}",
+            sums(&org_cols),
+            adds("report_org_hour", &org_cols)
+        ),
+        [],
+    )
+    .await?;
+    db::exec(conn, "DROP TABLE report_batch, report_delta", []).await?;
+    Ok(taken)
+}
+
+/// Ask for an organisation's rollups to be rebuilt (its time zone changed).
+pub async fn request_rebuild<C: ConnectionTrait>(conn: &C, org: Uuid) -> ServiceResult<()> {
+    db::exec(conn, "UPDATE organisation SET report_rebuild_requested_at = now() WHERE id = $1", [org.into()]).await?;
+    Ok(())
+}
+
+/// Whether anything waits for the rollup (pending facts or a requested rebuild).
+pub async fn behind(svc: &Services) -> ServiceResult<bool> {
+    Ok(db::scalar::<bool, _>(
+        svc.db(),
+        "SELECT EXISTS (SELECT 1 FROM report_pending)
+             OR EXISTS (SELECT 1 FROM organisation WHERE report_rebuild_requested_at IS NOT NULL)",
+        [],
+    )
+    .await?
+    .unwrap_or(false))
+}
