@@ -6,8 +6,10 @@
 
 use crate::csrf::CsrfClient;
 use crate::error::AppError;
-use domain::reports::{Comparison, Overview, ReportSetup};
+use domain::reports::{Comparison, Curves, Drill, Overview, ReportSetup, SourceRef};
 use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
+use uuid::Uuid;
 
 #[cfg(feature = "ssr")]
 use crate::ssr;
@@ -36,4 +38,19 @@ pub async fn report_comparison(from: String, to: String) -> Result<Comparison, A
 pub async fn set_report_time_zone(time_zone: String) -> Result<(), AppError> {
     let (svc, actor) = ssr::actor()?;
     Ok(service::reports::set_time_zone(&svc, &actor, &time_zone).await?)
+}
+
+#[server(client = CsrfClient, prefix = "/api", endpoint = "report_drill")]
+pub async fn report_drill(kind: String, id: Uuid, step: String, from: String, to: String) -> Result<Drill, AppError> {
+    let (svc, actor) = ssr::actor()?;
+    let range = service::reports::parse_range(&from, &to)?;
+    let kind = domain::reports::SourceRef::parse_kind(&kind)
+        .ok_or_else(|| service::ServiceError::invalid("kind", "must be campaign, sequence_email or api_message"))?;
+    Ok(service::reports::drill(&svc, &actor, SourceRef { kind, id, step_id: step }, range).await?)
+}
+
+#[server(client = CsrfClient, prefix = "/api", endpoint = "report_curves", input = Json)]
+pub async fn report_curves(sources: Vec<SourceRef>) -> Result<Curves, AppError> {
+    let (svc, actor) = ssr::actor()?;
+    Ok(service::reports::curves(&svc, &actor, sources).await?)
 }

@@ -19,6 +19,8 @@ pub mod csrf;
 pub mod error;
 pub mod pages;
 pub mod pages_table;
+#[cfg(feature = "hydrate")]
+pub mod png;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 pub mod webhooks;
@@ -182,6 +184,7 @@ lazy_group!(app_pages, __preload_app_pages, AppPage {
     WebhooksRoute => pages::webhooks::WebhooksPage,
     SequencesRoute => pages::sequences::SequencesPage,
     ReportsRoute => pages::reports::ReportsPage,
+    ReportSourceRoute => pages::reports::ReportSourcePage,
 });
 
 // The editors, the heaviest pages: contact, import, segment builder, template and campaign.
@@ -229,6 +232,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("sequences") view=page!(SequencesRoute, pages::sequences::SequencesPage)/>
                     <Route path=path!("sequences/:id") view=page!(SequenceRoute, pages::sequences::SequencePage)/>
                     <Route path=path!("reports") view=page!(ReportsRoute, pages::reports::ReportsPage)/>
+                    <Route path=path!("reports/source") view=page!(ReportSourceRoute, pages::reports::ReportSourcePage)/>
                     <Route path=path!("audit") view=page!(AuditRoute, AuditPage)/>
                     <Route path=path!("settings") view=page!(SettingsRoute, SettingsPage)/>
                     <Route path=path!("settings/users") view=page!(UsersRoute, UsersPage)/>

@@ -42,6 +42,7 @@ pub const PAGES: &[(&str, PageAccess)] = &[
     ("/sequences", PageAccess::Permission(Permission::SequencesRead)),
     ("/sequences/{id}", PageAccess::Permission(Permission::SequencesRead)),
     ("/reports", PageAccess::Permission(Permission::ReportsRead)),
+    ("/reports/source", PageAccess::Permission(Permission::ReportsRead)),
     ("/audit", PageAccess::Permission(Permission::AuditRead)),
     ("/settings", PageAccess::Permission(Permission::OwnAccount)),
     ("/settings/users", PageAccess::Permission(Permission::UsersManage)),

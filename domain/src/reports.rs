@@ -15,8 +15,8 @@
 //!   outcomes against "sent", each comparison row against the all-email total). A rate or a change
 //!   is only shown when the counts it comes from are.
 
-use crate::disclosure::{Cell, Figure, Reader, Sum, suppress_preferring};
-use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
+use crate::disclosure::{Cell, Figure, Reader, Sum, suppress, suppress_preferring};
+use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, Timelike};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -815,4 +815,258 @@ mod tests {
         assert_eq!(change(Metric::Sent, Value::Count(Figure::Exact(5)), Value::Count(Figure::Exact(0))), None);
         assert_eq!(change(Metric::Sent, Value::Count(Figure::FewerThan(11)), Value::Count(Figure::Exact(50))), None);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drill-down of one campaign or sequence email
+// ---------------------------------------------------------------------------------------------
+
+/// Which source a drill-down or a curve is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SourceRef {
+    pub kind: SourceKind,
+    pub id: Uuid,
+    /// The step, for sequence emails ("" otherwise).
+    #[serde(default)]
+    pub step_id: String,
+}
+
+impl SourceRef {
+    /// The drill-down page's address.
+    pub fn href(&self, range: &ReportRange) -> String {
+        let kind = match self.kind {
+            SourceKind::Campaign => "campaign",
+            SourceKind::SequenceEmail => "sequence_email",
+            SourceKind::ApiMessage => "api_message",
+        };
+        format!("/reports/source?kind={kind}&id={}&step={}&from={}&to={}", self.id, self.step_id, range.from, range.to)
+    }
+
+    pub fn parse_kind(s: &str) -> Option<SourceKind> {
+        match s {
+            "campaign" => Some(SourceKind::Campaign),
+            "sequence_email" => Some(SourceKind::SequenceEmail),
+            "api_message" => Some(SourceKind::ApiMessage),
+            _ => None,
+        }
+    }
+}
+
+/// Buckets of hours since the send for the opens-since-send curve: (from hour, label).
+pub const SINCE_BUCKETS: [(i32, &str); 9] = [
+    (0, "first hour"),
+    (1, "1–2 h"),
+    (2, "2–4 h"),
+    (4, "4–8 h"),
+    (8, "8–24 h"),
+    (24, "day 2"),
+    (48, "day 3"),
+    (72, "days 4–7"),
+    (168, "after a week"),
+];
+
+/// The bucket of `hours` since the send.
+pub fn since_bucket(hours: i32) -> usize {
+    SINCE_BUCKETS.iter().rposition(|(from, _)| hours >= *from).unwrap_or(0)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SincePoint {
+    pub label: String,
+    pub openers: Figure,
+    pub clickers: Figure,
+    /// Share of delivered messages opened by the end of this bucket (None when a figure it
+    /// adds up is hidden).
+    pub opened_share: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkFigure {
+    pub position: i32,
+    pub url: String,
+    pub clicks: Figure,
+    pub clickers: Figure,
+    pub machine_clicks: Figure,
+}
+
+/// The drill-down of one source: its overview over the range (headline figures, series, chart),
+/// opens and clicks since the send, links by clicks, and a weekday × hour heatmap of human opens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Drill {
+    pub source: SourceRef,
+    pub name: String,
+    pub kind_label: String,
+    /// The campaign's or sequence's own page.
+    pub href: Option<String>,
+    pub overview: Overview,
+    pub since: Vec<SincePoint>,
+    pub links: Vec<LinkFigure>,
+    /// Monday first; 24 hours each (local time).
+    pub heatmap: Vec<Vec<Figure>>,
+    /// The opens-since-send curve as a chart (filled by the server).
+    pub since_svg: String,
+}
+
+pub const WEEKDAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+
+impl Drill {
+    /// Every table of the drill-down as one CSV: headline figures, series, since the send,
+    /// links, heatmap.
+    pub fn csv(&self) -> String {
+        let mut out = format!("source,{},{}\n\n", csv_field(self.source.kind.label()), csv_field(&self.name));
+        out.push_str(&self.overview.csv());
+        out.push_str("\nsince_send,opened_by_people,clicked_by_people,opened_share\n");
+        for p in &self.since {
+            out.push_str(&format!(
+                "{},{},{},{}\n",
+                csv_field(&p.label),
+                Value::Count(p.openers).csv(),
+                Value::Count(p.clickers).csv(),
+                Value::Rate(p.opened_share).csv()
+            ));
+        }
+        out.push_str("\nlink,clicks_by_people,people_who_clicked,machine_clicks\n");
+        for l in &self.links {
+            out.push_str(&format!(
+                "{},{},{},{}\n",
+                csv_field(&l.url),
+                Value::Count(l.clicks).csv(),
+                Value::Count(l.clickers).csv(),
+                Value::Count(l.machine_clicks).csv()
+            ));
+        }
+        out.push_str("\nweekday");
+        for h in 0..24 {
+            out.push_str(&format!(",{h:02}:00"));
+        }
+        out.push('\n');
+        for (d, row) in self.heatmap.iter().enumerate() {
+            out.push_str(WEEKDAYS.get(d).copied().unwrap_or(""));
+            for f in row {
+                out.push(',');
+                out.push_str(&Value::Count(*f).csv());
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// What a drill-down is built from (before disclosure control).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DrillCounts {
+    pub overview: OverviewCounts,
+    /// Delivered over the source's whole life (the curve's denominator) and first human opens /
+    /// clicks per [`SINCE_BUCKETS`] bucket.
+    pub delivered_ever: u64,
+    pub since_openers: [u64; 9],
+    pub since_clickers: [u64; 9],
+    /// (position, url, human clicks, human clickers, machine clicks)
+    pub links: Vec<(i32, String, u64, u64, u64)>,
+    /// human_openers by [weekday Monday=0][hour].
+    pub heatmap: [[u64; 24]; 7],
+}
+
+impl Drill {
+    pub fn build(
+        reader: Reader,
+        source: SourceRef,
+        name: String,
+        href: Option<String>,
+        range: ReportRange,
+        time_zone: String,
+        c: &DrillCounts,
+    ) -> Drill {
+        let mut overview = Overview::build(reader, range, time_zone, &c.overview);
+        // The heatmap decomposes the range's human opens too: suppressed together with them so
+        // neither gives the other away (a cell is one local hour when the range is short).
+        let n = c.overview.buckets.len();
+        let mut cells: Vec<Cell> = vec![Cell::people(c.overview.current.human_openers)];
+        cells.extend(c.overview.buckets.iter().map(|b| Cell::people(b.human_openers)));
+        let heat0 = cells.len();
+        for day in &c.heatmap {
+            cells.extend(day.iter().map(|&v| Cell::people(v)));
+        }
+        let mut sums = vec![
+            Sum { total: 0, parts: (1..=n).collect() },
+            Sum { total: 0, parts: (heat0..heat0 + 7 * 24).collect() },
+        ];
+        if range.days() <= 7 {
+            for (i, start) in range.buckets().iter().enumerate() {
+                let day = start.weekday().num_days_from_monday() as usize;
+                let parts = match range.bucket() {
+                    Bucket::Day => (0..24).map(|h| heat0 + day * 24 + h).collect(),
+                    Bucket::Hour => vec![heat0 + day * 24 + start.hour() as usize],
+                };
+                sums.push(Sum { total: 1 + i, parts });
+            }
+        }
+        let f = suppress_preferring(reader, &cells, &sums, &[]);
+        // Keep the overview's own hiding, and add what the heatmap needs hidden.
+        if f[0].is_hidden()
+            && let Some(h) = overview.figures.iter_mut().find(|h| h.metric == Metric::HumanOpeners)
+        {
+            h.current = Value::Count(Figure::Withheld);
+            h.change = None;
+        }
+        for (i, p) in overview.series.iter_mut().enumerate() {
+            if f[1 + i].is_hidden() && !p.human_openers.is_hidden() {
+                p.human_openers = Figure::Withheld;
+            }
+        }
+        let heatmap = (0..7).map(|d| (0..24).map(|h| f[heat0 + d * 24 + h]).collect()).collect();
+
+        // Since the send: buckets of first opens and clicks, against delivered ever.
+        let mut cells = vec![Cell::people(c.delivered_ever)];
+        cells.extend(c.since_openers.iter().map(|&v| Cell::people(v)));
+        cells.extend(c.since_clickers.iter().map(|&v| Cell::people(v)));
+        let f = suppress(reader, &cells, &[]);
+        let mut cumulative = Some(0u64);
+        let delivered = f[0].shown().filter(|&d| d > 0);
+        let since = SINCE_BUCKETS
+            .iter()
+            .enumerate()
+            .map(|(i, (_, label))| {
+                let openers = f[1 + i];
+                cumulative = match (cumulative, openers.shown()) {
+                    (Some(a), Some(b)) => Some(a + b),
+                    _ => None,
+                };
+                SincePoint {
+                    label: (*label).to_string(),
+                    openers,
+                    clickers: f[1 + 9 + i],
+                    opened_share: cumulative.zip(delivered).map(|(a, d)| a as f64 / d as f64),
+                }
+            })
+            .collect();
+        let cells: Vec<Cell> =
+            c.links.iter().flat_map(|l| [Cell::events(l.2, l.3), Cell::people(l.3), Cell::events(l.4, l.4)]).collect();
+        let f = suppress(reader, &cells, &[]);
+        let mut links: Vec<LinkFigure> = c
+            .links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| LinkFigure {
+                position: l.0,
+                url: l.1.clone(),
+                clicks: f[3 * i],
+                clickers: f[3 * i + 1],
+                machine_clicks: f[3 * i + 2],
+            })
+            .collect();
+        // Ranked by clicks as shown (hidden last), then by position.
+        links.sort_by_key(|l| (std::cmp::Reverse(l.clicks.shown()), l.position));
+        let kind_label = source.kind.label().to_string();
+        Drill { source, name, kind_label, href, overview, since, links, heatmap, since_svg: String::new() }
+    }
+}
+
+/// Opens-since-send curves of several sources, to overlay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Curves {
+    pub labels: Vec<String>,
+    /// (name, cumulative share opened per bucket; None where hidden)
+    pub lines: Vec<(String, Vec<Option<f64>>)>,
+    pub chart_svg: String,
 }

@@ -17,7 +17,7 @@ test('reports: overview chart matches its table, range picker, CSV export, compa
   createOrg(org);
   const admin = createUser('admin', 'radmin', org);
   const analyst = createUser('analyst', 'ranalyst', org);
-  execFileSync(SERVER_BIN, ['admin', 'demo-reports', '--org', org, '--events', '6000', '--campaigns', '6', '--days', '60', '--contacts', '60'], {
+  execFileSync(SERVER_BIN, ['admin', 'demo-reports', '--org', org, '--events', '1500', '--campaigns', '6', '--days', '60', '--contacts', '60'], {
     env: { ...process.env, HERMETIC_LOG: 'error' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -83,9 +83,38 @@ test('reports: overview chart matches its table, range picker, CSV export, compa
   await expect(comparison).toHaveCount(6);
   await page.locator('[data-test=sort][data-column="Open rate"]').click();
   await expect(page.locator('[data-test=comparison-table] th[aria-sort=descending]')).toHaveCount(1);
-  const rates = (await comparison.locator('td:nth-child(6)').allInnerTexts()).map((t) => parseFloat(t));
+  const rates = (await comparison.locator('td:nth-child(7)').allInnerTexts()).map((t) => parseFloat(t));
   expect([...rates].sort((a, b) => b - a)).toEqual(rates);
   await expect(page.locator('[data-test=report-time-zone]')).toBeVisible();
+
+  // Overlay two campaigns' opens-since-send curves.
+  await expect(page.locator('[data-test=compare-curves]')).toBeDisabled();
+  await comparison.nth(0).locator('[data-test=pick]').check();
+  await comparison.nth(1).locator('[data-test=pick]').check();
+  await page.locator('[data-test=compare-curves]').click();
+  await expect(page.locator('[data-test=curves-table] [data-test=curves-row]')).toHaveCount(2);
+  await expect(page.locator('[data-test=curves-chart-box] svg[role=img] rect.hover-target')).toHaveCount(9);
+
+  // The chart as a PNG, drawn by the browser.
+  const [png] = await Promise.all([page.waitForEvent('download'), page.locator('[data-test=export-overview-chart-box-png]').click()]);
+  expect(png.suggestedFilename()).toBe('overview-chart-box.png');
+  expect(readFileSync((await png.path())!).subarray(1, 4).toString()).toBe('PNG');
+
+  // Drill down into the most opened campaign: since the send, links, heatmap, its CSV.
+  const name = await comparison.nth(0).locator('th a').innerText();
+  await comparison.nth(0).locator('th a').click();
+  await expect(page).toHaveURL(/\/reports\/source\?kind=campaign&id=/);
+  await expect(page.locator('[data-test=sign-out]')).toBeEnabled();
+  await expect(page.locator('[data-test=source-name]')).toHaveText(name);
+  await expect(page.locator('[data-test=since-table] [data-test=since-row]')).toHaveCount(9);
+  await expect(page.locator('[data-test=since-chart-box] svg[role=img]')).toBeVisible();
+  await expect(page.locator('[data-test=links-table] [data-test=link-row]').first()).toContainText('https://demo.hermetic.test/');
+  await expect(page.locator('[data-test=heatmap-chart] [data-test=heat-cell]')).toHaveCount(168);
+  if (process.env.E2E_SHOTS) await page.screenshot({ path: `${process.env.E2E_SHOTS}/drill.png`, fullPage: true });
+  const [drillCsv] = await Promise.all([page.waitForEvent('download'), page.locator('[data-test=export-overview-csv]').click()]);
+  expect(readFileSync((await drillCsv.path())!, 'utf8')).toContain(`source,Campaign,${name}`);
+  await page.locator('[data-test=back-to-reports]').click();
+  await expect(page).toHaveURL(/\/reports$/);
 
   // An analyst: the same figures, no time-zone form, no contact anywhere.
   const ctx = await browser.newContext();

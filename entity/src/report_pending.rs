@@ -14,6 +14,7 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub activity: String,
     pub machine: bool,
+    pub link_position: Option<i32>,
     pub at: DateTimeUtc,
     pub sign: i16,
 }

@@ -25,6 +25,8 @@ CREATE TABLE report_pending (
     -- suppression: its reason
     activity        text NOT NULL,
     machine         boolean NOT NULL DEFAULT false,
+    -- A click's link (its position among the message's tracked links).
+    link_position   integer,
     at              timestamptz NOT NULL,
     sign            smallint NOT NULL DEFAULT 1 CHECK (sign IN (-1, 1))
 );
@@ -35,8 +37,8 @@ CREATE TABLE report_pending (
 CREATE TABLE report_first (
     organisation_id uuid NOT NULL,
     delivery_id uuid NOT NULL,
-    -- 1 human open, 2 machine open, 3 human click, 4 unsubscribe
-    kind        smallint NOT NULL CHECK (kind BETWEEN 1 AND 4),
+    -- 1 human open, 2 machine open, 3 human click, 4 unsubscribe; 100 + p: human click on link p
+    kind        smallint NOT NULL CHECK (kind BETWEEN 1 AND 4 OR kind BETWEEN 100 AND 299),
     at          timestamptz NOT NULL,
     PRIMARY KEY (delivery_id, kind)
 );
@@ -67,6 +69,33 @@ CREATE TABLE report_hour (
 );
 CREATE INDEX report_hour_source ON report_hour (organisation_id, source_kind, source_id, hour);
 
+-- Opens and clicks by hours since the message was accepted (first human open / click of each
+-- delivery; 720 = thirty days or later), per source: the drill-down's curve and the comparison's
+-- overlay. Independent of the time zone.
+CREATE TABLE report_since (
+    organisation_id uuid NOT NULL,
+    source_kind     smallint NOT NULL CHECK (source_kind IN (1, 2, 3)),
+    source_id       uuid NOT NULL,
+    step_id         text NOT NULL DEFAULT '',
+    hours           integer NOT NULL CHECK (hours BETWEEN 0 AND 720),
+    human_openers   bigint NOT NULL DEFAULT 0,
+    human_clickers  bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (organisation_id, source_kind, source_id, step_id, hours)
+);
+
+-- Clicks per tracked link of a source (position; the URL is the campaign's or message's own).
+CREATE TABLE report_link (
+    organisation_id uuid NOT NULL,
+    source_kind     smallint NOT NULL CHECK (source_kind IN (1, 2, 3)),
+    source_id       uuid NOT NULL,
+    step_id         text NOT NULL DEFAULT '',
+    position        integer NOT NULL CHECK (position >= 0),
+    human_clicks    bigint NOT NULL DEFAULT 0,
+    human_clickers  bigint NOT NULL DEFAULT 0,
+    machine_clicks  bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (organisation_id, source_kind, source_id, step_id, position)
+);
+
 -- The organisation's totals per local hour (the overview and home page read only this), with
 -- the suppression list's growth by reason.
 CREATE TABLE report_org_hour (
@@ -93,8 +122,8 @@ CREATE TABLE report_org_hour (
 -- Engagement: every inserted open, click and unsubscribe of a delivery.
 CREATE FUNCTION report_capture_engagement() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO report_pending (organisation_id, kind, delivery_id, campaign_id, activity, machine, at)
-    SELECT n.organisation_id, 1, n.delivery_id, n.campaign_id, n.activity, n.machine, n.occurred_at
+    INSERT INTO report_pending (organisation_id, kind, delivery_id, campaign_id, activity, machine, link_position, at)
+    SELECT n.organisation_id, 1, n.delivery_id, n.campaign_id, n.activity, n.machine, n.link_position, n.occurred_at
     FROM new_rows n
     WHERE n.delivery_id IS NOT NULL AND n.activity IN ('opened', 'clicked', 'unsubscribed');
     RETURN NULL;

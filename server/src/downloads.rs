@@ -82,26 +82,18 @@ pub async fn export(State(svc): State<Services>, Extension(ctx): Extension<Reque
     }
 }
 
-#[derive(Debug, serde::Deserialize)]
-pub struct RangeQuery {
-    #[serde(default)]
-    from: String,
-    #[serde(default)]
-    to: String,
-}
-
 /// A report export (`overview.csv`, `overview.svg`, `comparison.csv`) for `?from=&to=`.
 pub async fn report_export(
     State(svc): State<Services>,
     Extension(ctx): Extension<RequestContext>,
     Path(file): Path<String>,
-    Query(q): Query<RangeQuery>,
+    Query(q): Query<service::reports::ExportQuery>,
 ) -> Response {
     let actor = match actor(&ctx) {
         Ok(a) => a,
         Err(e) => return error(e),
     };
-    match service::reports::export(&svc, &actor, &file, &q.from, &q.to).await {
+    match service::reports::export(&svc, &actor, &file, &q).await {
         Ok(x) => {
             let mut res = Response::new(Body::from(x.body));
             res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(x.content_type));

@@ -188,6 +188,8 @@ const API: &[(&str, Access)] = &[
     ("/api/report_context", Signed(P::ReportsRead)),
     ("/api/report_overview", Signed(P::ReportsRead)),
     ("/api/report_comparison", Signed(P::ReportsRead)),
+    ("/api/report_drill", Signed(P::ReportsRead)),
+    ("/api/report_curves", Signed(P::ReportsRead)),
     ("/api/set_report_time_zone", Signed(P::SettingsManage)),
 ];
 

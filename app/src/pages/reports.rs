@@ -6,15 +6,19 @@
 //! Every figure arrives disclosure-controlled for the reader (`domain::reports`): "<11" and
 //! "hidden" are shown as they are, and rates or changes built on them are "–".
 
-use crate::api_reports::{report_comparison, report_context, report_overview, set_report_time_zone};
+use crate::api_reports::{
+    report_comparison, report_context, report_curves, report_drill, report_overview, set_report_time_zone,
+};
 use crate::components::{ErrorMessage, FieldError, Guard, use_hydrated};
 use crate::error::AppError;
 use domain::Permission;
 use domain::reports::{
-    Bucket, COMPARISON_COLUMNS, Comparison, Metric, Overview, ReportRange, ReportSetup, Value, change_label,
+    Bucket, COMPARISON_COLUMNS, Comparison, Curves, Drill, Metric, Overview, ReportRange, ReportSetup, SourceRef,
+    Value, WEEKDAYS, change_label,
 };
 use leptos::prelude::*;
 use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
 
 fn export_href(file: &str, r: &ReportRange) -> String {
     format!("/reports/export/{file}?from={}&to={}", r.from, r.to)
@@ -63,15 +67,20 @@ fn bucket_text(b: Bucket, t: chrono::NaiveDateTime) -> String {
     }
 }
 
-fn overview_view(o: Overview) -> impl IntoView {
+/// Where the overview's exports are: (CSV, SVG).
+fn overview_exports(r: &ReportRange) -> (String, String) {
+    (export_href("overview.csv", r), export_href("overview.svg", r))
+}
+
+fn overview_view(o: Overview, exports: (String, String)) -> impl IntoView {
     let hidden = any_hidden(&o);
     let nothing =
         o.figure(Metric::Sent).is_some_and(|f| f.current == Value::Count(domain::disclosure::Figure::Exact(0)))
             && o.figure(Metric::HumanOpeners)
                 .is_some_and(|f| f.current == Value::Count(domain::disclosure::Figure::Exact(0)));
-    let range = o.range;
     let bucket = o.bucket;
     let svg = o.chart_svg.clone();
+    let (csv_href, svg_href) = exports;
     let rows = o
         .series
         .iter()
@@ -109,9 +118,11 @@ fn overview_view(o: Overview) -> impl IntoView {
             <div class="panel-head">
                 <h2>{format!("Over time, by {}", if bucket == Bucket::Hour { "hour" } else { "day" })}</h2>
                 <span class="exports">
-                    <a href=export_href("overview.csv", &range) download data-test="export-overview-csv">"Download CSV"</a>
+                    <a href=csv_href download data-test="export-overview-csv">"Download CSV"</a>
                     " · "
-                    <a href=export_href("overview.svg", &range) download data-test="export-overview-svg">"Download chart (SVG)"</a>
+                    <a href=svg_href download data-test="export-overview-svg">"Download chart (SVG)"</a>
+                    " · "
+                    <PngLink box_test="overview-chart-box"/>
                 </span>
             </div>
             <div class="chart-stack">
@@ -140,6 +151,8 @@ fn comparison_view(c: Comparison) -> impl IntoView {
     let empty = c.rows.is_empty();
     let rows = StoredValue::new(c.rows.clone());
     let total = c.total;
+    let picked = RwSignal::new(Vec::<SourceRef>::new());
+    let curves = Action::new(|s: &Vec<SourceRef>| report_curves(s.clone()));
     let header = move |m: Option<Metric>, label: &'static str| {
         let state = move || {
             let (k, desc) = sort.get();
@@ -179,8 +192,16 @@ fn comparison_view(c: Comparison) -> impl IntoView {
                     Some(h) => view! { <a href=h>{r.name.clone()}</a> }.into_any(),
                     None => view! { <span>{r.name.clone()}</span> }.into_any(),
                 };
+                let me = SourceRef { kind: r.kind, id: r.id, step_id: r.step_id.clone().unwrap_or_default() };
+                let me2 = me.clone();
+                let checked = move || picked.with(|p| p.contains(&me2));
+                let label = format!("Compare {}", r.name);
                 view! {
                     <tr data-test="comparison-row" data-kind=format!("{:?}", r.kind).to_lowercase()>
+                        <td><input type="checkbox" data-test="pick" aria-label=label prop:checked=checked
+                            on:change=move |_| picked.update(|p| {
+                                if let Some(i) = p.iter().position(|x| *x == me) { p.remove(i); } else if p.len() < 8 { p.push(me.clone()); }
+                            })/></td>
                         <th scope="row">{name}<br/><small class="muted">{r.kind.label()}</small></th>
                         {COMPARISON_COLUMNS.iter().map(|m| view! { <td>{r.figures.value(*m).label()}</td> }).collect_view()}
                     </tr>
@@ -203,19 +224,80 @@ fn comparison_view(c: Comparison) -> impl IntoView {
                         <table data-test="comparison-table">
                             <caption class="visually-hidden">"Figures of each campaign and sequence email in the range"</caption>
                             <thead><tr>
+                                <th scope="col"><span class="visually-hidden">"Compare"</span></th>
                                 {header(None, "Name")}
                                 {COMPARISON_COLUMNS.iter().map(|m| header(Some(*m), m.label())).collect_view()}
                             </tr></thead>
                             <tbody>{body}</tbody>
                             <tfoot><tr data-test="comparison-total">
+                                <td></td>
                                 <th scope="row">"All email"</th>
                                 {COMPARISON_COLUMNS.iter().map(|m| view! { <td>{total.value(*m).label()}</td> }).collect_view()}
                             </tr></tfoot>
                         </table>
                     </div>
+                    <div class="actions">
+                        <button type="button" data-test="compare-curves"
+                            disabled=move || picked.with(|p| p.len() < 2) || curves.pending().get()
+                            on:click=move |_| { curves.dispatch(picked.get_untracked()); }>
+                            "Compare opens since the send"
+                        </button>
+                        <span class="hint">"Tick two to eight rows."</span>
+                    </div>
+                    {move || curves.value().get().map(|r| match r {
+                        Ok(c) => curves_view(c).into_any(),
+                        Err(e) => view! { <p class="alert error" role="alert">{e.message}</p> }.into_any(),
+                    })}
                 }.into_any()
             }}
         </section>
+    }
+}
+
+fn share_label(v: Option<f64>) -> String {
+    v.map(|x| format!("{:.1}%", x * 100.0)).unwrap_or_else(|| "–".into())
+}
+
+/// Overlaid opens-since-send curves with the same shares as a table.
+fn curves_view(c: Curves) -> impl IntoView {
+    let svg = c.chart_svg.clone();
+    let labels = c.labels.clone();
+    view! {
+        <div class="chart-stack" data-test="curves">
+            <div class="chart-box" data-test="curves-chart-box" inner_html=svg></div>
+            <div class="table-wrap">
+                <table data-test="curves-table">
+                    <caption class="visually-hidden">"Share of delivered messages opened by people, by time since the send"</caption>
+                    <thead><tr>
+                        <th scope="col">"Campaign or email"</th>
+                        {labels.iter().map(|l| view! { <th scope="col">{l.clone()}</th> }).collect_view()}
+                    </tr></thead>
+                    <tbody>
+                        {c.lines.iter().map(|(name, values)| view! {
+                            <tr data-test="curves-row">
+                                <th scope="row">{name.clone()}</th>
+                                {values.iter().map(|v| view! { <td>{share_label(*v)}</td> }).collect_view()}
+                            </tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            </div>
+        </div>
+    }
+}
+
+/// Saves the chart in the box `box_test` as a PNG, drawn by the browser from the SVG (the server
+/// keeps no fonts and rasterises nothing).
+#[component]
+fn PngLink(box_test: &'static str) -> impl IntoView {
+    let save = move |_| {
+        #[cfg(feature = "hydrate")]
+        crate::png::save_chart(box_test);
+        #[cfg(not(feature = "hydrate"))]
+        let _ = box_test;
+    };
+    view! {
+        <button type="button" class="link" data-test=format!("export-{box_test}-png") on:click=save>"Download chart (PNG)"</button>
     }
 }
 
@@ -290,13 +372,81 @@ fn Reports() -> impl IntoView {
     }
 }
 
+/// The range being looked at: the picker's fields, and what to do when it changes.
+#[derive(Clone, Copy)]
+struct RangeState {
+    from: RwSignal<String>,
+    to: RwSignal<String>,
+    preset: RwSignal<String>,
+    error: RwSignal<Option<AppError>>,
+}
+
+impl RangeState {
+    fn new(initial: ReportRange, preset: &str) -> RangeState {
+        RangeState {
+            from: RwSignal::new(initial.from.to_string()),
+            to: RwSignal::new(initial.to.to_string()),
+            preset: RwSignal::new(preset.to_string()),
+            error: RwSignal::new(None),
+        }
+    }
+}
+
+/// The date range picker (presets, or two dates), with a refused range said next to it.
+#[component]
+fn RangePicker(
+    state: RangeState,
+    today: chrono::NaiveDate,
+    #[prop(into)] busy: Signal<bool>,
+    hydrated: ReadSignal<bool>,
+    apply: Callback<()>,
+) -> impl IntoView {
+    let RangeState { from, to, preset, error } = state;
+    let on_preset = move |ev: leptos::ev::Event| {
+        let v = event_target_value(&ev);
+        preset.set(v.clone());
+        if let Ok(days) = v.parse::<i64>() {
+            let r = ReportRange::last_days(today, days);
+            from.set(r.from.to_string());
+            to.set(r.to.to_string());
+            apply.run(());
+        }
+    };
+    view! {
+        <form class="range-picker" data-test="range-picker" on:submit=move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            preset.set("custom".into());
+            apply.run(());
+        }>
+            <label>"Range"
+                <select data-test="range-preset" data-filter="" prop:value=move || preset.get() on:change=on_preset>
+                    <option value="1">"Today"</option>
+                    <option value="2">"Yesterday and today"</option>
+                    <option value="7">"Last 7 days"</option>
+                    <option value="30">"Last 30 days"</option>
+                    <option value="90">"Last 90 days"</option>
+                    <option value="365">"Last 12 months"</option>
+                    <option value="custom">"Custom"</option>
+                </select>
+            </label>
+            <label>"From"
+                <input type="date" data-test="range-from" data-filter="" prop:value=move || from.get() on:input=move |ev| from.set(event_target_value(&ev))/>
+            </label>
+            <label>"To"
+                <input type="date" data-test="range-to" data-filter="" prop:value=move || to.get() on:input=move |ev| to.set(event_target_value(&ev))/>
+            </label>
+            <button type="submit" data-test="range-apply" disabled=move || !hydrated.get() || busy.get()>"Show"</button>
+            <FieldError error=error field="range" label="The date range"/>
+        </form>
+        {move || busy.get().then(|| view! { <p class="hint" role="status" data-test="report-loading">"Counting…"</p> })}
+        <ErrorMessage error=Signal::derive(move || error.get().filter(|e| !e.is_about_any(&["range"])))/>
+    }
+}
+
 #[component]
 fn ReportArea(ctx: ReportSetup, hydrated: ReadSignal<bool>) -> impl IntoView {
     let initial = ReportRange::last_days(ctx.today, 30);
-    let from = RwSignal::new(initial.from.to_string());
-    let to = RwSignal::new(initial.to.to_string());
-    let preset = RwSignal::new("30".to_string());
-    let error = RwSignal::new(None::<AppError>);
+    let range = RangeState::new(initial, "30");
     let load = Action::new(|(f, t): &(String, String)| {
         let (f, t) = (f.clone(), t.clone());
         async move {
@@ -305,29 +455,18 @@ fn ReportArea(ctx: ReportSetup, hydrated: ReadSignal<bool>) -> impl IntoView {
             Ok::<_, AppError>((o, c))
         }
     });
-    let apply = move || {
-        error.set(None);
-        load.dispatch((from.get_untracked(), to.get_untracked()));
-    };
+    let apply = Callback::new(move |()| {
+        range.error.set(None);
+        load.dispatch((range.from.get_untracked(), range.to.get_untracked()));
+    });
     Effect::new(move || {
         load.dispatch((initial.from.to_string(), initial.to.to_string()));
     });
     Effect::new(move || {
         if let Some(Err(e)) = load.value().get() {
-            error.set(Some(e));
+            range.error.set(Some(e));
         }
     });
-    let today = ctx.today;
-    let on_preset = move |ev: leptos::ev::Event| {
-        let v = event_target_value(&ev);
-        preset.set(v.clone());
-        if let Ok(days) = v.parse::<i64>() {
-            let r = ReportRange::last_days(today, days);
-            from.set(r.from.to_string());
-            to.set(r.to.to_string());
-            apply();
-        }
-    };
     let tz = ctx.time_zone.clone();
     view! {
         <section class="panel">
@@ -336,39 +475,207 @@ fn ReportArea(ctx: ReportSetup, hydrated: ReadSignal<bool>) -> impl IntoView {
                 <span class="muted" data-test="report-zone">{format!("All email · days and hours in {tz}")}</span>
             </div>
             <p class="hint">"Figures for every campaign, sequence email and API message: never a patient's details."</p>
-            <form class="range-picker" data-test="range-picker" on:submit=move |ev: leptos::ev::SubmitEvent| {
-                ev.prevent_default();
-                preset.set("custom".into());
-                apply();
-            }>
-                <label>"Range"
-                    <select data-test="range-preset" data-filter="" prop:value=move || preset.get() on:change=on_preset>
-                        <option value="1">"Today"</option>
-                        <option value="2">"Yesterday and today"</option>
-                        <option value="7">"Last 7 days"</option>
-                        <option value="30">"Last 30 days"</option>
-                        <option value="90">"Last 90 days"</option>
-                        <option value="365">"Last 12 months"</option>
-                        <option value="custom">"Custom"</option>
-                    </select>
-                </label>
-                <label>"From"
-                    <input type="date" data-test="range-from" data-filter="" prop:value=move || from.get() on:input=move |ev| from.set(event_target_value(&ev))/>
-                </label>
-                <label>"To"
-                    <input type="date" data-test="range-to" data-filter="" prop:value=move || to.get() on:input=move |ev| to.set(event_target_value(&ev))/>
-                </label>
-                <button type="submit" data-test="range-apply" disabled=move || !hydrated.get() || load.pending().get()>"Show"</button>
-                <FieldError error=error field="range" label="The date range"/>
-            </form>
-            {move || load.pending().get().then(|| view! { <p class="hint" role="status" data-test="report-loading">"Counting…"</p> })}
-            <ErrorMessage error=Signal::derive(move || error.get().filter(|e| !e.is_about_any(&["range"])))/>
+            <RangePicker state=range today=ctx.today busy=load.pending() hydrated=hydrated apply=apply/>
         </section>
         {move || match load.value().get() {
-            Some(Ok((o, c))) => view! { {overview_view(o)} {comparison_view(c)} }.into_any(),
+            Some(Ok((o, c))) => {
+                let exports = overview_exports(&o.range);
+                view! { {overview_view(o, exports)} {comparison_view(c)} }.into_any()
+            }
             _ => ().into_any(),
         }}
         {ctx.may_change_time_zone.then(|| view! { <TimeZoneForm current=ctx.time_zone.clone()/> })}
+    }
+}
+
+/// One campaign's or sequence email's report: `/reports/source?kind=&id=&step=&from=&to=`.
+#[component]
+pub fn ReportSourcePage() -> impl IntoView {
+    view! {
+        <Title text="Report · Hermetic"/>
+        <Guard permission=Permission::ReportsRead>
+            <SourceReport/>
+        </Guard>
+    }
+}
+
+#[component]
+fn SourceReport() -> impl IntoView {
+    let hydrated = use_hydrated();
+    let query = use_query_map();
+    let q = move |k: &str| query.with_untracked(|m| m.get(k).unwrap_or_default());
+    let ctx = Action::new(|_: &()| report_context());
+    Effect::new(move || {
+        ctx.dispatch(());
+    });
+    move || {
+        match ctx.value().get() {
+        None => view! { <section class="panel"><h1>"Report"</h1><p>"Loading…"</p></section> }.into_any(),
+        Some(Err(e)) => view! {
+            <section class="panel"><h1>"Report"</h1><ErrorMessage error=Signal::derive(move || Some(e.clone()))/></section>
+        }
+        .into_any(),
+        Some(Ok(c)) => {
+            let initial = ReportRange::parse(&q("from"), &q("to")).unwrap_or_else(|_| ReportRange::last_days(c.today, 30));
+            view! {
+                <SourceArea ctx=c initial=initial kind=q("kind") id=q("id") step=q("step") hydrated=hydrated/>
+            }
+            .into_any()
+        }
+    }
+    }
+}
+
+#[component]
+fn SourceArea(
+    ctx: ReportSetup,
+    initial: ReportRange,
+    kind: String,
+    id: String,
+    step: String,
+    hydrated: ReadSignal<bool>,
+) -> impl IntoView {
+    let range = RangeState::new(initial, "custom");
+    let Ok(id) = uuid::Uuid::parse_str(&id) else {
+        return view! { <section class="panel"><h1>"Report"</h1><p class="empty">"No such campaign or email."</p></section> }.into_any();
+    };
+    let source = StoredValue::new((kind, step));
+    let load = Action::new(move |(f, t): &(String, String)| {
+        let (kind, step) = source.get_value();
+        report_drill(kind, id, step, f.clone(), t.clone())
+    });
+    let apply = Callback::new(move |()| {
+        range.error.set(None);
+        load.dispatch((range.from.get_untracked(), range.to.get_untracked()));
+    });
+    Effect::new(move || {
+        load.dispatch((initial.from.to_string(), initial.to.to_string()));
+    });
+    Effect::new(move || {
+        if let Some(Err(e)) = load.value().get() {
+            range.error.set(Some(e));
+        }
+    });
+    let tz = ctx.time_zone.clone();
+    view! {
+        <section class="panel">
+            <p><a href=format!("/reports") data-test="back-to-reports">"← All reports"</a></p>
+            {move || match load.value().get() {
+                Some(Ok(d)) => view! {
+                    <div class="panel-head">
+                        <h1 data-test="source-name">{d.name.clone()}</h1>
+                        <span class="muted">{format!("{} · days and hours in {tz}", d.kind_label)}</span>
+                    </div>
+                    {d.href.clone().map(|h| view! { <p><a href=h>"Open its page"</a></p> })}
+                }.into_any(),
+                _ => view! { <h1>"Report"</h1> }.into_any(),
+            }}
+            <RangePicker state=range today=ctx.today busy=load.pending() hydrated=hydrated apply=apply/>
+        </section>
+        {move || load.value().get().and_then(|r| r.ok()).map(drill_view)}
+    }
+    .into_any()
+}
+
+fn drill_view(d: Drill) -> impl IntoView {
+    let r = d.overview.range;
+    let q = format!(
+        "kind={}&id={}&step={}&from={}&to={}",
+        match d.source.kind {
+            domain::reports::SourceKind::Campaign => "campaign",
+            domain::reports::SourceKind::SequenceEmail => "sequence_email",
+            domain::reports::SourceKind::ApiMessage => "api_message",
+        },
+        d.source.id,
+        d.source.step_id,
+        r.from,
+        r.to
+    );
+    let exports = (format!("/reports/export/source.csv?{q}"), format!("/reports/export/source.svg?{q}"));
+    let since_svg = d.since_svg.clone();
+    let max_heat = d.heatmap.iter().flatten().filter_map(|f| f.shown()).max().unwrap_or(0).max(1) as f64;
+    view! {
+        {overview_view(d.overview.clone(), exports)}
+        <section class="panel" data-test="since-send">
+            <h2>"Opens and clicks since the send"</h2>
+            <p class="hint">"Each message counted once, at its first open or click by a person, by the time after its delivery."</p>
+            <div class="chart-stack">
+                <div class="chart-box" data-test="since-chart-box" inner_html=since_svg></div>
+                <div class="table-wrap">
+                    <table data-test="since-table">
+                        <caption class="visually-hidden">"Opens and clicks by time since the send"</caption>
+                        <thead><tr><th scope="col">"After the send"</th><th scope="col">"Opened (people)"</th>
+                            <th scope="col">"Clicked (people)"</th><th scope="col">"Opened so far"</th></tr></thead>
+                        <tbody>
+                            {d.since.iter().map(|p| view! {
+                                <tr data-test="since-row"><th scope="row">{p.label.clone()}</th><td>{p.openers.label()}</td>
+                                    <td>{p.clickers.label()}</td><td>{share_label(p.opened_share)}</td></tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                </div>
+            </div>
+        </section>
+        <section class="panel" data-test="links">
+            <h2>"Links by clicks"</h2>
+            {if d.links.is_empty() {
+                view! { <p class="empty" data-test="links-empty">"No link in this email has been clicked yet."</p> }.into_any()
+            } else {
+                view! {
+                    <div class="table-wrap">
+                        <table data-test="links-table">
+                            <caption class="visually-hidden">"Clicks per link, most clicked first"</caption>
+                            <thead><tr><th scope="col">"Link"</th><th scope="col">"Clicks (people)"</th>
+                                <th scope="col">"People who clicked"</th><th scope="col">"Machine clicks"</th></tr></thead>
+                            <tbody>
+                                {d.links.iter().map(|l| view! {
+                                    <tr data-test="link-row"><th scope="row" class="url">{l.url.clone()}</th><td>{l.clicks.label()}</td>
+                                        <td>{l.clickers.label()}</td><td>{l.machine_clicks.label()}</td></tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    </div>
+                }.into_any()
+            }}
+        </section>
+        <section class="panel" data-test="heatmap">
+            <h2>"When people open it"</h2>
+            <p class="hint">"Messages opened by people in the range, by weekday and hour (local time). Darker is more."</p>
+            <svg class="heatmap" viewBox="0 0 760 200" role="img" aria-labelledby="heatmap-title" data-test="heatmap-chart">
+                <title id="heatmap-title">"Opens by weekday and hour"</title>
+                {(0..24).filter(|h| h % 3 == 0).map(|h| view! {
+                    <text x=format!("{}", 90 + h * 27 + 13) y="12" text-anchor="middle" class="tick">{format!("{h:02}")}</text>
+                }).collect_view()}
+                {d.heatmap.iter().enumerate().map(|(day, row)| view! {
+                    <g>
+                        <text x="82" y=format!("{}", 32 + day * 24) text-anchor="end" class="tick">{WEEKDAYS[day]}</text>
+                        {row.iter().enumerate().map(|(h, f)| {
+                            let opacity = f.shown().map(|v| 0.08 + 0.92 * v as f64 / max_heat).unwrap_or(0.0);
+                            view! {
+                                <rect x=format!("{}", 90 + h * 27) y=format!("{}", 18 + day * 24) width="25" height="22"
+                                    class=if f.is_hidden() { "cell hidden" } else { "cell" } fill-opacity=format!("{opacity:.2}")
+                                    data-test="heat-cell">
+                                    <title>{format!("{} {h:02}:00: {}", WEEKDAYS[day], f.label())}</title>
+                                </rect>
+                            }
+                        }).collect_view()}
+                    </g>
+                }).collect_view()}
+            </svg>
+            <details>
+                <summary>"The same figures as a table"</summary>
+                <div class="table-wrap">
+                    <table data-test="heatmap-table">
+                        <thead><tr><th scope="col">"Weekday"</th>{(0..24).map(|h| view! { <th scope="col">{format!("{h:02}")}</th> }).collect_view()}</tr></thead>
+                        <tbody>
+                            {d.heatmap.iter().enumerate().map(|(day, row)| view! {
+                                <tr><th scope="row">{WEEKDAYS[day]}</th>{row.iter().map(|f| view! { <td>{f.label()}</td> }).collect_view()}</tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                </div>
+            </details>
+        </section>
     }
 }
 

@@ -65,6 +65,10 @@ async fn assert_rollup_equals_raw(svc: &service::Services, org: Uuid, what: &str
         panic!("{what}: rollup per source differs from raw\nmissing/different: {diff:#?}\nrolled up: {extra:#?}");
     }
     assert_eq!(orgs, want_orgs, "{what}: rollup per organisation differs from raw");
+    let (since, links) = raw::rolled_up_since_and_links(svc.db(), org).await.unwrap();
+    assert_eq!(since, raw::since(svc.db(), org).await.unwrap(), "{what}: opens and clicks since the send");
+    assert!(!links.is_empty(), "{what}: the test clicked links");
+    assert_eq!(links, raw::links(svc.db(), org).await.unwrap(), "{what}: clicks per link");
 }
 
 /// Random engagement for one organisation over Oct 1 – Nov 6 2026 (UTC instants), inserted in
@@ -120,9 +124,10 @@ async fn random_engagement(app: &TestApp, org: Uuid, seed: u64) {
                 ("clicked", true),
                 ("unsubscribed", false),
             ][rng.below(6) as usize];
+            let link = if activity == "clicked" { rng.below(3).to_string() } else { "NULL".into() };
             events.push(format!(
-                "INSERT INTO engagement_event (organisation_id, contact_id, campaign_id, activity, machine, occurred_at, delivery_id)
-                 VALUES ('{org}', '{p}', {campaign}, '{activity}', {machine}, '{}', '{d}')",
+                "INSERT INTO engagement_event (organisation_id, contact_id, campaign_id, activity, machine, occurred_at, delivery_id, link_position)
+                 VALUES ('{org}', '{p}', {campaign}, '{activity}', {machine}, '{}', '{d}', {link})",
                 at(&mut rng)
             ));
         }
@@ -143,7 +148,16 @@ async fn random_engagement(app: &TestApp, org: Uuid, seed: u64) {
     // Outcome changes after they were rolled up: a late bounce, a retried failure delivered later.
     settle(svc, 50).await;
     let (late, _, _) = deliveries[0];
-    let (retried, _, _) = deliveries[1];
+    // A failed delivery (no events) retried and delivered later.
+    let retried = Uuid::now_v7();
+    app.sql(&format!(
+        "INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, recorded_at, updated_at)
+         SELECT '{retried}', organisation_id, campaign_id, NULL, 'failed', not_before, recorded_at, updated_at
+         FROM delivery WHERE id = '{}'",
+        deliveries[0].0
+    ))
+    .await;
+    settle(svc, 50).await;
     app.sql(&format!(
         "UPDATE delivery SET state = 'bounced', updated_at = updated_at + interval '3 hours' WHERE id = '{late}';
          UPDATE delivery SET state = 'sent', accepted_at = '2026-11-01T06:30:00Z', recorded_at = '2026-11-01T06:30:01Z'
@@ -258,8 +272,10 @@ async fn an_analyst_sees_small_cells_hidden_with_complementary_suppression_in_pa
         people.push(contact(svc, &actor, &format!("c{i}@cells.test")).await);
     }
     let mut sql = String::new();
+    let mut ids = Vec::new();
     for (name, n) in [("Tiny", 3usize), ("Flu shots", 40), ("Checkups", 52)] {
         let cid = campaign(&app, org.0, name).await;
+        ids.push(cid);
         for p in people.iter().take(n) {
             sql.push_str(&format!(
                 "INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, accepted_at, recorded_at, updated_at)
@@ -324,6 +340,45 @@ async fn an_analyst_sees_small_cells_hidden_with_complementary_suppression_in_pa
     // An analyst may not change the report time zone.
     let (status, _) = analyst.call("set_report_time_zone", &[("time_zone", "UTC")]).await;
     assert_eq!(status, 403);
+    // The drill-down of the tiny campaign: every figure from its 3 people hidden, heatmap and
+    // curve included; another organisation's campaign and hostile parameters are refused.
+    let tiny = ids[0].to_string();
+    let (status, d) = analyst
+        .call(
+            "report_drill",
+            &[("kind", "campaign"), ("id", &tiny), ("step", ""), ("from", "2026-11-01"), ("to", "2026-11-30")],
+        )
+        .await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["name"], "Tiny");
+    let fig = d["overview"]["figures"].as_array().unwrap().iter().find(|f| f["metric"] == "delivered").unwrap().clone();
+    assert!(fig["current"]["value"]["shown"] != "exact", "{fig}");
+    assert!(d["heatmap"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).all(|f| f["shown"] != "exact"));
+    assert!(!d.to_string().contains("cells.test"));
+    let other = app.org_with_user("Elsewhere", "admin@elsewhere.test", Role::Admin).await;
+    let theirs = campaign(&app, other.0, "Theirs").await.to_string();
+    for (kind, id, step) in [
+        ("campaign", theirs.as_str(), ""),
+        ("campaign", tiny.as_str(), &"x".repeat(100)[..]),
+        ("sequence_email", tiny.as_str(), "a"),
+    ] {
+        let (status, e) = analyst
+            .call(
+                "report_drill",
+                &[("kind", kind), ("id", id), ("step", step), ("from", "2026-11-01"), ("to", "2026-11-30")],
+            )
+            .await;
+        assert_eq!(status, 404, "{kind} {id}: {e}");
+    }
+    let (status, _) = analyst
+        .call(
+            "report_drill",
+            &[("kind", "bogus"), ("id", &tiny), ("step", ""), ("from", "2026-11-01"), ("to", "2026-11-30")],
+        )
+        .await;
+    assert_eq!(status, 422);
+    let (status, e) = analyst.call_json("report_curves", serde_json::json!({"sources": []})).await;
+    assert_eq!(status, 422, "{e}");
     // Exports are audited (what and which range, no figures).
     let n: i64 = service::db::scalar(
         svc.db(),

@@ -209,6 +209,10 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
         | "/api/report_context" => (form, String::new()),
         "/api/report_overview" | "/api/report_comparison" => (form, "from=2026-11-01&to=2026-11-30".into()),
         "/api/set_report_time_zone" => (form, "time_zone=UTC".into()),
+        "/api/report_drill" => (form, format!("kind=campaign&id={none}&step=&from=2026-11-01&to=2026-11-30")),
+        "/api/report_curves" => {
+            ("application/json", format!(r#"{{"sources":[{{"kind":"campaign","id":"{none}","step_id":""}}]}}"#))
+        }
         "/api/revoke_api_key"
         | "/api/contact_events"
         | "/api/event_properties"

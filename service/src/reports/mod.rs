@@ -25,7 +25,8 @@ use domain::Permission;
 use domain::audit::AuditAction;
 use domain::disclosure::Reader;
 use domain::reports::{
-    Bucket, Comparison, ComparisonInput, Overview, OverviewCounts, ReportRange, ReportSetup, SourceKind, Totals,
+    Bucket, Comparison, ComparisonInput, Curves, Drill, DrillCounts, Overview, OverviewCounts, ReportRange,
+    ReportSetup, SINCE_BUCKETS, SourceKind, SourceRef, Totals, since_bucket,
 };
 use domain::sequences::SequenceDefinition;
 use sea_orm::{ConnectionTrait, FromQueryResult, TransactionTrait};
@@ -158,28 +159,37 @@ const SUMS: &str = "coalesce(sum(sent), 0)::int8 AS sent, coalesce(sum(delivered
     coalesce(sum(human_clickers), 0)::int8 AS human_clickers, coalesce(sum(machine_clicks), 0)::int8 AS machine_clicks,
     coalesce(sum(unsubscribes), 0)::int8 AS unsubscribes";
 
-/// The organisation's totals per bucket of `range` (local hours or days), from the rollup.
+/// The organisation's totals per bucket of `range` (local hours or days), from the rollup; with
+/// `source`, only that campaign's or sequence email's.
 pub async fn org_buckets<C: ConnectionTrait>(
     conn: &C,
     org: Uuid,
     range: ReportRange,
+    source: Option<&SourceRef>,
 ) -> ServiceResult<HashMap<NaiveDateTime, Totals>> {
     let (start, end) = range.hours();
     let unit = match range.bucket() {
         Bucket::Hour => "hour",
         Bucket::Day => "day",
     };
-    let rows: Vec<SumRow> = db::all_as(
-        conn,
-        &format!(
+    let mut args: Vec<sea_orm::Value> = vec![org.into(), start.into(), end.into()];
+    let sql = match source {
+        None => format!(
             "SELECT date_trunc('{unit}', hour) AS bucket, NULL::int2 AS source_kind, NULL::uuid AS source_id,
-                NULL::text AS step_id, {SUMS},
-                coalesce(sum(suppressed_complaint), 0)::int8 AS complaints
+                NULL::text AS step_id, {SUMS}, coalesce(sum(suppressed_complaint), 0)::int8 AS complaints
              FROM report_org_hour WHERE organisation_id = $1 AND hour >= $2 AND hour < $3 GROUP BY 1"
         ),
-        [org.into(), start.into(), end.into()],
-    )
-    .await?;
+        Some(s) => {
+            args.extend([s.kind.code().into(), s.id.into(), s.step_id.clone().into()]);
+            format!(
+                "SELECT date_trunc('{unit}', hour) AS bucket, NULL::int2 AS source_kind, NULL::uuid AS source_id,
+                    NULL::text AS step_id, {SUMS}, 0::int8 AS complaints
+                 FROM report_hour WHERE organisation_id = $1 AND hour >= $2 AND hour < $3
+                   AND source_kind = $4 AND source_id = $5 AND step_id = $6 GROUP BY 1"
+            )
+        }
+    };
+    let rows: Vec<SumRow> = db::all_as(conn, &sql, args).await?;
     Ok(rows.iter().filter_map(|r| Some((r.bucket?, r.totals()))).collect())
 }
 
@@ -203,14 +213,16 @@ fn sum_of<'a>(it: impl Iterator<Item = &'a Totals>) -> Totals {
     t
 }
 
-/// The overview counts of `range` for an organisation (before disclosure control).
+/// The overview counts of `range` for an organisation, or one of its sources (before disclosure
+/// control).
 pub async fn overview_counts<C: ConnectionTrait>(
     conn: &C,
     org: Uuid,
     range: ReportRange,
+    source: Option<&SourceRef>,
 ) -> ServiceResult<OverviewCounts> {
-    let cur = org_buckets(conn, org, range).await?;
-    let prev = org_buckets(conn, org, range.previous()).await?;
+    let cur = org_buckets(conn, org, range, source).await?;
+    let prev = org_buckets(conn, org, range.previous(), source).await?;
     let buckets: Vec<Totals> = range.buckets().iter().map(|b| cur.get(b).copied().unwrap_or_default()).collect();
     Ok(OverviewCounts { current: sum_of(buckets.iter()), previous: sum_of(prev.values()), buckets })
 }
@@ -220,7 +232,7 @@ pub async fn overview(svc: &Services, actor: &Actor, range: ReportRange) -> Serv
     actor.require(Permission::ReportsRead)?;
     let org = actor.organisation_id.0;
     let conn = svc.db();
-    let counts = overview_counts(conn, org, range).await?;
+    let counts = overview_counts(conn, org, range, None).await?;
     let mut o = Overview::build(reader(actor), range, time_zone(conn, org).await?, &counts);
     o.catching_up = catching_up(conn, org).await?;
     o.chart_svg = charts::overview_svg(&o);
@@ -264,22 +276,8 @@ pub async fn comparison(svc: &Services, actor: &Actor, range: ReportRange) -> Se
     let rows = sources
         .into_iter()
         .map(|(kind, id, step, totals)| {
-            let (name, href) = match kind {
-                SourceKind::Campaign => (
-                    names.campaigns.get(&id).cloned().unwrap_or_else(|| "Deleted campaign".into()),
-                    Some(format!("/campaigns/{id}")),
-                ),
-                SourceKind::SequenceEmail => {
-                    let (seq, steps) = names
-                        .sequences
-                        .get(&id)
-                        .cloned()
-                        .unwrap_or_else(|| ("Deleted sequence".into(), HashMap::new()));
-                    let step_name = steps.get(&step).cloned().unwrap_or_else(|| step.clone());
-                    (format!("{seq} · {step_name}"), Some(format!("/sequences/{id}")))
-                }
-                SourceKind::ApiMessage => ("Messages sent through the API".into(), None),
-            };
+            let (name, _) = names.of(kind, id, &step);
+            let href = Some(SourceRef { kind, id, step_id: step.clone() }.href(&range));
             ComparisonInput {
                 kind,
                 id,
@@ -298,6 +296,25 @@ struct Names {
     campaigns: HashMap<Uuid, String>,
     /// Sequence name and its live version's step names by step id.
     sequences: HashMap<Uuid, (String, HashMap<String, String>)>,
+}
+
+impl Names {
+    /// A source's name and its own page (the campaign's, the sequence's).
+    fn of(&self, kind: SourceKind, id: Uuid, step: &str) -> (String, Option<String>) {
+        match kind {
+            SourceKind::Campaign => (
+                self.campaigns.get(&id).cloned().unwrap_or_else(|| "Deleted campaign".into()),
+                Some(format!("/campaigns/{id}")),
+            ),
+            SourceKind::SequenceEmail => {
+                let (seq, steps) =
+                    self.sequences.get(&id).cloned().unwrap_or_else(|| ("Deleted sequence".into(), HashMap::new()));
+                let step_name = steps.get(step).filter(|n| !n.is_empty()).cloned().unwrap_or_else(|| step.to_string());
+                (format!("{seq} · {step_name}"), Some(format!("/sequences/{id}")))
+            }
+            SourceKind::ApiMessage => ("Messages sent through the API".into(), None),
+        }
+    }
 }
 
 async fn source_names<C: ConnectionTrait>(
@@ -360,6 +377,21 @@ pub async fn record_export(svc: &Services, actor: &Actor, what: &str, range: Rep
     Ok(())
 }
 
+/// The query of an export: the range (local dates) and, for a source's files, which source.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct ExportQuery {
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub step: String,
+}
+
 /// A report file to download.
 pub struct Export {
     pub content_type: &'static str,
@@ -370,9 +402,9 @@ pub struct Export {
 /// A report export for its reader: `overview.csv`, `overview.svg` or `comparison.csv` of a range
 /// (local dates). The same figures the page shows the same reader, small cells hidden alike;
 /// audited as an export.
-pub async fn export(svc: &Services, actor: &Actor, file: &str, from: &str, to: &str) -> ServiceResult<Export> {
+pub async fn export(svc: &Services, actor: &Actor, file: &str, q: &ExportQuery) -> ServiceResult<Export> {
     actor.require(Permission::ReportsRead)?;
-    let range = parse_range(from, to)?;
+    let range = parse_range(&q.from, &q.to)?;
     let name = |what: &str, ext: &str| format!("hermetic-{what}-{}-to-{}.{ext}", range.from, range.to);
     let x = match file {
         "overview.csv" => Export {
@@ -385,6 +417,16 @@ pub async fn export(svc: &Services, actor: &Actor, file: &str, from: &str, to: &
             filename: name("overview", "svg"),
             body: overview(svc, actor, range).await?.chart_svg,
         },
+        "source.csv" | "source.svg" => {
+            let kind = SourceRef::parse_kind(&q.kind).ok_or(ServiceError::NotFound)?;
+            let id = Uuid::parse_str(&q.id).map_err(|_| ServiceError::NotFound)?;
+            let d = drill(svc, actor, SourceRef { kind, id, step_id: q.step.clone() }, range).await?;
+            if file == "source.csv" {
+                Export { content_type: "text/csv; charset=utf-8", filename: name("source", "csv"), body: d.csv() }
+            } else {
+                Export { content_type: "image/svg+xml", filename: name("source", "svg"), body: d.overview.chart_svg }
+            }
+        }
         "comparison.csv" => Export {
             content_type: "text/csv; charset=utf-8",
             filename: name("comparison", "csv"),
@@ -394,4 +436,147 @@ pub async fn export(svc: &Services, actor: &Actor, file: &str, from: &str, to: &
     };
     record_export(svc, actor, file, range).await?;
     Ok(x)
+}
+
+/// Whether the source is the organisation's: a campaign or sequence of it, or its API messages.
+async fn source_exists<C: ConnectionTrait>(conn: &C, org: Uuid, s: &SourceRef) -> ServiceResult<bool> {
+    let sql = match s.kind {
+        SourceKind::Campaign => "SELECT EXISTS (SELECT 1 FROM campaign WHERE organisation_id = $1 AND id = $2)",
+        SourceKind::SequenceEmail => "SELECT EXISTS (SELECT 1 FROM sequence WHERE organisation_id = $1 AND id = $2)",
+        SourceKind::ApiMessage => "SELECT $2::uuid = '00000000-0000-0000-0000-000000000000' AND $1::uuid IS NOT NULL",
+    };
+    Ok(db::scalar::<bool, _>(conn, sql, [org.into(), s.id.into()]).await?.unwrap_or(false))
+}
+
+/// The drill-down of one campaign or sequence email over `range`.
+pub async fn drill(svc: &Services, actor: &Actor, source: SourceRef, range: ReportRange) -> ServiceResult<Drill> {
+    actor.require(Permission::ReportsRead)?;
+    let org = actor.organisation_id.0;
+    let conn = svc.db();
+    if source.step_id.len() > 64 || !source_exists(conn, org, &source).await? {
+        return Err(ServiceError::NotFound);
+    }
+    let key = || -> Vec<sea_orm::Value> {
+        vec![org.into(), source.kind.code().into(), source.id.into(), source.step_id.clone().into()]
+    };
+    let mut c = DrillCounts { overview: overview_counts(conn, org, range, Some(&source)).await?, ..Default::default() };
+    c.delivered_ever = db::scalar::<i64, _>(
+        conn,
+        "SELECT coalesce(sum(delivered), 0)::int8 FROM report_hour
+         WHERE organisation_id = $1 AND source_kind = $2 AND source_id = $3 AND step_id = $4",
+        key(),
+    )
+    .await?
+    .map(n)
+    .unwrap_or(0);
+    #[derive(FromQueryResult)]
+    struct Since {
+        hours: i32,
+        human_openers: i64,
+        human_clickers: i64,
+    }
+    let since: Vec<Since> = db::all_as(
+        conn,
+        "SELECT hours, human_openers, human_clickers FROM report_since
+         WHERE organisation_id = $1 AND source_kind = $2 AND source_id = $3 AND step_id = $4",
+        key(),
+    )
+    .await?;
+    for r in since {
+        let b = since_bucket(r.hours);
+        c.since_openers[b] += n(r.human_openers);
+        c.since_clickers[b] += n(r.human_clickers);
+    }
+    #[derive(FromQueryResult)]
+    struct Link {
+        position: i32,
+        url: Option<String>,
+        human_clicks: i64,
+        human_clickers: i64,
+        machine_clicks: i64,
+    }
+    let url_of = match source.kind {
+        SourceKind::Campaign => {
+            "(SELECT url FROM campaign_link u WHERE u.campaign_id = $3 AND u.position = l.position)"
+        }
+        SourceKind::SequenceEmail => {
+            "(SELECT u.url FROM api_message_link u JOIN api_message m ON m.id = u.message_id
+              JOIN enrolment e ON e.id = m.enrolment_id
+              WHERE e.sequence_id = $3 AND m.step_id = $4 AND u.position = l.position
+              ORDER BY m.created_at DESC LIMIT 1)"
+        }
+        SourceKind::ApiMessage => "NULL::text",
+    };
+    let links: Vec<Link> = db::all_as(
+        conn,
+        &format!(
+            "SELECT l.position, {url_of} AS url, l.human_clicks, l.human_clickers, l.machine_clicks FROM report_link l
+             WHERE l.organisation_id = $1 AND l.source_kind = $2 AND l.source_id = $3 AND l.step_id = $4
+             ORDER BY l.position LIMIT 200"
+        ),
+        key(),
+    )
+    .await?;
+    c.links = links
+        .into_iter()
+        .map(|l| {
+            let url = l.url.unwrap_or_else(|| format!("Link {}", l.position + 1));
+            (l.position, url, n(l.human_clicks), n(l.human_clickers), n(l.machine_clicks))
+        })
+        .collect();
+    #[derive(FromQueryResult)]
+    struct Heat {
+        day: i32,
+        hour_of_day: i32,
+        openers: i64,
+    }
+    let (start, end) = range.hours();
+    let mut args = key();
+    args.extend([start.into(), end.into()]);
+    let heat: Vec<Heat> = db::all_as(
+        conn,
+        "SELECT (extract(isodow FROM hour)::int - 1) AS day, extract(hour FROM hour)::int AS hour_of_day,
+            coalesce(sum(human_openers), 0)::int8 AS openers
+         FROM report_hour WHERE organisation_id = $1 AND source_kind = $2 AND source_id = $3 AND step_id = $4
+           AND hour >= $5 AND hour < $6 GROUP BY 1, 2",
+        args,
+    )
+    .await?;
+    for h in heat {
+        if let (Ok(d), Ok(hr)) = (usize::try_from(h.day), usize::try_from(h.hour_of_day))
+            && d < 7
+            && hr < 24
+        {
+            c.heatmap[d][hr] = n(h.openers);
+        }
+    }
+    let names = source_names(conn, org, &[(source.kind, source.id, source.step_id.clone(), Totals::default())]).await?;
+    let (name, href) = names.of(source.kind, source.id, &source.step_id);
+    let mut d = Drill::build(reader(actor), source, name, href, range, time_zone(conn, org).await?, &c);
+    d.overview.catching_up = catching_up(conn, org).await?;
+    d.overview.chart_svg = charts::overview_svg(&d.overview);
+    let labels: Vec<String> = SINCE_BUCKETS.iter().map(|(_, l)| (*l).to_string()).collect();
+    d.since_svg = charts::curves_svg(&labels, &[(d.name.clone(), d.since.iter().map(|p| p.opened_share).collect())]);
+    Ok(d)
+}
+
+/// Opens-since-send curves of up to eight sources, to overlay (cumulative share of delivered
+/// messages opened by people, by time since the send).
+pub async fn curves(svc: &Services, actor: &Actor, sources: Vec<SourceRef>) -> ServiceResult<Curves> {
+    actor.require(Permission::ReportsRead)?;
+    if sources.is_empty() || sources.len() > 8 {
+        return Err(ServiceError::invalid("sources", "must be one to eight campaigns or sequence emails"));
+    }
+    let org = actor.organisation_id.0;
+    let today = today(svc, org).await?;
+    let range = ReportRange::last_days(today, 1);
+    let mut lines = Vec::new();
+    for s in sources {
+        // The same figures and the same hiding as the source's drill-down.
+        let d = drill(svc, actor, s, range).await?;
+        lines.push((d.name, d.since.iter().map(|p| p.opened_share).collect()));
+    }
+    let labels: Vec<String> = SINCE_BUCKETS.iter().map(|(_, l)| (*l).to_string()).collect();
+    let chart_svg = charts::curves_svg(&labels, &lines);
+    Ok(Curves { labels, lines, chart_svg })
 }

@@ -200,3 +200,88 @@ pub async fn rolled_up<C: ConnectionTrait>(conn: &C, org: Uuid) -> ServiceResult
     .await?;
     Ok((sources, orgs))
 }
+
+/// Opens and clicks since the send, or clicks per link, per source: (source kind, source id,
+/// step, hours or position, figures…).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, FromQueryResult)]
+pub struct KeyedRow {
+    pub source_kind: i16,
+    pub source_id: Uuid,
+    pub step_id: String,
+    pub key: i32,
+    pub a: i64,
+    pub b: i64,
+    pub c: i64,
+}
+
+const SOURCES: &str = "src AS (
+    SELECT d.id, d.accepted_at,
+        CASE WHEN d.source = 'campaign' THEN 1 WHEN d.source = 'sequence_step' THEN 2 ELSE 3 END::int2 AS source_kind,
+        CASE WHEN d.source = 'campaign' THEN d.campaign_id WHEN d.source = 'sequence_step' THEN e.sequence_id END AS source_id,
+        CASE WHEN d.source = 'sequence_step' THEN coalesce(m.step_id, '') ELSE '' END AS step_id
+    FROM delivery d
+    LEFT JOIN api_message m ON m.id = d.id AND d.source = 'sequence_step'
+    LEFT JOIN enrolment e ON e.id = m.enrolment_id
+    WHERE d.organisation_id = $1)";
+
+/// The raw answer for `report_since` (a = openers, b = clickers), sorted; zero rows left out.
+pub async fn since<C: ConnectionTrait>(conn: &C, org: Uuid) -> ServiceResult<Vec<KeyedRow>> {
+    let sql = format!(
+        "WITH {SOURCES},
+         firsts AS (
+            SELECT DISTINCT ON (g.delivery_id, g.activity) g.delivery_id, g.activity, g.occurred_at
+            FROM engagement_event g
+            WHERE g.organisation_id = $1 AND g.delivery_id IS NOT NULL AND NOT g.machine AND g.activity IN ('opened', 'clicked')
+            ORDER BY g.delivery_id, g.activity, g.occurred_at)
+         SELECT s.source_kind, coalesce(s.source_id, '00000000-0000-0000-0000-000000000000') AS source_id, s.step_id,
+            least(720, greatest(0, floor(extract(epoch FROM (f.occurred_at - s.accepted_at)) / 3600)))::int AS key,
+            count(*) FILTER (WHERE f.activity = 'opened') AS a, count(*) FILTER (WHERE f.activity = 'clicked') AS b,
+            0::int8 AS c
+         FROM firsts f JOIN src s ON s.id = f.delivery_id
+         WHERE s.accepted_at IS NOT NULL
+         GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+    );
+    Ok(db::all_as(conn, &sql, [org.into()]).await?)
+}
+
+/// The raw answer for `report_link` (a = human clicks, b = human clickers, c = machine clicks).
+pub async fn links<C: ConnectionTrait>(conn: &C, org: Uuid) -> ServiceResult<Vec<KeyedRow>> {
+    let sql = format!(
+        "WITH {SOURCES}
+         SELECT coalesce(s.source_kind, 1::int2) AS source_kind,
+            coalesce(CASE WHEN s.id IS NULL THEN g.campaign_id ELSE s.source_id END, '00000000-0000-0000-0000-000000000000') AS source_id,
+            coalesce(s.step_id, '') AS step_id, g.link_position AS key,
+            count(*) FILTER (WHERE NOT g.machine) AS a,
+            count(DISTINCT g.delivery_id) FILTER (WHERE NOT g.machine) AS b,
+            count(*) FILTER (WHERE g.machine) AS c
+         FROM engagement_event g LEFT JOIN src s ON s.id = g.delivery_id
+         WHERE g.organisation_id = $1 AND g.delivery_id IS NOT NULL AND g.activity = 'clicked'
+           AND g.link_position BETWEEN 0 AND 199
+         GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+    );
+    Ok(db::all_as(conn, &sql, [org.into()]).await?)
+}
+
+/// What the rollup holds in `report_since` and `report_link`, in [`KeyedRow`]s, zero rows left out.
+pub async fn rolled_up_since_and_links<C: ConnectionTrait>(
+    conn: &C,
+    org: Uuid,
+) -> ServiceResult<(Vec<KeyedRow>, Vec<KeyedRow>)> {
+    let since = db::all_as(
+        conn,
+        "SELECT source_kind, source_id, step_id, hours AS key, human_openers AS a, human_clickers AS b, 0::int8 AS c
+         FROM report_since WHERE organisation_id = $1 AND (human_openers <> 0 OR human_clickers <> 0)
+         ORDER BY 1, 2, 3, 4",
+        [org.into()],
+    )
+    .await?;
+    let links = db::all_as(
+        conn,
+        "SELECT source_kind, source_id, step_id, position AS key, human_clicks AS a, human_clickers AS b, machine_clicks AS c
+         FROM report_link WHERE organisation_id = $1 AND (human_clicks <> 0 OR human_clickers <> 0 OR machine_clicks <> 0)
+         ORDER BY 1, 2, 3, 4",
+        [org.into()],
+    )
+    .await?;
+    Ok((since, links))
+}

@@ -27,6 +27,9 @@ const LOCK: i64 = 0x7265_706f_7274_0001;
 /// Pending facts rolled up per transaction.
 pub const BATCH: i64 = 50_000;
 
+/// Whole hours from a delivery's acceptance to `{at}`, within 0..=720 (720: thirty days or later).
+pub const SINCE_HOURS: &str = "least(720, greatest(0, floor(extract(epoch FROM ({at} - sent_at)) / 3600)))::int";
+
 /// What a [`catch_up`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RollupRun {
@@ -71,7 +74,7 @@ pub async fn rebuild(svc: &Services, org: Uuid) -> ServiceResult<bool> {
     if !db::scalar::<bool, _>(&txn, "SELECT pg_try_advisory_xact_lock($1)", [LOCK.into()]).await?.unwrap_or(false) {
         return Ok(false);
     }
-    for table in ["report_hour", "report_org_hour", "report_first"] {
+    for table in ["report_hour", "report_org_hour", "report_first", "report_since", "report_link"] {
         db::exec(&txn, &format!("DELETE FROM {table} WHERE organisation_id = $1"), [org.into()]).await?;
     }
     // One statement, one snapshot: a fact committed after it has its pending row kept (not
@@ -81,8 +84,8 @@ pub async fn rebuild(svc: &Services, org: Uuid) -> ServiceResult<bool> {
         &txn,
         "WITH gone AS (DELETE FROM report_pending WHERE organisation_id = $1),
          engagement AS (
-            INSERT INTO report_pending (organisation_id, kind, delivery_id, campaign_id, activity, machine, at)
-            SELECT organisation_id, 1, delivery_id, campaign_id, activity, machine, occurred_at
+            INSERT INTO report_pending (organisation_id, kind, delivery_id, campaign_id, activity, machine, link_position, at)
+            SELECT organisation_id, 1, delivery_id, campaign_id, activity, machine, link_position, occurred_at
             FROM engagement_event
             WHERE organisation_id = $1 AND delivery_id IS NOT NULL AND activity IN ('opened', 'clicked', 'unsubscribed')),
          outcomes AS (
@@ -119,8 +122,9 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64) -> ServiceResult<u64> {
         "CREATE TEMP TABLE report_batch ON COMMIT DROP AS
          WITH taken AS (
             DELETE FROM report_pending WHERE id IN (SELECT id FROM report_pending ORDER BY id LIMIT $1)
-            RETURNING organisation_id, kind, delivery_id, campaign_id, activity, machine, at, sign)
-         SELECT t.organisation_id, t.kind, t.delivery_id, t.activity, t.machine, t.at, t.sign, o.time_zone,
+            RETURNING organisation_id, kind, delivery_id, campaign_id, activity, machine, link_position, at, sign)
+         SELECT t.organisation_id, t.kind, t.delivery_id, t.activity, t.machine, t.link_position, t.at, t.sign,
+            o.time_zone, d.accepted_at AS sent_at,
             date_trunc('hour', t.at AT TIME ZONE o.time_zone) AS hour,
             CASE WHEN t.kind = 3 THEN 0
                  WHEN coalesce(d.source, 'campaign') = 'campaign' THEN 1
@@ -176,19 +180,26 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64) -> ServiceResult<u64> {
         [],
     )
     .await?;
-    // Unique figures: a delivery's earliest event of each kind in the batch, against the one
-    // already counted. Where the batch's is earlier (or there was none), the count moves to it.
+    // Unique figures: a delivery's earliest event of each kind in the batch (per link for human
+    // clicks too), against the one already counted. Where the batch's is earlier (or there was
+    // none), the count moves to it.
     db::exec(
         conn,
-        "WITH cand AS (
-            SELECT DISTINCT ON (delivery_id, fk) organisation_id, delivery_id, fk, at, time_zone, source_kind,
+        "CREATE TEMP TABLE report_moved ON COMMIT DROP AS
+         WITH firsts AS (
+            SELECT b.*, CASE WHEN activity = 'opened' AND NOT machine THEN 1
+                             WHEN activity = 'opened' THEN 2
+                             WHEN activity = 'clicked' AND NOT machine THEN 3
+                             WHEN activity = 'unsubscribed' THEN 4 END::smallint AS fk
+            FROM report_batch b WHERE kind = 1
+            UNION ALL
+            SELECT b.*, (100 + link_position)::smallint AS fk
+            FROM report_batch b
+            WHERE kind = 1 AND activity = 'clicked' AND NOT machine AND link_position BETWEEN 0 AND 199),
+         cand AS (
+            SELECT DISTINCT ON (delivery_id, fk) organisation_id, delivery_id, fk, at, sent_at, time_zone, source_kind,
                 coalesce(source_id, '00000000-0000-0000-0000-000000000000') AS source_id, step_id
-            FROM (SELECT b.*, CASE WHEN activity = 'opened' AND NOT machine THEN 1
-                                   WHEN activity = 'opened' THEN 2
-                                   WHEN activity = 'clicked' AND NOT machine THEN 3
-                                   WHEN activity = 'unsubscribed' THEN 4 END::smallint AS fk
-                  FROM report_batch b WHERE kind = 1) x
-            WHERE fk IS NOT NULL
+            FROM firsts WHERE fk IS NOT NULL
             ORDER BY delivery_id, fk, at),
          moved AS (
             SELECT c.*, f.at AS old_at FROM cand c
@@ -198,13 +209,63 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64) -> ServiceResult<u64> {
             INSERT INTO report_first (organisation_id, delivery_id, kind, at)
             SELECT organisation_id, delivery_id, fk, at FROM moved
             ON CONFLICT (delivery_id, kind) DO UPDATE SET at = excluded.at)
-         INSERT INTO report_delta (organisation_id, hour, source_kind, source_id, step_id,
+         SELECT * FROM moved",
+        [],
+    )
+    .await?;
+    db::exec(
+        conn,
+        "INSERT INTO report_delta (organisation_id, hour, source_kind, source_id, step_id,
             human_openers, machine_openers, human_clickers, unsubscribes)
          SELECT organisation_id, date_trunc('hour', at AT TIME ZONE time_zone), source_kind, source_id, step_id,
-            (fk = 1)::int, (fk = 2)::int, (fk = 3)::int, (fk = 4)::int FROM moved
+            (fk = 1)::int, (fk = 2)::int, (fk = 3)::int, (fk = 4)::int FROM report_moved WHERE fk < 100
          UNION ALL
          SELECT organisation_id, date_trunc('hour', old_at AT TIME ZONE time_zone), source_kind, source_id, step_id,
-            -(fk = 1)::int, -(fk = 2)::int, -(fk = 3)::int, -(fk = 4)::int FROM moved WHERE old_at IS NOT NULL",
+            -(fk = 1)::int, -(fk = 2)::int, -(fk = 3)::int, -(fk = 4)::int
+         FROM report_moved WHERE fk < 100 AND old_at IS NOT NULL",
+        [],
+    )
+    .await?;
+    // Since the send: the first human open and click of each accepted delivery, by hours after.
+    db::exec(
+        conn,
+        &format!(
+            "INSERT INTO report_since (organisation_id, source_kind, source_id, step_id, hours, human_openers, human_clickers)
+             SELECT organisation_id, source_kind, source_id, step_id, hours, sum(o), sum(c)
+             FROM (SELECT organisation_id, source_kind, source_id, step_id, {h} AS hours,
+                          (fk = 1)::int AS o, (fk = 3)::int AS c
+                   FROM report_moved WHERE fk IN (1, 3) AND sent_at IS NOT NULL
+                   UNION ALL
+                   SELECT organisation_id, source_kind, source_id, step_id, {h_old}, -(fk = 1)::int, -(fk = 3)::int
+                   FROM report_moved WHERE fk IN (1, 3) AND sent_at IS NOT NULL AND old_at IS NOT NULL) x
+             GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+             ON CONFLICT (organisation_id, source_kind, source_id, step_id, hours) DO UPDATE SET
+                human_openers = report_since.human_openers + excluded.human_openers,
+                human_clickers = report_since.human_clickers + excluded.human_clickers",
+            h = SINCE_HOURS.replace("{at}", "at"),
+            h_old = SINCE_HOURS.replace("{at}", "old_at"),
+        ),
+        [],
+    )
+    .await?;
+    // Links: every click by link, and each delivery's first human click on each link.
+    db::exec(
+        conn,
+        "INSERT INTO report_link (organisation_id, source_kind, source_id, step_id, position,
+            human_clicks, human_clickers, machine_clicks)
+         SELECT organisation_id, source_kind, source_id, step_id, position, sum(hc), sum(hu), sum(mc)
+         FROM (SELECT organisation_id, source_kind, coalesce(source_id, '00000000-0000-0000-0000-000000000000') AS source_id,
+                      step_id, link_position AS position, (NOT machine)::int AS hc, 0 AS hu, machine::int AS mc
+               FROM report_batch WHERE kind = 1 AND activity = 'clicked' AND link_position BETWEEN 0 AND 199
+               UNION ALL
+               SELECT organisation_id, source_kind, source_id, step_id, fk - 100, 0,
+                      CASE WHEN old_at IS NULL THEN 1 ELSE 0 END, 0
+               FROM report_moved WHERE fk >= 100) x
+         GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+         ON CONFLICT (organisation_id, source_kind, source_id, step_id, position) DO UPDATE SET
+            human_clicks = report_link.human_clicks + excluded.human_clicks,
+            human_clickers = report_link.human_clickers + excluded.human_clickers,
+            machine_clicks = report_link.machine_clicks + excluded.machine_clicks",
         [],
     )
     .await?;
@@ -241,7 +302,7 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64) -> ServiceResult<u64> {
         [],
     )
     .await?;
-    db::exec(conn, "DROP TABLE report_batch, report_delta", []).await?;
+    db::exec(conn, "DROP TABLE report_batch, report_delta, report_moved", []).await?;
     Ok(taken)
 }
 
