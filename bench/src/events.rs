@@ -31,19 +31,25 @@ pub struct EventsArgs {
 }
 
 /// One keep-alive HTTP/1.1 connection: requests one after another, answers read by their length.
-struct Conn {
+pub(crate) struct Conn {
     io: BufReader<TcpStream>,
     port: u16,
 }
 
 impl Conn {
-    async fn open(port: u16) -> Result<Conn> {
+    pub(crate) async fn open(port: u16) -> Result<Conn> {
         let s = TcpStream::connect(("127.0.0.1", port)).await?;
         s.set_nodelay(true)?;
         Ok(Conn { io: BufReader::new(s), port })
     }
 
-    async fn request(&mut self, method: &str, path: &str, headers: &str, body: &[u8]) -> Result<(u16, Vec<u8>)> {
+    pub(crate) async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>)> {
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{headers}Content-Length: {}\r\n\r\n",
             self.port,

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod events;
+mod reports;
 mod send;
 mod sequences;
 mod signin;
@@ -104,6 +105,20 @@ enum Command {
         dkim_key: Option<std::path::PathBuf>,
         #[arg(long, default_value_t = 16)]
         connections: u32,
+    },
+    /// Analyst reports: N engagement events over --campaigns campaigns, the rollup's catch-up
+    /// rate, then the overview, comparison and drill-down through the release server's real
+    /// endpoints (p95 of each). Driven by `scripts/bench reports`.
+    Reports {
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 200)]
+        campaigns: usize,
+        /// Overview and drill-down requests (and a quarter as many comparisons).
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        #[arg(long)]
+        server_bin: std::path::PathBuf,
     },
     /// N simultaneous anonymous sign-ins (wrong passwords, real and unknown accounts) against the
     /// release server in its own process: its peak memory, the answers, latency. Driven by
@@ -728,6 +743,17 @@ async fn main() -> Result<()> {
                 concurrency,
                 contacts,
                 signed,
+            })
+            .await
+        }
+        Command::Reports { events, campaigns, requests, server_bin } => {
+            anyhow::ensure!(events > 0 && (1..=1000).contains(&campaigns), "--events > 0, --campaigns 1..1000");
+            reports::run(reports::ReportsArgs {
+                url: cli.database_url.clone().context("--database-url is required")?,
+                server_bin,
+                events,
+                campaigns,
+                requests,
             })
             .await
         }

@@ -29,6 +29,7 @@ mod m20261229_000002_sequence_triggers;
 mod m20261230_000001_event_property_names;
 mod m20261230_000002_sequence_withdrawals;
 mod m20261231_000001_report_rollups;
+mod m20261231_000002_monthly_partitions;
 
 pub struct Migrator;
 
@@ -62,6 +63,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261230_000001_event_property_names::Migration),
             Box::new(m20261230_000002_sequence_withdrawals::Migration),
             Box::new(m20261231_000001_report_rollups::Migration),
+            Box::new(m20261231_000002_monthly_partitions::Migration),
         ]
     }
 }
@@ -94,6 +96,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20261230_000001_event_property_names.sql"),
     include_str!("m20261230_000002_sequence_withdrawals.sql"),
     include_str!("m20261231_000001_report_rollups.sql"),
+    include_str!("m20261231_000002_monthly_partitions.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.

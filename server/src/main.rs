@@ -126,6 +126,16 @@ enum AdminCommand {
         #[arg(long, default_value_t = 120)]
         contacts: usize,
     },
+    /// Retention of raw events: drop the monthly partitions of engagement and patient events
+    /// for months before --before (YYYY-MM). Report figures stay (the rollups are aggregates);
+    /// the rows are gone at once, without a delete.
+    DropEventMonths {
+        #[arg(long)]
+        before: String,
+        /// Repeat --before to confirm.
+        #[arg(long)]
+        confirm: String,
+    },
     /// Bring the hourly report rollups up to date now. With --rebuild, first clear them and roll
     /// up every raw event, delivery and suppression again (the backfill: after a restore, or for
     /// data older than the rollups); --org limits the rebuild to one organisation.
@@ -371,6 +381,15 @@ async fn run_admin(svc: &service::Services, cmd: AdminCommand) -> Result<(), Ser
                 g.deliveries,
                 g.events
             );
+        }
+        AdminCommand::DropEventMonths { before, confirm } => {
+            if before != confirm {
+                return Err(ServerError::Service("--confirm must repeat --before".into()));
+            }
+            let month = chrono::NaiveDate::parse_from_str(&format!("{before}-01"), "%Y-%m-%d")
+                .map_err(|_| ServerError::Service("--before must be a month, YYYY-MM".into()))?;
+            let dropped = service::reports::partitions::drop_before(svc, month).await?;
+            println!("{} monthly partitions dropped: {}", dropped.len(), dropped.join(", "));
         }
         AdminCommand::ReportsRollup { rebuild, org } => {
             let started = std::time::Instant::now();

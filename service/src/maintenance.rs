@@ -1,7 +1,8 @@
 //! Housekeeping run by the scheduled maintenance job: expire and purge sessions, forget stale
 //! throttle counters, delete uploads never started within a day, seal segment definitions saved
 //! before sealing existed, verify every audit chain, and re-check verified sending domains' DNS
-//! records, and delete finished webhook deliveries after 30 days.
+//! records, delete finished webhook deliveries after 30 days, and prepare the coming months'
+//! partitions of the event tables.
 
 use crate::audit;
 use crate::db;
@@ -27,6 +28,8 @@ pub struct MaintenanceReport {
     pub idempotency_purged: u64,
     /// Finished webhook deliveries (and their attempts) past 30 days.
     pub webhooks_purged: u64,
+    /// Monthly partitions of the event tables created ahead of their month.
+    pub partitions_made: u64,
 }
 
 pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
@@ -62,6 +65,7 @@ pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
     let idempotency_purged = crate::api::idempotency::purge(svc.db(), now).await?;
     let webhooks_purged = crate::webhooks::purge_finished(svc.db(), now - Duration::days(30)).await?;
     let segments_sealed = crate::segments::seal_legacy(svc).await?;
+    let partitions_made = crate::reports::partitions::prepare(svc).await?;
     let reports = audit::verify_all(svc).await?;
     // A domain whose records are gone stops sending; a failed re-check is logged, not fatal.
     let domains = match crate::sending_domains::recheck_due(svc).await {
@@ -84,5 +88,6 @@ pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
         domains_lost: domains.lost,
         idempotency_purged,
         webhooks_purged,
+        partitions_made,
     })
 }

@@ -60,6 +60,15 @@ pub async fn generate(svc: &Services, org: Uuid, spec: &Spec, now: DateTime<Utc>
     let per_engaged = (spec.events as f64 / (deliveries * 0.96 * 0.45)).max(0.1);
     let mut out = Generated::default();
     let span = Duration::days(spec.days.max(1));
+    // The months the history falls in get their partitions first (not the default partition).
+    db::exec(
+        svc.db(),
+        "SELECT hermetic_ensure_month_partition('engagement_event', m::date)
+         FROM generate_series(date_trunc('month', $1::timestamptz AT TIME ZONE 'UTC'),
+                              date_trunc('month', $2::timestamptz AT TIME ZONE 'UTC'), interval '1 month') AS m",
+        [(now - span).into(), now.into()],
+    )
+    .await?;
     for k in 0..spec.campaigns {
         let id = Uuid::now_v7();
         let topic = TOPICS[k % TOPICS.len()];

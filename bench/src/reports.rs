@@ -1,0 +1,163 @@
+//! `reports`: analyst reports at scale (issue 23). N engagement events over `--campaigns`
+//! campaigns (placeholder patients: the reports never open a contact) are generated in a durable
+//! PostgreSQL through the real tables, so the capture triggers queue every fact; the real rollup
+//! (`service::reports::rollup::catch_up`, the job's own function) then catches up, timed
+//! (facts/s: engagement events and delivery outcomes). Then the release server runs in its own
+//! process and an analyst's session asks for the overview (7, 30, 90 and 180 days), the
+//! comparison (90 days) and drill-downs (30 days, rotating over the campaigns) through the real
+//! server functions over keep-alive HTTP; each request is timed. Last line:
+//! `reports events=N overview_p95_ms=… comparison_p95_ms=… drill_p95_ms=… rollup_events_per_s=… rss_mb=…`.
+
+use crate::events::Conn;
+use crate::signin::{free_port, percentile, start_server, vm_hwm_mb, wait_healthy};
+use anyhow::{Context, Result, bail};
+use std::time::Instant;
+use uuid::Uuid;
+
+pub struct ReportsArgs {
+    pub url: String,
+    pub server_bin: std::path::PathBuf,
+    pub events: u64,
+    pub campaigns: usize,
+    pub requests: usize,
+}
+
+const PASSWORD: &str = "bench reports password 2026";
+
+async fn exec(svc: &service::Services, sql: &str) -> Result<u64> {
+    Ok(service::db::exec(svc.db(), sql, []).await?)
+}
+
+/// An analyst's signed-in session, the way the browser gets one (password, MFA enrolment).
+async fn analyst_session(svc: &service::Services, org: domain::ids::OrganisationId) -> Result<(String, String)> {
+    let email = format!("analyst-{}@bench.hermetic.test", Uuid::now_v7().simple());
+    let admin = service::Actor::system(org, "bench");
+    service::users::create_with_password(svc, &admin, &email, "Bench Analyst", domain::Role::Analyst, PASSWORD).await?;
+    let meta = service::auth::session::ClientMeta { ip: Some("127.0.0.1".into()), user_agent: None };
+    let (step, pending) = service::auth::sign_in(svc, &email, PASSWORD, &meta).await?;
+    if step != domain::dto::SignInStep::EnrolMfa {
+        bail!("unexpected sign-in step {step:?}");
+    }
+    let enrolment = service::auth::begin_enrolment(svc, &pending.token).await?;
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(enrolment.secret_base32.trim_end_matches('=').as_bytes())
+        .context("the enrolment secret is base32")?;
+    let step = service::auth::totp::step_at(chrono::Utc::now().timestamp());
+    let code = format!("{:06}", service::auth::totp::code_for_step(&secret, step));
+    let (issued, _) = service::auth::confirm_enrolment(svc, &pending.token, &code, &meta).await?;
+    Ok((issued.token.to_string(), issued.csrf_token.clone()))
+}
+
+/// One server-function call on the keep-alive connection, timed (ms); anything but 200 fails.
+async fn timed(conn: &mut Conn, headers: &str, path: &str, body: String) -> Result<f64> {
+    let t = Instant::now();
+    let (status, answer) = conn.request("POST", path, headers, body.as_bytes()).await?;
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    if status != 200 {
+        bail!("{path} answered {status}: {}", String::from_utf8_lossy(&answer));
+    }
+    Ok(ms)
+}
+
+pub async fn run(a: ReportsArgs) -> Result<()> {
+    let svc = crate::services(&a.url).await?;
+    let org = service::organisations::create(&svc, &format!("Reports bench {}", Uuid::now_v7())).await?;
+    let oid = org.0;
+    // Two events per delivery on average (with 45% of deliveries engaging): patients enough for that.
+    let patients = (a.events / (a.campaigns.max(1) as u64 * 2)).clamp(1_000, 250_000);
+    eprintln!("placing {patients} placeholder patients");
+    exec(
+        &svc,
+        &format!(
+            "INSERT INTO contact (id, organisation_id, email_bidx, email, time_zone, created_at, updated_at)
+             SELECT gen_random_uuid(), '{oid}', decode(md5('reports' || i), 'hex'), '\\x00'::bytea, 'America/New_York', now(), now()
+             FROM generate_series(1, {patients}) AS i"
+        ),
+    )
+    .await?;
+    let started = Instant::now();
+    let spec =
+        service::reports::demo::Spec { events: a.events, campaigns: a.campaigns, days: 180, audience_share: 1.0 };
+    let g = service::reports::demo::generate(&svc, oid, &spec, chrono::Utc::now()).await?;
+    eprintln!(
+        "generated {} campaigns, {} deliveries, {} engagement events in {:.0} s",
+        g.campaigns.len(),
+        g.deliveries,
+        g.events,
+        started.elapsed().as_secs_f64()
+    );
+    exec(&svc, "CHECKPOINT").await?;
+    let pending: i64 = service::db::scalar(svc.db(), "SELECT count(*) FROM report_pending", []).await?.unwrap_or(0);
+    eprintln!("rolling up {pending} pending facts");
+    let started = Instant::now();
+    let mut facts = 0u64;
+    loop {
+        let r = service::reports::rollup::catch_up(&svc, service::reports::rollup::BATCH).await?;
+        facts += r.facts;
+        if !service::reports::rollup::behind(&svc).await? {
+            break;
+        }
+    }
+    let rollup_secs = started.elapsed().as_secs_f64();
+    let rollup_rate = facts as f64 / rollup_secs.max(1e-3);
+    eprintln!("rollup: {facts} facts in {rollup_secs:.1} s ({rollup_rate:.0}/s)");
+    exec(&svc, "VACUUM ANALYZE report_hour").await?;
+    exec(&svc, "VACUUM ANALYZE report_org_hour").await?;
+    exec(&svc, "VACUUM ANALYZE report_since").await?;
+    exec(&svc, "VACUUM ANALYZE report_link").await?;
+
+    let (token, csrf) = analyst_session(&svc, org).await?;
+    let port = free_port()?;
+    let mut server = start_server(&a.server_bin, &a.url, port, &[])?;
+    let pid = server.id();
+    let result = async {
+        wait_healthy(&mut server, port).await?;
+        let headers = format!(
+            "Cookie: __Host-hermetic_session={token}\r\nX-CSRF-Token: {csrf}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nAccept: application/json\r\n"
+        );
+        let today = chrono::Utc::now().date_naive();
+        let range = |days: i64| domain::reports::ReportRange::last_days(today, days);
+        let mut conn = Conn::open(port).await?;
+        // Warm up each endpoint once (connection pool, plans), untimed.
+        let r30 = range(30);
+        timed(&mut conn, &headers, "/api/report_overview", format!("from={}&to={}", r30.from, r30.to)).await?;
+        let (mut overview, mut comparison, mut drill) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..a.requests.max(1) {
+            let r = range([7, 30, 90, 180][i % 4]);
+            overview.push(timed(&mut conn, &headers, "/api/report_overview", format!("from={}&to={}", r.from, r.to)).await?);
+            if i % 4 == 0 {
+                let r = range(90);
+                comparison.push(timed(&mut conn, &headers, "/api/report_comparison", format!("from={}&to={}", r.from, r.to)).await?);
+            }
+            let c = g.campaigns[i % g.campaigns.len()];
+            let r = range(30);
+            drill.push(
+                timed(&mut conn, &headers, "/api/report_drill", format!("kind=campaign&id={c}&step=&from={}&to={}", r.from, r.to)).await?,
+            );
+        }
+        for v in [&mut overview, &mut comparison, &mut drill] {
+            v.sort_by(|x, y| x.total_cmp(y));
+        }
+        eprintln!(
+            "overview p50 {:.1} ms p95 {:.1} ms; comparison p50 {:.1} ms p95 {:.1} ms; drill-down p50 {:.1} ms p95 {:.1} ms",
+            percentile(&overview, 0.5),
+            percentile(&overview, 0.95),
+            percentile(&comparison, 0.5),
+            percentile(&comparison, 0.95),
+            percentile(&drill, 0.5),
+            percentile(&drill, 0.95)
+        );
+        Ok::<_, anyhow::Error>((percentile(&overview, 0.95), percentile(&comparison, 0.95), percentile(&drill, 0.95)))
+    }
+    .await;
+    let rss = vm_hwm_mb(pid);
+    let _ = server.kill();
+    let _ = server.wait();
+    let (o95, c95, d95) = result?;
+    println!(
+        "reports events={} overview_p95_ms={o95:.1} comparison_p95_ms={c95:.1} drill_p95_ms={d95:.1} rollup_events_per_s={rollup_rate:.0} rss_mb={rss:.0}",
+        g.events
+    );
+    Ok(())
+}
