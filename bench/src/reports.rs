@@ -42,7 +42,7 @@ async fn analyst_session(svc: &service::Services, org: domain::ids::Organisation
     let secret = data_encoding::BASE32_NOPAD
         .decode(enrolment.secret_base32.trim_end_matches('=').as_bytes())
         .context("the enrolment secret is base32")?;
-    let step = service::auth::totp::step_at(chrono::Utc::now().timestamp());
+    let step = service::auth::totp::step_at(svc.clock().now().timestamp());
     let code = format!("{:06}", service::auth::totp::code_for_step(&secret, step));
     let (issued, _) = service::auth::confirm_enrolment(svc, &pending.token, &code, &meta).await?;
     Ok((issued.token.to_string(), issued.csrf_token.clone()))
@@ -78,7 +78,7 @@ pub async fn run(a: ReportsArgs) -> Result<()> {
     let started = Instant::now();
     let spec =
         service::reports::demo::Spec { events: a.events, campaigns: a.campaigns, days: 180, audience_share: 1.0 };
-    let g = service::reports::demo::generate(&svc, oid, &spec, chrono::Utc::now()).await?;
+    let g = service::reports::demo::generate(&svc, oid, &spec, svc.clock().now()).await?;
     eprintln!(
         "generated {} campaigns, {} deliveries, {} engagement events in {:.0} s",
         g.campaigns.len(),
@@ -116,7 +116,7 @@ pub async fn run(a: ReportsArgs) -> Result<()> {
             "Cookie: __Host-hermetic_session={token}\r\nX-CSRF-Token: {csrf}\r\n\
              Content-Type: application/x-www-form-urlencoded\r\nAccept: application/json\r\n"
         );
-        let today = chrono::Utc::now().date_naive();
+        let today = svc.clock().now().date_naive();
         let range = |days: i64| domain::reports::ReportRange::last_days(today, days);
         let mut conn = Conn::open(port).await?;
         // Warm up each endpoint once (connection pool, plans), untimed.

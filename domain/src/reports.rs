@@ -126,6 +126,18 @@ pub struct Totals {
     pub unsubscribes: u64,
     /// Spam complaints added to the suppression list (organisation totals only).
     pub complaints: u64,
+    /// Bounces by class: no such mailbox or domain (hard), temporary and out of retries (soft),
+    /// the receiver's rules or reputation (policy).
+    pub bounced_hard: u64,
+    pub bounced_soft: u64,
+    pub bounced_policy: u64,
+    /// Times a message was deferred (retried later).
+    pub deferrals: u64,
+    /// Addresses added to the suppression list, by reason (organisation totals only; complaints
+    /// are `complaints`).
+    pub suppressed_unsubscribed: u64,
+    pub suppressed_hard_bounce: u64,
+    pub suppressed_manual: u64,
 }
 
 impl Totals {
@@ -142,6 +154,13 @@ impl Totals {
         self.machine_clicks += o.machine_clicks;
         self.unsubscribes += o.unsubscribes;
         self.complaints += o.complaints;
+        self.bounced_hard += o.bounced_hard;
+        self.bounced_soft += o.bounced_soft;
+        self.bounced_policy += o.bounced_policy;
+        self.deferrals += o.deferrals;
+        self.suppressed_unsubscribed += o.suppressed_unsubscribed;
+        self.suppressed_hard_bounce += o.suppressed_hard_bounce;
+        self.suppressed_manual += o.suppressed_manual;
     }
 }
 
@@ -433,6 +452,43 @@ pub struct Overview {
     pub catching_up: bool,
     /// The time series as a server-rendered SVG chart (filled by the server).
     pub chart_svg: String,
+    pub deliverability: Deliverability,
+}
+
+/// How mail got through in the range: bounces by class, failures, deferrals, and what was added
+/// to the suppression list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deliverability {
+    pub bounced_hard: Figure,
+    pub bounced_soft: Figure,
+    pub bounced_policy: Figure,
+    pub failed: Figure,
+    pub deferrals: Figure,
+    pub suppressed_unsubscribed: Figure,
+    pub suppressed_hard_bounce: Figure,
+    pub suppressed_complaint: Figure,
+    pub suppressed_manual: Figure,
+}
+
+impl Deliverability {
+    /// (label, figure) rows of the bounces table.
+    pub fn bounces(&self) -> [(&'static str, Figure); 4] {
+        [
+            ("Hard: no such mailbox or domain", self.bounced_hard),
+            ("Soft: temporary refusals, out of retries", self.bounced_soft),
+            ("Policy: the receiver's rules or reputation", self.bounced_policy),
+            ("Failed: not attempted or given up", self.failed),
+        ]
+    }
+    /// (label, figure) rows of the suppression-list growth table.
+    pub fn suppressions(&self) -> [(&'static str, Figure); 4] {
+        [
+            ("Unsubscribed from everything", self.suppressed_unsubscribed),
+            ("Hard bounce", self.suppressed_hard_bounce),
+            ("Spam complaint", self.suppressed_complaint),
+            ("Added by staff", self.suppressed_manual),
+        ]
+    }
 }
 
 /// Picks one cell out of a bucket's totals.
@@ -465,7 +521,24 @@ impl Overview {
             all.extend(c.buckets.iter().map(pick));
             sums.push(Sum { total: *total, parts: (base..base + n).collect() });
         }
+        // Deliverability: the bounce classes add up to "bounced" (cell 2); the rest stand alone.
+        let d0 = all.len();
+        let t = &c.current;
+        all.extend(
+            [
+                t.bounced_hard,
+                t.bounced_soft,
+                t.bounced_policy,
+                t.deferrals,
+                t.suppressed_unsubscribed,
+                t.suppressed_hard_bounce,
+                t.suppressed_manual,
+            ]
+            .map(Cell::people),
+        );
+        sums.push(Sum { total: 2, parts: vec![d0, d0 + 1, d0 + 2] });
         let f = suppress_preferring(reader, &all, &sums, &[0]);
+        let at = |i: usize| f.get(i).copied().unwrap_or(Figure::Withheld);
         let current = shown_at(&f, 0);
         let line = |k: usize, i: usize| f.get(PER_TOTALS + k * n + i).copied().unwrap_or(Figure::Withheld);
         let (previous, _) = suppress_rows(reader, &c.previous, &[], false);
@@ -487,6 +560,17 @@ impl Overview {
                 human_clicks: line(2, i),
             })
             .collect();
+        let deliverability = Deliverability {
+            bounced_hard: at(d0),
+            bounced_soft: at(d0 + 1),
+            bounced_policy: at(d0 + 2),
+            failed: current.failed,
+            deferrals: at(d0 + 3),
+            suppressed_unsubscribed: at(d0 + 4),
+            suppressed_hard_bounce: at(d0 + 5),
+            suppressed_complaint: current.complaints,
+            suppressed_manual: at(d0 + 6),
+        };
         Overview {
             range,
             previous: range.previous(),
@@ -497,6 +581,7 @@ impl Overview {
             restricted: reader == Reader::Restricted,
             catching_up: false,
             chart_svg: String::new(),
+            deliverability,
         }
     }
 
@@ -515,6 +600,17 @@ impl Overview {
                 f.previous.csv(),
                 f.change.map(|c| format!("{c:.4}")).unwrap_or_default()
             ));
+        }
+        out.push_str("\ndeliverability,figure,current\n");
+        for (label, f) in self.deliverability.bounces() {
+            out.push_str(&format!("bounces,{},{}\n", csv_field(label), Value::Count(f).csv()));
+        }
+        out.push_str(&format!(
+            "deferrals,Deferred (retried later),{}\n",
+            Value::Count(self.deliverability.deferrals).csv()
+        ));
+        for (label, f) in self.deliverability.suppressions() {
+            out.push_str(&format!("suppression_list_added,{},{}\n", csv_field(label), Value::Count(f).csv()));
         }
         out.push_str("\nbucket_start,delivered,opened_by_people,clicks_by_people\n");
         for p in &self.series {

@@ -48,6 +48,9 @@ test('reports: overview chart matches its table, range picker, CSV export, compa
     expect(title).toContain(`delivered ${delivered},`);
     expect(title).toContain(`opened by people ${opened},`);
   }
+  // Deliverability: bounces by class (the demo's 550 5.1.1 and 421 4.7.0), deferrals, suppressions.
+  await expect(page.locator('[data-test=deliverability] [data-test=bounce-row]')).toHaveCount(4);
+  await expect(page.locator('[data-test=deliverability] [data-test=suppression-row]')).toHaveCount(4);
   // The series adds up to the headline figure.
   const cells = await rows.locator('[data-test=series-delivered]').allInnerTexts();
   const delivered30 = await overview.locator('[data-test=figure][data-metric=delivered] [data-test=figure-value]').innerText();

@@ -43,6 +43,7 @@ entities!(
     contact_import,
     contact_list,
     delivery,
+    delivery_deferral,
     delivery_queue,
     dev_mailbox,
     engagement_event,

@@ -19,6 +19,7 @@ pub use super::contact_field::Entity as ContactField;
 pub use super::contact_import::Entity as ContactImport;
 pub use super::contact_list::Entity as ContactList;
 pub use super::delivery::Entity as Delivery;
+pub use super::delivery_deferral::Entity as DeliveryDeferral;
 pub use super::delivery_queue::Entity as DeliveryQueue;
 pub use super::dev_mailbox::Entity as DevMailbox;
 pub use super::engagement_event::Entity as EngagementEvent;

@@ -26,6 +26,10 @@ pub struct Model {
     pub human_clickers: i64,
     pub machine_clicks: i64,
     pub unsubscribes: i64,
+    pub bounced_hard: i64,
+    pub bounced_soft: i64,
+    pub bounced_policy: i64,
+    pub deferrals: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -15,6 +15,8 @@ pub struct Model {
     pub activity: String,
     pub machine: bool,
     pub link_position: Option<i32>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub detail: Option<String>,
     pub at: DateTimeUtc,
     pub sign: i16,
 }

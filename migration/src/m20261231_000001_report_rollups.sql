@@ -17,8 +17,8 @@ ALTER TABLE organisation ADD COLUMN report_rebuild_requested_at timestamptz;
 CREATE TABLE report_pending (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     organisation_id uuid NOT NULL,
-    -- 1 engagement event, 2 delivery outcome, 3 suppression
-    kind            smallint NOT NULL CHECK (kind IN (1, 2, 3)),
+    -- 1 engagement event, 2 delivery outcome, 3 suppression, 4 deferral (a retry scheduled)
+    kind            smallint NOT NULL CHECK (kind IN (1, 2, 3, 4)),
     delivery_id     uuid,
     campaign_id     uuid,
     -- engagement: opened | clicked | unsubscribed; delivery: sent | bounced | failed;
@@ -27,6 +27,8 @@ CREATE TABLE report_pending (
     machine         boolean NOT NULL DEFAULT false,
     -- A click's link (its position among the message's tracked links).
     link_position   integer,
+    -- A bounce's class (hermetic_bounce_class).
+    detail          text,
     at              timestamptz NOT NULL,
     sign            smallint NOT NULL DEFAULT 1 CHECK (sign IN (-1, 1))
 );
@@ -65,6 +67,10 @@ CREATE TABLE report_hour (
     human_clickers  bigint NOT NULL DEFAULT 0,
     machine_clicks  bigint NOT NULL DEFAULT 0,
     unsubscribes    bigint NOT NULL DEFAULT 0,
+    bounced_hard    bigint NOT NULL DEFAULT 0,
+    bounced_soft    bigint NOT NULL DEFAULT 0,
+    bounced_policy  bigint NOT NULL DEFAULT 0,
+    deferrals       bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (organisation_id, hour, source_kind, source_id, step_id)
 );
 CREATE INDEX report_hour_source ON report_hour (organisation_id, source_kind, source_id, hour);
@@ -112,12 +118,34 @@ CREATE TABLE report_org_hour (
     human_clickers   bigint NOT NULL DEFAULT 0,
     machine_clicks   bigint NOT NULL DEFAULT 0,
     unsubscribes     bigint NOT NULL DEFAULT 0,
+    bounced_hard    bigint NOT NULL DEFAULT 0,
+    bounced_soft    bigint NOT NULL DEFAULT 0,
+    bounced_policy  bigint NOT NULL DEFAULT 0,
+    deferrals       bigint NOT NULL DEFAULT 0,
     suppressed_unsubscribed bigint NOT NULL DEFAULT 0,
     suppressed_hard_bounce  bigint NOT NULL DEFAULT 0,
     suppressed_complaint    bigint NOT NULL DEFAULT 0,
     suppressed_manual       bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (organisation_id, hour)
 );
+
+-- A bounce's class from its stored status ("550 5.1.1"): policy (x.7.x: the receiver's rules,
+-- reputation, authentication), soft (4xx: temporary, retries ran out) or hard (the rest of 5xx:
+-- no such mailbox or domain). Without a status: hard.
+CREATE FUNCTION hermetic_bounce_class(status text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN status ~ '\m[45]\.7\.[0-9]' THEN 'policy'
+                WHEN status ~ '^4' THEN 'soft'
+                ELSE 'hard' END
+$$;
+
+-- Each time a delivery was deferred (a temporary refusal or connection trouble; retried later).
+CREATE TABLE delivery_deferral (
+    organisation_id uuid NOT NULL,
+    delivery_id     uuid NOT NULL REFERENCES delivery (id) ON DELETE CASCADE,
+    at              timestamptz NOT NULL
+);
+CREATE INDEX delivery_deferral_organisation ON delivery_deferral (organisation_id, at);
+CREATE INDEX delivery_deferral_delivery ON delivery_deferral (delivery_id);
 
 -- Engagement: every inserted open, click and unsubscribe of a delivery.
 CREATE FUNCTION report_capture_engagement() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -135,8 +163,10 @@ CREATE TRIGGER engagement_report_capture AFTER INSERT ON engagement_event
 -- Deliveries: a final outcome counts at its time (accepted, else recorded, else last update).
 CREATE FUNCTION report_capture_delivery_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO report_pending (organisation_id, kind, delivery_id, campaign_id, activity, at)
-    SELECT n.organisation_id, 2, n.id, n.campaign_id, n.state, coalesce(n.accepted_at, n.recorded_at, n.updated_at)
+    INSERT INTO report_pending (organisation_id, kind, delivery_id, campaign_id, activity, detail, at)
+    SELECT n.organisation_id, 2, n.id, n.campaign_id, n.state,
+        CASE WHEN n.state = 'bounced' THEN hermetic_bounce_class(n.smtp_status) END,
+        coalesce(n.accepted_at, n.recorded_at, n.updated_at)
     FROM new_rows n WHERE n.state IN ('sent', 'bounced', 'failed');
     RETURN NULL;
 END
@@ -146,16 +176,28 @@ CREATE TRIGGER delivery_report_capture_insert AFTER INSERT ON delivery
 
 CREATE FUNCTION report_capture_delivery_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO report_pending (organisation_id, kind, delivery_id, campaign_id, activity, at, sign)
-    SELECT x.organisation_id, 2, x.id, x.campaign_id, x.state, x.at, x.sign
+    INSERT INTO report_pending (organisation_id, kind, delivery_id, campaign_id, activity, detail, at, sign)
+    SELECT x.organisation_id, 2, x.id, x.campaign_id, x.state, CASE WHEN x.state = 'bounced' THEN x.class END, x.at, x.sign
     FROM new_rows n JOIN old_rows o ON o.id = n.id
     CROSS JOIN LATERAL (VALUES
-        (o.organisation_id, o.id, o.campaign_id, o.state, coalesce(o.accepted_at, o.recorded_at, o.updated_at), -1::smallint),
-        (n.organisation_id, n.id, n.campaign_id, n.state, coalesce(n.accepted_at, n.recorded_at, n.updated_at), 1::smallint)
-    ) AS x (organisation_id, id, campaign_id, state, at, sign)
+        (o.organisation_id, o.id, o.campaign_id, o.state, hermetic_bounce_class(o.smtp_status),
+         coalesce(o.accepted_at, o.recorded_at, o.updated_at), -1::smallint),
+        (n.organisation_id, n.id, n.campaign_id, n.state, hermetic_bounce_class(n.smtp_status),
+         coalesce(n.accepted_at, n.recorded_at, n.updated_at), 1::smallint)
+    ) AS x (organisation_id, id, campaign_id, state, class, at, sign)
     WHERE x.state IN ('sent', 'bounced', 'failed')
-      AND (o.state, coalesce(o.accepted_at, o.recorded_at, o.updated_at))
-          IS DISTINCT FROM (n.state, coalesce(n.accepted_at, n.recorded_at, n.updated_at));
+      AND (o.state, hermetic_bounce_class(o.smtp_status), coalesce(o.accepted_at, o.recorded_at, o.updated_at))
+          IS DISTINCT FROM (n.state, hermetic_bounce_class(n.smtp_status), coalesce(n.accepted_at, n.recorded_at, n.updated_at));
+    -- A retry scheduled: the delivery's state only says "deferred" until the next attempt, so
+    -- each deferral is kept (delivery_deferral) and counted.
+    WITH d AS (
+        INSERT INTO delivery_deferral (organisation_id, delivery_id, at)
+        SELECT n.organisation_id, n.id, n.updated_at
+        FROM new_rows n JOIN old_rows o ON o.id = n.id
+        WHERE n.state = 'deferred' AND (o.state <> 'deferred' OR n.attempts > o.attempts)
+        RETURNING organisation_id, delivery_id, at)
+    INSERT INTO report_pending (organisation_id, kind, delivery_id, activity, at)
+    SELECT organisation_id, 4, delivery_id, 'deferred', at FROM d;
     RETURN NULL;
 END
 $$;

@@ -12,9 +12,10 @@ use crate::api_reports::{
 use crate::components::{ErrorMessage, FieldError, Guard, use_hydrated};
 use crate::error::AppError;
 use domain::Permission;
+use domain::disclosure::Figure;
 use domain::reports::{
-    Bucket, COMPARISON_COLUMNS, Comparison, Curves, Drill, Metric, Overview, ReportRange, ReportSetup, SourceRef,
-    Value, WEEKDAYS, change_label,
+    Bucket, COMPARISON_COLUMNS, Comparison, Curves, Deliverability, Drill, Metric, Overview, ReportRange, ReportSetup,
+    SourceRef, Value, WEEKDAYS, change_label,
 };
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -72,7 +73,7 @@ fn overview_exports(r: &ReportRange) -> (String, String) {
     (export_href("overview.csv", r), export_href("overview.svg", r))
 }
 
-fn overview_view(o: Overview, exports: (String, String)) -> impl IntoView {
+fn overview_view(o: Overview, exports: (String, String), org_level: bool) -> impl IntoView {
     let hidden = any_hidden(&o);
     let nothing =
         o.figure(Metric::Sent).is_some_and(|f| f.current == Value::Count(domain::disclosure::Figure::Exact(0)))
@@ -81,6 +82,7 @@ fn overview_view(o: Overview, exports: (String, String)) -> impl IntoView {
     let bucket = o.bucket;
     let svg = o.chart_svg.clone();
     let (csv_href, svg_href) = exports;
+    let dl = o.deliverability.clone();
     let rows = o
         .series
         .iter()
@@ -140,6 +142,62 @@ fn overview_view(o: Overview, exports: (String, String)) -> impl IntoView {
                     </table>
                 </div>
             </div>
+        </section>
+        {deliverability_view(&dl, org_level)}
+    }
+}
+
+fn figure_bar(value: Figure, max: u64) -> impl IntoView {
+    value.shown().map(|v| {
+        view! {
+            <svg class="hbar" viewBox="0 0 100 10" preserveAspectRatio="none" aria-hidden="true">
+                <rect x="0" y="0" height="10" width=format!("{:.1}", v as f64 * 100.0 / max.max(1) as f64)></rect>
+            </svg>
+        }
+    })
+}
+
+/// Bounces by class, deferrals and (for the organisation) suppression-list growth.
+fn deliverability_view(d: &Deliverability, org_level: bool) -> impl IntoView + use<> {
+    let bounces = d.bounces();
+    let max = bounces.iter().filter_map(|(_, f)| f.shown()).max().unwrap_or(0);
+    let suppressions = d.suppressions();
+    let smax = suppressions.iter().filter_map(|(_, f)| f.shown()).max().unwrap_or(0);
+    let deferrals = d.deferrals;
+    view! {
+        <section class="panel" data-test="deliverability">
+            <h2>"Deliverability"</h2>
+            <div class="two-columns">
+                <div class="table-wrap">
+                    <table data-test="bounces-table">
+                        <caption>"Messages not delivered, by reason"</caption>
+                        <thead><tr><th scope="col">"Reason"</th><th scope="col">"Messages"</th>
+                            <th scope="col"><span class="visually-hidden">"Chart"</span></th></tr></thead>
+                        <tbody>
+                            {bounces.into_iter().map(|(label, f)| view! {
+                                <tr data-test="bounce-row"><th scope="row">{label}</th><td>{f.label()}</td><td>{figure_bar(f, max)}</td></tr>
+                            }).collect_view()}
+                            <tr data-test="deferrals-row"><th scope="row">"Deferred and retried later (times)"</th>
+                                <td>{deferrals.label()}</td><td></td></tr>
+                        </tbody>
+                    </table>
+                </div>
+                {org_level.then(|| view! {
+                    <div class="table-wrap">
+                        <table data-test="suppressions-table">
+                            <caption>"Added to the suppression list"</caption>
+                            <thead><tr><th scope="col">"Why"</th><th scope="col">"Addresses"</th>
+                                <th scope="col"><span class="visually-hidden">"Chart"</span></th></tr></thead>
+                            <tbody>
+                                {suppressions.into_iter().map(|(label, f)| view! {
+                                    <tr data-test="suppression-row"><th scope="row">{label}</th><td>{f.label()}</td><td>{figure_bar(f, smax)}</td></tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    </div>
+                })}
+            </div>
+            <p class="hint">"Every message is sent over TLS (the connection is refused otherwise); the share by TLS version and the breakdown by mailbox provider come in a later release."</p>
         </section>
     }
 }
@@ -480,7 +538,7 @@ fn ReportArea(ctx: ReportSetup, hydrated: ReadSignal<bool>) -> impl IntoView {
         {move || match load.value().get() {
             Some(Ok((o, c))) => {
                 let exports = overview_exports(&o.range);
-                view! { {overview_view(o, exports)} {comparison_view(c)} }.into_any()
+                view! { {overview_view(o, exports, true)} {comparison_view(c)} }.into_any()
             }
             _ => ().into_any(),
         }}
@@ -595,7 +653,7 @@ fn drill_view(d: Drill) -> impl IntoView {
     let since_svg = d.since_svg.clone();
     let max_heat = d.heatmap.iter().flatten().filter_map(|f| f.shown()).max().unwrap_or(0).max(1) as f64;
     view! {
-        {overview_view(d.overview.clone(), exports)}
+        {overview_view(d.overview.clone(), exports, false)}
         <section class="panel" data-test="since-send">
             <h2>"Opens and clicks since the send"</h2>
             <p class="hint">"Each message counted once, at its first open or click by a person, by the time after its delivery."</p>

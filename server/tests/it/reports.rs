@@ -92,9 +92,14 @@ async fn random_engagement(app: &TestApp, org: Uuid, seed: u64) {
             let t = at(&mut rng);
             // Some outcomes have no acceptance time: they count at their record time.
             let accepted = if rng.below(3) == 0 { "NULL".to_string() } else { format!("'{t}'") };
+            let status = match state {
+                "bounced" => ["'550 5.1.1'", "'421 4.4.2'", "'550 5.7.1'", "NULL"][rng.below(4) as usize],
+                "sent" => "'250 2.0.0'",
+                _ => "NULL",
+            };
             statements.push(format!(
-                "INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, accepted_at, recorded_at, updated_at)
-                 VALUES ('{d}', '{org}', '{cid}', '{p}', '{state}', '{t}', {accepted}, '{}', '{}')",
+                "INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, accepted_at, recorded_at, updated_at, smtp_status)
+                 VALUES ('{d}', '{org}', '{cid}', '{p}', '{state}', '{t}', {accepted}, '{}', '{}', {status})",
                 t + chrono::Duration::minutes(1),
                 t + chrono::Duration::minutes(2)
             ));
@@ -157,8 +162,26 @@ async fn random_engagement(app: &TestApp, org: Uuid, seed: u64) {
     ))
     .await;
     settle(svc, 50).await;
+    // A message deferred twice (4xx, then connection trouble), then delivered.
+    let flaky = Uuid::now_v7();
     app.sql(&format!(
-        "UPDATE delivery SET state = 'bounced', updated_at = updated_at + interval '3 hours' WHERE id = '{late}';
+        "INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at)
+         SELECT '{flaky}', organisation_id, campaign_id, NULL, 'queued', not_before, '2026-10-31T12:00:00Z'
+         FROM delivery WHERE id = '{late}';
+         UPDATE delivery SET state = 'deferred', attempts = 1, smtp_status = '451 4.7.1', updated_at = '2026-10-31T12:05:00Z' WHERE id = '{flaky}';
+         UPDATE delivery SET attempts = 2, updated_at = '2026-11-01T05:10:00Z' WHERE id = '{flaky}';
+         UPDATE delivery SET state = 'sent', attempts = 3, smtp_status = '250 2.0.0', accepted_at = '2026-11-01T07:00:00Z',
+            recorded_at = '2026-11-01T07:00:01Z', updated_at = '2026-11-01T07:00:01Z' WHERE id = '{flaky}'"
+    ))
+    .await;
+    let deferrals: i64 =
+        service::db::scalar(svc.db(), "SELECT count(*) FROM delivery_deferral WHERE delivery_id = $1", [flaky.into()])
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(deferrals, 2, "each deferral is kept");
+    app.sql(&format!(
+        "UPDATE delivery SET state = 'bounced', smtp_status = '550 5.7.26', updated_at = updated_at + interval '3 hours' WHERE id = '{late}';
          UPDATE delivery SET state = 'sent', accepted_at = '2026-11-01T06:30:00Z', recorded_at = '2026-11-01T06:30:01Z'
             WHERE id = '{retried}';
          UPDATE delivery SET updated_at = updated_at + interval '1 day' WHERE id = '{}'",
@@ -216,6 +239,13 @@ async fn rollups_equal_the_raw_answer_in_every_zone_across_daylight_saving_and_a
             .sum();
         let o = service::reports::overview(svc, admin, range).await.unwrap();
         assert_eq!(o.figure(Metric::Delivered).unwrap().current, Value::Count(Figure::Exact(want as u64)), "{zone}");
+        let dl = &o.deliverability;
+        let classes: u64 = [dl.bounced_hard, dl.bounced_soft, dl.bounced_policy].iter().filter_map(|f| f.exact()).sum();
+        assert_eq!(
+            Value::Count(Figure::Exact(classes)),
+            o.figure(Metric::Bounced).unwrap().current,
+            "{zone}: classes add up"
+        );
         let series: u64 = o.series.iter().filter_map(|p| p.delivered.exact()).sum();
         assert_eq!(series, want as u64, "{zone}: the buckets add up to the total");
         assert!(o.chart_svg.contains("<svg") && o.chart_svg.contains("hover-target"), "{zone}: a chart");
@@ -441,8 +471,8 @@ async fn event_tables_are_partitioned_by_month_and_retention_drops_a_month_but_n
         .unwrap();
         (part, n)
     };
-    // The id is minted on the real clock (UUIDv7).
-    assert_eq!(part, format!("patient_event_{}", month(chrono::Utc::now())));
+    // The id is minted on the real clock (UUIDv7); the test clock started at the real time.
+    assert_eq!(part, format!("patient_event_{}", month(svc.clock().now())));
     assert_eq!(outbox, 1);
     // Engagement from March 2025 (backdated history) lands in the default partition until its
     // month's partition is made, which takes its rows.

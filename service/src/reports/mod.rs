@@ -132,6 +132,13 @@ struct SumRow {
     machine_clicks: i64,
     unsubscribes: i64,
     complaints: i64,
+    bounced_hard: i64,
+    bounced_soft: i64,
+    bounced_policy: i64,
+    deferrals: i64,
+    suppressed_unsubscribed: i64,
+    suppressed_hard_bounce: i64,
+    suppressed_manual: i64,
 }
 
 impl SumRow {
@@ -149,6 +156,13 @@ impl SumRow {
             machine_clicks: n(self.machine_clicks),
             unsubscribes: n(self.unsubscribes),
             complaints: n(self.complaints),
+            bounced_hard: n(self.bounced_hard),
+            bounced_soft: n(self.bounced_soft),
+            bounced_policy: n(self.bounced_policy),
+            deferrals: n(self.deferrals),
+            suppressed_unsubscribed: n(self.suppressed_unsubscribed),
+            suppressed_hard_bounce: n(self.suppressed_hard_bounce),
+            suppressed_manual: n(self.suppressed_manual),
         }
     }
 }
@@ -158,7 +172,9 @@ const SUMS: &str = "coalesce(sum(sent), 0)::int8 AS sent, coalesce(sum(delivered
     coalesce(sum(human_openers), 0)::int8 AS human_openers, coalesce(sum(machine_opens), 0)::int8 AS machine_opens,
     coalesce(sum(machine_openers), 0)::int8 AS machine_openers, coalesce(sum(human_clicks), 0)::int8 AS human_clicks,
     coalesce(sum(human_clickers), 0)::int8 AS human_clickers, coalesce(sum(machine_clicks), 0)::int8 AS machine_clicks,
-    coalesce(sum(unsubscribes), 0)::int8 AS unsubscribes";
+    coalesce(sum(unsubscribes), 0)::int8 AS unsubscribes, coalesce(sum(bounced_hard), 0)::int8 AS bounced_hard,
+    coalesce(sum(bounced_soft), 0)::int8 AS bounced_soft, coalesce(sum(bounced_policy), 0)::int8 AS bounced_policy,
+    coalesce(sum(deferrals), 0)::int8 AS deferrals";
 
 /// The organisation's totals per bucket of `range` (local hours or days), from the rollup; with
 /// `source`, only that campaign's or sequence email's.
@@ -177,14 +193,18 @@ pub async fn org_buckets<C: ConnectionTrait>(
     let sql = match source {
         None => format!(
             "SELECT date_trunc('{unit}', hour) AS bucket, NULL::int2 AS source_kind, NULL::uuid AS source_id,
-                NULL::text AS step_id, {SUMS}, coalesce(sum(suppressed_complaint), 0)::int8 AS complaints
+                NULL::text AS step_id, {SUMS}, coalesce(sum(suppressed_complaint), 0)::int8 AS complaints,
+                coalesce(sum(suppressed_unsubscribed), 0)::int8 AS suppressed_unsubscribed,
+                coalesce(sum(suppressed_hard_bounce), 0)::int8 AS suppressed_hard_bounce,
+                coalesce(sum(suppressed_manual), 0)::int8 AS suppressed_manual
              FROM report_org_hour WHERE organisation_id = $1 AND hour >= $2 AND hour < $3 GROUP BY 1"
         ),
         Some(s) => {
             args.extend([s.kind.code().into(), s.id.into(), s.step_id.clone().into()]);
             format!(
                 "SELECT date_trunc('{unit}', hour) AS bucket, NULL::int2 AS source_kind, NULL::uuid AS source_id,
-                    NULL::text AS step_id, {SUMS}, 0::int8 AS complaints
+                    NULL::text AS step_id, {SUMS}, 0::int8 AS complaints, 0::int8 AS suppressed_unsubscribed,
+                    0::int8 AS suppressed_hard_bounce, 0::int8 AS suppressed_manual
                  FROM report_hour WHERE organisation_id = $1 AND hour >= $2 AND hour < $3
                    AND source_kind = $4 AND source_id = $5 AND step_id = $6 GROUP BY 1"
             )
@@ -250,7 +270,8 @@ pub async fn source_totals<C: ConnectionTrait>(
     let rows: Vec<SumRow> = db::all_as(
         conn,
         &format!(
-            "SELECT source_kind, source_id, step_id, NULL::timestamp AS bucket, {SUMS}, 0::int8 AS complaints
+            "SELECT source_kind, source_id, step_id, NULL::timestamp AS bucket, {SUMS}, 0::int8 AS complaints,
+                0::int8 AS suppressed_unsubscribed, 0::int8 AS suppressed_hard_bounce, 0::int8 AS suppressed_manual
              FROM report_hour WHERE organisation_id = $1 AND hour >= $2 AND hour < $3
              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
         ),

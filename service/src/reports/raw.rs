@@ -30,6 +30,10 @@ pub struct HourRow {
     pub human_clickers: i64,
     pub machine_clicks: i64,
     pub unsubscribes: i64,
+    pub bounced_hard: i64,
+    pub bounced_soft: i64,
+    pub bounced_policy: i64,
+    pub deferrals: i64,
     pub suppressed_unsubscribed: i64,
     pub suppressed_hard_bounce: i64,
     pub suppressed_complaint: i64,
@@ -37,7 +41,7 @@ pub struct HourRow {
 }
 
 const COLS: &str = "sent, delivered, bounced, failed, human_openers, machine_opens, machine_openers, human_clicks, \
-                    human_clickers, machine_clicks, unsubscribes";
+                    human_clickers, machine_clicks, unsubscribes, bounced_hard, bounced_soft, bounced_policy, deferrals";
 
 fn nonzero(cols: &str) -> String {
     cols.split(", ").map(|c| format!("{c} <> 0")).collect::<Vec<_>>().join(" OR ")
@@ -62,9 +66,18 @@ pub async fn source_hours<C: ConnectionTrait>(conn: &C, org: Uuid) -> ServiceRes
                 count(*) AS sent, count(*) FILTER (WHERE d.state = 'sent') AS delivered,
                 count(*) FILTER (WHERE d.state = 'bounced') AS bounced, count(*) FILTER (WHERE d.state = 'failed') AS failed,
                 0 AS human_openers, 0 AS machine_opens, 0 AS machine_openers, 0 AS human_clicks, 0 AS human_clickers,
-                0 AS machine_clicks, 0 AS unsubscribes
+                0 AS machine_clicks, 0 AS unsubscribes,
+                count(*) FILTER (WHERE d.state = 'bounced' AND hermetic_bounce_class(d.smtp_status) = 'hard') AS bounced_hard,
+                count(*) FILTER (WHERE d.state = 'bounced' AND hermetic_bounce_class(d.smtp_status) = 'soft') AS bounced_soft,
+                count(*) FILTER (WHERE d.state = 'bounced' AND hermetic_bounce_class(d.smtp_status) = 'policy') AS bounced_policy,
+                0 AS deferrals
             FROM delivery d JOIN src s ON s.id = d.id
             WHERE d.organisation_id = $1 AND d.state IN ('sent', 'bounced', 'failed') GROUP BY 1, 2, 3, 4),
+         deferred AS (
+            SELECT date_trunc('hour', f.at AT TIME ZONE (SELECT z FROM tz)) AS hour, s.source_kind, s.source_id, s.step_id,
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, count(*)
+            FROM delivery_deferral f JOIN src s ON s.id = f.delivery_id
+            WHERE f.organisation_id = $1 GROUP BY 1, 2, 3, 4),
          ev AS (
             SELECT g.*, date_trunc('hour', g.occurred_at AT TIME ZONE (SELECT z FROM tz)) AS hour,
                 coalesce(s.source_kind, 1::int2) AS source_kind,
@@ -79,15 +92,16 @@ pub async fn source_hours<C: ConnectionTrait>(conn: &C, org: Uuid) -> ServiceRes
             SELECT hour, source_kind, source_id, step_id, 0, 0, 0, 0, 0,
                 count(*) FILTER (WHERE activity = 'opened' AND machine), 0,
                 count(*) FILTER (WHERE activity = 'clicked' AND NOT machine), 0,
-                count(*) FILTER (WHERE activity = 'clicked' AND machine), 0
+                count(*) FILTER (WHERE activity = 'clicked' AND machine), 0, 0, 0, 0, 0
             FROM ev GROUP BY 1, 2, 3, 4),
          firsts AS (
             SELECT hour, source_kind, source_id, step_id, 0, 0, 0, 0,
                 count(*) FILTER (WHERE fk = 1), 0, count(*) FILTER (WHERE fk = 2), 0, count(*) FILTER (WHERE fk = 3),
-                0, count(*) FILTER (WHERE fk = 4)
+                0, count(*) FILTER (WHERE fk = 4), 0, 0, 0, 0
             FROM (SELECT DISTINCT ON (delivery_id, fk) * FROM ev WHERE fk IS NOT NULL ORDER BY delivery_id, fk, occurred_at) f
             GROUP BY 1, 2, 3, 4),
-         parts AS (SELECT * FROM outcomes UNION ALL SELECT * FROM events UNION ALL SELECT * FROM firsts)
+         parts AS (SELECT * FROM outcomes UNION ALL SELECT * FROM events UNION ALL SELECT * FROM firsts
+                   UNION ALL SELECT * FROM deferred)
          SELECT hour, source_kind, coalesce(source_id, '00000000-0000-0000-0000-000000000000') AS source_id, step_id,
             {sums}, 0::int8 AS suppressed_unsubscribed, 0::int8 AS suppressed_hard_bounce,
             0::int8 AS suppressed_complaint, 0::int8 AS suppressed_manual
@@ -121,6 +135,10 @@ pub async fn org_hours<C: ConnectionTrait>(conn: &C, org: Uuid) -> ServiceResult
         e.human_clickers += r.human_clickers;
         e.machine_clicks += r.machine_clicks;
         e.unsubscribes += r.unsubscribes;
+        e.bounced_hard += r.bounced_hard;
+        e.bounced_soft += r.bounced_soft;
+        e.bounced_policy += r.bounced_policy;
+        e.deferrals += r.deferrals;
     }
     #[derive(FromQueryResult)]
     struct Supp {
@@ -165,6 +183,10 @@ fn zero(hour: NaiveDateTime) -> HourRow {
         human_clickers: 0,
         machine_clicks: 0,
         unsubscribes: 0,
+        bounced_hard: 0,
+        bounced_soft: 0,
+        bounced_policy: 0,
+        deferrals: 0,
         suppressed_unsubscribed: 0,
         suppressed_hard_bounce: 0,
         suppressed_complaint: 0,

@@ -89,9 +89,14 @@ pub async fn rebuild(svc: &Services, org: Uuid) -> ServiceResult<bool> {
             FROM engagement_event
             WHERE organisation_id = $1 AND delivery_id IS NOT NULL AND activity IN ('opened', 'clicked', 'unsubscribed')),
          outcomes AS (
-            INSERT INTO report_pending (organisation_id, kind, delivery_id, campaign_id, activity, at)
-            SELECT organisation_id, 2, id, campaign_id, state, coalesce(accepted_at, recorded_at, updated_at)
+            INSERT INTO report_pending (organisation_id, kind, delivery_id, campaign_id, activity, detail, at)
+            SELECT organisation_id, 2, id, campaign_id, state,
+                CASE WHEN state = 'bounced' THEN hermetic_bounce_class(smtp_status) END,
+                coalesce(accepted_at, recorded_at, updated_at)
             FROM delivery WHERE organisation_id = $1 AND state IN ('sent', 'bounced', 'failed')),
+         deferrals AS (
+            INSERT INTO report_pending (organisation_id, kind, delivery_id, activity, at)
+            SELECT organisation_id, 4, delivery_id, 'deferred', at FROM delivery_deferral WHERE organisation_id = $1),
          suppressions AS (
             INSERT INTO report_pending (organisation_id, kind, activity, at)
             SELECT organisation_id, 3, reason, created_at FROM suppression WHERE organisation_id = $1)
@@ -122,8 +127,8 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64) -> ServiceResult<u64> {
         "CREATE TEMP TABLE report_batch ON COMMIT DROP AS
          WITH taken AS (
             DELETE FROM report_pending WHERE id IN (SELECT id FROM report_pending ORDER BY id LIMIT $1)
-            RETURNING organisation_id, kind, delivery_id, campaign_id, activity, machine, link_position, at, sign)
-         SELECT t.organisation_id, t.kind, t.delivery_id, t.activity, t.machine, t.link_position, t.at, t.sign,
+            RETURNING organisation_id, kind, delivery_id, campaign_id, activity, machine, link_position, detail, at, sign)
+         SELECT t.organisation_id, t.kind, t.delivery_id, t.activity, t.machine, t.link_position, t.detail, t.at, t.sign,
             o.time_zone, d.accepted_at AS sent_at,
             date_trunc('hour', t.at AT TIME ZONE o.time_zone) AS hour,
             CASE WHEN t.kind = 3 THEN 0
@@ -152,7 +157,8 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64) -> ServiceResult<u64> {
             sent bigint DEFAULT 0, delivered bigint DEFAULT 0, bounced bigint DEFAULT 0, failed bigint DEFAULT 0,
             human_openers bigint DEFAULT 0, machine_opens bigint DEFAULT 0, machine_openers bigint DEFAULT 0,
             human_clicks bigint DEFAULT 0, human_clickers bigint DEFAULT 0, machine_clicks bigint DEFAULT 0,
-            unsubscribes bigint DEFAULT 0, suppressed_unsubscribed bigint DEFAULT 0,
+            unsubscribes bigint DEFAULT 0, bounced_hard bigint DEFAULT 0, bounced_soft bigint DEFAULT 0,
+            bounced_policy bigint DEFAULT 0, deferrals bigint DEFAULT 0, suppressed_unsubscribed bigint DEFAULT 0,
             suppressed_hard_bounce bigint DEFAULT 0, suppressed_complaint bigint DEFAULT 0,
             suppressed_manual bigint DEFAULT 0) ON COMMIT DROP",
         [],
@@ -163,7 +169,7 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64) -> ServiceResult<u64> {
         conn,
         "INSERT INTO report_delta (organisation_id, hour, source_kind, source_id, step_id, sent, delivered, bounced,
             failed, machine_opens, human_clicks, machine_clicks, suppressed_unsubscribed, suppressed_hard_bounce,
-            suppressed_complaint, suppressed_manual)
+            suppressed_complaint, suppressed_manual, bounced_hard, bounced_soft, bounced_policy, deferrals)
          SELECT organisation_id, hour, source_kind, coalesce(source_id, '00000000-0000-0000-0000-000000000000'), step_id,
             sum(sign) FILTER (WHERE kind = 2),
             sum(sign) FILTER (WHERE kind = 2 AND activity = 'sent'),
@@ -175,7 +181,11 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64) -> ServiceResult<u64> {
             sum(sign) FILTER (WHERE kind = 3 AND activity = 'unsubscribed'),
             sum(sign) FILTER (WHERE kind = 3 AND activity = 'hard_bounce'),
             sum(sign) FILTER (WHERE kind = 3 AND activity = 'complaint'),
-            sum(sign) FILTER (WHERE kind = 3 AND activity = 'manual')
+            sum(sign) FILTER (WHERE kind = 3 AND activity = 'manual'),
+            sum(sign) FILTER (WHERE kind = 2 AND activity = 'bounced' AND detail = 'hard'),
+            sum(sign) FILTER (WHERE kind = 2 AND activity = 'bounced' AND detail = 'soft'),
+            sum(sign) FILTER (WHERE kind = 2 AND activity = 'bounced' AND detail = 'policy'),
+            count(*) FILTER (WHERE kind = 4)
          FROM report_batch GROUP BY 1, 2, 3, 4, 5",
         [],
     )
@@ -270,7 +280,8 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64) -> ServiceResult<u64> {
     )
     .await?;
     const COLS: &str = "sent, delivered, bounced, failed, human_openers, machine_opens, machine_openers, \
-                        human_clicks, human_clickers, machine_clicks, unsubscribes";
+                        human_clicks, human_clickers, machine_clicks, unsubscribes, bounced_hard, bounced_soft, \
+                        bounced_policy, deferrals";
     let sums = |cols: &str| cols.split(", ").map(|c| format!("coalesce(sum({c}), 0)")).collect::<Vec<_>>().join(", ");
     let adds = |table: &str, cols: &str| {
         cols.split(", ").map(|c| format!("{c} = {table}.{c} + excluded.{c}")).collect::<Vec<_>>().join(", ")
