@@ -54,3 +54,15 @@ pub async fn report_curves(sources: Vec<SourceRef>) -> Result<Curves, AppError> 
     let (svc, actor) = ssr::actor()?;
     Ok(service::reports::curves(&svc, &actor, sources).await?)
 }
+
+#[server(client = CsrfClient, prefix = "/api", endpoint = "report_digest")]
+pub async fn report_digest() -> Result<bool, AppError> {
+    let (svc, actor) = ssr::actor()?;
+    Ok(service::reports::digest::get(&svc, &actor).await?)
+}
+
+#[server(client = CsrfClient, prefix = "/api", endpoint = "set_report_digest")]
+pub async fn set_report_digest(on: bool) -> Result<(), AppError> {
+    let (svc, actor) = ssr::actor()?;
+    Ok(service::reports::digest::set(&svc, &actor, on).await?)
+}

@@ -131,5 +131,15 @@ test('reports: overview chart matches its table, range picker, CSV export, compa
   await expect(a.locator('[data-test=overview-chart-box] svg[role=img]')).toBeVisible();
   await expect(a.locator('[data-test=report-time-zone]')).toHaveCount(0);
   await expect(a.locator('main')).not.toContainText('demo-patients');
+  // The weekly digest is the analyst's own choice, in Settings.
+  await a.goto('/settings');
+  await expect(a.locator('[data-test=sign-out]')).toBeEnabled();
+  const toggle = a.locator('[data-test=digest-toggle]');
+  await expect(toggle).toBeEnabled();
+  await expect(toggle).not.toBeChecked();
+  await toggle.check();
+  await expect(a.locator('[data-test=digest-saved]')).toContainText('You will get the weekly report');
+  await a.reload();
+  await expect(a.locator('[data-test=digest-toggle]')).toBeChecked();
   await ctx.close();
 });

@@ -27,6 +27,8 @@ pub struct Model {
     pub last_sign_in_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Gets the weekly report digest by email.
+    pub report_digest: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

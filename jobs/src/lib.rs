@@ -98,7 +98,8 @@ pub async fn run(svc: Services, config: JobsConfig, shutdown: watch::Receiver<bo
         .add::<DispatchJob, _, _>(slots, dispatch)
         .add::<WebhookJob, _, _>(4, webhooks::deliver)
         .add::<StaffNotice, _, _>(2, sequences::staff_notice)
-        .add::<reports::ReportRollup, _, _>(1, reports::handle);
+        .add::<reports::ReportRollup, _, _>(1, reports::handle)
+        .add::<service::reports::digest::ReportDigest, _, _>(2, reports::digest);
     let _ = scheduler.await;
     let _ = ticker.await;
     let _ = rollups.await;
@@ -141,6 +142,7 @@ mod tests {
             WebhookJob::QUEUE,
             StaffNotice::QUEUE,
             reports::ReportRollup::QUEUE,
+            service::reports::digest::ReportDigest::QUEUE,
         ] {
             assert!(service::outbox::queue::ALL.contains(&q), "{q} is missing from outbox::queue::ALL");
         }

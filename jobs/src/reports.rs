@@ -52,3 +52,11 @@ pub async fn handle(job: ReportRollup, svc: Data<Services>) -> Result<(), BoxDyn
         }
     }
 }
+
+/// Email one user their weekly report digest.
+pub async fn digest(job: service::reports::digest::ReportDigest, svc: Data<Services>) -> Result<(), BoxDynError> {
+    service::reports::digest::send(&svc, &job).await.map_err(|e| {
+        tracing::error!(user = %job.user_id, error = %e.log_detail(), "report digest failed");
+        crate::worker::failure(e)
+    })
+}

@@ -13,6 +13,8 @@
 ALTER TABLE organisation ADD COLUMN time_zone text NOT NULL DEFAULT 'UTC'
     CHECK (length(time_zone) BETWEEN 1 AND 64);
 ALTER TABLE organisation ADD COLUMN report_rebuild_requested_at timestamptz;
+-- A user who asked for the weekly report digest (their own setting).
+ALTER TABLE app_user ADD COLUMN report_digest boolean NOT NULL DEFAULT false;
 
 CREATE TABLE report_pending (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -191,6 +191,8 @@ const API: &[(&str, Access)] = &[
     ("/api/report_drill", Signed(P::ReportsRead)),
     ("/api/report_curves", Signed(P::ReportsRead)),
     ("/api/set_report_time_zone", Signed(P::SettingsManage)),
+    ("/api/report_digest", Signed(P::ReportsRead)),
+    ("/api/set_report_digest", Signed(P::ReportsRead)),
 ];
 
 /// Server functions that never count as activity: exactly the app's background polls

@@ -2,7 +2,7 @@
 //! throttle counters, delete uploads never started within a day, seal segment definitions saved
 //! before sealing existed, verify every audit chain, and re-check verified sending domains' DNS
 //! records, delete finished webhook deliveries after 30 days, and prepare the coming months'
-//! partitions of the event tables.
+//! partitions of the event tables, and queue the weekly report digests that are due.
 
 use crate::audit;
 use crate::db;
@@ -30,6 +30,8 @@ pub struct MaintenanceReport {
     pub webhooks_purged: u64,
     /// Monthly partitions of the event tables created ahead of their month.
     pub partitions_made: u64,
+    /// Weekly report digests queued.
+    pub digests_queued: u64,
 }
 
 pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
@@ -66,6 +68,7 @@ pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
     let webhooks_purged = crate::webhooks::purge_finished(svc.db(), now - Duration::days(30)).await?;
     let segments_sealed = crate::segments::seal_legacy(svc).await?;
     let partitions_made = crate::reports::partitions::prepare(svc).await?;
+    let digests_queued = crate::reports::digest::queue_due(svc).await?;
     let reports = audit::verify_all(svc).await?;
     // A domain whose records are gone stops sending; a failed re-check is logged, not fatal.
     let domains = match crate::sending_domains::recheck_due(svc).await {
@@ -89,5 +92,6 @@ pub async fn run(svc: &Services) -> ServiceResult<MaintenanceReport> {
         idempotency_purged,
         webhooks_purged,
         partitions_made,
+        digests_queued,
     })
 }

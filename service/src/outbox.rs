@@ -265,6 +265,7 @@ pub mod queue {
     pub const WEBHOOK: &str = "webhook-delivery";
     pub const STAFF_NOTICE: &str = "sequence-staff-notice";
     pub const REPORT_ROLLUP: &str = "report-rollup";
+    pub const REPORT_DIGEST: &str = "report-digest";
     /// Every queue (metrics label values; `jobs`' tests check each worker's queue is here).
     pub const ALL: &[&str] = &[
         OPTIN_EMAIL,
@@ -276,5 +277,6 @@ pub mod queue {
         WEBHOOK,
         STAFF_NOTICE,
         REPORT_ROLLUP,
+        REPORT_DIGEST,
     ];
 }

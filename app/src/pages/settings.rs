@@ -14,6 +14,7 @@ pub fn SettingsPage() -> impl IntoView {
     let me = use_me();
     let hydrated = use_hydrated();
     let is_admin = me.as_ref().is_some_and(|m| m.can(Permission::UsersManage));
+    let reads_reports = me.as_ref().is_some_and(|m| m.can(Permission::ReportsRead));
     let current = RwSignal::new(String::new());
     let new = RwSignal::new(String::new());
     let confirm = RwSignal::new(String::new());
@@ -62,6 +63,7 @@ pub fn SettingsPage() -> impl IntoView {
                 <p><A href="/settings/users">"Manage users"</A> " · " <A href="/contacts/fields">"Contact fields"</A> " · " <A href="/settings/domains">"Sending domains"</A> " · " <A href="/settings/api-keys">"API keys"</A> " · " <A href="/settings/webhooks">"Webhooks"</A> " · " <A href="/settings/mailbox">"Dev mailbox"</A></p>
             })}
         </section>
+        {reads_reports.then(|| view! { <DigestSetting/> })}
         <section class="panel">
             <h2>"Change password"</h2>
             <form class="form-grid" on:submit=submit>
@@ -98,6 +100,55 @@ pub fn SettingsPage() -> impl IntoView {
                     }
                 })}
             </Transition>
+        </section>
+    }
+}
+
+/// The user's own choice of the weekly report digest (Mondays, figures only).
+#[component]
+fn DigestSetting() -> impl IntoView {
+    let on = RwSignal::new(false);
+    let saved = RwSignal::new(false);
+    let error = RwSignal::new(None::<AppError>);
+    let load = Action::new(|_: &()| crate::api_reports::report_digest());
+    Effect::new(move || {
+        load.dispatch(());
+    });
+    Effect::new(move || match load.value().get() {
+        Some(Ok(v)) => on.set(v),
+        Some(Err(e)) => error.set(Some(e)),
+        None => {}
+    });
+    let save = Action::new(|v: &bool| crate::api_reports::set_report_digest(*v));
+    Effect::new(move || match save.value().get() {
+        Some(Ok(())) => {
+            error.set(None);
+            saved.set(true);
+        }
+        Some(Err(e)) => error.set(Some(e)),
+        None => {}
+    });
+    view! {
+        <section class="panel" data-test="digest-setting">
+            <h2>"Weekly report"</h2>
+            <label class="check">
+                <input type="checkbox" data-test="digest-toggle" prop:checked=move || on.get()
+                    disabled=move || load.value().get().is_none() || save.pending().get()
+                    on:change=move |ev| {
+                        let v = event_target_checked(&ev);
+                        on.set(v);
+                        saved.set(false);
+                        save.dispatch(v);
+                    }/>
+                " Email me last week's report figures every Monday morning"
+            </label>
+            <p class="hint">"Figures only, as your role sees them in Reports: the email never names a patient."</p>
+            {move || saved.get().then(|| view! {
+                <p class="alert success" role="status" data-test="digest-saved">
+                    {if on.get() { "You will get the weekly report." } else { "You will no longer get the weekly report." }}
+                </p>
+            })}
+            <ErrorMessage error=error/>
         </section>
     }
 }

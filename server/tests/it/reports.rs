@@ -4,7 +4,10 @@
 //! comparison read them; small cells are hidden with complementary suppression for analysts,
 //! exports included; hostile ranges and zones are refused next to their field.
 
+use crate::campaigns::contact as patient;
 use crate::harness::*;
+use crate::smtp::mime;
+use chrono::Datelike;
 use domain::Role;
 use domain::contacts::ContactInput;
 use domain::disclosure::Figure;
@@ -532,5 +535,65 @@ async fn event_tables_are_partitioned_by_month_and_retention_drops_a_month_but_n
         Value::Count(Figure::Exact(1)),
         "figures outlive raw rows"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_user_who_opts_in_gets_last_weeks_figures_on_monday_morning_once_and_names_nobody() {
+    let (smtp, app, org, actor) = crate::sequences::clinic().await;
+    let svc = &app.services;
+    app.add_user(org, "analyst@lakeside.test", Role::Analyst).await;
+    let (analyst, secret) = app.sign_in("analyst@lakeside.test", None).await;
+    let (status, v) = analyst.call("report_digest", &[]).await;
+    assert_eq!((status, v), (200, serde_json::json!(false)), "off until asked for");
+    let (status, _) = analyst.call("set_report_digest", &[("on", "true")]).await;
+    assert_eq!(status, 200);
+    let (_, v) = analyst.call("report_digest", &[]).await;
+    assert_eq!(v, serde_json::json!(true));
+    // Monday 09:00 (the organisation's zone is UTC): last week had two campaigns.
+    let now = app.now();
+    let days_to_monday = (7 - now.weekday().num_days_from_monday() as i64) % 7;
+    let monday = (now.date_naive() + chrono::Duration::days(if days_to_monday == 0 { 7 } else { days_to_monday }))
+        .and_hms_opt(9, 0, 0)
+        .unwrap()
+        .and_utc();
+    app.advance((monday - now).num_seconds());
+    for i in 0..30 {
+        patient(svc, &actor, &format!("patient{i}@digest-patients.test"), "Pat", true).await;
+    }
+    let spec = service::reports::demo::Spec { events: 400, campaigns: 2, days: 6, audience_share: 1.0 };
+    service::reports::demo::generate(svc, org.0, &spec, monday).await.unwrap();
+    settle(svc, 10_000).await;
+    // Monday 09:00: one digest (the admin did not ask for one), once.
+    assert_eq!(service::reports::digest::queue_due(svc).await.unwrap(), 1);
+    assert_eq!(service::reports::digest::queue_due(svc).await.unwrap(), 0, "one per week");
+    let msgs = smtp.wait_for(1, 30).await;
+    let m = mime(&msgs[0].0);
+    assert_eq!(m["headers"]["to"], "analyst@lakeside.test");
+    let week_of = monday.date_naive() - chrono::Duration::days(7);
+    let subject = m["headers"]["subject"].as_str().unwrap().to_string();
+    assert!(
+        subject.starts_with("Hermetic weekly report: ") && subject.contains(&week_of.format("%b %-d").to_string()),
+        "{subject}"
+    );
+    let text = m["text"].as_str().unwrap().to_string();
+    assert!(text.contains("Delivered") && text.contains("Opened (people)") && text.contains("/reports"), "{text}");
+    assert!(!text.contains("digest-patients.test") && !text.contains("@"), "figures only: {text}");
+    // Opting out stops it: a job already queued sends nothing. (A week passed: a new session.)
+    app.advance(31);
+    let (analyst, _) = app.sign_in("analyst@lakeside.test", Some(&secret)).await;
+    let (status, _) = analyst.call("set_report_digest", &[("on", "false")]).await;
+    assert_eq!(status, 200);
+    let job = service::reports::digest::ReportDigest {
+        organisation_id: org.0,
+        user_id: service::db::scalar(svc.db(), "SELECT id FROM app_user WHERE email = 'analyst@lakeside.test'", [])
+            .await
+            .unwrap()
+            .unwrap(),
+        week_of,
+    };
+    service::reports::digest::send(svc, &job).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(smtp.messages().len(), 1);
     app.stop().await;
 }

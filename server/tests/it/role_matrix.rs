@@ -206,7 +206,9 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
         | "/api/list_sending_domains"
         | "/api/list_api_keys"
         | "/api/list_webhooks"
-        | "/api/report_context" => (form, String::new()),
+        | "/api/report_context"
+        | "/api/report_digest" => (form, String::new()),
+        "/api/set_report_digest" => (form, "on=false".into()),
         "/api/report_overview" | "/api/report_comparison" => (form, "from=2026-11-01&to=2026-11-30".into()),
         "/api/set_report_time_zone" => (form, "time_zone=UTC".into()),
         "/api/report_drill" => (form, format!("kind=campaign&id={none}&step=&from=2026-11-01&to=2026-11-30")),

@@ -12,6 +12,7 @@
 
 pub mod charts;
 pub mod demo;
+pub mod digest;
 pub mod partitions;
 pub mod raw;
 pub mod rollup;
