@@ -125,6 +125,9 @@ enum AdminCommand {
         days: i64,
         #[arg(long, default_value_t = 120)]
         contacts: usize,
+        /// Do nothing when the organisation has campaigns already (for scripts/dev, run each start).
+        #[arg(long)]
+        if_empty: bool,
     },
     /// Retention of raw events: drop the monthly partitions of engagement and patient events
     /// for months before --before (YYYY-MM). Report figures stay (the rollups are aggregates);
@@ -372,8 +375,19 @@ async fn run_admin(svc: &service::Services, cmd: AdminCommand) -> Result<(), Ser
                 );
             }
         }
-        AdminCommand::DemoReports { org, events, campaigns, days, contacts } => {
+        AdminCommand::DemoReports { org, events, campaigns, days, contacts, if_empty } => {
             let org = admin::organisation(svc, org.as_deref()).await?;
+            let any: Option<bool> = service::db::scalar(
+                svc.db(),
+                "SELECT EXISTS (SELECT 1 FROM campaign WHERE organisation_id = $1)",
+                [org.0.into()],
+            )
+            .await
+            .map_err(service::ServiceError::from)?;
+            if if_empty && any.unwrap_or(false) {
+                println!("the organisation has campaigns already: no report history added");
+                return Ok(());
+            }
             let g = admin::demo_reports(svc, org, events, campaigns, days, contacts).await?;
             println!(
                 "{} campaigns, {} deliveries and {} engagement events added; reports show them now",

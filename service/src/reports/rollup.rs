@@ -25,7 +25,7 @@ use uuid::Uuid;
 /// Advisory-lock key of the rollup ("report rollup").
 const LOCK: i64 = 0x7265_706f_7274_0001;
 /// Pending facts rolled up per transaction.
-pub const BATCH: i64 = 50_000;
+pub const BATCH: i64 = 100_000;
 
 /// Whole hours from a delivery's acceptance to `{at}`, within 0..=720 (720: thirty days or later).
 pub const SINCE_HOURS: &str = "least(720, greatest(0, floor(extract(epoch FROM ({at} - sent_at)) / 3600)))::int";
@@ -53,14 +53,28 @@ pub async fn catch_up(svc: &Services, batch: i64) -> ServiceResult<RollupRun> {
             run.rebuilt_organisations += 1;
         }
     }
+    // Batches walk the queue upwards from the last id taken, so no batch scans the index
+    // entries of rows deleted by the ones before it (dead until vacuumed: taking "the first N"
+    // each time would grow quadratically). A fact with a smaller id committed late is picked up
+    // by a final pass from the start.
+    let mut after = 0i64;
+    let mut from_start = true;
     loop {
-        match one_batch(svc, batch).await? {
+        match one_batch(svc, batch, after).await? {
             None => return Ok(run),
-            Some(n) => {
+            Some((n, last)) => {
                 run.facts += n;
-                run.batches += 1;
-                if n < batch.max(1) as u64 {
+                if n > 0 {
+                    run.batches += 1;
+                }
+                if n >= batch.max(1) as u64 {
+                    after = last;
+                    from_start = false;
+                } else if from_start {
                     return Ok(run);
+                } else {
+                    after = 0;
+                    from_start = true;
                 }
             }
         }
@@ -108,27 +122,33 @@ pub async fn rebuild(svc: &Services, org: Uuid) -> ServiceResult<bool> {
     Ok(true)
 }
 
-/// Roll up one batch. None when another rollup holds the lock; otherwise how many facts.
-pub async fn one_batch(svc: &Services, batch: i64) -> ServiceResult<Option<u64>> {
+/// Roll up one batch of the pending facts with ids above `after`. None when another rollup
+/// holds the lock; otherwise how many facts, and the largest id taken.
+pub async fn one_batch(svc: &Services, batch: i64, after: i64) -> ServiceResult<Option<(u64, i64)>> {
     let txn = svc.db().begin().await?;
     if !db::scalar::<bool, _>(&txn, "SELECT pg_try_advisory_xact_lock($1)", [LOCK.into()]).await?.unwrap_or(false) {
         return Ok(None);
     }
-    let n = roll(&txn, batch.max(1)).await?;
+    // A batch is all or nothing (its pending rows come back with it), so it need not wait for
+    // its commit record to reach the disk: a crash just before loses the batch and its deletes
+    // alike, and the next run rolls it up again. Aggregates of a batch fit in memory.
+    db::exec(&txn, "SET LOCAL synchronous_commit = off", []).await?;
+    db::exec(&txn, "SET LOCAL work_mem = '256MB'", []).await?;
+    let (n, last) = roll(&txn, batch.max(1), after).await?;
     txn.commit().await?;
-    Ok(Some(n))
+    Ok(Some((n, last)))
 }
 
-async fn roll<C: ConnectionTrait>(conn: &C, batch: i64) -> ServiceResult<u64> {
+async fn roll<C: ConnectionTrait>(conn: &C, batch: i64, after: i64) -> ServiceResult<(u64, i64)> {
     // The batch, attributed to its source and local hour. A delivery's source is what it was
     // created for; a sequence email's is its sequence and step.
     let taken = db::exec(
         conn,
         "CREATE TEMP TABLE report_batch ON COMMIT DROP AS
          WITH taken AS (
-            DELETE FROM report_pending WHERE id IN (SELECT id FROM report_pending ORDER BY id LIMIT $1)
-            RETURNING organisation_id, kind, delivery_id, campaign_id, activity, machine, link_position, detail, at, sign)
-         SELECT t.organisation_id, t.kind, t.delivery_id, t.activity, t.machine, t.link_position, t.detail, t.at, t.sign,
+            DELETE FROM report_pending WHERE id IN (SELECT id FROM report_pending WHERE id > $2 ORDER BY id LIMIT $1)
+            RETURNING id, organisation_id, kind, delivery_id, campaign_id, activity, machine, link_position, detail, at, sign)
+         SELECT t.id AS pending_id, t.organisation_id, t.kind, t.delivery_id, t.activity, t.machine, t.link_position, t.detail, t.at, t.sign,
             o.time_zone, d.accepted_at AS sent_at,
             date_trunc('hour', t.at AT TIME ZONE o.time_zone) AS hour,
             CASE WHEN t.kind = 3 THEN 0
@@ -143,13 +163,17 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64) -> ServiceResult<u64> {
          LEFT JOIN delivery d ON d.id = t.delivery_id
          LEFT JOIN api_message m ON m.id = t.delivery_id AND d.source = 'sequence_step'
          LEFT JOIN enrolment e ON e.id = m.enrolment_id",
-        [batch.into()],
+        [batch.into(), after.into()],
     )
     .await?;
     if taken == 0 {
         db::exec(conn, "DROP TABLE report_batch", []).await?;
-        return Ok(0);
+        return Ok((0, after));
     }
+    let last = db::scalar::<i64, _>(conn, "SELECT max(pending_id) FROM report_batch", []).await?.unwrap_or(after);
+    // The planner knows nothing of a new temporary table: without statistics it plans the
+    // joins below for a handful of rows.
+    db::exec(conn, "ANALYZE report_batch", []).await?;
     db::exec(
         conn,
         "CREATE TEMP TABLE report_delta (
@@ -223,6 +247,7 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64) -> ServiceResult<u64> {
         [],
     )
     .await?;
+    db::exec(conn, "ANALYZE report_moved", []).await?;
     db::exec(
         conn,
         "INSERT INTO report_delta (organisation_id, hour, source_kind, source_id, step_id,
@@ -314,7 +339,7 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64) -> ServiceResult<u64> {
     )
     .await?;
     db::exec(conn, "DROP TABLE report_batch, report_delta, report_moved", []).await?;
-    Ok(taken)
+    Ok((taken, last))
 }
 
 /// Ask for an organisation's rollups to be rebuilt (its time zone changed).
