@@ -134,6 +134,8 @@ pub async fn one_batch(svc: &Services, batch: i64, after: i64) -> ServiceResult<
     // alike, and the next run rolls it up again. Aggregates of a batch fit in memory.
     db::exec(&txn, "SET LOCAL synchronous_commit = off", []).await?;
     db::exec(&txn, "SET LOCAL work_mem = '256MB'", []).await?;
+    // Each statement runs once per batch: compiling it to machine code costs more than it saves.
+    db::exec(&txn, "SET LOCAL jit = off", []).await?;
     let (n, last) = roll(&txn, batch.max(1), after).await?;
     txn.commit().await?;
     Ok(Some((n, last)))
@@ -145,8 +147,12 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64, after: i64) -> ServiceRe
     let taken = db::exec(
         conn,
         "CREATE TEMP TABLE report_batch ON COMMIT DROP AS
-         WITH taken AS (
-            DELETE FROM report_pending WHERE id IN (SELECT id FROM report_pending WHERE id > $2 ORDER BY id LIMIT $1)
+         WITH upto AS (
+            SELECT max(id) AS id FROM (SELECT id FROM report_pending WHERE id > $2 ORDER BY id LIMIT $1) s),
+         taken AS (
+            -- A range of ids, so the delete walks the index (an IN list plans as a scan of the
+            -- whole queue). Rows of the range committed since are taken too: they are read here.
+            DELETE FROM report_pending WHERE id > $2 AND id <= (SELECT id FROM upto)
             RETURNING id, organisation_id, kind, delivery_id, campaign_id, activity, machine, link_position, detail, at, sign)
          SELECT t.id AS pending_id, t.organisation_id, t.kind, t.delivery_id, t.activity, t.machine, t.link_position, t.detail, t.at, t.sign,
             o.time_zone, d.accepted_at AS sent_at,
