@@ -6,6 +6,7 @@
 pub mod access;
 pub mod api;
 pub mod audit;
+pub mod breakdowns;
 pub mod campaign_views;
 pub mod campaigns;
 pub mod contacts;

@@ -27,6 +27,13 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     /// What the delivery was created for (`domain::delivery::DeliverySource`).
     pub source: String,
+    /// The recipient domain's provider family (`domain::breakdowns::MailboxFamily`).
+    pub domain_family: Option<i16>,
+    /// The TLS version the accepting server negotiated (13, 12).
+    pub tls_version: Option<i16>,
+    /// The audience part (4 segment, 5 list) through which a campaign's recipient was found.
+    pub audience_kind: Option<i16>,
+    pub audience_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -18,6 +18,8 @@ pub struct Model {
     pub link_position: Option<i32>,
     #[sea_orm(column_type = "Text", nullable)]
     pub machine_reason: Option<String>,
+    /// The opening client's family (`domain::breakdowns::ClientFamily`), from the user agent.
+    pub client: Option<i16>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,6 +11,8 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub kind: i16,
     pub at: DateTimeUtc,
+    /// The opening client's family of a first human open (`domain::breakdowns::ClientFamily`).
+    pub client: Option<i16>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

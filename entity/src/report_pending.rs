@@ -19,6 +19,10 @@ pub struct Model {
     pub detail: Option<String>,
     pub at: DateTimeUtc,
     pub sign: i16,
+    /// A delivery outcome's provider family and TLS version; an engagement event's client.
+    pub family: Option<i16>,
+    pub tls: Option<i16>,
+    pub client: Option<i16>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -30,6 +30,7 @@ mod m20261230_000001_event_property_names;
 mod m20261230_000002_sequence_withdrawals;
 mod m20261231_000001_report_rollups;
 mod m20261231_000002_monthly_partitions;
+mod m20261231_000003_report_breakdowns;
 
 pub struct Migrator;
 
@@ -64,6 +65,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261230_000002_sequence_withdrawals::Migration),
             Box::new(m20261231_000001_report_rollups::Migration),
             Box::new(m20261231_000002_monthly_partitions::Migration),
+            Box::new(m20261231_000003_report_breakdowns::Migration),
         ]
     }
 }
@@ -97,6 +99,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20261230_000002_sequence_withdrawals.sql"),
     include_str!("m20261231_000001_report_rollups.sql"),
     include_str!("m20261231_000002_monthly_partitions.sql"),
+    include_str!("m20261231_000003_report_breakdowns.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.

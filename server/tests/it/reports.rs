@@ -71,6 +71,16 @@ async fn assert_rollup_equals_raw(svc: &service::Services, org: Uuid, what: &str
     let (since, links) = raw::rolled_up_since_and_links(svc.db(), org).await.unwrap();
     assert_eq!(since, raw::since(svc.db(), org).await.unwrap(), "{what}: opens and clicks since the send");
     assert_eq!(links, raw::links(svc.db(), org).await.unwrap(), "{what}: clicks per link");
+    let splits = raw::rolled_up_splits(svc.db(), org).await.unwrap();
+    let want = raw::splits(svc.db(), org).await.unwrap();
+    for dim in 1..=5 {
+        assert!(want.iter().any(|r| r.dim == dim), "{what}: the data has breakdown {dim}");
+    }
+    if splits != want {
+        let diff: Vec<_> = want.iter().filter(|r| !splits.contains(r)).take(5).collect();
+        let extra: Vec<_> = splits.iter().filter(|r| !want.contains(r)).take(5).collect();
+        panic!("{what}: breakdowns differ from raw\nmissing/different: {diff:#?}\nrolled up: {extra:#?}");
+    }
 }
 
 /// Random engagement for one organisation over Oct 1 – Nov 6 2026 (UTC instants), inserted in
@@ -87,6 +97,8 @@ async fn random_engagement(app: &TestApp, org: Uuid, seed: u64) {
     let at = |rng: &mut Rng| start + chrono::Duration::minutes(rng.below(37 * 24 * 60) as i64);
     let mut statements: Vec<String> = Vec::new();
     let mut deliveries: Vec<(Uuid, Option<Uuid>, Uuid)> = Vec::new();
+    // Audience parts (two segments, a list) a campaign's recipient was found through.
+    let parts = [(4, Uuid::now_v7()), (4, Uuid::now_v7()), (5, Uuid::now_v7())];
     for c in 0..3 {
         let cid = campaign(app, org, &format!("Campaign {c}")).await;
         for p in &contacts {
@@ -100,9 +112,18 @@ async fn random_engagement(app: &TestApp, org: Uuid, seed: u64) {
                 "sent" => "'250 2.0.0'",
                 _ => "NULL",
             };
+            // Provider family, TLS version (of a delivered message) and audience part, each
+            // sometimes unrecorded.
+            let family = ["NULL", "1", "2", "3", "4", "5", "5"][rng.below(7) as usize];
+            let tls = if state == "sent" { ["NULL", "12", "13", "13"][rng.below(4) as usize] } else { "NULL" };
+            let (kind, part) = match rng.below(4) {
+                3 => ("NULL".to_string(), "NULL".to_string()),
+                i => (parts[i as usize].0.to_string(), format!("'{}'", parts[i as usize].1)),
+            };
             statements.push(format!(
-                "INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, accepted_at, recorded_at, updated_at, smtp_status)
-                 VALUES ('{d}', '{org}', '{cid}', '{p}', '{state}', '{t}', {accepted}, '{}', '{}', {status})",
+                "INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, accepted_at, recorded_at,
+                    updated_at, smtp_status, domain_family, tls_version, audience_kind, audience_id)
+                 VALUES ('{d}', '{org}', '{cid}', '{p}', '{state}', '{t}', {accepted}, '{}', '{}', {status}, {family}, {tls}, {kind}, {part})",
                 t + chrono::Duration::minutes(1),
                 t + chrono::Duration::minutes(2)
             ));
@@ -132,9 +153,11 @@ async fn random_engagement(app: &TestApp, org: Uuid, seed: u64) {
                 ("unsubscribed", false),
             ][rng.below(6) as usize];
             let link = if activity == "clicked" { rng.below(3).to_string() } else { "NULL".into() };
+            let client =
+                if activity == "opened" { ["NULL", "1", "2", "3", "6", "7"][rng.below(6) as usize] } else { "NULL" };
             events.push(format!(
-                "INSERT INTO engagement_event (organisation_id, contact_id, campaign_id, activity, machine, occurred_at, delivery_id, link_position)
-                 VALUES ('{org}', '{p}', {campaign}, '{activity}', {machine}, '{}', '{d}', {link})",
+                "INSERT INTO engagement_event (organisation_id, contact_id, campaign_id, activity, machine, occurred_at, delivery_id, link_position, client)
+                 VALUES ('{org}', '{p}', {campaign}, '{activity}', {machine}, '{}', '{d}', {link}, {client})",
                 at(&mut rng)
             ));
         }
@@ -174,7 +197,8 @@ async fn random_engagement(app: &TestApp, org: Uuid, seed: u64) {
          UPDATE delivery SET state = 'deferred', attempts = 1, smtp_status = '451 4.7.1', updated_at = '2026-10-31T12:05:00Z' WHERE id = '{flaky}';
          UPDATE delivery SET attempts = 2, updated_at = '2026-11-01T05:10:00Z' WHERE id = '{flaky}';
          UPDATE delivery SET state = 'sent', attempts = 3, smtp_status = '250 2.0.0', accepted_at = '2026-11-01T07:00:00Z',
-            recorded_at = '2026-11-01T07:00:01Z', updated_at = '2026-11-01T07:00:01Z' WHERE id = '{flaky}'"
+            recorded_at = '2026-11-01T07:00:01Z', updated_at = '2026-11-01T07:00:01Z', domain_family = 2, tls_version = 13
+            WHERE id = '{flaky}'"
     ))
     .await;
     let deferrals: i64 =
@@ -185,8 +209,8 @@ async fn random_engagement(app: &TestApp, org: Uuid, seed: u64) {
     assert_eq!(deferrals, 2, "each deferral is kept");
     app.sql(&format!(
         "UPDATE delivery SET state = 'bounced', smtp_status = '550 5.7.26', updated_at = updated_at + interval '3 hours' WHERE id = '{late}';
-         UPDATE delivery SET state = 'sent', accepted_at = '2026-11-01T06:30:00Z', recorded_at = '2026-11-01T06:30:01Z'
-            WHERE id = '{retried}';
+         UPDATE delivery SET state = 'sent', accepted_at = '2026-11-01T06:30:00Z', recorded_at = '2026-11-01T06:30:01Z',
+            domain_family = 1, tls_version = 12 WHERE id = '{retried}';
          UPDATE delivery SET updated_at = updated_at + interval '1 day' WHERE id = '{}'",
         deliveries[2].0
     ))

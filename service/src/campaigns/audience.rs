@@ -26,8 +26,13 @@ use uuid::Uuid;
 /// Contacts handed to one INSERT.
 const BATCH: usize = 1000;
 
-/// Hand every candidate id (segments, then lists; before suppression and consent) to `f` in
-/// batches as they are found. An id in several segments or lists comes more than once.
+/// The part of an audience a batch of candidates came from: (4 segment or 5 list, its id) — the
+/// breakdown dimension codes of `report_split`.
+type Part = (i16, Uuid);
+
+/// Hand every candidate id (segments, then lists, each in the order chosen; before suppression
+/// and consent) to `f` in batches as they are found, with the part it came from. An id in
+/// several segments or lists comes more than once.
 async fn each_candidate_batch<F, Fut>(
     svc: &Services,
     org: OrganisationId,
@@ -35,33 +40,33 @@ async fn each_candidate_batch<F, Fut>(
     mut f: F,
 ) -> ServiceResult<()>
 where
-    F: FnMut(Vec<Uuid>) -> Fut,
+    F: FnMut(Part, Vec<Uuid>) -> Fut,
     Fut: std::future::Future<Output = ServiceResult<()>>,
 {
     let actor = Actor::system(org, "campaign audience");
     for seg in &audience.segments {
         let mut stream = Box::pin(crate::segments::members(svc, &actor, *seg).await?);
         while let Some(batch) = stream.next().await {
-            f(batch?).await?;
+            f((4, *seg), batch?).await?;
         }
     }
-    if !audience.lists.is_empty() {
+    for list in &audience.lists {
         let mut after = Uuid::nil();
         loop {
             let page: Vec<Uuid> = sqlx::query_scalar(
                 "SELECT m.contact_id FROM list_member m JOIN contact_list l ON l.id = m.list_id
-                 WHERE l.organisation_id = $1 AND m.list_id = ANY($2) AND m.status = 'subscribed' AND m.contact_id > $3
-                 GROUP BY m.contact_id ORDER BY m.contact_id LIMIT 10000",
+                 WHERE l.organisation_id = $1 AND m.list_id = $2 AND m.status = 'subscribed' AND m.contact_id > $3
+                 ORDER BY m.contact_id LIMIT 10000",
             )
             .bind(org.0)
-            .bind(&audience.lists)
+            .bind(list)
             .bind(after)
             .fetch_all(&db::pool(svc.db()))
             .await
             .map_err(db::sqlx_err)?;
             let Some(last) = page.last().copied() else { break };
             after = last;
-            f(page).await?;
+            f((5, *list), page).await?;
         }
     }
     Ok(())
@@ -70,7 +75,7 @@ where
 /// Every candidate id, sorted and unique.
 async fn candidates(svc: &Services, org: OrganisationId, audience: &Audience) -> ServiceResult<BTreeSet<Uuid>> {
     let mut ids = BTreeSet::new();
-    each_candidate_batch(svc, org, audience, |batch| {
+    each_candidate_batch(svc, org, audience, |_, batch| {
         ids.extend(batch);
         std::future::ready(Ok(()))
     })
@@ -114,8 +119,11 @@ pub async fn count(
     Ok(total)
 }
 
-/// Insert the deliveries for a batch of candidate ids.
-async fn insert_batch(svc: &Services, row: &Row, ids: &[Uuid], now: DateTime<Utc>) -> ServiceResult<u64> {
+/// Insert the deliveries for a batch of candidate ids found through `part` of the audience.
+/// Each new delivery records that part (for the reports' audience breakdown): a patient in
+/// several parts counts under the first one that reached them, segments first, in the order
+/// chosen.
+async fn insert_batch(svc: &Services, row: &Row, part: Part, ids: &[Uuid], now: DateTime<Utc>) -> ServiceResult<u64> {
     // When each recipient may receive it: now, or the chosen wall-clock time in the contact's own
     // time zone (PostgreSQL's zone rules handle daylight-saving gaps); never in the past.
     let (date, time) = match &row.settings.schedule {
@@ -137,16 +145,18 @@ async fn insert_batch(svc: &Services, row: &Row, ids: &[Uuid], now: DateTime<Utc
     let sql: &'static str = if date.is_some() {
         concat!(
             "WITH z AS MATERIALIZED (SELECT name FROM pg_timezone_names),
-             d AS (INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at, source)
+             d AS (INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at, source,
+                                   audience_kind, audience_id)
              SELECT gen_random_uuid(), $1, $2, c.id, 'queued',
-                    GREATEST($3, ($7::date + $8::time) AT TIME ZONE coalesce(z.name, 'UTC')), $3, $6
+                    GREATEST($3, ($9::date + $10::time) AT TIME ZONE coalesce(z.name, 'UTC')), $3, $6, $7, $8
              FROM contact c LEFT JOIN z ON z.name = c.time_zone ",
             eligible!()
         )
     } else {
         concat!(
-            "WITH d AS (INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at, source)
-             SELECT gen_random_uuid(), $1, $2, c.id, 'queued', $3, $3, $6
+            "WITH d AS (INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at, source,
+                                   audience_kind, audience_id)
+             SELECT gen_random_uuid(), $1, $2, c.id, 'queued', $3, $3, $6, $7, $8
              FROM contact c ",
             eligible!()
         )
@@ -157,7 +167,9 @@ async fn insert_batch(svc: &Services, row: &Row, ids: &[Uuid], now: DateTime<Utc
         .bind(now)
         .bind(ids)
         .bind(row.settings.purpose.as_str())
-        .bind(domain::delivery::DeliverySource::Campaign.as_str());
+        .bind(domain::delivery::DeliverySource::Campaign.as_str())
+        .bind(part.0)
+        .bind(part.1);
     let q = if date.is_some() { q.bind(date).bind(time) } else { q };
     let res = q.execute(&db::pool(svc.db())).await.map_err(db::sqlx_err)?;
     Ok(res.rows_affected())
@@ -195,12 +207,12 @@ pub async fn prepare(svc: &Services, campaign: Uuid) -> ServiceResult<()> {
         // Inserted as they are found: the first rows can be on their way while the rest of the
         // audience is still being read. Repeats (a contact in two lists) are ignored by the insert.
         let mut candidates = 0usize;
-        each_candidate_batch(svc, row.organisation, &row.settings.audience, |ids| {
+        each_candidate_batch(svc, row.organisation, &row.settings.audience, |part, ids| {
             candidates += ids.len();
             let row = &row;
             async move {
                 for chunk in ids.chunks(BATCH) {
-                    insert_batch(svc, row, chunk, now).await?;
+                    insert_batch(svc, row, part, chunk, now).await?;
                 }
                 Ok(())
             }

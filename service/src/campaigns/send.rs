@@ -43,6 +43,7 @@ use crate::templates::store::{CompiledVersion, compiled};
 use chrono::{DateTime, Utc};
 use domain::Phi;
 use domain::audit::{AuditAction, AuditOutcome};
+use domain::breakdowns::MailboxFamily;
 use domain::campaigns::{CampaignEvent, CampaignStatus, PauseReason, recipient_domain};
 use domain::delivery::{Attempt, DeliveryEvent, DeliveryState, after_attempt};
 use lettre::Message;
@@ -145,6 +146,10 @@ struct Outcome {
     accepted_at: Option<DateTime<Utc>>,
     /// Counts toward auto-pause (connection, TLS, 4xx, non-bounce failures).
     error: bool,
+    /// The recipient domain's provider family (`MailboxFamily` code) of an attempt.
+    family: Option<i16>,
+    /// The TLS version the server accepted the message over.
+    tls: Option<i16>,
     /// Held from before the message was handed to the server until this outcome is written (see
     /// `lane`'s `unrecorded`): dropped with the outcome after `record`.
     _unrecorded: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -320,6 +325,8 @@ fn skipped(c: &Claimed, why: &'static str) -> Outcome {
         not_before: None,
         accepted_at: None,
         error: false,
+        family: None,
+        tls: None,
         _unrecorded: None,
     }
 }
@@ -428,6 +435,8 @@ async fn ready(svc: &Services, p: &Prepared, keys: &record::KeySet, c: &Claimed)
                     not_before: Some(now + chrono::Duration::from_std(wait).unwrap_or_default()),
                     accepted_at: None,
                     error: false,
+                    family: None,
+                    tls: None,
                     _unrecorded: None,
                 });
             }
@@ -466,6 +475,8 @@ fn decided(svc: &Services, id: Uuid, attempts: i32, attempt: Attempt<'_>, status
         not_before: next.retry_in.map(|d| at + d),
         accepted_at: (next.state == DeliveryState::Sent).then_some(at),
         error: next.error,
+        family: None,
+        tls: None,
         _unrecorded: None,
     }
 }
@@ -499,13 +510,17 @@ async fn lane<T, F, Fut>(
     Fut: std::future::Future<Output = Result<Ready, Outcome>>,
 {
     let next = || queue.lock().ok().and_then(|mut q| q.next());
+    // What the reports keep of an attempt: the recipient domain's provider family (a code, not
+    // the domain) and the TLS version it went over.
+    let family_of = |r: &Ready| Some(MailboxFamily::of_address(r.to.expose()).code());
     let Mailer::Smtp(pool) = svc.mailer() else {
         while let Some(item) = next() {
             let o = match prepare(item).await {
                 Err(o) => o,
                 Ok(r) => {
+                    let family = family_of(&r);
                     let sent = mail::deliver(svc, r.organisation, r.message, &r.to, &r.subject, Some(&r.dkim)).await;
-                    outcome_for(svc, r.id, r.attempts, sent)
+                    Outcome { family, ..outcome_for(svc, r.id, r.attempts, sent) }
                 }
             };
             let _ = out.send(o);
@@ -521,10 +536,11 @@ async fn lane<T, F, Fut>(
                 continue;
             }
         };
+        let family = family_of(&r);
         let raw = match mail::wire_bytes_off_thread(svc, r.organisation, &r.message, Some(r.dkim.clone())).await {
             Ok(raw) => raw,
             Err(e) => {
-                let _ = out.send(outcome_for(svc, r.id, r.attempts, Err(e)));
+                let _ = out.send(Outcome { family, ..outcome_for(svc, r.id, r.attempts, Err(e)) });
                 continue;
             }
         };
@@ -533,7 +549,7 @@ async fn lane<T, F, Fut>(
         }
         let Some(s) = seq.as_mut() else {
             let closed = Ok(SendOutcome::Deferred("the mail pool is closed".into()));
-            let _ = out.send(outcome_for(svc, r.id, r.attempts, closed));
+            let _ = out.send(Outcome { family, ..outcome_for(svc, r.id, r.attempts, closed) });
             continue;
         };
         // A message handed to the server holds a permit until its outcome is written, so a
@@ -542,29 +558,40 @@ async fn lane<T, F, Fut>(
             Some(sem) => sem.clone().acquire_owned().await.ok(),
             None => None,
         };
-        let emit =
-            |((id, attempts, permit), o): ((Uuid, i32, Option<tokio::sync::OwnedSemaphorePermit>), SendOutcome)| {
-                let mut outcome = outcome_for(svc, id, attempts, Ok(o));
-                outcome._unrecorded = permit;
-                let _ = out.send(outcome);
-            };
-        for done in s.send(r.message.envelope(), &raw, (r.id, r.attempts, permit)).await {
-            emit(done);
+        let emit = |tls: Option<i16>, ((id, attempts, family, permit), o): (Tag, SendOutcome)| {
+            let mut outcome = outcome_for(svc, id, attempts, Ok(o));
+            outcome._unrecorded = permit;
+            outcome.family = family;
+            outcome.tls = tls;
+            let _ = out.send(outcome);
+        };
+        let done = s.send(r.message.envelope(), &raw, (r.id, r.attempts, family, permit)).await;
+        let tls = s.tls_version();
+        for d in done {
+            emit(tls, d);
         }
         if one_at_a_time && let Some(s) = seq.take() {
-            for done in s.finish().await {
-                emit(done);
+            let tls = s.tls_version();
+            for d in s.finish().await {
+                emit(tls, d);
             }
         }
     }
     if let Some(s) = seq {
-        for ((id, attempts, permit), o) in s.finish().await {
+        let tls = s.tls_version();
+        for ((id, attempts, family, permit), o) in s.finish().await {
             let mut outcome = outcome_for(svc, id, attempts, Ok(o));
             outcome._unrecorded = permit;
+            outcome.family = family;
+            outcome.tls = tls;
             let _ = out.send(outcome);
         }
     }
 }
+
+/// What travels with a pipelined message to its outcome: the delivery, its attempt number, its
+/// provider family and the permit held until the outcome is written.
+type Tag = (Uuid, i32, Option<i16>, Option<tokio::sync::OwnedSemaphorePermit>);
 
 /// The task that writes a batch's outcomes as they arrive: the write right after each 250 is what
 /// keeps the duplicate window small; under load they group into one statement. A failed write is
@@ -629,6 +656,8 @@ async fn record(svc: &Services, campaign: Option<Uuid>, lease: i64, outs: &[Outc
                 "nb": o.not_before,
                 "acc": o.accepted_at,
                 "undo": i32::from(o.state == DeliveryState::Queued),
+                "fam": o.family,
+                "tls": o.tls,
             })
         })
         .collect();
@@ -667,7 +696,7 @@ async fn record(svc: &Services, campaign: Option<Uuid>, lease: i64, outs: &[Outc
     let sql = format!(
         "WITH o AS MATERIALIZED (
              SELECT * FROM jsonb_to_recordset($1::jsonb)
-                  AS o(id uuid, state text, status text, detail text, nb timestamptz, acc timestamptz, undo int)
+                  AS o(id uuid, state text, status text, detail text, nb timestamptz, acc timestamptz, undo int, fam int2, tls int2)
              LIMIT jsonb_array_length($1::jsonb)),
          done AS (
              DELETE FROM delivery_queue q USING o
@@ -681,7 +710,9 @@ async fn record(svc: &Services, campaign: Option<Uuid>, lease: i64, outs: &[Outc
              UPDATE delivery d SET state = o.state, smtp_status = coalesce(o.status, d.smtp_status), detail = o.detail,
                  not_before = coalesce(o.nb, d.not_before), accepted_at = o.acc,
                  recorded_at = CASE WHEN o.state = 'sent' THEN clock_timestamp() END,
-                 attempts = d.attempts + 1 - o.undo, updated_at = $7
+                 attempts = d.attempts + 1 - o.undo, updated_at = $7,
+                 domain_family = coalesce(o.fam, d.domain_family),
+                 tls_version = CASE WHEN o.state = 'sent' THEN coalesce(o.tls, d.tls_version) ELSE d.tls_version END
              FROM o
              WHERE d.id = o.id AND o.id IN (SELECT delivery_id FROM done UNION ALL SELECT delivery_id FROM again)
              RETURNING d.id, d.organisation_id, d.contact_id, d.campaign_id, d.source, d.state, d.smtp_status, d.accepted_at),

@@ -17,6 +17,7 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::services::Services;
 use chrono::{DateTime, Duration, Utc};
 use data_encoding::BASE64URL_NOPAD;
+use domain::breakdowns::ClientFamily;
 use domain::engagement::{MachineReason, PREFETCH_SECS, classify_click, classify_open};
 use domain::ids::OrganisationId;
 use sea_orm::sqlx;
@@ -323,6 +324,8 @@ pub async fn flush(svc: &Services, hits: Vec<Hit>) -> ServiceResult<()> {
     }
     let (mut org, mut contact, mut campaign, mut activity, mut machine, mut reason, mut at, mut delivery, mut position) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    // An open's client family (a code; the user agent itself is not kept).
+    let mut client: Vec<Option<i16>> = vec![];
     // Messages whose every link was clicked within seconds: a scanner; their earlier clicks too.
     let mut scanned: Vec<Uuid> = Vec::new();
     for h in &hits {
@@ -370,6 +373,10 @@ pub async fn flush(svc: &Services, hits: Vec<Hit>) -> ServiceResult<()> {
             Track::Click => Some(i32::from(h.claims.position)),
             Track::Open => None,
         });
+        client.push(match h.kind {
+            Track::Open => ClientFamily::of_user_agent(ua).map(ClientFamily::code),
+            Track::Click => None,
+        });
     }
     let mut tx = db::pool(svc.db()).begin().await.map_err(db::sqlx_err)?;
     if !org.is_empty() {
@@ -378,8 +385,8 @@ pub async fn flush(svc: &Services, hits: Vec<Hit>) -> ServiceResult<()> {
         let sql = format!(
             "WITH ev AS (
                  INSERT INTO engagement_event
-                     (organisation_id, contact_id, campaign_id, activity, machine, machine_reason, occurred_at, delivery_id, link_position)
-                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bool[], $6::text[], $7::timestamptz[], $8::uuid[], $9::int[])
+                     (organisation_id, contact_id, campaign_id, activity, machine, machine_reason, occurred_at, delivery_id, link_position, client)
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bool[], $6::text[], $7::timestamptz[], $8::uuid[], $9::int[], $11::int2[])
                  RETURNING organisation_id, contact_id, campaign_id, activity, machine, machine_reason, occurred_at, delivery_id, link_position),
              facts AS (
                  SELECT organisation_id, 'message.' || activity AS event_type,
@@ -402,6 +409,7 @@ pub async fn flush(svc: &Services, hits: Vec<Hit>) -> ServiceResult<()> {
             .bind(&delivery)
             .bind(&position)
             .bind(svc.clock().now())
+            .bind(&client)
             .execute(&mut *tx)
             .await
             .map_err(db::sqlx_err)?;

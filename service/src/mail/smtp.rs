@@ -239,6 +239,8 @@ pub struct Connection {
     out: Vec<u8>,
     /// Limit of each read and write; past it the connection counts as broken.
     io_timeout: Duration,
+    /// The TLS version negotiated (13 or 12), once encrypted.
+    tls_version: Option<i16>,
 }
 
 impl Connection {
@@ -250,7 +252,13 @@ impl Connection {
             broken: false,
             out: Vec::new(),
             io_timeout,
+            tls_version: None,
         }
+    }
+
+    /// The TLS version negotiated with the server: 13 or 12 (None before STARTTLS).
+    pub fn tls_version(&self) -> Option<i16> {
+        self.tls_version
     }
 
     pub fn is_encrypted(&self) -> bool {
@@ -633,6 +641,11 @@ impl SmtpPool {
             return Err(ConnectError::Tls);
         };
         let tls = self.tls.connect(self.server_name.clone(), tcp).await.map_err(|_| ConnectError::Tls)?;
+        conn.tls_version = match tls.get_ref().1.protocol_version() {
+            Some(tokio_rustls::rustls::ProtocolVersion::TLSv1_3) => Some(13),
+            Some(tokio_rustls::rustls::ProtocolVersion::TLSv1_2) => Some(12),
+            _ => None,
+        };
         conn.io = Io::Tls(Box::new(tls));
         Ok(())
     }
@@ -823,6 +836,11 @@ pub struct Sequence<'p, T> {
 }
 
 impl<T> Sequence<'_, T> {
+    /// The TLS version of the connection in use (what the outcomes just returned came over).
+    pub fn tls_version(&self) -> Option<i16> {
+        self.conn.as_ref().and_then(Connection::tls_version)
+    }
+
     /// Send a message. Returns the outcomes now known: the previous message's (its final reply
     /// came back) and this one's when it failed before its content could be sent.
     pub async fn send(&mut self, envelope: &Envelope, raw: &[u8], tag: T) -> Vec<(T, SendOutcome)> {

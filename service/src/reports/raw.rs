@@ -307,3 +307,93 @@ pub async fn rolled_up_since_and_links<C: ConnectionTrait>(
     .await?;
     Ok((since, links))
 }
+
+/// One breakdown row of a source and local day, as `report_split` holds it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, FromQueryResult)]
+pub struct SplitRow {
+    pub day: chrono::NaiveDate,
+    pub source_kind: i16,
+    pub source_id: Uuid,
+    pub step_id: String,
+    pub dim: i16,
+    pub code: i16,
+    pub part_id: Uuid,
+    pub sent: i64,
+    pub delivered: i64,
+    pub bounced: i64,
+    pub human_opens: i64,
+    pub human_openers: i64,
+    pub human_clickers: i64,
+    pub unsubscribes: i64,
+}
+
+const SPLIT_COLS: &str = "sent, delivered, bounced, human_opens, human_openers, human_clickers, unsubscribes";
+
+/// The raw answer for `report_split` (rows with a figure only), sorted: outcomes by the
+/// delivery's provider family, TLS version (delivered only) and audience part; every human open
+/// by provider, client and part; each delivery's first human open, click and unsubscribe by
+/// provider and part, the first open by its client too (of two at the same instant, the smaller
+/// client code).
+pub async fn splits<C: ConnectionTrait>(conn: &C, org: Uuid) -> ServiceResult<Vec<SplitRow>> {
+    let nil = "'00000000-0000-0000-0000-000000000000'::uuid";
+    let sql = format!(
+        "WITH tz AS (SELECT time_zone AS z FROM organisation WHERE id = $1),
+         {SOURCES},
+         outcomes AS (
+            SELECT (coalesce(d.accepted_at, d.recorded_at, d.updated_at) AT TIME ZONE (SELECT z FROM tz))::date AS day,
+                s.source_kind, s.source_id, s.step_id, d.domain_family AS family, d.tls_version AS tls, NULL::int2 AS client,
+                d.audience_kind, d.audience_id, d.state = 'sent' AS by_tls, false AS by_client,
+                1 AS sent, (d.state = 'sent')::int AS delivered, (d.state = 'bounced')::int AS bounced,
+                0 AS human_opens, 0 AS human_openers, 0 AS human_clickers, 0 AS unsubscribes
+            FROM delivery d JOIN src s ON s.id = d.id
+            WHERE d.organisation_id = $1 AND d.state IN ('sent', 'bounced', 'failed')),
+         ev AS (
+            SELECT g.*, (g.occurred_at AT TIME ZONE (SELECT z FROM tz))::date AS day,
+                coalesce(s.source_kind, 1::int2) AS source_kind,
+                CASE WHEN s.id IS NULL THEN g.campaign_id ELSE s.source_id END AS source_id,
+                coalesce(s.step_id, '') AS step_id, d.domain_family AS family, d.audience_kind, d.audience_id,
+                CASE WHEN g.activity = 'opened' AND NOT g.machine THEN 1
+                     WHEN g.activity = 'clicked' AND NOT g.machine THEN 3 WHEN g.activity = 'unsubscribed' THEN 4 END AS fk
+            FROM engagement_event g LEFT JOIN src s ON s.id = g.delivery_id LEFT JOIN delivery d ON d.id = g.delivery_id
+            WHERE g.organisation_id = $1 AND g.delivery_id IS NOT NULL AND g.activity IN ('opened', 'clicked', 'unsubscribed')),
+         opens AS (
+            SELECT day, source_kind, source_id, step_id, family, NULL::int2, client, audience_kind, audience_id, false, true,
+                0, 0, 0, 1, 0, 0, 0
+            FROM ev WHERE fk = 1),
+         firsts AS (
+            SELECT day, source_kind, source_id, step_id, family, NULL::int2, CASE WHEN fk = 1 THEN client END,
+                audience_kind, audience_id, false, fk = 1, 0, 0, 0, 0, (fk = 1)::int, (fk = 3)::int, (fk = 4)::int
+            FROM (SELECT DISTINCT ON (delivery_id, fk) * FROM ev WHERE fk IS NOT NULL
+                  ORDER BY delivery_id, fk, occurred_at, coalesce(client, 0)) f),
+         facts AS (SELECT * FROM outcomes UNION ALL SELECT * FROM opens UNION ALL SELECT * FROM firsts)
+         SELECT f.day, f.source_kind, coalesce(f.source_id, {nil}) AS source_id, f.step_id, x.dim, x.code, x.part_id,
+            {sums}
+         FROM facts f
+         CROSS JOIN LATERAL (VALUES
+            (1::int2, coalesce(f.family, 0)::int2, {nil}, true),
+            (3::int2, coalesce(f.tls, 0)::int2, {nil}, f.by_tls),
+            (2::int2, coalesce(f.client, 0)::int2, {nil}, f.by_client),
+            (coalesce(f.audience_kind, 4)::int2, 0::int2, f.audience_id, f.audience_id IS NOT NULL)
+         ) AS x (dim, code, part_id, keep)
+         WHERE x.keep
+         GROUP BY 1, 2, 3, 4, 5, 6, 7 HAVING {having}
+         ORDER BY 1, 2, 3, 4, 5, 6, 7",
+        sums = SPLIT_COLS.split(", ").map(|c| format!("sum(f.{c})::int8 AS {c}")).collect::<Vec<_>>().join(", "),
+        having = SPLIT_COLS.split(", ").map(|c| format!("sum(f.{c}) <> 0")).collect::<Vec<_>>().join(" OR "),
+    );
+    Ok(db::all_as(conn, &sql, [org.into()]).await?)
+}
+
+/// What the rollup holds in `report_split`, in [`SplitRow`]s, zero rows left out.
+pub async fn rolled_up_splits<C: ConnectionTrait>(conn: &C, org: Uuid) -> ServiceResult<Vec<SplitRow>> {
+    Ok(db::all_as(
+        conn,
+        &format!(
+            "SELECT day, source_kind, source_id, step_id, dim, code, part_id, {SPLIT_COLS} FROM report_split
+             WHERE organisation_id = $1 AND ({}) ORDER BY 1, 2, 3, 4, 5, 6, 7",
+            nonzero(SPLIT_COLS)
+        ),
+        [org.into()],
+    )
+    .await?)
+}

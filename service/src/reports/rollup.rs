@@ -88,7 +88,7 @@ pub async fn rebuild(svc: &Services, org: Uuid) -> ServiceResult<bool> {
     if !db::scalar::<bool, _>(&txn, "SELECT pg_try_advisory_xact_lock($1)", [LOCK.into()]).await?.unwrap_or(false) {
         return Ok(false);
     }
-    for table in ["report_hour", "report_org_hour", "report_first", "report_since", "report_link"] {
+    for table in ["report_hour", "report_org_hour", "report_first", "report_since", "report_link", "report_split"] {
         db::exec(&txn, &format!("DELETE FROM {table} WHERE organisation_id = $1"), [org.into()]).await?;
     }
     // One statement, one snapshot: a fact committed after it has its pending row kept (not
@@ -98,15 +98,15 @@ pub async fn rebuild(svc: &Services, org: Uuid) -> ServiceResult<bool> {
         &txn,
         "WITH gone AS (DELETE FROM report_pending WHERE organisation_id = $1),
          engagement AS (
-            INSERT INTO report_pending (organisation_id, kind, delivery_id, campaign_id, activity, machine, link_position, at)
-            SELECT organisation_id, 1, delivery_id, campaign_id, activity, machine, link_position, occurred_at
+            INSERT INTO report_pending (organisation_id, kind, delivery_id, campaign_id, activity, machine, link_position, at, client)
+            SELECT organisation_id, 1, delivery_id, campaign_id, activity, machine, link_position, occurred_at, client
             FROM engagement_event
             WHERE organisation_id = $1 AND delivery_id IS NOT NULL AND activity IN ('opened', 'clicked', 'unsubscribed')),
          outcomes AS (
-            INSERT INTO report_pending (organisation_id, kind, delivery_id, campaign_id, activity, detail, at)
+            INSERT INTO report_pending (organisation_id, kind, delivery_id, campaign_id, activity, detail, at, family, tls)
             SELECT organisation_id, 2, id, campaign_id, state,
                 CASE WHEN state = 'bounced' THEN hermetic_bounce_class(smtp_status) END,
-                coalesce(accepted_at, recorded_at, updated_at)
+                coalesce(accepted_at, recorded_at, updated_at), domain_family, tls_version
             FROM delivery WHERE organisation_id = $1 AND state IN ('sent', 'bounced', 'failed')),
          deferrals AS (
             INSERT INTO report_pending (organisation_id, kind, delivery_id, activity, at)
@@ -153,9 +153,13 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64, after: i64) -> ServiceRe
             -- A range of ids, so the delete walks the index (an IN list plans as a scan of the
             -- whole queue). Rows of the range committed since are taken too: they are read here.
             DELETE FROM report_pending WHERE id > $2 AND id <= (SELECT id FROM upto)
-            RETURNING id, organisation_id, kind, delivery_id, campaign_id, activity, machine, link_position, detail, at, sign)
+            RETURNING id, organisation_id, kind, delivery_id, campaign_id, activity, machine, link_position, detail, at, sign,
+                family, tls, client)
          SELECT t.id AS pending_id, t.organisation_id, t.kind, t.delivery_id, t.activity, t.machine, t.link_position, t.detail, t.at, t.sign,
             o.time_zone, d.accepted_at AS sent_at,
+            -- An outcome's provider family as it was then; an event's is its delivery's.
+            CASE WHEN t.kind = 2 THEN t.family ELSE d.domain_family END AS family, t.tls, t.client,
+            d.audience_kind, d.audience_id,
             date_trunc('hour', t.at AT TIME ZONE o.time_zone) AS hour,
             CASE WHEN t.kind = 3 THEN 0
                  WHEN coalesce(d.source, 'campaign') = 'campaign' THEN 1
@@ -238,17 +242,19 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64, after: i64) -> ServiceRe
             WHERE kind = 1 AND activity = 'clicked' AND NOT machine AND link_position BETWEEN 0 AND 199),
          cand AS (
             SELECT DISTINCT ON (delivery_id, fk) organisation_id, delivery_id, fk, at, sent_at, time_zone, source_kind,
-                coalesce(source_id, '00000000-0000-0000-0000-000000000000') AS source_id, step_id
+                coalesce(source_id, '00000000-0000-0000-0000-000000000000') AS source_id, step_id,
+                family, CASE WHEN fk = 1 THEN client END AS client, audience_kind, audience_id
             FROM firsts WHERE fk IS NOT NULL
-            ORDER BY delivery_id, fk, at),
+            ORDER BY delivery_id, fk, at, coalesce(client, 0)),
+         -- (Of two first opens at the same instant, the smaller client code wins, as in `raw`.)
          moved AS (
-            SELECT c.*, f.at AS old_at FROM cand c
+            SELECT c.*, f.at AS old_at, f.client AS old_client FROM cand c
             LEFT JOIN report_first f ON f.delivery_id = c.delivery_id AND f.kind = c.fk
-            WHERE f.at IS NULL OR f.at > c.at),
+            WHERE f.at IS NULL OR (f.at, coalesce(f.client, 0)) > (c.at, coalesce(c.client, 0))),
          up AS (
-            INSERT INTO report_first (organisation_id, delivery_id, kind, at)
-            SELECT organisation_id, delivery_id, fk, at FROM moved
-            ON CONFLICT (delivery_id, kind) DO UPDATE SET at = excluded.at)
+            INSERT INTO report_first (organisation_id, delivery_id, kind, at, client)
+            SELECT organisation_id, delivery_id, fk, at, client FROM moved
+            ON CONFLICT (delivery_id, kind) DO UPDATE SET at = excluded.at, client = excluded.client)
          SELECT * FROM moved",
         [],
     )
@@ -344,8 +350,66 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64, after: i64) -> ServiceRe
         [],
     )
     .await?;
+    split(conn).await?;
     db::exec(conn, "DROP TABLE report_batch, report_delta, report_moved", []).await?;
     Ok((taken, last))
+}
+
+/// The breakdowns of a batch (`report_split`, local days): outcomes by provider family, TLS
+/// version (delivered only) and audience part; every human open by provider, client and part;
+/// first human opens, clicks and unsubscribes moved (from `report_moved`) likewise, a first open
+/// by its client too.
+async fn split<C: ConnectionTrait>(conn: &C) -> ServiceResult<()> {
+    db::exec(
+        conn,
+        "WITH facts AS (
+            SELECT organisation_id, hour::date AS day, source_kind,
+                coalesce(source_id, '00000000-0000-0000-0000-000000000000') AS source_id, step_id,
+                family, tls, NULL::int2 AS client, audience_kind, audience_id, activity = 'sent' AS by_tls, false AS by_client,
+                sign::int8 AS sent, CASE WHEN activity = 'sent' THEN sign ELSE 0 END::int8 AS delivered,
+                CASE WHEN activity = 'bounced' THEN sign ELSE 0 END::int8 AS bounced,
+                0::int8 AS human_opens, 0::int8 AS human_openers, 0::int8 AS human_clickers, 0::int8 AS unsubscribes
+            FROM report_batch WHERE kind = 2 AND source_kind > 0
+            UNION ALL
+            SELECT organisation_id, hour::date, source_kind, coalesce(source_id, '00000000-0000-0000-0000-000000000000'),
+                step_id, family, NULL, client, audience_kind, audience_id, false, true, 0, 0, 0, 1, 0, 0, 0
+            FROM report_batch WHERE kind = 1 AND activity = 'opened' AND NOT machine AND source_kind > 0
+            UNION ALL
+            SELECT organisation_id, (at AT TIME ZONE time_zone)::date, source_kind, source_id, step_id,
+                family, NULL, client, audience_kind, audience_id, false, fk = 1, 0, 0, 0, 0,
+                (fk = 1)::int::int8, (fk = 3)::int::int8, (fk = 4)::int::int8
+            FROM report_moved WHERE fk IN (1, 3, 4) AND source_kind > 0
+            UNION ALL
+            SELECT organisation_id, (old_at AT TIME ZONE time_zone)::date, source_kind, source_id, step_id,
+                family, NULL, old_client, audience_kind, audience_id, false, fk = 1, 0, 0, 0, 0,
+                -(fk = 1)::int::int8, -(fk = 3)::int::int8, -(fk = 4)::int::int8
+            FROM report_moved WHERE fk IN (1, 3, 4) AND source_kind > 0 AND old_at IS NOT NULL)
+         INSERT INTO report_split (organisation_id, day, source_kind, source_id, step_id, dim, code, part_id,
+            sent, delivered, bounced, human_opens, human_openers, human_clickers, unsubscribes)
+         SELECT f.organisation_id, f.day, f.source_kind, f.source_id, f.step_id, x.dim, x.code, x.part_id,
+            sum(f.sent), sum(f.delivered), sum(f.bounced), sum(f.human_opens), sum(f.human_openers),
+            sum(f.human_clickers), sum(f.unsubscribes)
+         FROM facts f
+         CROSS JOIN LATERAL (VALUES
+            (1::int2, coalesce(f.family, 0)::int2, '00000000-0000-0000-0000-000000000000'::uuid, true),
+            (3::int2, coalesce(f.tls, 0)::int2, '00000000-0000-0000-0000-000000000000'::uuid, f.by_tls),
+            (2::int2, coalesce(f.client, 0)::int2, '00000000-0000-0000-0000-000000000000'::uuid, f.by_client),
+            (coalesce(f.audience_kind, 4)::int2, 0::int2, f.audience_id, f.audience_id IS NOT NULL)
+         ) AS x (dim, code, part_id, keep)
+         WHERE x.keep
+         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
+         ON CONFLICT (organisation_id, day, source_kind, source_id, step_id, dim, code, part_id) DO UPDATE SET
+            sent = report_split.sent + excluded.sent,
+            delivered = report_split.delivered + excluded.delivered,
+            bounced = report_split.bounced + excluded.bounced,
+            human_opens = report_split.human_opens + excluded.human_opens,
+            human_openers = report_split.human_openers + excluded.human_openers,
+            human_clickers = report_split.human_clickers + excluded.human_clickers,
+            unsubscribes = report_split.unsubscribes + excluded.unsubscribes",
+        [],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Ask for an organisation's rollups to be rebuilt (its time zone changed).
