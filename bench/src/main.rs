@@ -106,7 +106,7 @@ enum Command {
         #[arg(long, default_value_t = 16)]
         connections: u32,
     },
-    /// Analyst reports: N engagement events over --campaigns campaigns, the rollup's catch-up
+    /// Analyst reports: N engagement events over --campaigns campaigns and --sequences sequences, the rollup's catch-up
     /// rate, then the overview, comparison and drill-down through the release server's real
     /// endpoints (p95 of each). Driven by `scripts/bench reports`.
     Reports {
@@ -114,6 +114,9 @@ enum Command {
         events: u64,
         #[arg(long, default_value_t = 200)]
         campaigns: usize,
+        /// Three-email sequences (a tenth of the events go to their emails).
+        #[arg(long, default_value_t = 20)]
+        sequences: usize,
         /// Overview and drill-down requests (and a quarter as many comparisons).
         #[arg(long, default_value_t = 200)]
         requests: usize,
@@ -746,13 +749,17 @@ async fn main() -> Result<()> {
             })
             .await
         }
-        Command::Reports { events, campaigns, requests, server_bin } => {
-            anyhow::ensure!(events > 0 && (1..=1000).contains(&campaigns), "--events > 0, --campaigns 1..1000");
+        Command::Reports { events, campaigns, sequences, requests, server_bin } => {
+            anyhow::ensure!(
+                events > 0 && (1..=1000).contains(&campaigns) && sequences <= 100,
+                "--events > 0, --campaigns 1..1000, --sequences 0..100"
+            );
             reports::run(reports::ReportsArgs {
                 url: cli.database_url.clone().context("--database-url is required")?,
                 server_bin,
                 events,
                 campaigns,
+                sequences,
                 requests,
             })
             .await

@@ -19,7 +19,79 @@ pub struct ReportsArgs {
     pub server_bin: std::path::PathBuf,
     pub events: u64,
     pub campaigns: usize,
+    /// Sequences, three emails each (a tenth of the events).
+    pub sequences: usize,
     pub requests: usize,
+}
+
+/// Publish `n` three-email sequences the way the app does (a sending domain marked verified, a
+/// saved template), returning what the history generator needs.
+async fn sequences(
+    svc: &service::Services,
+    org: domain::ids::OrganisationId,
+    n: usize,
+) -> Result<(Vec<service::reports::demo::DemoSequence>, Uuid)> {
+    let actor = service::Actor::system(org, "bench");
+    let domain = format!("reports-{}.bench.example", Uuid::now_v7().simple());
+    service::sending_domains::add(svc, &actor, &domain).await.context("adding the sending domain")?;
+    exec(
+        svc,
+        &format!(
+            "UPDATE sending_domain SET status = 'verified', verified_at = now() WHERE organisation_id = '{}'",
+            org.0
+        ),
+    )
+    .await?;
+    let template = service::sequences::demo::template(
+        svc,
+        &actor,
+        "Care series",
+        "A note from your clinic",
+        "<p>Here is what to expect.</p><p><a href=\"https://clinic.example/learn\">Learn more</a></p>",
+    )
+    .await?;
+    let mut out = Vec::new();
+    for k in 0..n {
+        let name = format!("Care series {}", k + 1);
+        let def = serde_json::json!({
+            "version": 1, "trigger": {"kind": "event", "event_type": "visit.completed"}, "entry": "every_time",
+            "start": "welcome",
+            "steps": [
+                {"id": "welcome", "name": "Welcome", "kind": "send_email", "template": template, "purpose": "marketing", "next": "wait-1"},
+                {"id": "wait-1", "name": "Two days", "kind": "wait", "wait": {"kind": "duration", "minutes": 2880}, "next": "tips"},
+                {"id": "tips", "name": "Tips", "kind": "send_email", "template": template, "purpose": "marketing", "next": "wait-2"},
+                {"id": "wait-2", "name": "Two more days", "kind": "wait", "wait": {"kind": "duration", "minutes": 2880}, "next": "check-in"},
+                {"id": "check-in", "name": "Check-in", "kind": "send_email", "template": template, "purpose": "marketing", "next": null}
+            ]
+        });
+        let id = service::sequences::create(svc, &actor, &name).await?;
+        let input = service::sequences::DraftInput {
+            name: name.clone(),
+            from_name: "Bench Clinic".into(),
+            from_email: format!("care@{domain}"),
+            definition: serde_json::from_value(def)?,
+        };
+        service::sequences::save_draft(svc, &actor, id, &input).await?;
+        service::sequences::publish(svc, &actor, id, &[]).await?;
+        let version: Uuid =
+            service::db::scalar(svc.db(), "SELECT current_version_id FROM sequence WHERE id = $1", [id.into()])
+                .await?
+                .context("the sequence has a version")?;
+        out.push(service::reports::demo::DemoSequence {
+            id,
+            version,
+            email_steps: vec!["welcome".into(), "tips".into(), "check-in".into()],
+        });
+    }
+    let tv: Uuid = service::db::scalar(
+        svc.db(),
+        "SELECT v.id FROM template_version v JOIN template t ON t.id = v.template_id AND v.version = t.latest_version
+         WHERE t.id = $1",
+        [template.into()],
+    )
+    .await?
+    .context("the template has a version")?;
+    Ok((out, tv))
 }
 
 const PASSWORD: &str = "bench reports password 2026";
@@ -76,12 +148,27 @@ pub async fn run(a: ReportsArgs) -> Result<()> {
     )
     .await?;
     let started = Instant::now();
-    let spec =
-        service::reports::demo::Spec { events: a.events, campaigns: a.campaigns, days: 180, audience_share: 1.0 };
-    let g = service::reports::demo::generate(&svc, oid, &spec, svc.clock().now()).await?;
+    // Nine tenths of the events go to the campaigns, a tenth to the sequences' emails.
+    let seq_events = if a.sequences > 0 { a.events / 10 } else { 0 };
+    let spec = service::reports::demo::Spec {
+        events: a.events - seq_events,
+        campaigns: a.campaigns,
+        days: 180,
+        audience_share: 1.0,
+    };
+    let mut g = service::reports::demo::generate(&svc, oid, &spec, svc.clock().now()).await?;
+    let (seqs, template_version) = sequences(&svc, org, a.sequences).await?;
+    let seq_spec =
+        service::reports::demo::Spec { events: seq_events.max(1), campaigns: 0, days: 180, audience_share: 0.25 };
+    let s =
+        service::reports::demo::generate_sequences(&svc, oid, &seqs, template_version, &seq_spec, svc.clock().now())
+            .await?;
+    g.deliveries += s.deliveries;
+    g.events += s.events;
     eprintln!(
-        "generated {} campaigns, {} deliveries, {} engagement events in {:.0} s",
+        "generated {} campaigns and {} sequences: {} deliveries, {} engagement events in {:.0} s",
         g.campaigns.len(),
+        seqs.len(),
         g.deliveries,
         g.events,
         started.elapsed().as_secs_f64()
@@ -101,6 +188,10 @@ pub async fn run(a: ReportsArgs) -> Result<()> {
     let rollup_secs = started.elapsed().as_secs_f64();
     let rollup_rate = facts as f64 / rollup_secs.max(1e-3);
     eprintln!("rollup: {facts} facts in {rollup_secs:.1} s ({rollup_rate:.0}/s)");
+    // What the job does after a large catch-up: vacuum the emptied queue (timed apart).
+    let started = Instant::now();
+    service::reports::rollup::tidy(&svc, &service::reports::rollup::RollupRun { facts, ..Default::default() }).await?;
+    eprintln!("queue vacuumed in {:.1} s", started.elapsed().as_secs_f64());
     exec(&svc, "VACUUM ANALYZE report_hour").await?;
     exec(&svc, "VACUUM ANALYZE report_org_hour").await?;
     exec(&svc, "VACUUM ANALYZE report_since").await?;
@@ -130,10 +221,14 @@ pub async fn run(a: ReportsArgs) -> Result<()> {
                 let r = range(90);
                 comparison.push(timed(&mut conn, &headers, "/api/report_comparison", format!("from={}&to={}", r.from, r.to)).await?);
             }
-            let c = g.campaigns[i % g.campaigns.len()];
+            // Campaigns, and every tenth a sequence email.
+            let source = match seqs.get(i / 10 % seqs.len().max(1)) {
+                Some(s) if i % 10 == 9 => format!("kind=sequence_email&id={}&step=tips", s.id),
+                _ => format!("kind=campaign&id={}&step=", g.campaigns[i % g.campaigns.len()]),
+            };
             let r = range(30);
             drill.push(
-                timed(&mut conn, &headers, "/api/report_drill", format!("kind=campaign&id={c}&step=&from={}&to={}", r.from, r.to)).await?,
+                timed(&mut conn, &headers, "/api/report_drill", format!("{source}&from={}&to={}", r.from, r.to)).await?,
             );
         }
         for v in [&mut overview, &mut comparison, &mut drill] {

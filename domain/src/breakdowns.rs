@@ -13,7 +13,7 @@
 //! listed at all.
 
 use crate::disclosure::{Cell, Figure, Reader, SMALL_CELL, Sum, suppress};
-use crate::reports::{Totals, csv_field};
+use crate::reports::{Metric, Overview, Totals, Value, csv_field};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -272,12 +272,34 @@ pub struct Breakdown {
 }
 
 /// The columns of a breakdown, in cell order within a row.
-const COLS: usize = 6;
+pub const COLS: usize = 6;
 
 impl Breakdown {
+    /// Which of a breakdown's column totals `overview` (of the same source and range) hides:
+    /// the breakdown must not give them back as the sum of its rows.
+    pub fn hidden_totals(overview: &Overview) -> [bool; COLS] {
+        let hidden =
+            |m: Metric| overview.figure(m).is_none_or(|f| matches!(f.current, Value::Count(x) if x.is_hidden()));
+        [
+            hidden(Metric::Delivered),
+            hidden(Metric::Bounced),
+            hidden(Metric::HumanOpeners),
+            false,
+            hidden(Metric::HumanClickers),
+            hidden(Metric::Unsubscribes),
+        ]
+    }
+
     /// Build a breakdown of `rows` against `total` (the source's or organisation's totals over
-    /// the same range), suppressing small cells for restricted readers.
-    pub fn build(reader: Reader, dimension: Dimension, total: &Totals, rows: &[SplitCounts]) -> Breakdown {
+    /// the same range), suppressing small cells for restricted readers. `hidden_totals` are the
+    /// column totals the page hides elsewhere ([`Breakdown::hidden_totals`]).
+    pub fn build(
+        reader: Reader,
+        dimension: Dimension,
+        total: &Totals,
+        hidden_totals: [bool; COLS],
+        rows: &[SplitCounts],
+    ) -> Breakdown {
         let audience = matches!(dimension, Dimension::Segment | Dimension::List);
         let total_opens: u64 = rows.iter().map(|r| r.human_opens).sum();
         let mut cells = vec![
@@ -301,7 +323,19 @@ impl Breakdown {
         let sums: Vec<Sum> = (0..COLS)
             .map(|c| Sum { total: c, parts: (0..rows.len()).map(|i| COLS + i * COLS + c).collect() })
             .collect();
-        let f = suppress(reader, &cells, &sums);
+        let mut f = suppress(reader, &cells, &sums);
+        // A total hidden elsewhere on the page (withheld there to protect another figure) must
+        // not come back as the sum of a fully shown column: withhold its smallest row too.
+        if reader == Reader::Restricted {
+            for (c, hidden) in hidden_totals.iter().enumerate() {
+                let parts: Vec<usize> = (0..rows.len()).map(|i| COLS + i * COLS + c).collect();
+                if *hidden && !parts.is_empty() && parts.iter().all(|&p| f[p].shown().is_some()) {
+                    if let Some(&p) = parts.iter().min_by_key(|&&p| cells[p].value) {
+                        f[p] = Figure::Withheld;
+                    }
+                }
+            }
+        }
         let at = |i: usize| f.get(i).copied().unwrap_or(Figure::Withheld);
         let rate = |a: Figure, b: Figure| match (a.shown(), b.shown()) {
             (Some(a), Some(b)) if b > 0 => Some(a as f64 / b as f64),
@@ -356,7 +390,6 @@ impl Breakdown {
 
     /// The breakdown as CSV lines (a heading line, then one line per row).
     pub fn csv(&self) -> String {
-        use crate::reports::Value;
         let mut out = format!(
             "{},delivered,bounced,opened_by_people,opens_by_people,clicked_by_people,unsubscribed,open_rate,click_rate\n",
             csv_field(&self.dimension.heading().to_ascii_lowercase().replace(' ', "_"))
@@ -456,16 +489,28 @@ mod tests {
     fn a_small_provider_row_is_hidden_with_a_sibling_so_the_total_does_not_give_it_away() {
         let rows = [row(1, 50, 20), row(2, 3, 1), row(5, 40, 12)];
         let total = Totals { delivered: 93, human_openers: 33, ..Totals::default() };
-        let b = Breakdown::build(Reader::Restricted, Dimension::Provider, &total, &rows);
+        let b = Breakdown::build(Reader::Restricted, Dimension::Provider, &total, [false; COLS], &rows);
         let small = b.rows.iter().find(|r| r.label.starts_with("Microsoft")).expect("row");
         assert_eq!(small.delivered, Figure::FewerThan(SMALL_CELL));
         let shown: Vec<u64> = b.rows.iter().filter_map(|r| r.delivered.shown()).collect();
         assert_eq!(shown.len(), 1, "a second row is withheld: {b:?}");
         // Full readers see everything.
-        let b = Breakdown::build(Reader::Full, Dimension::Provider, &total, &rows);
+        let b = Breakdown::build(Reader::Full, Dimension::Provider, &total, [false; COLS], &rows);
         assert!(b.rows.iter().all(|r| r.delivered.shown().is_some()));
         assert_eq!(b.rows[0].label, "Gmail");
         assert_eq!(b.rows[0].share, Some(50.0 / 93.0));
+    }
+
+    #[test]
+    fn a_total_hidden_elsewhere_is_not_given_back_by_a_fully_shown_column() {
+        let rows = [row(1, 50, 20), row(5, 40, 12)];
+        let total = Totals { delivered: 90, human_openers: 32, ..Totals::default() };
+        let mut hidden = [false; COLS];
+        hidden[0] = true;
+        let b = Breakdown::build(Reader::Restricted, Dimension::Provider, &total, hidden, &rows);
+        let shown: Vec<u64> = b.rows.iter().filter_map(|r| r.delivered.shown()).collect();
+        assert_eq!(shown, vec![50]);
+        assert!(b.rows.iter().all(|r| r.openers.shown().is_some()));
     }
 
     #[test]
@@ -478,7 +523,7 @@ mod tests {
         b.name = "Rare condition".into();
         let total = Totals { delivered: 34, human_openers: 11, ..Totals::default() };
         for reader in [Reader::Full, Reader::Restricted] {
-            let t = Breakdown::build(reader, Dimension::Segment, &total, &[a.clone(), b.clone()]);
+            let t = Breakdown::build(reader, Dimension::Segment, &total, [false; COLS], &[a.clone(), b.clone()]);
             assert_eq!(t.rows.len(), 1);
             assert_eq!(t.rows[0].label, "Cardiology follow-ups");
             assert!(!t.csv().contains("Rare condition"));

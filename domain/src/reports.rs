@@ -468,6 +468,10 @@ pub struct Deliverability {
     pub suppressed_hard_bounce: Figure,
     pub suppressed_complaint: Figure,
     pub suppressed_manual: Figure,
+    /// Sent, delivered and bounced by the recipients' mailbox provider (filled by the service).
+    pub by_provider: Option<crate::breakdowns::Breakdown>,
+    /// Delivered messages by the TLS version they went over (filled by the service).
+    pub by_tls: Option<crate::breakdowns::Breakdown>,
 }
 
 impl Deliverability {
@@ -570,6 +574,8 @@ impl Overview {
             suppressed_hard_bounce: at(d0 + 5),
             suppressed_complaint: current.complaints,
             suppressed_manual: at(d0 + 6),
+            by_provider: None,
+            by_tls: None,
         };
         Overview {
             range,
@@ -621,6 +627,10 @@ impl Overview {
                 Value::Count(p.human_openers).csv(),
                 Value::Count(p.human_clicks).csv()
             ));
+        }
+        for b in [&self.deliverability.by_provider, &self.deliverability.by_tls].into_iter().flatten() {
+            out.push('\n');
+            out.push_str(&b.csv());
         }
         out
     }
@@ -1001,6 +1011,9 @@ pub struct Drill {
     pub heatmap: Vec<Vec<Figure>>,
     /// The opens-since-send curve as a chart (filled by the server).
     pub since_svg: String,
+    /// By mailbox provider, email client and audience segment or list (filled by the service;
+    /// a dimension with no figures is left out).
+    pub breakdowns: Vec<crate::breakdowns::Breakdown>,
 }
 
 pub const WEEKDAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
@@ -1043,6 +1056,10 @@ impl Drill {
                 out.push_str(&Value::Count(*f).csv());
             }
             out.push('\n');
+        }
+        for b in &self.breakdowns {
+            out.push('\n');
+            out.push_str(&b.csv());
         }
         out
     }
@@ -1154,7 +1171,18 @@ impl Drill {
         // Ranked by clicks as shown (hidden last), then by position.
         links.sort_by_key(|l| (std::cmp::Reverse(l.clicks.shown()), l.position));
         let kind_label = source.kind.label().to_string();
-        Drill { source, name, kind_label, href, overview, since, links, heatmap, since_svg: String::new() }
+        Drill {
+            source,
+            name,
+            kind_label,
+            href,
+            overview,
+            since,
+            links,
+            heatmap,
+            since_svg: String::new(),
+            breakdowns: Vec::new(),
+        }
     }
 }
 

@@ -51,6 +51,11 @@ test('reports: overview chart matches its table, range picker, CSV export, compa
   // Deliverability: bounces by class (the demo's 550 5.1.1 and 421 4.7.0), deferrals, suppressions.
   await expect(page.locator('[data-test=deliverability] [data-test=bounce-row]')).toHaveCount(4);
   await expect(page.locator('[data-test=deliverability] [data-test=suppression-row]')).toHaveCount(4);
+  // By mailbox provider and by TLS version (the demo's deliveries carry both).
+  const providers = page.locator('[data-test=deliverability] [data-test=breakdown-provider] [data-test=breakdown-row]');
+  await expect(providers.first()).toBeVisible();
+  expect(await providers.count()).toBeGreaterThanOrEqual(3);
+  await expect(page.locator('[data-test=breakdown-tls] [data-test=breakdown-row]').first()).toContainText('TLS 1.');
   // The series adds up to the headline figure.
   const cells = await rows.locator('[data-test=series-delivered]').allInnerTexts();
   const delivered30 = await overview.locator('[data-test=figure][data-metric=delivered] [data-test=figure-value]').innerText();
@@ -113,9 +118,19 @@ test('reports: overview chart matches its table, range picker, CSV export, compa
   await expect(page.locator('[data-test=since-chart-box] svg[role=img]')).toBeVisible();
   await expect(page.locator('[data-test=links-table] [data-test=link-row]').first()).toContainText('https://demo.hermetic.test/');
   await expect(page.locator('[data-test=heatmap-chart] [data-test=heat-cell]')).toHaveCount(168);
+  // Breakdowns: provider (adding up to the delivered headline), email client, audience list.
+  const drillDelivered = await page.locator('[data-test=figure][data-metric=delivered] [data-test=figure-value]').innerText();
+  const byProvider = await page.locator('[data-test=breakdowns] [data-test=breakdown-provider] [data-test=breakdown-row] td:nth-child(2)').allInnerTexts();
+  expect(byProvider.map(Number).reduce((a, b) => a + b, 0)).toBe(Number(drillDelivered));
+  await expect(page.locator('[data-test=breakdown-client] [data-test=breakdown-row]').first()).toBeVisible();
+  await expect(page.locator('[data-test=breakdown-list] [data-test=breakdown-row]')).toHaveCount(2);
+  await expect(page.locator('[data-test=breakdown-list]')).toContainText('Riverside clinic patients');
   if (process.env.E2E_SHOTS) await page.screenshot({ path: `${process.env.E2E_SHOTS}/drill.png`, fullPage: true });
   const [drillCsv] = await Promise.all([page.waitForEvent('download'), page.locator('[data-test=export-overview-csv]').click()]);
-  expect(readFileSync((await drillCsv.path())!, 'utf8')).toContain(`source,Campaign,${name}`);
+  const drillText = readFileSync((await drillCsv.path())!, 'utf8');
+  expect(drillText).toContain(`source,Campaign,${name}`);
+  expect(drillText).toContain('mailbox_provider,delivered,bounced');
+  expect(drillText).toContain('Riverside clinic patients,');
   await page.locator('[data-test=back-to-reports]').click();
   await expect(page).toHaveURL(/\/reports$/);
 

@@ -44,6 +44,9 @@ pub async fn handle(job: ReportRollup, svc: Data<Services>) -> Result<(), BoxDyn
                     "report rollup done"
                 );
             }
+            if let Err(e) = service::reports::rollup::tidy(&svc, &r).await {
+                tracing::warn!(slot = job.slot, error = %e.log_detail(), "vacuuming the report queue failed");
+            }
             Ok(())
         }
         Err(e) => {

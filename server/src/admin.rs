@@ -190,7 +190,15 @@ pub async fn demo_reports(
         service::contacts::create(svc, &actor, input).await?;
     }
     let spec = service::reports::demo::Spec { events, campaigns, days, audience_share: 0.85 };
-    let g = service::reports::demo::generate(svc, org.0, &spec, svc.clock().now()).await?;
+    let mut g = service::reports::demo::generate(svc, org.0, &spec, svc.clock().now()).await?;
+    // The live sequences' emails get history too (a fifth as many events).
+    if let (seqs, Some(version)) = service::reports::demo::live_sequences(svc, org.0).await? {
+        let spec = service::reports::demo::Spec { events: events / 5, campaigns: 0, days, audience_share: 0.4 };
+        let s =
+            service::reports::demo::generate_sequences(svc, org.0, &seqs, version, &spec, svc.clock().now()).await?;
+        g.deliveries += s.deliveries;
+        g.events += s.events;
+    }
     service::reports::rollup::catch_up(svc, service::reports::rollup::BATCH).await?;
     Ok(g)
 }

@@ -12,6 +12,7 @@ use crate::api_reports::{
 use crate::components::{ErrorMessage, FieldError, Guard, use_hydrated};
 use crate::error::AppError;
 use domain::Permission;
+use domain::breakdowns::{Breakdown, BreakdownRow, Dimension};
 use domain::disclosure::Figure;
 use domain::reports::{
     Bucket, COMPARISON_COLUMNS, Comparison, Curves, Deliverability, Drill, Metric, Overview, ReportRange, ReportSetup,
@@ -197,8 +198,88 @@ fn deliverability_view(d: &Deliverability, org_level: bool) -> impl IntoView + u
                     </div>
                 })}
             </div>
-            <p class="hint">"Every message is sent over TLS (the connection is refused otherwise); the share by TLS version and the breakdown by mailbox provider come in a later release."</p>
+            {d.by_provider.as_ref().map(breakdown_view)}
+            {d.by_tls.as_ref().map(breakdown_view)}
+            <p class="hint">"Every message is sent over TLS 1.2 or 1.3: a server that cannot encrypt is refused. The version is the one the accepting server negotiated; messages sent before versions were kept show as not recorded."</p>
         </section>
+    }
+}
+
+/// A breakdown as a table with a bar per row (the figure the dimension is about), or nothing
+/// when it has no rows.
+fn breakdown_view(b: &Breakdown) -> impl IntoView + use<> {
+    let dim = b.dimension;
+    let slug = match dim {
+        Dimension::Provider => "provider",
+        Dimension::Client => "client",
+        Dimension::Tls => "tls",
+        Dimension::Segment => "segment",
+        Dimension::List => "list",
+    };
+    // The column the bars draw: opens for clients, deliveries otherwise.
+    let bar_of = move |r: &BreakdownRow| if dim == Dimension::Client { r.openers } else { r.delivered };
+    let max = b.rows.iter().filter_map(|r| bar_of(r).shown()).max().unwrap_or(0);
+    let hint = match dim {
+        Dimension::Provider => {
+            "By the recipient's address: Gmail, Microsoft, Yahoo and Apple consumer domains; a company's own domain counts as other."
+        }
+        Dimension::Client => {
+            "The email program that loaded the images of a person's first open (privacy proxies count as their mail app)."
+        }
+        Dimension::Tls => "Delivered messages by the TLS version of the connection they were handed over on.",
+        Dimension::Segment | Dimension::List => {
+            "Each patient counts under the first segment or list of the audience they were found in. Segments and lists sent to fewer than 11 people are not listed."
+        }
+    };
+    let rows = b.rows.clone();
+    view! {
+        <div class="table-wrap breakdown" data-test=format!("breakdown-{slug}")>
+            <table>
+                <caption>{dim.title()}</caption>
+                <thead><tr>
+                    <th scope="col">{dim.heading()}</th>
+                    {match dim {
+                        Dimension::Client => view! {
+                            <th scope="col">"Opened (people)"</th><th scope="col">"Opens by people"</th>
+                        }.into_any(),
+                        Dimension::Tls => view! {
+                            <th scope="col">"Delivered"</th><th scope="col">"Share"</th>
+                        }.into_any(),
+                        _ => view! {
+                            <th scope="col">"Delivered"</th><th scope="col">"Bounced"</th><th scope="col">"Opened (people)"</th>
+                            <th scope="col">"Open rate"</th><th scope="col">"Clicked (people)"</th><th scope="col">"Click rate"</th>
+                            <th scope="col">"Unsubscribed"</th>
+                        }.into_any(),
+                    }}
+                    <th scope="col"><span class="visually-hidden">"Chart"</span></th>
+                </tr></thead>
+                <tbody>
+                    {rows.into_iter().map(|r| {
+                        let bar = figure_bar(bar_of(&r), max);
+                        view! {
+                            <tr data-test="breakdown-row">
+                                <th scope="row">{r.label.clone()}</th>
+                                {match dim {
+                                    Dimension::Client => view! {
+                                        <td>{r.openers.label()}</td><td>{r.opens.label()}</td>
+                                    }.into_any(),
+                                    Dimension::Tls => view! {
+                                        <td>{r.delivered.label()}</td><td>{share_label(r.share)}</td>
+                                    }.into_any(),
+                                    _ => view! {
+                                        <td>{r.delivered.label()}</td><td>{r.bounced.label()}</td><td>{r.openers.label()}</td>
+                                        <td>{share_label(r.open_rate)}</td><td>{r.clickers.label()}</td>
+                                        <td>{share_label(r.click_rate)}</td><td>{r.unsubscribes.label()}</td>
+                                    }.into_any(),
+                                }}
+                                <td>{bar}</td>
+                            </tr>
+                        }
+                    }).collect_view()}
+                </tbody>
+            </table>
+            <p class="hint">{hint}</p>
+        </div>
     }
 }
 
@@ -696,6 +777,15 @@ fn drill_view(d: Drill) -> impl IntoView {
                 }.into_any()
             }}
         </section>
+        {(!d.breakdowns.is_empty()).then(|| {
+            let breakdowns = d.breakdowns.clone();
+            view! {
+                <section class="panel" data-test="breakdowns">
+                    <h2>"Who opened it, and where"</h2>
+                    {breakdowns.iter().map(breakdown_view).collect_view()}
+                </section>
+            }
+        })}
         <section class="panel" data-test="heatmap">
             <h2>"When people open it"</h2>
             <p class="hint">"Messages opened by people in the range, by weekday and hour (local time). Darker is more."</p>

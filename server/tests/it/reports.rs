@@ -73,9 +73,6 @@ async fn assert_rollup_equals_raw(svc: &service::Services, org: Uuid, what: &str
     assert_eq!(links, raw::links(svc.db(), org).await.unwrap(), "{what}: clicks per link");
     let splits = raw::rolled_up_splits(svc.db(), org).await.unwrap();
     let want = raw::splits(svc.db(), org).await.unwrap();
-    for dim in 1..=5 {
-        assert!(want.iter().any(|r| r.dim == dim), "{what}: the data has breakdown {dim}");
-    }
     if splits != want {
         let diff: Vec<_> = want.iter().filter(|r| !splits.contains(r)).take(5).collect();
         let extra: Vec<_> = splits.iter().filter(|r| !want.contains(r)).take(5).collect();
@@ -252,6 +249,10 @@ async fn rollups_equal_the_raw_answer_in_every_zone_across_daylight_saving_and_a
     settle(svc, 50).await;
     for ((org, admin), zone) in orgs.iter().zip(zones) {
         assert_rollup_equals_raw(svc, org.0, zone).await;
+        let splits = raw::splits(svc.db(), org.0).await.unwrap();
+        for dim in 1..=5 {
+            assert!(splits.iter().any(|r| r.dim == dim), "{zone}: the data has breakdown {dim}");
+        }
         assert!(!raw::links(svc.db(), org.0).await.unwrap().is_empty(), "{zone}: the test clicked links");
         // The overview's totals are the raw hours of the range's local days, summed; New York's
         // range holds the fall-back day (25 hours), Adelaide's its spring-forward day (23).
@@ -275,6 +276,11 @@ async fn rollups_equal_the_raw_answer_in_every_zone_across_daylight_saving_and_a
         );
         let series: u64 = o.series.iter().filter_map(|p| p.delivered.exact()).sum();
         assert_eq!(series, want as u64, "{zone}: the buckets add up to the total");
+        // The provider and TLS breakdowns add up to the delivered total too.
+        for b in [dl.by_provider.as_ref().unwrap(), dl.by_tls.as_ref().unwrap()] {
+            let sum: u64 = b.rows.iter().filter_map(|r| r.delivered.exact()).sum();
+            assert_eq!(sum, want as u64, "{zone}: {:?} adds up", b.dimension);
+        }
         assert!(o.chart_svg.contains("<svg") && o.chart_svg.contains("hover-target"), "{zone}: a chart");
         let hourly = ReportRange::parse("2026-10-31", "2026-11-01").unwrap();
         let h = service::reports::overview(svc, admin, hourly).await.unwrap();
@@ -330,13 +336,28 @@ async fn an_analyst_sees_small_cells_hidden_with_complementary_suppression_in_pa
     }
     let mut sql = String::new();
     let mut ids = Vec::new();
+    // Breakdowns: "Flu shots" went to 3 Microsoft, 20 Gmail and 17 other addresses; "Checkups"
+    // through a list of 48 and a list of 4 (which is not listed).
+    let (big_list, small_list) = (Uuid::now_v7(), Uuid::now_v7());
+    sql.push_str(&format!(
+        "INSERT INTO contact_list (id, organisation_id, name, created_at, updated_at) VALUES
+            ('{big_list}', '{0}', 'Checkup patients', now(), now()), ('{small_list}', '{0}', 'Rare condition registry', now(), now());",
+        org.0
+    ));
     for (name, n) in [("Tiny", 3usize), ("Flu shots", 40), ("Checkups", 52)] {
         let cid = campaign(&app, org.0, name).await;
         ids.push(cid);
-        for p in people.iter().take(n) {
+        for (i, p) in people.iter().take(n).enumerate() {
+            let family = match (name, i) {
+                ("Flu shots", 0..3) => 2,
+                ("Flu shots", 3..23) => 1,
+                _ => 5,
+            };
+            let list = if i < 4 { small_list } else { big_list };
             sql.push_str(&format!(
-                "INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, accepted_at, recorded_at, updated_at)
-                 VALUES ('{}', '{}', '{cid}', '{p}', 'sent', now(), '2026-11-10T15:00:00Z', now(), now());",
+                "INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, accepted_at, recorded_at,
+                    updated_at, domain_family, tls_version, audience_kind, audience_id)
+                 VALUES ('{}', '{}', '{cid}', '{p}', 'sent', now(), '2026-11-10T15:00:00Z', now(), now(), {family}, 13, 5, '{list}');",
                 Uuid::now_v7(),
                 org.0
             ));
@@ -357,6 +378,49 @@ async fn an_analyst_sees_small_cells_hidden_with_complementary_suppression_in_pa
         "95 − 40 − 52 would give the 3: one more is withheld: {c}"
     );
     assert!(!c.to_string().contains("cells.test"), "no address in a report");
+    // The provider breakdown of "Flu shots": the 3 Microsoft recipients are "<11", and another
+    // row is withheld so that 40 − 20 − 17 gives nothing away; in the page and the CSV.
+    let drill_of = |id: Uuid| {
+        [
+            ("kind", "campaign".to_string()),
+            ("id", id.to_string()),
+            ("step", String::new()),
+            ("from", "2026-11-01".into()),
+            ("to", "2026-11-30".into()),
+        ]
+    };
+    let args = drill_of(ids[1]);
+    let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, d) = analyst.call("report_drill", &args).await;
+    assert_eq!(status, 200, "{d}");
+    let breakdown = |d: &serde_json::Value, dim: &str| {
+        d["breakdowns"].as_array().unwrap().iter().find(|b| b["dimension"] == dim).cloned().unwrap_or_default()
+    };
+    let providers = breakdown(&d, "provider");
+    let rows = providers["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{providers}");
+    let ms = rows.iter().find(|r| r["label"].as_str().unwrap().starts_with("Microsoft")).unwrap();
+    assert_eq!(ms["delivered"], lt, "{providers}");
+    assert_eq!(rows.iter().filter(|r| hidden(&r["delivered"])).count(), 2, "a sibling is withheld too: {providers}");
+    assert_eq!(ms["open_rate"], serde_json::Value::Null, "no rate from a hidden figure");
+    let q = "kind=campaign&step=&from=2026-11-01&to=2026-11-30";
+    let r = analyst.get(&format!("/reports/export/source.csv?{q}&id={}", ids[1])).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let line = r.body.lines().find(|l| l.starts_with("\"Microsoft")).unwrap().to_string();
+    assert!(line.contains(",<11,") && !line.contains(",3,"), "{}", r.body);
+    let withheld = r.body.lines().filter(|l| l.starts_with("Gmail,") || l.starts_with("Other providers,"));
+    assert!(withheld.filter(|l| l.contains(",hidden,")).count() == 1, "{}", r.body);
+    // The list breakdown of "Checkups": the list sent to 4 people is not listed, anywhere.
+    let args = drill_of(ids[2]);
+    let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, d) = analyst.call("report_drill", &args).await;
+    assert_eq!(status, 200, "{d}");
+    let lists = breakdown(&d, "list");
+    assert_eq!(lists["rows"].as_array().unwrap().len(), 1, "{lists}");
+    assert_eq!(lists["rows"][0]["label"], "Checkup patients");
+    assert!(!d.to_string().contains("Rare condition"), "{d}");
+    let r = analyst.get(&format!("/reports/export/source.csv?{q}&id={}", ids[2])).await;
+    assert!(r.body.contains("Checkup patients,") && !r.body.contains("Rare condition"), "{}", r.body);
     // The export says the same.
     let r = analyst.get("/reports/export/comparison.csv?from=2026-11-01&to=2026-11-30").await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -445,7 +509,7 @@ async fn an_analyst_sees_small_cells_hidden_with_complementary_suppression_in_pa
     .await
     .unwrap()
     .unwrap();
-    assert_eq!(n, 3);
+    assert_eq!(n, 5, "comparison, two drill-down and two overview exports");
     app.stop().await;
 }
 

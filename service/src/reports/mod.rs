@@ -25,6 +25,7 @@ use crate::services::Services;
 use chrono::{NaiveDate, NaiveDateTime};
 use domain::Permission;
 use domain::audit::AuditAction;
+use domain::breakdowns::{Breakdown, Dimension, SplitCounts};
 use domain::disclosure::Reader;
 use domain::reports::{
     Bucket, Comparison, ComparisonInput, Curves, Drill, DrillCounts, Overview, OverviewCounts, ReportRange,
@@ -249,6 +250,75 @@ pub async fn overview_counts<C: ConnectionTrait>(
     Ok(OverviewCounts { current: sum_of(buckets.iter()), previous: sum_of(prev.values()), buckets })
 }
 
+/// A breakdown's rows over `range` (local days) for the organisation or one source, before
+/// disclosure control; a segment's or list's row named (a deleted one with an empty name).
+pub async fn split_counts<C: ConnectionTrait>(
+    conn: &C,
+    org: Uuid,
+    range: ReportRange,
+    source: Option<&SourceRef>,
+    dim: Dimension,
+) -> ServiceResult<Vec<SplitCounts>> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        code: i16,
+        part_id: Uuid,
+        name: Option<String>,
+        sent: i64,
+        delivered: i64,
+        bounced: i64,
+        human_opens: i64,
+        human_openers: i64,
+        human_clickers: i64,
+        unsubscribes: i64,
+    }
+    let mut args: Vec<sea_orm::Value> = vec![org.into(), dim.code().into(), range.from.into(), range.to.into()];
+    let filter = match source {
+        Some(s) => {
+            args.extend([s.kind.code().into(), s.id.into(), s.step_id.clone().into()]);
+            "AND r.source_kind = $5 AND r.source_id = $6 AND r.step_id = $7"
+        }
+        None => "",
+    };
+    let name = match dim {
+        Dimension::Segment => "(SELECT g.name FROM segment g WHERE g.id = r.part_id AND g.organisation_id = $1)",
+        Dimension::List => "(SELECT l.name FROM contact_list l WHERE l.id = r.part_id AND l.organisation_id = $1)",
+        _ => "NULL::text",
+    };
+    let rows: Vec<Row> = db::all_as(
+        conn,
+        &format!(
+            "SELECT r.code, r.part_id, {name} AS name, sum(r.sent)::int8 AS sent, sum(r.delivered)::int8 AS delivered,
+                sum(r.bounced)::int8 AS bounced, sum(r.human_opens)::int8 AS human_opens,
+                sum(r.human_openers)::int8 AS human_openers, sum(r.human_clickers)::int8 AS human_clickers,
+                sum(r.unsubscribes)::int8 AS unsubscribes
+             FROM report_split r
+             WHERE r.organisation_id = $1 AND r.dim = $2 AND r.day BETWEEN $3 AND $4 {filter}
+             GROUP BY 1, 2
+             HAVING sum(r.sent) <> 0 OR sum(r.human_opens) <> 0 OR sum(r.human_openers) <> 0
+                 OR sum(r.human_clickers) <> 0 OR sum(r.unsubscribes) <> 0
+             ORDER BY 1, 2"
+        ),
+        args,
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| SplitCounts {
+            code: r.code,
+            part: (!r.part_id.is_nil()).then_some(r.part_id),
+            name: r.name.unwrap_or_default(),
+            sent: n(r.sent),
+            delivered: n(r.delivered),
+            bounced: n(r.bounced),
+            human_opens: n(r.human_opens),
+            human_openers: n(r.human_openers),
+            human_clickers: n(r.human_clickers),
+            unsubscribes: n(r.unsubscribes),
+        })
+        .collect())
+}
+
 /// The overview of `range` for its reader, with its chart.
 pub async fn overview(svc: &Services, actor: &Actor, range: ReportRange) -> ServiceResult<Overview> {
     actor.require(Permission::ReportsRead)?;
@@ -256,6 +326,15 @@ pub async fn overview(svc: &Services, actor: &Actor, range: ReportRange) -> Serv
     let conn = svc.db();
     let counts = overview_counts(conn, org, range, None).await?;
     let mut o = Overview::build(reader(actor), range, time_zone(conn, org).await?, &counts);
+    let hidden = Breakdown::hidden_totals(&o);
+    for dim in [Dimension::Provider, Dimension::Tls] {
+        let rows = split_counts(conn, org, range, None, dim).await?;
+        let b = (!rows.is_empty()).then(|| Breakdown::build(reader(actor), dim, &counts.current, hidden, &rows));
+        match dim {
+            Dimension::Provider => o.deliverability.by_provider = b,
+            _ => o.deliverability.by_tls = b,
+        }
+    }
     o.catching_up = catching_up(conn, org).await?;
     o.chart_svg = charts::overview_svg(&o);
     Ok(o)
@@ -575,7 +654,15 @@ pub async fn drill(svc: &Services, actor: &Actor, source: SourceRef, range: Repo
     }
     let names = source_names(conn, org, &[(source.kind, source.id, source.step_id.clone(), Totals::default())]).await?;
     let (name, href) = names.of(source.kind, source.id, &source.step_id);
+    let source_key = source.clone();
     let mut d = Drill::build(reader(actor), source, name, href, range, time_zone(conn, org).await?, &c);
+    let hidden = Breakdown::hidden_totals(&d.overview);
+    for dim in [Dimension::Provider, Dimension::Client, Dimension::Segment, Dimension::List] {
+        let rows = split_counts(conn, org, range, Some(&source_key), dim).await?;
+        if !rows.is_empty() {
+            d.breakdowns.push(Breakdown::build(reader(actor), dim, &c.overview.current, hidden, &rows));
+        }
+    }
     d.overview.catching_up = catching_up(conn, org).await?;
     d.overview.chart_svg = charts::overview_svg(&d.overview);
     let labels: Vec<String> = SINCE_BUCKETS.iter().map(|(_, l)| (*l).to_string()).collect();

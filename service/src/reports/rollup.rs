@@ -81,6 +81,19 @@ pub async fn catch_up(svc: &Services, batch: i64) -> ServiceResult<RollupRun> {
     }
 }
 
+/// Facts in a catch-up past which the emptied queue is vacuumed at once: until then its dead
+/// rows make every "anything pending?" check scan them (the reports ask on every page).
+pub const TIDY_AFTER: u64 = 200_000;
+
+/// After a large catch-up, vacuum the queue (outside any transaction; autovacuum would get
+/// there too, later). A no-op for small runs.
+pub async fn tidy(svc: &Services, run: &RollupRun) -> ServiceResult<()> {
+    if run.facts >= TIDY_AFTER {
+        db::exec(svc.db(), "VACUUM (ANALYZE) report_pending", []).await?;
+    }
+    Ok(())
+}
+
 /// Clear an organisation's rollups and queue every raw fact of it again (in its current time
 /// zone). Returns false when another rollup holds the lock (the request stays for the next run).
 pub async fn rebuild(svc: &Services, org: Uuid) -> ServiceResult<bool> {

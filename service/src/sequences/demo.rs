@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 const FOOTER: &str = "<p style=\"color:#666;font-size:12px\">Lakeside Health · <a href=\"{{links.preferences}}\">Email preferences</a> · <a href=\"{{links.unsubscribe}}\">Unsubscribe</a></p>";
 
-async fn template(svc: &Services, actor: &Actor, name: &str, subject: &str, body: &str) -> ServiceResult<Uuid> {
+/// A demo template with `body` (created once, by name), saved so it can be published.
+pub async fn template(svc: &Services, actor: &Actor, name: &str, subject: &str, body: &str) -> ServiceResult<Uuid> {
     let existing = crate::templates::store::list(svc, actor).await?;
     if let Some(t) = existing.iter().find(|t| t.name == name) {
         return Ok(t.id);
