@@ -105,7 +105,7 @@ pub struct RunResult {
 
 /// One campaign run (with or without DKIM) on freshly loaded contacts.
 /// Diagnostic (HERMETIC_BENCH_PG_STATEMENTS=1 with
-/// HERMETIC_PG_EXTRA_OPTS="-c shared_preload_libraries=pg_stat_statements"): which statements
+/// PG_EXTRA_OPTS="-c shared_preload_libraries=pg_stat_statements"): which statements
 /// the database spent its time on during the send.
 async fn statements_reset(svc: &service::Services) -> Result<()> {
     use sea_orm::ConnectionTrait;

@@ -329,10 +329,11 @@ impl Breakdown {
         if reader == Reader::Restricted {
             for (c, hidden) in hidden_totals.iter().enumerate() {
                 let parts: Vec<usize> = (0..rows.len()).map(|i| COLS + i * COLS + c).collect();
-                if *hidden && !parts.is_empty() && parts.iter().all(|&p| f[p].shown().is_some()) {
-                    if let Some(&p) = parts.iter().min_by_key(|&&p| cells[p].value) {
-                        f[p] = Figure::Withheld;
-                    }
+                if *hidden
+                    && parts.iter().all(|&p| f[p].shown().is_some())
+                    && let Some(&p) = parts.iter().min_by_key(|&&p| cells[p].value)
+                {
+                    f[p] = Figure::Withheld;
                 }
             }
         }

@@ -107,5 +107,27 @@ BEGIN
 END
 $$;
 
+-- An engagement event reclassified after it was captured (tracking marks a message's earlier
+-- clicks as a link scanner's once all its links were clicked within seconds): the old
+-- classification is taken back (−1) and the new one counted (+1); the rollup looks up the
+-- delivery's first event of a kind again when the one it counted was taken back.
+CREATE FUNCTION report_capture_engagement_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO report_pending (organisation_id, kind, delivery_id, campaign_id, activity, machine, link_position, at, client, sign)
+    SELECT x.organisation_id, 1, x.delivery_id, x.campaign_id, x.activity, x.machine, x.link_position, x.at, x.client, x.sign
+    FROM new_rows n JOIN old_rows o ON o.id = n.id
+    CROSS JOIN LATERAL (VALUES
+        (o.organisation_id, o.delivery_id, o.campaign_id, o.activity, o.machine, o.link_position, o.occurred_at, o.client, -1::smallint),
+        (n.organisation_id, n.delivery_id, n.campaign_id, n.activity, n.machine, n.link_position, n.occurred_at, n.client, 1::smallint)
+    ) AS x (organisation_id, delivery_id, campaign_id, activity, machine, link_position, at, client, sign)
+    WHERE x.delivery_id IS NOT NULL AND x.activity IN ('opened', 'clicked', 'unsubscribed')
+      AND (o.machine, o.activity, o.link_position, o.occurred_at, o.delivery_id, o.client)
+          IS DISTINCT FROM (n.machine, n.activity, n.link_position, n.occurred_at, n.delivery_id, n.client);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER engagement_report_capture_update AFTER UPDATE ON engagement_event
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION report_capture_engagement_update();
+
 -- Existing rollups gain their breakdowns by a rebuild.
 UPDATE organisation SET report_rebuild_requested_at = now();

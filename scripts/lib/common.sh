@@ -121,8 +121,8 @@ pg_start() {
   # fewer forced checkpoints during bulk writes. Used by the benchmarks.
   if [ "$mode" = server ]; then opts="$opts -c shared_buffers=2GB -c max_wal_size=8GB -c checkpoint_timeout=15min -c wal_buffers=64MB"; fi
   # Extra server settings for a diagnostic run, e.g.
-  # HERMETIC_PG_EXTRA_OPTS="-c shared_preload_libraries=pg_stat_statements" scripts/bench send ...
-  if [ -n "${HERMETIC_PG_EXTRA_OPTS:-}" ]; then opts="$opts $HERMETIC_PG_EXTRA_OPTS"; fi
+  # PG_EXTRA_OPTS="-c shared_preload_libraries=pg_stat_statements" scripts/bench send ...
+  if [ -n "${PG_EXTRA_OPTS:-}" ]; then opts="$opts $PG_EXTRA_OPTS"; fi
   if ! run_pg "$PGBIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
     run_pg "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -o "$opts" start >/dev/null
   fi

@@ -213,3 +213,17 @@ pub async fn send_system(svc: &Services, msg: Outgoing) -> ServiceResult<SendOut
     let m = compose(&sender, &msg.to, content, &Kind::System, None)?;
     send_now(svc, msg.organisation, &sender, m).await
 }
+
+/// [`send_system`] from a queued job (a digest, a staff notice): accepted or refused is done (a
+/// refusal of that address is final, logged with the job's `id`), deferred is an error so the
+/// job runner tries again later.
+pub async fn send_system_job(svc: &Services, msg: Outgoing, what: &'static str, id: Uuid) -> ServiceResult<()> {
+    match send_system(svc, msg).await? {
+        SendOutcome::Accepted(_) => Ok(()),
+        SendOutcome::Rejected(_) => {
+            tracing::warn!(what, id = %id, "system mail refused by the mail server; not retried");
+            Ok(())
+        }
+        SendOutcome::Deferred(_) => Err(ServiceError::internal("system mail was deferred; retrying")),
+    }
+}

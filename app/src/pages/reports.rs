@@ -511,6 +511,9 @@ fn Reports() -> impl IntoView {
     }
 }
 
+/// Loading a report for a range (from, to).
+type RangeLoad<T> = Action<(String, String), Result<T, AppError>>;
+
 /// The range being looked at: the picker's fields, and what to do when it changes.
 #[derive(Clone, Copy)]
 struct RangeState {
@@ -521,6 +524,31 @@ struct RangeState {
 }
 
 impl RangeState {
+    /// What a report page loads for this range: `fetch(from, to)` once mounted with `initial`,
+    /// again on each "Show"; a refusal goes next to the range fields. Returns the loading action
+    /// and the picker's apply callback.
+    fn loader<T, F, Fut>(self, initial: ReportRange, fetch: F) -> (RangeLoad<T>, Callback<()>)
+    where
+        T: Clone + Send + Sync + 'static,
+        F: Fn(String, String) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<T, AppError>> + Send + 'static,
+    {
+        let load = Action::new(move |(f, t): &(String, String)| fetch(f.clone(), t.clone()));
+        let apply = Callback::new(move |()| {
+            self.error.set(None);
+            load.dispatch((self.from.get_untracked(), self.to.get_untracked()));
+        });
+        Effect::new(move || {
+            load.dispatch((initial.from.to_string(), initial.to.to_string()));
+        });
+        Effect::new(move || {
+            if let Some(Err(e)) = load.value().get() {
+                self.error.set(Some(e));
+            }
+        });
+        (load, apply)
+    }
+
     fn new(initial: ReportRange, preset: &str) -> RangeState {
         RangeState {
             from: RwSignal::new(initial.from.to_string()),
@@ -586,25 +614,10 @@ fn RangePicker(
 fn ReportArea(ctx: ReportSetup, hydrated: ReadSignal<bool>) -> impl IntoView {
     let initial = ReportRange::last_days(ctx.today, 30);
     let range = RangeState::new(initial, "30");
-    let load = Action::new(|(f, t): &(String, String)| {
-        let (f, t) = (f.clone(), t.clone());
-        async move {
-            let o = report_overview(f.clone(), t.clone()).await?;
-            let c = report_comparison(f, t).await?;
-            Ok::<_, AppError>((o, c))
-        }
-    });
-    let apply = Callback::new(move |()| {
-        range.error.set(None);
-        load.dispatch((range.from.get_untracked(), range.to.get_untracked()));
-    });
-    Effect::new(move || {
-        load.dispatch((initial.from.to_string(), initial.to.to_string()));
-    });
-    Effect::new(move || {
-        if let Some(Err(e)) = load.value().get() {
-            range.error.set(Some(e));
-        }
+    let (load, apply) = range.loader(initial, |f, t| async move {
+        let o = report_overview(f.clone(), t.clone()).await?;
+        let c = report_comparison(f, t).await?;
+        Ok::<_, AppError>((o, c))
     });
     let tz = ctx.time_zone.clone();
     view! {
@@ -679,21 +692,9 @@ fn SourceArea(
         return view! { <section class="panel"><h1>"Report"</h1><p class="empty">"No such campaign or email."</p></section> }.into_any();
     };
     let source = StoredValue::new((kind, step));
-    let load = Action::new(move |(f, t): &(String, String)| {
+    let (load, apply) = range.loader(initial, move |f, t| {
         let (kind, step) = source.get_value();
-        report_drill(kind, id, step, f.clone(), t.clone())
-    });
-    let apply = Callback::new(move |()| {
-        range.error.set(None);
-        load.dispatch((range.from.get_untracked(), range.to.get_untracked()));
-    });
-    Effect::new(move || {
-        load.dispatch((initial.from.to_string(), initial.to.to_string()));
-    });
-    Effect::new(move || {
-        if let Some(Err(e)) = load.value().get() {
-            range.error.set(Some(e));
-        }
+        report_drill(kind, id, step, f, t)
     });
     let tz = ctx.time_zone.clone();
     view! {

@@ -172,6 +172,19 @@ async fn random_engagement(app: &TestApp, org: Uuid, seed: u64) {
         app.sql(&chunk.join(";\n")).await;
         service::reports::rollup::catch_up(svc, 7).await.unwrap();
     }
+    // Events reclassified after they were rolled up (tracking marks a scanner's clicks as machine
+    // ones after the fact): human to machine and back, first events among them.
+    settle(svc, 50).await;
+    app.sql(&format!(
+        "UPDATE engagement_event SET machine = NOT machine
+         WHERE organisation_id = '{org}' AND activity IN ('opened', 'clicked') AND id % 3 = 0"
+    ))
+    .await;
+    service::reports::rollup::catch_up(svc, 7).await.unwrap();
+    app.sql(&format!(
+        "UPDATE engagement_event SET machine = true WHERE organisation_id = '{org}' AND activity = 'clicked' AND id % 4 = 1"
+    ))
+    .await;
     // Outcome changes after they were rolled up: a late bounce, a retried failure delivered later.
     settle(svc, 50).await;
     let (late, _, _) = deliveries[0];

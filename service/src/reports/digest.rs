@@ -202,7 +202,7 @@ pub async fn send(svc: &Services, job: &ReportDigest) -> ServiceResult<()> {
         .collect();
     let link = format!("{}/reports", svc.settings().public_url.trim_end_matches('/'));
     let (subject, text) = compose(&user.org_name, &o, &top, &link);
-    let out = outbound::send_system(
+    outbound::send_system_job(
         svc,
         Outgoing {
             organisation: OrganisationId(job.organisation_id),
@@ -211,16 +211,10 @@ pub async fn send(svc: &Services, job: &ReportDigest) -> ServiceResult<()> {
             text: Phi::new(text),
             html: None,
         },
+        "report digest",
+        job.user_id,
     )
-    .await?;
-    match out {
-        crate::mail::SendOutcome::Accepted(_) => Ok(()),
-        crate::mail::SendOutcome::Rejected(_) => {
-            tracing::warn!(user = %job.user_id, "a report digest was refused by the mail server; not retried");
-            Ok(())
-        }
-        crate::mail::SendOutcome::Deferred(_) => Err(ServiceError::internal("a report digest was deferred; retrying")),
-    }
+    .await
 }
 
 #[cfg(test)]

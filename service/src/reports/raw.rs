@@ -51,15 +51,7 @@ fn nonzero(cols: &str) -> String {
 pub async fn source_hours<C: ConnectionTrait>(conn: &C, org: Uuid) -> ServiceResult<Vec<HourRow>> {
     let sql = format!(
         "WITH tz AS (SELECT time_zone AS z FROM organisation WHERE id = $1),
-         src AS (
-            SELECT d.id,
-                CASE WHEN d.source = 'campaign' THEN 1 WHEN d.source = 'sequence_step' THEN 2 ELSE 3 END::int2 AS source_kind,
-                CASE WHEN d.source = 'campaign' THEN d.campaign_id WHEN d.source = 'sequence_step' THEN e.sequence_id END AS source_id,
-                CASE WHEN d.source = 'sequence_step' THEN coalesce(m.step_id, '') ELSE '' END AS step_id
-            FROM delivery d
-            LEFT JOIN api_message m ON m.id = d.id AND d.source = 'sequence_step'
-            LEFT JOIN enrolment e ON e.id = m.enrolment_id
-            WHERE d.organisation_id = $1),
+         {SOURCES},
          outcomes AS (
             SELECT date_trunc('hour', coalesce(d.accepted_at, d.recorded_at, d.updated_at) AT TIME ZONE (SELECT z FROM tz)) AS hour,
                 s.source_kind, s.source_id, s.step_id,

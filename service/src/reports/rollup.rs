@@ -22,6 +22,17 @@ use crate::services::Services;
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use uuid::Uuid;
 
+/// A batch's engagement facts with their first-event kind (1 human open, 2 machine open,
+/// 3 human click, 4 unsubscribe), and each human click on a link again as 100 + its position.
+const FK_OF_BATCH: &str = "SELECT b.*, CASE WHEN activity = 'opened' AND NOT machine THEN 1
+                                WHEN activity = 'opened' THEN 2
+                                WHEN activity = 'clicked' AND NOT machine THEN 3
+                                WHEN activity = 'unsubscribed' THEN 4 END::smallint AS fk
+        FROM report_batch b WHERE kind = 1
+        UNION ALL
+        SELECT b.*, (100 + link_position)::smallint AS fk FROM report_batch b
+        WHERE kind = 1 AND activity = 'clicked' AND NOT machine AND link_position BETWEEN 0 AND 199";
+
 /// Advisory-lock key of the rollup ("report rollup").
 const LOCK: i64 = 0x7265_706f_7274_0001;
 /// Pending facts rolled up per transaction.
@@ -222,9 +233,9 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64, after: i64) -> ServiceRe
             sum(sign) FILTER (WHERE kind = 2 AND activity = 'sent'),
             sum(sign) FILTER (WHERE kind = 2 AND activity = 'bounced'),
             sum(sign) FILTER (WHERE kind = 2 AND activity = 'failed'),
-            count(*) FILTER (WHERE kind = 1 AND activity = 'opened' AND machine),
-            count(*) FILTER (WHERE kind = 1 AND activity = 'clicked' AND NOT machine),
-            count(*) FILTER (WHERE kind = 1 AND activity = 'clicked' AND machine),
+            sum(sign) FILTER (WHERE kind = 1 AND activity = 'opened' AND machine),
+            sum(sign) FILTER (WHERE kind = 1 AND activity = 'clicked' AND NOT machine),
+            sum(sign) FILTER (WHERE kind = 1 AND activity = 'clicked' AND machine),
             sum(sign) FILTER (WHERE kind = 3 AND activity = 'unsubscribed'),
             sum(sign) FILTER (WHERE kind = 3 AND activity = 'hard_bounce'),
             sum(sign) FILTER (WHERE kind = 3 AND activity = 'complaint'),
@@ -237,22 +248,62 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64, after: i64) -> ServiceRe
         [],
     )
     .await?;
+    // A reclassified event (a click found to be a link scanner's after it was counted) comes as
+    // −1 of its old kind: where that kind's counted first was such an event, the first is looked
+    // up again in the raw events of the delivery (which may hold facts still pending: when their
+    // turn comes they are not earlier, so nothing counts twice). The count moves to the new first
+    // or, with none left, goes.
+    db::exec(
+        conn,
+        &format!(
+            "CREATE TEMP TABLE report_moved ON COMMIT DROP AS
+             WITH gone AS (
+                SELECT DISTINCT ON (delivery_id, fk) organisation_id, delivery_id, fk, sent_at, time_zone, source_kind,
+                    coalesce(source_id, '00000000-0000-0000-0000-000000000000') AS source_id, step_id, family,
+                    audience_kind, audience_id
+                FROM ({FK_OF_BATCH}) x
+                WHERE sign = -1 AND fk IS NOT NULL ORDER BY delivery_id, fk),
+             again AS (
+                SELECT g.*, r.at, r.client, f.at AS old_at, f.client AS old_client
+                FROM gone g
+                JOIN report_first f ON f.delivery_id = g.delivery_id AND f.kind = g.fk
+                LEFT JOIN LATERAL (
+                    SELECT e.occurred_at AS at, CASE WHEN g.fk = 1 THEN e.client END AS client
+                    FROM engagement_event e
+                    WHERE e.delivery_id = g.delivery_id
+                      AND e.activity = CASE WHEN g.fk IN (1, 2) THEN 'opened' WHEN g.fk = 4 THEN 'unsubscribed' ELSE 'clicked' END
+                      AND CASE WHEN g.fk = 2 THEN e.machine WHEN g.fk = 4 THEN true ELSE NOT e.machine END
+                      AND (g.fk < 100 OR e.link_position = g.fk - 100)
+                    ORDER BY e.occurred_at, coalesce(CASE WHEN g.fk = 1 THEN e.client END, 0) LIMIT 1) r ON true
+                WHERE (f.at, coalesce(f.client, 0)) IS DISTINCT FROM (r.at, coalesce(r.client, 0))),
+             moved AS (
+                UPDATE report_first f SET at = a.at, client = a.client FROM again a
+                WHERE f.delivery_id = a.delivery_id AND f.kind = a.fk AND a.at IS NOT NULL),
+             dropped AS (
+                DELETE FROM report_first f USING again a
+                WHERE f.delivery_id = a.delivery_id AND f.kind = a.fk AND a.at IS NULL)
+             SELECT organisation_id, delivery_id, fk, at, sent_at, time_zone, source_kind, source_id, step_id, family,
+                client, audience_kind, audience_id, old_at, old_client
+             FROM again"
+        ),
+        [],
+    )
+    .await?;
     // Unique figures: a delivery's earliest event of each kind in the batch (per link for human
     // clicks too), against the one already counted. Where the batch's is earlier (or there was
     // none), the count moves to it.
     db::exec(
         conn,
-        "CREATE TEMP TABLE report_moved ON COMMIT DROP AS
-         WITH firsts AS (
+        "WITH firsts AS (
             SELECT b.*, CASE WHEN activity = 'opened' AND NOT machine THEN 1
                              WHEN activity = 'opened' THEN 2
                              WHEN activity = 'clicked' AND NOT machine THEN 3
                              WHEN activity = 'unsubscribed' THEN 4 END::smallint AS fk
-            FROM report_batch b WHERE kind = 1
+            FROM report_batch b WHERE kind = 1 AND sign = 1
             UNION ALL
             SELECT b.*, (100 + link_position)::smallint AS fk
             FROM report_batch b
-            WHERE kind = 1 AND activity = 'clicked' AND NOT machine AND link_position BETWEEN 0 AND 199),
+            WHERE kind = 1 AND sign = 1 AND activity = 'clicked' AND NOT machine AND link_position BETWEEN 0 AND 199),
          cand AS (
             SELECT DISTINCT ON (delivery_id, fk) organisation_id, delivery_id, fk, at, sent_at, time_zone, source_kind,
                 coalesce(source_id, '00000000-0000-0000-0000-000000000000') AS source_id, step_id,
@@ -268,7 +319,9 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64, after: i64) -> ServiceRe
             INSERT INTO report_first (organisation_id, delivery_id, kind, at, client)
             SELECT organisation_id, delivery_id, fk, at, client FROM moved
             ON CONFLICT (delivery_id, kind) DO UPDATE SET at = excluded.at, client = excluded.client)
-         SELECT * FROM moved",
+         INSERT INTO report_moved
+         SELECT organisation_id, delivery_id, fk, at, sent_at, time_zone, source_kind, source_id, step_id, family,
+            client, audience_kind, audience_id, old_at, old_client FROM moved",
         [],
     )
     .await?;
@@ -278,7 +331,7 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64, after: i64) -> ServiceRe
         "INSERT INTO report_delta (organisation_id, hour, source_kind, source_id, step_id,
             human_openers, machine_openers, human_clickers, unsubscribes)
          SELECT organisation_id, date_trunc('hour', at AT TIME ZONE time_zone), source_kind, source_id, step_id,
-            (fk = 1)::int, (fk = 2)::int, (fk = 3)::int, (fk = 4)::int FROM report_moved WHERE fk < 100
+            (fk = 1)::int, (fk = 2)::int, (fk = 3)::int, (fk = 4)::int FROM report_moved WHERE fk < 100 AND at IS NOT NULL
          UNION ALL
          SELECT organisation_id, date_trunc('hour', old_at AT TIME ZONE time_zone), source_kind, source_id, step_id,
             -(fk = 1)::int, -(fk = 2)::int, -(fk = 3)::int, -(fk = 4)::int
@@ -294,7 +347,7 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64, after: i64) -> ServiceRe
              SELECT organisation_id, source_kind, source_id, step_id, hours, sum(o), sum(c)
              FROM (SELECT organisation_id, source_kind, source_id, step_id, {h} AS hours,
                           (fk = 1)::int AS o, (fk = 3)::int AS c
-                   FROM report_moved WHERE fk IN (1, 3) AND sent_at IS NOT NULL
+                   FROM report_moved WHERE fk IN (1, 3) AND sent_at IS NOT NULL AND at IS NOT NULL
                    UNION ALL
                    SELECT organisation_id, source_kind, source_id, step_id, {h_old}, -(fk = 1)::int, -(fk = 3)::int
                    FROM report_moved WHERE fk IN (1, 3) AND sent_at IS NOT NULL AND old_at IS NOT NULL) x
@@ -315,11 +368,11 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64, after: i64) -> ServiceRe
             human_clicks, human_clickers, machine_clicks)
          SELECT organisation_id, source_kind, source_id, step_id, position, sum(hc), sum(hu), sum(mc)
          FROM (SELECT organisation_id, source_kind, coalesce(source_id, '00000000-0000-0000-0000-000000000000') AS source_id,
-                      step_id, link_position AS position, (NOT machine)::int AS hc, 0 AS hu, machine::int AS mc
+                      step_id, link_position AS position, (NOT machine)::int * sign AS hc, 0 AS hu, machine::int * sign AS mc
                FROM report_batch WHERE kind = 1 AND activity = 'clicked' AND link_position BETWEEN 0 AND 199
                UNION ALL
                SELECT organisation_id, source_kind, source_id, step_id, fk - 100, 0,
-                      CASE WHEN old_at IS NULL THEN 1 ELSE 0 END, 0
+                      (at IS NOT NULL)::int - (old_at IS NOT NULL)::int, 0
                FROM report_moved WHERE fk >= 100) x
          GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
          ON CONFLICT (organisation_id, source_kind, source_id, step_id, position) DO UPDATE SET
@@ -385,13 +438,13 @@ async fn split<C: ConnectionTrait>(conn: &C) -> ServiceResult<()> {
             FROM report_batch WHERE kind = 2 AND source_kind > 0
             UNION ALL
             SELECT organisation_id, hour::date, source_kind, coalesce(source_id, '00000000-0000-0000-0000-000000000000'),
-                step_id, family, NULL, client, audience_kind, audience_id, false, true, 0, 0, 0, 1, 0, 0, 0
+                step_id, family, NULL, client, audience_kind, audience_id, false, true, 0, 0, 0, sign, 0, 0, 0
             FROM report_batch WHERE kind = 1 AND activity = 'opened' AND NOT machine AND source_kind > 0
             UNION ALL
             SELECT organisation_id, (at AT TIME ZONE time_zone)::date, source_kind, source_id, step_id,
                 family, NULL, client, audience_kind, audience_id, false, fk = 1, 0, 0, 0, 0,
                 (fk = 1)::int::int8, (fk = 3)::int::int8, (fk = 4)::int::int8
-            FROM report_moved WHERE fk IN (1, 3, 4) AND source_kind > 0
+            FROM report_moved WHERE fk IN (1, 3, 4) AND source_kind > 0 AND at IS NOT NULL
             UNION ALL
             SELECT organisation_id, (old_at AT TIME ZONE time_zone)::date, source_kind, source_id, step_id,
                 family, NULL, old_client, audience_kind, audience_id, false, fk = 1, 0, 0, 0, 0,

@@ -101,7 +101,7 @@ pub async fn send(svc: &Services, job: &StaffNotice) -> ServiceResult<()> {
         job.enrolment_id
     );
     let (subject, text) = compose(&row.sequence_name, &step_name, &note, &link);
-    let out = outbound::send_system(
+    outbound::send_system_job(
         svc,
         Outgoing {
             organisation: OrganisationId(job.organisation_id),
@@ -110,17 +110,10 @@ pub async fn send(svc: &Services, job: &StaffNotice) -> ServiceResult<()> {
             text: Phi::new(text),
             html: None,
         },
+        "staff notice",
+        job.enrolment_id,
     )
-    .await?;
-    match out {
-        crate::mail::SendOutcome::Accepted(_) => Ok(()),
-        // A rejection of a colleague's address is final; a deferral is retried by apalis.
-        crate::mail::SendOutcome::Rejected(_) => {
-            tracing::warn!(enrolment = %job.enrolment_id, "a staff notice was rejected by the relay");
-            Ok(())
-        }
-        crate::mail::SendOutcome::Deferred(_) => Err(ServiceError::internal("a staff notice was deferred; retrying")),
-    }
+    .await
 }
 
 #[cfg(test)]
