@@ -348,7 +348,7 @@ impl Breakdown {
             } else {
                 at(0).shown()
             };
-        let mut out: Vec<(u64, BreakdownRow)> = Vec::new();
+        let mut rows_out: Vec<BreakdownRow> = Vec::new();
         for (i, r) in rows.iter().enumerate() {
             // Segments and lists sent to fewer than 11 people are not listed.
             if audience && r.sent < SMALL_CELL {
@@ -361,31 +361,30 @@ impl Breakdown {
             } else {
                 dimension.label(r.code).to_string()
             };
-            out.push((
-                r.sent,
-                BreakdownRow {
-                    label,
-                    delivered,
-                    bounced: at(b + 1),
-                    openers: at(b + 2),
-                    opens: at(b + 3),
-                    clickers: at(b + 4),
-                    unsubscribes: at(b + 5),
-                    open_rate: rate(at(b + 2), delivered),
-                    click_rate: rate(at(b + 4), delivered),
-                    share: match (delivered.shown(), delivered_shown) {
-                        (Some(a), Some(t)) if t > 0 => Some(a as f64 / t as f64),
-                        _ => None,
-                    },
+            rows_out.push(BreakdownRow {
+                label,
+                delivered,
+                bounced: at(b + 1),
+                openers: at(b + 2),
+                opens: at(b + 3),
+                clickers: at(b + 4),
+                unsubscribes: at(b + 5),
+                open_rate: rate(at(b + 2), delivered),
+                click_rate: rate(at(b + 4), delivered),
+                share: match (delivered.shown(), delivered_shown) {
+                    (Some(a), Some(t)) if t > 0 => Some(a as f64 / t as f64),
+                    _ => None,
                 },
-            ));
+            });
         }
-        // Largest first (by what was sent, which orders without revealing hidden figures more
-        // than their "<11"), "not recorded" last.
-        out.sort_by_key(|(sent, row)| (row.label == "Not recorded", std::cmp::Reverse(*sent), row.label.clone()));
-        // A hidden row must not be placed by its true size among the other hidden rows.
-        let mut rows: Vec<BreakdownRow> = out.into_iter().map(|(_, r)| r).collect();
-        rows.sort_by_key(|r| (r.label == "Not recorded", r.delivered.is_hidden()));
+        // Largest first by the figure the table is about (people who opened, for clients;
+        // delivered otherwise) as shown: hidden rows after, by name, so their order says nothing
+        // of their size; "not recorded" last.
+        let key = |r: &BreakdownRow| if dimension == Dimension::Client { r.openers } else { r.delivered };
+        let mut rows = rows_out;
+        rows.sort_by_key(|r| {
+            (r.label == "Not recorded", key(r).is_hidden(), std::cmp::Reverse(key(r).shown()), r.label.clone())
+        });
         Breakdown { dimension, rows }
     }
 

@@ -67,26 +67,22 @@ pub async fn catch_up(svc: &Services, batch: i64) -> ServiceResult<RollupRun> {
     // Batches walk the queue upwards from the last id taken, so no batch scans the index
     // entries of rows deleted by the ones before it (dead until vacuumed: taking "the first N"
     // each time would grow quadratically). A fact with a smaller id committed late is picked up
-    // by a final pass from the start.
+    // by a pass from the start; the run ends when such a pass finds nothing.
     let mut after = 0i64;
     let mut from_start = true;
     loop {
         match one_batch(svc, batch, after).await? {
             None => return Ok(run),
+            Some((0, _)) if from_start => return Ok(run),
+            Some((0, _)) => {
+                after = 0;
+                from_start = true;
+            }
             Some((n, last)) => {
                 run.facts += n;
-                if n > 0 {
-                    run.batches += 1;
-                }
-                if n >= batch.max(1) as u64 {
-                    after = last;
-                    from_start = false;
-                } else if from_start {
-                    return Ok(run);
-                } else {
-                    after = 0;
-                    from_start = true;
-                }
+                run.batches += 1;
+                after = last;
+                from_start = false;
             }
         }
     }
@@ -146,8 +142,9 @@ pub async fn rebuild(svc: &Services, org: Uuid) -> ServiceResult<bool> {
     Ok(true)
 }
 
-/// Roll up one batch of the pending facts with ids above `after`. None when another rollup
-/// holds the lock; otherwise how many facts, and the largest id taken.
+/// Roll up one batch of the pending facts with ids above `after`: those with ids in
+/// [first, first + batch), first being the smallest pending id above `after`. None when another
+/// rollup holds the lock; otherwise how many facts, and the top of the range taken.
 pub async fn one_batch(svc: &Services, batch: i64, after: i64) -> ServiceResult<Option<(u64, i64)>> {
     let txn = svc.db().begin().await?;
     if !db::scalar::<bool, _>(&txn, "SELECT pg_try_advisory_xact_lock($1)", [LOCK.into()]).await?.unwrap_or(false) {
@@ -160,23 +157,37 @@ pub async fn one_batch(svc: &Services, batch: i64, after: i64) -> ServiceResult<
     db::exec(&txn, "SET LOCAL work_mem = '256MB'", []).await?;
     // Each statement runs once per batch: compiling it to machine code costs more than it saves.
     db::exec(&txn, "SET LOCAL jit = off", []).await?;
-    let (n, last) = roll(&txn, batch.max(1), after).await?;
+    // Ids come from one sequence, so a range of values is about `batch` facts (fewer across the
+    // gaps of rolled-back inserts): it is read straight off the key, where "the next N rows"
+    // was planned as a scan and sort of the whole queue when its statistics were stale.
+    let first = db::scalar::<i64, _>(
+        &txn,
+        "SELECT coalesce(min(id), 0)::int8 FROM report_pending WHERE id > $1",
+        [after.into()],
+    )
+    .await?
+    .unwrap_or(0);
+    if first == 0 {
+        txn.commit().await?;
+        return Ok(Some((0, after)));
+    }
+    let last = first.saturating_add(batch.max(1) - 1);
+    let n = roll(&txn, first, last).await?;
     txn.commit().await?;
     Ok(Some((n, last)))
 }
 
-async fn roll<C: ConnectionTrait>(conn: &C, batch: i64, after: i64) -> ServiceResult<(u64, i64)> {
+/// Roll up the pending facts with ids in [first, last]; returns how many there were.
+async fn roll<C: ConnectionTrait>(conn: &C, first: i64, last: i64) -> ServiceResult<u64> {
     // The batch, attributed to its source and local hour. A delivery's source is what it was
     // created for; a sequence email's is its sequence and step.
     let taken = db::exec(
         conn,
         "CREATE TEMP TABLE report_batch ON COMMIT DROP AS
-         WITH upto AS (
-            SELECT max(id) AS id FROM (SELECT id FROM report_pending WHERE id > $2 ORDER BY id LIMIT $1) s),
-         taken AS (
+         WITH taken AS (
             -- A range of ids, so the delete walks the index (an IN list plans as a scan of the
-            -- whole queue). Rows of the range committed since are taken too: they are read here.
-            DELETE FROM report_pending WHERE id > $2 AND id <= (SELECT id FROM upto)
+            -- whole queue).
+            DELETE FROM report_pending WHERE id >= $1 AND id <= $2
             RETURNING id, organisation_id, kind, delivery_id, campaign_id, activity, machine, link_position, detail, at, sign,
                 family, tls, client)
          SELECT t.id AS pending_id, t.organisation_id, t.kind, t.delivery_id, t.activity, t.machine, t.link_position, t.detail, t.at, t.sign,
@@ -197,14 +208,13 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64, after: i64) -> ServiceRe
          LEFT JOIN delivery d ON d.id = t.delivery_id
          LEFT JOIN api_message m ON m.id = t.delivery_id AND d.source = 'sequence_step'
          LEFT JOIN enrolment e ON e.id = m.enrolment_id",
-        [batch.into(), after.into()],
+        [first.into(), last.into()],
     )
     .await?;
     if taken == 0 {
         db::exec(conn, "DROP TABLE report_batch", []).await?;
-        return Ok((0, after));
+        return Ok(0);
     }
-    let last = db::scalar::<i64, _>(conn, "SELECT max(pending_id) FROM report_batch", []).await?.unwrap_or(after);
     // The planner knows nothing of a new temporary table: without statistics it plans the
     // joins below for a handful of rows.
     db::exec(conn, "ANALYZE report_batch", []).await?;
@@ -418,7 +428,7 @@ async fn roll<C: ConnectionTrait>(conn: &C, batch: i64, after: i64) -> ServiceRe
     .await?;
     split(conn).await?;
     db::exec(conn, "DROP TABLE report_batch, report_delta, report_moved", []).await?;
-    Ok((taken, last))
+    Ok(taken)
 }
 
 /// The breakdowns of a batch (`report_split`, local days): outcomes by provider family, TLS
@@ -449,13 +459,20 @@ async fn split<C: ConnectionTrait>(conn: &C) -> ServiceResult<()> {
             SELECT organisation_id, (old_at AT TIME ZONE time_zone)::date, source_kind, source_id, step_id,
                 family, NULL, old_client, audience_kind, audience_id, false, fk = 1, 0, 0, 0, 0,
                 -(fk = 1)::int::int8, -(fk = 3)::int::int8, -(fk = 4)::int::int8
-            FROM report_moved WHERE fk IN (1, 3, 4) AND source_kind > 0 AND old_at IS NOT NULL)
+            FROM report_moved WHERE fk IN (1, 3, 4) AND source_kind > 0 AND old_at IS NOT NULL),
+         -- Summed before they fan out to the dimensions: a batch's facts share few codes.
+         pre AS (
+            SELECT organisation_id, day, source_kind, source_id, step_id, family, tls, client, audience_kind,
+                audience_id, by_tls, by_client, sum(sent) AS sent, sum(delivered) AS delivered, sum(bounced) AS bounced,
+                sum(human_opens) AS human_opens, sum(human_openers) AS human_openers,
+                sum(human_clickers) AS human_clickers, sum(unsubscribes) AS unsubscribes
+            FROM facts GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
          INSERT INTO report_split (organisation_id, day, source_kind, source_id, step_id, dim, code, part_id,
             sent, delivered, bounced, human_opens, human_openers, human_clickers, unsubscribes)
          SELECT f.organisation_id, f.day, f.source_kind, f.source_id, f.step_id, x.dim, x.code, x.part_id,
             sum(f.sent), sum(f.delivered), sum(f.bounced), sum(f.human_opens), sum(f.human_openers),
             sum(f.human_clickers), sum(f.unsubscribes)
-         FROM facts f
+         FROM pre f
          CROSS JOIN LATERAL (VALUES
             (1::int2, coalesce(f.family, 0)::int2, '00000000-0000-0000-0000-000000000000'::uuid, true),
             (3::int2, coalesce(f.tls, 0)::int2, '00000000-0000-0000-0000-000000000000'::uuid, f.by_tls),
