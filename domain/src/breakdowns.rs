@@ -433,6 +433,9 @@ mod tests {
         assert_eq!(MailboxFamily::of_address("a@hospital.example"), MailboxFamily::Other);
         assert_eq!(MailboxFamily::of_address(""), MailboxFamily::Other);
         assert_eq!(MailboxFamily::of_address("@@@"), MailboxFamily::Other);
+        assert_eq!(MailboxFamily::of_address(&format!("a@{}", "x.".repeat(50_000))), MailboxFamily::Other);
+        assert_eq!(MailboxFamily::of_address("a@GMAIL.COM"), MailboxFamily::Gmail);
+        assert_eq!(MailboxFamily::of_address("a@gmail.com\u{0}"), MailboxFamily::Other);
         for f in MailboxFamily::ALL {
             assert_eq!(MailboxFamily::from_code(f.code()), Some(f));
         }
@@ -467,6 +470,10 @@ mod tests {
             Some(ClientFamily::Browser)
         );
         assert_eq!(of("curl/8.0"), Some(ClientFamily::Other));
+        // Hostile agents: huge, control characters, non-ASCII; only a code comes out.
+        assert_eq!(of(&"A".repeat(100_000)), Some(ClientFamily::Other));
+        assert_eq!(of("\u{0}\r\nOutlook\u{202e}"), Some(ClientFamily::Outlook));
+        assert_eq!(of("Ÿàhôô Mäil"), Some(ClientFamily::Other));
         assert_eq!(ClientFamily::of_user_agent(None), None);
         assert_eq!(ClientFamily::of_user_agent(Some("  ")), None);
         for f in ClientFamily::ALL {
