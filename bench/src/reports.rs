@@ -188,6 +188,23 @@ pub async fn run(a: ReportsArgs) -> Result<()> {
     let rollup_secs = started.elapsed().as_secs_f64();
     let rollup_rate = facts as f64 / rollup_secs.max(1e-3);
     eprintln!("rollup: {facts} facts in {rollup_secs:.1} s ({rollup_rate:.0}/s)");
+    // The sequences' emails are attributed to their sequence and step: the rolled-up outcomes
+    // equal the deliveries.
+    let (rolled, raw): (Option<i64>, Option<i64>) = (
+        service::db::scalar(
+            svc.db(),
+            "SELECT coalesce(sum(sent), 0)::int8 FROM report_hour WHERE organisation_id = $1 AND source_kind = 2 AND step_id <> ''",
+            [oid.into()],
+        )
+        .await?,
+        service::db::scalar(
+            svc.db(),
+            "SELECT count(*) FROM delivery WHERE organisation_id = $1 AND source = 'sequence_step' AND state IN ('sent', 'bounced', 'failed')",
+            [oid.into()],
+        )
+        .await?,
+    );
+    anyhow::ensure!(rolled == raw, "sequence emails rolled up {rolled:?}, sent {raw:?}");
     // What the job does after a large catch-up: vacuum the emptied queue (timed apart).
     let started = Instant::now();
     service::reports::rollup::tidy(&svc, &service::reports::rollup::RollupRun { facts, ..Default::default() }).await?;

@@ -201,13 +201,17 @@ async fn roll<C: ConnectionTrait>(conn: &C, first: i64, last: i64) -> ServiceRes
                  WHEN d.source = 'sequence_step' THEN 2 ELSE 3 END::smallint AS source_kind,
             CASE WHEN t.kind = 3 THEN NULL
                  WHEN coalesce(d.source, 'campaign') = 'campaign' THEN coalesce(d.campaign_id, t.campaign_id)
-                 WHEN d.source = 'sequence_step' THEN e.sequence_id END AS source_id,
+                 WHEN d.source = 'sequence_step' THEN m.sequence_id END AS source_id,
             CASE WHEN d.source = 'sequence_step' THEN coalesce(m.step_id, '') ELSE '' END AS step_id
          FROM taken t
          JOIN organisation o ON o.id = t.organisation_id
          LEFT JOIN delivery d ON d.id = t.delivery_id
-         LEFT JOIN api_message m ON m.id = t.delivery_id AND d.source = 'sequence_step'
-         LEFT JOIN enrolment e ON e.id = m.enrolment_id",
+         -- A sequence email's step and sequence: probes of the keys (LIMIT keeps them probes;
+         -- a hash join scanned every message ever sent, each batch).
+         LEFT JOIN LATERAL (
+            SELECT m.step_id, e.sequence_id FROM api_message m LEFT JOIN enrolment e ON e.id = m.enrolment_id
+            WHERE m.id = t.delivery_id AND d.source = 'sequence_step' LIMIT 1
+         ) m ON true",
         [first.into(), last.into()],
     )
     .await?;
@@ -321,9 +325,13 @@ async fn roll<C: ConnectionTrait>(conn: &C, first: i64, last: i64) -> ServiceRes
             FROM firsts WHERE fk IS NOT NULL
             ORDER BY delivery_id, fk, at, coalesce(client, 0)),
          -- (Of two first opens at the same instant, the smaller client code wins, as in `raw`.)
+         -- One probe of the key per candidate (LIMIT keeps it a probe): a hash join would scan
+         -- all of report_first, which grows with every delivery ever opened.
          moved AS (
             SELECT c.*, f.at AS old_at, f.client AS old_client FROM cand c
-            LEFT JOIN report_first f ON f.delivery_id = c.delivery_id AND f.kind = c.fk
+            LEFT JOIN LATERAL (
+                SELECT f.at, f.client FROM report_first f WHERE f.delivery_id = c.delivery_id AND f.kind = c.fk LIMIT 1
+            ) f ON true
             WHERE f.at IS NULL OR (f.at, coalesce(f.client, 0)) > (c.at, coalesce(c.client, 0))),
          up AS (
             INSERT INTO report_first (organisation_id, delivery_id, kind, at, client)
