@@ -27,6 +27,13 @@ pub async fn report_overview(from: String, to: String) -> Result<Overview, AppEr
     Ok(service::reports::overview(&svc, &actor, range).await?)
 }
 
+/// The home page's figures: the last 7 days, asked in one request.
+#[server(client = CsrfClient, prefix = "/api", endpoint = "report_home")]
+pub async fn report_home() -> Result<Overview, AppError> {
+    let (svc, actor) = ssr::actor()?;
+    Ok(service::reports::recent(&svc, &actor, 7).await?)
+}
+
 #[server(client = CsrfClient, prefix = "/api", endpoint = "report_comparison")]
 pub async fn report_comparison(from: String, to: String) -> Result<Comparison, AppError> {
     let (svc, actor) = ssr::actor()?;

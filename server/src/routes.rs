@@ -186,6 +186,7 @@ const API: &[(&str, Access)] = &[
     ("/api/sequence_report", Signed(P::ReportsRead)),
     // Analyst reports: figures only (small cells hidden for roles that may not read contacts).
     ("/api/report_context", Signed(P::ReportsRead)),
+    ("/api/report_home", Signed(P::ReportsRead)),
     ("/api/report_overview", Signed(P::ReportsRead)),
     ("/api/report_comparison", Signed(P::ReportsRead)),
     ("/api/report_drill", Signed(P::ReportsRead)),

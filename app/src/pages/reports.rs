@@ -7,7 +7,7 @@
 //! "hidden" are shown as they are, and rates or changes built on them are "–".
 
 use crate::api_reports::{
-    report_comparison, report_context, report_curves, report_drill, report_overview, set_report_time_zone,
+    report_comparison, report_context, report_curves, report_drill, report_home, report_overview, set_report_time_zone,
 };
 use crate::components::{ErrorMessage, FieldError, Guard, use_hydrated};
 use crate::error::AppError;
@@ -832,11 +832,9 @@ fn drill_view(d: Drill) -> impl IntoView {
 /// reports.
 #[component]
 pub fn HomeFigures() -> impl IntoView {
-    let load = Action::new(|_: &()| async move {
-        let c = report_context().await?;
-        let r = ReportRange::last_days(c.today, 7);
-        report_overview(r.from.to_string(), r.to.to_string()).await
-    });
+    // One request, dispatched when the page hydrates: a chain of two would let the second leave
+    // after a quick sign-out and be refused.
+    let load = Action::new(|_: &()| report_home());
     Effect::new(move || {
         load.dispatch(());
     });

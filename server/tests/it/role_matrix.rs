@@ -207,6 +207,7 @@ fn sample(path: &str) -> Option<(&'static str, String)> {
         | "/api/list_api_keys"
         | "/api/list_webhooks"
         | "/api/report_context"
+        | "/api/report_home"
         | "/api/report_digest" => (form, String::new()),
         "/api/set_report_digest" => (form, "on=false".into()),
         "/api/report_overview" | "/api/report_comparison" => (form, "from=2026-11-01&to=2026-11-30".into()),

@@ -320,6 +320,14 @@ pub async fn split_counts<C: ConnectionTrait>(
 }
 
 /// The overview of `range` for its reader, with its chart.
+/// The home page's headline: the overview of the last `days` days (today included) in the
+/// report time zone, in one call so the page asks the server once.
+pub async fn recent(svc: &Services, actor: &Actor, days: i64) -> ServiceResult<Overview> {
+    actor.require(Permission::ReportsRead)?;
+    let range = ReportRange::last_days(today(svc, actor.organisation_id.0).await?, days);
+    overview(svc, actor, range).await
+}
+
 pub async fn overview(svc: &Services, actor: &Actor, range: ReportRange) -> ServiceResult<Overview> {
     actor.require(Permission::ReportsRead)?;
     let org = actor.organisation_id.0;
