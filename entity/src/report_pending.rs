@@ -23,6 +23,15 @@ pub struct Model {
     pub family: Option<i16>,
     pub tls: Option<i16>,
     pub client: Option<i16>,
+    /// Attributed at capture: the source (1 campaign, 2 sequence email, 3 API message; none for
+    /// a suppression), and the delivery's acceptance time and audience part.
+    pub source_kind: Option<i16>,
+    pub source_id: Option<Uuid>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub step_id: Option<String>,
+    pub sent_at: Option<DateTimeUtc>,
+    pub audience_kind: Option<i16>,
+    pub audience_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

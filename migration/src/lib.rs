@@ -31,6 +31,7 @@ mod m20261230_000002_sequence_withdrawals;
 mod m20261231_000001_report_rollups;
 mod m20261231_000002_monthly_partitions;
 mod m20261231_000003_report_breakdowns;
+mod m20261231_000004_report_capture_sources;
 
 pub struct Migrator;
 
@@ -66,6 +67,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261231_000001_report_rollups::Migration),
             Box::new(m20261231_000002_monthly_partitions::Migration),
             Box::new(m20261231_000003_report_breakdowns::Migration),
+            Box::new(m20261231_000004_report_capture_sources::Migration),
         ]
     }
 }
@@ -100,6 +102,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20261231_000001_report_rollups.sql"),
     include_str!("m20261231_000002_monthly_partitions.sql"),
     include_str!("m20261231_000003_report_breakdowns.sql"),
+    include_str!("m20261231_000004_report_capture_sources.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.

@@ -211,6 +211,22 @@ async fn random_engagement(app: &TestApp, org: Uuid, seed: u64) {
             WHERE id = '{flaky}'"
     ))
     .await;
+    // An image fetched in the instant between the server's acceptance and our record of it: the
+    // open is captured before its delivery has an acceptance time or a provider, which the
+    // rollup then looks up (the capture copies them otherwise).
+    let racing = Uuid::now_v7();
+    app.sql(&format!(
+        "INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, updated_at)
+         SELECT '{racing}', organisation_id, campaign_id, NULL, 'queued', not_before, '2026-11-02T09:00:00Z'
+         FROM delivery WHERE id = '{late}';
+         INSERT INTO engagement_event (organisation_id, contact_id, campaign_id, activity, machine, occurred_at, delivery_id, client)
+         SELECT organisation_id, contact_id, campaign_id, 'opened', false, '2026-11-02T10:30:00Z', '{racing}', 4
+         FROM delivery WHERE id = '{late}';
+         UPDATE delivery SET state = 'sent', smtp_status = '250 2.0.0', accepted_at = '2026-11-02T09:00:01Z',
+            recorded_at = '2026-11-02T09:00:03Z', updated_at = '2026-11-02T09:00:03Z', domain_family = 4, tls_version = 13
+            WHERE id = '{racing}'"
+    ))
+    .await;
     let deferrals: i64 =
         service::db::scalar(svc.db(), "SELECT count(*) FROM delivery_deferral WHERE delivery_id = $1", [flaky.into()])
             .await

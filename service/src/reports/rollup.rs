@@ -118,19 +118,32 @@ pub async fn rebuild(svc: &Services, org: Uuid) -> ServiceResult<bool> {
         &txn,
         "WITH gone AS (DELETE FROM report_pending WHERE organisation_id = $1),
          engagement AS (
-            INSERT INTO report_pending (organisation_id, kind, delivery_id, campaign_id, activity, machine, link_position, at, client)
-            SELECT organisation_id, 1, delivery_id, campaign_id, activity, machine, link_position, occurred_at, client
-            FROM engagement_event
-            WHERE organisation_id = $1 AND delivery_id IS NOT NULL AND activity IN ('opened', 'clicked', 'unsubscribed')),
+            INSERT INTO report_pending (organisation_id, kind, delivery_id, campaign_id, activity, machine, link_position, at, client,
+                family, source_kind, source_id, step_id, sent_at, audience_kind, audience_id)
+            SELECT e.organisation_id, 1, e.delivery_id, e.campaign_id, e.activity, e.machine, e.link_position, e.occurred_at, e.client,
+                d.domain_family, s.source_kind, s.source_id, s.step_id, d.accepted_at, d.audience_kind, d.audience_id
+            FROM engagement_event e
+            LEFT JOIN delivery d ON d.id = e.delivery_id
+            CROSS JOIN LATERAL report_source(d.source, coalesce(d.campaign_id, e.campaign_id), e.delivery_id) s
+            WHERE e.organisation_id = $1 AND e.delivery_id IS NOT NULL AND e.activity IN ('opened', 'clicked', 'unsubscribed')),
          outcomes AS (
-            INSERT INTO report_pending (organisation_id, kind, delivery_id, campaign_id, activity, detail, at, family, tls)
-            SELECT organisation_id, 2, id, campaign_id, state,
-                CASE WHEN state = 'bounced' THEN hermetic_bounce_class(smtp_status) END,
-                coalesce(accepted_at, recorded_at, updated_at), domain_family, tls_version
-            FROM delivery WHERE organisation_id = $1 AND state IN ('sent', 'bounced', 'failed')),
+            INSERT INTO report_pending (organisation_id, kind, delivery_id, campaign_id, activity, detail, at, family, tls,
+                source_kind, source_id, step_id, sent_at, audience_kind, audience_id)
+            SELECT d.organisation_id, 2, d.id, d.campaign_id, d.state,
+                CASE WHEN d.state = 'bounced' THEN hermetic_bounce_class(d.smtp_status) END,
+                coalesce(d.accepted_at, d.recorded_at, d.updated_at), d.domain_family, d.tls_version,
+                s.source_kind, s.source_id, s.step_id, d.accepted_at, d.audience_kind, d.audience_id
+            FROM delivery d CROSS JOIN LATERAL report_source(d.source, d.campaign_id, d.id) s
+            WHERE d.organisation_id = $1 AND d.state IN ('sent', 'bounced', 'failed')),
          deferrals AS (
-            INSERT INTO report_pending (organisation_id, kind, delivery_id, activity, at)
-            SELECT organisation_id, 4, delivery_id, 'deferred', at FROM delivery_deferral WHERE organisation_id = $1),
+            INSERT INTO report_pending (organisation_id, kind, delivery_id, activity, at,
+                source_kind, source_id, step_id, sent_at, audience_kind, audience_id)
+            SELECT f.organisation_id, 4, f.delivery_id, 'deferred', f.at,
+                s.source_kind, s.source_id, s.step_id, d.accepted_at, d.audience_kind, d.audience_id
+            FROM delivery_deferral f
+            LEFT JOIN delivery d ON d.id = f.delivery_id
+            CROSS JOIN LATERAL report_source(d.source, d.campaign_id, f.delivery_id) s
+            WHERE f.organisation_id = $1),
          suppressions AS (
             INSERT INTO report_pending (organisation_id, kind, activity, at)
             SELECT organisation_id, 3, reason, created_at FROM suppression WHERE organisation_id = $1)
@@ -179,8 +192,10 @@ pub async fn one_batch(svc: &Services, batch: i64, after: i64) -> ServiceResult<
 
 /// Roll up the pending facts with ids in [first, last]; returns how many there were.
 async fn roll<C: ConnectionTrait>(conn: &C, first: i64, last: i64) -> ServiceResult<u64> {
-    // The batch, attributed to its source and local hour. A delivery's source is what it was
-    // created for; a sequence email's is its sequence and step.
+    // The batch with its local hour. Facts come attributed to their source (a sequence email's
+    // is its sequence and step) and carry their delivery's acceptance time, provider family and
+    // audience part, copied at capture (m20261231_000004): only an event captured before its
+    // delivery's acceptance was recorded has to look them up.
     let taken = db::exec(
         conn,
         "CREATE TEMP TABLE report_batch ON COMMIT DROP AS
@@ -189,29 +204,23 @@ async fn roll<C: ConnectionTrait>(conn: &C, first: i64, last: i64) -> ServiceRes
             -- whole queue).
             DELETE FROM report_pending WHERE id >= $1 AND id <= $2
             RETURNING id, organisation_id, kind, delivery_id, campaign_id, activity, machine, link_position, detail, at, sign,
-                family, tls, client)
+                family, tls, client, source_kind, source_id, step_id, sent_at, audience_kind, audience_id)
          SELECT t.id AS pending_id, t.organisation_id, t.kind, t.delivery_id, t.activity, t.machine, t.link_position, t.detail, t.at, t.sign,
-            o.time_zone, d.accepted_at AS sent_at,
+            o.time_zone, coalesce(t.sent_at, d.accepted_at) AS sent_at,
             -- An outcome's provider family as it was then; an event's is its delivery's.
-            CASE WHEN t.kind = 2 THEN t.family ELSE d.domain_family END AS family, t.tls, t.client,
-            d.audience_kind, d.audience_id,
+            CASE WHEN t.kind = 2 THEN t.family ELSE coalesce(t.family, d.domain_family) END AS family, t.tls, t.client,
+            t.audience_kind, t.audience_id,
             date_trunc('hour', t.at AT TIME ZONE o.time_zone) AS hour,
-            CASE WHEN t.kind = 3 THEN 0
-                 WHEN coalesce(d.source, 'campaign') = 'campaign' THEN 1
-                 WHEN d.source = 'sequence_step' THEN 2 ELSE 3 END::smallint AS source_kind,
-            CASE WHEN t.kind = 3 THEN NULL
-                 WHEN coalesce(d.source, 'campaign') = 'campaign' THEN coalesce(d.campaign_id, t.campaign_id)
-                 WHEN d.source = 'sequence_step' THEN m.sequence_id END AS source_id,
-            CASE WHEN d.source = 'sequence_step' THEN coalesce(m.step_id, '') ELSE '' END AS step_id
+            CASE WHEN t.kind = 3 THEN 0 ELSE t.source_kind END::smallint AS source_kind,
+            CASE WHEN t.kind = 3 THEN NULL ELSE t.source_id END AS source_id,
+            CASE WHEN t.kind = 3 THEN '' ELSE coalesce(t.step_id, '') END AS step_id
          FROM taken t
          JOIN organisation o ON o.id = t.organisation_id
-         LEFT JOIN delivery d ON d.id = t.delivery_id
-         -- A sequence email's step and sequence: probes of the keys (LIMIT keeps them probes;
-         -- a hash join scanned every message ever sent, each batch).
+         -- (LIMIT keeps it a probe of the key, for the few that need it.)
          LEFT JOIN LATERAL (
-            SELECT m.step_id, e.sequence_id FROM api_message m LEFT JOIN enrolment e ON e.id = m.enrolment_id
-            WHERE m.id = t.delivery_id AND d.source = 'sequence_step' LIMIT 1
-         ) m ON true",
+            SELECT d.accepted_at, d.domain_family FROM delivery d
+            WHERE d.id = t.delivery_id AND t.kind = 1 AND (t.sent_at IS NULL OR t.family IS NULL) LIMIT 1
+         ) d ON true",
         [first.into(), last.into()],
     )
     .await?;
