@@ -120,6 +120,9 @@ enum Command {
         /// Overview and drill-down requests (and a quarter as many comparisons).
         #[arg(long, default_value_t = 200)]
         requests: usize,
+        /// Pending facts per rollup transaction (the job's own size by default).
+        #[arg(long, default_value_t = service::reports::rollup::BATCH)]
+        batch: i64,
         #[arg(long)]
         server_bin: std::path::PathBuf,
     },
@@ -749,10 +752,10 @@ async fn main() -> Result<()> {
             })
             .await
         }
-        Command::Reports { events, campaigns, sequences, requests, server_bin } => {
+        Command::Reports { events, campaigns, sequences, requests, batch, server_bin } => {
             anyhow::ensure!(
-                events > 0 && (1..=1000).contains(&campaigns) && sequences <= 100,
-                "--events > 0, --campaigns 1..1000, --sequences 0..100"
+                events > 0 && (1..=1000).contains(&campaigns) && sequences <= 100 && (1..=10_000_000).contains(&batch),
+                "--events > 0, --campaigns 1..1000, --sequences 0..100, --batch 1..10000000"
             );
             reports::run(reports::ReportsArgs {
                 url: cli.database_url.clone().context("--database-url is required")?,
@@ -761,6 +764,7 @@ async fn main() -> Result<()> {
                 campaigns,
                 sequences,
                 requests,
+                batch,
             })
             .await
         }

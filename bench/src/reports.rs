@@ -22,6 +22,8 @@ pub struct ReportsArgs {
     /// Sequences, three emails each (a tenth of the events).
     pub sequences: usize,
     pub requests: usize,
+    /// Pending facts per rollup transaction.
+    pub batch: i64,
 }
 
 /// Publish `n` three-email sequences the way the app does (a sending domain marked verified, a
@@ -175,11 +177,11 @@ pub async fn run(a: ReportsArgs) -> Result<()> {
     );
     exec(&svc, "CHECKPOINT").await?;
     let pending: i64 = service::db::scalar(svc.db(), "SELECT count(*) FROM report_pending", []).await?.unwrap_or(0);
-    eprintln!("rolling up {pending} pending facts");
+    eprintln!("rolling up {pending} pending facts, {} a batch", a.batch);
     let started = Instant::now();
     let mut facts = 0u64;
     loop {
-        let r = service::reports::rollup::catch_up(&svc, service::reports::rollup::BATCH).await?;
+        let r = service::reports::rollup::catch_up(&svc, a.batch).await?;
         facts += r.facts;
         if !service::reports::rollup::behind(&svc).await? {
             break;
