@@ -123,6 +123,9 @@ enum Command {
         /// Pending facts per rollup transaction (the job's own size by default).
         #[arg(long, default_value_t = service::reports::rollup::BATCH)]
         batch: i64,
+        /// Then time the rollup of the same (rebuilt) queue in one lane and in all lanes.
+        #[arg(long)]
+        reference: bool,
         #[arg(long)]
         server_bin: std::path::PathBuf,
     },
@@ -752,7 +755,7 @@ async fn main() -> Result<()> {
             })
             .await
         }
-        Command::Reports { events, campaigns, sequences, requests, batch, server_bin } => {
+        Command::Reports { events, campaigns, sequences, requests, batch, reference, server_bin } => {
             anyhow::ensure!(
                 events > 0 && (1..=1000).contains(&campaigns) && sequences <= 100 && (1..=10_000_000).contains(&batch),
                 "--events > 0, --campaigns 1..1000, --sequences 0..100, --batch 1..10000000"
@@ -765,6 +768,7 @@ async fn main() -> Result<()> {
                 sequences,
                 requests,
                 batch,
+                reference,
             })
             .await
         }

@@ -24,6 +24,9 @@ pub struct ReportsArgs {
     pub requests: usize,
     /// Pending facts per rollup transaction.
     pub batch: i64,
+    /// Then rebuild the rollups twice, catching up in one lane and in all of them, the same
+    /// queue timed both ways.
+    pub reference: bool,
 }
 
 /// Publish `n` three-email sequences the way the app does (a sending domain marked verified, a
@@ -207,6 +210,29 @@ pub async fn run(a: ReportsArgs) -> Result<()> {
         .await?,
     );
     anyhow::ensure!(rolled == raw, "sequence emails rolled up {rolled:?}, sent {raw:?}");
+    // The reference: the organisation's facts re-queued by a rebuild, rolled up in one lane, then
+    // again in all lanes (each after the rebuild's deletions are vacuumed away).
+    let mut reference = String::new();
+    if a.reference {
+        for lanes in [1, service::reports::rollup::LANES] {
+            anyhow::ensure!(service::reports::rollup::rebuild(&svc, oid).await?, "the rollup was busy");
+            for table in ["report_pending", "report_first", "report_hour", "report_org_hour", "report_split"] {
+                exec(&svc, &format!("VACUUM ANALYZE {table}")).await?;
+            }
+            exec(&svc, "CHECKPOINT").await?;
+            let started = Instant::now();
+            let r = if lanes == 1 {
+                service::reports::rollup::catch_up_one_lane(&svc, a.batch).await?
+            } else {
+                service::reports::rollup::catch_up(&svc, a.batch).await?
+            };
+            let secs = started.elapsed().as_secs_f64();
+            let rate = r.facts as f64 / secs.max(1e-3);
+            eprintln!("rebuilt queue, {lanes} lane(s): {} facts in {secs:.1} s ({rate:.0}/s)", r.facts);
+            reference.push_str(&format!(" rebuilt_lanes{lanes}_per_s={rate:.0}"));
+        }
+        anyhow::ensure!(!service::reports::rollup::behind(&svc).await?, "facts left after the reference runs");
+    }
     // What the job does after a large catch-up: vacuum the emptied queue (timed apart).
     let started = Instant::now();
     service::reports::rollup::tidy(&svc, &service::reports::rollup::RollupRun { facts, ..Default::default() }).await?;
@@ -270,7 +296,7 @@ pub async fn run(a: ReportsArgs) -> Result<()> {
     let _ = server.wait();
     let (o95, c95, d95) = result?;
     println!(
-        "reports events={} overview_p95_ms={o95:.1} comparison_p95_ms={c95:.1} drill_p95_ms={d95:.1} rollup_events_per_s={rollup_rate:.0} rss_mb={rss:.0}",
+        "reports events={} overview_p95_ms={o95:.1} comparison_p95_ms={c95:.1} drill_p95_ms={d95:.1} rollup_events_per_s={rollup_rate:.0} rss_mb={rss:.0}{reference}",
         g.events
     );
     Ok(())
