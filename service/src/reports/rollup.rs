@@ -293,46 +293,6 @@ async fn roll<C: ConnectionTrait>(conn: &C, lane: i64, lanes: i64, first: i64, l
     // The planner knows nothing of a new temporary table: without statistics it plans the
     // joins below for a handful of rows.
     db::exec(conn, "ANALYZE report_batch", []).await?;
-    db::exec(
-        conn,
-        "CREATE TEMP TABLE report_delta (
-            organisation_id uuid, hour timestamp, source_kind smallint, source_id uuid, step_id text,
-            sent bigint DEFAULT 0, delivered bigint DEFAULT 0, bounced bigint DEFAULT 0, failed bigint DEFAULT 0,
-            human_openers bigint DEFAULT 0, machine_opens bigint DEFAULT 0, machine_openers bigint DEFAULT 0,
-            human_clicks bigint DEFAULT 0, human_clickers bigint DEFAULT 0, machine_clicks bigint DEFAULT 0,
-            unsubscribes bigint DEFAULT 0, bounced_hard bigint DEFAULT 0, bounced_soft bigint DEFAULT 0,
-            bounced_policy bigint DEFAULT 0, deferrals bigint DEFAULT 0, suppressed_unsubscribed bigint DEFAULT 0,
-            suppressed_hard_bounce bigint DEFAULT 0, suppressed_complaint bigint DEFAULT 0,
-            suppressed_manual bigint DEFAULT 0) ON COMMIT DROP",
-        [],
-    )
-    .await?;
-    // Counts every fact adds as it is.
-    db::exec(
-        conn,
-        "INSERT INTO report_delta (organisation_id, hour, source_kind, source_id, step_id, sent, delivered, bounced,
-            failed, machine_opens, human_clicks, machine_clicks, suppressed_unsubscribed, suppressed_hard_bounce,
-            suppressed_complaint, suppressed_manual, bounced_hard, bounced_soft, bounced_policy, deferrals)
-         SELECT organisation_id, hour, source_kind, coalesce(source_id, '00000000-0000-0000-0000-000000000000'), step_id,
-            sum(sign) FILTER (WHERE kind = 2),
-            sum(sign) FILTER (WHERE kind = 2 AND activity = 'sent'),
-            sum(sign) FILTER (WHERE kind = 2 AND activity = 'bounced'),
-            sum(sign) FILTER (WHERE kind = 2 AND activity = 'failed'),
-            sum(sign) FILTER (WHERE kind = 1 AND activity = 'opened' AND machine),
-            sum(sign) FILTER (WHERE kind = 1 AND activity = 'clicked' AND NOT machine),
-            sum(sign) FILTER (WHERE kind = 1 AND activity = 'clicked' AND machine),
-            sum(sign) FILTER (WHERE kind = 3 AND activity = 'unsubscribed'),
-            sum(sign) FILTER (WHERE kind = 3 AND activity = 'hard_bounce'),
-            sum(sign) FILTER (WHERE kind = 3 AND activity = 'complaint'),
-            sum(sign) FILTER (WHERE kind = 3 AND activity = 'manual'),
-            sum(sign) FILTER (WHERE kind = 2 AND activity = 'bounced' AND detail = 'hard'),
-            sum(sign) FILTER (WHERE kind = 2 AND activity = 'bounced' AND detail = 'soft'),
-            sum(sign) FILTER (WHERE kind = 2 AND activity = 'bounced' AND detail = 'policy'),
-            count(*) FILTER (WHERE kind = 4)
-         FROM report_batch GROUP BY 1, 2, 3, 4, 5",
-        [],
-    )
-    .await?;
     // The two statements below look up `report_first` (and raw events) by key, one probe per
     // candidate, whatever the statistics say: planned while the table is empty (a new
     // installation, a rebuild), a sequential scan looks free, and it then scans every row the
@@ -430,19 +390,6 @@ async fn roll<C: ConnectionTrait>(conn: &C, lane: i64, lanes: i64, first: i64, l
     .await?;
     db::exec(conn, "SET LOCAL enable_seqscan TO DEFAULT", []).await?;
     db::exec(conn, "ANALYZE report_moved", []).await?;
-    db::exec(
-        conn,
-        "INSERT INTO report_delta (organisation_id, hour, source_kind, source_id, step_id,
-            human_openers, machine_openers, human_clickers, unsubscribes)
-         SELECT organisation_id, date_trunc('hour', at AT TIME ZONE time_zone), source_kind, source_id, step_id,
-            (fk = 1)::int, (fk = 2)::int, (fk = 3)::int, (fk = 4)::int FROM report_moved WHERE fk < 100 AND at IS NOT NULL
-         UNION ALL
-         SELECT organisation_id, date_trunc('hour', old_at AT TIME ZONE time_zone), source_kind, source_id, step_id,
-            -(fk = 1)::int, -(fk = 2)::int, -(fk = 3)::int, -(fk = 4)::int
-         FROM report_moved WHERE fk < 100 AND old_at IS NOT NULL",
-        [],
-    )
-    .await?;
     // The batch's aggregates are staged (the grouping is the work, done in parallel with other
     // lanes), then merged into the shared tables under the merge lock.
     // Since the send: the first human open and click of each accepted delivery, by hours after.
@@ -489,13 +436,64 @@ async fn roll<C: ConnectionTrait>(conn: &C, lane: i64, lanes: i64, first: i64, l
         format!("{COLS}, suppressed_unsubscribed, suppressed_hard_bounce, suppressed_complaint, suppressed_manual");
     let sums =
         |cols: &str| cols.split(", ").map(|c| format!("coalesce(sum({c}), 0) AS {c}")).collect::<Vec<_>>().join(", ");
+    // Hours: what every fact adds as it is, grouped first, and the moved firsts, by hour and
+    // source in one statement. Facts without a source (suppressions, source 0) only count for
+    // the organisation.
+    let plain = [
+        ("sent", "sum(sign) FILTER (WHERE kind = 2)"),
+        ("delivered", "sum(sign) FILTER (WHERE kind = 2 AND activity = 'sent')"),
+        ("bounced", "sum(sign) FILTER (WHERE kind = 2 AND activity = 'bounced')"),
+        ("failed", "sum(sign) FILTER (WHERE kind = 2 AND activity = 'failed')"),
+        ("machine_opens", "sum(sign) FILTER (WHERE kind = 1 AND activity = 'opened' AND machine)"),
+        ("human_clicks", "sum(sign) FILTER (WHERE kind = 1 AND activity = 'clicked' AND NOT machine)"),
+        ("machine_clicks", "sum(sign) FILTER (WHERE kind = 1 AND activity = 'clicked' AND machine)"),
+        ("suppressed_unsubscribed", "sum(sign) FILTER (WHERE kind = 3 AND activity = 'unsubscribed')"),
+        ("suppressed_hard_bounce", "sum(sign) FILTER (WHERE kind = 3 AND activity = 'hard_bounce')"),
+        ("suppressed_complaint", "sum(sign) FILTER (WHERE kind = 3 AND activity = 'complaint')"),
+        ("suppressed_manual", "sum(sign) FILTER (WHERE kind = 3 AND activity = 'manual')"),
+        ("bounced_hard", "sum(sign) FILTER (WHERE kind = 2 AND activity = 'bounced' AND detail = 'hard')"),
+        ("bounced_soft", "sum(sign) FILTER (WHERE kind = 2 AND activity = 'bounced' AND detail = 'soft')"),
+        ("bounced_policy", "sum(sign) FILTER (WHERE kind = 2 AND activity = 'bounced' AND detail = 'policy')"),
+        ("deferrals", "count(*) FILTER (WHERE kind = 4)"),
+    ];
+    let firsts = [
+        ("human_openers", "(fk = 1)::int"),
+        ("machine_openers", "(fk = 2)::int"),
+        ("human_clickers", "(fk = 3)::int"),
+        ("unsubscribes", "(fk = 4)::int"),
+    ];
+    // Every column of `org_cols` in order: its expression in this branch, or 0.
+    let pick = |exprs: &[(&str, &str)], sign: &str| {
+        org_cols
+            .split(", ")
+            .map(|c| match exprs.iter().find(|(name, _)| *name == c) {
+                Some((_, e)) => format!("{sign}({e})::int8 AS {c}"),
+                None => format!("0::int8 AS {c}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     db::exec(
         conn,
         &format!(
             "CREATE TEMP TABLE report_hour_delta ON COMMIT DROP AS
-             SELECT organisation_id, hour, source_kind, source_id, step_id, {}
-             FROM report_delta WHERE source_kind > 0 GROUP BY 1, 2, 3, 4, 5",
-            sums(COLS)
+             SELECT organisation_id, hour, source_kind, source_id, step_id, {sums}
+             FROM (SELECT organisation_id, hour, source_kind,
+                          coalesce(source_id, '00000000-0000-0000-0000-000000000000') AS source_id, step_id, {plain}
+                   FROM report_batch GROUP BY 1, 2, 3, 4, 5
+                   UNION ALL
+                   SELECT organisation_id, date_trunc('hour', at AT TIME ZONE time_zone), source_kind, source_id, step_id,
+                          {new}
+                   FROM report_moved WHERE fk < 100 AND at IS NOT NULL
+                   UNION ALL
+                   SELECT organisation_id, date_trunc('hour', old_at AT TIME ZONE time_zone), source_kind, source_id,
+                          step_id, {old}
+                   FROM report_moved WHERE fk < 100 AND old_at IS NOT NULL) d
+             GROUP BY 1, 2, 3, 4, 5",
+            sums = sums(&org_cols),
+            plain = pick(&plain, ""),
+            new = pick(&firsts, ""),
+            old = pick(&firsts, "-"),
         ),
         [],
     )
@@ -504,7 +502,7 @@ async fn roll<C: ConnectionTrait>(conn: &C, lane: i64, lanes: i64, first: i64, l
         conn,
         &format!(
             "CREATE TEMP TABLE report_org_hour_delta ON COMMIT DROP AS
-             SELECT organisation_id, hour, {} FROM report_delta GROUP BY 1, 2",
+             SELECT organisation_id, hour, {} FROM report_hour_delta GROUP BY 1, 2",
             sums(&org_cols)
         ),
         [],
@@ -514,7 +512,7 @@ async fn roll<C: ConnectionTrait>(conn: &C, lane: i64, lanes: i64, first: i64, l
     merge(conn, COLS, &org_cols).await?;
     db::exec(
         conn,
-        "DROP TABLE report_batch, report_delta, report_moved, report_since_delta, report_link_delta,
+        "DROP TABLE report_batch, report_moved, report_since_delta, report_link_delta,
             report_hour_delta, report_org_hour_delta, report_split_delta",
         [],
     )
@@ -530,8 +528,10 @@ async fn merge<C: ConnectionTrait>(conn: &C, cols: &str, org_cols: &str) -> Serv
         cols.split(", ").map(|c| format!("{c} = {table}.{c} + excluded.{c}")).collect::<Vec<_>>().join(", ")
     };
     let upsert = |table: &str, key: &str, cols: &str| {
+        // (Only the organisation's hours count facts without a source.)
+        let only = if table == "report_hour" { "WHERE source_kind > 0" } else { "" };
         format!(
-            "INSERT INTO {table} ({key}, {cols}) SELECT {key}, {cols} FROM {table}_delta ORDER BY {key}
+            "INSERT INTO {table} ({key}, {cols}) SELECT {key}, {cols} FROM {table}_delta {only} ORDER BY {key}
              ON CONFLICT ({key}) DO UPDATE SET {}",
             adds(table, cols)
         )
