@@ -1,5 +1,5 @@
 //! Analyst reports (issue 23): the hourly rollups equal the raw-event answer on random
-//! engagement (out-of-order arrival, outcome changes, suppressions, several time zones, daylight-
+//! engagement with campaigns, API messages and a published sequence's emails (out-of-order arrival, outcome changes, suppressions, several time zones, daylight-
 //! saving changes inside the range, a time-zone change and its rebuild); the overview and
 //! comparison read them; small cells are hidden with complementary suppression for analysts,
 //! exports included; hostile ranges and zones are refused next to their field.
@@ -80,6 +80,54 @@ async fn assert_rollup_equals_raw(svc: &service::Services, org: Uuid, what: &str
     }
 }
 
+/// A published two-email sequence of the organisation (from a sending domain marked verified):
+/// its id, its version and the version of the template its emails are composed from.
+async fn sequence(svc: &service::Services, actor: &Actor, seed: u64) -> (Uuid, Uuid, Uuid) {
+    let domain = format!("seq{seed}.reports.test");
+    service::sending_domains::add(svc, actor, &domain).await.unwrap();
+    service::db::exec(
+        svc.db(),
+        "UPDATE sending_domain SET status = 'verified', verified_at = now() WHERE organisation_id = $1",
+        [actor.organisation_id.0.into()],
+    )
+    .await
+    .unwrap();
+    let template = crate::sequences::template(svc, actor, "A note from your clinic").await;
+    let def = serde_json::json!({
+        "version": 1, "trigger": {"kind": "event", "event_type": "visit.completed"}, "entry": "every_time",
+        "start": "welcome",
+        "steps": [
+            {"id": "welcome", "name": "Welcome", "kind": "send_email", "template": template, "purpose": "marketing", "next": "wait"},
+            {"id": "wait", "name": "Two days", "kind": "wait", "wait": {"kind": "duration", "minutes": 2880}, "next": "tips"},
+            {"id": "tips", "name": "Tips", "kind": "send_email", "template": template, "purpose": "marketing", "next": null}
+        ]
+    });
+    let id = service::sequences::create(svc, actor, "Aftercare").await.unwrap();
+    let input = service::sequences::DraftInput {
+        name: "Aftercare".into(),
+        from_name: "Clinic".into(),
+        from_email: format!("care@{domain}"),
+        definition: serde_json::from_value(def).unwrap(),
+    };
+    service::sequences::save_draft(svc, actor, id, &input).await.unwrap();
+    service::sequences::publish(svc, actor, id, &[]).await.unwrap();
+    let version: Uuid =
+        service::db::scalar(svc.db(), "SELECT current_version_id FROM sequence WHERE id = $1", [id.into()])
+            .await
+            .unwrap()
+            .unwrap();
+    let template_version: Uuid = service::db::scalar(
+        svc.db(),
+        "SELECT v.id FROM template_version v JOIN template t ON t.id = v.template_id AND v.version = t.latest_version
+         WHERE t.id = $1",
+        [template.into()],
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    (id, version, template_version)
+}
+
 /// Random engagement for one organisation over Oct 1 – Nov 6 2026 (UTC instants), inserted in
 /// random order in chunks with rollups in between, then outcome changes and suppressions.
 async fn random_engagement(app: &TestApp, org: Uuid, seed: u64) {
@@ -136,6 +184,44 @@ async fn random_engagement(app: &TestApp, org: Uuid, seed: u64) {
              VALUES ('{d}', '{org}', NULL, '{p}', 'sent', '{t}', '{t}', '{t}', '{t}', 'api_message')"
         ));
         deliveries.push((d, None, *p));
+    }
+    // Sequence emails: the two email steps of a published sequence, sent to the patients it
+    // enrolled. A delivery names its sequence and step through the API message the engine
+    // composed it from, so the rollup attributes its outcome and events to that step.
+    let (sequence, version, template_version) = sequence(svc, &actor, seed).await;
+    for p in contacts.iter().skip(3) {
+        let enrolment = Uuid::now_v7();
+        let entered = at(&mut rng);
+        let (state, reason) =
+            [("completed", "completed"), ("converted", "goal"), ("exited", "unsubscribed")][rng.below(3) as usize];
+        statements.push(format!(
+            "INSERT INTO enrolment (id, organisation_id, sequence_id, version_id, contact_id, state, end_reason,
+                step_started_at, entered_at, ended_at)
+             VALUES ('{enrolment}', '{org}', '{sequence}', '{version}', '{p}', '{state}', '{reason}', '{entered}', '{entered}',
+                '{}')",
+            entered + chrono::Duration::days(3)
+        ));
+        for step in ["welcome", "tips"].iter().take(1 + rng.below(2) as usize) {
+            let d = Uuid::now_v7();
+            let t = at(&mut rng);
+            let state = ["sent", "sent", "sent", "bounced", "failed"][rng.below(5) as usize];
+            let accepted = if state == "failed" { "NULL".to_string() } else { format!("'{t}'") };
+            let status = ["'250 2.0.0'", "'550 5.1.1'", "'421 4.7.0'", "NULL"]
+                [if state == "sent" { 0 } else { 1 + rng.below(3) as usize }];
+            let family = ["NULL", "1", "2", "5"][rng.below(4) as usize];
+            let tls = if state == "sent" { ["NULL", "12", "13"][rng.below(3) as usize] } else { "NULL" };
+            statements.push(format!(
+                "INSERT INTO api_message (id, organisation_id, template_id, template_version_id, from_email, created_at,
+                    purpose, enrolment_id, step_id)
+                 SELECT '{d}', '{org}', v.template_id, v.id, 'care@clinic.test', '{t}', 'marketing', '{enrolment}', '{step}'
+                 FROM template_version v WHERE v.id = '{template_version}';
+                 INSERT INTO delivery (id, organisation_id, campaign_id, contact_id, state, not_before, accepted_at, recorded_at,
+                    updated_at, smtp_status, source, domain_family, tls_version)
+                 VALUES ('{d}', '{org}', NULL, '{p}', '{state}', '{t}', {accepted}, '{t}', '{t}', {status}, 'sequence_step',
+                    {family}, {tls})"
+            ));
+            deliveries.push((d, None, *p));
+        }
     }
     let mut events: Vec<String> = Vec::new();
     for (d, cid, p) in &deliveries {
@@ -297,6 +383,12 @@ async fn rollups_equal_the_raw_answer_in_every_zone_across_daylight_saving_and_a
             assert!(splits.iter().any(|r| r.dim == dim), "{zone}: the data has breakdown {dim}");
         }
         assert!(!raw::links(svc.db(), org.0).await.unwrap().is_empty(), "{zone}: the test clicked links");
+        let hours = raw::source_hours(svc.db(), org.0).await.unwrap();
+        for step in ["welcome", "tips"] {
+            let of_step = |r: &&raw::HourRow| r.source_kind == 2 && r.step_id == step;
+            assert!(hours.iter().filter(of_step).any(|r| r.human_openers > 0), "{zone}: {step} emails were opened");
+        }
+        assert!(hours.iter().any(|r| r.source_kind == 2 && r.bounced > 0), "{zone}: sequence emails bounced");
         // The overview's totals are the raw hours of the range's local days, summed; New York's
         // range holds the fall-back day (25 hours), Adelaide's its spring-forward day (23).
         let range = ReportRange::parse("2026-10-02", "2026-11-05").unwrap();
@@ -329,7 +421,12 @@ async fn rollups_equal_the_raw_answer_in_every_zone_across_daylight_saving_and_a
         let h = service::reports::overview(svc, admin, hourly).await.unwrap();
         assert_eq!(h.series.len(), 48, "local hours of two days (the repeated hour holds both)");
         let c = service::reports::comparison(svc, admin, range).await.unwrap();
-        assert_eq!(c.rows.len(), 4, "{zone}: three campaigns and the API's messages");
+        assert_eq!(
+            c.rows.len(),
+            6,
+            "{zone}: three campaigns, the API's messages and two sequence emails: {:?}",
+            c.rows
+        );
         assert_eq!(c.total.delivered, Figure::Exact(want as u64));
     }
     // A new zone: the rollups are rebuilt in it, and still equal the raw answer.
