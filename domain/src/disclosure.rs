@@ -201,12 +201,34 @@ pub fn suppress(reader: Reader, cells: &[Cell], sums: &[Sum]) -> Vec<Figure> {
 /// `totals_first`, the total goes rather than a part (a table whose parts matter more than their
 /// total: delivered, bounced and failed rather than "sent").
 pub fn suppress_preferring(reader: Reader, cells: &[Cell], sums: &[Sum], totals_first: &[usize]) -> Vec<Figure> {
+    suppress_forcing(reader, cells, sums, totals_first, &[])
+}
+
+/// [`suppress_preferring`], with the cells `forced` hidden from the start: figures another page
+/// withholds (a table is one view of figures that other pages show too), so that this table
+/// neither shows them nor lets them be worked out from its sums.
+pub fn suppress_forcing(
+    reader: Reader,
+    cells: &[Cell],
+    sums: &[Sum],
+    totals_first: &[usize],
+    forced: &[usize],
+) -> Vec<Figure> {
     if reader == Reader::Full {
         return cells.iter().map(|c| Figure::Exact(c.value)).collect();
     }
     let mut shown: Vec<Figure> = cells
         .iter()
-        .map(|c| if c.people < SMALL_CELL { Figure::FewerThan(SMALL_CELL) } else { Figure::Exact(c.value) })
+        .enumerate()
+        .map(|(i, c)| {
+            if c.people < SMALL_CELL {
+                Figure::FewerThan(SMALL_CELL)
+            } else if forced.contains(&i) {
+                Figure::Withheld
+            } else {
+                Figure::Exact(c.value)
+            }
+        })
         .collect();
     // Every pass hides at least one more figure or stops, so this ends.
     loop {
@@ -313,6 +335,31 @@ mod tests {
         // 3 + 4 = 7 over two hidden cells: neither can be told.
         let cells = [Cell::people(507), Cell::people(500), Cell::people(3), Cell::people(4)];
         assert_eq!(suppress(Reader::Restricted, &cells, &sums), vec![Exact(507), Exact(500), LT, LT]);
+    }
+
+    #[test]
+    fn a_figure_hidden_elsewhere_stays_hidden_and_unrecoverable_here() {
+        // 40 = 3 + 20 + 17, where another page withholds the 40: showing 20 and 17 with the 3
+        // hidden is fine (two unknowns), but with the 40 hidden and every part shown the parts
+        // would give it away, so the smallest goes.
+        let cells = [Cell::people(40), Cell::people(3), Cell::people(20), Cell::people(17)];
+        let sums = [Sum { total: 0, parts: vec![1, 2, 3] }];
+        assert_eq!(
+            suppress_forcing(Reader::Restricted, &cells, &sums, &[], &[0]),
+            vec![Withheld, LT, Exact(20), Exact(17)]
+        );
+        let cells = [Cell::people(40), Cell::people(23), Cell::people(17)];
+        let sums = [Sum { total: 0, parts: vec![1, 2] }];
+        assert_eq!(suppress_forcing(Reader::Restricted, &cells, &sums, &[], &[0]), vec![Withheld, Exact(23), Withheld]);
+        assert_eq!(
+            suppress_forcing(Reader::Restricted, &cells, &sums, &[], &[]),
+            vec![Exact(40), Exact(23), Exact(17)]
+        );
+        assert_eq!(
+            suppress_forcing(Reader::Full, &cells, &sums, &[], &[0]),
+            vec![Exact(40), Exact(23), Exact(17)],
+            "readers who may read contacts see everything"
+        );
     }
 
     #[test]

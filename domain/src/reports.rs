@@ -14,8 +14,10 @@
 //!   could be worked out from a total shown with the others (the series against its total, the
 //!   outcomes against "sent", each comparison row against the all-email total). A rate or a change
 //!   is only shown when the counts it comes from are.
+//! - A drill-down withholds at least what the comparison of the same periods withholds of its
+//!   source ([`Elsewhere`]), and what adds up to it on its own page.
 
-use crate::disclosure::{Cell, Figure, Reader, Sum, suppress, suppress_preferring};
+use crate::disclosure::{Cell, Figure, Reader, Sum, suppress_forcing};
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, Timelike};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -285,6 +287,44 @@ fn cells(t: &Totals, base: usize) -> ([Cell; PER_TOTALS], Sum) {
     )
 }
 
+impl Shown {
+    /// The figures in [`cells`] order, for the cell indexes of those hidden here.
+    fn figures(&self) -> [Figure; PER_TOTALS] {
+        [
+            self.sent,
+            self.delivered,
+            self.bounced,
+            self.failed,
+            self.human_openers,
+            self.machine_opens,
+            self.human_clicks,
+            self.human_clickers,
+            self.unsubscribes,
+            self.complaints,
+        ]
+    }
+
+    /// The cell indexes (offset by `base`) of the figures hidden here.
+    fn hidden_cells(&self, base: usize) -> Vec<usize> {
+        self.figures().iter().enumerate().filter(|(_, f)| f.is_hidden()).map(|(i, _)| base + i).collect()
+    }
+}
+
+/// How a source's figures are shown on the other pages that show them too (the comparison of
+/// the range and of the period before): its drill-down hides at least as much, so that no page
+/// gives away a figure another one withholds (a figure withheld there to protect a small one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Elsewhere {
+    pub current: Option<Shown>,
+    pub previous: Option<Shown>,
+}
+
+impl Elsewhere {
+    fn hidden(shown: Option<&Shown>, base: usize) -> Vec<usize> {
+        shown.map(|s| s.hidden_cells(base)).unwrap_or_default()
+    }
+}
+
 fn shown_at(f: &[Figure], base: usize) -> Shown {
     let g = |i: usize| f.get(base + i).copied().unwrap_or(Figure::Withheld);
     Shown {
@@ -303,7 +343,14 @@ fn shown_at(f: &[Figure], base: usize) -> Shown {
 
 /// A table of several [`Totals`] and a total row they add up to, suppressed together: row `i`'s
 /// cells are at `(i + 1) × PER_TOTALS`, the total's at 0.
-fn suppress_rows(reader: Reader, total: &Totals, rows: &[Totals], rows_sum_to_total: bool) -> (Shown, Vec<Shown>) {
+/// `forced`: cells hidden from the start (see [`suppress_forcing`]).
+fn suppress_rows(
+    reader: Reader,
+    total: &Totals,
+    rows: &[Totals],
+    rows_sum_to_total: bool,
+    forced: &[usize],
+) -> (Shown, Vec<Shown>) {
     let mut all: Vec<Cell> = Vec::with_capacity((rows.len() + 1) * PER_TOTALS);
     let mut sums = Vec::new();
     for (i, t) in std::iter::once(total).chain(rows.iter()).enumerate() {
@@ -318,8 +365,16 @@ fn suppress_rows(reader: Reader, total: &Totals, rows: &[Totals], rows_sum_to_to
     }
     // Where "sent" and its outcomes would pin a small one, "sent" goes: delivered matters more.
     let sent: Vec<usize> = (0..=rows.len()).map(|i| i * PER_TOTALS).collect();
-    let f = suppress_preferring(reader, &all, &sums, &sent);
+    let f = suppress_forcing(reader, &all, &sums, &sent, forced);
     (shown_at(&f, 0), (1..=rows.len()).map(|i| shown_at(&f, i * PER_TOTALS)).collect())
+}
+
+/// The comparison table's figures: the rows' total (complaints are not attributed to a message,
+/// so not part of it) and each row, suppressed together.
+pub fn compared(reader: Reader, total: &Totals, rows: &[Totals]) -> (Shown, Vec<Shown>) {
+    let mut total = *total;
+    total.complaints = 0;
+    suppress_rows(reader, &total, rows, true, &[])
 }
 
 /// `num ÷ den` when both are shown and the denominator is not zero.
@@ -509,6 +564,17 @@ pub struct OverviewCounts {
 
 impl Overview {
     pub fn build(reader: Reader, range: ReportRange, time_zone: String, c: &OverviewCounts) -> Overview {
+        Overview::build_hiding(reader, range, time_zone, c, &Elsewhere::default())
+    }
+
+    /// [`Overview::build`] of figures that other pages show too, hiding at least what they hide.
+    pub fn build_hiding(
+        reader: Reader,
+        range: ReportRange,
+        time_zone: String,
+        c: &OverviewCounts,
+        elsewhere: &Elsewhere,
+    ) -> Overview {
         // One table, so that what one part of the page hides no other part gives away: the
         // headline cells, then each series line's buckets, which add up to its headline figure.
         let n = c.buckets.len();
@@ -541,11 +607,12 @@ impl Overview {
             .map(Cell::people),
         );
         sums.push(Sum { total: 2, parts: vec![d0, d0 + 1, d0 + 2] });
-        let f = suppress_preferring(reader, &all, &sums, &[0]);
+        let f = suppress_forcing(reader, &all, &sums, &[0], &Elsewhere::hidden(elsewhere.current.as_ref(), 0));
         let at = |i: usize| f.get(i).copied().unwrap_or(Figure::Withheld);
         let current = shown_at(&f, 0);
         let line = |k: usize, i: usize| f.get(PER_TOTALS + k * n + i).copied().unwrap_or(Figure::Withheld);
-        let (previous, _) = suppress_rows(reader, &c.previous, &[], false);
+        let (previous, _) =
+            suppress_rows(reader, &c.previous, &[], false, &Elsewhere::hidden(elsewhere.previous.as_ref(), 0));
         let figures = Metric::ALL
             .iter()
             .map(|&m| {
@@ -753,11 +820,8 @@ impl Comparison {
         total: &Totals,
         rows: Vec<ComparisonInput>,
     ) -> Comparison {
-        let mut total = *total;
-        // Complaints are not attributed to a message: not part of the rows' sum.
-        total.complaints = 0;
         let totals: Vec<Totals> = rows.iter().map(|r| r.totals).collect();
-        let (total, shown) = suppress_rows(reader, &total, &totals, true);
+        let (total, shown) = compared(reader, total, &totals);
         Comparison {
             range,
             time_zone,
@@ -1089,8 +1153,9 @@ impl Drill {
         range: ReportRange,
         time_zone: String,
         c: &DrillCounts,
+        elsewhere: &Elsewhere,
     ) -> Drill {
-        let mut overview = Overview::build(reader, range, time_zone, &c.overview);
+        let mut overview = Overview::build_hiding(reader, range, time_zone, &c.overview, elsewhere);
         // The heatmap decomposes the range's human opens too: suppressed together with them so
         // neither gives the other away (a cell is one local hour when the range is short).
         let n = c.overview.buckets.len();
@@ -1114,7 +1179,15 @@ impl Drill {
                 sums.push(Sum { total: 1 + i, parts });
             }
         }
-        let f = suppress_preferring(reader, &cells, &sums, &[]);
+        // The human opens and buckets the overview hides stay hidden here.
+        let mut forced: Vec<usize> = Vec::new();
+        if overview.figure(Metric::HumanOpeners).is_some_and(|f| f.current.number().is_none()) {
+            forced.push(0);
+        }
+        forced.extend(
+            overview.series.iter().enumerate().filter(|(_, p)| p.human_openers.is_hidden()).map(|(i, _)| 1 + i),
+        );
+        let f = suppress_forcing(reader, &cells, &sums, &[], &forced);
         // Keep the overview's own hiding, and add what the heatmap needs hidden.
         if f[0].is_hidden()
             && let Some(h) = overview.figures.iter_mut().find(|h| h.metric == Metric::HumanOpeners)
@@ -1129,11 +1202,32 @@ impl Drill {
         }
         let heatmap = (0..7).map(|d| (0..24).map(|h| f[heat0 + d * 24 + h]).collect()).collect();
 
-        // Since the send: buckets of first opens and clicks, against delivered ever.
+        // What the overview withholds (beyond small cells), which the tables below decompose too.
+        let withheld: Vec<Metric> =
+            overview.figures.iter().filter(|f| f.current == Value::Count(Figure::Withheld)).map(|f| f.metric).collect();
+        let withheld = |m: Metric| withheld.contains(&m);
+        // Since the send: buckets of first opens and clicks, against delivered ever. These cover
+        // the source's whole life, which may be the range: a figure the overview withholds is
+        // withheld here too, and where it is the sum of buckets (people who opened, who
+        // clicked), that sum is a hidden total the buckets must not add up to.
         let mut cells = vec![Cell::people(c.delivered_ever)];
         cells.extend(c.since_openers.iter().map(|&v| Cell::people(v)));
         cells.extend(c.since_clickers.iter().map(|&v| Cell::people(v)));
-        let f = suppress(reader, &cells, &[]);
+        let mut forced = Vec::new();
+        let mut sums = Vec::new();
+        if withheld(Metric::Delivered) {
+            forced.push(0);
+        }
+        for (m, first) in [(Metric::HumanOpeners, 1), (Metric::HumanClickers, 1 + 9)] {
+            if withheld(m) {
+                let parts = (first..first + 9).collect::<Vec<_>>();
+                let total = parts.iter().filter_map(|&i| cells.get(i)).map(|c| c.value).sum();
+                forced.push(cells.len());
+                sums.push(Sum { total: cells.len(), parts });
+                cells.push(Cell::people(total));
+            }
+        }
+        let f = suppress_forcing(reader, &cells, &sums, &[], &forced);
         let mut cumulative = Some(0u64);
         let delivered = f[0].shown().filter(|&d| d > 0);
         let since = SINCE_BUCKETS
@@ -1153,9 +1247,20 @@ impl Drill {
                 }
             })
             .collect();
-        let cells: Vec<Cell> =
+        // Links: every human click is on one link, so the links' clicks add up to the source's
+        // (over its life): withheld by the overview, that total is hidden here too.
+        let mut cells: Vec<Cell> =
             c.links.iter().flat_map(|l| [Cell::events(l.2, l.3), Cell::people(l.3), Cell::events(l.4, l.4)]).collect();
-        let f = suppress(reader, &cells, &[]);
+        let (mut forced, mut sums) = (Vec::new(), Vec::new());
+        if withheld(Metric::HumanClicks) && !c.links.is_empty() {
+            let parts: Vec<usize> = (0..c.links.len()).map(|i| 3 * i).collect();
+            let clicks = c.links.iter().map(|l| l.2).sum();
+            let people = c.links.iter().map(|l| l.3).sum();
+            forced.push(cells.len());
+            sums.push(Sum { total: cells.len(), parts });
+            cells.push(Cell::events(clicks, people));
+        }
+        let f = suppress_forcing(reader, &cells, &sums, &[], &forced);
         let mut links: Vec<LinkFigure> = c
             .links
             .iter()

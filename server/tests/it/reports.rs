@@ -518,6 +518,70 @@ async fn an_analyst_sees_small_cells_hidden_with_complementary_suppression_in_pa
         "95 − 40 − 52 would give the 3: one more is withheld: {c}"
     );
     assert!(!c.to_string().contains("cells.test"), "no address in a report");
+    // The withheld sibling's own drill-down, page and CSV, withholds it too (with what adds up to
+    // it): otherwise 95 − its delivered − the other's would give the 3 away across pages.
+    let (sibling, other) = if hidden(&row("Flu shots")["delivered"]) { (1, 2) } else { (2, 1) };
+    let of = |i: usize| {
+        let id = ids[i].to_string();
+        [
+            ("kind", "campaign".to_string()),
+            ("id", id),
+            ("step", String::new()),
+            ("from", "2026-11-01".into()),
+            ("to", "2026-11-30".into()),
+        ]
+    };
+    let args = of(sibling);
+    let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, d) = analyst.call("report_drill", &args).await;
+    assert_eq!(status, 200, "{d}");
+    let headline = |d: &serde_json::Value, m: &str| {
+        d["overview"]["figures"].as_array().unwrap().iter().find(|f| f["metric"] == m).unwrap()["current"]["value"]
+            .clone()
+    };
+    assert!(
+        hidden(&headline(&d, "delivered")),
+        "the sibling withheld in the comparison is withheld in its drill-down: {}",
+        headline(&d, "delivered")
+    );
+    let series: Vec<&serde_json::Value> =
+        d["overview"]["series"].as_array().unwrap().iter().map(|p| &p["delivered"]).collect();
+    assert!(series.iter().any(|f| hidden(f)), "its days do not add up to it: {series:?}");
+    // Its curve's shares (opened ÷ delivered) would give the delivered figure back too.
+    let shares: Vec<&serde_json::Value> = d["since"].as_array().unwrap().iter().map(|p| &p["opened_share"]).collect();
+    assert!(shares.len() == 9 && shares.iter().all(|s| s.is_null()), "{shares:?}");
+    let r = analyst
+        .get(&format!(
+            "/reports/export/source.csv?kind=campaign&step=&from=2026-11-01&to=2026-11-30&id={}",
+            ids[sibling]
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let total = if sibling == 1 { "40" } else { "52" };
+    assert!(r.body.contains("headline,Delivered,hidden,"), "{}", r.body);
+    assert!(
+        !r.body.lines().any(|l| l.starts_with("headline,Delivered,") && l.contains(&format!(",{total},"))),
+        "{}",
+        r.body
+    );
+    // The other one is shown, and an administrator (who may read contacts) sees every figure.
+    let args = of(other);
+    let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, d) = analyst.call("report_drill", &args).await;
+    assert_eq!(headline(&d, "delivered")["shown"], "exact", "{}", headline(&d, "delivered"));
+    let full = service::reports::drill(
+        svc,
+        &Actor::system(org, "test"),
+        domain::reports::SourceRef {
+            kind: domain::reports::SourceKind::Campaign,
+            id: ids[sibling],
+            step_id: String::new(),
+        },
+        ReportRange::parse("2026-11-01", "2026-11-30").unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(full.overview.figure(Metric::Delivered).unwrap().current, Value::Count(Figure::Exact(40 | 52))));
     // The provider breakdown of "Flu shots": the 3 Microsoft recipients are "<11", and another
     // row is withheld so that 40 − 20 − 17 gives nothing away; in the page and the CSV.
     let drill_of = |id: Uuid| {
@@ -649,7 +713,7 @@ async fn an_analyst_sees_small_cells_hidden_with_complementary_suppression_in_pa
     .await
     .unwrap()
     .unwrap();
-    assert_eq!(n, 5, "comparison, two drill-down and two overview exports");
+    assert_eq!(n, 6, "comparison, three drill-down and two overview exports");
     app.stop().await;
 }
 

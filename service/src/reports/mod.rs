@@ -28,8 +28,8 @@ use domain::audit::AuditAction;
 use domain::breakdowns::{Breakdown, Dimension, SplitCounts};
 use domain::disclosure::Reader;
 use domain::reports::{
-    Bucket, Comparison, ComparisonInput, Curves, Drill, DrillCounts, Overview, OverviewCounts, ReportRange,
-    ReportSetup, SINCE_BUCKETS, SourceKind, SourceRef, Totals, since_bucket,
+    Bucket, Comparison, ComparisonInput, Curves, Drill, DrillCounts, Elsewhere, Overview, OverviewCounts, ReportRange,
+    ReportSetup, SINCE_BUCKETS, Shown, SourceKind, SourceRef, Totals, since_bucket,
 };
 use domain::sequences::SequenceDefinition;
 use sea_orm::{ConnectionTrait, FromQueryResult, TransactionTrait};
@@ -558,6 +558,30 @@ async fn source_exists<C: ConnectionTrait>(conn: &C, org: Uuid, s: &SourceRef) -
     Ok(db::scalar::<bool, _>(conn, sql, [org.into(), s.id.into()]).await?.unwrap_or(false))
 }
 
+/// How the comparison of `range` shows `source` to `reader` (None for readers who see every
+/// figure, or when the source has no row there).
+async fn as_compared<C: ConnectionTrait>(
+    conn: &C,
+    org: Uuid,
+    reader: Reader,
+    range: ReportRange,
+    source: &SourceRef,
+) -> ServiceResult<Option<Shown>> {
+    if reader == Reader::Full {
+        return Ok(None);
+    }
+    let sources = source_totals(conn, org, range).await?;
+    let Some(at) = sources.iter().position(|(kind, id, step, _)| {
+        *kind == source.kind && *id == source.id && step.as_str() == source.step_id.as_str()
+    }) else {
+        return Ok(None);
+    };
+    let total = sum_of(sources.iter().map(|s| &s.3));
+    let rows: Vec<Totals> = sources.into_iter().map(|s| s.3).collect();
+    let (_, shown) = domain::reports::compared(reader, &total, &rows);
+    Ok(shown.into_iter().nth(at))
+}
+
 /// The drill-down of one campaign or sequence email over `range`.
 pub async fn drill(svc: &Services, actor: &Actor, source: SourceRef, range: ReportRange) -> ServiceResult<Drill> {
     actor.require(Permission::ReportsRead)?;
@@ -663,7 +687,15 @@ pub async fn drill(svc: &Services, actor: &Actor, source: SourceRef, range: Repo
     let names = source_names(conn, org, &[(source.kind, source.id, source.step_id.clone(), Totals::default())]).await?;
     let (name, href) = names.of(source.kind, source.id, &source.step_id);
     let source_key = source.clone();
-    let mut d = Drill::build(reader(actor), source, name, href, range, time_zone(conn, org).await?, &c);
+    // The comparison tables of the range and of the period before show this source's figures
+    // too, some withheld there to protect another source's small ones: hidden here as well.
+    let (current, previous) = futures::future::try_join(
+        as_compared(conn, org, reader(actor), range, &source_key),
+        as_compared(conn, org, reader(actor), range.previous(), &source_key),
+    )
+    .await?;
+    let elsewhere = Elsewhere { current, previous };
+    let mut d = Drill::build(reader(actor), source, name, href, range, time_zone(conn, org).await?, &c, &elsewhere);
     let hidden = Breakdown::hidden_totals(&d.overview);
     for dim in [Dimension::Provider, Dimension::Client, Dimension::Segment, Dimension::List] {
         let rows = split_counts(conn, org, range, Some(&source_key), dim).await?;
