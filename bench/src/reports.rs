@@ -216,7 +216,14 @@ pub async fn run(a: ReportsArgs) -> Result<()> {
     if a.reference {
         for lanes in [1, service::reports::rollup::LANES] {
             anyhow::ensure!(service::reports::rollup::rebuild(&svc, oid).await?, "the rollup was busy");
-            for table in ["report_pending", "report_first", "report_hour", "report_org_hour", "report_split"] {
+            for table in [
+                "report_pending",
+                "report_first",
+                "report_hour",
+                "report_source_day",
+                "report_org_hour",
+                "report_split",
+            ] {
                 exec(&svc, &format!("VACUUM ANALYZE {table}")).await?;
             }
             exec(&svc, "CHECKPOINT").await?;
@@ -238,6 +245,7 @@ pub async fn run(a: ReportsArgs) -> Result<()> {
     service::reports::rollup::tidy(&svc, &service::reports::rollup::RollupRun { facts, ..Default::default() }).await?;
     eprintln!("queue vacuumed in {:.1} s", started.elapsed().as_secs_f64());
     exec(&svc, "VACUUM ANALYZE report_hour").await?;
+    exec(&svc, "VACUUM ANALYZE report_source_day").await?;
     exec(&svc, "VACUUM ANALYZE report_org_hour").await?;
     exec(&svc, "VACUUM ANALYZE report_since").await?;
     exec(&svc, "VACUUM ANALYZE report_link").await?;

@@ -32,6 +32,7 @@ mod m20261231_000001_report_rollups;
 mod m20261231_000002_monthly_partitions;
 mod m20261231_000003_report_breakdowns;
 mod m20261231_000004_report_capture_sources;
+mod m20261231_000005_report_source_day;
 
 pub struct Migrator;
 
@@ -68,6 +69,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261231_000002_monthly_partitions::Migration),
             Box::new(m20261231_000003_report_breakdowns::Migration),
             Box::new(m20261231_000004_report_capture_sources::Migration),
+            Box::new(m20261231_000005_report_source_day::Migration),
         ]
     }
 }
@@ -103,6 +105,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20261231_000002_monthly_partitions.sql"),
     include_str!("m20261231_000003_report_breakdowns.sql"),
     include_str!("m20261231_000004_report_capture_sources.sql"),
+    include_str!("m20261231_000005_report_source_day.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.

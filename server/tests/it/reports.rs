@@ -68,6 +68,26 @@ async fn assert_rollup_equals_raw(svc: &service::Services, org: Uuid, what: &str
         panic!("{what}: rollup per source differs from raw\nmissing/different: {diff:#?}\nrolled up: {extra:#?}");
     }
     assert_eq!(orgs, want_orgs, "{what}: rollup per organisation differs from raw");
+    // A source's days (what the comparison reads) are its hours summed by local day.
+    let cols = "sent, delivered, bounced, failed, human_openers, machine_opens, machine_openers, human_clicks, \
+                human_clickers, machine_clicks, unsubscribes, bounced_hard, bounced_soft, bounced_policy, deferrals";
+    let sums = cols.split(", ").map(|c| format!("sum({c})::int8 AS {c}")).collect::<Vec<_>>().join(", ");
+    let nonzero = cols.split(", ").map(|c| format!("{c} <> 0")).collect::<Vec<_>>().join(" OR ");
+    let differing: i64 = service::db::scalar(
+        svc.db(),
+        &format!(
+            "WITH h AS (SELECT * FROM (SELECT hour::date AS day, source_kind, source_id, step_id, {sums} FROM report_hour
+                        WHERE organisation_id = $1 GROUP BY 1, 2, 3, 4) x WHERE {nonzero}),
+                  d AS (SELECT day, source_kind, source_id, step_id, {cols} FROM report_source_day
+                        WHERE organisation_id = $1 AND ({nonzero}))
+             SELECT count(*) FROM ((SELECT * FROM h EXCEPT ALL SELECT * FROM d) UNION ALL (SELECT * FROM d EXCEPT ALL SELECT * FROM h)) x"
+        ),
+        [org.into()],
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(differing, 0, "{what}: a source's days are its hours");
     let (since, links) = raw::rolled_up_since_and_links(svc.db(), org).await.unwrap();
     assert_eq!(since, raw::since(svc.db(), org).await.unwrap(), "{what}: opens and clicks since the send");
     assert_eq!(links, raw::links(svc.db(), org).await.unwrap(), "{what}: clicks per link");

@@ -354,16 +354,16 @@ pub async fn source_totals<C: ConnectionTrait>(
     org: Uuid,
     range: ReportRange,
 ) -> ServiceResult<Vec<(SourceKind, Uuid, String, Totals)>> {
-    let (start, end) = range.hours();
+    // The range's local days (a source's hours summed by day: 24 times fewer rows to read).
     let rows: Vec<SumRow> = db::all_as(
         conn,
         &format!(
             "SELECT source_kind, source_id, step_id, NULL::timestamp AS bucket, {SUMS}, 0::int8 AS complaints,
                 0::int8 AS suppressed_unsubscribed, 0::int8 AS suppressed_hard_bounce, 0::int8 AS suppressed_manual
-             FROM report_hour WHERE organisation_id = $1 AND hour >= $2 AND hour < $3
+             FROM report_source_day WHERE organisation_id = $1 AND day >= $2 AND day <= $3
              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
         ),
-        [org.into(), start.into(), end.into()],
+        [org.into(), range.from.into(), range.to.into()],
     )
     .await?;
     Ok(rows

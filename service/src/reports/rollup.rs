@@ -1,6 +1,7 @@
 //! The report rollup: facts captured by triggers into `report_pending` (engagement events,
 //! delivery outcomes, suppressions; see migration m20261231_000001) become hourly aggregates in
-//! `report_hour` (per source) and `report_org_hour` (per organisation).
+//! `report_hour` (per source; by local day too, in `report_source_day`) and `report_org_hour` (per
+//! organisation).
 //!
 //! Invariants:
 //! - Exactly once: a batch deletes the pending rows it reads and adds their counts in the same
@@ -147,7 +148,15 @@ pub async fn rebuild(svc: &Services, org: Uuid) -> ServiceResult<bool> {
     if !db::scalar::<bool, _>(&txn, "SELECT pg_try_advisory_xact_lock($1)", [LOCK.into()]).await?.unwrap_or(false) {
         return Ok(false);
     }
-    for table in ["report_hour", "report_org_hour", "report_first", "report_since", "report_link", "report_split"] {
+    for table in [
+        "report_hour",
+        "report_source_day",
+        "report_org_hour",
+        "report_first",
+        "report_since",
+        "report_link",
+        "report_split",
+    ] {
         db::exec(&txn, &format!("DELETE FROM {table} WHERE organisation_id = $1"), [org.into()]).await?;
     }
     // One statement, one snapshot: a fact committed after it has its pending row kept (not
@@ -508,12 +517,24 @@ async fn roll<C: ConnectionTrait>(conn: &C, lane: i64, lanes: i64, first: i64, l
         [],
     )
     .await?;
+    // Each source's days: its hours summed by local day (a few rows per source in a batch).
+    db::exec(
+        conn,
+        &format!(
+            "CREATE TEMP TABLE report_source_day_delta ON COMMIT DROP AS
+             SELECT organisation_id, hour::date AS day, source_kind, source_id, step_id, {}
+             FROM report_hour_delta WHERE source_kind > 0 GROUP BY 1, 2, 3, 4, 5",
+            sums(COLS)
+        ),
+        [],
+    )
+    .await?;
     split(conn).await?;
     merge(conn, COLS, &org_cols).await?;
     db::exec(
         conn,
         "DROP TABLE report_batch, report_moved, report_since_delta, report_link_delta,
-            report_hour_delta, report_org_hour_delta, report_split_delta",
+            report_hour_delta, report_source_day_delta, report_org_hour_delta, report_split_delta",
         [],
     )
     .await?;
@@ -548,6 +569,7 @@ async fn merge<C: ConnectionTrait>(conn: &C, cols: &str, org_cols: &str) -> Serv
             "human_clicks, human_clickers, machine_clicks",
         ),
         upsert("report_hour", "organisation_id, hour, source_kind, source_id, step_id", cols),
+        upsert("report_source_day", "organisation_id, day, source_kind, source_id, step_id", cols),
         upsert("report_org_hour", "organisation_id, hour", org_cols),
         upsert(
             "report_split",

@@ -1,0 +1,39 @@
+-- Each source's figures per local day, beside its hours. The comparison (every source's totals
+-- in a range) and a drill-down's check of how the comparison shows its source summed a source's
+-- hours: a 90-day range read ~700,000 rows of `report_hour` at ten million events (about 150 ms).
+-- A day is 24 times fewer rows. The rollup keeps both from the same staged hours, so a day is
+-- always its hours' sum (the reports test checks it against the raw events).
+CREATE TABLE report_source_day (
+    organisation_id uuid NOT NULL,
+    day             date NOT NULL,
+    source_kind     smallint NOT NULL CHECK (source_kind IN (1, 2, 3)),
+    source_id       uuid NOT NULL,
+    step_id         text NOT NULL DEFAULT '',
+    sent            bigint NOT NULL DEFAULT 0,
+    delivered       bigint NOT NULL DEFAULT 0,
+    bounced         bigint NOT NULL DEFAULT 0,
+    failed          bigint NOT NULL DEFAULT 0,
+    human_openers   bigint NOT NULL DEFAULT 0,
+    machine_opens   bigint NOT NULL DEFAULT 0,
+    machine_openers bigint NOT NULL DEFAULT 0,
+    human_clicks    bigint NOT NULL DEFAULT 0,
+    human_clickers  bigint NOT NULL DEFAULT 0,
+    machine_clicks  bigint NOT NULL DEFAULT 0,
+    unsubscribes    bigint NOT NULL DEFAULT 0,
+    bounced_hard    bigint NOT NULL DEFAULT 0,
+    bounced_soft    bigint NOT NULL DEFAULT 0,
+    bounced_policy  bigint NOT NULL DEFAULT 0,
+    deferrals       bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (organisation_id, day, source_kind, source_id, step_id)
+);
+
+-- The days of the hours rolled up so far (under the rollup's lock, so no batch adds hours
+-- meanwhile).
+SELECT pg_advisory_xact_lock(x'7265706f72740001'::int8);
+INSERT INTO report_source_day (organisation_id, day, source_kind, source_id, step_id, sent, delivered, bounced, failed,
+    human_openers, machine_opens, machine_openers, human_clicks, human_clickers, machine_clicks, unsubscribes,
+    bounced_hard, bounced_soft, bounced_policy, deferrals)
+SELECT organisation_id, hour::date, source_kind, source_id, step_id, sum(sent), sum(delivered), sum(bounced), sum(failed),
+    sum(human_openers), sum(machine_opens), sum(machine_openers), sum(human_clicks), sum(human_clickers), sum(machine_clicks),
+    sum(unsubscribes), sum(bounced_hard), sum(bounced_soft), sum(bounced_policy), sum(deferrals)
+FROM report_hour GROUP BY 1, 2, 3, 4, 5;
