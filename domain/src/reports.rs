@@ -1142,6 +1142,8 @@ pub struct DrillCounts {
     pub links: Vec<(i32, String, u64, u64, u64)>,
     /// human_openers by [weekday Monday=0][hour].
     pub heatmap: [[u64; 24]; 7],
+    /// How the comparison shows the source's figures of the range and of the period before.
+    pub elsewhere: Elsewhere,
 }
 
 impl Drill {
@@ -1153,9 +1155,8 @@ impl Drill {
         range: ReportRange,
         time_zone: String,
         c: &DrillCounts,
-        elsewhere: &Elsewhere,
     ) -> Drill {
-        let mut overview = Overview::build_hiding(reader, range, time_zone, &c.overview, elsewhere);
+        let mut overview = Overview::build_hiding(reader, range, time_zone, &c.overview, &c.elsewhere);
         // The heatmap decomposes the range's human opens too: suppressed together with them so
         // neither gives the other away (a cell is one local hour when the range is short).
         let n = c.overview.buckets.len();

@@ -694,8 +694,8 @@ pub async fn drill(svc: &Services, actor: &Actor, source: SourceRef, range: Repo
         as_compared(conn, org, reader(actor), range.previous(), &source_key),
     )
     .await?;
-    let elsewhere = Elsewhere { current, previous };
-    let mut d = Drill::build(reader(actor), source, name, href, range, time_zone(conn, org).await?, &c, &elsewhere);
+    c.elsewhere = Elsewhere { current, previous };
+    let mut d = Drill::build(reader(actor), source, name, href, range, time_zone(conn, org).await?, &c);
     let hidden = Breakdown::hidden_totals(&d.overview);
     for dim in [Dimension::Provider, Dimension::Client, Dimension::Segment, Dimension::List] {
         let rows = split_counts(conn, org, range, Some(&source_key), dim).await?;
