@@ -67,6 +67,7 @@ entities!(
     report_org_hour,
     report_pending,
     report_since,
+    report_source_day,
     report_split,
     root_key_state,
     segment,

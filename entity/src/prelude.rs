@@ -43,6 +43,7 @@ pub use super::report_link::Entity as ReportLink;
 pub use super::report_org_hour::Entity as ReportOrgHour;
 pub use super::report_pending::Entity as ReportPending;
 pub use super::report_since::Entity as ReportSince;
+pub use super::report_source_day::Entity as ReportSourceDay;
 pub use super::root_key_state::Entity as RootKeyState;
 pub use super::segment::Entity as Segment;
 pub use super::segment_count_budget::Entity as SegmentCountBudget;
