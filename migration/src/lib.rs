@@ -33,6 +33,7 @@ mod m20261231_000002_monthly_partitions;
 mod m20261231_000003_report_breakdowns;
 mod m20261231_000004_report_capture_sources;
 mod m20261231_000005_report_source_day;
+mod m20261231_000006_report_first_index;
 
 pub struct Migrator;
 
@@ -70,6 +71,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261231_000003_report_breakdowns::Migration),
             Box::new(m20261231_000004_report_capture_sources::Migration),
             Box::new(m20261231_000005_report_source_day::Migration),
+            Box::new(m20261231_000006_report_first_index::Migration),
         ]
     }
 }
@@ -106,6 +108,7 @@ pub const SQL: &[&str] = &[
     include_str!("m20261231_000003_report_breakdowns.sql"),
     include_str!("m20261231_000004_report_capture_sources.sql"),
     include_str!("m20261231_000005_report_source_day.sql"),
+    include_str!("m20261231_000006_report_first_index.sql"),
 ];
 
 /// A short fingerprint of the schema history: changes whenever a migration is added or edited.
