@@ -126,6 +126,11 @@ enum Command {
         /// Then time the rollup of the same (rebuilt) queue in one lane and in all lanes.
         #[arg(long)]
         reference: bool,
+        /// Then rebuild the queue and catch it up once per size listed (all lanes), alternating
+        /// as given (e.g. 200000,100000,200000,100000): batch sizes compared in one run, each
+        /// size's median rate printed.
+        #[arg(long, value_delimiter = ',')]
+        compare_batches: Vec<i64>,
         #[arg(long)]
         server_bin: std::path::PathBuf,
     },
@@ -755,10 +760,13 @@ async fn main() -> Result<()> {
             })
             .await
         }
-        Command::Reports { events, campaigns, sequences, requests, batch, reference, server_bin } => {
+        Command::Reports { events, campaigns, sequences, requests, batch, reference, compare_batches, server_bin } => {
             anyhow::ensure!(
-                events > 0 && (1..=1000).contains(&campaigns) && sequences <= 100 && (1..=10_000_000).contains(&batch),
-                "--events > 0, --campaigns 1..1000, --sequences 0..100, --batch 1..10000000"
+                events > 0
+                    && (1..=1000).contains(&campaigns)
+                    && sequences <= 100
+                    && std::iter::once(&batch).chain(&compare_batches).all(|b| (1..=10_000_000).contains(b)),
+                "--events > 0, --campaigns 1..1000, --sequences 0..100, --batch and --compare-batches 1..10000000"
             );
             reports::run(reports::ReportsArgs {
                 url: cli.database_url.clone().context("--database-url is required")?,
@@ -769,6 +777,7 @@ async fn main() -> Result<()> {
                 requests,
                 batch,
                 reference,
+                compare_batches,
             })
             .await
         }

@@ -27,6 +27,8 @@ pub struct ReportsArgs {
     /// Then rebuild the rollups twice, catching up in one lane and in all of them, the same
     /// queue timed both ways.
     pub reference: bool,
+    /// Then rebuild and catch up once per size listed, in that order (all lanes).
+    pub compare_batches: Vec<i64>,
 }
 
 /// Publish `n` three-email sequences the way the app does (a sending domain marked verified, a
@@ -219,6 +221,33 @@ pub async fn run(a: ReportsArgs) -> Result<()> {
     // The reference: the organisation's facts re-queued by a rebuild, rolled up in one lane, then
     // again in all lanes (each after the rebuild's deletions are vacuumed away).
     let mut reference = String::new();
+    // Batch sizes compared on the same rebuilt queue, alternating as listed so that a slow spell
+    // of a shared machine falls on both: each size's median rate.
+    let mut by_size: std::collections::BTreeMap<i64, Vec<f64>> = Default::default();
+    for &b in &a.compare_batches {
+        anyhow::ensure!(service::reports::rollup::rebuild(&svc, oid).await?, "the rollup was busy");
+        for table in
+            ["report_pending", "report_first", "report_hour", "report_source_day", "report_org_hour", "report_split"]
+        {
+            exec(&svc, &format!("VACUUM ANALYZE {table}")).await?;
+        }
+        exec(&svc, "CHECKPOINT").await?;
+        let started = Instant::now();
+        let r = service::reports::rollup::catch_up(&svc, b).await?;
+        let secs = started.elapsed().as_secs_f64();
+        let rate = r.facts as f64 / secs.max(1e-3);
+        eprintln!("rebuilt queue, batches of {b}: {} facts in {secs:.1} s ({rate:.0}/s)", r.facts);
+        by_size.entry(b).or_default().push(rate);
+    }
+    for (b, mut rates) in by_size {
+        rates.sort_by(f64::total_cmp);
+        let median = if rates.len() % 2 == 1 {
+            rates[rates.len() / 2]
+        } else {
+            (rates[rates.len() / 2 - 1] + rates[rates.len() / 2]) / 2.0
+        };
+        reference.push_str(&format!(" batch{b}_median_per_s={median:.0}"));
+    }
     if a.reference {
         for lanes in [1, service::reports::rollup::LANES] {
             anyhow::ensure!(service::reports::rollup::rebuild(&svc, oid).await?, "the rollup was busy");
