@@ -103,6 +103,20 @@ async fn sequences(
 
 const PASSWORD: &str = "bench reports password 2026";
 
+/// Clear the organisation's rollups and queue its raw facts again (a rebuild), then vacuum away
+/// the rebuild's deletions and checkpoint, so that each timed catch-up of the same queue starts
+/// alike.
+async fn requeue(svc: &service::Services, oid: Uuid) -> Result<()> {
+    anyhow::ensure!(service::reports::rollup::rebuild(svc, oid).await?, "the rollup was busy");
+    for table in
+        ["report_pending", "report_first", "report_hour", "report_source_day", "report_org_hour", "report_split"]
+    {
+        exec(svc, &format!("VACUUM ANALYZE {table}")).await?;
+    }
+    exec(svc, "CHECKPOINT").await?;
+    Ok(())
+}
+
 async fn exec(svc: &service::Services, sql: &str) -> Result<u64> {
     Ok(service::db::exec(svc.db(), sql, []).await?)
 }
@@ -218,20 +232,12 @@ pub async fn run(a: ReportsArgs) -> Result<()> {
         .await?,
     );
     anyhow::ensure!(rolled == raw, "sequence emails rolled up {rolled:?}, sent {raw:?}");
-    // The reference: the organisation's facts re-queued by a rebuild, rolled up in one lane, then
-    // again in all lanes (each after the rebuild's deletions are vacuumed away).
     let mut reference = String::new();
     // Batch sizes compared on the same rebuilt queue, alternating as listed so that a slow spell
     // of a shared machine falls on both: each size's median rate.
     let mut by_size: std::collections::BTreeMap<i64, Vec<f64>> = Default::default();
     for &b in &a.compare_batches {
-        anyhow::ensure!(service::reports::rollup::rebuild(&svc, oid).await?, "the rollup was busy");
-        for table in
-            ["report_pending", "report_first", "report_hour", "report_source_day", "report_org_hour", "report_split"]
-        {
-            exec(&svc, &format!("VACUUM ANALYZE {table}")).await?;
-        }
-        exec(&svc, "CHECKPOINT").await?;
+        requeue(&svc, oid).await?;
         let started = Instant::now();
         let r = service::reports::rollup::catch_up(&svc, b).await?;
         let secs = started.elapsed().as_secs_f64();
@@ -248,20 +254,11 @@ pub async fn run(a: ReportsArgs) -> Result<()> {
         };
         reference.push_str(&format!(" batch{b}_median_per_s={median:.0}"));
     }
+    // The reference: the organisation's facts re-queued, rolled up in one lane, then again in all
+    // lanes.
     if a.reference {
         for lanes in [1, service::reports::rollup::LANES] {
-            anyhow::ensure!(service::reports::rollup::rebuild(&svc, oid).await?, "the rollup was busy");
-            for table in [
-                "report_pending",
-                "report_first",
-                "report_hour",
-                "report_source_day",
-                "report_org_hour",
-                "report_split",
-            ] {
-                exec(&svc, &format!("VACUUM ANALYZE {table}")).await?;
-            }
-            exec(&svc, "CHECKPOINT").await?;
+            requeue(&svc, oid).await?;
             let started = Instant::now();
             let r = if lanes == 1 {
                 service::reports::rollup::catch_up_one_lane(&svc, a.batch).await?

@@ -51,7 +51,7 @@ const LANE: i64 = 0x7265_706f_7274_0100;
 /// temporary tables' statistics, the merge's upserts, whose rows grow more slowly than the batch)
 /// are spread over more facts: on the same rebuilt queue of a 2M-event bench, alternating sizes
 /// in one run (`scripts/bench reports --compare-batches …`), 200,000 caught up ~6% faster than
-/// 100,000 (median of 8 runs each).
+/// 100,000 (median of 8 runs each); ~2% in a pair at 10M events.
 pub const BATCH: i64 = 200_000;
 /// Lanes rolled up side by side. Two keep both cores of a small database server busy: a batch's
 /// work is one PostgreSQL backend's, and all but the merge of its aggregates runs in parallel.
